@@ -1,0 +1,147 @@
+"""The two compute backends behind one call, and what this build and machine can run.
+
+Both backends compute the same function (see cuda/cufes.h):
+    out[m] = log sum_j exp(logw[j] - 1/2 sum_d (wrap(grid[m,d] - samples[j,d]) * scale[d])^2)
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import _build_info
+from ._errors import BackendError, InputError
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where a computation runs: the CPU, or one or more CUDA devices."""
+
+    kind: str  # "cpu" or "cuda"
+    ids: tuple = ()
+    threads: int = 0
+
+    def describe(self) -> str:
+        if self.kind == "cpu":
+            return f"cpu ({self.threads} threads)"
+        return "cuda:" + ",".join(str(i) for i in self.ids)
+
+
+def _load_gpu() -> Any:
+    """The GPU extension module, or a BackendError saying why it cannot be used."""
+    if not _build_info.CUDA:
+        raise BackendError("this cyfes was built without CUDA (CPU backend only); see `cyfes info`")
+    try:
+        return importlib.import_module("cyfes._gpu")
+    except ImportError as exc:  # libcudart missing, or a broken RPATH
+        raise BackendError(f"the CUDA backend is built but cannot be loaded: {exc}") from exc
+
+
+def _cpu() -> Any:
+    return importlib.import_module("cyfes._cpu")
+
+
+def gpu_devices() -> List[Dict[str, Any]]:
+    """The usable CUDA devices, as dicts (id, name, memory, compute capability); [] when none."""
+    try:
+        gpu = _load_gpu()
+        return [gpu.device_info(i) for i in range(gpu.device_count())]
+    except BackendError:
+        return []
+
+
+def backends() -> Dict[str, Any]:
+    """What this build and this machine can run.
+
+    Returns a dict with a "cpu" entry (threads, OpenMP version) and a "cuda" entry (built, usable,
+    runtime and driver versions, the devices found, and the reason when not usable)."""
+    cuda: Dict[str, Any] = {"built": _build_info.CUDA, "version": _build_info.CUDA_VERSION,
+                            "runtime_linkage": _build_info.CUDA_RUNTIME if _build_info.CUDA else None,
+                            "usable": False, "devices": [], "reason": None}
+    try:
+        gpu = _load_gpu()
+        cuda["runtime_version"], cuda["driver_version"] = gpu.versions()
+        cuda["devices"] = [gpu.device_info(i) for i in range(gpu.device_count())]
+        cuda["usable"] = bool(cuda["devices"])
+        if not cuda["usable"]:
+            cuda["reason"] = "no CUDA device found (no GPU, or no NVIDIA driver)"
+    except BackendError as exc:
+        cuda["reason"] = str(exc)
+    return {"cpu": {"usable": True, "threads": _cpu().max_threads(), "openmp": _build_info.OPENMP},
+            "cuda": cuda}
+
+
+def _device_ids(spec: Any, name: str) -> tuple:
+    ids = [spec] if isinstance(spec, (int, np.integer)) else list(spec)
+    if not ids or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise InputError(f"{name}: expected GPU ids as non-negative integers, got {spec!r}")
+    if len(set(ids)) != len(ids):
+        raise InputError(f"{name}: GPU id listed twice in {spec!r}")
+    return tuple(int(i) for i in ids)
+
+
+def parse_device(device: Any, devices: Optional[Sequence[int]] = None, threads: Optional[int] = None) -> Device:
+    """Turn the user's `device` (and `devices`) argument into a Device, checking that it can run here."""
+    if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise InputError(f"threads: expected a positive integer, got {threads!r}")
+    if devices is not None:
+        device = _device_ids(devices, "devices")
+    if isinstance(device, str):
+        text = device.strip().lower()
+        if text == "cpu":
+            return Device("cpu", threads=int(threads or _cpu().max_threads()))
+        if text == "auto":
+            found = gpu_devices()
+            if found:
+                return Device("cuda", (found[0]["id"],))
+            return Device("cpu", threads=int(threads or _cpu().max_threads()))
+        if text in ("gpu", "cuda"):
+            device = (0,)
+        elif text.startswith("cuda:") and text[5:].replace(",", "").isdigit():
+            device = tuple(int(t) for t in text[5:].split(","))
+        else:
+            raise InputError(f"device: unknown device {device!r}; use 'auto', 'cpu', 'gpu', 'cuda:N' "
+                             "or a list of GPU ids")
+    ids = _device_ids(device, "device")
+    gpu = _load_gpu()
+    count = gpu.device_count()
+    missing = [i for i in ids if i >= count]
+    if missing:
+        raise BackendError(f"device: GPU {missing[0]} requested but {count} CUDA device(s) usable here")
+    return Device("cuda", ids)
+
+
+def log_density(samples: np.ndarray, logw: np.ndarray, grid: np.ndarray, scale: np.ndarray,
+                period: np.ndarray, device: Device) -> np.ndarray:
+    """Run the kernel of `device` on arrays already validated and cast to one float dtype."""
+    out = np.empty(len(grid), dtype=np.float64)
+    if device.kind == "cpu":
+        _cpu().log_density(samples, logw, grid, scale, period, out, device.threads)
+        return out
+    gpu = _load_gpu()
+    parts = np.array_split(np.arange(len(grid)), len(device.ids))
+    errors: List[BaseException] = []
+
+    def run(dev: int, idx: np.ndarray) -> None:
+        if len(idx) == 0:
+            return
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        try:
+            gpu.log_density(samples, logw, grid[lo:hi], scale, period, out[lo:hi], dev)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    if len(device.ids) == 1:
+        run(device.ids[0], parts[0])
+    else:
+        workers = [threading.Thread(target=run, args=(d, p)) for d, p in zip(device.ids, parts)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    if errors:
+        raise errors[0]
+    return out

@@ -1,0 +1,75 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""GPU backend of cyfes: a thin wrapper over libcufes (cuda/cufes.h). Every CUDA error becomes a BackendError
+carrying CUDA's own message."""
+from libc.stdint cimport int64_t
+
+from ._errors import BackendError
+
+cdef extern from "cufes.h" nogil:
+    int cufes_log_density_f32(const float *samples, const float *logw, int64_t n, int dim, const float *grid,
+                              int64_t m, const float *scale, const float *period, double *out, int device,
+                              char *err, size_t errlen)
+    int cufes_log_density_f64(const double *samples, const double *logw, int64_t n, int dim,
+                              const double *grid, int64_t m, const double *scale, const double *period,
+                              double *out, int device, char *err, size_t errlen)
+    int cufes_device_count(int *count, char *err, size_t errlen)
+    int cufes_device_info(int device, char *name, size_t namelen, size_t *total_mem, int *cc_major,
+                          int *cc_minor, char *err, size_t errlen)
+    int cufes_versions(int *runtime, int *driver)
+
+ctypedef fused real:
+    float
+    double
+
+DEF ERRLEN = 512
+
+
+cdef _raise(char *err):
+    raise BackendError(err.decode("utf-8", "replace"))
+
+
+def device_count():
+    """Usable CUDA devices (0 without a GPU or driver)."""
+    cdef char err[ERRLEN]
+    cdef int count = 0
+    if cufes_device_count(&count, err, ERRLEN) != 0:
+        _raise(err)
+    return count
+
+
+def device_info(int device):
+    cdef char err[ERRLEN]
+    cdef char name[256]
+    cdef size_t mem = 0
+    cdef int major = 0, minor = 0
+    if cufes_device_info(device, name, 256, &mem, &major, &minor, err, ERRLEN) != 0:
+        _raise(err)
+    return {"id": device, "name": name.decode("utf-8", "replace"), "memory": mem,
+            "compute_capability": f"{major}.{minor}"}
+
+
+def versions():
+    """(CUDA runtime version, driver version), e.g. (13000, 13000); driver 0 when there is none."""
+    cdef int runtime = 0, driver = 0
+    cufes_versions(&runtime, &driver)
+    return runtime, driver
+
+
+def log_density(const real[:, ::1] samples, const real[::1] logw, const real[:, ::1] grid,
+                const real[::1] scale, const real[::1] period, double[::1] out, int device=0):
+    """Same contract as cyfes._cpu.log_density, on one GPU."""
+    cdef char err[ERRLEN]
+    cdef int rc
+    cdef int64_t n = samples.shape[0], m = grid.shape[0]
+    cdef int dim = samples.shape[1]
+    if n == 0 or m == 0:
+        return
+    with nogil:
+        if real is float:
+            rc = cufes_log_density_f32(&samples[0, 0], &logw[0], n, dim, &grid[0, 0], m, &scale[0], &period[0],
+                                       &out[0], device, err, ERRLEN)
+        else:
+            rc = cufes_log_density_f64(&samples[0, 0], &logw[0], n, dim, &grid[0, 0], m, &scale[0], &period[0],
+                                       &out[0], device, err, ERRLEN)
+    if rc != 0:
+        _raise(err)

@@ -1,0 +1,164 @@
+"""Validation of fes() arguments: every check runs before any work starts, and each error names its argument."""
+from __future__ import annotations
+
+import os
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ._errors import InputError
+
+MAX_DIM = 8
+#: Largest grid accepted, as a fraction of physical memory (grid coordinates plus results, float64).
+GRID_MEMORY_FRACTION = 0.5
+
+
+def _finite_array(value: Any, name: str, ndim: int) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name}: not a numeric array ({exc})") from None
+    if arr.ndim != ndim:
+        raise InputError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
+    if arr.size == 0:
+        raise InputError(f"{name}: is empty (shape {arr.shape})")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{name}: contains NaN or infinity (first at index {first if ndim > 1 else first[0]})")
+    return arr
+
+
+def samples(value: Any) -> np.ndarray:
+    arr = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    if getattr(arr, "ndim", None) == 1:
+        arr = np.asarray(arr)[:, None]
+    arr = _finite_array(arr, "samples", 2)
+    if not 1 <= arr.shape[1] <= MAX_DIM:
+        raise InputError(f"samples: expected 1 to {MAX_DIM} CVs (columns), got {arr.shape[1]}")
+    return arr
+
+
+def per_cv(value: Any, dim: int, name: str) -> np.ndarray:
+    arr = _finite_array([value] if np.ndim(value) == 0 else value, name, 1)
+    if arr.size == 1:
+        arr = np.repeat(arr, dim)
+    if arr.size != dim:
+        raise InputError(f"{name}: expected a scalar or {dim} values (one per CV), got {arr.size}")
+    return arr
+
+
+def sigma(value: Any, dim: int) -> np.ndarray:
+    arr = per_cv(value, dim, "sigma")
+    if (arr <= 0).any():
+        raise InputError(f"sigma: every bandwidth must be > 0, got {arr.tolist()}")
+    return arr
+
+
+def per_sample(value: Any, n: int, name: str) -> np.ndarray:
+    arr = _finite_array(value, name, 1)
+    if arr.size != n:
+        raise InputError(f"{name}: expected {n} values (one per sample), got {arr.size}")
+    return arr
+
+
+def log_weights(bias: Any, weights: Any, n: int, kT: float) -> np.ndarray:
+    """log w_j = V_j / kT + log(weight_j); samples of weight 0 get -inf (the caller drops them)."""
+    logw = np.zeros(n)
+    if bias is not None:
+        logw += per_sample(bias, n, "bias") / kT
+    if weights is not None:
+        w = per_sample(weights, n, "weights")
+        if (w < 0).any():
+            raise InputError(f"weights: must be >= 0, found {w.min()!r}")
+        if not (w > 0).any():
+            raise InputError("weights: all weights are zero")
+        with np.errstate(divide="ignore"):
+            logw += np.log(w)
+    return logw
+
+
+def periods(value: Optional[Sequence[Any]], dim: int) -> np.ndarray:
+    """Per CV the period, 0 where the CV is not periodic."""
+    if value is None:
+        return np.zeros(dim)
+    items = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if len(items) != dim:
+        raise InputError(f"periodic: expected {dim} entries (a period or None per CV), got {len(items)}")
+    out = np.zeros(dim)
+    for d, p in enumerate(items):
+        if p is None or p is False:
+            continue
+        try:
+            out[d] = float(p)
+        except (TypeError, ValueError):
+            raise InputError(f"periodic: entry {d} must be a period or None, got {p!r}") from None
+        if not (np.isfinite(out[d]) and out[d] > 0):
+            raise InputError(f"periodic: the period of CV {d} must be > 0 and finite, got {p!r}")
+    return out
+
+
+def choice(value: Any, name: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise InputError(f"{name}: unknown value {value!r}; use one of {', '.join(map(repr, allowed))}")
+    return value
+
+
+def positive_int(value: Any, name: str, upper: Optional[int] = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name}: expected a positive integer, got {value!r}")
+    if upper is not None and value > upper:
+        raise InputError(f"{name}: {value} is more than {upper}")
+    return int(value)
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 34
+
+
+def check_grid_fits(points: int, dim: int, name: str) -> None:
+    need = points * (dim + 4) * 8
+    limit = int(_memory_bytes() * GRID_MEMORY_FRACTION)
+    if need > limit:
+        raise InputError(f"{name}: a grid of {points:,} points needs about {need / 2**30:.1f} GiB, more than "
+                         f"{limit / 2**30:.1f} GiB available; use fewer bins or pass `grid` in parts")
+
+
+def explicit_grid(value: Any, dim: int) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.ndim == 1 and dim == 1:
+        arr = arr[:, None]
+    arr = _finite_array(arr, "grid", 2)
+    if arr.shape[1] != dim:
+        raise InputError(f"grid: expected {dim} columns (one per CV), got {arr.shape[1]}")
+    return arr
+
+
+def regular_axes(bins: Any, ranges: Any, data: np.ndarray) -> List[np.ndarray]:
+    dim = data.shape[1]
+    nb = [bins] * dim if np.ndim(bins) == 0 else list(bins)
+    if len(nb) != dim:
+        raise InputError(f"bins: expected an integer or {dim} integers (one per CV), got {len(nb)}")
+    nb = [positive_int(b, "bins") for b in nb]
+    if ranges is None:
+        bounds: List[Tuple[float, float]] = [(float(lo), float(hi)) for lo, hi in zip(data.min(0), data.max(0))]
+    else:
+        rng = np.asarray(ranges, dtype=object)
+        if dim == 1 and rng.shape == (2,):
+            rng = rng[None, :]
+        if rng.shape != (dim, 2):
+            raise InputError(f"ranges: expected {dim} (low, high) pairs, got shape {rng.shape}")
+        bounds = []
+        for d, (lo, hi) in enumerate(rng):
+            try:
+                lo, hi = float(lo), float(hi)
+            except (TypeError, ValueError):
+                raise InputError(f"ranges: pair {d} is not numeric: {(lo, hi)!r}") from None
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+                raise InputError(f"ranges: pair {d} must be finite with low < high, got {(lo, hi)!r}")
+            bounds.append((lo, hi))
+    check_grid_fits(int(np.prod(nb, dtype=np.float64)), dim, "bins")
+    return [np.linspace(lo, hi, b) if b > 1 else np.array([(lo + hi) / 2]) for (lo, hi), b in zip(bounds, nb)]
