@@ -21,7 +21,8 @@ ctypedef fused real:
     float
     double
 
-DEF ERRLEN = 512
+cdef enum:
+    ERRLEN = 512
 
 
 cdef _raise(char *err):

@@ -1,0 +1,33 @@
+# The two set-up commands of the README: `make dist` (the release) and `make test` (the tests).
+# Everything lives in .venv/ at the repo root; nothing is installed outside it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: all dist test install bench clean
+
+all: test
+
+$(STAMP): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# Build cyfes (GPU backend too when a CUDA compiler is found) and install it into .venv.
+install: $(STAMP)
+	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall . -Cbuild-dir=build/dev
+
+test: install
+	$(PY) -m pytest tests
+
+# The release: verified wheels and conda packages in dist/ (see release.yaml).
+dist: $(STAMP)
+	$(PY) -m tools.release
+
+bench: install
+	$(PY) bench/bench_fes.py
+
+clean:
+	rm -rf build dist
