@@ -1,0 +1,1 @@
+"""Developer tools of cyfes that are not part of the installed package (run from the repository root)."""

@@ -1,0 +1,279 @@
+"""Read and write wheels safely and deterministically.
+
+Reading validates everything first and raises once (ArchiveError) with every problem: not a zip, truncated,
+CRC errors, entries that would leave the destination (absolute, `..`, backslashes), symlinks pointing out of the
+tree, RECORD hash/size mismatches and files missing from RECORD. Writing sorts entries (dist-info last, RECORD
+last of all), stamps SOURCE_DATE_EPOCH, fixes permissions and rewrites RECORD, so the same input gives the same
+bytes; tags and WHEEL are kept as they are.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import os
+import posixpath
+import re
+import stat
+import tempfile
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .elf import ElfFile, check_machine, looks_like_shared_object, read_elf
+from .errors import ArchiveError, ElfError, Problem, raise_if_any
+
+ZIP_EPOCH_MIN = 315532800  # 1980-01-01: the earliest time a zip entry can carry
+COMPRESS_LEVEL = 6
+FILENAME_RE = re.compile(r"^(?P<dist>[^-]+)-(?P<version>[^-]+)(-(?P<build>\d[^-]*))?-(?P<py>[^-]+)-(?P<abi>[^-]+)"
+                         r"-(?P<plat>[^-]+)\.whl$")
+SIGNATURE_FILES = ("RECORD.jws", "RECORD.p7s")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One archive entry."""
+
+    name: str
+    data: bytes = field(repr=False)
+    executable: bool = False
+    symlink: str | None = None
+    """Target of a symlink entry (validated to stay in the tree), else None."""
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """A validated wheel held in memory."""
+
+    path: str
+    dist: str
+    version: str
+    tags: str
+    """python-abi-platform part of the file name, e.g. cp311-cp311-manylinux_2_34_x86_64."""
+    members: dict[str, Member] = field(hash=False)
+    date_time: tuple[int, int, int, int, int, int] = (1980, 1, 1, 0, 0, 0)
+
+    @property
+    def filename(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
+    def dist_info(self) -> str:
+        return f"{self.dist}-{self.version}.dist-info"
+
+    @property
+    def data_dir(self) -> str:
+        return f"{self.dist}-{self.version}.data"
+
+    def text(self, name: str) -> str:
+        return self.members[f"{self.dist_info}/{name}"].data.decode("utf-8")
+
+    @property
+    def requires_dist(self) -> list[str]:
+        return [ln.split(":", 1)[1].strip() for ln in self.text("METADATA").splitlines()
+                if ln.startswith("Requires-Dist:")]
+
+    @property
+    def pythons(self) -> list[str]:
+        """Python "X.Y" versions named by cpXY tags (empty for py3/abi3-only wheels: the caller decides)."""
+        out = []
+        for py in self.tags.split("-")[0].split("."):
+            m = re.fullmatch(r"cp(\d)(\d+)", py)
+            if m and "abi3" not in self.tags:
+                out.append(f"{m.group(1)}.{m.group(2)}")
+        return out
+
+
+def record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def _name_problems(label: str, name: str) -> list[Problem]:
+    parts = name.split("/")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or "\\" in name:
+        return [Problem(label, name, "absolute or non-POSIX path: would be written outside the install (zip slip)")]
+    if ".." in parts:
+        return [Problem(label, name, "path contains '..': would be written outside the install (zip slip)")]
+    return []
+
+
+def _symlink_problem(label: str, name: str, target: str) -> list[Problem]:
+    dest = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+    if target.startswith("/") or dest == ".." or dest.startswith("../"):
+        return [Problem(label, name, f"symlink to {target!r} leaves the archive's tree")]
+    return []
+
+
+def _open_zip(path: Path, label: str) -> zipfile.ZipFile:
+    if not path.is_file():
+        raise ArchiveError([Problem(label, "", "no such file")])
+    head = path.read_bytes()[:4]
+    if not zipfile.is_zipfile(path):
+        what = ("truncated zip archive (no end-of-central-directory record)" if head == b"PK\x03\x04"
+                else "not a zip archive")
+        raise ArchiveError([Problem(label, "", what)])
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ArchiveError([Problem(label, "", f"corrupt zip archive ({exc})")]) from exc
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> tuple[Member | None, list[Problem]]:
+    problems = _name_problems(label, info.filename)
+    try:
+        data = zf.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+        return None, problems + [Problem(label, info.filename, f"cannot be read: truncated or corrupt ({exc})")]
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        target = data.decode("utf-8", "replace")
+        return Member(info.filename, data, False, target), problems + _symlink_problem(label, info.filename, target)
+    return Member(info.filename, data, bool(mode & 0o111)), problems
+
+
+def _record_problems(label: str, members: dict[str, Member], record_name: str) -> list[Problem]:
+    if record_name not in members:
+        return [Problem(label, record_name, "missing")]
+    rows = list(csv.reader(io.StringIO(members[record_name].data.decode("utf-8", "replace"))))
+    listed, problems = set(), []
+    for row in rows:
+        if not row:
+            continue
+        name, digest, size = (row + ["", "", ""])[:3]
+        listed.add(name)
+        if name not in members:
+            problems.append(Problem(label, name, "listed in RECORD but not in the archive"))
+        elif digest and (record_hash(members[name].data) != digest or str(len(members[name].data)) != size):
+            problems.append(Problem(label, name, "RECORD hash or size does not match the file"))
+    skip = {record_name} | {f"{posixpath.dirname(record_name)}/{s}" for s in SIGNATURE_FILES}
+    problems += [Problem(label, n, "not listed in RECORD") for n in members if n not in listed and n not in skip
+                 and not n.endswith("/")]
+    return problems
+
+
+def read_wheel(path: str | Path) -> Wheel:
+    """Open and validate a wheel; raise ArchiveError listing every problem."""
+    path = Path(path)
+    label = path.name
+    m = FILENAME_RE.match(label)
+    if not m:
+        raise ArchiveError([Problem(label, "", "file name is not <dist>-<version>-<python>-<abi>-<platform>.whl")])
+    with _open_zip(path, label) as zf:
+        members: dict[str, Member] = {}
+        problems: list[Problem] = []
+        latest = (1980, 1, 1, 0, 0, 0)
+        for info in zf.infolist():
+            member, probs = _read_member(zf, info, label)
+            problems += probs
+            if member is not None and not info.is_dir():
+                members[info.filename] = member
+                latest = max(latest, info.date_time)
+    wheel = Wheel(str(path), m["dist"], m["version"], f"{m['py']}-{m['abi']}-{m['plat']}", members, latest)
+    if f"{wheel.dist_info}/WHEEL" not in members:
+        problems.append(Problem(label, f"{wheel.dist_info}/WHEEL", "missing"))
+    problems += _record_problems(label, members, f"{wheel.dist_info}/RECORD")
+    raise_if_any(problems, ArchiveError)
+    return wheel
+
+
+def record_text(members: dict[str, Member], record_name: str) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for name in _ordered(members, record_name):
+        if name != record_name:
+            writer.writerow([name, record_hash(members[name].data), len(members[name].data)])
+    writer.writerow([record_name, "", ""])
+    return out.getvalue().encode("utf-8")
+
+
+def _ordered(members, record_name: str) -> list[str]:
+    """Package files sorted, then .dist-info sorted, RECORD last (the order the wheel spec recommends)."""
+    dist_info = posixpath.dirname(record_name) + "/"
+    names = sorted(n for n in members if n != record_name)
+    return ([n for n in names if not n.startswith(dist_info)] + [n for n in names if n.startswith(dist_info)]
+            + [record_name])
+
+
+def source_date(default: tuple[int, ...]) -> tuple[int, int, int, int, int, int]:
+    """Entry timestamp: SOURCE_DATE_EPOCH (reproducible-builds.org) when set, else the input's newest entry."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is None:
+        return tuple(default)  # type: ignore[return-value]
+    return time.gmtime(max(int(epoch), ZIP_EPOCH_MIN))[:6]
+
+
+def write_wheel(wheel: Wheel, out_path: str | Path) -> Path:
+    """Write `wheel` with a fresh RECORD, deterministically; atomic (temp file, then rename)."""
+    out_path = Path(out_path)
+    record_name = f"{wheel.dist_info}/RECORD"
+    members = dict(wheel.members)
+    members[record_name] = Member(record_name, record_text(members, record_name))
+    stamp = source_date(wheel.date_time)
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=".tmp-", suffix=".whl")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w") as zf:
+            for name in _ordered(members, record_name):
+                zf.writestr(_zipinfo(members[name], stamp), members[name].data, compresslevel=COMPRESS_LEVEL)
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out_path
+
+
+def _zipinfo(member: Member, stamp) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(member.name, date_time=stamp)
+    info.create_system = 3  # unix, so external_attr carries the mode
+    if member.symlink is not None:
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    else:
+        info.external_attr = (stat.S_IFREG | (0o755 if member.executable else 0o644)) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+def with_members(wheel: Wheel, changed: dict[str, bytes]) -> Wheel:
+    members = dict(wheel.members)
+    for name, data in changed.items():
+        members[name] = replace(members[name], data=data)
+    return replace(wheel, members=members)
+
+
+def extract(wheel: Wheel, dest: str | Path, names: list[str] | None = None) -> Path:
+    """Write members under `dest`; every path is checked to stay inside it (names were validated on read)."""
+    dest = Path(dest).resolve()
+    for name in names if names is not None else list(wheel.members):
+        target = (dest / name).resolve()
+        if dest not in target.parents:
+            raise ArchiveError([Problem(wheel.filename, name, "would be written outside the destination")])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(wheel.members[name].data)
+        target.chmod(0o755 if wheel.members[name].executable else 0o644)
+    return dest
+
+
+def shared_objects(wheel: Wheel) -> list[str]:
+    return sorted(n for n, m in wheel.members.items() if looks_like_shared_object(n) and m.symlink is None)
+
+
+def load_elfs(wheel: Wheel, workdir: str | Path) -> dict[str, ElfFile]:
+    """Extract and model every shared object; ElfError lists non-ELF `.so` files and foreign machines."""
+    workdir = Path(workdir)
+    names = shared_objects(wheel)
+    extract(wheel, workdir, names)
+    elfs, problems = {}, []
+    for name in names:
+        try:
+            elf = read_elf(workdir / name, label=name)
+        except ElfError as exc:
+            problems += [Problem(wheel.filename, name, p.message) if isinstance(p, Problem) else p
+                         for p in exc.problems]
+            continue
+        problems += check_machine(elf, wheel.filename)
+        elfs[name] = elf
+    raise_if_any(problems, ElfError)
+    return elfs
