@@ -1,0 +1,152 @@
+"""`check`: for any wheel, where every DT_NEEDED of every ELF resolves after install, per scheme and Python.
+
+The answer is the loader's (resolve.py) applied to the layout each scheme produces (layouts.py). A finding is a
+`problem` (exit 1: a library would not load, or would come from the build host, or an RPATH entry is absolute or
+points nowhere) or a `limitation` (a scheme that drops files the wheel needs: no RPATH can fix that, so it is
+said plainly and does not fail the check).
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .elf import ElfFile
+from .layouts import WHEEL_SCHEMES, InstallLayout, installed_path, layouts
+from .resolve import Resolution, SystemLibraries, flag_entries, resolve_tree
+from .rpath import KNOWN_PROVIDERS, Provider, install_tree
+from .wheel import Wheel, load_elfs, read_wheel
+
+ALL_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of a check report."""
+
+    file: str
+    """Archive member (or installed path) concerned."""
+    scheme: str
+    """scheme-python, or "all" when it holds for every layout."""
+    severity: str
+    """problem | limitation"""
+    message: str
+
+
+@dataclass
+class WheelReport:
+    """What `check` found for one wheel."""
+
+    wheel: str
+    layouts: list[str]
+    findings: list[Finding] = field(default_factory=list)
+    resolutions: dict[str, list[Resolution]] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "problem"]
+
+    @property
+    def limitations(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "limitation"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def wheel_pythons(wheel: Wheel, configured: Sequence[str] = ()) -> list[str]:
+    """cpXY tags name their Python; abi3 and py3 wheels are checked for every configured (or known) Python."""
+    if wheel.pythons:
+        return wheel.pythons
+    tag = wheel.tags.split("-")[0]
+    low = tag[2:] if tag.startswith("cp") and "abi3" in wheel.tags else "38"
+    candidates = configured or ALL_PYTHONS
+    return [v for v in candidates if int(v.split(".")[1]) >= int(low[1:] or 0)]
+
+
+def wheel_providers(wheel: Wheel) -> list[Provider]:
+    """Libraries the wheel's declared dependencies install (auditwheel #257/#404: RPATHs to them are legitimate)."""
+    names = {r.split(";")[0].split("[")[0].strip().split(" ")[0].rstrip("<>=!~").lower() for r in wheel.requires_dist}
+    names = {n.split("<")[0].split(">")[0].split("=")[0].split("!")[0].split("~")[0] for n in names}
+    return [p for n in sorted(names) for p in KNOWN_PROVIDERS.get(n, ())]
+
+
+def _layout_findings(wheel: Wheel, elfs: dict[str, ElfFile], lay: InstallLayout, system: SystemLibraries,
+                     providers: Sequence[Provider]) -> tuple[list[Finding], list[Resolution], dict]:
+    tree, placed = install_tree(elfs, list(wheel.members), lay, providers, wheel.dist)
+    label = f"{lay.name}-{lay.python}"
+    dropped = {m.rsplit("/", 1)[-1]: m for m, p in placed.items() if p is None}
+    member_of = {p: m for m, p in placed.items() if p is not None}
+    findings = []
+    res = resolve_tree(tree, system)
+    for r in res:
+        who = member_of.get(r.file, r.file)
+        if r.ok:
+            continue
+        if r.status == "missing" and r.needed in dropped:
+            findings.append(Finding(dropped[r.needed], label, "limitation", f"not installed: {lay.dropped_reason}; "
+                                    f"{who} cannot load it in this scheme"))
+        elif r.status == "missing":
+            findings.append(Finding(who, label, "problem", f"needs {r.needed}, not found after install "
+                                                           f"(installed as {r.file}; {r.via})"))
+        else:
+            findings.append(Finding(who, label, "problem", f"needs {r.needed}, found only on the build host at "
+                                                           f"{r.found} ({r.via})"))
+    flags = {p: flag_entries(p, o, tree) for p, o in tree.objects.items()}
+    by_member = {placed[m]: m for m in elfs if placed.get(m)}
+    return findings, res, {by_member[p]: fl for p, fl in flags.items()}
+
+
+def analyze(wheel: Wheel, elfs: dict[str, ElfFile], schemes: Sequence[str] = WHEEL_SCHEMES,
+            pythons: Sequence[str] = (), system: SystemLibraries | None = None,
+            providers: Sequence[Provider] | None = None) -> WheelReport:
+    """The check report of an opened wheel (pure apart from the host library table)."""
+    system = system or SystemLibraries.from_host()
+    providers = wheel_providers(wheel) if providers is None else providers
+    lays = layouts(list(schemes), wheel_pythons(wheel, pythons))
+    report = WheelReport(wheel.filename, [f"{l.name}-{l.python}" for l in lays])
+    dead: dict[tuple[str, str], int] = {}
+    installed: dict[str, int] = {}
+    for lay in lays:
+        findings, res, flags = _layout_findings(wheel, elfs, lay, system, providers)
+        report.findings += findings
+        report.resolutions[f"{lay.name}-{lay.python}"] = res
+        for member, fl in flags.items():
+            installed[member] = installed.get(member, 0) + 1
+            for f in fl:
+                if f.kind == "dead":
+                    dead[(member, f.entry)] = dead.get((member, f.entry), 0) + 1
+                else:
+                    report.findings.append(Finding(member, "all", "problem", f.message))
+    for (member, entry), n in sorted(dead.items()):
+        if n == installed[member]:  # dead in every layout: for one scheme only would be the union's nature
+            report.findings.append(Finding(member, "all", "problem",
+                                           f"entry {entry!r} points to no directory of the install in any scheme"))
+    report.findings = _dedupe(report.findings)
+    return report
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    """One finding per (file, severity, message), naming every scheme it holds for."""
+    merged: dict[tuple[str, str, str], list[str]] = {}
+    for f in findings:
+        merged.setdefault((f.file, f.severity, f.message), []).append(f.scheme)
+    return [Finding(file, ", ".join(dict.fromkeys(schemes)), sev, msg) for (file, sev, msg), schemes in merged.items()]
+
+
+def open_wheel(path: str) -> tuple[Wheel, dict[str, ElfFile]]:
+    """Read and validate a wheel and its ELF files (BadInputError on anything malformed)."""
+    wheel = read_wheel(path)
+    with tempfile.TemporaryDirectory(prefix="cyfes-check-") as tmp:
+        return wheel, load_elfs(wheel, tmp)
+
+
+def check_wheel(path: str, schemes: Sequence[str] = WHEEL_SCHEMES, pythons: Sequence[str] = (),
+                system: SystemLibraries | None = None) -> WheelReport:
+    wheel, elfs = open_wheel(path)
+    return analyze(wheel, elfs, schemes, pythons, system)
+
+
+__all__ = ["Finding", "WheelReport", "analyze", "check_wheel", "open_wheel", "wheel_pythons", "wheel_providers",
+           "installed_path"]

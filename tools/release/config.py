@@ -1,0 +1,197 @@
+"""release.yaml as a typed, frozen model: one dataclass per section, a docstring per field.
+
+Loading walks yaml's node tree (not the constructed objects) so every error can name the key and its line, and
+so `3.10` stays the string "3.10" instead of the float 3.1. Unknown keys are rejected with a "did you mean";
+every problem is collected and raised once as ConfigError.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError, Problem
+from .layouts import WHEEL_SCHEMES
+
+CONFIG_NAME = "release.yaml"
+DEFAULT_SMOKE = (
+    "import numpy as np, cyfes, cyfes._build_info as info\n"
+    "print('backends', cyfes.backends())\n"
+    "if info.CUDA:\n"
+    "    import cyfes._gpu  # loads libcufes and the CUDA runtime: a broken RPATH fails here, GPU or not\n"
+    "res = cyfes.fes(np.random.default_rng(0).normal(size=(500, 2)), 0.3, bins=16)\n"
+    "print('fes ok', res.backend, res.values.shape, float(res.values.max()))\n"
+)
+
+
+@dataclass(frozen=True)
+class CudaConfig:
+    """How the GPU backend and its CUDA runtime ship."""
+
+    enabled: bool = True
+    """Build the CUDA library (CYFES_CUDA=ON); false builds CPU-only wheels (CYFES_CUDA=OFF)."""
+    strategy: str = field(default="vendor", metadata={"choices": ("vendor", "pip", "static")})
+    """vendor: auditwheel grafts libcudart into the wheel; pip: libcudart comes from NVIDIA's nvidia-cuda-runtime
+    wheel (added to Requires-Dist, RPATH to where it installs); static: cudart linked into libcufes."""
+    pip_requirement: str = "nvidia-cuda-runtime>=13.0,<14"
+    """The Requires-Dist line the pip strategy adds (CUDA minor-version compatibility allows any 13.x)."""
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """What `verify` runs after installing an artifact."""
+
+    enabled: bool = True
+    """Verify every artifact the release builds (the `verify` command always verifies)."""
+    smoke: str = DEFAULT_SMOKE
+    """Python code run in the installed environment under LD_DEBUG=libs; it must exit 0."""
+
+
+@dataclass(frozen=True)
+class CondaConfig:
+    """Conda packages (tools.release.conda; fields may be added by the conda half)."""
+
+    enabled: bool = True
+    """Build conda packages in a full release."""
+    build_number: int = 0
+    """The package's build number (index.json)."""
+    channel: str = "dist/conda"
+    """Local channel directory the packages are written and indexed to."""
+    python: tuple[str, ...] = ()
+    """Python versions to package; empty means the top-level `python` list."""
+    depends: tuple[str, ...] = ()
+    """Extra run dependencies (conda match specs) added to index.json."""
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    """The whole of release.yaml."""
+
+    python: tuple[str, ...] = ()
+    """CPython versions "X.Y" to build for; empty means every CPython >= 3.9 found on PATH or in pyenv."""
+    cuda: CudaConfig = CudaConfig()
+    """The CUDA backend and runtime strategy."""
+    exclude: tuple[str, ...] = ()
+    """SONAMEs (globs allowed) auditwheel must not graft; the target system must provide them."""
+    manylinux: str = "auto"
+    """auditwheel --plat: auto (the best this build allows) or a policy such as manylinux_2_34."""
+    schemes: tuple[str, ...] = WHEEL_SCHEMES
+    """Install schemes every wheel must work in (RPATHs are planned for all of them, verify installs each)."""
+    output: str = "dist"
+    """Where finished wheels go (relative to the repository root)."""
+    verify: VerifyConfig = VerifyConfig()
+    """Post-build verification."""
+    conda: CondaConfig = CondaConfig()
+    """Conda packages."""
+
+    @property
+    def conda_pythons(self) -> tuple[str, ...]:
+        return self.conda.python or self.python
+
+
+VALIDATORS: dict[str, typing.Callable[[object], str | None]] = {
+    "python": lambda v: None if re.fullmatch(r"3\.\d{1,2}", str(v)) else "a CPython version like 3.12",
+    "schemes": lambda v: None if v in WHEEL_SCHEMES else f"one of {', '.join(WHEEL_SCHEMES)}",
+    "manylinux": lambda v: None if re.fullmatch(r"auto|linux|manylinux_2_\d+|manylinux\d+|manylinux2014", str(v))
+    else "auto, linux or a policy such as manylinux_2_34",
+    "conda.python": lambda v: None if re.fullmatch(r"3\.\d{1,2}", str(v)) else "a CPython version like 3.12",
+}
+
+
+class _Loader:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def fail(self, key: str, node: yaml.Node, message: str) -> None:
+        self.problems.append(Problem(self.source, f"{key or '<top>'} (line {node.start_mark.line + 1})", message))
+
+    def section(self, cls: type, node: yaml.Node, prefix: str) -> dict[str, object]:
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(prefix, node, f"must be a mapping with keys {', '.join(f.name for f in fields(cls))}")
+            return {}
+        hints, known, values = typing.get_type_hints(cls), {f.name: f for f in fields(cls)}, {}
+        for key_node, value_node in node.value:
+            key, dotted = key_node.value, f"{prefix}.{key_node.value}" if prefix else key_node.value
+            if key not in known:
+                close = difflib.get_close_matches(key, list(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                self.fail(dotted, key_node, f"unknown key{hint} (allowed: {', '.join(known)})")
+                continue
+            value = self.value(hints[key], value_node, dotted, known[key])
+            if value is not MISSING:
+                values[key] = value
+        return values
+
+    def value(self, tp, node: yaml.Node, key: str, f) -> object:
+        if is_dataclass(tp):
+            return tp(**self.section(tp, node, key))
+        if typing.get_origin(tp) is tuple:
+            if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+                return ()
+            if not isinstance(node, yaml.SequenceNode):
+                self.fail(key, node, "must be a list")
+                return MISSING
+            items = [self.scalar(str, n, key, f) for n in node.value]
+            return MISSING if MISSING in items else tuple(items)
+        return self.scalar(tp, node, key, f)
+
+    def scalar(self, tp, node: yaml.Node, key: str, f) -> object:
+        if not isinstance(node, yaml.ScalarNode):
+            self.fail(key, node, f"must be a single {tp.__name__}")
+            return MISSING
+        raw, tag = node.value, node.tag.rsplit(":", 1)[-1]
+        if tp is bool:
+            if tag != "bool":
+                self.fail(key, node, f"must be true or false, not {raw!r}")
+                return MISSING
+            return raw.lower() in ("true", "yes", "on")
+        if tp is int:
+            if tag != "int":
+                self.fail(key, node, f"must be an integer, not {raw!r}")
+                return MISSING
+            return int(raw)
+        return self.check_choice(raw, node, key, f)
+
+    def check_choice(self, raw: str, node: yaml.Node, key: str, f) -> object:
+        choices = f.metadata.get("choices") if f is not None else None
+        if choices and raw not in choices:
+            self.fail(key, node, f"{raw!r} is not allowed (allowed: {', '.join(choices)})")
+            return MISSING
+        why = VALIDATORS.get(key) and VALIDATORS[key](raw)
+        if why:
+            self.fail(key, node, f"{raw!r} is not allowed: expected {why}")
+            return MISSING
+        return raw
+
+
+def parse_config(text: str, source: str = CONFIG_NAME) -> ReleaseConfig:
+    """Parse release.yaml text; ConfigError lists every problem with key and line."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}" if mark else ""
+        raise ConfigError([Problem(source, line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+    if node is None:
+        return ReleaseConfig()
+    loader = _Loader(source)
+    values = loader.section(ReleaseConfig, node, "")
+    if loader.problems:
+        raise ConfigError(loader.problems)
+    return ReleaseConfig(**values)
+
+
+def load_config(path: str | Path = CONFIG_NAME) -> ReleaseConfig:
+    path = Path(path)
+    if not path.is_file():
+        return ReleaseConfig()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot be read ({exc})")]) from exc
+    return parse_config(text, str(path))
