@@ -1,0 +1,178 @@
+"""Verify a cyfes `.conda`: install it with py-rattler into a fresh prefix (with the fixture channel standing in
+for conda-forge), run the host's matching Python on that prefix's site-packages under the loader's trace
+(LD_DEBUG=libs), import cyfes, call backends(), compute a small FES (checked against numpy), and prove from the
+trace that libcudart and libgomp were loaded from $PREFIX/lib and nothing from a system CUDA installation.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .conda_archive import read_conda
+from .conda_channel import install, solve
+from .conda_fixtures import build_fixture_channel, fixtures
+from .errors import Problem, VerifyError
+
+SMOKE_TIMEOUT_S = 300
+# What must come from the environment's $PREFIX/lib, not from the host.
+ENV_LIBRARIES = ("libcudart.so", "libgomp.so")
+HOST_CUDA_MARKERS = ("/usr/local/cuda", "/opt/cuda", "/usr/lib/cuda")
+SMOKE = r"""
+import json, math, sys
+import numpy as np
+import cyfes
+backends = cyfes.backends()
+rng = np.random.default_rng(0)
+samples = rng.normal(size=(2000, 2))
+res = cyfes.fes(samples, sigma=0.3, bins=24, device="cpu")
+# independent float64 reference: F = -kT log sum_j exp(-|x - s_j|^2 / 2 sigma^2), shifted to min 0
+pts = res.points()
+d2 = (((pts[:, None, :] - samples[None, :, :]) / 0.3) ** 2).sum(-1)
+m = (-0.5 * d2).max(1)
+ref = -res.kT * (m + np.log(np.exp(-0.5 * d2 - m[:, None]).sum(1)))
+ref -= ref.min()
+out = {"cyfes": cyfes.__file__, "numpy": np.__version__, "backends": backends,
+       "cpu_vs_numpy": float(np.max(np.abs(res.values.ravel() - ref)))}
+if backends["cuda"]["usable"]:
+    gpu = cyfes.fes(samples, sigma=0.3, bins=24, device="gpu")
+    out["gpu_vs_cpu"] = float(np.max(np.abs(gpu.values - res.values)))
+print("CYFES-SMOKE " + json.dumps(out, default=str))
+"""
+
+
+@dataclass
+class CondaVerifyResult:
+    package: str
+    prefix: str
+    loaded: dict[str, str] = field(default_factory=dict)
+    """SONAME (file name) -> path the loader opened it from."""
+    smoke: dict = field(default_factory=dict)
+    entry_point: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def package_index(path: Path) -> dict:
+    return json.loads(read_conda(path)["info/index.json"].data)
+
+
+def host_python(python: str) -> Path:
+    """The host's CPython X.Y: pythonX.Y on PATH, else pyenv's newest X.Y.*."""
+    for cand in [*(Path(d) / f"python{python}" for d in os.environ.get("PATH", "").split(":") if d),
+                 *sorted(Path.home().glob(f".pyenv/versions/{python}.*/bin/python"), reverse=True)]:
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return cand
+    raise VerifyError([f"no CPython {python} on PATH or in pyenv to verify the conda package with"])
+
+
+def python_full_version(python: Path) -> str:
+    return subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def numpy_path(python: Path, cache: Path) -> str | None:
+    """numpy for the host Python: its own if importable (the GPU host's), else pip --target into `cache`."""
+    if subprocess.run([str(python), "-s", "-c", "import numpy"], capture_output=True).returncode == 0:
+        return None
+    target = cache / f"numpy-{python.name}-{python_full_version(python)}"
+    if not (target / "numpy").is_dir():
+        proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "--target", str(target), "numpy"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise VerifyError([f"pip could not install numpy for {python}: {proc.stderr.strip()[-400:]}"])
+    return str(target)
+
+
+def loaded_libraries(trace: str) -> dict[str, str]:
+    """file name -> path, from LD_DEBUG=libs lines `calling init: PATH` (each object the loader initialised)."""
+    found: dict[str, str] = {}
+    for m in re.finditer(r"calling init: (\S+)", trace):
+        found.setdefault(os.path.basename(m.group(1)), os.path.realpath(m.group(1)))
+    return found
+
+
+def trace_problems(label: str, loaded: dict[str, str], prefix: Path, cuda: bool) -> list[Problem]:
+    libdir = os.path.realpath(prefix / "lib")
+    problems = []
+    for lib in ENV_LIBRARIES:
+        if lib == "libcudart.so" and not cuda:
+            continue
+        hits = {n: p for n, p in loaded.items() if n.startswith(lib)}
+        if not hits:
+            problems.append(Problem(label, lib, "never loaded (the loader trace has no `calling init` for it)"))
+        problems += [Problem(label, n, f"loaded from {p}, not from $PREFIX/lib ({libdir})")
+                     for n, p in hits.items() if os.path.dirname(p) != libdir]
+    problems += [Problem(label, n, f"loaded from the host's CUDA installation: {p}")
+                 for n, p in loaded.items() if p.startswith(HOST_CUDA_MARKERS)]
+    return problems
+
+
+def run_smoke(python: Path, prefix: Path, site: str, extra_path: str | None) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LD_DEBUG": "libs",
+           "PYTHONPATH": ":".join(p for p in (str(prefix / site), extra_path) if p), "PYTHONNOUSERSITE": "1"}
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    return subprocess.run([str(python), "-s", "-c", SMOKE], env=env, capture_output=True, text=True,
+                          timeout=SMOKE_TIMEOUT_S)
+
+
+def check_entry_point(python: Path, prefix: Path, name: str, site: str, extra: str | None) -> tuple[str, list[Problem]]:
+    """bin/<name> must have had the prefix placeholder replaced by the installer, and must run."""
+    script = prefix / "bin" / name
+    first = script.read_text().splitlines()[0]
+    if first != f"#!{prefix}/bin/python":
+        return first, [Problem(str(script), "", f"shebang {first!r} does not name this prefix's python")]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(p for p in (str(prefix / site), extra) if p)}
+    proc = subprocess.run([str(python), str(script), "--help"], env=env, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        return first, [Problem(str(script), "", f"`{name} --help` failed: {proc.stderr.strip()[-300:]}")]
+    return first, []
+
+
+def verify_package(pkg: Path, channel: Path, work: Path, cudart_wheel: Path | None, cache: Path,
+                   glibc: str = "2.36") -> CondaVerifyResult:
+    """Install `pkg` (which lives in `channel`) into a fresh prefix under `work` and run the smoke test there."""
+    index = package_index(pkg)
+    python = re.search(r"python >=(\d+\.\d+),", " ".join(index["depends"])).group(1)
+    cuda_pin = [d for d in index["depends"] if d.startswith("cuda-version ")]
+    cuda = cuda_pin[0].split(">=")[1].split(",")[0] if cuda_pin else None
+    interpreter = host_python(python)
+    fxch = work / "fixture-channel"
+    build_fixture_channel(fxch, fixtures(cudart_wheel, {python: python_full_version(interpreter)},
+                                         [cuda] if cuda else []))
+    prefix = work / "prefix"
+    records = solve([channel, fxch], [f"{index['name']} =={index['version']} {index['build']}"], glibc, cuda)
+    install(records, prefix, work / "pkgs")
+    site = f"lib/python{python}/site-packages"
+    result = CondaVerifyResult(pkg.name, str(prefix))
+    extra = numpy_path(interpreter, cache)
+    proc = run_smoke(interpreter, prefix, site, extra)
+    result.loaded = loaded_libraries(proc.stderr)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("CYFES-SMOKE ")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(ln for ln in proc.stderr.splitlines() if "\t" not in ln[:12])[-600:]
+        result.problems.append(Problem(pkg.name, "smoke test", f"failed (exit {proc.returncode}): {tail}"))
+        return result
+    result.smoke = json.loads(lines[-1].split(" ", 1)[1])
+    if result.smoke["cpu_vs_numpy"] > 1e-6:
+        result.problems.append(Problem(pkg.name, "smoke test", f"CPU FES differs from numpy by {result.smoke['cpu_vs_numpy']}"))
+    result.problems += trace_problems(pkg.name, result.loaded, prefix, cuda is not None)
+    result.entry_point, probs = check_entry_point(interpreter, prefix, "cyfes", site, extra)
+    result.problems += probs
+    return result
+
+
+def verify_packages(pkgs: list[Path], channel: Path, cudart_wheel: Path | None, cache: Path,
+                    work: Path | None = None) -> list[CondaVerifyResult]:
+    """Verify each package in its own fresh prefix; `cache` keeps numpy installs for host Pythons between runs."""
+    with tempfile.TemporaryDirectory(prefix="cyfes-conda-verify-") as tmp:
+        base = work or Path(tmp)
+        return [verify_package(p, channel, base / p.stem, cudart_wheel, cache) for p in pkgs]
