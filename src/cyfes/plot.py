@@ -1,0 +1,140 @@
+"""Pictures of a free energy surface: a 1-D curve, 2-D filled contours, a 3-D set of slices.
+
+matplotlib is an optional extra (`pip install 'cyfes[plot]'`). Figures are drawn with the Agg canvas directly
+(no pyplot, no global backend switch), and written to a temporary file that is renamed into place.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import formats
+from ._errors import CyfesError, InputError
+
+#: Image formats the Agg canvas writes, by extension.
+IMAGE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg", ".jpg": "jpg", ".jpeg": "jpg"}
+#: How many slices of a 3-D surface to draw.
+MAX_SLICES = 6
+
+
+class PlotUnavailable(CyfesError, ImportError):
+    """matplotlib is not installed."""
+
+
+def require_matplotlib() -> None:
+    """Raise PlotUnavailable with the install command when matplotlib cannot be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotUnavailable("plotting needs matplotlib, which is not installed; "
+                              "install it with: pip install 'cyfes[plot]'") from None
+
+
+def image_format(path: Union[str, Path]) -> str:
+    """The image format for `path` from its extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_FORMATS:
+        raise InputError(f"{path}: unknown image extension {suffix or '(none)'!r}; use one of "
+                         f"{', '.join(IMAGE_FORMATS)}")
+    return IMAGE_FORMATS[suffix]
+
+
+def check_plot_path(path: Union[str, Path]) -> Path:
+    """Check everything about a plot request that can fail, before any computing."""
+    image_format(path)
+    require_matplotlib()
+    return formats.check_output_path(path)
+
+
+def _figure(size: Tuple[float, float]) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _levels(values: np.ndarray, vmax: Optional[float], count: int) -> np.ndarray:
+    finite = values[np.isfinite(values)]
+    lo = float(finite.min())
+    hi = float(finite.max()) if vmax is None else float(vmax)
+    if not hi > lo:
+        hi = lo + 1.0
+    return np.linspace(lo, hi, count + 1)
+
+
+def _energy_label(result: Any) -> str:
+    return f"F [{result.units}]"
+
+
+def _plot_1d(fig: Any, result: Any, names: List[str]) -> None:
+    ax = fig.add_subplot(1, 1, 1)
+    x, f = result.axes[0], result.values
+    ax.plot(x, f, color="C0", lw=1.5)
+    if result.error is not None:
+        ax.fill_between(x, f - result.error, f + result.error, color="C0", alpha=0.25, lw=0,
+                        label="± standard error")
+        ax.legend(loc="best")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(_energy_label(result))
+    ax.grid(alpha=0.3)
+
+
+def _contour(ax: Any, x: np.ndarray, y: np.ndarray, values: np.ndarray, levels: np.ndarray, cmap: str) -> Any:
+    extend = "max" if np.nanmax(values) > levels[-1] else "neither"
+    filled = ax.contourf(x, y, values.T, levels=levels, cmap=cmap, extend=extend)
+    ax.contour(x, y, values.T, levels=levels[::2], colors="k", linewidths=0.3, alpha=0.5)
+    return filled
+
+
+def _plot_2d(fig: Any, result: Any, names: List[str], levels: np.ndarray, cmap: str) -> None:
+    ax = fig.add_subplot(1, 1, 1)
+    filled = _contour(ax, result.axes[0], result.axes[1], result.values, levels, cmap)
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    fig.colorbar(filled, ax=ax, label=_energy_label(result))
+
+
+def _plot_3d(fig: Any, result: Any, names: List[str], levels: np.ndarray, cmap: str) -> None:
+    nz = len(result.axes[2])
+    picks = np.unique(np.linspace(0, nz - 1, min(MAX_SLICES, nz)).round().astype(int))
+    cols = min(3, len(picks))
+    rows = -(-len(picks) // cols)
+    axes = [fig.add_subplot(rows, cols, k + 1) for k in range(len(picks))]
+    filled = None
+    for ax, k in zip(axes, picks):
+        filled = _contour(ax, result.axes[0], result.axes[1], result.values[:, :, k], levels, cmap)
+        ax.set_title(f"{names[2]} = {result.axes[2][k]:.4g}", fontsize=9)
+        ax.set_xlabel(names[0], fontsize=8)
+        ax.set_ylabel(names[1], fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.colorbar(filled, ax=axes, label=_energy_label(result))
+
+
+def plot_result(result: Any, path: Union[str, Path], *, title: Optional[str] = None, vmax: Optional[float] = None,
+                levels: int = 24, cmap: str = "viridis", dpi: int = 150,
+                size: Optional[Sequence[float]] = None) -> Path:
+    """Draw `result` (a FESResult on a regular 1-, 2- or 3-D grid) into the image file `path`.
+
+    vmax: top of the colour scale in the energy unit (default: the largest value); levels: number of contour
+    bands; size: figure size in inches (default 6.4 x 4.8, 3-D: 10 x 6)."""
+    fmt = image_format(path)
+    require_matplotlib()
+    if result.axes is None:
+        raise InputError("plot: needs a regular grid (bins), not explicit grid points")
+    if result.dim > 3:
+        raise InputError(f"plot: draws 1-D, 2-D and 3-D surfaces; this one has {result.dim} CVs")
+    names = formats.cv_names(result)
+    fig = _figure(tuple(size) if size else ((10.0, 6.0) if result.dim == 3 else (6.4, 4.8)))
+    scale = _levels(result.values, vmax, levels)
+    if result.dim == 1:
+        _plot_1d(fig, result, names)
+    elif result.dim == 2:
+        _plot_2d(fig, result, names, scale, cmap)
+    else:
+        _plot_3d(fig, result, names, scale, cmap)
+    fig.suptitle(title or f"Free energy surface at {result.temperature:g} K ({result.n_samples} samples)")
+    return formats.atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi))

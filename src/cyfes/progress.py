@@ -1,0 +1,58 @@
+"""A progress bar on stderr for long runs: tqdm when stderr is a terminal and tqdm is installed, else nothing.
+
+Used by the CLI only. The bar is fed by a callback `update(done, total)`; cyfes.fes calls such a callback when
+it accepts a `progress=` argument (see `accepts_progress`).
+"""
+from __future__ import annotations
+
+import inspect
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional, TextIO
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def wanted(stream: Optional[TextIO] = None) -> bool:
+    """True when `stream` (default stderr) is a terminal and tqdm can be imported."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        if not stream.isatty():
+            return False
+    except (AttributeError, ValueError):
+        return False
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def accepts_progress(func: Callable[..., Any]) -> bool:
+    """Whether `func` takes a `progress` keyword (the hook the CLI feeds the bar from)."""
+    try:
+        return "progress" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+@contextmanager
+def bar(description: str, enabled: Optional[bool] = None) -> Iterator[Optional[ProgressCallback]]:
+    """Yield an `update(done, total)` callback drawing a tqdm bar, or None when no bar is wanted."""
+    if not (wanted() if enabled is None else enabled):
+        yield None
+        return
+    from tqdm import tqdm
+
+    progress = tqdm(total=0, desc=description, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def update(done: int, total: int) -> None:
+        if progress.total != total:
+            progress.total = total
+        progress.n = done
+        progress.refresh()
+
+    try:
+        yield update
+    finally:
+        progress.close()
