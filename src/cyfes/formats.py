@@ -195,7 +195,7 @@ def parse_table_text(text: str, source: str = "<text>") -> Table:
         if not names:
             raise InputError(f"{source}: line {text.count(chr(10), 0, head.start) + 1}: '#! FIELDS' names no fields")
         end = heads[k + 1][0].start if k + 1 < len(heads) else len(text)
-        first_line = text.count("\n", 0, head.end) + 2
+        first_line = text.count("\n", 0, head.end) + 1  # body starts with the header line's own "\n"
         body = text[head.end:end]
         if _has_data(body):
             parts.append((names, _load_block(body, None, len(names), source, first_line)))
