@@ -155,8 +155,8 @@ def model_payload(pkg: list[Entry], work: Path) -> tuple[list[ElfFile], list[Elf
     return elves, facts
 
 
-def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, root: Path = Path("."),
-                 progress: Progress = lambda s: None) -> CondaPackage:
+def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),
+                 root: Path = Path("."), progress: Progress = lambda s: None) -> CondaPackage:
     """The `.conda` of one raw wheel, written into `out_dir/linux-64/`; raises before writing on any problem."""
     wheel = read_wheel(wheel_path)
     if len(wheel.pythons) != 1:
@@ -170,6 +170,7 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, root: P
         pkg, placeholders = payload(wheel, lay, patched)
         elves, facts = model_payload(pkg, work)
     depends, constrains = depends_and_constrains(elves, facts, target, run_requirements(wheel))
+    depends = sorted(set(depends) | set(extra_depends))
     links = check_links(elves, {e.path for e in pkg}, depends, lay.libdir or "lib")
     raise_if_any(problems_of(links, f"{wheel.dist}-{wheel.version} ({target.build_string_stem})"), ReleaseError)
     info = PackageInfo(wheel.dist, wheel.version, f"{target.build_string_stem}_{build_number}", build_number,
@@ -181,13 +182,13 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, root: P
     return CondaPackage(path, info, target, plans, links, sorted(e.path for e in pkg))
 
 
-def make_channel(wheels: list[Path], channel: Path, build_number: int = 0, root: Path = Path("."),
-                 progress: Progress = lambda s: None) -> list[CondaPackage]:
+def make_channel(wheels: list[Path], channel: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),
+                 root: Path = Path("."), progress: Progress = lambda s: None) -> list[CondaPackage]:
     """Every package into a staging directory first; only when all succeeded are they moved into `channel`
     and the channel indexed, so a bad input leaves `channel` as it was."""
     channel.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".conda-staging-", dir=channel.parent) as staging:
-        built = [make_package(w, Path(staging), build_number, root, progress) for w in wheels]
+        built = [make_package(w, Path(staging), build_number, extra_depends, root, progress) for w in wheels]
         (channel / SUBDIR).mkdir(parents=True, exist_ok=True)
         moved = []
         for pkg in built:

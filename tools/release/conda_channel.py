@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import rattler
-from rattler import BuildString, Channel, ChannelConfig, GenericVirtualPackage, PackageName, Platform, Version
+from rattler import BuildString, Channel, ChannelConfig, GenericVirtualPackage, PackageName, Subdir, Version
 from rattler.exceptions import SolverError
 from rattler.index import index_fs
 
@@ -44,7 +44,7 @@ def virtual_packages(glibc: str, cuda: str | None) -> list[GenericVirtualPackage
 def solve(channels: list[Path], specs: list[str], glibc: str, cuda: str | None) -> list[rattler.RepoDataRecord]:
     try:
         return asyncio.run(rattler.solve([channel_of(c) for c in channels], specs,
-                                         platforms=[Platform(SUBDIR), Platform("noarch")],
+                                         platforms=[Subdir(SUBDIR), Subdir("noarch")],
                                          virtual_packages=virtual_packages(glibc, cuda)))
     except SolverError as exc:
         raise VerifyError([Problem(", ".join(specs), "", f"no solution from {[str(c) for c in channels]}: {exc}")]) from exc
