@@ -31,6 +31,8 @@ from ._errors import InputError
 #: kT of CyFES 4.5: kcal/mol at 300 K.
 LEGACY_UNITS = "kcal/mol"
 LEGACY_TEMPERATURE = 300.0
+#: Grid intervals per axis when -g is not given.
+DEFAULT_INTERVALS = 10
 #: Flags CyFES 4.5 parsed; a command line starting with one of them is a CyFES 4.5 command line.
 LEGACY_FLAGS = ("-i", "-ic", "-ib", "-ir", "-no_bias", "-no_rbias", "-s", "-e", "-g", "-cmin", "-cmax", "-intg",
                 "-sigma", "-f32", "-a", "-b", "-o", "-odat", "-device", "-sink")
@@ -91,7 +93,7 @@ def legacy_parser() -> argparse.ArgumentParser:
         add(flag, nargs="?", const="true", default="false", help="true/false")
     add("-s", default="0", help="first row (0-based)")
     add("-e", default=None, help="end row (exclusive)")
-    add("-g", default="10,10,10", help="grid intervals per axis (g+1 points)")
+    add("-g", default=None, help="grid intervals per axis (g+1 points), default 10 per axis")
     add("-cmin", default=None, help="grid minimum per axis")
     add("-cmax", default=None, help="grid maximum per axis")
     add("-intg", default=None, help="grid spacing per axis (replaces -g)")
@@ -170,7 +172,7 @@ def parse_legacy(argv: Sequence[str]) -> LegacyOptions:
         bias_column=_column(ns.ib, 3, _flag(ns.no_bias, "no_bias"), "ib"),
         rbias_column=_column(ns.ir, 4, _flag(ns.no_rbias, "no_rbias"), "ir"),
         start=_ints(ns.s, "s")[0] if ns.s else 0, end=_ints(ns.e, "e")[0] if ns.e else None,
-        intervals=_ints(ns.g, "g"), cmin=_floats(ns.cmin, "cmin"), cmax=_floats(ns.cmax, "cmax"),
+        intervals=_ints(ns.g, "g") if ns.g else [DEFAULT_INTERVALS], cmin=_floats(ns.cmin, "cmin"), cmax=_floats(ns.cmax, "cmax"),
         spacing=_floats(ns.intg, "intg"), sigma=sigma, float32=_flag(ns.f32, "f32"),
         cube=Path(ns.o) if ns.o else None, dat=Path(ns.odat) if ns.odat else None, warnings=warnings)
 
@@ -198,7 +200,7 @@ def legacy_axes(opts: LegacyOptions, samples: np.ndarray) -> List[np.ndarray]:
     lo = _per_axis(opts.cmin, dim, "cmin") or list(samples.min(axis=0))
     hi = _per_axis(opts.cmax, dim, "cmax") or list(samples.max(axis=0))
     spacing = _per_axis(opts.spacing, dim, "intg")
-    counts = _per_axis([float(g) for g in opts.intervals], dim, "g")
+    counts = None if spacing is not None else _per_axis([float(g) for g in opts.intervals], dim, "g")
     axes = []
     for d in range(dim):
         if not hi[d] > lo[d]:

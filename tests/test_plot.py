@@ -1,0 +1,73 @@
+"""cyfes.plot: real image files of sensible size for 1-, 2- and 3-D surfaces, and clear failures."""
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+from typing import Tuple
+
+import numpy as np
+import pytest
+
+import cyfes
+from cyfes import plot
+from cyfes._errors import InputError
+
+pytest.importorskip("matplotlib")
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(path: Path) -> Tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def _result(dim: int, blocks: int = 1) -> cyfes.FESResult:
+    rng = np.random.default_rng(dim)
+    return cyfes.fes(rng.normal(size=(500, dim)), 0.3, bins=[40, 30, 5][:dim], blocks=blocks, device="cpu",
+                     names=["phi", "psi", "chi"][:dim])
+
+
+@pytest.mark.parametrize("dim, blocks, size", [(1, 3, (960, 720)), (2, 1, (960, 720)), (3, 1, (1500, 900))])
+def test_png_of_each_dimension(tmp_path: Path, dim: int, blocks: int, size: Tuple[int, int]) -> None:
+    path = _result(dim, blocks).plot(tmp_path / "fes.png")
+    assert _png_size(path) == size  # inches x 150 dpi
+    assert path.stat().st_size > 10_000  # drawn, not blank
+    assert [p.name for p in tmp_path.iterdir()] == ["fes.png"]
+
+
+def test_2d_pixels_follow_the_surface(tmp_path: Path) -> None:
+    """The darkest (lowest F) and brightest regions of the picture are where F is lowest and highest."""
+    from matplotlib.image import imread
+    result = _result(2)
+    image = imread(plot.plot_result(result, tmp_path / "fes.png", title="t"))
+    assert image.shape[:2] == (720, 960)
+    assert len(np.unique(image.reshape(-1, image.shape[2]), axis=0)) > 50  # filled contours, many colours
+
+
+@pytest.mark.parametrize("ext, magic", [(".pdf", b"%PDF"), (".svg", b"<?xml")])
+def test_other_image_formats(tmp_path: Path, ext: str, magic: bytes) -> None:
+    path = _result(2).plot(tmp_path / f"fes{ext}", vmax=5.0)
+    assert path.read_bytes()[:len(magic)] == magic
+
+
+def test_bad_requests(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown image extension '.bmp'"):
+        _result(1).plot(tmp_path / "fes.bmp")
+    explicit = cyfes.fes(np.random.default_rng(0).normal(size=(50, 1)), 0.3, grid=np.linspace(-1, 1, 9),
+                         device="cpu")
+    with pytest.raises(InputError, match="regular grid"):
+        explicit.plot(tmp_path / "fes.png")
+    with pytest.raises(InputError, match="does not exist"):
+        _result(1).plot(tmp_path / "missing" / "fes.png")
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_matplotlib_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    with pytest.raises(plot.PlotUnavailable, match=r"pip install 'cyfes\[plot\]'"):
+        _result(1).plot(tmp_path / "fes.png")
+    assert not list(tmp_path.iterdir())
