@@ -17,6 +17,8 @@ from .conda_archive import read_conda
 from .conda_channel import install, solve
 from .conda_fixtures import build_fixture_channel, fixtures
 from .errors import Problem, VerifyError
+from .interpreters import which_python
+from .verify import WHEELHOUSE, clean_env, fill_wheelhouse, loaded_objects
 
 SMOKE_TIMEOUT_S = 300
 # What must come from the environment's $PREFIX/lib, not from the host.
@@ -65,12 +67,11 @@ def package_index(path: Path) -> dict:
 
 
 def host_python(python: str) -> Path:
-    """The host's CPython X.Y: pythonX.Y on PATH, else pyenv's newest X.Y.*."""
-    for cand in [*(Path(d) / f"python{python}" for d in os.environ.get("PATH", "").split(":") if d),
-                 *sorted(Path.home().glob(f".pyenv/versions/{python}.*/bin/python"), reverse=True)]:
-        if cand.is_file() and os.access(cand, os.X_OK):
-            return cand
-    raise VerifyError([f"no CPython {python} on PATH or in pyenv to verify the conda package with"])
+    """The host's CPython X.Y (interpreters.which_python: pyenv's exact versions, then PATH)."""
+    found = which_python(python)
+    if found is None:
+        raise VerifyError([f"no CPython {python} on PATH or in pyenv to verify the conda package with"])
+    return Path(found)
 
 
 def python_full_version(python: Path) -> str:
@@ -79,23 +80,28 @@ def python_full_version(python: Path) -> str:
 
 
 def numpy_path(python: Path, cache: Path) -> str | None:
-    """numpy for the host Python: its own if importable (the GPU host's), else pip --target into `cache`."""
+    """numpy for the host Python: its own if importable (the GPU host's), else a pip --target directory filled
+    from the release wheelhouse (verify.fill_wheelhouse), so reruns work offline."""
     if subprocess.run([str(python), "-s", "-c", "import numpy"], capture_output=True).returncode == 0:
         return None
-    target = cache / f"numpy-{python.name}-{python_full_version(python)}"
+    version = python_full_version(python)
+    target = cache / f"numpy-{version}"
     if not (target / "numpy").is_dir():
-        proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "--target", str(target), "numpy"],
-                              capture_output=True, text=True)
+        xy = ".".join(version.split(".")[:2])
+        fill_wheelhouse(["numpy>=1.21"], xy, WHEELHOUSE)
+        proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-index", "--find-links",
+                               str(WHEELHOUSE), "--target", str(target), "numpy>=1.21"],
+                              capture_output=True, text=True, env=clean_env())
         if proc.returncode != 0:
             raise VerifyError([f"pip could not install numpy for {python}: {proc.stderr.strip()[-400:]}"])
     return str(target)
 
 
 def loaded_libraries(trace: str) -> dict[str, str]:
-    """file name -> path, from LD_DEBUG=libs lines `calling init: PATH` (each object the loader initialised)."""
+    """file name -> real path of each object the loader initialised (verify.loaded_objects reads the trace)."""
     found: dict[str, str] = {}
-    for m in re.finditer(r"calling init: (\S+)", trace):
-        found.setdefault(os.path.basename(m.group(1)), os.path.realpath(m.group(1)))
+    for path in loaded_objects(trace):
+        found.setdefault(os.path.basename(path), os.path.realpath(path))
     return found
 
 

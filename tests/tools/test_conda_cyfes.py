@@ -1,0 +1,59 @@
+"""The real cyfes conda package (slow): a raw wheel of this tree for the venv's Python (shared CUDA runtime when a
+CUDA compiler is found), packaged, installed with py-rattler into a fresh prefix next to the fixture channel, then
+imported, asked for its backends and used for a small FES under the loader's trace."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.tools.test_conda_package import cudart_wheel, members
+from tools.release.conda import make_channel
+from tools.release.conda_verify import verify_packages
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+BUILD_DIR = ROOT / "build/conda/test-wheel"  # kept between runs: CMake rebuilds only what changed
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("raw")
+    env = dict(os.environ, CYFES_CUDA_RUNTIME="Shared")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
+                    f"-Cbuild-dir={BUILD_DIR}", str(ROOT)], check=True, env=env, cwd=ROOT)
+    (wheel,) = out.glob("cyfes-*.whl")
+    ch = tmp_path_factory.mktemp("conda") / "channel"
+    make_channel([wheel], ch, root=ROOT)
+    return ch
+
+
+def test_real_package_links_only_declared_libraries(channel: Path) -> None:
+    (pkg,) = (channel / "linux-64").glob("cyfes-*.conda")
+    got = members(pkg)
+    index = json.loads(got["info/index.json"])
+    assert index["name"] == "cyfes" and index["build"].startswith(f"py{PY.replace('.', '')}_")
+    assert f"lib/python{PY}/site-packages/cyfes/__init__.py" in got and "bin/cyfes" in got
+    assert not [n for n in got if "libcudart" in n or "libgomp" in n]
+    if "cuda" in index["build"]:
+        assert {"cuda-cudart", "cuda-version", "libstdcxx", "libgomp"} <= {d.split()[0] for d in index["depends"]}
+
+
+def test_real_package_installs_and_loads_from_the_prefix(channel: Path, tmp_path: Path) -> None:
+    (pkg,) = (channel / "linux-64").glob("cyfes-*.conda")
+    (result,) = verify_packages([pkg], channel, cudart_wheel(), ROOT / "build/conda/cache", tmp_path)
+    assert result.ok, result.problems
+    lib = os.path.realpath(Path(result.prefix) / "lib")
+    assert os.path.dirname(result.loaded["libgomp.so.1"]) == lib
+    if "cuda" in pkg.name:
+        assert os.path.dirname(result.loaded["libcudart.so.13"]) == lib
+        assert result.smoke["backends"]["cuda"]["built"] is True
+    assert not [p for p in result.loaded.values() if p.startswith("/usr/local/cuda")]
+    assert result.smoke["cpu_vs_numpy"] < 1e-6
+    assert result.entry_point == f"#!{result.prefix}/bin/python"
