@@ -39,13 +39,16 @@ def test_png_of_each_dimension(tmp_path: Path, dim: int, blocks: int, size: Tupl
     assert [p.name for p in tmp_path.iterdir()] == ["fes.png"]
 
 
-def test_2d_pixels_follow_the_surface(tmp_path: Path) -> None:
-    """The darkest (lowest F) and brightest regions of the picture are where F is lowest and highest."""
+def test_2d_picture_has_filled_contours(tmp_path: Path) -> None:
+    """Filled contours draw the colour map's bands: the picture holds many distinct colours of viridis."""
+    from matplotlib import colormaps
     from matplotlib.image import imread
-    result = _result(2)
-    image = imread(plot.plot_result(result, tmp_path / "fes.png", title="t"))
+    image = imread(plot.plot_result(_result(2), tmp_path / "fes.png", title="t", levels=12))
     assert image.shape[:2] == (720, 960)
-    assert len(np.unique(image.reshape(-1, image.shape[2]), axis=0)) > 50  # filled contours, many colours
+    pixels = np.unique(image[..., :3].reshape(-1, 3), axis=0)
+    bands = colormaps["viridis"]((np.arange(12) + 0.5) / 12)[:, :3]  # each band is drawn in its midpoint colour
+    hits = [np.min(np.abs(pixels - band).sum(axis=1)) < 0.02 for band in bands]
+    assert sum(hits) >= 10, hits  # nearly every band colour appears in the picture
 
 
 @pytest.mark.parametrize("ext, magic", [(".pdf", b"%PDF"), (".svg", b"<?xml")])
