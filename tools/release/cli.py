@@ -1,0 +1,371 @@
+"""Command line of the release tool: the only module that prints or exits.
+
+    python -m tools.release                      wheels + conda packages for every target, verified, one table
+    python -m tools.release wheel [--python X.Y ...] [--strict]
+    python -m tools.release check ARTIFACT... [--json]
+    python -m tools.release fix WHEEL... -o DIR
+    python -m tools.release verify ARTIFACT...
+    python -m tools.release conda [--python X.Y ...]
+
+Exit codes: 0 ok; 1 check problems, a failed build or verification; 2 bad input (malformed archive, ELF or
+release.yaml; unknown Python with --strict): one line per problem, nothing written to the output directory.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import CONFIG_NAME, ReleaseConfig, load_config
+from .errors import BadInputError, ReleaseError
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class Progress:
+    """One line per step with the elapsed time, on stderr (stdout stays for tables and --json)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.start, self.quiet = time.monotonic(), quiet
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.monotonic() - self.start:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tools.release", description="Build, repair, check and verify "
+                                "cyfes wheels and conda packages (configured by release.yaml).")
+    p.add_argument("--config", default=CONFIG_NAME, help="the release config (default: %(default)s)")
+    sub = p.add_subparsers(dest="command")
+    w = sub.add_parser("wheel", help="build, repair, fix and verify a wheel per Python")
+    w.add_argument("--python", action="append", metavar="X.Y", help="only these Pythons (repeatable)")
+    w.add_argument("--strict", action="store_true", help="a configured Python that is not found is an error")
+    w.add_argument("--strategy", choices=("vendor", "pip", "static"), help="override cuda.strategy")
+    w.add_argument("--no-verify", action="store_true", help="skip the install tests")
+    c = sub.add_parser("check", help="where every library of every ELF resolves after install, per scheme")
+    c.add_argument("artifacts", nargs="+", metavar="ARTIFACT")
+    c.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    c.add_argument("--scheme", action="append", help="schemes to check (default: release.yaml's)")
+    f = sub.add_parser("fix", help="apply the RPATH plan to already-repaired wheels")
+    f.add_argument("wheels", nargs="+", metavar="WHEEL")
+    f.add_argument("-o", "--output", required=True, help="directory for the fixed wheels")
+    f.add_argument("--dry-run", action="store_true", help="plan and report, write nothing")
+    f.add_argument("--scheme", action="append", help="schemes to plan for (default: release.yaml's)")
+    v = sub.add_parser("verify", help="install into fresh environments and run the smoke test under LD_DEBUG")
+    v.add_argument("artifacts", nargs="+", metavar="ARTIFACT")
+    v.add_argument("--scheme", action="append", help="schemes to verify (default: release.yaml's)")
+    v.add_argument("--smoke", help="Python code to run (default: release.yaml verify.smoke)")
+    k = sub.add_parser("conda", help="conda packages for every configured Python into the local channel")
+    k.add_argument("--python", action="append", metavar="X.Y")
+    k.add_argument("--strict", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    progress = Progress(quiet=getattr(args, "json", False))
+    try:
+        config = load_config(args.config)
+        handler = COMMANDS[args.command or "all"]
+        return handler(args, config, progress)
+    except BadInputError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ReleaseError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# --- check / fix / verify ------------------------------------------------------------------------------------
+
+def _schemes(args, config: ReleaseConfig) -> list[str]:
+    from .layouts import WHEEL_SCHEMES
+    chosen = args.scheme or list(config.schemes)
+    bad = [s for s in chosen if s not in WHEEL_SCHEMES]
+    if bad:
+        raise BadInputError([f"unknown scheme {', '.join(bad)} (allowed: {', '.join(WHEEL_SCHEMES)})"])
+    return chosen
+
+
+def _open_all(paths: Sequence[str]) -> list:
+    """Validate every input before doing anything, collecting every problem (exit 2 names them all)."""
+    from .check import open_wheel
+    opened, problems = [], []
+    for p in paths:
+        if p.endswith(".conda"):
+            opened.append((p, None, None))
+            continue
+        try:
+            opened.append((p, *open_wheel(p)))
+        except BadInputError as exc:
+            problems += [dataclasses.replace(q, artifact=p) if hasattr(q, "artifact") else q for q in exc.problems]
+    if problems:
+        raise BadInputError(problems)
+    return opened
+
+
+def cmd_check(args, config: ReleaseConfig, progress: Progress) -> int:
+    from .check import analyze
+    schemes = _schemes(args, config)
+    reports = []
+    for path, wheel, elfs in _open_all(args.artifacts):
+        if wheel is None:
+            reports.append(_check_conda(path))
+            continue
+        reports.append(analyze(wheel, elfs, schemes, config.python))
+    if args.json:
+        print(json.dumps([_report_json(r) for r in reports], indent=2))
+    else:
+        for r in reports:
+            _print_report(r)
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_PROBLEMS
+
+
+def _check_conda(path: str):
+    try:
+        from . import linkcheck  # noqa: F401  (owned by the conda half)
+    except ImportError:
+        raise BadInputError([f"In {path}: checking conda packages is not available in this checkout"])
+    raise BadInputError([f"In {path}: use `python -m tools.release conda` to check conda packages"])
+
+
+def _report_json(report) -> dict:
+    return {"wheel": report.wheel, "ok": report.ok, "layouts": report.layouts,
+            "findings": [dataclasses.asdict(f) for f in report.findings],
+            "resolutions": {k: [dataclasses.asdict(r) for r in v] for k, v in report.resolutions.items()}}
+
+
+def _print_report(report) -> None:
+    head = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"{report.wheel}: {head} ({len(report.layouts)} layouts: {', '.join(report.layouts)})")
+    for f in report.findings:
+        print(f"  {f.severity.upper()}: In {report.wheel}, {f.file} [{f.scheme}]: {f.message}")
+
+
+def _staging(out: Path) -> Path:
+    """A temp dir next to the output, so the final move is a rename and a failure leaves `out` untouched."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".release-staging-", dir=out.parent))
+
+
+def _publish(files: Sequence[Path], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for f in files:
+        dest = out / f.name
+        os.replace(f, dest)
+        moved.append(dest)
+    return moved
+
+
+def cmd_fix(args, config: ReleaseConfig, progress: Progress) -> int:
+    from .fix import fix_wheel
+    schemes = _schemes(args, config)
+    out = Path(args.output)
+    opened = _open_all(args.wheels)
+    staging = _staging(out.resolve())
+    try:
+        results = [fix_wheel(p, staging, schemes, config.python, dry_run=args.dry_run) for p, _, _ in opened]
+        for r in results:
+            _print_fix(r, args.dry_run)
+        if not args.dry_run:
+            _publish([r.output for r in results], out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return EXIT_OK if all(r.report.ok for r in results) else EXIT_PROBLEMS
+
+
+def _print_fix(result, dry_run: bool) -> None:
+    verb = "would write" if dry_run else "wrote"
+    state = "patched" if result.changed else "already right, copied unchanged"
+    print(f"{Path(result.input).name}: {state}; {verb} {result.output.name}")
+    for plan in result.plans:
+        for d in plan.decisions:
+            print(f"  {d}")
+    for f in result.report.findings:
+        print(f"  {f.severity.upper()}: {f.file} [{f.scheme}]: {f.message}")
+
+
+def cmd_verify(args, config: ReleaseConfig, progress: Progress) -> int:
+    from .interpreters import which_python
+    from .verify import verify_wheel
+    schemes = _schemes(args, config)
+    code = args.smoke or config.verify.smoke
+    rows, ok = [], True
+    for path, wheel, _ in _open_all(args.artifacts):
+        if wheel is None:
+            ok &= _verify_conda(Path(path), progress)
+            continue
+        for v in wheel.pythons or [f"{sys.version_info[0]}.{sys.version_info[1]}"]:
+            python = which_python(v)
+            if python is None:
+                raise BadInputError([f"In {wheel.filename}: no Python {v} interpreter found to verify it with"])
+            progress(f"verify {wheel.filename} with Python {v}: {', '.join(schemes)}")
+            results = verify_wheel(Path(path), schemes, python, code)
+            _print_verify(results)
+            ok &= all(r.ok for r in results)
+            rows.append(_row(Path(path), wheel, results))
+    _print_table(rows)
+    return EXIT_OK if ok else EXIT_PROBLEMS
+
+
+def _verify_conda(path: Path, progress: Progress) -> bool:
+    try:
+        from .conda_verify import verify_packages  # owned by the conda half
+    except ImportError:
+        raise BadInputError([f"In {path.name}: verifying conda packages is not available"])
+    raise BadInputError([f"In {path.name}: use `python -m tools.release conda` to verify conda packages"])
+
+
+def _print_verify(results) -> None:
+    for r in results:
+        extra = f" loaded from the install: {', '.join(Path(p).name for p in r.inside)}" if r.inside else ""
+        print(f"  {r.artifact} [{r.scheme} {r.python}] {r.status.upper()} ({r.seconds:.1f}s) {r.detail}{extra}")
+
+
+# --- the release ---------------------------------------------------------------------------------------------
+
+def _pythons(requested: Sequence[str] | None, config: ReleaseConfig, strict: bool, progress: Progress) -> dict:
+    from .interpreters import default_pythons, find_pythons
+    found = find_pythons()
+    wanted = list(requested or config.python or default_pythons(found))
+    missing = [v for v in wanted if v not in found]
+    if missing and strict:
+        raise BadInputError([f"Python {', '.join(missing)} not found on PATH or in pyenv (--strict)"])
+    for v in missing:
+        progress(f"warning: Python {v} not found on PATH or in pyenv; skipped")
+    return {v: found[v] for v in wanted if v in found}
+
+
+def _vendored(wheel) -> list[str]:
+    return sorted(Path(n).name for n in wheel.members if ".libs/" in n)
+
+
+def _row(path: Path, wheel, results, error: str = "") -> dict:
+    verified = [f"{r.scheme}{'' if r.status == 'ok' else '(' + r.status + ')'}" for r in results]
+    failed = [r for r in results if not r.ok]
+    result = error or ("FAILED: " + "; ".join(f"{r.scheme}: {r.detail}" for r in failed) if failed else "ok")
+    return {"wheel": path.name if wheel else str(path), "tag": wheel.tags if wheel else "-",
+            "size": f"{path.stat().st_size / 2**20:.1f} MiB" if path.exists() else "-",
+            "vendored": ", ".join(_vendored(wheel)) if wheel else "-",
+            "schemes": " ".join(verified) or "-", "result": result}
+
+
+def _print_table(rows: list[dict]) -> None:
+    if not rows:
+        return
+    cols = [("wheel", "artifact"), ("tag", "tag"), ("size", "size"), ("vendored", "vendored libraries"),
+            ("schemes", "schemes verified"), ("result", "result")]
+    widths = {k: max(len(h), *(len(str(r[k])[:120]) for r in rows)) for k, h in cols}
+    print("\n" + "  ".join(h.ljust(widths[k]) for k, h in cols))
+    print("  ".join("-" * widths[k] for k, _ in cols))
+    for r in rows:
+        print("  ".join(str(r[k])[:120].ljust(widths[k]) for k, _ in cols))
+
+
+def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str, verify: bool,
+                   progress: Progress) -> tuple[list[dict], bool]:
+    """Build the CUDA library once, then per Python: build, repair, fix, verify; publish what passed."""
+    from .build import build_cuda_library, build_wheel
+    from .repair import repair_wheel
+    from .verify import verify_wheel
+    from .wheel import read_wheel
+    out = Path(config.output)
+    staging = _staging(out.resolve())
+    rows, good, ok = [], [], True
+    try:
+        cuda = build_cuda_library(strategy, log=progress) if config.cuda.enabled else None
+        for v, python in pythons.items():
+            try:
+                raw = build_wheel(python, v, cuda, strategy, log=progress)
+                progress(f"auditwheel repair + RPATH plan for {raw.name}")
+                fixed = repair_wheel(raw, staging, strategy, config.schemes, [v], config.exclude,
+                                     config.manylinux, config.cuda.pip_requirement)
+                for plan in fixed.plans:
+                    for d in plan.decisions:
+                        if d.action != "kept":
+                            progress(f"  rpath {d}")
+                results = []
+                if verify:
+                    progress(f"verify {fixed.output.name}: {', '.join(config.schemes)}")
+                    results = verify_wheel(fixed.output, config.schemes, python, config.verify.smoke)
+                wheel = read_wheel(fixed.output)
+                row = _row(fixed.output, wheel, results,
+                           "" if fixed.report.ok else "check: " + "; ".join(f.message for f in fixed.report.problems))
+                ok &= row["result"] == "ok"
+                if row["result"] == "ok":
+                    good.append(fixed.output)
+                rows.append(row)
+            except BadInputError:
+                raise
+            except ReleaseError as exc:
+                ok = False
+                rows.append({"wheel": f"cyfes (Python {v})", "tag": "-", "size": "-", "vendored": "-",
+                             "schemes": "-", "result": "FAILED: " + str(exc).splitlines()[0][:200]})
+                progress(f"Python {v} failed: {exc}")
+        for p in _publish(good, out):
+            progress(f"wrote {p}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return rows, ok
+
+
+def cmd_wheel(args, config: ReleaseConfig, progress: Progress) -> int:
+    pythons = _pythons(args.python, config, args.strict, progress)
+    strategy = args.strategy or config.cuda.strategy
+    rows, ok = release_wheels(pythons, config, strategy, not args.no_verify and config.verify.enabled, progress)
+    _print_table(rows)
+    return EXIT_OK if ok else EXIT_PROBLEMS
+
+
+def conda_release(pythons: dict[str, str], config: ReleaseConfig, progress: Progress) -> tuple[list[dict], bool]:
+    """The conda half's entry point, imported lazily (tools.release.conda is owned by the conda half)."""
+    try:
+        from . import conda
+    except ImportError:
+        progress("conda: not available in this checkout (tools.release.conda missing)")
+        return [{"wheel": "conda packages", "tag": "-", "size": "-", "vendored": "-", "schemes": "-",
+                 "result": "not available"}], True
+    entry = getattr(conda, "release", None)
+    if entry is None:
+        progress("conda: not available (tools.release.conda has no release(config, pythons, progress) yet)")
+        return [{"wheel": "conda packages", "tag": "-", "size": "-", "vendored": "-", "schemes": "-",
+                 "result": "not available"}], True
+    return entry(config, pythons, progress)
+
+
+def cmd_conda(args, config: ReleaseConfig, progress: Progress) -> int:
+    wanted = args.python or list(config.conda_pythons) or None
+    pythons = _pythons(wanted, config, args.strict, progress)
+    rows, ok = conda_release(pythons, config, progress)
+    _print_table(rows)
+    return EXIT_OK if ok else EXIT_PROBLEMS
+
+
+def cmd_all(args, config: ReleaseConfig, progress: Progress) -> int:
+    pythons = _pythons(None, config, False, progress)
+    rows, ok = release_wheels(pythons, config, config.cuda.strategy, config.verify.enabled, progress)
+    if config.conda.enabled:
+        conda_pythons = _pythons(list(config.conda_pythons) or None, config, False, progress)
+        crow, cok = conda_release(conda_pythons, config, progress)
+        rows, ok = rows + crow, ok and cok
+    _print_table(rows)
+    progress(f"release {'done' if ok else 'FAILED'}")
+    return EXIT_OK if ok else EXIT_PROBLEMS
+
+
+COMMANDS: dict[str, Callable[..., int]] = {"check": cmd_check, "fix": cmd_fix, "verify": cmd_verify,
+                                            "wheel": cmd_wheel, "conda": cmd_conda, "all": cmd_all}
