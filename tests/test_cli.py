@@ -248,3 +248,19 @@ def test_error_from_a_process_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [f"cyfes: error: bad.dat: line 2, column 2: 'four' is not a number"]
     assert not (tmp_path / "x.dat").exists()
+
+
+def test_truncated_row_before_restart_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = np.round(_samples(40), 10)
+    with open(tmp_path / "COLVAR", "w") as out:
+        out.write("#! FIELDS " + " ".join(NAMES) + "\n")
+        np.savetxt(out, data[:20], fmt="%.10f")
+        out.write("2.0000000000 0.1234\n")  # the run died mid-row
+        out.write("#! FIELDS " + " ".join(NAMES) + "\n")
+        np.savetxt(out, data[20:], fmt="%.10f")
+    code, _, err = _run(["fes", str(tmp_path / "COLVAR"), "--cv", "psi", "--sigma", "0.3", "--bins", "9",
+                         "--device", "cpu", "-o", str(tmp_path / "fes.npz")], capsys)
+    assert code == 0
+    assert err.splitlines() == [f"cyfes: warning: {tmp_path / 'COLVAR'}: line 22: dropped a row cut short: "
+                                "2 columns, expected 5 (rows of different lengths)"]
+    _assert_same(formats.read_grid(tmp_path / "fes.npz"), cyfes.fes(data[:, 2], 0.3, bins=9, device="cpu"))

@@ -235,3 +235,16 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
 def test_missing_output_directory(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         _result(1).save(tmp_path / "no" / "fes.dat")
+
+
+def test_row_cut_short_before_a_restart_is_dropped_with_a_note(tmp_path: Path) -> None:
+    text = ("#! FIELDS time x bias\n0 1.5 0.1\n1 1.6 0.2\n2 1.7\n"  # killed while writing row 3
+            "#! FIELDS time x bias\n2 1.7 0.3\n3 1.8 0.4\n")
+    (tmp_path / "COLVAR").write_text(text)
+    table = formats.read_table(tmp_path / "COLVAR")
+    np.testing.assert_array_equal(table.data, [[0, 1.5, 0.1], [1, 1.6, 0.2], [2, 1.7, 0.3], [3, 1.8, 0.4]])
+    assert table.notes == [f"{tmp_path / 'COLVAR'}: line 4: dropped a row cut short: 2 columns, expected 3 "
+                           "(rows of different lengths)"]
+    (tmp_path / "mid").write_text("#! FIELDS time x bias\n0 1.5 0.1\n1 1.6\n2 1.7 0.3\n")
+    with pytest.raises(InputError, match="line 3: 2 columns, expected 3"):  # not the last row: an error
+        formats.read_table(tmp_path / "mid")

@@ -189,6 +189,8 @@ def load_samples(args: argparse.Namespace) -> Samples:
         raise InputError("--skip must be >= 0 and --stride >= 1")
     bias_keys, weight_keys = _split_list(args.bias), _split_list(args.weights)
     tables = [formats.read_table(path) for path in args.inputs]
+    for note in (n for table in tables for n in table.notes):
+        print(f"{PROG}: warning: {note}", file=sys.stderr)
     cv_keys = _split_list(args.cv) or _default_cvs(tables[0], bias_keys + weight_keys)
     names = [tables[0].names[tables[0].column_index(k)] for k in cv_keys]
     values, bias, weights = [], [], []

@@ -115,13 +115,15 @@ class Table:
 
     names: one per column (from `#! FIELDS` or a header line, else col0, col1, ...). data: (rows, columns).
     periodic: per column name the (low, high) domain declared by `#! SET min_X`/`max_X` lines (PLUMED writes
-    them for periodic CVs). segments: how many `#! FIELDS` headers (restarts) were read."""
+    them for periodic CVs). segments: how many `#! FIELDS` headers (restarts) were read. notes: what the reader
+    forgave (a last row cut short by a crash before a restart), for the caller to tell the user."""
 
     names: List[str]
     data: np.ndarray
     source: str
     periodic: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     segments: int = 1
+    notes: List[str] = field(default_factory=list)
 
     def column_index(self, key: str) -> int:
         """The index of the column named `key`, or of the 0-based index `key`."""
@@ -187,6 +189,7 @@ def parse_table_text(text: str, source: str = "<text>") -> Table:
         return _plain_table(text, source)
     periodic = _periodic_domains(_set_values(directives), source)
     parts: List[Tuple[List[str], np.ndarray]] = []
+    notes: List[str] = []
     pre = text[:heads[0][0].start]
     if _has_data(pre):
         raise InputError(f"{source}: line {_first_data_line(pre, 1)}: data before the first '#! FIELDS' header")
@@ -198,11 +201,11 @@ def parse_table_text(text: str, source: str = "<text>") -> Table:
         first_line = text.count("\n", 0, head.end) + 1  # body starts with the header line's own "\n"
         body = text[head.end:end]
         if _has_data(body):
-            parts.append((names, _load_block(body, None, len(names), source, first_line)))
+            parts.append((names, _load_block(body, None, len(names), source, first_line, notes)))
     if not parts:
         raise InputError(f"{source}: has a '#! FIELDS' header but no data rows")
     names, data = _merge_segments(parts, source)
-    return Table(names, data, source, periodic, segments=len(heads))
+    return Table(names, data, source, periodic, segments=len(heads), notes=notes)
 
 
 _DATA_LINE = re.compile(r"^[ \t]*[^#\s]", re.MULTILINE)
@@ -272,20 +275,31 @@ def _is_float(token: str) -> bool:
         return False
 
 
-def _load_block(body: str, delimiter: Optional[str], ncols: int, source: str, first_line: int) -> np.ndarray:
-    """Numbers of a block of lines through numpy's C parser; on failure find the exact line in Python."""
+def _load_block(body: str, delimiter: Optional[str], ncols: int, source: str, first_line: int,
+                notes: Optional[List[str]] = None) -> np.ndarray:
+    """Numbers of a block of lines through numpy's C parser; on failure find the exact line in Python.
+
+    With `notes` (COLVAR segments), a last row cut short (a run killed while writing, then restarted) is dropped
+    and said in `notes` instead of failing."""
     try:
         data = np.loadtxt(io.StringIO(body), comments="#", delimiter=delimiter, ndmin=2, dtype=np.float64)
     except ValueError:
-        _raise_first_bad_line(body, delimiter, ncols, source, first_line)
-        raise  # pragma: no cover - the scan always finds the bad line
+        index, message, short = _first_bad_line(body, delimiter, ncols)
+        lines = body.splitlines()
+        if notes is not None and short and not _has_data("\n".join(lines[index + 1:])):
+            notes.append(f"{source}: line {first_line + index}: dropped a row cut short{message}")
+            rest = "\n".join(lines[:index])
+            return _load_block(rest, delimiter, ncols, source, first_line) if _has_data(rest) \
+                else np.empty((0, ncols))
+        raise InputError(f"{source}: line {first_line + index}{message}") from None
     if data.shape[1] != ncols:
         line = _first_data_line(body, first_line)
         raise InputError(f"{source}: line {line}: {data.shape[1]} columns but the header names {ncols}")
     return data
 
 
-def _raise_first_bad_line(body: str, delimiter: Optional[str], ncols: int, source: str, first_line: int) -> None:
+def _first_bad_line(body: str, delimiter: Optional[str], ncols: int) -> Tuple[int, str, bool]:
+    """(index of the first bad line in `body`, what is wrong, whether it is merely short of columns)."""
     for i, line in enumerate(body.splitlines()):
         stripped = line.split("#", 1)[0]
         if not stripped.strip():
@@ -293,10 +307,10 @@ def _raise_first_bad_line(body: str, delimiter: Optional[str], ncols: int, sourc
         tokens = [t.strip() for t in stripped.split(delimiter)] if delimiter else stripped.split()
         for c, tok in enumerate(tokens):
             if not _is_float(tok):
-                raise InputError(f"{source}: line {first_line + i}, column {c + 1}: {tok!r} is not a number")
+                return i, f", column {c + 1}: {tok!r} is not a number", False
         if len(tokens) != ncols:
-            raise InputError(f"{source}: line {first_line + i}: {len(tokens)} columns, expected {ncols} "
-                             "(rows of different lengths)")
+            return i, f": {len(tokens)} columns, expected {ncols} (rows of different lengths)", len(tokens) < ncols
+    raise AssertionError("numpy rejected a block in which no bad line was found")  # pragma: no cover
 
 
 # ----------------------------------------------------------------------------------------------- writing
