@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 from dataclasses import dataclass
@@ -108,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_fes_arguments(p: argparse.ArgumentParser) -> None:
+    _add_input_arguments(p)
+    _add_estimate_arguments(p)
+    _add_output_arguments(p)
+
+
+def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input")
     g.add_argument("inputs", nargs="+", metavar="INPUT", help="COLVAR / text / CSV / .npy file(s)")
     g.add_argument("--cv", metavar="COLS", help="CV columns, names or 0-based indices: phi,psi or 1,2 "
@@ -118,6 +123,9 @@ def _add_fes_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--skip", type=int, default=0, metavar="N", help="drop the first N rows of each input "
                    "(burn-in)")
     g.add_argument("--stride", type=int, default=1, metavar="N", help="then keep every N-th row")
+
+
+def _add_estimate_arguments(p: argparse.ArgumentParser) -> None:
     k = p.add_argument_group("estimate")
     k.add_argument("--sigma", required=True, metavar="S", help="kernel bandwidth in CV units: one value, one "
                    "per CV (0.1,0.2) or by name (phi=0.1,psi=0.2); pi expressions allowed")
@@ -142,6 +150,9 @@ def _add_fes_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--precision", default="float64", choices=["float64", "float32"],
                      help="kernel precision (default float64)")
     run.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+
+
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", action="append", default=[], metavar="FILE",
                      help="write the FES here, format by extension; repeat for several files")
