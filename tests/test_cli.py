@@ -264,3 +264,28 @@ def test_truncated_row_before_restart_is_a_warning(tmp_path: Path, capsys: pytes
     assert err.splitlines() == [f"cyfes: warning: {tmp_path / 'COLVAR'}: line 22: dropped a row cut short: "
                                 "2 columns, expected 5 (rows of different lengths)"]
     _assert_same(formats.read_grid(tmp_path / "fes.npz"), cyfes.fes(data[:, 2], 0.3, bins=9, device="cpu"))
+
+
+def test_default_cvs_skip_time_and_bias_columns(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = np.round(_samples(80), 10)
+    with open(tmp_path / "COLVAR", "w") as out:
+        out.write("#! FIELDS time phi psi metad.bias\n")
+        np.savetxt(out, data[:, :4], fmt="%.10f")
+    code, out, err = _run(["fes", str(tmp_path / "COLVAR"), "--sigma", "0.4", "--bins", "6", "--device", "cpu",
+                           "-o", str(tmp_path / "fes.npz")], capsys)
+    assert (code, err) == (0, "") and "FES of phi, psi" in out
+    _assert_same(formats.read_grid(tmp_path / "fes.npz"), cyfes.fes(data[:, 1:3], 0.4, bins=6, device="cpu"))
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    from cyfes import progress
+    assert progress.wanted(io.StringIO()) is False  # piped: no bar
+    with progress.bar("x", enabled=False) as update:
+        assert update is None
+    pytest.importorskip("tqdm")
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    with progress.bar("cyfes fes", enabled=True) as update:
+        update(3, 10)
+    assert "cyfes fes" in stream.getvalue() and "3/10" in stream.getvalue()
