@@ -253,13 +253,16 @@ struct Problem {
 template <typename T>
 using KernelFn = void (*)(const T *, const T *, int64_t, int64_t, const T *, int64_t, Periods<T>, double2 *);
 
+// float32: 4 or 8 points per thread (CUFES_PPT=8 for tuning); float64 is FP64-bound (its exp2 is a long
+// FMA sequence), where more points per thread only cost registers, so it has one variant.
 template <typename T, int D, bool P>
 KernelFn<T> pick_ppt(int ppt) {
-  if (ppt <= 2) return kde_kernel<T, D, P, 2>;
-  if constexpr (sizeof(T) == 4) {  // float64 is FP64-bound: more points per thread only cost registers
+  if constexpr (sizeof(T) == 4) {
     if (ppt >= 8) return kde_kernel<T, D, P, 8>;
+    return kde_kernel<T, D, P, 4>;
+  } else {
+    return kde_kernel<T, D, P, 2>;
   }
-  return kde_kernel<T, D, P, 4>;
 }
 
 template <typename T, int D>
@@ -282,13 +285,11 @@ KernelFn<T> pick_kernel(int dim, bool periodic, int ppt) {
   }
 }
 
-// Float32 owns 4 points per thread by default (double: 2, its exp is FP64-bound, not register-bound);
-// CUFES_PPT overrides it for tuning.
+// Points per thread of the kernel pick_ppt returns (it must match: the grid's block count depends on it).
 template <typename T>
 int points_per_thread() {
-  int fallback = sizeof(T) == 4 ? 4 : 2;
-  int ppt = static_cast<int>(env_limit("CUFES_PPT", fallback));
-  return ppt >= 8 ? (sizeof(T) == 4 ? 8 : 4) : ppt >= 4 ? 4 : 2;
+  if (sizeof(T) == 8) return 2;
+  return env_limit("CUFES_PPT", 4) >= 8 ? 8 : 4;
 }
 
 struct Plan {

@@ -77,6 +77,76 @@ def _logsumexp(x: np.ndarray, axis: int = 0) -> np.ndarray:
     return np.squeeze(top, axis) + np.log(np.sum(np.exp(x - top), axis=axis))
 
 
+@dataclass(frozen=True)
+class _Problem:
+    """Validated inputs of one fes() call: nothing is computed before all of these exist."""
+
+    data: np.ndarray
+    sigma: np.ndarray
+    logw: np.ndarray
+    period: np.ndarray
+    points: np.ndarray
+    axes: Optional[List[np.ndarray]]
+    block_ids: List[np.ndarray]
+    dtype: type
+    kT: float
+
+
+def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray) -> Tuple[np.ndarray, Optional[List[np.ndarray]]]:
+    """The (M, D) query points and, for a regular grid, its axes."""
+    dim = data.shape[1]
+    if grid is not None and (bins is not None or ranges is not None):
+        raise InputError("grid: give either `grid` or `bins`/`ranges`, not both")
+    if grid is None and bins is None:
+        raise InputError("bins: give `bins` (regular grid) or `grid` (explicit points)")
+    if grid is not None:
+        points = _inputs.explicit_grid(grid, dim)
+        _inputs.check_grid_fits(len(points), dim, "grid")
+        return points, None
+    axes = _inputs.regular_axes(bins, ranges, data)
+    return np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1), axes
+
+
+def _blocks(logw: np.ndarray, nblocks: int) -> List[np.ndarray]:
+    """Sample indices of each block, samples of weight zero left out; checked before any work starts."""
+    keep = np.isfinite(logw)  # weight 0: the sample does not exist for the estimate
+    blocks = [ids[keep[ids]] for ids in np.array_split(np.arange(len(logw)), nblocks)]
+    if any(len(ids) == 0 for ids in blocks):
+        raise InputError(f"blocks: a block of samples has only zero weights; use fewer than {nblocks} blocks")
+    return blocks
+
+
+def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: float, units: str, grid: Any,
+              bins: Any, ranges: Any, periodic: Any, blocks: int, precision: str,
+              names: Optional[Sequence[str]]) -> _Problem:
+    kT = _units.kT(temperature, units)
+    data = _inputs.samples(samples)
+    n, dim = data.shape
+    sig = _inputs.sigma(sigma, dim)
+    logw = _inputs.log_weights(bias, weights, n, kT)
+    period = _inputs.periods(periodic, dim)
+    nblocks = _inputs.positive_int(blocks, "blocks", upper=n)
+    precision = _inputs.choice(precision, "precision", PRECISIONS)
+    if names is not None and len(names) != dim:
+        raise InputError(f"names: expected {dim} CV names, got {len(names)}")
+    points, axes = _points(grid, bins, ranges, data)
+    dtype = np.float64 if precision == "float64" else np.float32
+    return _Problem(data, sig, logw, period, points, axes, _blocks(logw, nblocks), dtype, kT)
+
+
+def _block_log_densities(pb: _Problem, dev: _backends.Device) -> Tuple[np.ndarray, np.ndarray]:
+    """Per block: log sum_j w_j K(x - s_j) (unnormalised kernel) on every point, and log sum_j w_j."""
+    cast = lambda a: np.ascontiguousarray(a, dtype=pb.dtype)  # noqa: E731
+    scale, per, pts = cast(1.0 / pb.sigma), cast(pb.period), cast(pb.points)
+    log_dens, log_z = [], []
+    for ids in pb.block_ids:
+        lw = pb.logw[ids]
+        top = lw.max()  # shift so the kernels see logw <= 0 (float32 keeps its range); added back below
+        log_dens.append(_backends.log_density(cast(pb.data[ids]), cast(lw - top), pts, scale, per, dev) + top)
+        log_z.append(_logsumexp(lw))
+    return np.array(log_dens), np.array(log_z)
+
+
 def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temperature: float = 300.0,
         units: str = "kJ/mol", grid: Any = None, bins: Any = None, ranges: Any = None,
         periodic: Optional[Sequence[Optional[float]]] = None, blocks: int = 1, device: Any = "auto",
@@ -91,58 +161,25 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
     periodic: per CV a period or None. blocks > 1 splits the samples into that many blocks and gives a
     standard error per point. device: "auto" (GPU when usable), "cpu", "gpu", "cuda:N", or GPU ids;
     devices=[0, 1] splits the grid over GPUs. precision: "float64" or "float32". shift: subtract min F.
+    Every argument is checked before any work starts; a bad one raises InputError naming it.
     """
-    kT = _units.kT(temperature, units)
-    data = _inputs.samples(samples)
-    n, dim = data.shape
-    sig = _inputs.sigma(sigma, dim)
-    logw = _inputs.log_weights(bias, weights, n, kT)
-    period = _inputs.periods(periodic, dim)
-    nblocks = _inputs.positive_int(blocks, "blocks", upper=n)
-    precision = _inputs.choice(precision, "precision", PRECISIONS)
-    if names is not None and len(names) != dim:
-        raise InputError(f"names: expected {dim} CV names, got {len(names)}")
-    if grid is not None and (bins is not None or ranges is not None):
-        raise InputError("grid: give either `grid` or `bins`/`ranges`, not both")
-    if grid is None and bins is None:
-        raise InputError("bins: give `bins` (regular grid) or `grid` (explicit points)")
-    axes = None
-    if grid is not None:
-        points = _inputs.explicit_grid(grid, dim)
-        _inputs.check_grid_fits(len(points), dim, "grid")
-    else:
-        axes = _inputs.regular_axes(bins, ranges, data)
-        points = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1)
     dev = _backends.parse_device(device, devices, threads)
-
-    keep = np.isfinite(logw)  # weight 0: the sample does not exist for the estimate
-    block_ids = np.array_split(np.arange(n), nblocks)
-    dtype = np.float64 if precision == "float64" else np.float32
-    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
-    scale, per, pts = cast(1.0 / sig), cast(period), cast(points)
-    norm = _log_gauss_norm(sig)
-    log_dens, log_z = [], []
-    for ids in block_ids:
-        ids = ids[keep[ids]]
-        if len(ids) == 0:
-            raise InputError(f"blocks: a block of samples has only zero weights; use fewer than {nblocks} blocks")
-        lw = logw[ids]
-        top = lw.max()  # shift so float32 kernels see logw <= 0
-        log_dens.append(_backends.log_density(cast(data[ids]), cast(lw - top), pts, scale, per, dev) + top)
-        log_z.append(_logsumexp(lw))
-    dens = np.array(log_dens)
-    total = _logsumexp(dens) - _logsumexp(np.array(log_z)) + norm
-    values = -kT * total
+    pb = _validate(samples, sigma, bias, weights, temperature, units, grid, bins, ranges, periodic, blocks,
+                   precision, names)
+    dens, log_z = _block_log_densities(pb, dev)
+    norm = _log_gauss_norm(pb.sigma)
+    values = -pb.kT * (_logsumexp(dens) - _logsumexp(log_z) + norm)
     error = None
-    if nblocks > 1:
-        per_block = -kT * (dens - np.array(log_z)[:, None] + norm)
-        error = per_block.std(axis=0, ddof=1) / math.sqrt(nblocks)
+    if len(pb.block_ids) > 1:
+        per_block = -pb.kT * (dens - log_z[:, None] + norm)
+        error = per_block.std(axis=0, ddof=1) / math.sqrt(len(pb.block_ids))
     if shift:
         values = values - values.min()
-    shape = tuple(len(a) for a in axes) if axes is not None else (len(points),)
+    shape = tuple(len(a) for a in pb.axes) if pb.axes is not None else (len(pb.points),)
     return FESResult(
-        values=values.reshape(shape), axes=axes, grid=points if grid is not None else None,
-        error=None if error is None else error.reshape(shape), kT=kT, units=units,
-        temperature=float(temperature), backend=dev.describe(), precision=precision, sigma=sig,
-        periodic=[float(p) if p > 0 else None for p in period], n_samples=int(keep.sum()), blocks=nblocks,
+        values=values.reshape(shape), axes=pb.axes, grid=pb.points if pb.axes is None else None,
+        error=None if error is None else error.reshape(shape), kT=pb.kT, units=units,
+        temperature=float(temperature), backend=dev.describe(), precision=str(np.dtype(pb.dtype)),
+        sigma=pb.sigma, periodic=[float(p) if p > 0 else None for p in pb.period],
+        n_samples=int(np.isfinite(pb.logw).sum()), blocks=len(pb.block_ids),
         names=list(names) if names is not None else None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -114,34 +114,43 @@ def parse_device(device: Any, devices: Optional[Sequence[int]] = None, threads: 
     return Device("cuda", ids)
 
 
-def log_density(samples: np.ndarray, logw: np.ndarray, grid: np.ndarray, scale: np.ndarray,
-                period: np.ndarray, device: Device) -> np.ndarray:
-    """Run the kernel of `device` on arrays already validated and cast to one float dtype."""
-    out = np.empty(len(grid), dtype=np.float64)
-    if device.kind == "cpu":
-        _cpu().log_density(samples, logw, grid, scale, period, out, device.threads)
-        return out
-    gpu = _load_gpu()
-    parts = np.array_split(np.arange(len(grid)), len(device.ids))
+def split_grid(m: int, parts: int) -> List[Tuple[int, int]]:
+    """Contiguous [lo, hi) ranges of m grid points for `parts` devices, sizes differing by at most one;
+    empty ranges are left out (more devices than points)."""
+    bounds = [m * k // parts for k in range(parts + 1)]
+    return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+
+
+def _run_on_gpus(gpu: Any, ids: Sequence[int], args: tuple, grid: np.ndarray, out: np.ndarray) -> None:
+    """One thread per GPU, each on its own slice of the grid (the extension releases the GIL)."""
+    samples, logw, scale, period = args
     errors: List[BaseException] = []
 
-    def run(dev: int, idx: np.ndarray) -> None:
-        if len(idx) == 0:
-            return
-        lo, hi = int(idx[0]), int(idx[-1]) + 1
+    def run(dev: int, lo: int, hi: int) -> None:
         try:
             gpu.log_density(samples, logw, grid[lo:hi], scale, period, out[lo:hi], dev)
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
 
-    if len(device.ids) == 1:
-        run(device.ids[0], parts[0])
+    ranges = split_grid(len(grid), len(ids))
+    if len(ranges) == 1:
+        run(ids[0], *ranges[0])
     else:
-        workers = [threading.Thread(target=run, args=(d, p)) for d, p in zip(device.ids, parts)]
+        workers = [threading.Thread(target=run, args=(d, lo, hi)) for d, (lo, hi) in zip(ids, ranges)]
         for w in workers:
             w.start()
         for w in workers:
             w.join()
     if errors:
         raise errors[0]
+
+
+def log_density(samples: np.ndarray, logw: np.ndarray, grid: np.ndarray, scale: np.ndarray,
+                period: np.ndarray, device: Device) -> np.ndarray:
+    """Run the kernel of `device` on arrays already validated and cast to one float dtype."""
+    out = np.empty(len(grid), dtype=np.float64)
+    if device.kind == "cpu":
+        _cpu().log_density(samples, logw, grid, scale, period, out, device.threads)
+    else:
+        _run_on_gpus(_load_gpu(), device.ids, (samples, logw, scale, period), grid, out)
     return out

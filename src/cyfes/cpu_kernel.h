@@ -11,6 +11,10 @@
  * and block, one vectorised pass writes the exponents and their maximum, a second sums exp(x - max)
  * (glibc's libmvec vector exp under -ffast-math). Blocks merge into a per-point running (max, sum) in
  * double, so no bias range overflows and float32 mode keeps its accuracy for large N.
+ * Exponents are clamped at FLOOR below the block maximum before exp: libmvec's vector exp leaves its fast
+ * path for arguments that underflow (measured: 8x slower for far grid points) and denormals are slow too.
+ * A clamped term adds at most e^-80 (float) or e^-700 (double) relative to the block's largest term, far
+ * below rounding.
  * The caller guarantees finite inputs (cyfes validates them), which is what makes -ffast-math safe here.
  *
  * Runtime dispatch: target_clones builds AVX-512 (x86-64-v4), AVX2+FMA (x86-64-v3) and a baseline
@@ -33,7 +37,7 @@
 
 /* samples_t: dim rows of n pre-scaled coordinates; grid: (count, dim) pre-scaled points; period/inv_period:
  * pre-scaled, 0 where not periodic; out[count]. */
-#define CYFES_DEFINE_KERNEL(T, SUFFIX, EXP, RINT)                                                           \
+#define CYFES_DEFINE_KERNEL(T, SUFFIX, EXP, RINT, FLOOR)                                                           \
   CYFES_CLONES static void cyfes_points_##SUFFIX(const T *restrict samples_t, const T *restrict logw,       \
                                                  int64_t n, int dim, const T *restrict grid, int64_t count,  \
                                                  const T *restrict period, const T *restrict inv_period,     \
@@ -68,7 +72,10 @@
         _Pragma("omp simd reduction(max : bmax)") for (int64_t j = 0; j < nb; ++j) bmax =                   \
             x[j] > bmax ? x[j] : bmax;                                                                      \
         T bsum = 0;                                                                                         \
-        _Pragma("omp simd reduction(+ : bsum)") for (int64_t j = 0; j < nb; ++j) bsum += EXP(x[j] - bmax);  \
+        _Pragma("omp simd reduction(+ : bsum)") for (int64_t j = 0; j < nb; ++j) {                          \
+          T t = x[j] - bmax;                                                                                \
+          bsum += EXP(t > FLOOR ? t : FLOOR);                                                               \
+        }                                                                                                   \
         if (j0 == 0) {                                                                                      \
           run_max[p] = bmax;                                                                                \
           run_sum[p] = bsum;                                                                                \
@@ -83,7 +90,7 @@
     for (int64_t p = 0; p < count; ++p) out[p] = run_max[p] + log(run_sum[p]);                              \
   }
 
-CYFES_DEFINE_KERNEL(double, f64, exp, rint)
-CYFES_DEFINE_KERNEL(float, f32, expf, rintf)
+CYFES_DEFINE_KERNEL(double, f64, exp, rint, -700.0)
+CYFES_DEFINE_KERNEL(float, f32, expf, rintf, -80.0f)
 
 #endif

@@ -1,0 +1,135 @@
+"""The backends behind cyfes.fes: device parsing, the multi-GPU grid split, the raw kernels against the
+float64 reference, and CUDA errors surfacing as BackendError with CUDA's own message."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import cyfes
+import reference as ref
+from cyfes import _backends, _build_info
+from conftest import gpu_ids
+
+
+def raw_problem(rng: np.random.Generator, n: int, m: int, dim: int, dtype: type):
+    samples = rng.normal(size=(n, dim))
+    logw = rng.normal(scale=2.0, size=n)
+    logw -= logw.max()
+    grid = rng.uniform(-3, 3, size=(m, dim))
+    scale = 1.0 / rng.uniform(0.2, 0.6, size=dim)
+    period = np.where(np.arange(dim) % 2 == 0, 4.0, 0.0)
+    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
+    # The kernel contract has no normalisation: the reference's Gaussian norm is added back below.
+    expected = ref.log_kernel_sum(samples, logw, grid, 1.0 / scale, period) + np.sum(
+        np.log(np.sqrt(2 * math.pi) / scale))
+    return (cast(samples), cast(logw), cast(grid), cast(scale), cast(period)), expected
+
+
+@pytest.mark.parametrize("dtype,atol", [(np.float64, 1e-9), (np.float32, 2e-3)])
+def test_cpu_kernel_contract(rng, dtype: type, atol: float) -> None:
+    args, expected = raw_problem(rng, 1500, 333, 3, dtype)
+    out = _backends.log_density(*args, _backends.Device("cpu", threads=2))
+    np.testing.assert_allclose(out, expected, atol=atol, rtol=1e-4 if dtype is np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cpu_thread_counts_agree(rng, threads: int) -> None:
+    args, expected = raw_problem(rng, 700, 101, 2, np.float64)
+    out = _backends.log_density(*args, _backends.Device("cpu", threads=threads))
+    np.testing.assert_allclose(out, expected, atol=1e-9, rtol=1e-10)
+
+
+def test_cpu_tiny_problem_one_sample_one_point() -> None:
+    out = _backends.log_density(np.zeros((1, 1)), np.zeros(1), np.ones((1, 1)), np.full(1, 2.0), np.zeros(1),
+                                _backends.Device("cpu", threads=1))
+    assert out[0] == pytest.approx(-2.0)  # -(1 * 2)^2 / 2
+
+
+@pytest.mark.parametrize("m,parts", [(10, 1), (10, 3), (2, 4), (1001, 2), (0, 2)])
+def test_split_grid_covers_every_point_once(m: int, parts: int) -> None:
+    ranges = _backends.split_grid(m, parts)
+    covered = [i for lo, hi in ranges for i in range(lo, hi)]
+    assert covered == list(range(m))
+    assert len(ranges) <= parts
+    sizes = [hi - lo for lo, hi in ranges]
+    assert not sizes or max(sizes) - min(sizes) <= 1
+
+
+def test_parse_device_cpu_and_threads() -> None:
+    dev = _backends.parse_device("cpu", threads=1)
+    assert dev.kind == "cpu" and dev.threads == 1 and dev.describe() == "cpu (1 threads)"
+
+
+@pytest.mark.parametrize("spec", ["cuda:0", "gpu", 0, [0]])
+def test_parse_gpu_specs(spec) -> None:
+    if gpu_ids():
+        assert _backends.parse_device(spec).ids == (0,)
+    else:
+        with pytest.raises(cyfes.BackendError):
+            _backends.parse_device(spec)
+
+
+def test_parse_device_rejects_duplicates() -> None:
+    with pytest.raises(cyfes.InputError, match="^devices: GPU id listed twice"):
+        _backends.parse_device("auto", devices=[0, 0])
+
+
+def test_backends_report() -> None:
+    info = cyfes.backends()
+    assert info["cpu"]["usable"] and info["cpu"]["threads"] >= 1
+    cuda = info["cuda"]
+    assert cuda["built"] == _build_info.CUDA
+    assert cuda["usable"] == bool(gpu_ids())
+    if not cuda["usable"]:
+        assert cuda["reason"]
+
+
+@pytest.mark.skipif(not _build_info.CUDA, reason="cyfes was built without CUDA")
+def test_device_count_is_not_an_error_without_gpu() -> None:
+    from cyfes import _gpu
+
+    assert _gpu.device_count() == len(gpu_ids())
+    runtime, driver = _gpu.versions()
+    assert runtime >= 11000 and driver >= 0
+
+
+@pytest.mark.skipif(not _build_info.CUDA or bool(gpu_ids()), reason="needs a CUDA build on a machine without GPU")
+def test_cuda_error_carries_cuda_message_without_driver(rng) -> None:
+    from cyfes import _gpu
+
+    args, _ = raw_problem(rng, 10, 5, 2, np.float32)
+    with pytest.raises(cyfes.BackendError, match=r"cufes: cuda\w+.* failed: cudaError\w+: "):
+        _gpu.log_density(*args, np.empty(5), 0)
+
+
+@pytest.mark.gpu
+def test_cuda_error_carries_cuda_message(rng) -> None:
+    from cyfes import _gpu
+
+    args, _ = raw_problem(rng, 10, 5, 2, np.float32)
+    with pytest.raises(cyfes.BackendError, match=r"cudaSetDevice.* failed: cudaErrorInvalidDevice: "):
+        _gpu.log_density(*args, np.empty(5), 64)
+    with pytest.raises(cyfes.BackendError, match="device: GPU 64 requested"):
+        cyfes.fes(np.zeros((5, 1)), 1.0, bins=3, device=64)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,atol", [(np.float64, 1e-9), (np.float32, 2e-3)])
+@pytest.mark.parametrize("dim", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_gpu_kernel_contract_every_dim(rng, dtype: type, atol: float, dim: int) -> None:
+    args, expected = raw_problem(rng, 1300, 517, dim, dtype)
+    out = _backends.log_density(*args, _backends.Device("cuda", (gpu_ids()[0],)))
+    np.testing.assert_allclose(out, expected, atol=atol, rtol=1e-4 if dtype is np.float32 else 1e-10)
+
+
+@pytest.mark.gpu
+def test_gpu_restores_the_callers_device(rng) -> None:
+    cupy = pytest.importorskip("cupy")
+    ids = gpu_ids()
+    target = ids[-1]
+    args, expected = raw_problem(rng, 100, 50, 2, np.float64)
+    with cupy.cuda.Device(ids[0]):
+        _backends.log_density(*args, _backends.Device("cuda", (target,)))
+        assert cupy.cuda.runtime.getDevice() == ids[0]

@@ -1,0 +1,92 @@
+"""Facts about the installed build, read from its ELF files (pyelftools): the seam the release tool ships.
+
+- _cpu links OpenMP (libgomp) and glibc's vector math (libmvec: the vector exp of the AVX2/AVX-512 clones).
+- With CUDA: libcufes.so sits in the package; _gpu needs it with an $ORIGIN RPATH/RUNPATH; libcufes needs
+  libcudart.so.13 with the shared runtime and no libcudart at all with CYFES_CUDA_RUNTIME=Static; its fatbinary
+  holds SASS for sm_75..sm_90 and PTX for sm_90 (checked with cuobjdump where it exists).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+from typing import Dict, List
+
+import pytest
+
+import cyfes
+from cyfes import _build_info
+
+elftools = pytest.importorskip("elftools")
+from elftools.elf.dynamic import DynamicSection  # noqa: E402
+from elftools.elf.elffile import ELFFile  # noqa: E402
+
+PACKAGE = os.path.dirname(cyfes.__file__)
+needs_cuda = pytest.mark.skipif(not _build_info.CUDA, reason="cyfes was built without CUDA")
+
+
+def dynamic(path: str) -> Dict[str, List[str]]:
+    """DT_NEEDED, DT_RPATH and DT_RUNPATH entries of an ELF file."""
+    found: Dict[str, List[str]] = {"needed": [], "rpath": [], "runpath": []}
+    with open(path, "rb") as fh:
+        for section in ELFFile(fh).iter_sections():
+            if not isinstance(section, DynamicSection):
+                continue
+            for tag in section.iter_tags():
+                if tag.entry.d_tag == "DT_NEEDED":
+                    found["needed"].append(tag.needed)
+                elif tag.entry.d_tag == "DT_RPATH":
+                    found["rpath"].extend(tag.rpath.split(":"))
+                elif tag.entry.d_tag == "DT_RUNPATH":
+                    found["runpath"].extend(tag.runpath.split(":"))
+    return found
+
+
+def one(pattern: str) -> str:
+    paths = glob.glob(os.path.join(PACKAGE, pattern))
+    assert len(paths) == 1, f"expected one {pattern} in {PACKAGE}, found {paths}"
+    return paths[0]
+
+
+def test_cpu_extension_links_openmp_and_vector_math() -> None:
+    needed = dynamic(one("_cpu*.so"))["needed"]
+    assert "libgomp.so.1" in needed
+    assert "libmvec.so.1" in needed
+
+
+@needs_cuda
+def test_gpu_extension_needs_libcufes_through_origin() -> None:
+    info = dynamic(one("_gpu*.so"))
+    assert "libcufes.so" in info["needed"]
+    assert "$ORIGIN" in info["rpath"] + info["runpath"]
+    assert os.path.isfile(os.path.join(PACKAGE, "libcufes.so"))
+
+
+@needs_cuda
+def test_libcufes_cuda_runtime_linkage() -> None:
+    needed = dynamic(one("libcufes.so"))["needed"]
+    cudart = [n for n in needed if n.startswith("libcudart")]
+    if _build_info.CUDA_RUNTIME == "Static":
+        assert cudart == []
+    else:
+        assert cudart == ["libcudart.so.13"] if _build_info.CUDA_VERSION.startswith("13") else len(cudart) == 1
+
+
+@needs_cuda
+def test_no_build_tree_path_leaks_into_rpaths() -> None:
+    for path in (one("_gpu*.so"), one("libcufes.so")):
+        info = dynamic(path)
+        for entry in info["rpath"] + info["runpath"]:
+            assert entry.startswith("$ORIGIN"), f"{path}: RPATH entry {entry!r}"
+
+
+@needs_cuda
+@pytest.mark.skipif(shutil.which("cuobjdump") is None, reason="cuobjdump not on PATH")
+def test_fatbinary_has_sass_sm75_to_sm90_and_ptx_sm90() -> None:
+    lib = one("libcufes.so")
+    text = subprocess.run(["cuobjdump", "--list-elf", "--list-ptx", lib], capture_output=True, text=True,
+                          check=True).stdout
+    for arch in ("sm_75", "sm_80", "sm_86", "sm_89", "sm_90"):
+        assert f"{arch}" in text and any(arch in line and "ELF" in line for line in text.splitlines()), arch
+    assert any("sm_90" in line and "PTX" in line for line in text.splitlines())
