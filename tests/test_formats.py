@@ -248,3 +248,13 @@ def test_row_cut_short_before_a_restart_is_dropped_with_a_note(tmp_path: Path) -
     (tmp_path / "mid").write_text("#! FIELDS time x bias\n0 1.5 0.1\n1 1.6\n2 1.7 0.3\n")
     with pytest.raises(InputError, match="line 3: 2 columns, expected 3"):  # not the last row: an error
         formats.read_table(tmp_path / "mid")
+
+
+def test_gzipped_colvar(tmp_path: Path) -> None:
+    import gzip
+    text = "#! FIELDS time x\n0 1.5\n1 2.5\n"
+    (tmp_path / "COLVAR.gz").write_bytes(gzip.compress(text.encode()))
+    np.testing.assert_array_equal(formats.read_table(tmp_path / "COLVAR.gz").data, [[0, 1.5], [1, 2.5]])
+    (tmp_path / "bad.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(InputError, match="bad.gz: cannot read"):
+        formats.read_table(tmp_path / "bad.gz")

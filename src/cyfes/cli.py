@@ -343,8 +343,11 @@ def _summary(result: Any, written: Sequence[Path]) -> str:
     where = np.unravel_index(int(np.argmin(result.values)), result.values.shape)
     at = ", ".join(f"{n}={a[i]:.4g}" for n, a, i in zip(formats.cv_names(result), result.axes, where))
     files = ", ".join(str(p) for p in written) if written else "nothing (give -o FILE or --plot IMAGE)"
+    periodic = [f"{n} (period {p:.6g})" for n, p in zip(formats.cv_names(result), result.periodic) if p]
     return (f"cyfes: FES of {', '.join(formats.cv_names(result))} from {result.n_samples} samples on a {shape} "
-            f"grid ({result.backend}, {result.precision}); minimum at {at}; wrote {files}")
+            f"grid ({result.backend}, {result.precision})"
+            + (f"; periodic: {', '.join(periodic)}" if periodic else "")
+            + f"; minimum at {at}; wrote {files}")
 
 
 def run_fes(args: argparse.Namespace) -> int:

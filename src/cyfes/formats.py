@@ -15,6 +15,7 @@ Grid formats (`write_result`, chosen by extension or `fmt`):
 from __future__ import annotations
 
 import ast
+import gzip
 import io
 import math
 import operator
@@ -143,7 +144,8 @@ class Table:
 
 
 def read_table(path: PathLike) -> Table:
-    """Read samples: `.npy` (1-D or 2-D array), else text (PLUMED COLVAR, whitespace or CSV, optional header)."""
+    """Read samples: `.npy` (1-D or 2-D array), else text (PLUMED COLVAR, whitespace or CSV, optional header),
+    gzip-compressed when the name ends in .gz."""
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a data file")
@@ -151,8 +153,12 @@ def read_table(path: PathLike) -> Table:
         return _read_npy(p)
     try:
         raw = p.read_bytes()
-    except OSError as exc:
+        if p.suffix.lower() == ".gz":
+            raw = gzip.decompress(raw)
+    except OSError as exc:  # gzip's BadGzipFile is an OSError too
         raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    except EOFError:
+        raise InputError(f"{p}: cannot read: the gzip stream is cut short") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
