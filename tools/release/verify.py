@@ -28,6 +28,7 @@ PIP_TIMEOUT_S = 600
 SMOKE_TIMEOUT_S = 300
 SYSTEM_PREFIXES = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/lib32/", "/usr/lib32/")
 TRACE_RE = re.compile(r"calling init: (\S+)")
+NEEDED_RE = re.compile(r"file=(\S+) \[\d+\];\s+needed by (\S+)")
 
 
 @dataclass
@@ -41,9 +42,9 @@ class SchemeResult:
     """ok | failed | limitation (the scheme drops files the artifact needs, said plainly)"""
     detail: str = ""
     inside: list[str] = field(default_factory=list)
-    """Libraries loaded from the installed tree (relative to its root)."""
+    """The artifact's objects and what they loaded from the installed tree (relative to its root)."""
     outside: list[str] = field(default_factory=list)
-    """Libraries loaded from outside the installed tree and the system: each one is a failure."""
+    """Libraries the artifact loaded from outside the installed tree that are not system libraries: failures."""
     seconds: float = 0.0
 
     @property
@@ -165,28 +166,49 @@ def loaded_objects(trace: str) -> list[str]:
     return list(dict.fromkeys(m.group(1) for m in TRACE_RE.finditer(trace)))
 
 
-def classify(paths: list[str], root: Path, python_prefix: str) -> tuple[list[str], list[str]]:
-    """(inside the installed tree, outside it and not system) - Python's own lib-dynload counts as system."""
+def needed_edges(trace: str) -> dict[str, list[str]]:
+    """Loader trace "file=<lib> [0];  needed by <path> [0]" as path -> [lib names]."""
+    edges: dict[str, list[str]] = {}
+    for m in NEEDED_RE.finditer(trace):
+        edges.setdefault(m.group(2), []).append(m.group(1))
+    return edges
+
+
+def artifact_closure(trace: str, members: set[str], root: Path) -> list[str]:
+    """Every object loaded because of the artifact: its own files (by name, under root) and what they needed."""
+    loaded = loaded_objects(trace)
+    by_name = {os.path.basename(p): p for p in loaded}
+    root_s = os.path.realpath(root) + "/"
+    todo = [p for p in loaded if os.path.basename(p) in members and os.path.realpath(p).startswith(root_s)]
+    seen: list[str] = []
+    edges = needed_edges(trace)
+    while todo:
+        p = todo.pop(0)
+        if p in seen:
+            continue
+        seen.append(p)
+        todo += [by_name[n] for n in edges.get(p, []) if n in by_name]
+    return seen
+
+
+def classify(paths: list[str], root: Path, allowed: frozenset[str]) -> tuple[list[str], list[str]]:
+    """(inside the installed tree, outside it) - outside is fine only for system libraries (manylinux policy)."""
     root_s, inside, outside = os.path.realpath(root) + "/", [], []
-    prefix = os.path.realpath(python_prefix) + "/"
     for p in paths:
         real = os.path.realpath(p)
         if real.startswith(root_s):
             inside.append(os.path.relpath(real, root_s))
-        elif not (real.startswith(SYSTEM_PREFIXES) or real.startswith(prefix)):
-            outside.append(real)
+        elif os.path.basename(p) not in allowed:
+            outside.append(p)
     return inside, outside
 
 
 def smoke(inst: Installed, code: str, workdir: Path) -> tuple[int, str, str]:
-    env = dict(inst.env, LD_DEBUG="libs")
+    # libs: where each object was searched and found; files: who needed it ("needed by"), for the closure.
+    env = dict(inst.env, LD_DEBUG="libs,files")
     proc = subprocess.run([inst.python, "-c", code], capture_output=True, text=True, env=env, cwd=workdir,
                           timeout=SMOKE_TIMEOUT_S, check=False)
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def _base_prefix(python: str) -> str:
-    return _run([python, "-c", "import sys; print(sys.base_prefix)"], "python -c").strip()
 
 
 def _limitation(wheel: Path, scheme: str, v: str) -> str:
@@ -209,7 +231,7 @@ def verify_scheme(wheel: Path, scheme: str, python: str, code: str, wheelhouse: 
         except VerifyError as exc:
             return SchemeResult(wheel.name, scheme, v, "failed", str(exc), seconds=time.monotonic() - start)
         rc, out, err = smoke(inst, code, run_dir)
-        inside, outside = classify(loaded_objects(err), root, _base_prefix(python))
+        inside, outside = classify(artifact_closure(err, _member_names(wheel), root), root, _system().allowlist)
     result = SchemeResult(wheel.name, scheme, v, "ok", out.strip().splitlines()[-1] if out.strip() else "",
                           inside, outside, time.monotonic() - start)
     if rc != 0 or outside:
@@ -218,6 +240,21 @@ def verify_scheme(wheel: Path, scheme: str, python: str, code: str, wheelhouse: 
         why = f"loaded from outside the installed tree: {', '.join(outside)}" if outside else " | ".join(errors)
         result.status, result.detail = ("limitation", limit) if limit and rc != 0 else ("failed", why)
     return result
+
+
+def _member_names(wheel: Path) -> set[str]:
+    from .wheel import read_wheel, shared_objects
+    return {n.rsplit("/", 1)[-1] for n in shared_objects(read_wheel(wheel))}
+
+
+_SYSTEM = []
+
+
+def _system():
+    from .resolve import SystemLibraries
+    if not _SYSTEM:
+        _SYSTEM.append(SystemLibraries.from_host())
+    return _SYSTEM[0]
 
 
 def verify_wheel(wheel: Path, schemes: Sequence[str], python: str, code: str,
