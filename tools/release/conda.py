@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import os
 import posixpath
 import re
 import shutil
@@ -31,7 +32,7 @@ from .layouts import InstallLayout, installed_path, layout
 from .linkcheck import Link, check_links, problems_of, providers
 from .patch import apply_plan
 from .rpath import Provider, RpathPlan, plan_rpath
-from .wheel import Member, Wheel, load_elfs, read_wheel, record_text
+from .wheel import Member, Wheel, load_elfs, read_wheel, record_text, shared_objects
 
 DEFAULT_HOME = "https://github.com/cyfes/cyfes"
 Progress = Callable[[str], None]
@@ -50,15 +51,22 @@ class CondaPackage:
 
 
 def cuda_version(wheel: Wheel) -> str | None:
-    """The CUDA "major.minor" the wheel was built with, from the build facts CMake wrote into it."""
+    """The CUDA "major.minor" the wheel was built with: the build facts CMake wrote into it, else the nvcc
+    identification ("..., release 13.0, V13.0.88") embedded in the fatbinary of its CUDA library (a build that
+    packages a prebuilt libcufes does not enable CUDA in CMake, so CMake leaves CUDA_VERSION empty)."""
     names = [n for n in wheel.members if n.endswith("/_build_info.py")]
     text = wheel.members[names[0]].data.decode() if names else ""
     if not re.search(r'^CUDA = "ON"', text, re.M):
         return None
     m = re.search(r'^CUDA_VERSION = "(\d+)\.(\d+)', text, re.M)
-    if not m:
-        raise BadInputError([Problem(wheel.filename, names[0], "CUDA build without a CUDA_VERSION")])
-    return f"{m.group(1)}.{m.group(2)}"
+    if m:
+        return f"{m.group(1)}.{m.group(2)}"
+    for name in shared_objects(wheel):
+        found = re.search(rb"release (\d+)\.(\d+), V", wheel.members[name].data)
+        if found:
+            return f"{int(found.group(1))}.{int(found.group(2))}"
+    raise BadInputError([Problem(wheel.filename, names[0], "CUDA build, but neither CUDA_VERSION nor an nvcc "
+                                 "identification in its libraries says which CUDA")])
 
 
 def refuse_vendored(wheel: Wheel, elfs: dict[str, ElfFile]) -> None:
@@ -198,3 +206,80 @@ def make_channel(wheels: list[Path], channel: Path, build_number: int = 0, extra
     progress(f"conda: indexing {channel} with py-rattler")
     index_channel(channel)
     return moved
+
+
+# --- the `conda` command: reuse (or build) raw wheels, package, index, verify ------------------------------------
+
+FIXTURE_CHANNEL = Path("build/release/conda-fixtures")
+"""Where the verify step's TEST FIXTURE channel is written: never under dist/, never published."""
+NUMPY_CACHE = Path("build/release/conda-numpy")
+SOURCES = ("pyproject.toml", "CMakeLists.txt", "cmake", "cuda", "src")
+
+
+def shared_runtime_strategy(strategy: str) -> str:
+    """Conda packages link the environment's libcudart, so they come from a shared-runtime build: the wheel
+    strategies vendor and pip build one (they differ only after the raw wheel); static does not, so use vendor's."""
+    return "vendor" if strategy == "static" else strategy
+
+
+def newest_source(root: Path) -> float:
+    paths = [root / s for s in SOURCES]
+    files = [f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
+    return max((f.stat().st_mtime for f in files), default=0.0)
+
+
+def conda_wheels(pythons: dict[str, str], cuda_enabled: bool, strategy: str, root: Path,
+                 log: Progress) -> dict[str, Path]:
+    """Python -> raw wheel of the wheel half's build step: the one it just built when newer than every source
+    file (the full release builds wheels first), else built now with its build functions."""
+    from .build import build_cuda_library, build_wheel, raw_wheels
+
+    strategy = shared_runtime_strategy(strategy)
+    newest = newest_source(root)
+    have = {v: w for v, w in raw_wheels(strategy).items() if w.stat().st_mtime > newest}
+    cuda_lib = None
+    for version, exe in pythons.items():
+        if version in have:
+            log(f"conda: reusing the raw wheel of this build: {have[version]}")
+            continue
+        if cuda_enabled and cuda_lib is None:
+            cuda_lib = build_cuda_library(strategy, log=log)
+        have[version] = build_wheel(exe, version, cuda_lib, strategy, log=log)
+    return {v: have[v] for v in pythons}
+
+
+def _row(pkg: CondaPackage, result) -> dict:
+    """A line of the release table (cli's columns); `vendored` says where the runtime libraries come from."""
+    deps = sorted({link.detail for link in pkg.links if link.kind == "dependency"})
+    if result is None:
+        verdict = "built (not verified)"
+    elif result.ok:
+        from_prefix = sorted(n for n, p in result.loaded.items() if os.path.dirname(p) == os.path.realpath(
+            Path(result.prefix) / "lib"))
+        gpu = "GPU used" if "gpu_vs_cpu" in result.smoke else "no GPU here"
+        verdict = f"ok: {', '.join(from_prefix)} from $PREFIX/lib; FES vs numpy {result.smoke['cpu_vs_numpy']:.0e}; {gpu}"
+    else:
+        verdict = "FAILED: " + "; ".join(str(p) for p in result.problems)
+    return {"wheel": pkg.path.name, "tag": f"{SUBDIR} {pkg.info.build}", "size": f"{pkg.path.stat().st_size / 2**20:.1f} MiB",
+            "vendored": "none; from conda: " + ", ".join(deps), "schemes": "conda prefix (py-rattler)", "result": verdict}
+
+
+def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[dict], bool]:
+    """The conda half of `python -m tools.release [conda]`: packages for `pythons` ("X.Y" -> interpreter) in
+    release.yaml's conda.channel, indexed, each verified in a fresh prefix when verify.enabled."""
+    from .conda_verify import prepare_fixtures, verify_packages
+
+    root = Path(".")
+    wheels = conda_wheels(pythons, config.cuda.enabled, config.cuda.strategy, root, progress)
+    channel = Path(config.conda.channel)
+    built = make_channel(list(wheels.values()), channel, config.conda.build_number, tuple(config.conda.depends),
+                         root, progress)
+    results = {}
+    if config.verify.enabled and built:
+        progress(f"conda: fixture channel (TEST FIXTURES, never published) in {FIXTURE_CHANNEL}")
+        fixtures = prepare_fixtures([p.path for p in built], FIXTURE_CHANNEL)
+        for pkg in built:
+            progress(f"conda: verify {pkg.path.name}: py-rattler install into a fresh prefix, smoke under LD_DEBUG")
+            (results[pkg.path.name],) = verify_packages([pkg.path], channel, fixtures, NUMPY_CACHE)
+    rows = [_row(p, results.get(p.path.name)) for p in built]
+    return rows, all(r.ok for r in results.values())
