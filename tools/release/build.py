@@ -88,10 +88,11 @@ def build_wheel(python: str, version: str, cuda: CudaLibrary | None, strategy: s
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     bdir = (root / f"py{version}-{strategy}").resolve()
-    settings = [f"-Cbuild-dir={bdir}", f"-Ccmake.define.CYFES_CUDA={'ON' if cuda else 'OFF'}"]
+    # The long spelling: pip < 23.1 (pyenv's 3.8-3.10) has --config-settings but not -C.
+    settings = [f"build-dir={bdir}", f"cmake.define.CYFES_CUDA={'ON' if cuda else 'OFF'}"]
     if cuda:
-        settings += [f"-Ccmake.define.CYFES_CUFES_LIBRARY={cuda.path}",
-                     f"-Ccmake.define.CYFES_CUDA_RUNTIME={cuda.runtime}"]
+        settings += [f"cmake.define.CYFES_CUFES_LIBRARY={cuda.path}", f"cmake.define.CYFES_CUDA_RUNTIME={cuda.runtime}"]
+    settings = [f"--config-settings={s}" for s in settings]
     env = {k: v for k, v in os.environ.items() if k not in ("CYFES_CUDA", "CYFES_CUDA_RUNTIME", "CYFES_CUFES_LIBRARY",
                                                            "PYTHONPATH", "VIRTUAL_ENV")}
     env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
