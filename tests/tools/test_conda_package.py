@@ -198,7 +198,7 @@ def test_rattler_install_and_loader_trace(built, tmp_path: Path) -> None:
     pkg, _ = built
     fxch = tmp_path / "fixtures"
     build_fixture_channel(fxch, fixtures(cudart_wheel(), {PY: sys.version.split()[0]}, ["13.0"]))
-    records = conda_channel.solve([pkg.path.parent.parent, fxch], ["condapkg"], "2.36", None)
+    records = conda_channel.solve([pkg.path.parent.parent, fxch], ["condapkg"])
     assert {r.name.normalized for r in records} >= {"condapkg", "cuda-cudart", "libgomp", "python_abi"}
     prefix = tmp_path / "prefix"
     conda_channel.install(records, prefix, tmp_path / "pkgs")

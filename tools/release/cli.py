@@ -223,11 +223,19 @@ def cmd_verify(args, config: ReleaseConfig, progress: Progress) -> int:
 
 
 def _verify_conda(path: Path, progress: Progress) -> bool:
-    try:
-        from .conda_verify import verify_packages  # owned by the conda half
-    except ImportError:
-        raise BadInputError([f"In {path.name}: verifying conda packages is not available"])
-    raise BadInputError([f"In {path.name}: use `python -m tools.release conda` to verify conda packages"])
+    from .conda_verify import verify_artifact  # owned by the conda half
+    result = verify_artifact(path, progress)
+    print(f"  {path.name} [conda prefix, py-rattler] {'OK' if result.ok else 'FAILED'}")
+    for name, where in sorted(result.loaded.items()):
+        if name.startswith(("libcudart", "libgomp", "libcufes", "_gpu", "_cpu")):
+            print(f"    loaded {name} from {where}")
+    if result.smoke:
+        cuda = result.smoke["backends"]["cuda"]
+        print(f"    cuda usable: {cuda['usable']} ({cuda.get('reason') or cuda['devices']}); CPU FES vs numpy "
+              f"{result.smoke['cpu_vs_numpy']:.1e}; GPU vs CPU {result.smoke.get('gpu_vs_cpu', 'not run')}")
+    for problem in result.problems:
+        print(f"    {problem}")
+    return result.ok
 
 
 def _print_verify(results) -> None:

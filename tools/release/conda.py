@@ -210,9 +210,6 @@ def make_channel(wheels: list[Path], channel: Path, build_number: int = 0, extra
 
 # --- the `conda` command: reuse (or build) raw wheels, package, index, verify ------------------------------------
 
-FIXTURE_CHANNEL = Path("build/release/conda-fixtures")
-"""Where the verify step's TEST FIXTURE channel is written: never under dist/, never published."""
-NUMPY_CACHE = Path("build/release/conda-numpy")
 SOURCES = ("pyproject.toml", "CMakeLists.txt", "cmake", "cuda", "src")
 
 
@@ -267,7 +264,7 @@ def _row(pkg: CondaPackage, result) -> dict:
 def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[dict], bool]:
     """The conda half of `python -m tools.release [conda]`: packages for `pythons` ("X.Y" -> interpreter) in
     release.yaml's conda.channel, indexed, each verified in a fresh prefix when verify.enabled."""
-    from .conda_verify import prepare_fixtures, verify_packages
+    from .conda_verify import FIXTURE_CHANNEL, NUMPY_CACHE, prepare_fixtures, verify_packages
 
     root = Path(".")
     wheels = conda_wheels(pythons, config.cuda.enabled, config.cuda.strategy, root, progress)

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import rattler
-from rattler import BuildString, Channel, ChannelConfig, GenericVirtualPackage, PackageName, Subdir, Version
+from rattler import Channel, ChannelConfig, Subdir, VirtualPackage
 from rattler.exceptions import SolverError
 from rattler.index import index_fs
 
@@ -22,6 +22,9 @@ def index_channel(channel: Path) -> Path:
     (channel / "noarch").mkdir(parents=True, exist_ok=True)
     (channel / SUBDIR).mkdir(parents=True, exist_ok=True)
     asyncio.run(index_fs(channel, write_zst=False, write_shards=False, force=True))
+    scratch = channel / ".tmp"  # rattler's indexer leaves its empty scratch directory behind
+    if scratch.is_dir() and not any(scratch.iterdir()):
+        scratch.rmdir()
     return channel / SUBDIR / "repodata.json"
 
 
@@ -34,18 +37,13 @@ def channel_of(path: Path) -> Channel:
     return Channel(str(path.resolve()), ChannelConfig())
 
 
-def virtual_packages(glibc: str, cuda: str | None) -> list[GenericVirtualPackage]:
-    """The virtual packages to solve for, stated rather than detected so a host without a GPU can stand in
-    for one with a driver of CUDA `cuda`."""
-    stated = [("__unix", "0"), ("__linux", "5.10"), ("__glibc", glibc)] + ([("__cuda", cuda)] if cuda else [])
-    return [GenericVirtualPackage(PackageName(n), Version(v), BuildString("0")) for n, v in stated]
-
-
-def solve(channels: list[Path], specs: list[str], glibc: str, cuda: str | None) -> list[rattler.RepoDataRecord]:
+def solve(channels: list[Path], specs: list[str]) -> list[rattler.RepoDataRecord]:
+    """Solve against the host's detected virtual packages (__glibc, and __cuda where an NVIDIA driver is
+    installed): the package's `__cuda >=N` constraint then holds on a GPU host and does not apply elsewhere."""
     try:
         return asyncio.run(rattler.solve([channel_of(c) for c in channels], specs,
                                          platforms=[Subdir(SUBDIR), Subdir("noarch")],
-                                         virtual_packages=virtual_packages(glibc, cuda)))
+                                         virtual_packages=VirtualPackage.detect()))
     except SolverError as exc:
         raise VerifyError([Problem(", ".join(specs), "", f"no solution from {[str(c) for c in channels]}: {exc}")]) from exc
 

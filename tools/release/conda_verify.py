@@ -8,19 +8,25 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .conda_archive import read_conda
-from .conda_channel import install, solve
+from .conda_channel import index_channel, install, repodata, solve
+from .conda_meta import SUBDIR
 from .conda_fixtures import build_fixture_channel, fixtures
 from .errors import Problem, VerifyError
 from .interpreters import which_python
 from .verify import WHEELHOUSE, clean_env, fill_wheelhouse, loaded_objects
 
 SMOKE_TIMEOUT_S = 300
+FIXTURE_CHANNEL = Path("build/release/conda-fixtures")
+"""Where the release writes the TEST FIXTURE channel: never under dist/, never published."""
+NUMPY_CACHE = Path("build/release/conda-numpy")
 # What must come from the environment's $PREFIX/lib, not from the host.
 ENV_LIBRARIES = ("libcudart.so", "libgomp.so")
 HOST_CUDA_MARKERS = ("/usr/local/cuda", "/opt/cuda", "/usr/lib/cuda")
@@ -143,19 +149,43 @@ def check_entry_point(python: Path, prefix: Path, name: str, site: str, extra: s
     return first, []
 
 
-def verify_package(pkg: Path, channel: Path, work: Path, cudart_wheel: Path | None, cache: Path,
-                   glibc: str = "2.36") -> CondaVerifyResult:
+def package_target(index: dict) -> tuple[str, str | None]:
+    """(Python "X.Y", CUDA "major.minor" or None) of a package, from its index.json depends."""
+    python = re.search(r"python >=(\d+\.\d+),", " ".join(index["depends"])).group(1)
+    pins = [d for d in index["depends"] if d.startswith(("cuda-version ", "cudatoolkit "))]
+    return python, pins[0].split(">=")[1].split(",")[0] if pins else None
+
+
+def cudart_wheel_for(cuda: str) -> Path:
+    """NVIDIA's nvidia-cuda-runtime wheel of CUDA major.minor `cuda`, from the release wheelhouse (PyPI once)."""
+    major, minor = (int(x) for x in cuda.split(".")[:2])
+    pattern = f"nvidia_cuda_runtime-{major}.{minor}.*.whl"
+    if not list(WHEELHOUSE.glob(pattern)):
+        fill_wheelhouse([f"nvidia-cuda-runtime>={major}.{minor},<{major}.{minor + 1}"], "3.12", WHEELHOUSE)
+    found = sorted(WHEELHOUSE.glob(pattern))
+    if not found:
+        raise VerifyError([f"no {pattern} in {WHEELHOUSE} (pip download nvidia-cuda-runtime for CUDA {cuda})"])
+    return found[-1]
+
+
+def prepare_fixtures(pkgs: list[Path], out: Path, cudart_wheel: Path | None = None) -> Path:
+    """One fixture channel for every Python and CUDA version among `pkgs`, rebuilt from scratch in `out`."""
+    targets = [package_target(package_index(p)) for p in pkgs]
+    pythons = {py: python_full_version(host_python(py)) for py, _ in targets}
+    cudas = sorted({c for _, c in targets if c})
+    wheel = cudart_wheel or (cudart_wheel_for(cudas[-1]) if cudas else None)
+    shutil.rmtree(out, ignore_errors=True)
+    build_fixture_channel(out, fixtures(wheel, pythons, cudas))
+    return out
+
+
+def verify_package(pkg: Path, channel: Path, fixture_channel: Path, work: Path, cache: Path) -> CondaVerifyResult:
     """Install `pkg` (which lives in `channel`) into a fresh prefix under `work` and run the smoke test there."""
     index = package_index(pkg)
-    python = re.search(r"python >=(\d+\.\d+),", " ".join(index["depends"])).group(1)
-    cuda_pin = [d for d in index["depends"] if d.startswith("cuda-version ")]
-    cuda = cuda_pin[0].split(">=")[1].split(",")[0] if cuda_pin else None
+    python, cuda = package_target(index)
     interpreter = host_python(python)
-    fxch = work / "fixture-channel"
-    build_fixture_channel(fxch, fixtures(cudart_wheel, {python: python_full_version(interpreter)},
-                                         [cuda] if cuda else []))
     prefix = work / "prefix"
-    records = solve([channel, fxch], [f"{index['name']} =={index['version']} {index['build']}"], glibc, cuda)
+    records = solve([channel, fixture_channel], [f"{index['name']} =={index['version']} {index['build']}"])
     install(records, prefix, work / "pkgs")
     site = f"lib/python{python}/site-packages"
     result = CondaVerifyResult(pkg.name, str(prefix))
@@ -164,7 +194,7 @@ def verify_package(pkg: Path, channel: Path, work: Path, cudart_wheel: Path | No
     result.loaded = loaded_libraries(proc.stderr)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("CYFES-SMOKE ")]
     if proc.returncode != 0 or not lines:
-        tail = "\n".join(ln for ln in proc.stderr.splitlines() if "\t" not in ln[:12])[-600:]
+        tail = "\n".join(ln for ln in proc.stderr.splitlines() if not re.match(r"^\s*\d+:", ln))[-600:]
         result.problems.append(Problem(pkg.name, "smoke test", f"failed (exit {proc.returncode}): {tail}"))
         return result
     result.smoke = json.loads(lines[-1].split(" ", 1)[1])
@@ -176,9 +206,41 @@ def verify_package(pkg: Path, channel: Path, work: Path, cudart_wheel: Path | No
     return result
 
 
-def verify_packages(pkgs: list[Path], channel: Path, cudart_wheel: Path | None, cache: Path,
+def verify_packages(pkgs: list[Path], channel: Path, fixture_channel: Path, cache: Path,
                     work: Path | None = None) -> list[CondaVerifyResult]:
     """Verify each package in its own fresh prefix; `cache` keeps numpy installs for host Pythons between runs."""
     with tempfile.TemporaryDirectory(prefix="cyfes-conda-verify-") as tmp:
         base = work or Path(tmp)
-        return [verify_package(p, channel, base / p.stem, cudart_wheel, cache) for p in pkgs]
+        return [verify_package(p, channel, fixture_channel, base / p.stem, cache) for p in pkgs]
+
+
+def fixtures_cover(channel: Path, python: str, cuda: str | None) -> bool:
+    """Whether an existing fixture channel has the stand-ins a package of (python, cuda) needs."""
+    try:
+        records = repodata(channel)["packages.conda"].values()
+    except (OSError, ValueError, KeyError):
+        return False
+    have = {(r["name"], ".".join(r["version"].split(".")[:2])) for r in records}
+    return ("python", python) in have and (cuda is None or ("cuda-version", cuda) in have)
+
+
+def verify_artifact(pkg: Path, log: Callable[[str], None] = lambda s: None) -> CondaVerifyResult:
+    """`verify PKG.conda`: its own channel when it sits in one (else a temporary one), the release's fixture
+    channel when it covers the package (else fixtures built now), a fresh prefix in a temp dir."""
+    pkg = pkg.resolve()
+    index = package_index(pkg)
+    python, cuda = package_target(index)
+    with tempfile.TemporaryDirectory(prefix="cyfes-conda-verify-") as tmp:
+        channel = pkg.parent.parent
+        if not (pkg.parent.name == SUBDIR and (pkg.parent / "repodata.json").is_file()):
+            channel = Path(tmp) / "channel"
+            (channel / SUBDIR).mkdir(parents=True)
+            # the indexer trusts file names: name-version-build.conda
+            pkg = Path(shutil.copy2(pkg, channel / SUBDIR / f"{index['name']}-{index['version']}-{index['build']}.conda"))
+            index_channel(channel)
+        fixtures = FIXTURE_CHANNEL
+        if not fixtures_cover(FIXTURE_CHANNEL, python, cuda):
+            log(f"conda: building TEST FIXTURES for Python {python}, CUDA {cuda or 'none'}")
+            fixtures = prepare_fixtures([pkg], Path(tmp) / "fixtures")
+        log(f"conda: verify {pkg.name}: py-rattler install from {channel} + fixtures {fixtures}, smoke under LD_DEBUG")
+        return verify_package(pkg, channel, fixtures, Path(tmp) / "work", NUMPY_CACHE)
