@@ -13,7 +13,7 @@ import pytest
 
 from tests.tools.test_conda_package import cudart_wheel, members
 from tools.release.conda import make_channel
-from tools.release.conda_verify import verify_packages
+from tools.release.conda_verify import prepare_fixtures, verify_packages
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -47,7 +47,8 @@ def test_real_package_links_only_declared_libraries(channel: Path) -> None:
 
 def test_real_package_installs_and_loads_from_the_prefix(channel: Path, tmp_path: Path) -> None:
     (pkg,) = (channel / "linux-64").glob("cyfes-*.conda")
-    (result,) = verify_packages([pkg], channel, cudart_wheel(), ROOT / "build/conda/cache", tmp_path)
+    fixture_channel = prepare_fixtures([pkg], tmp_path / "fixtures", cudart_wheel())
+    (result,) = verify_packages([pkg], channel, fixture_channel, ROOT / "build/conda/cache", tmp_path)
     assert result.ok, result.problems
     lib = os.path.realpath(Path(result.prefix) / "lib")
     assert os.path.dirname(result.loaded["libgomp.so.1"]) == lib

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Issue 5 item 7: on the GPU host (Python 3.12 with numpy, no network), install the cp312 cyfes conda package with
+# py-rattler into a fresh prefix and compute an FES on the GPU from it, under the loader's trace.
+#
+# Carry from the build host (paths relative to the repository root):
+#   dist/conda/                     the local channel with cyfes-*-py312_cuda*.conda and its repodata.json
+#   build/release/conda-fixtures/   the TEST FIXTURE channel (cuda-cudart with NVIDIA's libcudart.so.13, the build
+#                                   host's libgomp.so.1, metadata-only stand-ins); never published
+#   .carry/conda-wheels/            py-rattler (abi3), backports.zstd and pyyaml wheels for cp312
+#                                   (pip download --no-deps --only-binary=:all: --python-version 3.12
+#                                    --platform manylinux2014_x86_64 py-rattler==0.28.0 backports.zstd pyyaml)
+# Then, from the repository root:  bash tools/release/gpu_check_conda.sh
+set -euo pipefail
+PY=${PYTHON:-python3.12}
+WHEELS=${WHEELS:-.carry/conda-wheels}
+SITE=$(mktemp -d)/site
+# Unpack the wheels instead of pip-installing them: a bare host Python may have neither pip nor ensurepip.
+"$PY" - "$SITE" "$WHEELS"/*.whl <<'PYEOF'
+import sys, zipfile
+for wheel in sys.argv[2:]:
+    zipfile.ZipFile(wheel).extractall(sys.argv[1])
+PYEOF
+echo "== host"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || echo "nvidia-smi not available"
+"$PY" -c "import sys, numpy; print('python', sys.version.split()[0], 'numpy', numpy.__version__)"
+ls /usr/local/cuda*/lib64/libcudart.so* 2>/dev/null | sed 's/^/host CUDA runtime (must NOT be used): /' || true
+echo "== verify (py-rattler solve + install into a fresh prefix, import, backends, FES on CPU and GPU, LD_DEBUG=libs)"
+for pkg in dist/conda/linux-64/cyfes-*-py312_cuda*.conda; do
+  PYTHONPATH="$SITE" "$PY" -m tools.release verify "$pkg"
+done
