@@ -121,16 +121,17 @@ def card() -> str:
     return f"{d['name']} ({d['memory'] / 2**30:.0f} GiB, cc {d['compute_capability']}) x{len(devices)}"
 
 
-def run_all(quick: bool) -> List[Row]:
+def run_all(quick: bool, gpu_only: bool = False) -> List[Row]:
     rng = np.random.default_rng()
     reps = 3 if quick else 5
     rows: List[Row] = []
     cpu = _backends.Device("cpu", threads=cyfes.backends()["cpu"]["threads"])
     k = 4 if quick else 1  # --quick: a quarter of the sizes
-    for precision in ("float32", "float64"):
-        rows.append(bench_cyfes(rng, cpu, "cyfes CPU", precision, 3, False, 200_000 // k, 4096 // k, reps))
-    rows.append(bench_cyfes(rng, cpu, "cyfes CPU", "float32", 3, True, 200_000 // k, 4096 // k, reps))
-    rows.append(bench_numpy(rng, 3, 20_000 // k, 512 // k, reps))
+    if not gpu_only:
+        for precision in ("float32", "float64"):
+            rows.append(bench_cyfes(rng, cpu, "cyfes CPU", precision, 3, False, 200_000 // k, 4096 // k, reps))
+        rows.append(bench_cyfes(rng, cpu, "cyfes CPU", "float32", 3, True, 200_000 // k, 4096 // k, reps))
+        rows.append(bench_numpy(rng, 3, 20_000 // k, 512 // k, reps))
     if _backends.gpu_devices():
         gpu = _backends.Device("cuda", (0,))
         rows.append(bench_cyfes(rng, gpu, "cyfes GPU", "float32", 3, False, 1 << 20, (1 << 20) // k, reps))
@@ -138,7 +139,7 @@ def run_all(quick: bool) -> List[Row]:
         rows.append(bench_cyfes(rng, gpu, "cyfes GPU", "float32", 1, False, 1 << 20, (1 << 20) // k, reps))
         rows.append(bench_cyfes(rng, gpu, "cyfes GPU", "float32", 6, False, 1 << 20, (1 << 18) // k, reps))
         rows.append(bench_cyfes(rng, gpu, "cyfes GPU", "float64", 3, False, 1 << 20, (1 << 16) // k, reps))
-        for precision in ("float32", "float64"):
+        for precision in ("float32", "float64") if not gpu_only else ():
             row = bench_torch(rng, precision, 3, 1 << 18, (1 << 14) // k, reps)
             if row:
                 rows.append(row)
@@ -174,8 +175,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--gpu-only", action="store_true", help="only the cyfes GPU rows (kernel tuning)")
     args = parser.parse_args()
-    rows = run_all(args.quick)
+    rows = run_all(args.quick, args.gpu_only)
     print(report(rows))
     if args.json:
         with open(args.json, "w") as fh:

@@ -18,6 +18,12 @@ import pytest
 
 import cyfes
 import reference as ref
+from cyfes import _backends as _b
+
+
+def gpu_ids() -> list:
+    """Usable CUDA device ids (a tests/conftest.py helper could be shadowed by tests/tools/conftest.py)."""
+    return [d["id"] for d in _b.gpu_devices()]
 
 BACKENDS = [pytest.param("cpu", id="cpu"), pytest.param("gpu", id="gpu", marks=pytest.mark.gpu)]
 TOL = {"float64": (1e-7, 1e-9), "float32": (2e-3, 1e-4)}
@@ -196,8 +202,6 @@ def test_gpu_float32_keeps_accuracy_for_large_n(rng) -> None:
 
 @pytest.mark.gpu
 def test_multi_gpu_split_matches_one_gpu(rng) -> None:
-    from conftest import gpu_ids
-
     ids = gpu_ids()
     if len(ids) < 2:
         pytest.skip(f"needs 2 GPUs, found {len(ids)}")
@@ -210,7 +214,5 @@ def test_multi_gpu_split_matches_one_gpu(rng) -> None:
 
 
 def test_auto_device_picks_what_is_usable() -> None:
-    from conftest import gpu_ids
-
     res = cyfes.fes(np.linspace(0, 1, 50), 0.1, bins=5)
     assert res.backend.startswith("cuda" if gpu_ids() else "cpu")

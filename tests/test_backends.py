@@ -9,8 +9,13 @@ import pytest
 
 import cyfes
 import reference as ref
+from cyfes import _backends as _b
+
+
+def gpu_ids() -> list:
+    """Usable CUDA device ids (a tests/conftest.py helper could be shadowed by tests/tools/conftest.py)."""
+    return [d["id"] for d in _b.gpu_devices()]
 from cyfes import _backends, _build_info
-from conftest import gpu_ids
 
 
 def raw_problem(rng: np.random.Generator, n: int, m: int, dim: int, dtype: type):

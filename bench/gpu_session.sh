@@ -1,0 +1,47 @@
+#!/bin/bash
+# One GPU-machine session: build cyfes with the machine's nvcc, run the engine tests (GPU ones included),
+# the full suite, the benchmark and the build checks; everything is logged under $OUT (or ./gpu-out).
+# Usage (repo root): bash bench/gpu_session.sh [--quick]   (at most 8 files land in $OUT: the device tool's limit)
+set -u
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PY=${PY:-python3}
+log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+
+log "$(date -u) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1)"
+log "python $($PY -V 2>&1); nvcc $(nvcc --version | tail -1); cmake $(cmake --version | head -1)"
+# Build tools the image may lack travel as wheels in .carry/wheels (installed aside, never over the image).
+if [ -d .carry/wheels ] && ! $PY -c "import Cython, scikit_build_core, pathspec, elftools" 2>/dev/null; then
+  log "installing carried build tools"
+  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/buildtools .carry/wheels/*.whl \
+    && export PYTHONPATH=/tmp/buildtools
+fi
+log "build"
+t0=$(date +%s)
+$PY -m pip install --no-build-isolation --no-deps -q --target /tmp/cy . -Cbuild-dir=/tmp/cybuild \
+  >"$OUT/build.log" 2>&1 || { log "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
+log "build took $(( $(date +%s) - t0 )) s"
+export PYTHONPATH=/tmp/cy${PYTHONPATH:+:$PYTHONPATH}
+
+log "engine tests (GPU included, slow included)"
+timeout 300 $PY -m pytest -q -rs tests/test_api.py tests/test_backends.py tests/test_inputs.py tests/test_build.py \
+  -p no:cacheprovider >"$OUT/engine-tests.log" 2>&1
+log "engine tests rc=$?: $(tail -1 "$OUT/engine-tests.log")"
+grep -E "FAILED|Error" "$OUT/engine-tests.log" | head -20
+
+log "benchmark"
+timeout 240 $PY bench/bench_fes.py ${1:-} --json "$OUT/bench.json" >"$OUT/bench.txt" 2>&1
+cat "$OUT/bench.txt"
+log "tuning: 8 grid points per thread (float32)"
+CUFES_PPT=8 timeout 60 $PY bench/bench_fes.py --gpu-only --quick 2>&1 | tail -6 | tee -a "$OUT/summary.txt"
+
+lib=/tmp/cy/cyfes/libcufes.so
+cuobjdump --list-elf --list-ptx "$lib" >"$OUT/cuobjdump.txt" 2>&1
+cuobjdump -sass -arch sm_90 "$lib" 2>/dev/null | awk '/Function : .*kde_kernelIfLi3ELb0ELi4/{p=1} p&&/Function : /&&!/kde_kernelIfLi3ELb0ELi4/{p=0} p' \
+  >"$OUT/sass-f32-d3-ppt4.txt"
+log "SASS of float32 D=3: $(grep -c MUFU.EX2 "$OUT/sass-f32-d3-ppt4.txt") MUFU.EX2, $(wc -l <"$OUT/sass-f32-d3-ppt4.txt") lines"
+
+log "full suite"
+timeout 200 $PY -m pytest -q tests -p no:cacheprovider >"$OUT/full-suite.log" 2>&1
+log "full suite rc=$?: $(tail -1 "$OUT/full-suite.log")"
+cat "$OUT/summary.txt"
