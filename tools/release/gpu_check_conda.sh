@@ -6,9 +6,9 @@
 #   dist/conda/                     the local channel with cyfes-*-py312_cuda*.conda and its repodata.json
 #   build/release/conda-fixtures/   the TEST FIXTURE channel (cuda-cudart with NVIDIA's libcudart.so.13, the build
 #                                   host's libgomp.so.1, metadata-only stand-ins); never published
-#   .carry/conda-wheels/            py-rattler (abi3), backports.zstd and pyyaml wheels for cp312
+#   .carry/conda-wheels/            py-rattler (abi3), backports.zstd, pyyaml and pyelftools wheels for cp312
 #                                   (pip download --no-deps --only-binary=:all: --python-version 3.12
-#                                    --platform manylinux2014_x86_64 py-rattler==0.28.0 backports.zstd pyyaml)
+#                                    --platform manylinux2014_x86_64 py-rattler==0.28.0 backports.zstd pyyaml pyelftools)
 # Then, from the repository root:  bash tools/release/gpu_check_conda.sh
 set -euo pipefail
 PY=${PYTHON:-python3.12}
@@ -22,7 +22,7 @@ for wheel in sys.argv[2:]:
 PYEOF
 echo "== host"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || echo "nvidia-smi not available"
-"$PY" -c "import sys, numpy; print('python', sys.version.split()[0], 'numpy', numpy.__version__)"
+"$PY" -c "import sys, numpy; print('python', sys.version.split()[0], 'numpy', numpy.__version__)" || echo "numpy not importable: verify will try to pip-install it (needs network)"
 ls /usr/local/cuda*/lib64/libcudart.so* 2>/dev/null | sed 's/^/host CUDA runtime (must NOT be used): /' || true
 echo "== verify (py-rattler solve + install into a fresh prefix, import, backends, FES on CPU and GPU, LD_DEBUG=libs)"
 for pkg in dist/conda/linux-64/cyfes-*-py312_cuda*.conda; do
