@@ -249,3 +249,22 @@ def test_undeclared_library_fails_the_linking_check(tmp_path: Path) -> None:
         make_channel([wheel], channel)
     assert f"{SITE}/condapkg/_ext{EXT_SUFFIX}: needs libodd.so.1: not in the package" in str(err.value)
     assert not channel.exists() or not any(channel.rglob("*.conda"))
+
+
+def test_check_reports_a_clean_package_and_a_broken_one(built, tmp_path: Path) -> None:
+    """`check PKG.conda`: our package is clean; a package whose index drops libgomp and whose library carries an
+    absolute RPATH gets one finding per fault, naming the file."""
+    from tools.release.conda_archive import Entry, write_conda
+    from tools.release.conda_check import check_conda
+
+    pkg, _ = built
+    report = check_conda(pkg.path)
+    assert report.ok and {r.status for r in report.resolutions["conda"]} == {"system", "provided", "tree"}
+    lib = gcc(tmp_path / "b" / "libomp_user.so", {"u.c": "#include <omp.h>\nint u(void) { return omp_get_max_threads(); }\n"},
+              "-fopenmp", "-Wl,-rpath,/usr/lib/gcc")
+    index = json.dumps({"name": "broken", "version": "1", "build": "0", "depends": ["python"]}).encode()
+    bad = write_conda(tmp_path / "broken-1-0.conda", "broken-1-0", [Entry("lib/libomp_user.so", lib.read_bytes())],
+                      [Entry("info/index.json", index)], 0)
+    found = {(f.file, f.message.split(":")[0]) for f in check_conda(bad).problems}
+    assert found == {("lib/libomp_user.so", "needs libgomp.so.1"), ("lib/libomp_user.so", "libgomp.so.1"),
+                     ("lib/libomp_user.so", "RPATH entries not relative to $ORIGIN")}

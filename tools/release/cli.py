@@ -135,11 +135,8 @@ def cmd_check(args, config: ReleaseConfig, progress: Progress) -> int:
 
 
 def _check_conda(path: str):
-    try:
-        from . import linkcheck  # noqa: F401  (owned by the conda half)
-    except ImportError:
-        raise BadInputError([f"In {path}: checking conda packages is not available in this checkout"])
-    raise BadInputError([f"In {path}: use `python -m tools.release conda` to check conda packages"])
+    from .conda_check import check_conda  # owned by the conda half
+    return check_conda(path)
 
 
 def _report_json(report) -> dict:
