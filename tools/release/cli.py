@@ -274,11 +274,11 @@ def _print_table(rows: list[dict]) -> None:
         return
     cols = [("wheel", "artifact"), ("tag", "tag"), ("size", "size"), ("vendored", "vendored libraries"),
             ("schemes", "schemes verified"), ("result", "result")]
-    widths = {k: max(len(h), *(len(str(r[k])[:120]) for r in rows)) for k, h in cols}
-    print("\n" + "  ".join(h.ljust(widths[k]) for k, h in cols))
-    print("  ".join("-" * widths[k] for k, _ in cols))
-    for r in rows:
-        print("  ".join(str(r[k])[:120].ljust(widths[k]) for k, _ in cols))
+    widths = {k: max(len(h), *(len(str(r[k])) for r in rows)) for k, h in cols[:-1]}
+    print("\n" + "  ".join(h.ljust(widths.get(k, 0)) for k, h in cols))
+    print("  ".join("-" * widths.get(k, 6) for k, _ in cols))
+    for r in rows:  # the result column is last and not padded, so a long reason does not widen the table
+        print("  ".join(str(r[k]).ljust(widths.get(k, 0)) for k, _ in cols).rstrip())
 
 
 def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str, verify: bool,
@@ -318,8 +318,10 @@ def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str
                 raise
             except ReleaseError as exc:
                 ok = False
+                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+                why = lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "")
                 rows.append({"wheel": f"cyfes (Python {v})", "tag": "-", "size": "-", "vendored": "-",
-                             "schemes": "-", "result": "FAILED: " + str(exc).splitlines()[0][:200]})
+                             "schemes": "-", "result": "FAILED: " + why})
                 progress(f"Python {v} failed: {exc}")
         for p in _publish(good, out):
             progress(f"wrote {p}")
