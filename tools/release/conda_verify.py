@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,11 +74,19 @@ def package_index(path: Path) -> dict:
 
 
 def host_python(python: str) -> Path:
-    """The host's CPython X.Y (interpreters.which_python: pyenv's exact versions, then PATH)."""
+    """The host's CPython X.Y to run the smoke test with: the interpreter running this tool when it is X.Y and
+    has numpy (the GPU host's system Python), else interpreters.which_python (pyenv, then PATH)."""
+    here = Path(sys.executable)
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == python and has_numpy(here):
+        return here
     found = which_python(python)
     if found is None:
         raise VerifyError([f"no CPython {python} on PATH or in pyenv to verify the conda package with"])
     return Path(found)
+
+
+def has_numpy(python: Path) -> bool:
+    return subprocess.run([str(python), "-s", "-c", "import numpy"], capture_output=True).returncode == 0
 
 
 def python_full_version(python: Path) -> str:
@@ -88,7 +97,7 @@ def python_full_version(python: Path) -> str:
 def numpy_path(python: Path, cache: Path) -> str | None:
     """numpy for the host Python: its own if importable (the GPU host's), else a pip --target directory filled
     from the release wheelhouse (verify.fill_wheelhouse), so reruns work offline."""
-    if subprocess.run([str(python), "-s", "-c", "import numpy"], capture_output=True).returncode == 0:
+    if has_numpy(python):
         return None
     version = python_full_version(python)
     target = cache / f"numpy-{version}"
@@ -200,6 +209,9 @@ def verify_package(pkg: Path, channel: Path, fixture_channel: Path, work: Path, 
     result.smoke = json.loads(lines[-1].split(" ", 1)[1])
     if result.smoke["cpu_vs_numpy"] > 1e-6:
         result.problems.append(Problem(pkg.name, "smoke test", f"CPU FES differs from numpy by {result.smoke['cpu_vs_numpy']}"))
+    if not os.path.realpath(result.smoke["cyfes"]).startswith(os.path.realpath(prefix) + "/"):
+        result.problems.append(Problem(pkg.name, "smoke test", f"imported cyfes from {result.smoke['cyfes']}, "
+                                       "not from the prefix"))
     result.problems += trace_problems(pkg.name, result.loaded, prefix, cuda is not None)
     result.entry_point, probs = check_entry_point(interpreter, prefix, "cyfes", site, extra)
     result.problems += probs
