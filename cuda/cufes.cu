@@ -2,8 +2,8 @@
 //
 // One fused kernel tiles grid points x samples: each thread owns PPT grid points in registers, the block
 // stages TILE samples at a time in shared memory, and every thread sweeps the tile for its points. The
-// log-sum-exp uses a running maximum that is raised lazily (only when an exponent exceeds it by
-// RESCALE_LOG2), so the inner loop costs one exp per pair. Coordinates are pre-scaled on the device by
+// log-sum-exp uses a running maximum that is raised lazily (only when a tile's sum overflows 2^64; see
+// kde_kernel), so the inner loop costs one exp per pair and no compare. Coordinates are pre-scaled on the device by
 // scale * sqrt(log2(e) / 2) and log-weights by log2(e), so the exponent of a pair is
 //     e = lw2[j] - sum_d (g'_d - s'_d)^2            (log2 units)
 // and the inner loop is ~2D+3 FP32 operations plus one ex2.approx (MUFU) in float32 mode.
@@ -25,7 +25,6 @@ namespace {
 
 constexpr int BLOCK = 128;               // threads per block; also samples staged per shared-memory tile
 constexpr int TILE = BLOCK;
-constexpr float RESCALE_LOG2 = 10.0f;    // raise the running max only when exceeded by 2^10 (lazy rescale)
 constexpr double LOG2E = 1.4426950408889634;
 constexpr double LN2 = 0.6931471805599453;
 constexpr double MEMORY_FRACTION = 0.5;  // of the free device memory one call may use
@@ -49,6 +48,7 @@ struct Error {
   bool cuda(cudaError_t e, const char *what) {
     if (e == cudaSuccess) return true;
     set(static_cast<int>(e), "cufes: %s failed: %s: %s", what, cudaGetErrorName(e), cudaGetErrorString(e));
+    cudaGetLastError();  // the runtime also keeps it as "last error": clear it, or the next launch check sees it
     return false;
   }
 };
@@ -100,13 +100,11 @@ struct Math<float> {
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
   }
-  static __device__ __forceinline__ float round(float x) { return rintf(x); }
   static constexpr float kPad = -1e30f;  // log-weight of padding samples: ex2 gives exactly 0
 };
 template <>
 struct Math<double> {
   static __device__ __forceinline__ double ex2(double x) { return exp2(x); }
-  static __device__ __forceinline__ double round(double x) { return rint(x); }
   static constexpr double kPad = -1e300;
 };
 
@@ -116,18 +114,72 @@ struct Periods {
   T inv_period[CUFES_MAX_DIM];  // its inverse, 0 when not periodic
 };
 
-// Pre-scale rows in place: x[i, d] *= factor[d]; optionally logw *= LOG2E.
+// Round to nearest by the add-and-subtract trick: two full-rate adds instead of FRND, which runs at a
+// quarter of the FP32 rate and made the periodic kernel 2x slower. __fadd_rn is never contracted or
+// reassociated. Valid for |x| < 2^22 (float) / 2^51 (double); prescale_kernel wraps every periodic
+// coordinate into [-P/2, P/2], so the kernel only sees |x| <= 1.
+__device__ __forceinline__ float round_nearest(float x) {
+  return __fadd_rn(__fadd_rn(x, 12582912.0f), -12582912.0f);  // 1.5 * 2^23
+}
+__device__ __forceinline__ double round_nearest(double x) {
+  return __dadd_rn(__dadd_rn(x, 6755399441055744.0), -6755399441055744.0);  // 1.5 * 2^52
+}
+
+// Pre-scale rows in place: x[i, d] *= factor[d], then wrap periodic CVs into [-P/2, P/2] (P pre-scaled);
+// with logw, also logw *= log2(e).
 template <typename T>
-__global__ void prescale_kernel(T *rows, int64_t n, int dim, Periods<T> factor, T *logw) {
+__global__ void prescale_kernel(T *rows, int64_t n, int dim, Periods<T> factor, Periods<T> per, T *logw) {
   int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
-  for (int d = 0; d < dim; ++d) rows[i * dim + d] *= factor.period[d];
+  for (int d = 0; d < dim; ++d) {
+    T x = rows[i * dim + d] * factor.period[d];
+    if (per.period[d] > 0) x -= per.period[d] * rint(x * per.inv_period[d]);
+    rows[i * dim + d] = x;
+  }
   if (logw) logw[i] = logw[i] * static_cast<T>(LOG2E);
+}
+
+// One sweep of a thread's PPT points over a shared-memory tile of samples: tsum[p] = sum_k 2^(e_pk - m[p])
+// with e_pk the pair's exponent (log2 units). The fast variant is the hot loop: 2D+3 FP32 operations and
+// one MUFU.EX2 per pair, nothing else. TRACK_MAX (the rare slow path) also returns tmax[p] = max_k (e_pk - m[p]).
+template <typename T, int D, bool PERIODIC, int PPT, bool TRACK_MAX>
+__device__ __forceinline__ void sweep(const T (*tile)[D + 1], const T (&g)[PPT][D], const T (&m)[PPT],
+                                      const Periods<T> &per, T (&tsum)[PPT], T (&tmax)[PPT]) {
+#pragma unroll
+  for (int p = 0; p < PPT; ++p) {
+    tsum[p] = 0;
+    tmax[p] = Math<T>::kPad;
+  }
+#pragma unroll 4
+  for (int k = 0; k < TILE; ++k) {
+    T s[D + 1];
+#pragma unroll
+    for (int d = 0; d <= D; ++d) s[d] = tile[k][d];  // same address for the whole warp: a broadcast
+#pragma unroll
+    for (int p = 0; p < PPT; ++p) {
+      T acc = s[D] - m[p];
+#pragma unroll
+      for (int d = 0; d < D; ++d) {
+        T dx = g[p][d] - s[d];
+        if (PERIODIC) dx -= per.period[d] * round_nearest(dx * per.inv_period[d]);
+        acc -= dx * dx;
+      }
+      if (TRACK_MAX) tmax[p] = max(tmax[p], acc);
+      tsum[p] += Math<T>::ex2(acc);
+    }
+  }
 }
 
 // The fused kernel. samples/lw2: one chunk of nc pre-scaled samples; blockIdx.y takes samples
 // [y * per_split, (y + 1) * per_split). grid: mc pre-scaled points. partial[y * mc + i] = (max, sum) in log2
 // units for point i over split y.
+//
+// The running maximum m[p] starts at the exponent of the split's first sample and is raised lazily: a tile
+// is summed relative to the current m with no per-pair check; only if a tile's sum grows past 2^64 (an
+// exponent far above m, or an overflow to inf) is the tile swept again to find its maximum, m raised to it,
+// the double accumulator rescaled, and the tile summed once more. That happens a few times per point at
+// most, since each time m becomes an actual exponent. Per tile, the float sum moves into a double
+// accumulator, so float32 mode keeps its accuracy however many samples there are.
 template <typename T, int D, bool PERIODIC, int PPT>
 __global__ void __launch_bounds__(BLOCK) kde_kernel(const T *__restrict__ samples, const T *__restrict__ lw2,
                                                     int64_t nc, int64_t per_split, const T *__restrict__ grid,
@@ -137,7 +189,7 @@ __global__ void __launch_bounds__(BLOCK) kde_kernel(const T *__restrict__ sample
   const int64_t j_begin = blockIdx.y * per_split;
   const int64_t j_end = j_begin + per_split < nc ? j_begin + per_split : nc;
 
-  T g[PPT][D], m[PPT], fsum[PPT];
+  T g[PPT][D], m[PPT], tsum[PPT], tmax[PPT];
   double dsum[PPT];
 #pragma unroll
   for (int p = 0; p < PPT; ++p) {
@@ -148,11 +200,10 @@ __global__ void __launch_bounds__(BLOCK) kde_kernel(const T *__restrict__ sample
     for (int d = 0; d < D; ++d) {
       g[p][d] = grid[i * D + d];
       T dx = g[p][d] - samples[j_begin * D + d];
-      if (PERIODIC) dx -= per.period[d] * Math<T>::round(dx * per.inv_period[d]);
+      if (PERIODIC) dx -= per.period[d] * round_nearest(dx * per.inv_period[d]);
       e0 -= dx * dx;
     }
     m[p] = e0;
-    fsum[p] = 0;
     dsum[p] = 0;
   }
 
@@ -169,37 +220,23 @@ __global__ void __launch_bounds__(BLOCK) kde_kernel(const T *__restrict__ sample
       tile[threadIdx.x][D] = Math<T>::kPad;
     }
     __syncthreads();
-#pragma unroll 4
-    for (int k = 0; k < TILE; ++k) {
-      T s[D + 1];
+    sweep<T, D, PERIODIC, PPT, false>(tile, g, m, per, tsum, tmax);
+    bool redo = false;
 #pragma unroll
-      for (int d = 0; d <= D; ++d) s[d] = tile[k][d];  // same address for the whole warp: a broadcast
+    for (int p = 0; p < PPT; ++p) redo = redo || !(tsum[p] < static_cast<T>(1.8446744073709552e19));  // 2^64
+    if (redo) {  // rare: raise the running max of every point to its maximum over this tile
+      sweep<T, D, PERIODIC, PPT, true>(tile, g, m, per, tsum, tmax);
 #pragma unroll
       for (int p = 0; p < PPT; ++p) {
-        T acc = s[D] - m[p];
-#pragma unroll
-        for (int d = 0; d < D; ++d) {
-          T dx = g[p][d] - s[d];
-          if (PERIODIC) dx -= per.period[d] * Math<T>::round(dx * per.inv_period[d]);
-          acc -= dx * dx;
+        if (tmax[p] > 0) {
+          dsum[p] *= exp2(-static_cast<double>(tmax[p]));
+          m[p] += tmax[p];
         }
-        if (acc > static_cast<T>(RESCALE_LOG2)) {  // rare: a new maximum, rescale what we have
-          T f = Math<T>::ex2(-acc);
-          fsum[p] *= f;
-          dsum[p] *= static_cast<double>(f);
-          m[p] += acc;
-          acc = 0;
-        }
-        fsum[p] += Math<T>::ex2(acc);
       }
+      sweep<T, D, PERIODIC, PPT, false>(tile, g, m, per, tsum, tmax);
     }
-    // Per tile, move the float partial sum into the double accumulator: float32 mode keeps its accuracy
-    // however many samples there are.
 #pragma unroll
-    for (int p = 0; p < PPT; ++p) {
-      dsum[p] += static_cast<double>(fsum[p]);
-      fsum[p] = 0;
-    }
+    for (int p = 0; p < PPT; ++p) dsum[p] += static_cast<double>(tsum[p]);
   }
 #pragma unroll
   for (int p = 0; p < PPT; ++p) {
@@ -349,14 +386,14 @@ bool check_launch(Error &err, const char *what) {
 
 // Copies rows [lo, lo+count) of a (., dim) host array and pre-scales them on the device.
 template <typename T>
-bool upload_rows(T *dst, const T *src, int64_t lo, int64_t count, int dim, const Periods<T> &factor, T *dst_logw,
-                 const T *src_logw, Error &err) {
+bool upload_rows(T *dst, const T *src, int64_t lo, int64_t count, int dim, const Periods<T> &factor,
+                 const Periods<T> &per, T *dst_logw, const T *src_logw, Error &err) {
   if (!CUFES_CHECK(err, cudaMemcpy(dst, src + lo * dim, count * dim * sizeof(T), cudaMemcpyHostToDevice)))
     return false;
   if (dst_logw &&
       !CUFES_CHECK(err, cudaMemcpy(dst_logw, src_logw + lo, count * sizeof(T), cudaMemcpyHostToDevice)))
     return false;
-  prescale_kernel<T><<<blocks_for(count, 256), 256>>>(dst, count, dim, factor, dst_logw);
+  prescale_kernel<T><<<blocks_for(count, 256), 256>>>(dst, count, dim, factor, per, dst_logw);
   return check_launch<T>(err, "prescale_kernel launch");
 }
 
@@ -367,6 +404,7 @@ int run(const Problem<T> &pb, int device, Error &err) {
     return err.code;
   }
   if (pb.n <= 0 || pb.m <= 0) return 0;
+  cudaGetLastError();  // a failed call elsewhere in this thread must not be blamed on our launches
   DeviceScope scope(device, err);
   if (!scope.ok) return err.code;
   const int ppt = points_per_thread<T>();
@@ -389,17 +427,17 @@ int run(const Problem<T> &pb, int device, Error &err) {
     return err.code;
 
   const bool one_sample_chunk = plan.sample_chunk >= pb.n;
-  if (one_sample_chunk && !upload_rows(d_samples.as<T>(), pb.samples, 0, pb.n, pb.dim, scale_only, d_logw.as<T>(),
+  if (one_sample_chunk && !upload_rows(d_samples.as<T>(), pb.samples, 0, pb.n, pb.dim, scale_only, per, d_logw.as<T>(),
                                        pb.logw, err))
     return err.code;
   const int64_t per_block = static_cast<int64_t>(BLOCK) * ppt;
   for (int64_t g0 = 0; g0 < pb.m; g0 += plan.grid_chunk) {
     const int64_t mc = std::min(plan.grid_chunk, pb.m - g0);
-    if (!upload_rows<T>(d_grid.as<T>(), pb.grid, g0, mc, pb.dim, scale_only, nullptr, nullptr, err)) return err.code;
+    if (!upload_rows<T>(d_grid.as<T>(), pb.grid, g0, mc, pb.dim, scale_only, per, nullptr, nullptr, err)) return err.code;
     const int64_t gb = (mc + per_block - 1) / per_block;
     for (int64_t s0 = 0; s0 < pb.n; s0 += plan.sample_chunk) {
       const int64_t nc = std::min(plan.sample_chunk, pb.n - s0);
-      if (!one_sample_chunk && !upload_rows(d_samples.as<T>(), pb.samples, s0, nc, pb.dim, scale_only,
+      if (!one_sample_chunk && !upload_rows(d_samples.as<T>(), pb.samples, s0, nc, pb.dim, scale_only, per,
                                             d_logw.as<T>(), pb.logw, err))
         return err.code;
       // Split the samples over blockIdx.y until the GPU has enough blocks; each split a whole number of tiles.
