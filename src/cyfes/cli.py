@@ -447,7 +447,10 @@ def run_legacy(argv: Sequence[str]) -> int:
     opts = compat.parse_legacy(argv)
     for warning in opts.warnings:
         print(f"cyfes: warning: {warning}", file=sys.stderr)
+    shown = len(opts.warnings)
     written = compat.run_legacy(opts)
+    for warning in opts.warnings[shown:]:  # found in the data (a bias CyFES 4.5's float32 weights overflow)
+        print(f"cyfes: warning: {warning}", file=sys.stderr)
     print("cyfes (CyFES 4.5 mode): wrote " + ", ".join(str(p) for p in written))
     return 0
 
