@@ -268,3 +268,20 @@ def test_check_reports_a_clean_package_and_a_broken_one(built, tmp_path: Path) -
     found = {(f.file, f.message.split(":")[0]) for f in check_conda(bad).problems}
     assert found == {("lib/libomp_user.so", "needs libgomp.so.1"), ("lib/libomp_user.so", "libgomp.so.1"),
                      ("lib/libomp_user.so", "RPATH entries not relative to $ORIGIN")}
+
+
+def test_cuda_version_sources(tmp_path: Path) -> None:
+    """_build_info first; an empty CUDA_VERSION (prebuilt libcufes) needs the build's toolkit as fallback."""
+    from tools.release.conda import cuda_version
+    from tools.release.wheel import read_wheel
+
+    def wheel(info: str) -> object:
+        path = write_raw_wheel(tmp_path / f"condapkg-1.0-{TAG}-{TAG}-linux_x86_64.whl",
+                               {"condapkg/_build_info.py": info.encode()}, dist="condapkg")
+        return read_wheel(path)
+
+    assert cuda_version(wheel(BUILD_INFO.format(on="ON", ver="12.9.41")), "13.0") == "12.9"
+    assert cuda_version(wheel(BUILD_INFO.format(on="OFF", ver="")), "13.0") is None
+    assert cuda_version(wheel(BUILD_INFO.format(on="ON", ver="")), "13.0") == "13.0"
+    with pytest.raises(BadInputError, match="neither CUDA_VERSION nor an nvcc identification"):
+        cuda_version(wheel(BUILD_INFO.format(on="ON", ver="")))

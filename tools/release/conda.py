@@ -17,6 +17,7 @@ import os
 import posixpath
 import re
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +51,11 @@ class CondaPackage:
     files: list[str]
 
 
-def cuda_version(wheel: Wheel) -> str | None:
-    """The CUDA "major.minor" the wheel was built with: the build facts CMake wrote into it, else the nvcc
-    identification ("..., release 13.0, V13.0.88") embedded in the fatbinary of its CUDA library (a build that
-    packages a prebuilt libcufes does not enable CUDA in CMake, so CMake leaves CUDA_VERSION empty)."""
+def cuda_version(wheel: Wheel, fallback: str | None = None) -> str | None:
+    """The CUDA "major.minor" the wheel was built with: the build facts CMake wrote into it; else the nvcc
+    identification ("..., release 13.0, V13.0.88") when its fatbinary is stored uncompressed; else `fallback`,
+    the toolkit of the build that made the wheel in this run (a wheel packaging a prebuilt libcufes does not
+    enable CUDA in CMake, so CMake leaves CUDA_VERSION empty)."""
     names = [n for n in wheel.members if n.endswith("/_build_info.py")]
     text = wheel.members[names[0]].data.decode() if names else ""
     if not re.search(r'^CUDA = "ON"', text, re.M):
@@ -65,8 +67,22 @@ def cuda_version(wheel: Wheel) -> str | None:
         found = re.search(rb"release (\d+)\.(\d+), V", wheel.members[name].data)
         if found:
             return f"{int(found.group(1))}.{int(found.group(2))}"
+    if fallback:
+        return fallback
     raise BadInputError([Problem(wheel.filename, names[0], "CUDA build, but neither CUDA_VERSION nor an nvcc "
                                  "identification in its libraries says which CUDA")])
+
+
+def toolkit_version() -> str | None:
+    """major.minor of the nvcc the wheel half's build step uses on this host, or None without one."""
+    from .build import _nvcc  # the build step's own choice of compiler, so the answer matches what it built with
+
+    nvcc = _nvcc()
+    if nvcc is None:
+        return None
+    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=False).stdout
+    m = re.search(r"release (\d+)\.(\d+)", out)
+    return f"{m.group(1)}.{m.group(2)}" if m else None
 
 
 def refuse_vendored(wheel: Wheel, elfs: dict[str, ElfFile]) -> None:
@@ -164,12 +180,13 @@ def model_payload(pkg: list[Entry], work: Path) -> tuple[list[ElfFile], list[Elf
 
 
 def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),
-                 root: Path = Path("."), progress: Progress = lambda s: None) -> CondaPackage:
+                 root: Path = Path("."), progress: Progress = lambda s: None,
+                 cuda_fallback: str | None = None) -> CondaPackage:
     """The `.conda` of one raw wheel, written into `out_dir/linux-64/`; raises before writing on any problem."""
     wheel = read_wheel(wheel_path)
     if len(wheel.pythons) != 1:
         raise BadInputError([Problem(wheel.filename, "", "expected a wheel for exactly one CPython (cpXY tag)")])
-    target = Target(wheel.pythons[0], cuda_version(wheel))
+    target = Target(wheel.pythons[0], cuda_version(wheel, cuda_fallback))
     lay = layout("conda", target.python)
     with tempfile.TemporaryDirectory(prefix="cyfes-conda-") as tmp:
         work = Path(tmp)
@@ -191,12 +208,14 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
 
 
 def make_channel(wheels: list[Path], channel: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),
-                 root: Path = Path("."), progress: Progress = lambda s: None) -> list[CondaPackage]:
+                 root: Path = Path("."), progress: Progress = lambda s: None,
+                 cuda_fallback: str | None = None) -> list[CondaPackage]:
     """Every package into a staging directory first; only when all succeeded are they moved into `channel`
     and the channel indexed, so a bad input leaves `channel` as it was."""
     channel.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".conda-staging-", dir=channel.parent) as staging:
-        built = [make_package(w, Path(staging), build_number, extra_depends, root, progress) for w in wheels]
+        built = [make_package(w, Path(staging), build_number, extra_depends, root, progress, cuda_fallback)
+                 for w in wheels]
         (channel / SUBDIR).mkdir(parents=True, exist_ok=True)
         moved = []
         for pkg in built:
@@ -270,7 +289,7 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[d
     wheels = conda_wheels(pythons, config.cuda.enabled, config.cuda.strategy, root, progress)
     channel = Path(config.conda.channel)
     built = make_channel(list(wheels.values()), channel, config.conda.build_number, tuple(config.conda.depends),
-                         root, progress)
+                         root, progress, toolkit_version() if config.cuda.enabled else None)
     results = {}
     if config.verify.enabled and built:
         progress(f"conda: fixture channel (TEST FIXTURES, never published) in {FIXTURE_CHANNEL}")
