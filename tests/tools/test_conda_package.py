@@ -285,3 +285,22 @@ def test_cuda_version_sources(tmp_path: Path) -> None:
     assert cuda_version(wheel(BUILD_INFO.format(on="ON", ver="")), "13.0") == "13.0"
     with pytest.raises(BadInputError, match="neither CUDA_VERSION nor an nvcc identification"):
         cuda_version(wheel(BUILD_INFO.format(on="ON", ver="")))
+
+
+def test_fixtures_say_what_they_are(tmp_path: Path) -> None:
+    """Every fixture names itself a TEST FIXTURE; the two that carry libraries carry the real ones."""
+    fxs = fixtures(cudart_wheel(), {PY: sys.version.split()[0]}, ["13.0"])
+    paths = build_fixture_channel(tmp_path / "fx", fxs)
+    for path in paths:
+        about = json.loads(read_conda(path)["info/about.json"].data)
+        assert about["summary"].startswith("TEST FIXTURE"), path.name
+        assert json.loads(read_conda(path)["info/index.json"].data)["build"].startswith("fixture_")
+    cudart = read_conda(next(p for p in paths if p.name.startswith("cuda-cudart-")))["lib/libcudart.so.13"].data
+    assert read_elf(write_tmp(tmp_path / "c.so", cudart), "c").soname == "libcudart.so.13"
+    gomp = Path(subprocess.run(["gcc", "-print-file-name=libgomp.so.1"], capture_output=True, text=True).stdout.strip())
+    assert read_conda(next(p for p in paths if p.name.startswith("libgomp-")))["lib/libgomp.so.1"].data == gomp.read_bytes()
+
+
+def write_tmp(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
