@@ -163,6 +163,51 @@ def test_reference_float32_no_bias_dat_only(tmp_path: Path, capsys: pytest.Captu
     _compare_text((tmp_path / "case3.dat").read_text(), (DATA / "case3.dat").read_text(), rtol=3e-6, atol=3e-6)
 
 
+def _last_digit_unit(text: str) -> float:
+    value = abs(float(text))
+    return 0.0 if value == 0 else 10.0 ** (np.floor(np.log10(value)) - 5)
+
+
+@pytest.mark.parametrize("case, files", [
+    ("case1", ("case1.cub", "case1.dat")), ("case2", ("case2.cub", "case2.dat")), ("case3", ("case3.dat",)),
+    ("case4", ("case4_V.dat", "case4_F.dat")),
+])
+def test_matches_45s_own_gpu_kernels(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+                                     case: str, files: Tuple[str, ...]) -> None:
+    """tests/data/cyfes45/gpu: CyFES 4.5's command line with its real CUDA kernels (H200). Same text, except
+    one unit of the last digit below 50 kcal/mol (two with -f32), < 0.15 kcal/mol just short of the 450 region."""
+    _run_case(case, tmp_path, capsys, monkeypatch)
+    for f in files:
+        ours, ref = (tmp_path / f).read_text().split("\n"), (DATA / "gpu" / f).read_text().split("\n")
+        assert len(ours) == len(ref)
+        for la, lb in zip(ours, ref):
+            for x, y in zip(la.split("\t"), lb.split("\t")):
+                if x == y:
+                    continue
+                if abs(float(y)) >= 50:
+                    assert abs(float(x) - float(y)) < 0.15, (f, la, lb)
+                else:
+                    assert abs(float(x) - float(y)) <= (2 if case == "case3" else 1) * _last_digit_unit(y) * 1.001, \
+                        (f, la, lb)
+
+
+def test_45s_own_order_is_scrambled_for_gx_ne_gy(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """gpu/order45_case2.*: what CyFES 4.5 itself writes for -g 3,5,4. cyfes's values put through 4.5's
+    reordering give 4.5's file; cyfes's own file has them in the right place."""
+    _run_case("case2", tmp_path, capsys, monkeypatch)
+    ours = _read_cube(tmp_path / "case2.cub")[0]
+    theirs = _read_cube(DATA / "gpu" / "order45_case2.cub")[0]
+    gx, gy, gz = 4, 6, 5
+    right = ours.reshape(gx, gy, gz)
+    on_meshgrid = right.swapaxes(0, 1).reshape(-1)  # 4.5's kernel order: meshgrid(x, y, z), y slowest
+    as_45_writes = on_meshgrid.reshape(gx, gy, gz).swapaxes(0, 1).flatten()
+    np.testing.assert_allclose(as_45_writes, theirs, rtol=5.1e-6, atol=1e-9)
+    assert np.abs(ours - theirs).max() > 10
+    dat45 = _dat_values(DATA / "gpu" / "order45_case2.dat")
+    np.testing.assert_allclose(dat45[:, 3], theirs)  # its .dat has the cube's (scrambled) values on x-slowest rows
+
+
 def test_reference_cube_header_and_line_breaking_are_4_5s() -> None:
     text = (DATA / "case2.cub").read_text()
     lines = text.split("\n")
@@ -268,6 +313,23 @@ def test_bias_overflowing_45s_float32_weights_warns(tmp_path: Path, capsys: pyte
     dat = _dat_values(tmp_path / "f.dat")[:, 3]
     ref = _fes45(_points(_axes45(data[:, :3], [3, 3, 3])), data[:, :3], data[:, 3] - 60.0, 1.0)
     np.testing.assert_allclose(dat, ref, rtol=5.1e-6, atol=1e-9)  # a constant bias shift changes nothing
+
+
+def test_underflowing_weights_are_dropped_as_45_drops_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A sample with V/kT <= -103.97 (V = -70 kcal/mol) has weight 0 in 4.5: far from the others it leaves 450."""
+    data = _data(tmp_path, n=60)
+    data = np.vstack([data, [12.0, 12.0, 12.0, -70.0, 0.0]])
+    np.savetxt(tmp_path / "w.txt", data, fmt="%.9f")
+    code, _, err = _run(["-i", str(tmp_path / "w.txt"), "-g", "4,4,4", "-sigma", "0.5",
+                         "-odat", str(tmp_path / "f.dat")], capsys)
+    assert (code, err) == (0, "")
+    got = _dat_values(tmp_path / "f.dat")[:, 3]
+    want = np.clip(_fes45(_points(_axes45(data[:, :3], [4, 4, 4])), data[:, :3], data[:, 3], 0.5), -450, 450)
+    assert got[-1] == 450 == want[-1]
+    np.testing.assert_allclose(got, want, rtol=5.1e-6, atol=1e-9)
+    np.savetxt(tmp_path / "w.txt", data[-1:].repeat(2, axis=0), fmt="%.9f")
+    code, _, err = _run(["-i", str(tmp_path / "w.txt"), "-odat", str(tmp_path / "f.dat")], capsys)
+    assert code == 2 and "underflows" in err
 
 
 # ----------------------------------------------------------------------------------------------- flags, errors

@@ -26,6 +26,8 @@ what CyFES 4.5 would write without the bug, and what cyfes writes. `--order 4.5`
     python tests/data/cyfes45/make_reference.py [--wheel cyfes-4.5-cp310-...whl]
 
 Without --wheel, `pip download CyFES==4.5` fetches the cp310 manylinux wheel (only numpy is needed to run).
+`--kernels gpu` (a machine with an NVIDIA GPU) runs 4.5's REAL CUDA kernels instead of the numpy ones: that is
+how the files in gpu/ were made, to check the numpy kernels (see README.md here).
 """
 from __future__ import annotations
 
