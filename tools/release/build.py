@@ -70,7 +70,9 @@ def build_cuda_library(strategy: str, root: Path = BUILD_ROOT, log: Log = lambda
     log(f"libcufes ({runtime} CUDA runtime): cmake in {bdir}")
     _run(cmd, "cmake configure of cuda/", logf)
     _run(["cmake", "--build", str(bdir)], "cmake build of cuda/", logf)
-    _run(["cmake", "--install", str(bdir), "--prefix", str(prefix)], "cmake install of cuda/", logf)
+    # --strip: nvcc names a FILE symbol after its temp file, tmpxft_<pid>_..., so an unstripped libcufes differs
+    # from build to build by its pid; the symbol table is not needed at run time (kernels live in .nv_fatbin).
+    _run(["cmake", "--install", str(bdir), "--prefix", str(prefix), "--strip"], "cmake install of cuda/", logf)
     lib = prefix / "lib" / "libcufes.so"
     if not lib.is_file():
         raise BuildError([f"cmake install of cuda/ did not produce {lib}"])
