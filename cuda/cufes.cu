@@ -114,15 +114,13 @@ struct Periods {
   T inv_period[CUFES_MAX_DIM];  // its inverse, 0 when not periodic
 };
 
-// Round to nearest by the add-and-subtract trick: two full-rate adds instead of FRND, which runs at a
-// quarter of the FP32 rate and made the periodic kernel 2x slower. __fadd_rn is never contracted or
-// reassociated. Valid for |x| < 2^22 (float) / 2^51 (double); prescale_kernel wraps every periodic
-// coordinate into [-P/2, P/2], so the kernel only sees |x| <= 1.
-__device__ __forceinline__ float round_nearest(float x) {
-  return __fadd_rn(__fadd_rn(x, 12582912.0f), -12582912.0f);  // 1.5 * 2^23
-}
-__device__ __forceinline__ double round_nearest(double x) {
-  return __dadd_rn(__dadd_rn(x, 6755399441055744.0), -6755399441055744.0);  // 1.5 * 2^52
+// Nearest-image distance of a periodic CV: prescale_kernel wraps every periodic coordinate into
+// [-P/2, P/2], so |dx| <= P and the nearest image is min(|dx|, P - |dx|): 2 full-rate operations (the abs
+// is an operand modifier), where dx - P * rint(dx / P) took 4 and rint runs on the quarter-rate FRND unit.
+// For a non-periodic CV of a periodic kernel P = 0 gives -|dx|, whose square is the same.
+template <typename T>
+__device__ __forceinline__ T wrap_distance(T dx, T period) {
+  return min(abs(dx), period - abs(dx));
 }
 
 // Pre-scale rows in place: x[i, d] *= factor[d], then wrap periodic CVs into [-P/2, P/2] (P pre-scaled);
@@ -161,7 +159,7 @@ __device__ __forceinline__ void sweep(const T (*tile)[D + 1], const T (&g)[PPT][
 #pragma unroll
       for (int d = 0; d < D; ++d) {
         T dx = g[p][d] - s[d];
-        if (PERIODIC) dx -= per.period[d] * round_nearest(dx * per.inv_period[d]);
+        if (PERIODIC) dx = wrap_distance(dx, per.period[d]);
         acc -= dx * dx;
       }
       if (TRACK_MAX) tmax[p] = max(tmax[p], acc);
@@ -200,7 +198,7 @@ __global__ void __launch_bounds__(BLOCK) kde_kernel(const T *__restrict__ sample
     for (int d = 0; d < D; ++d) {
       g[p][d] = grid[i * D + d];
       T dx = g[p][d] - samples[j_begin * D + d];
-      if (PERIODIC) dx -= per.period[d] * round_nearest(dx * per.inv_period[d]);
+      if (PERIODIC) dx = wrap_distance(dx, per.period[d]);
       e0 -= dx * dx;
     }
     m[p] = e0;

@@ -138,3 +138,19 @@ def test_gpu_restores_the_callers_device(rng) -> None:
     with cupy.cuda.Device(ids[0]):
         _backends.log_density(*args, _backends.Device("cuda", (target,)))
         assert cupy.cuda.runtime.getDevice() == ids[0]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("dtype,atol", [(np.float64, 1e-9), (np.float32, 2e-3)])
+def test_running_max_rises_across_blocks(rng, monkeypatch, device: str, dtype: type, atol: float) -> None:
+    """log-weights rising by ~600 over the samples: every later block (CPU), tile and sample chunk (GPU)
+    exceeds the running maximum, so the lazy rescale and the merge of partial sums all run."""
+    monkeypatch.setenv("CUFES_MAX_SAMPLES", "2500")
+    (samples, _, grid, scale, period), _ = raw_problem(rng, 6000, 97, 3, dtype)
+    logw = np.linspace(-600.0, 0.0, 6000) + rng.normal(scale=0.5, size=6000)
+    logw -= logw.max()
+    expected = ref.log_kernel_sum(samples.astype(float), logw, grid.astype(float), 1.0 / scale.astype(float),
+                                  period.astype(float)) + np.sum(np.log(np.sqrt(2 * math.pi) / scale.astype(float)))
+    dev = _backends.Device("cpu", threads=2) if device == "cpu" else _backends.Device("cuda", (gpu_ids()[0],))
+    out = _backends.log_density(samples, np.ascontiguousarray(logw, dtype=dtype), grid, scale, period, dev)
+    np.testing.assert_allclose(out, expected, atol=atol, rtol=1e-4 if dtype is np.float32 else 1e-10)

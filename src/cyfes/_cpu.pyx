@@ -9,9 +9,9 @@ from libc.stdint cimport int64_t
 cdef extern from "cpu_kernel.h" nogil:
     enum: CYFES_POINTS
     void cyfes_points_f64(const double *samples_t, const double *logw, int64_t n, int dim, const double *grid,
-                          int64_t count, const double *period, const double *inv_period, double *out)
+                          int64_t count, const double *period, double *out)
     void cyfes_points_f32(const float *samples_t, const float *logw, int64_t n, int dim, const float *grid,
-                          int64_t count, const float *period, const float *inv_period, double *out)
+                          int64_t count, const float *period, double *out)
 
 ctypedef fused real:
     float
@@ -24,15 +24,20 @@ def max_threads():
 
 
 def _prepared(samples, grid, scale, period):
-    """Transposed samples and the grid, both pre-scaled by scale / sqrt(2) in the samples' dtype, and the
-    pre-scaled periods with their inverses: the kernel's exponent is then logw - sum (g' - s')^2."""
+    """Transposed samples and the grid, pre-scaled by scale / sqrt(2) in the samples' dtype, periodic
+    coordinates wrapped into [-P/2, P/2] (the kernel's nearest image is then min(|dx|, P - |dx|)), and the
+    pre-scaled periods. The kernel's exponent is logw - sum_d dist_d^2."""
     dtype = samples.dtype
     factor = np.asarray(scale, dtype=np.float64) / np.sqrt(2.0)
-    samples_t = np.ascontiguousarray((np.asarray(samples, dtype=np.float64) * factor).T, dtype=dtype)
-    grid_s = np.ascontiguousarray(np.asarray(grid, dtype=np.float64) * factor, dtype=dtype)
     per = np.asarray(period, dtype=np.float64) * factor
-    inv = np.divide(1.0, per, out=np.zeros_like(per), where=per > 0)
-    return samples_t, grid_s, per.astype(dtype), inv.astype(dtype)
+    safe = np.where(per > 0, per, 1.0)
+
+    def scaled(x):
+        x = np.asarray(x, dtype=np.float64) * factor
+        return np.where(per > 0, x - safe * np.round(x / safe), x)
+
+    samples_t = np.ascontiguousarray(scaled(samples).T, dtype=dtype)
+    return samples_t, np.ascontiguousarray(scaled(grid), dtype=dtype), per.astype(dtype)
 
 
 def log_density(const real[:, ::1] samples, const real[::1] logw, const real[:, ::1] grid,
@@ -44,11 +49,10 @@ def log_density(const real[:, ::1] samples, const real[::1] logw, const real[:, 
     cdef int dim = samples.shape[1]
     if n == 0 or m == 0:
         return
-    st, gs, pr, ip = _prepared(np.asarray(samples), np.asarray(grid), np.asarray(scale), np.asarray(period))
+    st, gs, pr = _prepared(np.asarray(samples), np.asarray(grid), np.asarray(scale), np.asarray(period))
     cdef const real[:, ::1] s_t = st
     cdef const real[:, ::1] g_s = gs
     cdef const real[::1] per = pr
-    cdef const real[::1] inv = ip
     if threads <= 0:
         threads = openmp.omp_get_max_threads()
     groups = (m + CYFES_POINTS - 1) // CYFES_POINTS
@@ -57,6 +61,6 @@ def log_density(const real[:, ::1] samples, const real[::1] logw, const real[:, 
         lo = k * CYFES_POINTS
         count = min(m - lo, <int64_t>CYFES_POINTS)
         if real is double:
-            cyfes_points_f64(&s_t[0, 0], &logw[0], n, dim, &g_s[lo, 0], count, &per[0], &inv[0], &out[lo])
+            cyfes_points_f64(&s_t[0, 0], &logw[0], n, dim, &g_s[lo, 0], count, &per[0], &out[lo])
         else:
-            cyfes_points_f32(&s_t[0, 0], &logw[0], n, dim, &g_s[lo, 0], count, &per[0], &inv[0], &out[lo])
+            cyfes_points_f32(&s_t[0, 0], &logw[0], n, dim, &g_s[lo, 0], count, &per[0], &out[lo])
