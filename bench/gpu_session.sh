@@ -41,6 +41,7 @@ cuobjdump -sass -arch sm_90 "$lib" 2>/dev/null | awk '/Function : .*kde_kernelIf
   >"$OUT/sass-f32-d3-ppt4.txt"
 log "SASS of float32 D=3: $(grep -c MUFU.EX2 "$OUT/sass-f32-d3-ppt4.txt") MUFU.EX2, $(wc -l <"$OUT/sass-f32-d3-ppt4.txt") lines"
 
+[ -n "${SKIP_FULL:-}" ] && { cat "$OUT/summary.txt"; exit 0; }
 log "full suite"
 timeout 200 $PY -m pytest -q tests -p no:cacheprovider --continue-on-collection-errors >"$OUT/full-suite.log" 2>&1
 log "full suite rc=$?: $(tail -1 "$OUT/full-suite.log")"
