@@ -11,6 +11,11 @@
  *
  * Every function returns 0 on success, otherwise a nonzero code with a message (CUDA's own text, and the call
  * that failed) written into err[errlen].
+ *
+ * Environment (read on every call; for tests and tuning, not needed in normal use):
+ *   CUFES_MAX_SAMPLES  at most this many samples per device chunk (default: from free device memory)
+ *   CUFES_MAX_GRID     at most this many grid points per device chunk (default: from free device memory)
+ *   CUFES_PPT          float32 grid points per thread, 4 (default) or 8
  */
 #ifndef CUFES_H
 #define CUFES_H
