@@ -7,12 +7,13 @@ said plainly and does not fail the check).
 """
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from .elf import ElfFile
-from .layouts import WHEEL_SCHEMES, InstallLayout, installed_path, layouts
+from .layouts import WHEEL_SCHEMES, InstallLayout, layouts
 from .resolve import Resolution, SystemLibraries, flag_entries, resolve_tree
 from .rpath import KNOWN_PROVIDERS, Provider, install_tree
 from .wheel import Wheel, load_elfs, read_wheel
@@ -67,8 +68,11 @@ def wheel_pythons(wheel: Wheel, configured: Sequence[str] = ()) -> list[str]:
 
 def wheel_providers(wheel: Wheel) -> list[Provider]:
     """Libraries the wheel's declared dependencies install (auditwheel #257/#404: RPATHs to them are legitimate)."""
-    names = {r.split(";")[0].split("[")[0].strip().split(" ")[0].rstrip("<>=!~").lower() for r in wheel.requires_dist}
-    names = {n.split("<")[0].split(">")[0].split("=")[0].split("!")[0].split("~")[0] for n in names}
+    names = set()
+    for req in wheel.requires_dist:
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+        if m and "extra ==" not in req:
+            names.add(re.sub(r"[-_.]+", "-", m.group(1)).lower())  # PEP 503 normalised
     return [p for n in sorted(names) for p in KNOWN_PROVIDERS.get(n, ())]
 
 
@@ -148,5 +152,4 @@ def check_wheel(path: str, schemes: Sequence[str] = WHEEL_SCHEMES, pythons: Sequ
     return analyze(wheel, elfs, schemes, pythons, system)
 
 
-__all__ = ["Finding", "WheelReport", "analyze", "check_wheel", "open_wheel", "wheel_pythons", "wheel_providers",
-           "installed_path"]
+__all__ = ["Finding", "WheelReport", "analyze", "check_wheel", "open_wheel", "wheel_pythons", "wheel_providers"]

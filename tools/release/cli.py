@@ -135,8 +135,9 @@ def cmd_check(args, config: ReleaseConfig, progress: Progress) -> int:
 
 
 def _check_conda(path: str):
-    from .conda_check import check_conda  # owned by the conda half
-    return check_conda(path)
+    # .conda packages are link-checked when they are made (tools.release.linkcheck, the conda half)
+    raise BadInputError([f"In {path}: `check` reads wheels; conda packages are link-checked by "
+                         "`python -m tools.release conda` before they are written"])
 
 
 def _report_json(report) -> dict:

@@ -26,7 +26,6 @@ from .layouts import installed_path, layout
 WHEELHOUSE = Path("build/release/wheelhouse")
 PIP_TIMEOUT_S = 600
 SMOKE_TIMEOUT_S = 300
-SYSTEM_PREFIXES = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/lib32/", "/usr/lib32/")
 TRACE_RE = re.compile(r"calling init: (\S+)")
 NEEDED_RE = re.compile(r"file=(\S+) \[\d+\];\s+needed by (\S+)")
 
