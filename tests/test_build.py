@@ -90,3 +90,23 @@ def test_fatbinary_has_sass_sm75_to_sm90_and_ptx_sm90() -> None:
     for arch in ("sm_75", "sm_80", "sm_86", "sm_89", "sm_90"):
         assert f"{arch}" in text and any(arch in line and "ELF" in line for line in text.splitlines()), arch
     assert any("sm_90" in line and "PTX" in line for line in text.splitlines())
+
+
+@pytest.mark.slow
+def test_static_cuda_runtime_has_no_libcudart_needed(tmp_path) -> None:
+    """CYFES_CUDA_RUNTIME=Static links the CUDA runtime into libcufes: no libcudart DT_NEEDED (the Shared case
+    is the installed build, checked above). Builds cuda/ on its own (as the release tool does) for one
+    architecture, ~20 s on 2 cores."""
+    runtime = "Static"
+    cmake, nvcc = shutil.which("cmake"), shutil.which("nvcc") or (
+        "/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
+    if not cmake or not nvcc:
+        pytest.skip("needs cmake and nvcc")
+    source = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cuda")
+    build = tmp_path / "build"
+    subprocess.run([cmake, "-S", source, "-B", str(build), f"-DCYFES_CUDA_RUNTIME={runtime}",
+                    f"-DCMAKE_CUDA_COMPILER={nvcc}", "-DCMAKE_CUDA_ARCHITECTURES=75-real",
+                    "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True)
+    subprocess.run([cmake, "--build", str(build), "-j", "2"], check=True, capture_output=True)
+    cudart = [n for n in dynamic(str(build / "libcufes.so"))["needed"] if n.startswith("libcudart")]
+    assert cudart == []
