@@ -58,3 +58,18 @@ def test_real_package_installs_and_loads_from_the_prefix(channel: Path, tmp_path
     assert not [p for p in result.loaded.values() if p.startswith("/usr/local/cuda")]
     assert result.smoke["cpu_vs_numpy"] < 1e-6
     assert result.entry_point == f"#!{result.prefix}/bin/python"
+
+
+def test_tool_and_recipe_declare_the_same_run_requirements(channel: Path) -> None:
+    """The package the tool makes and the recipe's variant of the same CUDA agree on every run requirement
+    (the tool adds what conda-build's run_exports would: python_abi, libgcc, libstdcxx, libgomp)."""
+    from tests.tools.test_recipe import render_meta, spec_set, variants
+
+    (pkg,) = (channel / "linux-64").glob("cyfes-*.conda")
+    index = json.loads(members(pkg)["info/index.json"])
+    cuda = next((d.split(">=")[1].split(",")[0] for d in index["depends"] if d.startswith("cuda-version")), "None")
+    (variant,) = [v for v in variants() if v["cuda_compiler_version"] == cuda]
+    recipe_run = spec_set(render_meta(variant, PY)["requirements"]["run"]) - {"python"}
+    assert recipe_run <= spec_set(index["depends"])
+    assert f"py{PY.replace('.', '')}_" + index["build"].split("_", 1)[1] == render_meta(variant, PY)["build"]["string"]
+    assert spec_set(render_meta(variant, PY)["requirements"].get("run_constrained", [])) <= spec_set(index["constrains"])

@@ -117,6 +117,11 @@ def metadata_field(wheel: Wheel, key: str) -> str:
     return ""
 
 
+def license_of(wheel: Wheel) -> str:
+    """SPDX expression (metadata 2.4 License-Expression), else the older free-text License field."""
+    return metadata_field(wheel, "License-Expression") or metadata_field(wheel, "License") or "LicenseRef-unknown"
+
+
 def run_requirements(wheel: Wheel) -> list[str]:
     """Requires-Dist without extras or markers: what every install needs."""
     return [r for r in wheel.requires_dist if ";" not in r]
@@ -199,7 +204,7 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
     links = check_links(elves, {e.path for e in pkg}, depends, lay.libdir or "lib")
     raise_if_any(problems_of(links, f"{wheel.dist}-{wheel.version} ({target.build_string_stem})"), ReleaseError)
     info = PackageInfo(wheel.dist, wheel.version, f"{target.build_string_stem}_{build_number}", build_number,
-                       depends, constrains, metadata_field(wheel, "License") or "LicenseRef-unknown",
+                       depends, constrains, license_of(wheel),
                        metadata_field(wheel, "Summary"), DEFAULT_HOME, source_date_epoch() * 1000)
     meta = info_entries(info, pkg, placeholders, license_text(wheel, root))
     progress(f"conda: writing {info.dist}.conda ({len(pkg)} files)")
