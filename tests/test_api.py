@@ -11,7 +11,7 @@ Tolerances, on F in units of kT (the kernels' own scale):
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
 import pytest

@@ -7,7 +7,7 @@ computed in log space by the backends (log-sum-exp with a running maximum).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
