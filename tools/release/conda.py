@@ -249,6 +249,11 @@ def newest_source(root: Path) -> float:
     return max((f.stat().st_mtime for f in files), default=0.0)
 
 
+def built_with_cuda(wheel: Path) -> bool:
+    """Whether a raw wheel has the GPU backend (a CPU-only build of the same Python must not be reused)."""
+    return any(n.endswith("/_build_info.py") and b'CUDA = "ON"' in m.data for n, m in read_wheel(wheel).members.items())
+
+
 def conda_wheels(pythons: dict[str, str], cuda_enabled: bool, strategy: str, root: Path,
                  log: Progress) -> dict[str, Path]:
     """Python -> raw wheel of the wheel half's build step: the one it just built when newer than every source
@@ -257,7 +262,8 @@ def conda_wheels(pythons: dict[str, str], cuda_enabled: bool, strategy: str, roo
 
     strategy = shared_runtime_strategy(strategy)
     newest = newest_source(root)
-    have = {v: w for v, w in raw_wheels(strategy).items() if w.stat().st_mtime > newest}
+    have = {v: w for v, w in raw_wheels(strategy).items()
+            if w.stat().st_mtime > newest and built_with_cuda(w) == cuda_enabled}
     cuda_lib = None
     for version, exe in pythons.items():
         if version in have:
