@@ -114,6 +114,29 @@ def test_bins_use_matrix_indexing_and_data_range(rng, device: str) -> None:
     assert math.isclose(res.values[i, j], point[0] - full.min(), abs_tol=1e-7 * res.kT)
 
 
+def test_periodic_default_axis_is_one_period_without_end_point(rng) -> None:
+    samples = rng.uniform(-math.pi, math.pi, size=(500, 2))
+    res = cyfes.fes(samples, [0.3, 0.4], bins=(12, 7), periodic=[2 * math.pi, None], device="cpu")
+    lo = samples[:, 0].min()
+    np.testing.assert_allclose(res.axes[0], lo + 2 * math.pi * np.arange(12) / 12)
+    np.testing.assert_allclose(res.axes[1][[0, -1]], [samples[:, 1].min(), samples[:, 1].max()])
+    expected = ref.free_energy(samples, [0.3, 0.4], ref.regular_grid(res.axes), period=[2 * math.pi, 0.0])
+    assert_close_f(res.values, expected.reshape(12, 7), res.kT, "float64")
+
+
+def test_progress_callback_counts_every_kernel_call(rng) -> None:
+    samples = rng.normal(size=(300, 2))
+    calls = []
+    res = cyfes.fes(samples, 0.3, bins=(20, 10), blocks=2, device="cpu", progress=lambda d, t: calls.append((d, t)))
+    total = calls[-1][1]
+    assert calls == [(i + 1, total) for i in range(total)] and total == 2 * (cyfes._api.PROGRESS_STEPS // 2)
+    plain = cyfes.fes(samples, 0.3, bins=(20, 10), blocks=2, device="cpu")
+    np.testing.assert_allclose(res.values, plain.values, atol=1e-12)
+    np.testing.assert_allclose(res.error, plain.error, atol=1e-12)
+    with pytest.raises(cyfes.InputError, match="progress"):
+        cyfes.fes(samples, 0.3, bins=5, device="cpu", progress=3)
+
+
 @pytest.mark.parametrize("device", BACKENDS)
 def test_explicit_ranges_and_grid_order(rng, device: str) -> None:
     samples = rng.normal(size=(300, 1))

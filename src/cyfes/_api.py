@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from . import _backends, _inputs, _units
 from ._errors import InputError
 
 UNITS = tuple(_units.BOLTZMANN)
+#: Kernel calls a run is split into when a progress callback is given (one call otherwise).
+PROGRESS_STEPS = 64
+ProgressCallback = Callable[[int, int], None]
 PRECISIONS = ("float64", "float32")
 
 
@@ -92,7 +95,8 @@ class _Problem:
     kT: float
 
 
-def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray) -> Tuple[np.ndarray, Optional[List[np.ndarray]]]:
+def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray,
+            period: np.ndarray) -> Tuple[np.ndarray, Optional[List[np.ndarray]]]:
     """The (M, D) query points and, for a regular grid, its axes."""
     dim = data.shape[1]
     if grid is not None and (bins is not None or ranges is not None):
@@ -103,7 +107,7 @@ def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray) -> Tuple[np.nda
         points = _inputs.explicit_grid(grid, dim)
         _inputs.check_grid_fits(len(points), dim, "grid")
         return points, None
-    axes = _inputs.regular_axes(bins, ranges, data)
+    axes = _inputs.regular_axes(bins, ranges, data, period)
     return np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1), axes
 
 
@@ -129,20 +133,37 @@ def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: fl
     precision = _inputs.choice(precision, "precision", PRECISIONS)
     if names is not None and len(names) != dim:
         raise InputError(f"names: expected {dim} CV names, got {len(names)}")
-    points, axes = _points(grid, bins, ranges, data)
+    points, axes = _points(grid, bins, ranges, data, period)
     dtype = np.float64 if precision == "float64" else np.float32
     return _Problem(data, sig, logw, period, points, axes, _blocks(logw, nblocks), dtype, kT)
 
 
-def _block_log_densities(pb: _Problem, dev: _backends.Device) -> Tuple[np.ndarray, np.ndarray]:
+def _grid_parts(points: int, blocks: int, progress: Optional[ProgressCallback]) -> List[slice]:
+    """The whole grid in one kernel call, or in about PROGRESS_STEPS calls when someone watches progress."""
+    parts = 1 if progress is None else max(1, min(points, PROGRESS_STEPS // blocks))
+    edges = np.linspace(0, points, parts + 1).astype(np.int64)
+    return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def _block_log_densities(pb: _Problem, dev: _backends.Device,
+                         progress: Optional[ProgressCallback] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Per block: log sum_j w_j K(x - s_j) (unnormalised kernel) on every point, and log sum_j w_j."""
     cast = lambda a: np.ascontiguousarray(a, dtype=pb.dtype)  # noqa: E731
     scale, per, pts = cast(1.0 / pb.sigma), cast(pb.period), cast(pb.points)
+    parts = _grid_parts(len(pts), len(pb.block_ids), progress)
+    total, done = len(parts) * len(pb.block_ids), 0
     log_dens, log_z = [], []
     for ids in pb.block_ids:
         lw = pb.logw[ids]
         top = lw.max()  # shift so the kernels see logw <= 0 (float32 keeps its range); added back below
-        log_dens.append(_backends.log_density(cast(pb.data[ids]), cast(lw - top), pts, scale, per, dev) + top)
+        s, w = cast(pb.data[ids]), cast(lw - top)
+        dens = np.empty(len(pts))
+        for part in parts:
+            dens[part] = _backends.log_density(s, w, pts[part], scale, per, dev)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        log_dens.append(dens + top)
         log_z.append(_logsumexp(lw))
     return np.array(log_dens), np.array(log_z)
 
@@ -151,7 +172,8 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
         units: str = "kJ/mol", grid: Any = None, bins: Any = None, ranges: Any = None,
         periodic: Optional[Sequence[Optional[float]]] = None, blocks: int = 1, device: Any = "auto",
         precision: str = "float64", devices: Optional[Sequence[int]] = None, threads: Optional[int] = None,
-        shift: bool = True, names: Optional[Sequence[str]] = None) -> FESResult:
+        shift: bool = True, names: Optional[Sequence[str]] = None,
+        progress: Optional[ProgressCallback] = None) -> FESResult:
     """Free energy surface of `samples` (N, D) by reweighted Gaussian kernel density estimation.
 
     sigma: kernel width, a scalar or one per CV. bias: per-sample bias potential V_j in `units`
@@ -161,12 +183,16 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
     periodic: per CV a period or None. blocks > 1 splits the samples into that many blocks and gives a
     standard error per point. device: "auto" (GPU when usable), "cpu", "gpu", "cuda:N", or GPU ids;
     devices=[0, 1] splits the grid over GPUs. precision: "float64" or "float32". shift: subtract min F.
+    A periodic CV's default range is one period from the data minimum, without repeating the end point.
+    progress: called as progress(done, total) after each kernel call (the grid is then split into parts).
     Every argument is checked before any work starts; a bad one raises InputError naming it.
     """
     dev = _backends.parse_device(device, devices, threads)
     pb = _validate(samples, sigma, bias, weights, temperature, units, grid, bins, ranges, periodic, blocks,
                    precision, names)
-    dens, log_z = _block_log_densities(pb, dev)
+    if progress is not None and not callable(progress):
+        raise InputError(f"progress: expected a callable progress(done, total), got {progress!r}")
+    dens, log_z = _block_log_densities(pb, dev, progress)
     norm = _log_gauss_norm(pb.sigma)
     values = -pb.kT * (_logsumexp(dens) - _logsumexp(log_z) + norm)
     error = None

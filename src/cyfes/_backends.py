@@ -33,7 +33,7 @@ class Device:
 def _load_gpu() -> Any:
     """The GPU extension module, or a BackendError saying why it cannot be used."""
     if not _build_info.CUDA:
-        raise BackendError("this cyfes was built without CUDA (CPU backend only); see `cyfes info`")
+        raise BackendError("this cyfes was built without CUDA (CPU backend only); install a CUDA compiler and rebuild for the GPU backend")
     try:
         return importlib.import_module("cyfes._gpu")
     except ImportError as exc:  # libcudart missing, or a broken RPATH

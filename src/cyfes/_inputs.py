@@ -137,28 +137,43 @@ def explicit_grid(value: Any, dim: int) -> np.ndarray:
     return arr
 
 
-def regular_axes(bins: Any, ranges: Any, data: np.ndarray) -> List[np.ndarray]:
+def _ranges(ranges: Any, dim: int) -> List[Tuple[float, float]]:
+    rng = np.asarray(ranges, dtype=object)
+    if dim == 1 and rng.shape == (2,):
+        rng = rng[None, :]
+    if rng.shape != (dim, 2):
+        raise InputError(f"ranges: expected {dim} (low, high) pairs, got shape {rng.shape}")
+    bounds = []
+    for d, (lo, hi) in enumerate(rng):
+        try:
+            lo, hi = float(lo), float(hi)
+        except (TypeError, ValueError):
+            raise InputError(f"ranges: pair {d} is not numeric: {(lo, hi)!r}") from None
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise InputError(f"ranges: pair {d} must be finite with low < high, got {(lo, hi)!r}")
+        bounds.append((lo, hi))
+    return bounds
+
+
+def _default_axis(column: np.ndarray, period: float, bins: int) -> np.ndarray:
+    """The data range; for a periodic CV one period from the data minimum, the end point (the same point as
+    the start) left out, as PLUMED lays out periodic grids."""
+    lo = float(column.min())
+    if period > 0:
+        return lo + period * np.arange(bins) / bins
+    hi = float(column.max())
+    return np.linspace(lo, hi, bins) if bins > 1 else np.array([(lo + hi) / 2])
+
+
+def regular_axes(bins: Any, ranges: Any, data: np.ndarray, period: np.ndarray) -> List[np.ndarray]:
+    """Per CV the grid coordinates: `bins` points from low to high inclusive (`ranges`, else the default)."""
     dim = data.shape[1]
     nb = [bins] * dim if np.ndim(bins) == 0 else list(bins)
     if len(nb) != dim:
         raise InputError(f"bins: expected an integer or {dim} integers (one per CV), got {len(nb)}")
     nb = [positive_int(b, "bins") for b in nb]
-    if ranges is None:
-        bounds: List[Tuple[float, float]] = [(float(lo), float(hi)) for lo, hi in zip(data.min(0), data.max(0))]
-    else:
-        rng = np.asarray(ranges, dtype=object)
-        if dim == 1 and rng.shape == (2,):
-            rng = rng[None, :]
-        if rng.shape != (dim, 2):
-            raise InputError(f"ranges: expected {dim} (low, high) pairs, got shape {rng.shape}")
-        bounds = []
-        for d, (lo, hi) in enumerate(rng):
-            try:
-                lo, hi = float(lo), float(hi)
-            except (TypeError, ValueError):
-                raise InputError(f"ranges: pair {d} is not numeric: {(lo, hi)!r}") from None
-            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-                raise InputError(f"ranges: pair {d} must be finite with low < high, got {(lo, hi)!r}")
-            bounds.append((lo, hi))
+    bounds = None if ranges is None else _ranges(ranges, dim)
     check_grid_fits(int(np.prod(nb, dtype=np.float64)), dim, "bins")
+    if bounds is None:
+        return [_default_axis(data[:, d], period[d], nb[d]) for d in range(dim)]
     return [np.linspace(lo, hi, b) if b > 1 else np.array([(lo + hi) / 2]) for (lo, hi), b in zip(bounds, nb)]
