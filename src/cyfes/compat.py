@@ -254,7 +254,7 @@ def _columns(path: Path, lines: List[str], sep: Optional[str], wanted: List[Tupl
         try:
             values = np.array([float(t) for t in texts])
         except ValueError:
-            bad = next(k for k, t in enumerate(texts) if not _is_float(t))
+            bad = next(k for k, t in enumerate(texts) if not formats._is_float(t))
             raise InputError(f"{path}: line {bad + 1}, column {col}: {texts[bad].strip()!r} is not a number"
                              + ("" if bad else " (CyFES 4.5 inputs have no header line)")) from None
         if not np.isfinite(values).all():
@@ -262,14 +262,6 @@ def _columns(path: Path, lines: List[str], sep: Optional[str], wanted: List[Tupl
             raise InputError(f"{path}: line {bad + 1}, column {col}: {texts[bad].strip()!r} is not finite")
         out.append(values)
     return out
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def legacy_inputs(opts: LegacyOptions) -> Tuple[np.ndarray, np.ndarray]:
