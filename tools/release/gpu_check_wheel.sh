@@ -10,7 +10,7 @@
 set -euo pipefail
 PY=${PYTHON:-python3}
 WHEELS=${WHEELS:-.carry/gpu}
-VENV=$(mktemp -d)/venv
+VENV=${VENV:-$(mktemp -d)/venv}   # VENV=... keeps it where a later step (the GPU tests) can use it
 echo "== host: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1); $($PY -V)"
 # The image's python3 lives in a venv; --without-pip + the outer pip keeps this working without ensurepip.
 "$PY" -m venv --without-pip "$VENV"
