@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import posixpath
 import stat
 import tarfile
 import time
@@ -24,6 +23,7 @@ except ImportError:  # pragma: no cover - depends on the Python version
     from backports import zstd
 
 from .errors import ArchiveError, Problem
+from .members import link_leaves_tree
 
 # conda-package-handling's default level; 19 keeps packages small, and one-shot compression is deterministic.
 ZSTD_LEVEL = 19
@@ -68,9 +68,7 @@ def check_entries(entries: list[Entry], artifact: str) -> list[Problem]:
         if e.path in seen:
             problems.append(Problem(artifact, e.path, "listed twice"))
         seen.add(e.path)
-        if e.link_target is not None:
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(e.path), e.link_target))
-            if e.link_target.startswith("/") or resolved.startswith(".."):
+        if e.link_target is not None and link_leaves_tree(e.path, e.link_target):
                 problems.append(Problem(artifact, e.path, f"symlink to {e.link_target} leaves the package tree"))
     return problems
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .elf import ElfFile, check_machine, looks_like_shared_object, read_elf
 from .errors import ArchiveError, ElfError, Problem, raise_if_any
+from .members import link_leaves_tree
 
 ZIP_EPOCH_MIN = 315532800  # 1980-01-01: the earliest time a zip entry can carry
 COMPRESS_LEVEL = 6
@@ -101,8 +102,7 @@ def _name_problems(label: str, name: str) -> list[Problem]:
 
 
 def _symlink_problem(label: str, name: str, target: str) -> list[Problem]:
-    dest = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
-    if target.startswith("/") or dest == ".." or dest.startswith("../"):
+    if link_leaves_tree(name, target):
         return [Problem(label, name, f"symlink to {target!r} leaves the archive's tree")]
     return []
 
