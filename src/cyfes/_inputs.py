@@ -155,14 +155,18 @@ def _ranges(ranges: Any, dim: int) -> List[Tuple[float, float]]:
     return bounds
 
 
+def _axis(lo: float, hi: float, bins: int) -> np.ndarray:
+    """`bins` points from lo to hi inclusive; one point sits in the middle."""
+    return np.linspace(lo, hi, bins) if bins > 1 else np.array([(lo + hi) / 2])
+
+
 def _default_axis(column: np.ndarray, period: float, bins: int) -> np.ndarray:
     """The data range; for a periodic CV one period from the data minimum, the end point (the same point as
     the start) left out, as PLUMED lays out periodic grids."""
     lo = float(column.min())
     if period > 0:
         return lo + period * np.arange(bins) / bins
-    hi = float(column.max())
-    return np.linspace(lo, hi, bins) if bins > 1 else np.array([(lo + hi) / 2])
+    return _axis(lo, float(column.max()), bins)
 
 
 def regular_axes(bins: Any, ranges: Any, data: np.ndarray, period: np.ndarray) -> List[np.ndarray]:
@@ -176,4 +180,4 @@ def regular_axes(bins: Any, ranges: Any, data: np.ndarray, period: np.ndarray) -
     check_grid_fits(int(np.prod(nb, dtype=np.float64)), dim, "bins")
     if bounds is None:
         return [_default_axis(data[:, d], period[d], nb[d]) for d in range(dim)]
-    return [np.linspace(lo, hi, b) if b > 1 else np.array([(lo + hi) / 2]) for (lo, hi), b in zip(bounds, nb)]
+    return [_axis(lo, hi, b) for (lo, hi), b in zip(bounds, nb)]
