@@ -3,7 +3,6 @@ fresh venv under the loader's trace. Slow (compiles libcufes for both runtime li
 already holds them); the pip strategy needs nvidia-cuda-runtime 13.0.x (from PyPI, cached in the wheelhouse)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import sys
 import zipfile
 from pathlib import Path
 

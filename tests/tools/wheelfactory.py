@@ -77,7 +77,7 @@ def write_raw_wheel(path: Path, files: dict[str, bytes], dist: str = "seedpkg", 
 def build_seed(tmp: Path) -> tuple[Path, Path]:
     """(raw wheel, directory holding libgraft.so) - libgraft lives outside the wheel, as libcudart does."""
     ext_dir = tmp / "extlib"
-    graft = gcc(ext_dir / "libgraft.so", {"graft.c": GRAFT_C}, "-Wl,-soname,libgraft.so")
+    gcc(ext_dir / "libgraft.so", {"graft.c": GRAFT_C}, "-Wl,-soname,libgraft.so")
     seed = gcc(tmp / "b" / "libseed.so", {"seed.c": SEED_C}, "-Wl,-soname,libseed.so", f"-L{ext_dir}", "-lgraft")
     inc = sysconfig.get_paths()["include"]
     ext = gcc(tmp / "b" / f"_ext{EXT_SUFFIX}", {"ext.c": EXT_C}, f"-I{inc}", f"-L{seed.parent}", "-lseed",

@@ -28,7 +28,7 @@ from .conda_channel import index_channel
 from .conda_depends import ElfFacts, Target, depends_and_constrains, elf_facts
 from .conda_meta import PREFIX_PLACEHOLDER, SUBDIR, PackageInfo, entry_point_script, info_entries
 from .elf import ElfFile, read_elf
-from .errors import ArchiveError, BadInputError, Problem, ReleaseError, raise_if_any
+from .errors import BadInputError, Problem, ReleaseError, raise_if_any
 from .layouts import InstallLayout, installed_path, layout
 from .linkcheck import Link, check_links, problems_of, providers
 from .patch import apply_plan
