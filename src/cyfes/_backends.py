@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import importlib
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _build_info
+from . import _build_info, _driver
 from ._errors import BackendError, InputError
+
+_warned_old_driver = False
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,27 @@ def _cpu() -> Any:
     return importlib.import_module("cyfes._cpu")
 
 
+def driver_problem() -> Optional[str]:
+    """Why this machine's NVIDIA driver cannot run this build's GPU backend (too old, none, no GPU), from the
+    driver itself (see _driver.py); None when the driver is fine or this build has no GPU backend."""
+    return _driver.problem(_driver.probe()) if _build_info.CUDA else None
+
+
+def _warn_old_driver() -> None:
+    """device="auto" on a machine whose driver is too old: say so once per process, then run on the CPU. No
+    warning when there is no driver at all: that is a CPU machine, and "auto" means "the GPU when usable"."""
+    global _warned_old_driver
+    old = _driver.too_old(_driver.probe()) if _build_info.CUDA else None
+    if old and not _warned_old_driver:
+        _warned_old_driver = True
+        warnings.warn(f"cyfes: not using the GPU: the NVIDIA {old}; computing on the CPU", RuntimeWarning,
+                      stacklevel=4)
+
+
 def gpu_devices() -> List[Dict[str, Any]]:
     """The usable CUDA devices, as dicts (id, name, memory, compute capability); [] when none."""
+    if driver_problem():
+        return []
     try:
         gpu = _load_gpu()
         return [gpu.device_info(i) for i in range(gpu.device_count())]
@@ -60,8 +82,16 @@ def backends() -> Dict[str, Any]:
     runtime and driver versions, the devices found, and the reason when not usable)."""
     cuda: Dict[str, Any] = {"built": _build_info.CUDA, "version": _build_info.CUDA_VERSION,
                             "runtime_linkage": _build_info.CUDA_RUNTIME if _build_info.CUDA else None,
+                            "needs_driver_cuda": getattr(_build_info, "CUDA_DRIVER_CUDA", None),
+                            "needs_driver": getattr(_build_info, "CUDA_DRIVER_MIN", None),
                             "usable": False, "devices": [], "reason": None}
     try:
+        if _build_info.CUDA:
+            status = _driver.probe()
+            cuda["driver_cuda"] = status.version_text if status.version else None
+            problem = _driver.problem(status)
+            if problem:  # the runtime is not touched: it could not work, and its answer would say less
+                raise BackendError(problem)
         gpu = _load_gpu()
         cuda["runtime_version"], cuda["driver_version"] = gpu.versions()
         cuda["devices"] = [gpu.device_info(i) for i in range(gpu.device_count())]
@@ -97,6 +127,7 @@ def parse_device(device: Any, devices: Optional[Sequence[int]] = None, threads: 
             found = gpu_devices()
             if found:
                 return Device("cuda", (found[0]["id"],))
+            _warn_old_driver()
             return Device("cpu", threads=int(threads or _cpu().max_threads()))
         if text in ("gpu", "cuda"):
             device = (0,)
@@ -107,6 +138,9 @@ def parse_device(device: Any, devices: Optional[Sequence[int]] = None, threads: 
                              "or a list of GPU ids")
     ids = _device_ids(device, "device")
     gpu = _load_gpu()
+    problem = driver_problem()
+    if problem:
+        raise BackendError(f"device: cannot use the GPU: {problem}")
     count = gpu.device_count()
     missing = [i for i in ids if i >= count]
     if missing:

@@ -384,12 +384,16 @@ def _info_text(r: Dict[str, Any]) -> str:
     b, cpu, cuda = r["build"], r["backends"]["cpu"], r["backends"]["cuda"]
     lines = [f"cyfes {r['version']} (Python {r['python']}, {r['platform']})",
              f"build:   CUDA {'on' if b['cuda'] else 'off'}"
-             + (f" (CUDA {b['cuda_version']}, {b['cuda_runtime']} runtime)" if b["cuda"] else "")
+             + (f" (CUDA {b['cuda_version']}, {b['cuda_runtime']} runtime"
+                + (f"; needs a driver for CUDA >= {cuda['needs_driver_cuda']}, driver >= {cuda['needs_driver']})"
+                   if cuda.get("needs_driver") else ")") if b["cuda"] else "")
              + f", OpenMP {b['openmp'] or 'off'}, compiler {b['compiler']}",
              f"cpu:     usable, {cpu['threads']} threads",
              "cuda:    " + ("usable" if cuda["usable"] else f"not usable: {cuda['reason']}")]
     if cuda.get("runtime_version"):
         lines.append(f"         runtime {cuda['runtime_version']}, driver {cuda.get('driver_version')}")
+    elif cuda.get("driver_cuda"):
+        lines.append(f"         driver supports CUDA {cuda['driver_cuda']}")
     for dev in cuda["devices"]:
         lines.append("gpu:     " + ", ".join(f"{k} {v}" for k, v in dev.items()))
     lines.append("extras:  " + ", ".join(f"{k} {v or 'missing'}" for k, v in r["extras"].items())
