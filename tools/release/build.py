@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .cuda_toolkit import CudaToolchain, find_toolchain, nvcc_version
 from .errors import BuildError
+from .targets import CUDA_FLAVOURS, CudaFlavour, cuda_flavour
 
 BUILD_ROOT = Path("build/release")
 CUDA_SOURCE = Path("cuda")
@@ -30,7 +32,19 @@ class CudaLibrary:
 
     path: Path
     runtime: str
-    """Shared (DT_NEEDED libcudart.so.13) or Static (cudart linked in)."""
+    """Shared (DT_NEEDED on the flavour's libcudart) or Static (cudart linked in)."""
+    flavour: CudaFlavour
+    """The CUDA flavour it was built for (targets.CUDA_FLAVOURS)."""
+    nvcc_version: str
+    """The version of the nvcc that compiled it, e.g. "11.8.89" (what `cyfes info` reports)."""
+
+    @property
+    def cmake_defines(self) -> list[str]:
+        """What the package's CMake records in _build_info (it cannot ask a compiler it does not run)."""
+        f = self.flavour
+        return [f"CYFES_CUFES_LIBRARY={self.path}", f"CYFES_CUDA_RUNTIME={self.runtime}",
+                f"CYFES_CUDA_VERSION={self.nvcc_version or f.toolkit}", f"CYFES_CUDA_DRIVER_CUDA={f.driver_cuda}",
+                f"CYFES_CUDA_DRIVER_MIN={f.driver_min}"]
 
 
 def runtime_for(strategy: str) -> str:
@@ -55,19 +69,39 @@ def _nvcc() -> str | None:
     return found
 
 
-def build_cuda_library(strategy: str, root: Path = BUILD_ROOT, log: Log = lambda s: None) -> CudaLibrary:
-    """cmake -S cuda in build/release/cufes-<runtime>, installed so CMake sets its install RPATH ($ORIGIN)."""
+def host_flavour() -> CudaFlavour | None:
+    """The flavour the host's own nvcc builds (what `make install` uses), None without one or for another major."""
+    nvcc = _nvcc()
+    version = nvcc_version(nvcc) if nvcc else None
+    return next((f for f in CUDA_FLAVOURS.values() if version and version.split(".")[0] == f.toolkit.split(".")[0]),
+                None)
+
+
+def build_cuda_library(strategy: str, root: Path = BUILD_ROOT, log: Log = lambda s: None,
+                       flavour: str | None = None) -> CudaLibrary:
+    """cmake -S cuda in build/release/cufes-<flavour>-<runtime>, installed so CMake sets its install RPATH ($ORIGIN).
+
+    `flavour` names a row of targets.CUDA_FLAVOURS: its toolkit is found or fetched (cuda_toolkit.py) and its
+    architectures compiled. None builds with the host's nvcc, for the row of its major version."""
     runtime = runtime_for(strategy)
-    bdir, prefix = root / f"cufes-{runtime.lower()}", root / f"cufes-{runtime.lower()}" / "install"
-    logf = root / "logs" / f"cufes-{runtime.lower()}.log"
+    if flavour is None:
+        row = host_flavour()
+        if row is None:
+            raise BuildError([f"no nvcc of a known CUDA flavour ({', '.join(CUDA_FLAVOURS)}) on this host"])
+        chain = CudaToolchain(Path(_nvcc() or "nvcc"), nvcc_version(_nvcc() or "nvcc") or "", None)
+    else:
+        row = cuda_flavour(flavour)
+        chain = find_toolchain(row, log=log)
+    name = f"cufes-{row.name}-{runtime.lower()}"
+    bdir, prefix, logf = root / name, root / name / "install", root / "logs" / f"{name}.log"
     cmd = ["cmake", "-S", str(CUDA_SOURCE), "-B", str(bdir), "-DCMAKE_BUILD_TYPE=Release",
-           f"-DCYFES_CUDA_RUNTIME={runtime}"]
+           f"-DCYFES_CUDA_RUNTIME={runtime}", f"-DCMAKE_CUDA_COMPILER={chain.nvcc}",
+           f"-DCMAKE_CUDA_ARCHITECTURES={row.cmake_architectures}"]
+    if chain.host_compiler:
+        cmd.append(f"-DCMAKE_CUDA_HOST_COMPILER={chain.host_compiler}")
     if shutil.which("ninja"):
         cmd += ["-G", "Ninja"] if not (bdir / "CMakeCache.txt").exists() else []
-    nvcc = _nvcc()
-    if nvcc:
-        cmd.append(f"-DCMAKE_CUDA_COMPILER={nvcc}")
-    log(f"libcufes ({runtime} CUDA runtime): cmake in {bdir}")
+    log(f"libcufes ({row.name}: nvcc {chain.version}, {runtime} CUDA runtime): cmake in {bdir}")
     _run(cmd, "cmake configure of cuda/", logf)
     _run(["cmake", "--build", str(bdir)], "cmake build of cuda/", logf)
     # --strip: nvcc names a FILE symbol after its temp file, tmpxft_<pid>_..., so an unstripped libcufes differs
@@ -76,7 +110,7 @@ def build_cuda_library(strategy: str, root: Path = BUILD_ROOT, log: Log = lambda
     lib = prefix / "lib" / "libcufes.so"
     if not lib.is_file():
         raise BuildError([f"cmake install of cuda/ did not produce {lib}"])
-    return CudaLibrary(lib.resolve(), runtime)
+    return CudaLibrary(lib.resolve(), runtime, row, chain.version)
 
 
 def raw_wheel_dir(version: str, strategy: str, root: Path = BUILD_ROOT) -> Path:
@@ -93,7 +127,7 @@ def build_wheel(python: str, version: str, cuda: CudaLibrary | None, strategy: s
     # The long spelling: pip < 23.1 (pyenv's 3.8-3.10) has --config-settings but not -C.
     settings = [f"build-dir={bdir}", f"cmake.define.CYFES_CUDA={'ON' if cuda else 'OFF'}"]
     if cuda:
-        settings += [f"cmake.define.CYFES_CUFES_LIBRARY={cuda.path}", f"cmake.define.CYFES_CUDA_RUNTIME={cuda.runtime}"]
+        settings += [f"cmake.define.{d}" for d in cuda.cmake_defines]
     settings = [f"--config-settings={s}" for s in settings]
     env = {k: v for k, v in os.environ.items() if k not in ("CYFES_CUDA", "CYFES_CUDA_RUNTIME", "CYFES_CUFES_LIBRARY",
                                                            "PYTHONPATH", "VIRTUAL_ENV")}

@@ -293,13 +293,14 @@ def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str
     staging = _staging(out.resolve())
     rows, good, ok = [], [], True
     try:
-        cuda = build_cuda_library(strategy, log=progress) if config.cuda.enabled else None
+        cuda = (build_cuda_library(strategy, log=progress, flavour=config.cuda.flavour)
+                if config.cuda.enabled else None)
         for v, python in pythons.items():
             try:
                 raw = build_wheel(python, v, cuda, strategy, log=progress)
                 progress(f"auditwheel repair + RPATH plan for {raw.name}")
                 fixed = repair_wheel(raw, staging, strategy, config.schemes, [v], config.exclude,
-                                     config.manylinux, config.cuda.pip_requirement)
+                                     config.manylinux, config.cuda.requirement)
                 for plan in fixed.plans:
                     for d in plan.decisions:
                         if d.action != "kept":

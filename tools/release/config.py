@@ -16,6 +16,7 @@ import yaml
 
 from .errors import ConfigError, Problem
 from .layouts import WHEEL_SCHEMES
+from .targets import CUDA_FLAVOURS, DEFAULT_CUDA_FLAVOUR, CudaFlavour
 
 CONFIG_NAME = "release.yaml"
 DEFAULT_SMOKE = (
@@ -37,8 +38,20 @@ class CudaConfig:
     strategy: str = field(default="vendor", metadata={"choices": ("vendor", "pip", "static")})
     """vendor: auditwheel grafts libcudart into the wheel; pip: libcudart comes from NVIDIA's nvidia-cuda-runtime
     wheel (added to Requires-Dist, RPATH to where it installs); static: cudart linked into libcufes."""
-    pip_requirement: str = "nvidia-cuda-runtime>=13.0,<14"
-    """The Requires-Dist line the pip strategy adds (CUDA minor-version compatibility allows any 13.x)."""
+    flavour: str = field(default=DEFAULT_CUDA_FLAVOUR, metadata={"choices": tuple(CUDA_FLAVOURS)})
+    """Which CUDA the wheels' GPU backend is built with (a row of tools/release/targets.py): cu11 (CUDA 11.8:
+    drivers from R450, SASS sm_60-sm_90) reaches the most machines; cu13 needs R580 and Turing or newer."""
+    pip_requirement: str = ""
+    """The Requires-Dist line the pip strategy adds; empty means the flavour's runtime wheel and range
+    (CUDA minor-version compatibility allows any runtime of the same major, no older than the toolkit)."""
+
+    @property
+    def flavour_row(self) -> CudaFlavour:
+        return CUDA_FLAVOURS[self.flavour]
+
+    @property
+    def requirement(self) -> str:
+        return self.pip_requirement or self.flavour_row.pip_requirement
 
 
 @dataclass(frozen=True)

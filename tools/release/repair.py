@@ -2,7 +2,7 @@
 
 auditwheel grafts external libraries into `<pkg>.libs/` and writes RPATHs relative to where files sit in the
 wheel; it drops entries that point outside the wheel (auditwheel #257, #404), which is why the pip strategy's
-`$ORIGIN/../nvidia/cu13/lib` has to be put back by the RPATH plan (a Provider).
+`$ORIGIN/../nvidia/cu13/lib` (or cu11's `nvidia/cuda_runtime/lib`) has to be put back by the RPATH plan (a Provider).
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from typing import Sequence
 from .errors import ToolError
 from .fix import FixResult, fix_wheel
 from .rpath import KNOWN_PROVIDERS, Provider
+from .targets import CUDA_FLAVOURS, flavour_for_requirement
 
-CUDART_SONAMES = ("libcudart.so.13",)
+CUDART_SONAMES = tuple(f.cudart_soname for f in CUDA_FLAVOURS.values())
 AUDITWHEEL_TIMEOUT_S = 600
 
 
@@ -27,8 +28,12 @@ def excludes_for(strategy: str, configured: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*configured, *extra]))
 
 
-def providers_for(strategy: str) -> list[Provider]:
-    return list(KNOWN_PROVIDERS["nvidia-cuda-runtime"]) if strategy == "pip" else []
+def providers_for(strategy: str, requirement: str = "") -> list[Provider]:
+    """The pip strategy's runtime provider: the flavour whose runtime wheel `requirement` names (default cu13's)."""
+    if strategy != "pip":
+        return []
+    flavour = flavour_for_requirement(requirement) or CUDA_FLAVOURS["cu13"]
+    return list(KNOWN_PROVIDERS[flavour.pip_runtime])
 
 
 def _plat(policy: str) -> list[str]:
@@ -62,4 +67,4 @@ def repair_wheel(raw: Path, out_dir: Path, strategy: str, schemes: Sequence[str]
     with tempfile.TemporaryDirectory(prefix="cyfes-repair-", dir=out_dir.parent) as tmp:
         repaired = auditwheel_repair(raw, Path(tmp), excludes_for(strategy, excludes), policy)
         reqs = [requirement] if strategy == "pip" and requirement else []
-        return fix_wheel(repaired, out_dir, schemes, pythons, providers_for(strategy), reqs, rewrite=True)
+        return fix_wheel(repaired, out_dir, schemes, pythons, providers_for(strategy, requirement), reqs, rewrite=True)

@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 from .elf import ElfFile
 from .layouts import InstallLayout, installed_path
 from .resolve import Tree, expand
+from .targets import CUDA_FLAVOURS
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,10 @@ class Provider:
         return posixpath.normpath(d)
 
 
-# Providers the tool recognises from a wheel's Requires-Dist (so `check`/`fix` understand third-party wheels).
+# Providers the tool recognises from a wheel's Requires-Dist (so `check`/`fix` understand third-party wheels):
+# the runtime wheel of each CUDA flavour we build, and CUDA 12's, which other projects' wheels declare.
 KNOWN_PROVIDERS: dict[str, tuple[Provider, ...]] = {
-    "nvidia-cuda-runtime": (Provider("libcudart.so.13", "{platlib}/nvidia/cu13/lib", "nvidia-cuda-runtime"),),
+    **{f.pip_runtime: (Provider(f.cudart_soname, f.pip_runtime_dir, f.pip_runtime),) for f in CUDA_FLAVOURS.values()},
     "nvidia-cuda-runtime-cu12": (Provider("libcudart.so.12", "{platlib}/nvidia/cuda_runtime/lib",
                                           "nvidia-cuda-runtime-cu12"),),
 }
