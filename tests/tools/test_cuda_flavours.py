@@ -141,10 +141,10 @@ def test_released_libcufes_carries_the_flavours_sass_ptx_and_runtime(tmp_path) -
         sass, ptx = fatbinary(lib)
         assert sass == {f"sm_{a}" for a in flavour.sass}, wheel.name
         assert ptx == {f"sm_{flavour.ptx}"}, wheel.name
-        # vendored: auditwheel renames it libcudart-<hash>.so.11.0; pip strategy: the SONAME itself
-        stem, suffix = flavour.cudart_soname.split(".so")
+        # vendored: auditwheel names the graft after its file, libcudart-<hash>.so.11.8.89; pip: the SONAME itself
+        major = flavour.cudart_soname.split(".so.")[1].split(".")[0]
         needed = [n for n in read_elf(lib, lib.name).needed if n.startswith("libcudart")]
-        assert len(needed) == 1 and re.fullmatch(rf"{stem}(-[0-9a-f]{{8}})?\.so{re.escape(suffix)}", needed[0]), needed
+        assert len(needed) == 1 and re.fullmatch(rf"libcudart(-[0-9a-f]{{8}})?\.so\.{major}(\.[\d.]+)?", needed[0]), needed
         info = member(wheel, "cyfes/_build_info.py", tmp_path).read_text()
         assert f'CUDA_VERSION = "{flavour.toolkit}.' in info
         assert f'CUDA_DRIVER_CUDA = "{flavour.driver_cuda}"' in info and f'"{flavour.driver_min}"' in info

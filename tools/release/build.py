@@ -37,6 +37,8 @@ class CudaLibrary:
     """The CUDA flavour it was built for (targets.CUDA_FLAVOURS)."""
     nvcc_version: str
     """The version of the nvcc that compiled it, e.g. "11.8.89" (what `cyfes info` reports)."""
+    library_dirs: tuple[Path, ...] = ()
+    """The toolkit's library directories: where auditwheel finds the libcudart to graft."""
 
     @property
     def cmake_defines(self) -> list[str]:
@@ -110,17 +112,18 @@ def build_cuda_library(strategy: str, root: Path = BUILD_ROOT, log: Log = lambda
     lib = prefix / "lib" / "libcufes.so"
     if not lib.is_file():
         raise BuildError([f"cmake install of cuda/ did not produce {lib}"])
-    return CudaLibrary(lib.resolve(), runtime, row, chain.version)
+    return CudaLibrary(lib.resolve(), runtime, row, chain.version, chain.library_dirs)
 
 
-def raw_wheel_dir(version: str, strategy: str, root: Path = BUILD_ROOT) -> Path:
-    return root / "raw" / strategy / f"py{version}"
+def raw_wheel_dir(version: str, strategy: str, root: Path = BUILD_ROOT, flavour: str = "cpu") -> Path:
+    """build/release/raw/<strategy>/<flavour or cpu>/py3.X: wheels of different CUDA flavours never mix."""
+    return root / "raw" / strategy / flavour / f"py{version}"
 
 
 def build_wheel(python: str, version: str, cuda: CudaLibrary | None, strategy: str = "vendor",
                 root: Path = BUILD_ROOT, log: Log = lambda s: None) -> Path:
     """One PEP 517 build (`pip wheel --no-deps`, isolated) for one interpreter; returns the raw wheel."""
-    out = raw_wheel_dir(version, strategy, root)
+    out = raw_wheel_dir(version, strategy, root, cuda.flavour.name if cuda else "cpu")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     bdir = (root / f"py{version}-{strategy}").resolve()
@@ -141,10 +144,14 @@ def build_wheel(python: str, version: str, cuda: CudaLibrary | None, strategy: s
     return wheels[0]
 
 
-def raw_wheels(strategy: str = "vendor", root: Path = BUILD_ROOT) -> dict[str, Path]:
-    """Python "X.Y" -> the raw (unrepaired) wheel built last for `strategy`; what the conda half repackages."""
+def raw_wheels(strategy: str = "vendor", root: Path = BUILD_ROOT, flavour: str | None = None) -> dict[str, Path]:
+    """Python "X.Y" -> the raw (unrepaired) wheel built last for `strategy` and CUDA `flavour` (None: the flavour
+    of the host's nvcc, which build_cuda_library builds by default); what the conda half repackages."""
+    if flavour is None:
+        host = host_flavour()
+        flavour = host.name if host else "cpu"
     out: dict[str, Path] = {}
-    base = root / "raw" / strategy
+    base = root / "raw" / strategy / flavour
     for d in sorted(base.glob("py*")) if base.is_dir() else []:
         wheels = sorted(d.glob("*.whl"))
         if wheels:

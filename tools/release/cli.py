@@ -300,7 +300,8 @@ def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str
                 raw = build_wheel(python, v, cuda, strategy, log=progress)
                 progress(f"auditwheel repair + RPATH plan for {raw.name}")
                 fixed = repair_wheel(raw, staging, strategy, config.schemes, [v], config.exclude,
-                                     config.manylinux, config.cuda.requirement)
+                                     config.manylinux, config.cuda.requirement,
+                                     cuda.library_dirs if cuda else ())
                 for plan in fixed.plans:
                     for d in plan.decisions:
                         if d.action != "kept":

@@ -60,6 +60,12 @@ class CudaToolchain:
     host_compiler: Path | None
     """The C++ compiler nvcc must use (None: nvcc's default)."""
 
+    @property
+    def library_dirs(self) -> tuple[Path, ...]:
+        """Where this toolkit's libcudart lives, for tools that must find it (auditwheel grafts it from there)."""
+        root = self.nvcc.resolve().parent.parent
+        return tuple(d for d in (root / "lib64", root / "lib") if d.is_dir())
+
 
 def nvcc_version(nvcc: Path | str) -> str | None:
     """"11.8.89" from `nvcc --version`, or None when it does not run."""

@@ -1,27 +1,44 @@
 #!/usr/bin/env bash
-# Issue 4 item 10: on the GPU host (Python 3.12, no network), install the released cp312 wheel into a fresh venv
-# (no system site-packages), compute an FES on the GPU and on the CPU from it, compare them with each other and
-# with a float64 numpy reference, and show from the loader's trace where libcudart and libgomp came from.
+# On a GPU host (Python 3.12, no network): install a released cp312 wheel into a fresh venv, compute an FES on the
+# GPU and on the CPU from it, compare them with each other and with a float64 numpy reference, list the GPU code
+# its libcufes carries (cuobjdump), and show from the loader's trace where libcudart and libgomp came from.
 #
-# Carry (relative to the repository root): the wheel and numpy's cp312 wheel in .carry/gpu/
-#   cp dist/cyfes-*-cp312-*.whl .carry/gpu/
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 numpy -d .carry/gpu
-# Then: bash tools/release/gpu_check_wheel.sh
+#   bash tools/release/gpu_check_wheel.sh WHEEL_DIR
+#
+# WHEEL_DIR holds the cyfes cp312 wheel, and may hold wheels the host lacks: numpy (unless the system Python has
+# it: the venv sees system site-packages), nvidia-cuda-cuobjdump (when no cuobjdump is on PATH or in
+# /usr/local/cuda/bin), pytest and its dependencies (for TESTS=DIR: run those engine tests against the wheel).
+# VENV=... keeps the venv where a later step can use it; TESTS_LOG=FILE keeps the full test report.
 set -euo pipefail
+WHEELS=$(cd "${1:?usage: gpu_check_wheel.sh WHEEL_DIR}" && pwd)
 PY=${PYTHON:-python3}
-WHEELS=${WHEELS:-.carry/gpu}
-VENV=${VENV:-$(mktemp -d)/venv}   # VENV=... keeps it where a later step (the GPU tests) can use it
+VENV=${VENV:-$(mktemp -d)/venv}
+TESTS=${TESTS:-}
+[ -n "$TESTS" ] && TESTS=$(cd "$TESTS" && pwd)
 echo "== host: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1); $($PY -V)"
-# The image's python3 lives in a venv; --without-pip + the outer pip keeps this working without ensurepip.
-"$PY" -m venv --without-pip "$VENV"
-"$PY" -m pip --python "$VENV/bin/python" install -q --no-index --find-links "$WHEELS" cyfes numpy
+# --without-pip + the outer pip: works where the image's Python has no ensurepip.
+"$PY" -m venv --system-site-packages --without-pip "$VENV"
+"$PY" -m pip --python "$VENV/bin/python" install -q --no-index --find-links "$WHEELS" cyfes
 echo "== installed: $(ls "$VENV"/lib/python3*/site-packages | tr '\n' ' ')"
+SITE=$(echo "$VENV"/lib/python3*/site-packages)
 cd "$(mktemp -d)"   # away from the source tree, so `import cyfes` can only be the installed one
+
+echo "== GPU code in the wheel's libcufes (cuobjdump --list-elf --list-ptx)"
+CUOBJDUMP=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null || true)
+if [ -z "$CUOBJDUMP" ] && ls "$WHEELS"/nvidia_cuda_cuobjdump-*.whl >/dev/null 2>&1; then
+  "$PY" -m zipfile -e "$(ls "$WHEELS"/nvidia_cuda_cuobjdump-*.whl | head -1)" cuobjdump-wheel
+  CUOBJDUMP=$(find "$PWD/cuobjdump-wheel" -name cuobjdump -type f | head -1); chmod +x "$CUOBJDUMP"
+fi
+echo "cuobjdump: ${CUOBJDUMP:-none}"
+[ -n "$CUOBJDUMP" ] && "$CUOBJDUMP" --list-elf --list-ptx "$SITE/cyfes/libcufes.so"
+echo "DT_NEEDED of libcufes: $(readelf -d "$SITE/cyfes/libcufes.so" | grep NEEDED | sed 's/.*\[\(.*\)\]/\1/' | tr '\n' ' ')"
+
 LD_DEBUG=libs LD_DEBUG_OUTPUT=$PWD/trace "$VENV/bin/python" - <<'PYEOF'
 import json, time
 import numpy as np
-import cyfes
+import cyfes, cyfes._build_info as info
 print("cyfes", cyfes.__version__, "from", cyfes.__file__)
+print("build: CUDA", info.CUDA_VERSION, "needs driver CUDA >=", info.CUDA_DRIVER_CUDA, "driver >=", info.CUDA_DRIVER_MIN)
 print(json.dumps(cyfes.backends(), indent=1))
 rng = np.random.default_rng(7)
 samples = np.concatenate([rng.normal(-1, 0.4, (150_000, 2)), rng.normal(1, 0.6, (150_000, 2))])
@@ -54,7 +71,14 @@ assert np.abs(gpu.values - (f + ref_norm)).max() < 1e-6
 print("WHEEL GPU CHECK OK")
 PYEOF
 echo "== where the loader found the libraries (LD_DEBUG=libs)"
-grep -h "calling init:" trace.* | grep -E "cudart|gomp|cufes|_gpu|_cpu" | sed 's/^ *[0-9]*: *//' | sort -u
+grep -h "calling init:" trace.* | grep -E "cudart|gomp|cufes|_gpu|_cpu|libcuda" | sed 's/^ *[0-9]*: *//' | sort -u
 grep -h "calling init:" trace.* | grep -E "cudart|gomp" | grep -v "$VENV" && { echo "FAIL: a library from outside the venv"; exit 1; }
 echo "== cyfes info (console script)"
 "$VENV/bin/cyfes" info
+if [ -n "$TESTS" ]; then
+  echo "== engine tests in $TESTS against the installed wheel"
+  "$PY" -m pip --python "$VENV/bin/python" install -q --no-index --find-links "$WHEELS" pytest pyelftools || true
+  # The full report goes to TESTS_LOG; source-build tests (test_build's pip-wheel cases) need the source tree.
+  LOG=${TESTS_LOG:-$PWD/pytest.log}
+  (cd "$TESTS" && "$VENV/bin/python" -m pytest -q -rfs -p no:cacheprovider -o addopts="" . > "$LOG" 2>&1; tail -40 "$LOG")
+fi

