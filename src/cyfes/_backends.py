@@ -66,10 +66,10 @@ def _warn_old_driver() -> None:
 
 def gpu_devices() -> List[Dict[str, Any]]:
     """The usable CUDA devices, as dicts (id, name, memory, compute capability); [] when none."""
-    if driver_problem():
-        return []
     try:
         gpu = _load_gpu()
+        if driver_problem():
+            return []
         return [gpu.device_info(i) for i in range(gpu.device_count())]
     except BackendError:
         return []
@@ -86,13 +86,12 @@ def backends() -> Dict[str, Any]:
                             "needs_driver": getattr(_build_info, "CUDA_DRIVER_MIN", None),
                             "usable": False, "devices": [], "reason": None}
     try:
-        if _build_info.CUDA:
-            status = _driver.probe()
-            cuda["driver_cuda"] = status.version_text if status.version else None
-            problem = _driver.problem(status)
-            if problem:  # the runtime is not touched: it could not work, and its answer would say less
-                raise BackendError(problem)
-        gpu = _load_gpu()
+        gpu = _load_gpu()  # loads libcufes and libcudart (a broken install shows here); no driver call yet
+        status = _driver.probe()
+        cuda["driver_cuda"] = status.version_text if status.version else None
+        problem = _driver.problem(status)
+        if problem:  # the runtime is not asked: it could not work, and its answer would say less
+            raise BackendError(problem)
         cuda["runtime_version"], cuda["driver_version"] = gpu.versions()
         cuda["devices"] = [gpu.device_info(i) for i in range(gpu.device_count())]
         cuda["usable"] = bool(cuda["devices"])
