@@ -115,7 +115,7 @@ def find_toolchain(flavour: CudaFlavour, fetch: bool = True, log: Log = lambda s
     for nvcc in _candidates(flavour):
         version = nvcc_version(nvcc)
         if _matches(version, flavour):
-            return CudaToolchain(nvcc, version, _host_compiler(flavour, None))
+            return CudaToolchain(nvcc, version, _host_compiler(flavour, cache_dir(flavour)))
         if env:
             raise ToolError([f"CYFES_NVCC_{flavour.name.upper()}={env} is nvcc {version or '(does not run)'}, "
                              f"not CUDA {flavour.toolkit}"])
