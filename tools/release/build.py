@@ -31,6 +31,8 @@ class CudaLibrary:
     path: Path
     runtime: str
     """Shared (DT_NEEDED libcudart.so.13) or Static (cudart linked in)."""
+    nvcc: str | None = None
+    """The nvcc that compiled it, when not the default one (wheels then find that toolkit's version)."""
 
 
 def runtime_for(strategy: str) -> str:
@@ -55,19 +57,24 @@ def _nvcc() -> str | None:
     return found
 
 
-def build_cuda_library(strategy: str, root: Path = BUILD_ROOT, log: Log = lambda s: None) -> CudaLibrary:
-    """cmake -S cuda in build/release/cufes-<runtime>, installed so CMake sets its install RPATH ($ORIGIN)."""
+def build_cuda_library(strategy: str, root: Path = BUILD_ROOT, log: Log = lambda s: None, nvcc: str | None = None,
+                       host_cxx: str | None = None, name: str = "") -> CudaLibrary:
+    """cmake -S cuda in build/release/cufes-<runtime>[-<name>], installed so CMake sets its install RPATH
+    ($ORIGIN). `nvcc`/`host_cxx` choose another toolkit (a conda variant's), `name` keeps its build apart."""
     runtime = runtime_for(strategy)
-    bdir, prefix = root / f"cufes-{runtime.lower()}", root / f"cufes-{runtime.lower()}" / "install"
-    logf = root / "logs" / f"cufes-{runtime.lower()}.log"
+    stem = f"cufes-{runtime.lower()}" + (f"-{name}" if name else "")
+    bdir, prefix = root / stem, root / stem / "install"
+    logf = root / "logs" / f"{stem}.log"
     cmd = ["cmake", "-S", str(CUDA_SOURCE), "-B", str(bdir), "-DCMAKE_BUILD_TYPE=Release",
            f"-DCYFES_CUDA_RUNTIME={runtime}"]
     if shutil.which("ninja"):
         cmd += ["-G", "Ninja"] if not (bdir / "CMakeCache.txt").exists() else []
-    nvcc = _nvcc()
-    if nvcc:
-        cmd.append(f"-DCMAKE_CUDA_COMPILER={nvcc}")
-    log(f"libcufes ({runtime} CUDA runtime): cmake in {bdir}")
+    chosen = nvcc or _nvcc()
+    if chosen:
+        cmd.append(f"-DCMAKE_CUDA_COMPILER={chosen}")
+    if host_cxx:
+        cmd.append(f"-DCMAKE_CUDA_HOST_COMPILER={host_cxx}")
+    log(f"libcufes ({runtime} CUDA runtime{', ' + chosen if nvcc else ''}): cmake in {bdir}")
     _run(cmd, "cmake configure of cuda/", logf)
     _run(["cmake", "--build", str(bdir)], "cmake build of cuda/", logf)
     # --strip: nvcc names a FILE symbol after its temp file, tmpxft_<pid>_..., so an unstripped libcufes differs
@@ -76,31 +83,34 @@ def build_cuda_library(strategy: str, root: Path = BUILD_ROOT, log: Log = lambda
     lib = prefix / "lib" / "libcufes.so"
     if not lib.is_file():
         raise BuildError([f"cmake install of cuda/ did not produce {lib}"])
-    return CudaLibrary(lib.resolve(), runtime)
+    return CudaLibrary(lib.resolve(), runtime, nvcc)
 
 
-def raw_wheel_dir(version: str, strategy: str, root: Path = BUILD_ROOT) -> Path:
-    return root / "raw" / strategy / f"py{version}"
+def raw_wheel_dir(version: str, strategy: str, root: Path = BUILD_ROOT, name: str = "") -> Path:
+    return root / "raw" / (f"{strategy}-{name}" if name else strategy) / f"py{version}"
 
 
 def build_wheel(python: str, version: str, cuda: CudaLibrary | None, strategy: str = "vendor",
-                root: Path = BUILD_ROOT, log: Log = lambda s: None) -> Path:
-    """One PEP 517 build (`pip wheel --no-deps`, isolated) for one interpreter; returns the raw wheel."""
-    out = raw_wheel_dir(version, strategy, root)
+                root: Path = BUILD_ROOT, log: Log = lambda s: None, name: str = "") -> Path:
+    """One PEP 517 build (`pip wheel --no-deps`, isolated) for one interpreter; returns the raw wheel.
+    `name` (a conda variant) keeps its raw wheel and CMake build apart from the release's own."""
+    out = raw_wheel_dir(version, strategy, root, name)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    bdir = (root / f"py{version}-{strategy}").resolve()
+    bdir = (root / (f"py{version}-{strategy}" + (f"-{name}" if name else ""))).resolve()
     # The long spelling: pip < 23.1 (pyenv's 3.8-3.10) has --config-settings but not -C.
     settings = [f"build-dir={bdir}", f"cmake.define.CYFES_CUDA={'ON' if cuda else 'OFF'}"]
     if cuda:
         settings += [f"cmake.define.CYFES_CUFES_LIBRARY={cuda.path}", f"cmake.define.CYFES_CUDA_RUNTIME={cuda.runtime}"]
+        if cuda.nvcc:  # so find_package(CUDAToolkit) reports the toolkit that compiled libcufes, not the default
+            settings += [f"cmake.define.CUDAToolkit_ROOT={Path(cuda.nvcc).resolve().parent.parent}"]
     settings = [f"--config-settings={s}" for s in settings]
     env = {k: v for k, v in os.environ.items() if k not in ("CYFES_CUDA", "CYFES_CUDA_RUNTIME", "CYFES_CUFES_LIBRARY",
                                                            "PYTHONPATH", "VIRTUAL_ENV")}
     env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-    log(f"wheel for Python {version} ({python})")
+    log(f"wheel for Python {version} ({python}){' [' + name + ']' if name else ''}")
     _run([python, "-m", "pip", "wheel", "--no-deps", "-w", str(out.resolve()), *settings, "."],
-         f"wheel build for Python {version}", root / "logs" / f"wheel-py{version}-{strategy}.log", env)
+         f"wheel build for Python {version}", root / "logs" / f"wheel-py{version}-{strategy}{'-' + name if name else ''}.log", env)
     wheels = sorted(out.glob("*.whl"))
     if len(wheels) != 1:
         raise BuildError([f"wheel build for Python {version} produced {len(wheels)} wheels in {out}"])
