@@ -48,6 +48,8 @@ VARIANTS: tuple[CondaVariant, ...] = (
 # release toolchain cache (~/.cache/cyfes/cuda-X.Y/...) by `make dist`.
 NVCC_GLOBS = ("/usr/local/cuda-{v}/bin/nvcc", "/usr/local/cuda/bin/nvcc", "/usr/bin/nvcc",
               "/usr/lib/nvidia-cuda-toolkit/bin/nvcc", "~/.cache/cyfes/cuda-{v}/**/bin/nvcc")
+# Host compilers unpacked next to such a toolkit (nvcc 11.8 needs g++ <= 11; Debian 12's is 12).
+HOST_CXX_GLOBS = ("~/.cache/cyfes/cuda-{v}/**/bin/g++-{n}",)
 NVCC_ENV = "CYFES_NVCC_{major}_{minor}"
 """An explicit nvcc for one CUDA version, e.g. CYFES_NVCC_11_8=/opt/cuda-11.8/bin/nvcc."""
 
@@ -118,13 +120,14 @@ def gcc_major(cxx: str) -> int | None:
 
 
 def host_compiler(v: CondaVariant, nvcc: str) -> tuple[str | None, str]:
-    """The C++ compiler nvcc should use: the default one when new enough is allowed, else g++-N next to nvcc
-    (a toolkit unpacked with its compiler) or on PATH, newest allowed first. ("", reason) when none fits."""
+    """The C++ compiler nvcc should use: the default one when new enough is allowed, else g++-N next to nvcc,
+    in the toolchain cache, or on PATH, newest allowed first. ("", reason) when none fits."""
     if v.max_host_gcc is None or (gcc_major("g++") or 99) <= v.max_host_gcc:
         return None, ""
     for major in range(v.max_host_gcc, 6, -1):
-        near = Path(nvcc).parent / f"g++-{major}"
-        for cand in (str(near), shutil.which(f"g++-{major}")):
+        cached = [c for g in HOST_CXX_GLOBS
+                  for c in sorted(glob.glob(os.path.expanduser(g.format(v=v.cuda, n=major)), recursive=True))]
+        for cand in (str(Path(nvcc).parent / f"g++-{major}"), *cached, shutil.which(f"g++-{major}")):
             if cand and os.access(cand, os.X_OK) and gcc_major(cand) == major:
                 return cand, ""
     return "", f"nvcc {v.cuda} needs g++ <= {v.max_host_gcc}, and none was found (the default g++ is " \
