@@ -208,3 +208,42 @@ def variant_config(recipe_config: Path, out: Path, python_xy: str, cuda: str = "
     out.write_text(yaml.safe_dump(chosen))
     return out
 
+
+
+@dataclass
+class RecipeBuild:
+    """One rattler-build run of recipe/recipe.yaml: the package it wrote and what it logged."""
+
+    package: Path
+    channel: Path
+    logs: list[str]
+
+
+class LogCollector:
+    """rattler-build's progress callback: keeps every log line (the linking checks report through it)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def on_download_start(self, event) -> None: ...
+    def on_download_progress(self, event) -> None: ...
+    def on_download_complete(self, event) -> None: ...
+
+    def on_build_step(self, event) -> None:
+        self.lines.append(f"[step] {event.step_name}: {event.message}")
+
+    def on_log(self, event) -> None:
+        self.lines.append(f"[{event.level}] {event.message}")
+
+
+def build_recipe(recipe: Path, variants: Path, channel: Path, out: Path) -> RecipeBuild:
+    """rattler-build (py-rattler-build) on `recipe` with the stand-in `channel` only; `out` gets the package."""
+    from rattler_build import PlatformConfig, RenderConfig, Stage0Recipe, ToolConfiguration, VariantConfig
+
+    logs = LogCollector()
+    render = RenderConfig(platform=PlatformConfig(target_platform="linux-64", experimental=True))  # load_from_file
+    (result,) = Stage0Recipe.from_file(recipe).run_build(
+        VariantConfig.from_file(variants), ToolConfiguration(), output_dir=out, channels=[str(channel.resolve())],
+        render_config=render, no_build_id=True, progress_callback=logs)
+    (package,) = [Path(p) for p in result.packages]
+    return RecipeBuild(package, out, logs.lines)
