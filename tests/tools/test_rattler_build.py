@@ -99,7 +99,8 @@ def test_our_check_passes(built) -> None:
 def test_installs_and_computes_with_the_prefix_libgomp(built, tmp_path: Path) -> None:
     build, stand_ins = built
     conda_channel.index_channel(build.channel)
-    records = conda_channel.solve([build.channel, stand_ins], [f"cyfes =={json.loads(members(build.package)['info/index.json'])['version']} py{PYTAG}_cpu_0"])
+    version = json.loads(members(build.package)["info/index.json"])["version"]
+    records = conda_channel.solve([build.channel, stand_ins], [f"cyfes =={version} py{PYTAG}_cpu_0"])
     prefix = tmp_path / "prefix"
     conda_channel.install(records, prefix, tmp_path / "pkgs")
     proc = subprocess.run([str(prefix / "bin/python"), "-s", "-c", SMOKE], capture_output=True, text=True,
@@ -112,5 +113,7 @@ def test_installs_and_computes_with_the_prefix_libgomp(built, tmp_path: Path) ->
     gomp = [p for p in loaded_objects(proc.stderr) if os.path.basename(p) == "libgomp.so.1"]
     assert gomp and os.path.dirname(os.path.realpath(gomp[0])) == os.path.realpath(prefix / "lib")
     script = prefix / "bin/cyfes"
-    assert script.read_text().splitlines()[0] == f"#!{prefix}/bin/python"
+    # pip writes a /bin/sh trampoline when the build prefix is too long for a shebang; the installer put this
+    # prefix's python into it
+    assert f"{prefix}/bin/python" in script.read_text()
     assert subprocess.run([str(script), "--help"], capture_output=True, timeout=120).returncode == 0
