@@ -13,7 +13,12 @@ What each stand-in is made of (nothing is mocked: the build really compiles, lin
                      linking check takes its system-library allowlist from this package's files); its version
                      is the host's glibc, and its run_export pins __glibc to it, as conda-forge's sysroot does
   cmake, ninja       wrappers that exec the system tools
-  libgomp            the host's libgomp.so.1; _openmp_mutex, libgcc, libstdcxx, python_abi: metadata only
+  libgomp, libgcc, libstdcxx
+                     the host's libgomp.so.1, libgcc_s.so.1, libstdc++.so.6 (the linking check looks for them in
+                     the host prefix); _openmp_mutex, python_abi: metadata only
+  for a CUDA variant (cuda="13.0"):
+  cuda-nvcc_linux-64 a wrapper of the system nvcc of that version (tools/release/conda_variants finds it)
+  cuda-cudart(-dev)  libcudart.so.13 and the headers from NVIDIA's nvidia-cuda-runtime wheel; cuda-version: metadata
 """
 from __future__ import annotations
 
@@ -133,7 +138,8 @@ def wheel_stand_in(wheel: Path, python_xy: str) -> StandIn:
                 continue
             mode = member.external_attr >> 16
             files.append(Entry(f"{site}/{member.filename}", zf.read(member), executable=bool(mode & 0o111)))
-    depends = ["python"] + (["packaging", "pathspec"] if name == "scikit-build-core" else [])
+    depends = ["python"] + {"scikit-build-core": ["packaging", "pathspec"],
+                            "numpy": ["libgcc", "libstdcxx"]}.get(name, [])  # numpy's C++ parts
     return StandIn(name, version, f"files of PyPI's {wheel.name}", depends=depends, files=files)
 
 
@@ -153,22 +159,60 @@ def download_wheels(python_xy: str, dest: Path) -> list[Path]:
     return found
 
 
-def openmp(gcc_major: str) -> list[StandIn]:
-    path = Path(subprocess.run(["gcc", "-print-file-name=libgomp.so.1"], capture_output=True, text=True,
+def gcc_runtime(name: str) -> Path:
+    return Path(subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True, text=True,
                                check=True).stdout.strip()).resolve()
-    return [StandIn("libgomp", f"{gcc_major}.0.0", f"the host's {path}",
-                    files=[Entry("lib/libgomp.so.1", path.read_bytes(), executable=True)]),
+
+
+def openmp(gcc_major: str) -> list[StandIn]:
+    """GCC's runtime libraries, the host's own files, named as conda-forge's packages."""
+    def lib(name: str) -> list[Entry]:
+        return [Entry(f"lib/{name}", gcc_runtime(name).read_bytes(), executable=True)]
+    return [StandIn("libgomp", f"{gcc_major}.0.0", f"the host's {gcc_runtime('libgomp.so.1')}",
+                    files=lib("libgomp.so.1")),
             StandIn("_openmp_mutex", "4.5", "selects GNU OpenMP (libgomp)", "fixture_gnu", ["libgomp"]),
-            StandIn("libgcc", f"{gcc_major}.0.0", "the host's libgcc_s.so.1 is used", depends=["_openmp_mutex"]),
-            StandIn("libstdcxx", f"{gcc_major}.0.0", "the host's libstdc++.so.6 is used", depends=["libgcc"])]
+            StandIn("libgcc", f"{gcc_major}.0.0", "the host's libgcc_s.so.1", depends=["_openmp_mutex"],
+                    files=lib("libgcc_s.so.1")),
+            StandIn("libstdcxx", f"{gcc_major}.0.0", "the host's libstdc++.so.6", depends=["libgcc"],
+                    files=lib("libstdc++.so.6"))]
 
 
-def stand_ins(python_exe: Path, wheel_cache: Path) -> list[StandIn]:
-    """Everything recipe/recipe.yaml's CPU variant needs at build time for the Python of `python_exe`."""
+def cuda_stand_ins(cuda: str, runtime_wheel: Path) -> list[StandIn]:
+    """nvcc, cuda-version, cuda-cudart and cuda-cudart-dev for CUDA `cuda` (>= 12, the split packages)."""
+    from tools.release.conda_variants import find_compiler, variant_of_cuda
+
+    found = find_compiler(variant_of_cuda(cuda))
+    if found.compiler is None:
+        raise RuntimeError(f"no nvcc {cuda} for the cuda-nvcc stand-in: {found.reason}")
+    version = runtime_wheel.name.split("-")[1]
+    with zipfile.ZipFile(runtime_wheel) as zf:
+        names = zf.namelist()
+        lib = next(n for n in names if re.search(r"/lib/libcudart\.so\.\d+$", n))
+        headers = [Entry("include/" + n.split("/include/", 1)[1], zf.read(n))
+                   for n in names if "/include/" in n and not n.endswith("/")]
+        soname = lib.rsplit("/", 1)[1]
+        runtime = [Entry(f"lib/{soname}", zf.read(lib), executable=True)]
+    pin = f"cuda-version >={cuda},<{int(cuda.split('.')[0]) + 1}.0a0"
+    return [StandIn("cuda-nvcc_linux-64", version, f"wraps the system {found.compiler.nvcc}",
+                    files=[Entry("bin/nvcc", wrapper(found.compiler.nvcc), executable=True)]),
+            StandIn("cuda-version", cuda, f"pins CUDA {cuda} packages"),
+            StandIn("cuda-cudart", version, f"{soname} from NVIDIA's {runtime_wheel.name}", depends=[pin],
+                    files=runtime),
+            StandIn("cuda-cudart-dev", version, f"headers of NVIDIA's {runtime_wheel.name}",
+                    depends=[f"cuda-cudart =={version}", pin],
+                    files=headers + [Entry("lib/libcudart.so", link_target=soname)])]
+
+
+def stand_ins(python_exe: Path, wheel_cache: Path, cuda: str | None = None) -> list[StandIn]:
+    """Everything recipe/recipe.yaml's CPU variant (or, with `cuda`, that CUDA variant) needs at build time for
+    the Python of `python_exe`."""
+    from tools.release.conda_verify import cudart_wheel_for
+
     gcc_major = tool_version(["gcc", "-dumpfullversion"]).split(".")[0]
     pys = python(python_exe)
     xy = pys[1].version
     out = compilers(gcc_major) + [sysroot()] + tools() + pys + openmp(gcc_major)
+    out += cuda_stand_ins(cuda, cudart_wheel_for(cuda)) if cuda else []
     return out + [wheel_stand_in(w, xy) for w in download_wheels(xy, wheel_cache)]
 
 
@@ -180,10 +224,10 @@ def write_stand_in(s: StandIn, channel: Path) -> Path:
     return write_conda(channel / "linux-64" / f"{info.dist}.conda", info.dist, s.files, meta, 0)
 
 
-def build_channel(channel: Path, python_exe: Path, wheel_cache: Path) -> list[StandIn]:
+def build_channel(channel: Path, python_exe: Path, wheel_cache: Path, cuda: str | None = None) -> list[StandIn]:
     """Write every stand-in into `channel` (its own directory) and index it with py-rattler."""
     shutil.rmtree(channel, ignore_errors=True)
-    made = stand_ins(python_exe, wheel_cache)
+    made = stand_ins(python_exe, wheel_cache, cuda)
     level, conda_archive.ZSTD_LEVEL = conda_archive.ZSTD_LEVEL, FIXTURE_ZSTD_LEVEL
     try:
         for s in made:

@@ -156,3 +156,24 @@ def test_cuda118_package_loads_nvidias_libcudart_11_from_the_prefix(tmp_path: Pa
     loaded = loaded_libraries(proc.stderr)
     assert loaded["libcudart.so.11.0"] == os.path.realpath(prefix / "lib/libcudart.so.11.0")
     assert trace_problems("condapkg", loaded, prefix, cuda=True) == []
+
+
+@pytest.mark.parametrize("symver", [False, True])
+def test_glibc_constraint_follows_the_symbol_versions(tmp_path: Path, symver: bool) -> None:
+    """exp() binds to GLIBC_2.29 when linked here; bound to its old version (what an older-glibc build does)
+    the package's __glibc drops with it. The constraint is readelf's newest GLIBC_x.y, never anything else."""
+    pin = '__asm__(".symver exp,exp@GLIBC_2.2.5");\n' if symver else ""
+    src = pin + "#include <math.h>\ndouble use_exp(double x) { return exp(x); }\n"
+    lib = gcc(tmp_path / "m" / "libexp.so", {"e.c": src}, "-fno-builtin", "-Wl,-soname,libexp.so", "-lm")
+    wheel = variant_wheel(tmp_path, None)
+    from tools.release.wheel import read_wheel
+
+    files = {n: m.data for n, m in read_wheel(wheel).members.items() if ".dist-info/" not in n}
+    files["condapkg/libexp.so"] = lib.read_bytes()
+    files["condapkg-1.0.dist-info/LICENSE"] = b"MIT test licence\n"
+    wheel = write_raw_wheel(wheel, files, dist="condapkg", requires=("numpy>=1.21",))
+    (pkg,) = make_channel([wheel], tmp_path / "ch", root=ROOT, variants=[variant("cpu")])
+    glibc = [c for c in index_of(pkg.path)["constrains"] if c.startswith("__glibc")]
+    assert glibc == [f"__glibc >={readelf_glibc(pkg.path)}"]
+    out = subprocess.run(["readelf", "-V", "--wide", str(lib)], capture_output=True, text=True).stdout
+    assert ("GLIBC_2.29" in out) is not symver
