@@ -18,7 +18,6 @@ import os
 import posixpath
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
