@@ -349,15 +349,23 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[d
     avail = chosen_variants(config)
     wheels: list[Path] = []
     variants: list[CondaVariant | None] = []
+    failed: list[dict] = []
     for a in avail:
-        if a.buildable:
-            progress(f"conda [{a.variant.tag}]: " + (f"nvcc {a.compiler.nvcc}" + (f", host compiler {a.compiler.host_cxx}"
-                     if a.compiler.host_cxx else "") if a.compiler else "CPU only (CYFES_CUDA=OFF)"))
-            for w in conda_wheels(pythons, a, config.cuda.strategy, root, progress).values():
-                wheels.append(w)
-                variants.append(a.variant)
-        else:
+        if not a.buildable:
             progress(f"conda [{a.variant.tag}]: SKIPPED: {a.reason}")
+            continue
+        progress(f"conda [{a.variant.tag}]: " + (f"nvcc {a.compiler.nvcc}" + (f", host compiler {a.compiler.host_cxx}"
+                 if a.compiler.host_cxx else "") if a.compiler else "CPU only (CYFES_CUDA=OFF)"))
+        try:
+            built_wheels = conda_wheels(pythons, a, config.cuda.strategy, root, progress)
+        except BadInputError:
+            raise
+        except ReleaseError as exc:  # one variant's compiler failing must not hide the others
+            progress(f"conda [{a.variant.tag}] failed: {exc}")
+            failed.append({**skipped_row(a), "result": "FAILED: " + str(exc).strip().splitlines()[0]})
+            continue
+        wheels += built_wheels.values()
+        variants += [a.variant] * len(built_wheels)
     channel = Path(config.conda.channel)
     built = make_channel(wheels, channel, config.conda.build_number, tuple(config.conda.depends), root, progress,
                          variants=variants)
@@ -368,6 +376,6 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[d
         for pkg in built:
             progress(f"conda: verify {pkg.path.name}: py-rattler install into a fresh prefix, smoke under LD_DEBUG")
             (results[pkg.path.name],) = verify_packages([pkg.path], channel, fixtures, NUMPY_CACHE)
-    rows = [_row(p, results.get(p.path.name)) for p in built]
+    rows = [_row(p, results.get(p.path.name)) for p in built] + failed
     rows += [skipped_row(a) for a in avail if not a.buildable]
-    return rows, all(r.ok for r in results.values())
+    return rows, not failed and all(r.ok for r in results.values())
