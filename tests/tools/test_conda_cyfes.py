@@ -70,6 +70,8 @@ def test_tool_and_recipe_declare_the_same_run_requirements(channel: Path) -> Non
     cuda = next((d.split(">=")[1].split(",")[0] for d in index["depends"] if d.startswith("cuda-version")), "None")
     (variant,) = [v for v in variants() if v["cuda_compiler_version"] == cuda]
     recipe_run = spec_set(render_meta(variant, PY)["requirements"]["run"]) - {"python"}
-    assert recipe_run <= spec_set(index["depends"])
+    tool = spec_set(index["depends"])
+    # an unversioned recipe spec (libgomp) is met by the tool's versioned one (libgomp >=12)
+    assert {s for s in recipe_run if s not in tool and (" " in s or s not in {t.split()[0] for t in tool})} == set()
     assert f"py{PY.replace('.', '')}_" + index["build"].split("_", 1)[1] == render_meta(variant, PY)["build"]["string"]
     assert spec_set(render_meta(variant, PY)["requirements"].get("run_constrained", [])) <= spec_set(index["constrains"])

@@ -52,8 +52,8 @@ def test_release_yaml_selects_cu11_and_derives_the_pip_requirement() -> None:
     assert cfg.cuda.flavour == "cu11"
     assert cfg.cuda.requirement == "nvidia-cuda-runtime-cu11>=11.8,<12"
     assert parse_config("cuda: {flavour: cu13}").cuda.requirement == "nvidia-cuda-runtime>=13.0,<14"
-    with pytest.raises(ConfigError, match=r"cuda.flavour \(line 1\): 'cu12' is not allowed \(allowed: cu11, cu13\)"):
-        parse_config("cuda: {flavour: cu12}", "release.yaml")
+    with pytest.raises(ConfigError, match=r"cuda.flavour \(line 1\): 'cu10' is not allowed \(allowed: cu11, cu12, cu13\)"):
+        parse_config("cuda: {flavour: cu10}", "release.yaml")
 
 
 def test_pip_strategy_providers_follow_the_flavour() -> None:

@@ -135,9 +135,8 @@ def cmd_check(args, config: ReleaseConfig, progress: Progress) -> int:
 
 
 def _check_conda(path: str):
-    # .conda packages are link-checked when they are made (tools.release.linkcheck, the conda half)
-    raise BadInputError([f"In {path}: `check` reads wheels; conda packages are link-checked by "
-                         "`python -m tools.release conda` before they are written"])
+    from .conda_check import check_conda  # the conda half: linking check + loader rules on the prefix layout
+    return check_conda(path)
 
 
 def _report_json(report) -> dict:

@@ -1,4 +1,5 @@
-"""Conda packages from the release build: one linux-64 `.conda` per Python, from the raw (un-repaired) wheel.
+"""Conda packages from the release build: one linux-64 `.conda` per Python and variant (cpu, cuda118, cuda130:
+conda_variants), each from a raw (un-repaired) wheel built with that variant's CUDA compiler.
 
 The steps, each a function with plain inputs and outputs:
   wheel members -> conda layout (layouts.installed_path, scheme "conda")
@@ -17,7 +18,6 @@ import os
 import posixpath
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from .conda_archive import Entry, source_date_epoch, write_conda
 from .conda_channel import index_channel
 from .conda_depends import ElfFacts, Target, depends_and_constrains, elf_facts
 from .conda_meta import PREFIX_PLACEHOLDER, SUBDIR, PackageInfo, entry_point_script, info_entries
+from .conda_variants import Availability, CondaVariant, availability
 from .elf import ElfFile, read_elf
 from .errors import BadInputError, Problem, ReleaseError, raise_if_any
 from .layouts import InstallLayout, installed_path, layout
@@ -71,18 +72,6 @@ def cuda_version(wheel: Wheel, fallback: str | None = None) -> str | None:
         return fallback
     raise BadInputError([Problem(wheel.filename, names[0], "CUDA build, but neither CUDA_VERSION nor an nvcc "
                                  "identification in its libraries says which CUDA")])
-
-
-def toolkit_version() -> str | None:
-    """major.minor of the nvcc the wheel half's build step uses on this host, or None without one."""
-    from .build import _nvcc  # the build step's own choice of compiler, so the answer matches what it built with
-
-    nvcc = _nvcc()
-    if nvcc is None:
-        return None
-    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=False).stdout
-    m = re.search(r"release (\d+)\.(\d+)", out)
-    return f"{m.group(1)}.{m.group(2)}" if m else None
 
 
 def refuse_vendored(wheel: Wheel, elfs: dict[str, ElfFile]) -> None:
@@ -184,14 +173,34 @@ def model_payload(pkg: list[Entry], work: Path) -> tuple[list[ElfFile], list[Elf
     return elves, facts
 
 
+def variant_problems(wheel: Wheel, elves: list[ElfFile], v: CondaVariant) -> list[Problem]:
+    """A raw wheel belongs to variant `v` only if its GPU backend, the CUDA runtime its ELFs need and the CUDA
+    its build facts name all agree with the variant (a mixed-up build would ship a package that lies)."""
+    problems = []
+    if (cuda_version(wheel, v.cuda) is None) != (v.cuda is None):
+        return [Problem(wheel.filename, "", f"variant {v.tag} needs a {'CPU-only' if v.cuda is None else 'CUDA'} "
+                        "build, and this wheel is not one")]
+    built = cuda_version(wheel, v.cuda)
+    if built is not None and built != v.cuda:
+        problems.append(Problem(wheel.filename, "cyfes/_build_info.py", f"says CUDA {built}, variant {v.tag} is "
+                                f"CUDA {v.cuda}"))
+    for elf in elves:
+        wrong = [n for n in elf.needed if n.startswith("libcudart.so") and n != v.runtime_soname]
+        problems += [Problem(wheel.filename, elf.path, f"needs {n}, variant {v.tag} ships {v.runtime_soname}")
+                     for n in wrong]
+    return problems
+
+
 def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),
                  root: Path = Path("."), progress: Progress = lambda s: None,
-                 cuda_fallback: str | None = None) -> CondaPackage:
-    """The `.conda` of one raw wheel, written into `out_dir/linux-64/`; raises before writing on any problem."""
+                 cuda_fallback: str | None = None, variant: CondaVariant | None = None) -> CondaPackage:
+    """The `.conda` of one raw wheel, written into `out_dir/linux-64/`; raises before writing on any problem.
+    With `variant`, the package is that variant's (its CUDA, checked against the wheel's ELF files)."""
     wheel = read_wheel(wheel_path)
     if len(wheel.pythons) != 1:
         raise BadInputError([Problem(wheel.filename, "", "expected a wheel for exactly one CPython (cpXY tag)")])
-    target = Target(wheel.pythons[0], cuda_version(wheel, cuda_fallback))
+    cuda = variant.cuda if variant is not None else cuda_version(wheel, cuda_fallback)
+    target = Target(wheel.pythons[0], cuda)
     lay = layout("conda", target.python)
     with tempfile.TemporaryDirectory(prefix="cyfes-conda-") as tmp:
         work = Path(tmp)
@@ -199,6 +208,8 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
         plans, patched = patch_elfs(wheel, work / "wheel", lay)
         pkg, placeholders = payload(wheel, lay, patched)
         elves, facts = model_payload(pkg, work)
+    if variant is not None:
+        raise_if_any(variant_problems(wheel, elves, variant), ReleaseError)
     depends, constrains = depends_and_constrains(elves, facts, target, run_requirements(wheel))
     depends = sorted(set(depends) | set(extra_depends))
     links = check_links(elves, {e.path for e in pkg}, depends, lay.libdir or "lib")
@@ -214,13 +225,15 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
 
 def make_channel(wheels: list[Path], channel: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),
                  root: Path = Path("."), progress: Progress = lambda s: None,
-                 cuda_fallback: str | None = None) -> list[CondaPackage]:
+                 cuda_fallback: str | None = None,
+                 variants: list[CondaVariant | None] | None = None) -> list[CondaPackage]:
     """Every package into a staging directory first; only when all succeeded are they moved into `channel`
-    and the channel indexed, so a bad input leaves `channel` as it was."""
+    and the channel indexed, so a bad input leaves `channel` as it was. `variants[i]` is wheel i's variant."""
     channel.parent.mkdir(parents=True, exist_ok=True)
+    chosen = variants or [None] * len(wheels)
     with tempfile.TemporaryDirectory(prefix=".conda-staging-", dir=channel.parent) as staging:
-        built = [make_package(w, Path(staging), build_number, extra_depends, root, progress, cuda_fallback)
-                 for w in wheels]
+        built = [make_package(w, Path(staging), build_number, extra_depends, root, progress, cuda_fallback, v)
+                 for w, v in zip(wheels, chosen)]
         (channel / SUBDIR).mkdir(parents=True, exist_ok=True)
         moved = []
         for pkg in built:
@@ -254,25 +267,28 @@ def built_with_cuda(wheel: Path) -> bool:
     return any(n.endswith("/_build_info.py") and b'CUDA = "ON"' in m.data for n, m in read_wheel(wheel).members.items())
 
 
-def conda_wheels(pythons: dict[str, str], cuda_enabled: bool, strategy: str, root: Path,
+def conda_wheels(pythons: dict[str, str], avail: Availability, strategy: str, root: Path,
                  log: Progress) -> dict[str, Path]:
-    """Python -> raw wheel of the wheel half's build step: the one it just built when newer than every source
-    file (the full release builds wheels first), else built now with its build functions."""
+    """Python -> raw wheel of variant `avail`: the one the wheel half just built when it is of this variant's CUDA
+    flavour (raw wheels are kept per flavour, build.raw_wheel_dir) and newer than every source file, else built
+    now with the build step's functions (libcufes compiled once per variant)."""
     from .build import build_cuda_library, build_wheel, raw_wheels
 
+    v = avail.variant
     strategy = shared_runtime_strategy(strategy)
     newest = newest_source(root)
-    have = {v: w for v, w in raw_wheels(strategy).items()
-            if w.stat().st_mtime > newest and built_with_cuda(w) == cuda_enabled}
+    flavour = v.flavour.name if v.flavour else "cpu"
+    have = {ver: w for ver, w in raw_wheels(strategy, flavour=flavour).items()
+            if w.stat().st_mtime > newest and built_with_cuda(w) == (v.flavour is not None)}
     cuda_lib = None
     for version, exe in pythons.items():
         if version in have:
-            log(f"conda: reusing the raw wheel of this build: {have[version]}")
+            log(f"conda [{v.tag}]: reusing the raw wheel of this build: {have[version]}")
             continue
-        if cuda_enabled and cuda_lib is None:
-            cuda_lib = build_cuda_library(strategy, log=log)
+        if v.flavour is not None and cuda_lib is None:
+            cuda_lib = build_cuda_library(strategy, log=log, flavour=v.flavour.name)
         have[version] = build_wheel(exe, version, cuda_lib, strategy, log=log)
-    return {v: have[v] for v in pythons}
+    return {ver: have[ver] for ver in pythons}
 
 
 def _row(pkg: CondaPackage, result) -> dict:
@@ -287,20 +303,62 @@ def _row(pkg: CondaPackage, result) -> dict:
         verdict = f"ok: {', '.join(from_prefix)} from $PREFIX/lib; FES vs numpy {result.smoke['cpu_vs_numpy']:.0e}; {gpu}"
     else:
         verdict = "FAILED: " + "; ".join(str(p) for p in result.problems)
-    return {"wheel": pkg.path.name, "tag": f"{SUBDIR} {pkg.info.build}", "size": f"{pkg.path.stat().st_size / 2**20:.1f} MiB",
+    glibc = next((c.split(">=")[1] for c in pkg.info.constrains if c.startswith("__glibc")), "?")
+    return {"wheel": pkg.path.name, "tag": f"{SUBDIR} {pkg.info.build} glibc>={glibc}",
+            "size": f"{pkg.path.stat().st_size / 2**20:.1f} MiB",
             "vendored": "none; from conda: " + ", ".join(deps), "schemes": "conda prefix (py-rattler)", "result": verdict}
 
 
+def skipped_row(avail: Availability) -> dict:
+    """The visible line for a variant this machine cannot build."""
+    return {"wheel": f"cyfes conda variant {avail.variant.tag}", "tag": f"{SUBDIR} *_{avail.variant.tag}_*",
+            "size": "-", "vendored": "-", "schemes": "-", "result": f"SKIPPED: {avail.reason}"}
+
+
+def chosen_variants(config) -> list[Availability]:
+    """release.yaml's conda.variants (each must be buildable here), else every variant this machine can build
+    (cpu always; CUDA ones when cuda.enabled and their nvcc is found), the others listed as skipped."""
+    explicit = tuple(config.conda.variants)
+    avail = availability(explicit, fetch=True)
+    if not config.cuda.enabled and not explicit:
+        avail = [a if a.variant.cuda is None else Availability(a.variant, None, "cuda.enabled is false in "
+                                                               "release.yaml") for a in avail]
+    missing = [a for a in avail if explicit and not a.buildable]
+    raise_if_any([f"conda variant {a.variant.tag} (listed in conda.variants): {a.reason}" for a in missing],
+                 ReleaseError)
+    return avail
+
+
 def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[dict], bool]:
-    """The conda half of `python -m tools.release [conda]`: packages for `pythons` ("X.Y" -> interpreter) in
-    release.yaml's conda.channel, indexed, each verified in a fresh prefix when verify.enabled."""
+    """The conda half of `python -m tools.release [conda]`: one package per Python ("X.Y" -> interpreter) and
+    buildable variant in release.yaml's conda.channel, indexed, each verified in a fresh prefix when
+    verify.enabled; variants this machine cannot build get a SKIPPED row naming why."""
     from .conda_verify import FIXTURE_CHANNEL, NUMPY_CACHE, prepare_fixtures, verify_packages
 
     root = Path(".")
-    wheels = conda_wheels(pythons, config.cuda.enabled, config.cuda.strategy, root, progress)
+    avail = chosen_variants(config)
+    wheels: list[Path] = []
+    variants: list[CondaVariant | None] = []
+    failed: list[dict] = []
+    for a in avail:
+        if not a.buildable:
+            progress(f"conda [{a.variant.tag}]: SKIPPED: {a.reason}")
+            continue
+        progress(f"conda [{a.variant.tag}]: " + (f"nvcc {a.compiler.nvcc}" + (f", host compiler {a.compiler.host_cxx}"
+                 if a.compiler.host_cxx else "") if a.compiler else "CPU only (CYFES_CUDA=OFF)"))
+        try:
+            built_wheels = conda_wheels(pythons, a, config.cuda.strategy, root, progress)
+        except BadInputError:
+            raise
+        except ReleaseError as exc:  # one variant's compiler failing must not hide the others
+            progress(f"conda [{a.variant.tag}] failed: {exc}")
+            failed.append({**skipped_row(a), "result": "FAILED: " + str(exc).strip().splitlines()[0]})
+            continue
+        wheels += built_wheels.values()
+        variants += [a.variant] * len(built_wheels)
     channel = Path(config.conda.channel)
-    built = make_channel(list(wheels.values()), channel, config.conda.build_number, tuple(config.conda.depends),
-                         root, progress, toolkit_version() if config.cuda.enabled else None)
+    built = make_channel(wheels, channel, config.conda.build_number, tuple(config.conda.depends), root, progress,
+                         variants=variants)
     results = {}
     if config.verify.enabled and built:
         progress(f"conda: fixture channel (TEST FIXTURES, never published) in {FIXTURE_CHANNEL}")
@@ -308,5 +366,6 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[d
         for pkg in built:
             progress(f"conda: verify {pkg.path.name}: py-rattler install into a fresh prefix, smoke under LD_DEBUG")
             (results[pkg.path.name],) = verify_packages([pkg.path], channel, fixtures, NUMPY_CACHE)
-    rows = [_row(p, results.get(p.path.name)) for p in built]
-    return rows, all(r.ok for r in results.values())
+    rows = [_row(p, results.get(p.path.name)) for p in built] + failed
+    rows += [skipped_row(a) for a in avail if not a.buildable]
+    return rows, not failed and all(r.ok for r in results.values())

@@ -1,8 +1,11 @@
 """TEST FIXTURES, never published: a local channel of packages that stand in for conda-forge when verifying
 cyfes's conda packages on a machine that cannot reach a conda channel.
 
-Two fixtures carry real libraries, because the loader trace must show them coming from $PREFIX/lib:
-  cuda-cudart  libcudart.so.13 from NVIDIA's PyPI wheel nvidia-cuda-runtime (the same binary conda-forge ships)
+Fixtures carry real libraries where the loader trace must show them coming from $PREFIX/lib:
+  cuda-cudart  libcudart.so.12/.13 from NVIDIA's PyPI wheel nvidia-cuda-runtime[-cu12] (the same binary
+               conda-forge ships), for the CUDA >= 12 variants
+  cudatoolkit  libcudart.so.11.0 from NVIDIA's nvidia-cuda-runtime-cu11 wheel, for the CUDA 11.8 variant (the
+               real cudatoolkit holds the whole toolkit's libraries; cyfes needs only the runtime)
   libgomp      the build host's own libgomp.so.1 (the one the extension was linked against)
 Everything else the solver needs (python, python_abi, numpy, libgcc, libstdcxx, cuda-version, _openmp_mutex) is
 a metadata-only stand-in: verify runs the host's interpreter and numpy. Every fixture says so in its summary and
@@ -42,19 +45,23 @@ def stand_in(name: str, version: str, what: str, build: str = "fixture_0", depen
 
 
 def cudart_fixture(wheel: Path) -> Fixture:
-    """cuda-cudart with the real libcudart.so.N from NVIDIA's nvidia-cuda-runtime wheel, in $PREFIX/lib."""
+    """The CUDA runtime package with the real libcudart.so.N from NVIDIA's nvidia-cuda-runtime wheel, in
+    $PREFIX/lib: cuda-cudart (pinned to its cuda-version) from CUDA 12 on, cudatoolkit for CUDA 11."""
     version = wheel.name.split("-")[1]
     with zipfile.ZipFile(wheel) as zf:
-        libs = [n for n in zf.namelist() if re.search(r"/lib/libcudart\.so\.\d+$", n)]
+        libs = [n for n in zf.namelist() if re.search(r"/lib/libcudart\.so\.\d+(\.\d+)?$", n)]
         if not libs:
             raise ReleaseError([Problem(str(wheel), "", "no lib/libcudart.so.N inside: not an nvidia-cuda-runtime wheel")])
         data = zf.read(libs[0])
     soname = libs[0].rsplit("/", 1)[1]
     major, minor = version.split(".")[:2]
+    files = [Entry(f"lib/{soname}", data, executable=True)]
+    if int(major) < 12:
+        return Fixture("cudatoolkit", version, "fixture_0", f"TEST FIXTURE (not for publication): stands in for "
+                       f"cudatoolkit {major}.{minor}, holding only {soname} from NVIDIA's {wheel.name}", [], files)
     return Fixture("cuda-cudart", version, "fixture_0",
                    f"TEST FIXTURE (not for publication): {soname} from NVIDIA's {wheel.name}",
-                   [f"cuda-version >={major}.{minor},<{major}.{int(minor) + 1}.0a0"],
-                   [Entry(f"lib/{soname}", data, executable=True)])
+                   [f"cuda-version >={major}.{minor},<{major}.{int(minor) + 1}.0a0"], files)
 
 
 def host_libgomp() -> tuple[Path, str]:
@@ -80,9 +87,10 @@ def python_fixtures(python: str, full_version: str) -> list[Fixture]:
             stand_in("python_abi", python, f"ABI tag {tag}", f"fixture_{tag}")]
 
 
-def fixtures(cudart_wheel: Path | None, pythons: dict[str, str], cuda_versions: list[str],
+def fixtures(cudart_wheel: Path | dict[str, Path] | None, pythons: dict[str, str], cuda_versions: list[str],
              numpy_version: str = "2.0.0") -> list[Fixture]:
-    """Every fixture for Pythons {"3.12": "3.12.1"} and CUDA "major.minor" versions."""
+    """Every fixture for Pythons {"3.12": "3.12.1"} and CUDA "major.minor" versions; `cudart_wheel` is NVIDIA's
+    runtime wheel per CUDA version ({"11.8": cu11 wheel, "13.0": ...}), or one wheel for a single version."""
     gomp = libgomp_fixture()
     out = [gomp, stand_in("_openmp_mutex", "4.5", "selects GNU OpenMP (libgomp)", "fixture_gnu", ["libgomp"]),
            stand_in("libgcc", gomp.version, "the host's libgcc_s.so.1 is used"),
@@ -90,12 +98,14 @@ def fixtures(cudart_wheel: Path | None, pythons: dict[str, str], cuda_versions: 
            stand_in("numpy", numpy_version, "numpy comes from the host Python's path")]
     for py, full in sorted(pythons.items()):
         out += python_fixtures(py, full)
+    wheels = cudart_wheel if isinstance(cudart_wheel, dict) else {c: cudart_wheel for c in cuda_versions}
     for cuda in sorted(cuda_versions):
-        out.append(stand_in("cuda-version", cuda, f"pins CUDA {cuda} packages"))
-    if cuda_versions:
-        if cudart_wheel is None:
-            raise ReleaseError(["CUDA packages need the nvidia-cuda-runtime wheel for the cuda-cudart fixture"])
-        out.append(cudart_fixture(cudart_wheel))
+        if int(cuda.split(".")[0]) >= 12:
+            out.append(stand_in("cuda-version", cuda, f"pins CUDA {cuda} packages"))
+        if wheels.get(cuda) is None:
+            raise ReleaseError([f"CUDA {cuda} packages need NVIDIA's nvidia-cuda-runtime wheel of that CUDA for "
+                                "the runtime fixture"])
+        out.append(cudart_fixture(wheels[cuda]))
     return out
 
 

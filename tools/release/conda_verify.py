@@ -165,24 +165,30 @@ def package_target(index: dict) -> tuple[str, str | None]:
     return python, pins[0].split(">=")[1].split(",")[0] if pins else None
 
 
+def runtime_project(major: int) -> str:
+    """NVIDIA's PyPI name of the CUDA runtime: -cu11/-cu12 suffixes up to 12, plain from 13 on."""
+    return "nvidia-cuda-runtime" if major >= 13 else f"nvidia-cuda-runtime-cu{major}"
+
+
 def cudart_wheel_for(cuda: str) -> Path:
-    """NVIDIA's nvidia-cuda-runtime wheel of CUDA major.minor `cuda`, from the release wheelhouse (PyPI once)."""
+    """NVIDIA's CUDA runtime wheel of CUDA major.minor `cuda`, from the release wheelhouse (PyPI once)."""
     major, minor = (int(x) for x in cuda.split(".")[:2])
-    pattern = f"nvidia_cuda_runtime-{major}.{minor}.*.whl"
+    project = runtime_project(major)
+    pattern = f"{project.replace('-', '_')}-{major}.{minor}.*.whl"
     if not list(WHEELHOUSE.glob(pattern)):
-        fill_wheelhouse([f"nvidia-cuda-runtime>={major}.{minor},<{major}.{minor + 1}"], "3.12", WHEELHOUSE)
+        fill_wheelhouse([f"{project}>={major}.{minor},<{major}.{minor + 1}"], "3.12", WHEELHOUSE)
     found = sorted(WHEELHOUSE.glob(pattern))
     if not found:
-        raise VerifyError([f"no {pattern} in {WHEELHOUSE} (pip download nvidia-cuda-runtime for CUDA {cuda})"])
+        raise VerifyError([f"no {pattern} in {WHEELHOUSE} (pip download {project} for CUDA {cuda})"])
     return found[-1]
 
 
-def prepare_fixtures(pkgs: list[Path], out: Path, cudart_wheel: Path | None = None) -> Path:
+def prepare_fixtures(pkgs: list[Path], out: Path, cudart_wheel: Path | dict[str, Path] | None = None) -> Path:
     """One fixture channel for every Python and CUDA version among `pkgs`, rebuilt from scratch in `out`."""
     targets = [package_target(package_index(p)) for p in pkgs]
     pythons = {py: python_full_version(host_python(py)) for py, _ in targets}
     cudas = sorted({c for _, c in targets if c})
-    wheel = cudart_wheel or (cudart_wheel_for(cudas[-1]) if cudas else None)
+    wheel = cudart_wheel or {c: cudart_wheel_for(c) for c in cudas}
     shutil.rmtree(out, ignore_errors=True)
     build_fixture_channel(out, fixtures(wheel, pythons, cudas))
     return out
@@ -233,7 +239,8 @@ def fixtures_cover(channel: Path, python: str, cuda: str | None) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     have = {(r["name"], ".".join(r["version"].split(".")[:2])) for r in records}
-    return ("python", python) in have and (cuda is None or ("cuda-version", cuda) in have)
+    runtime = "cuda-version" if cuda is None or int(cuda.split(".")[0]) >= 12 else "cudatoolkit"
+    return ("python", python) in have and (cuda is None or (runtime, cuda) in have)
 
 
 def verify_artifact(pkg: Path, log: Callable[[str], None] = lambda s: None) -> CondaVerifyResult:

@@ -78,6 +78,9 @@ class CondaConfig:
     """Python versions to package; empty means the top-level `python` list."""
     depends: tuple[str, ...] = ()
     """Extra run dependencies (conda match specs) added to index.json."""
+    variants: tuple[str, ...] = ()
+    """Variants to build (cpu, cuda118, cuda129, cuda130; tools/release/conda_variants.py); each must be buildable
+    here. Empty: every variant this machine has a compiler for, the others shown as skipped in the table."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ VALIDATORS: dict[str, typing.Callable[[object], str | None]] = {
     "schemes": lambda v: None if v in WHEEL_SCHEMES else f"one of {', '.join(WHEEL_SCHEMES)}",
     "manylinux": lambda v: None if re.fullmatch(r"auto|linux|manylinux_2_\d+|manylinux\d+|manylinux2014", str(v))
     else "auto, linux or a policy such as manylinux_2_34",
+    "conda.variants": lambda v: None if v in ("cpu", "cuda118", "cuda129", "cuda130")
+    else "a variant of tools/release/conda_variants.py: cpu, cuda118, cuda129 or cuda130",
     "conda.python": lambda v: None if re.fullmatch(r"3\.\d{1,2}", str(v)) else "a CPython version like 3.12",
 }
 

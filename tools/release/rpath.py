@@ -43,12 +43,9 @@ class Provider:
 
 
 # Providers the tool recognises from a wheel's Requires-Dist (so `check`/`fix` understand third-party wheels):
-# the runtime wheel of each CUDA flavour we build, and CUDA 12's, which other projects' wheels declare.
+# the runtime wheel of each CUDA flavour (CUDA 12's too, which other projects' wheels declare).
 KNOWN_PROVIDERS: dict[str, tuple[Provider, ...]] = {
-    **{f.pip_runtime: (Provider(f.cudart_soname, f.pip_runtime_dir, f.pip_runtime),) for f in CUDA_FLAVOURS.values()},
-    "nvidia-cuda-runtime-cu12": (Provider("libcudart.so.12", "{platlib}/nvidia/cuda_runtime/lib",
-                                          "nvidia-cuda-runtime-cu12"),),
-}
+    f.pip_runtime: (Provider(f.cudart_soname, f.pip_runtime_dir, f.pip_runtime),) for f in CUDA_FLAVOURS.values()}
 
 
 @dataclass(frozen=True)

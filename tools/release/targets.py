@@ -60,6 +60,16 @@ class CudaFlavour:
         return f"{self.pip_runtime}{self.pip_runtime_range}"
 
     @property
+    def conda_tag(self) -> str:
+        """conda-forge's build-string tag of this flavour's variant: cuda118, cuda129, cuda130."""
+        return "cuda" + self.toolkit.replace(".", "")
+
+    @property
+    def conda_runtime_packages(self) -> tuple[str, ...]:
+        """conda-forge's runtime packages: cudatoolkit up to CUDA 11, cuda-version + cuda-cudart from 12."""
+        return ("cudatoolkit",) if self.conda_runtime.startswith("cudatoolkit") else ("cuda-version", "cuda-cudart")
+
+    @property
     def driver_cuda_number(self) -> int:
         """driver_cuda as cuDriverGetVersion encodes it: 1000 * major + 10 * minor."""
         major, minor = (int(x) for x in self.driver_cuda.split("."))
@@ -76,6 +86,14 @@ CUDA_FLAVOURS: dict[str, CudaFlavour] = {
         pip_runtime="nvidia-cuda-runtime-cu11", pip_runtime_range=">=11.8,<12",
         pip_runtime_dir="{platlib}/nvidia/cuda_runtime/lib",
         conda_cuda_version="11.8", conda_runtime="cudatoolkit >=11.8,<12", host_gcc_max=11),
+    # CUDA 12.9: drivers from R525, still Pascal and Volta; conda-forge's cuda129 variant (no fetch recipe here).
+    "cu12": CudaFlavour(
+        name="cu12", toolkit="12.9", cudart_soname="libcudart.so.12",
+        driver_cuda="12.0", driver_min="525.60.13", driver_branch="R525",
+        sass=(60, 70, 75, 80, 86, 89, 90), ptx=90,
+        pip_runtime="nvidia-cuda-runtime-cu12", pip_runtime_range=">=12.9,<13",
+        pip_runtime_dir="{platlib}/nvidia/cuda_runtime/lib",
+        conda_cuda_version="12.9", conda_runtime="cuda-cudart >=12.9,<13", host_gcc_max=14),
     # CUDA 13 cannot target below sm_75 and needs R580; kept for sites that want the newest toolkit.
     "cu13": CudaFlavour(
         name="cu13", toolkit="13.0", cudart_soname="libcudart.so.13",

@@ -1,0 +1,174 @@
+"""Conda variants (tools.release.conda_variants): the table agrees with recipe/conda_build_config.yaml; a
+package's depends, constrains and build string follow from its variant and its real ELF files (built here with
+gcc against libraries carrying the variant's CUDA runtime soname); a wheel of another CUDA is refused; the
+compiler search finds an nvcc by its `--version` and the host compiler nvcc 11.8 accepts; the cudatoolkit
+TEST FIXTURE carries NVIDIA's real libcudart.so.11.0 and the loader takes it from $PREFIX/lib."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.tools.test_conda_package import BUILD_INFO, EXT_C, members, readelf_glibc
+from tests.tools.wheelfactory import EXT_SUFFIX, PY, TAG, gcc, write_raw_wheel
+from tools.release import conda_channel
+from tools.release.conda import make_channel, make_package
+from tools.release.conda_fixtures import build_fixture_channel, fixtures
+from tools.release.conda_variants import VARIANTS, find_compiler, variant
+from tools.release.conda_verify import cudart_wheel_for, loaded_libraries, trace_problems
+from tools.release.errors import ReleaseError
+from tools.release.linkcheck import providers
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTAG = PY.replace(".", "")
+SITE = f"lib/python{PY}/site-packages"
+
+
+def variant_wheel(tmp: Path, soname: str | None, cuda_version: str = "") -> Path:
+    """A cyfes-shaped raw wheel: _ext (OpenMP) -> libcore.so -> `soname` (a stub at link time; none: CPU)."""
+    flags: tuple[str, ...] = ()
+    if soname:
+        stub = gcc(tmp / "stub" / soname, {"s.c": "int cudart_stub(void) { return 0; }\n"}, f"-Wl,-soname,{soname}")
+        flags = ("-Wl,--no-as-needed", f"-L{stub.parent}", f"-l:{soname}")
+    core = gcc(tmp / "b" / "libcore.so", {"core.c": "int core_value(void) { return 41; }\n"},
+               "-Wl,-soname,libcore.so", *flags, "-Wl,--enable-new-dtags,-rpath,$ORIGIN")
+    ext = gcc(tmp / "b" / f"_ext{EXT_SUFFIX}", {"ext.c": EXT_C}, f"-I{sysconfig.get_paths()['include']}",
+              "-fopenmp", f"-L{core.parent}", "-lcore", "-Wl,--enable-new-dtags,-rpath,$ORIGIN")
+    files = {"condapkg/__init__.py": b"", f"condapkg/_ext{EXT_SUFFIX}": ext.read_bytes(),
+             "condapkg/libcore.so": core.read_bytes(),
+             "condapkg/_build_info.py": BUILD_INFO.format(on="ON" if soname else "OFF", ver=cuda_version).encode(),
+             "condapkg-1.0.dist-info/LICENSE": b"MIT test licence\n"}
+    return write_raw_wheel(tmp / f"condapkg-1.0-{TAG}-{TAG}-linux_x86_64.whl", files, dist="condapkg",
+                           requires=("numpy>=1.21",))
+
+
+def index_of(path: Path) -> dict:
+    return json.loads(members(path)["info/index.json"])
+
+
+def test_table_matches_the_recipe_variants() -> None:
+    cfg = yaml.safe_load((ROOT / "recipe/conda_build_config.yaml").read_text())
+    recipe = {None if str(v) == "None" else str(v) for v in cfg["cuda_compiler_version"]}
+    assert {v.cuda for v in VARIANTS} == recipe
+    for v in VARIANTS:
+        expected = "cpu" if v.cuda is None else "cuda" + v.cuda.replace(".", "")
+        assert v.tag == expected
+        if v.cuda is not None:
+            assert providers(v.runtime_soname) == v.runtime_packages[-1:]
+            assert v.runtime_soname.startswith(f"libcudart.so.{v.cuda.split('.')[0]}")
+
+
+@pytest.mark.parametrize("tag, soname, depends, constrains", [
+    ("cpu", None, [], []),
+    ("cuda118", "libcudart.so.11.0", ["cudatoolkit >=11.8,<12.0a0"], ["__cuda >=11"]),
+    ("cuda130", "libcudart.so.13", ["cuda-cudart >=13.0,<14.0a0", "cuda-version >=13.0,<14.0a0"], ["__cuda >=13"]),
+])
+def test_package_of_each_variant(tmp_path: Path, tag: str, soname: str | None, depends: list[str],
+                                 constrains: list[str]) -> None:
+    v = variant(tag)
+    (pkg,) = make_channel([variant_wheel(tmp_path, soname, v.cuda or "")], tmp_path / "ch", root=ROOT, variants=[v])
+    index = index_of(pkg.path)
+    assert index["build"] == f"py{PYTAG}_{tag}_0"
+    cuda_deps = sorted(d for d in index["depends"] if re.match(r"(cuda|cudatoolkit)", d))
+    assert cuda_deps == depends
+    glibc = readelf_glibc(pkg.path)
+    assert sorted(index["constrains"]) == sorted(constrains + [f"__glibc >={glibc}"])
+    links = {(link.needed, link.detail) for link in pkg.links if link.kind == "dependency"}
+    if soname:
+        assert (soname, v.runtime_packages[-1]) in links
+
+
+def test_wheel_of_another_cuda_is_refused(tmp_path: Path) -> None:
+    wheel = variant_wheel(tmp_path, "libcudart.so.13", "13.0.88")
+    with pytest.raises(ReleaseError) as err:
+        make_package(wheel, tmp_path / "out", root=ROOT, variant=variant("cuda118"))
+    text = str(err.value)
+    assert "says CUDA 13.0, variant cuda118 is CUDA 11.8" in text
+    assert "needs libcudart.so.13, variant cuda118 ships libcudart.so.11.0" in text
+    with pytest.raises(ReleaseError, match="variant cpu needs a CPU-only build"):
+        make_package(wheel, tmp_path / "out", root=ROOT, variant=variant("cpu"))
+    assert not list((tmp_path / "out").rglob("*.conda"))
+
+
+def fake_nvcc(path: Path, release: str) -> Path:
+    """An executable that answers `--version` as nvcc of `release` does (the compiler search reads only that)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {release}, V{release}.89'\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_compiler_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variant's compiler is its flavour's toolchain (cuda_toolkit): the reason is kept when there is none."""
+    v = variant("cuda118")
+    assert v.flavour is not None and v.runtime_soname == "libcudart.so.11.0" and v.runtime_packages == ("cudatoolkit",)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no toolchain cache
+    monkeypatch.delenv("CYFES_CUDA_HOST_COMPILER", raising=False)
+    wrong = fake_nvcc(tmp_path / "cuda12" / "nvcc", "12.9")
+    monkeypatch.setenv("CYFES_NVCC_CU11", str(wrong))
+    gone = find_compiler(v)
+    assert gone.compiler is None and not gone.buildable
+    assert f"CYFES_NVCC_CU11={wrong} is nvcc 12.9.89, not CUDA 11.8" in gone.reason
+    nvcc = fake_nvcc(tmp_path / "cuda118" / "bin" / "nvcc", "11.8")
+    gxx11 = tmp_path / "g++-11"
+    gxx11.write_text("#!/bin/sh\necho 11\n")
+    gxx11.chmod(0o755)
+    monkeypatch.setenv("CYFES_NVCC_CU11", str(nvcc))
+    monkeypatch.setenv("CYFES_CUDA_HOST_COMPILER", str(gxx11))
+    found = find_compiler(v)
+    assert found.buildable and found.compiler.nvcc == str(nvcc) and found.compiler.host_cxx == str(gxx11)
+    assert find_compiler(variant("cpu")).buildable
+
+
+@pytest.mark.slow
+def test_cuda118_package_loads_nvidias_libcudart_11_from_the_prefix(tmp_path: Path) -> None:
+    """The cudatoolkit TEST FIXTURE holds the real libcudart.so.11.0 of PyPI's nvidia-cuda-runtime-cu11; the
+    cuda118 package installs next to it with py-rattler and the loader takes it (and libgomp) from $PREFIX/lib."""
+    v = variant("cuda118")
+    (pkg,) = make_channel([variant_wheel(tmp_path, v.runtime_soname, "11.8.89")], tmp_path / "ch", root=ROOT,
+                          variants=[v])
+    wheel = cudart_wheel_for("11.8")
+    assert wheel.name.startswith("nvidia_cuda_runtime_cu11-11.8.")
+    fxch = tmp_path / "fixtures"
+    build_fixture_channel(fxch, fixtures({"11.8": wheel}, {PY: sys.version.split()[0]}, ["11.8"]))
+    records = conda_channel.solve([pkg.path.parent.parent, fxch], ["condapkg"])
+    toolkit = [r for r in records if r.name.normalized == "cudatoolkit"]
+    assert toolkit and str(toolkit[0].version).startswith("11.8.") and "cuda-cudart" not in {
+        r.name.normalized for r in records}
+    prefix = tmp_path / "prefix"
+    conda_channel.install(records, prefix, tmp_path / "pkgs")
+    env = {"PATH": "/usr/bin:/bin", "LD_DEBUG": "libs", "PYTHONPATH": str(prefix / SITE)}
+    proc = subprocess.run([sys.executable, "-s", "-c", "import condapkg._ext as e; print(e.value())"],
+                          env=env, capture_output=True, text=True)
+    assert proc.stdout.strip() == "42", proc.stderr[-2000:]
+    loaded = loaded_libraries(proc.stderr)
+    assert loaded["libcudart.so.11.0"] == os.path.realpath(prefix / "lib/libcudart.so.11.0")
+    assert trace_problems("condapkg", loaded, prefix, cuda=True) == []
+
+
+@pytest.mark.parametrize("symver", [False, True])
+def test_glibc_constraint_follows_the_symbol_versions(tmp_path: Path, symver: bool) -> None:
+    """exp() binds to GLIBC_2.29 when linked here; bound to its old version (what an older-glibc build does)
+    the package's __glibc drops with it. The constraint is readelf's newest GLIBC_x.y, never anything else."""
+    pin = '__asm__(".symver exp,exp@GLIBC_2.2.5");\n' if symver else ""
+    src = pin + "#include <math.h>\ndouble use_exp(double x) { return exp(x); }\n"
+    lib = gcc(tmp_path / "m" / "libexp.so", {"e.c": src}, "-fno-builtin", "-Wl,-soname,libexp.so", "-lm")
+    wheel = variant_wheel(tmp_path, None)
+    from tools.release.wheel import read_wheel
+
+    files = {n: m.data for n, m in read_wheel(wheel).members.items() if ".dist-info/" not in n}
+    files["condapkg/libexp.so"] = lib.read_bytes()
+    files["condapkg-1.0.dist-info/LICENSE"] = b"MIT test licence\n"
+    wheel = write_raw_wheel(wheel, files, dist="condapkg", requires=("numpy>=1.21",))
+    (pkg,) = make_channel([wheel], tmp_path / "ch", root=ROOT, variants=[variant("cpu")])
+    glibc = [c for c in index_of(pkg.path)["constrains"] if c.startswith("__glibc")]
+    assert glibc == [f"__glibc >={readelf_glibc(pkg.path)}"]
+    out = subprocess.run(["readelf", "-V", "--wide", str(lib)], capture_output=True, text=True).stdout
+    assert ("GLIBC_2.29" in out) is not symver
