@@ -271,13 +271,14 @@ def open_zip(path, label: str, limits: ArchiveLimits) -> zipfile.ZipFile:
 
 def _zip_header_problems(label: str, infos: list[zipfile.ZipInfo]) -> list[Problem]:
     """Everything the central directory alone shows: names, duplicates, encryption, modes."""
-    problems, seen = [], set()
+    problems, seen = [], {}
     for info in infos:
         name = info.filename[:-1] if info.is_dir() else info.filename
         why = name_problem(name)
         mode = info.external_attr >> 16
         if why is None and name in seen:
-            why = "appears more than once in the archive"
+            why = ("appears more than once in the archive" if seen[name] == info.is_dir()
+                   else "is both a file and a directory")
         elif why is None and info.flag_bits & 0x1:
             why = "encrypted entry (zip flag bit 0): cannot be checked"
         elif why is None and mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
@@ -286,7 +287,7 @@ def _zip_header_problems(label: str, infos: list[zipfile.ZipInfo]) -> list[Probl
             why = "set-uid, set-gid or sticky bit"
         if why:
             problems.append(Problem(label, shown(info.filename), why))
-        seen.add(name)
+        seen[name] = info.is_dir()
     return problems
 
 

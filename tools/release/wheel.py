@@ -126,7 +126,8 @@ def _record_problems(label: str, members: dict[str, Member], record_name: str) -
     go without one: the wheel spec's rule)."""
     text, problems = _metadata_text(label, members, record_name)
     rows, bad = _record_rows(label, record_name, text) if not problems else ([], [])
-    problems += bad
+    if problems or bad:  # without a readable RECORD, "not listed" for every file would only bury the cause
+        return problems + bad
     unhashed = {record_name} | {f"{posixpath.dirname(record_name)}/{s}" for s in SIGNATURE_FILES}
     listed: set[str] = set()
     for row in (r for r in rows if r):
