@@ -105,6 +105,8 @@ class RawMember:
     executable: bool = False
     link: str | None = None
     """The target of a symlink, as stored."""
+    date_time: tuple[int, int, int, int, int, int] = (1980, 1, 1, 0, 0, 0)
+    """The zip entry's timestamp (tar members: the epoch of zip time)."""
 
 
 class Budget:
@@ -265,7 +267,7 @@ def open_zip(path, label: str, limits: ArchiveLimits) -> zipfile.ZipFile:
         raise ArchiveError([Problem(label, "", f"more than {limits.members} members (limits.members)")])
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise ArchiveError([Problem(label, "", f"corrupt zip archive ({exc})")]) from exc
 
 
@@ -309,7 +311,7 @@ def zip_members(path, label: str, limits: ArchiveLimits | None = None) -> list[R
 
 def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget) -> RawMember:
     if info.is_dir():
-        return RawMember(info.filename[:-1], "dir", Blob(b""))
+        return RawMember(info.filename[:-1], "dir", Blob(b""), date_time=info.date_time)
     budget.admit(info.filename, info.file_size)
     mode = info.external_attr >> 16
     try:
@@ -318,8 +320,9 @@ def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget) -> R
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
         raise budget.fail(info.filename, f"cannot be read: truncated or corrupt ({exc})") from exc
     if stat.S_ISLNK(mode):
-        return RawMember(info.filename, "symlink", blob, link=_link_target(budget, info.filename, blob))
-    return RawMember(info.filename, "file", blob, bool(mode & 0o111))
+        return RawMember(info.filename, "symlink", blob, link=_link_target(budget, info.filename, blob),
+                         date_time=info.date_time)
+    return RawMember(info.filename, "file", blob, bool(mode & 0o111), date_time=info.date_time)
 
 
 def _link_target(budget: Budget, name: str, blob: Blob) -> str:

@@ -98,8 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"interrupted by {exc}; staging files removed", file=sys.stderr)
         return 128 + exc.signum
     except BadInputError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        for problem in exc.problems:  # one line each, whatever a library put into its message
+            print(f"error: {' '.join(str(problem).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ReleaseError as exc:
         for problem in exc.problems:

@@ -205,8 +205,12 @@ def parse_config(text: str, source: str = CONFIG_NAME) -> ReleaseConfig:
         raise ConfigError([Problem(source, "", "not valid YAML: nested too deeply")]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}" if mark else ""
-        raise ConfigError([Problem(source, line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+        if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow: no mark, a position
+            mark, why = None, f"character {exc.character!r} is not allowed"
+            line = f"line {text.count(chr(10), 0, exc.position) + 1}"
+        else:
+            why, line = str(getattr(exc, "problem", None) or exc), f"line {mark.line + 1}" if mark else ""
+        raise ConfigError([Problem(source, line, f"not valid YAML: {' '.join(why.split())}")]) from exc
     if node is None:
         return ReleaseConfig()
     loader = _Loader(source)

@@ -160,11 +160,11 @@ def read_wheel(path: str | Path) -> Wheel:
     if not path.is_file():
         raise ArchiveError([Problem(label, "", "no such file")])
     members: dict[str, Member] = {}
+    latest = (1980, 1, 1, 0, 0, 0)
     for raw in zip_members(path, label):
+        latest = max(latest, raw.date_time)
         if raw.kind != "dir":
             members[raw.name] = Member(raw.name, raw.blob, raw.executable, raw.link)
-    with zipfile.ZipFile(path) as zf:
-        latest = max([(1980, 1, 1, 0, 0, 0)] + [i.date_time for i in zf.infolist()])
     wheel = Wheel(str(path), m["dist"], m["version"], f"{m['py']}-{m['abi']}-{m['plat']}", members, latest)
     problems = []
     for name in ("WHEEL", "METADATA"):
