@@ -2,6 +2,8 @@
 the problem; nothing is written or left anywhere (work dir, output dir, TMPDIR); the artifact's code never runs."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -210,3 +212,28 @@ def test_honest_conda_passes_check(tmp_path):
     proc = h.run_tool(work, "check", f"in/{pkg.name}")
     assert proc.returncode == 0, proc.stderr
     assert f"{C}: OK" in proc.stdout and not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_large_member_streams_through_little_memory(tmp_path):
+    """A 384 MiB member (within the default limits) is hashed and spooled to disk: `check` stays far below the
+    member's size in resident memory (the reader that held every member needed more than the member itself)."""
+    work, marker = workdir_with_tmp(tmp_path)
+    wheel = h.write_wheel(work / "in" / W, {**h.wheel_files(marker), "seedpkg/zeros.bin": bytes(384 << 20)})
+    measure = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
+    proc = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "tools.release", "check",
+                           f"in/{wheel.name}"], cwd=work, env=h.tool_env(work / "tmp"), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{W}: OK" in proc.stdout
+    max_rss_mib = int(proc.stdout.splitlines()[-1]) / 1024
+    assert max_rss_mib < 200, max_rss_mib
+    assert not any((work / "tmp").iterdir()) and not marker.exists()
+
+
+def workdir_with_tmp(tmp_path: Path) -> tuple[Path, Path]:
+    work, marker = tmp_path / "work", tmp_path / "ran"
+    (work / "in").mkdir(parents=True)
+    (work / "tmp").mkdir()
+    return work, marker

@@ -212,13 +212,23 @@ def write_wheel(wheel: Wheel, out_path: str | Path) -> Path:
     try:
         with zipfile.ZipFile(tmp, "w") as zf:
             for name in _ordered(members, record_name):
-                zf.writestr(_zipinfo(members[name], stamp), members[name].data, compresslevel=COMPRESS_LEVEL)
+                _write_member(zf, members[name], stamp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a wheel is a public artifact
         os.replace(tmp, out_path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out_path
+
+
+def _write_member(zf: zipfile.ZipFile, member: Member, stamp) -> None:
+    """What zf.writestr(info, data, compresslevel=...) does, streamed from the blob so a large member is never
+    held in memory (same bytes: writestr sets these two fields and writes through open(info, "w") too)."""
+    info = _zipinfo(member, stamp)
+    info.file_size = member.blob.size
+    info._compresslevel = COMPRESS_LEVEL  # type: ignore[attr-defined]  # no public setter before Python 3.13
+    with zf.open(info, "w") as out:
+        member.blob.write_to(out)
 
 
 def _zipinfo(member: Member, stamp) -> zipfile.ZipInfo:
