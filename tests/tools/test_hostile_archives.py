@@ -237,3 +237,15 @@ def workdir_with_tmp(tmp_path: Path) -> tuple[Path, Path]:
     (work / "in").mkdir(parents=True)
     (work / "tmp").mkdir()
     return work, marker
+
+
+def test_conda_writer_resolves_links_through_links(tmp_path):
+    """The writer applies the same rule: a package whose links escape through another link is never written."""
+    from tools.release.conda_archive import Entry, write_conda
+    from tools.release.errors import ArchiveError
+    pkg = [Entry("lib/a", link_target=".."), Entry("lib/b", link_target="a/../escaped"), Entry("lib/c", b"x")]
+    with pytest.raises(ArchiveError) as err:
+        write_conda(tmp_path / "x-1-0.conda", "x-1-0", pkg, [Entry("info/index.json", b"{}")], 0)
+    assert [str(p) for p in err.value.problems] == [
+        f"In x-1-0.conda, lib/b: symlink to a/../escaped leaves the package tree"]
+    assert list(tmp_path.iterdir()) == []
