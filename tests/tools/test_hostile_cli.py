@@ -120,7 +120,7 @@ def test_signal_during_fix_leaves_no_staging(signum, tmp_path):
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, err
-    assert err.splitlines() == [f"interrupted by {signal.Signals(signum).name}; staging files removed"]
+    assert err.splitlines() == [f"interrupted by {signal.Signals(signum).name}; temporary files removed"]
     assert h.snapshot(work) == before and not marker.exists()
 
 

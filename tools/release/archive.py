@@ -361,7 +361,6 @@ def tar_members(stream: IO[bytes], budget: Budget, what: str, seen: set[str]) ->
     with tarfile.open(fileobj=bounded, mode="r|") as tar:
         for m in tar:
             out.append(_tar_member(tar, m, budget, seen))
-            tar.members = []  # stream mode keeps every TarInfo otherwise
     return out
 
 

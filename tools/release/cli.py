@@ -20,6 +20,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -80,13 +81,16 @@ class Interrupted(BaseException):
 
 
 def _interrupt(signum: int, frame) -> None:
+    for s in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the cleanup short
+        signal.signal(s, signal.SIG_IGN)
     raise Interrupted(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = Progress(quiet=getattr(args, "json", False))
-    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal.signal works only there
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)} if in_main_thread else {}
     try:
         config = load_config(args.config)
         token = LIMITS.set(config.limits)
@@ -95,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             LIMITS.reset(token)
     except Interrupted as exc:
-        print(f"interrupted by {exc}; staging files removed", file=sys.stderr)
+        print(f"interrupted by {exc}; temporary files removed", file=sys.stderr)
         return 128 + exc.signum
     except BadInputError as exc:
         for problem in exc.problems:  # one line each, whatever a library put into its message
@@ -200,15 +204,13 @@ def _staging(out: Path, option: str) -> Path:
                              f"({exc.strerror or exc})"]) from exc
 
 
-def _one_name_each(paths: Sequence[str]) -> None:
+def _name_clashes(paths: Sequence[str]) -> list[str]:
     """Outputs take their input's file name: two inputs of one name would overwrite each other."""
     by_name: dict[str, list[str]] = {}
     for p in paths:
         by_name.setdefault(Path(p).name, []).append(p)
-    clashes = [ps for ps in by_name.values() if len(ps) > 1]
-    if clashes:
-        raise BadInputError([f"In {' and '.join(ps)}: the same file name twice; outputs are named after their "
-                             "input, so one would overwrite the other" for ps in clashes])
+    return [f"In {' and '.join(ps)}: the same file name twice; outputs are named after their input, so one would "
+            "overwrite the other" for ps in by_name.values() if len(ps) > 1]
 
 
 def _not_onto_inputs(paths: Sequence[str], out: Path) -> None:
@@ -235,9 +237,14 @@ def cmd_fix(args, config: ReleaseConfig, progress: Progress) -> int:
     from .fix import fix_wheel
     schemes = _schemes(args, config)
     out = _output_dir(Path(args.output), "-o")
-    _one_name_each(args.wheels)
     _not_onto_inputs(args.wheels, out)
-    opened = _open_all(args.wheels, conda=False)
+    clashes = _name_clashes(args.wheels)
+    try:
+        opened = _open_all(args.wheels, conda=False)
+    except BadInputError as exc:  # every problem in one run: the inputs' own, then the clashes
+        raise BadInputError(list(exc.problems) + clashes) from exc
+    if clashes:
+        raise BadInputError(clashes)
     staging: Path | None = None
     try:
         # a dry run plans in the system's temp dir: nothing appears next to the output
@@ -356,7 +363,7 @@ def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str
     from .repair import repair_wheel
     from .verify import verify_wheel
     from .wheel import read_wheel
-    out = Path(config.output)
+    out = _output_dir(Path(config.output), "release.yaml output")
     rows, good, ok = [], [], True
     staging: Path | None = None
     try:
