@@ -21,7 +21,9 @@
 #include <cstdlib>
 #include <cstring>
 
-namespace {
+// A named namespace, not an anonymous one: nvcc names anonymous-namespace kernels after a hash of the source
+// file's path, so every cubin changed with the build directory. Hidden visibility keeps these symbols private.
+namespace cufes_internal {
 
 constexpr int BLOCK = 128;               // threads per block; also samples staged per shared-memory tile
 constexpr int TILE = BLOCK;
@@ -470,7 +472,10 @@ int log_density(const T *samples, const T *logw, int64_t n, int dim, const T *gr
   return run(pb, device, err);
 }
 
-}  // namespace
+}  // namespace cufes_internal
+
+using cufes_internal::log_density;
+using cufes_internal::Error;
 
 extern "C" {
 

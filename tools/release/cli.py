@@ -17,12 +17,15 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .archive import LIMITS
 from .config import CONFIG_NAME, ReleaseConfig, load_config
 from .errors import BadInputError, ReleaseError
 
@@ -43,7 +46,7 @@ class Progress:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.release", description="Build, repair, check and verify "
                                 "cyfes wheels and conda packages (configured by release.yaml).")
-    p.add_argument("--config", default=CONFIG_NAME, help="the release config (default: %(default)s)")
+    p.add_argument("--config", help=f"the release config (default: ./{CONFIG_NAME} when there is one)")
     sub = p.add_subparsers(dest="command")
     w = sub.add_parser("wheel", help="build, repair, fix and verify a wheel per Python")
     w.add_argument("--python", action="append", metavar="X.Y", help="only these Pythons (repeatable)")
@@ -69,24 +72,46 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT, raised where the program is so that every `finally` removes its staging files."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame) -> None:
+    for s in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the cleanup short
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = Progress(quiet=getattr(args, "json", False))
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal.signal works only there
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)} if in_main_thread else {}
     try:
         config = load_config(args.config)
-        handler = COMMANDS[args.command or "all"]
-        return handler(args, config, progress)
+        token = LIMITS.set(config.limits)
+        try:
+            return COMMANDS[args.command or "all"](args, config, progress)
+        finally:
+            LIMITS.reset(token)
+    except Interrupted as exc:
+        print(f"interrupted by {exc}; temporary files removed", file=sys.stderr)
+        return 128 + exc.signum
     except BadInputError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        for problem in exc.problems:  # one line each, whatever a library put into its message
+            print(f"error: {' '.join(str(problem).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ReleaseError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_PROBLEMS
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # --- check / fix / verify ------------------------------------------------------------------------------------
@@ -100,16 +125,21 @@ def _schemes(args, config: ReleaseConfig) -> list[str]:
     return chosen
 
 
-def _open_all(paths: Sequence[str]) -> list:
+def _open_all(paths: Sequence[str], conda: bool = True) -> list:
     """Validate every input before doing anything, collecting every problem (exit 2 names them all)."""
     from .check import open_wheel
+    from .conda_archive import read_conda
+    from .conda_info import read_package_info
     opened, problems = [], []
     for p in paths:
-        if p.endswith(".conda"):
-            opened.append((p, None, None))
-            continue
         try:
-            opened.append((p, *open_wheel(p)))
+            if p.endswith(".conda") and conda:
+                read_package_info(p, read_conda(Path(p)))
+                opened.append((p, None, None))
+            elif p.endswith(".conda"):
+                raise BadInputError([f"In {p}: a conda package; this command takes wheels"])
+            else:
+                opened.append((p, *open_wheel(p)))
         except BadInputError as exc:
             problems += [dataclasses.replace(q, artifact=p) if hasattr(q, "artifact") else q for q in exc.problems]
     if problems:
@@ -152,36 +182,81 @@ def _print_report(report) -> None:
         print(f"  {f.severity.upper()}: In {report.wheel}, {f.file} [{f.scheme}]: {f.message}")
 
 
-def _staging(out: Path) -> Path:
+def _output_dir(out: Path, option: str) -> Path:
+    """`out` must be a directory or not exist yet, in a directory that exists and that we may write to."""
+    parent = out.resolve().parent
+    if out.exists() and not out.is_dir():
+        raise BadInputError([f"In {option} {out}: exists and is not a directory"])
+    if not parent.is_dir():
+        raise BadInputError([f"In {option} {out}: {parent} is not a directory"])
+    if not os.access(out if out.exists() else parent, os.W_OK | os.X_OK):
+        raise BadInputError([f"In {option} {out}: not writable"])
+    return out
+
+
+def _staging(out: Path, option: str) -> Path:
     """A temp dir next to the output, so the final move is a rename and a failure leaves `out` untouched."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".release-staging-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".release-staging-", dir=out.parent))
+    except OSError as exc:
+        raise BadInputError([f"In {option} {out}: cannot create a staging directory next to it "
+                             f"({exc.strerror or exc})"]) from exc
+
+
+def _name_clashes(paths: Sequence[str]) -> list[str]:
+    """Outputs take their input's file name: two inputs of one name would overwrite each other."""
+    by_name: dict[str, list[str]] = {}
+    for p in paths:
+        by_name.setdefault(Path(p).name, []).append(p)
+    return [f"In {' and '.join(ps)}: the same file name twice; outputs are named after their input, so one would "
+            "overwrite the other" for ps in by_name.values() if len(ps) > 1]
+
+
+def _not_onto_inputs(paths: Sequence[str], out: Path) -> None:
+    for p in paths:
+        dest = out / Path(p).name
+        if dest.exists() and Path(p).exists() and os.path.samefile(dest, p):
+            raise BadInputError([f"In -o {out}: would overwrite the input {p}"])
 
 
 def _publish(files: Sequence[Path], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
     moved = []
-    for f in files:
-        dest = out / f.name
-        os.replace(f, dest)
-        moved.append(dest)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            dest = out / f.name
+            os.replace(f, dest)
+            moved.append(dest)
+    except OSError as exc:
+        raise ReleaseError([f"In {out}: cannot move the results in ({exc.strerror or exc})"]) from exc
     return moved
 
 
 def cmd_fix(args, config: ReleaseConfig, progress: Progress) -> int:
     from .fix import fix_wheel
     schemes = _schemes(args, config)
-    out = Path(args.output)
-    opened = _open_all(args.wheels)
-    staging = _staging(out.resolve())
+    out = _output_dir(Path(args.output), "-o")
+    _not_onto_inputs(args.wheels, out)
+    clashes = _name_clashes(args.wheels)
     try:
+        opened = _open_all(args.wheels, conda=False)
+    except BadInputError as exc:  # every problem in one run: the inputs' own, then the clashes
+        raise BadInputError(list(exc.problems) + clashes) from exc
+    if clashes:
+        raise BadInputError(clashes)
+    staging: Path | None = None
+    try:
+        # a dry run plans in the system's temp dir: nothing appears next to the output
+        staging = Path(tempfile.mkdtemp(prefix="cyfes-fix-dry-run-")) if args.dry_run else _staging(out.resolve(), "-o")
         results = [fix_wheel(p, staging, schemes, config.python, dry_run=args.dry_run) for p, _, _ in opened]
         for r in results:
             _print_fix(r, args.dry_run)
         if not args.dry_run:
             _publish([r.output for r in results], out)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return EXIT_OK if all(r.report.ok for r in results) else EXIT_PROBLEMS
 
 
@@ -288,10 +363,11 @@ def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str
     from .repair import repair_wheel
     from .verify import verify_wheel
     from .wheel import read_wheel
-    out = Path(config.output)
-    staging = _staging(out.resolve())
+    out = _output_dir(Path(config.output), "release.yaml output")
     rows, good, ok = [], [], True
+    staging: Path | None = None
     try:
+        staging = _staging(out.resolve(), "output")
         cuda = (build_cuda_library(strategy, log=progress, flavour=config.cuda.flavour)
                 if config.cuda.enabled else None)
         for v, python in pythons.items():
@@ -328,7 +404,8 @@ def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str
         for p in _publish(good, out):
             progress(f"wrote {p}")
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return rows, ok
 
 

@@ -14,7 +14,7 @@ import stat
 import tarfile
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 try:  # PEP 784's compression.zstd from Python 3.14; the backport that conda-package-handling 2.6 uses before
@@ -22,8 +22,8 @@ try:  # PEP 784's compression.zstd from Python 3.14; the backport that conda-pac
 except ImportError:  # pragma: no cover - depends on the Python version
     from backports import zstd
 
+from .archive import LIMITS, Blob, Budget, link_leaves_tree, open_zip, tar_members, tree_problems
 from .errors import ArchiveError, Problem
-from .members import link_leaves_tree
 
 # conda-package-handling's default level; 19 keeps packages small, and one-shot compression is deterministic.
 ZSTD_LEVEL = 19
@@ -32,15 +32,26 @@ ZIP_EPOCH_MIN = 315532800
 CONDA_FORMAT_VERSION = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Entry:
     """One member of a package tree: a regular file or a symlink, path relative to $PREFIX."""
 
     path: str
-    data: bytes = b""
+    blob: Blob = field(repr=False)
     executable: bool = False
     link_target: str | None = None
     """For a symlink: its target, relative to the link's directory."""
+
+    def __init__(self, path: str, data: bytes | Blob = b"", executable: bool = False,
+                 link_target: str | None = None) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "blob", data if isinstance(data, Blob) else Blob.of(data))
+        object.__setattr__(self, "executable", executable)
+        object.__setattr__(self, "link_target", link_target)
+
+    @property
+    def data(self) -> bytes:
+        return self.blob.read()
 
 
 def source_date_epoch() -> int:
@@ -59,7 +70,7 @@ def safe_member(path: str) -> str | None:
 
 
 def check_entries(entries: list[Entry], artifact: str) -> list[Problem]:
-    """Every path safe, no duplicates, and no symlink pointing outside the package tree."""
+    """Every path safe, no duplicates, and no symlink resolving outside the package tree (through other links)."""
     problems, seen = [], set()
     for e in entries:
         why = safe_member(e.path)
@@ -68,8 +79,9 @@ def check_entries(entries: list[Entry], artifact: str) -> list[Problem]:
         if e.path in seen:
             problems.append(Problem(artifact, e.path, "listed twice"))
         seen.add(e.path)
-        if e.link_target is not None and link_leaves_tree(e.path, e.link_target):
-                problems.append(Problem(artifact, e.path, f"symlink to {e.link_target} leaves the package tree"))
+    links = {e.path: e.link_target for e in entries if e.link_target is not None}
+    problems += [Problem(artifact, e.path, f"symlink to {e.link_target} leaves the package tree")
+                 for e in entries if e.link_target is not None and link_leaves_tree(e.path, e.link_target, links)]
     return problems
 
 
@@ -114,43 +126,38 @@ def write_conda(path: Path, dist: str, pkg: list[Entry], info: list[Entry], mtim
     data = conda_bytes(dist, pkg, info, source_date_epoch() if mtime is None else mtime)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:  # an interrupt or a full disk leaves no hidden partial file
+        tmp.unlink(missing_ok=True)
     return path
 
 
 def read_conda(path: Path) -> dict[str, Entry]:
-    """Every member of both tars of a `.conda`, checked for safety; raises ArchiveError on a bad archive."""
+    """Every member of both tars of a `.conda`, through archive.py's streaming reader (limits, names, links,
+    duplicates across both tars); raises ArchiveError on a bad archive."""
     label = str(path)
+    budget = Budget(label, LIMITS.get())
+    seen: set[str] = set()
+    raw = []
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            tars = [n for n in names if n.endswith(".tar.zst")]
-            if "metadata.json" not in names or len(tars) != 2:
-                raise ArchiveError([Problem(label, "", "not a .conda: needs metadata.json, pkg-*.tar.zst, info-*.tar.zst")])
-            entries: dict[str, Entry] = {}
-            for name in sorted(tars):
-                entries.update(_read_tar(zf.read(name), label))
-    except (zipfile.BadZipFile, zstd.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
-        raise ArchiveError([Problem(label, "", f"not a readable .conda archive ({exc})")]) from exc
-    return entries
-
-
-def _read_tar(blob: bytes, label: str) -> dict[str, Entry]:
-    raw = zstd.decompress(blob)
-    out: dict[str, Entry] = {}
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
-        for m in tar.getmembers():
-            why = safe_member(m.name)
-            if why:
-                raise ArchiveError([Problem(label, m.name, why)])
-            if m.issym():
-                out[m.name] = Entry(m.name, link_target=m.linkname)
-            elif m.isfile():
-                out[m.name] = Entry(m.name, tar.extractfile(m).read(), bool(m.mode & 0o111))
-            else:
-                raise ArchiveError([Problem(label, m.name, "only regular files and symlinks are allowed")])
-    problems = check_entries(list(out.values()), label)
+        zf = open_zip(path, label, budget.limits)
+    except ArchiveError as exc:
+        raise ArchiveError([Problem(label, "", f"not a readable .conda archive ({p.message})")
+                            for p in exc.problems if isinstance(p, Problem)]) from exc
+    with zf:
+        names = zf.namelist()
+        tars = sorted(n for n in names if n.endswith(".tar.zst"))
+        if "metadata.json" not in names or len(tars) != 2 or len(names) != 3:
+            raise ArchiveError([Problem(label, "", "not a .conda: needs metadata.json, pkg-*.tar.zst, info-*.tar.zst")])
+        for name in tars:
+            try:
+                with zf.open(name) as member, zstd.ZstdFile(member) as stream:
+                    raw += tar_members(stream, budget, name, seen)
+            except (zipfile.BadZipFile, zstd.ZstdError, tarfile.TarError, EOFError, OSError, RuntimeError) as exc:
+                raise ArchiveError([Problem(label, name, f"not a readable .conda archive ({exc})")]) from exc
+    problems = tree_problems(label, raw)
     if problems:
         raise ArchiveError(problems)
-    return out
+    return {m.name: Entry(m.name, m.blob, m.executable, m.link) for m in raw if m.kind != "dir"}

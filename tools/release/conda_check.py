@@ -7,12 +7,12 @@ The answers come back as check.py's report so the CLI prints conda and wheel rep
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 from .check import Finding, WheelReport
 from .conda_archive import read_conda
+from .conda_info import read_package_info
 from .elf import ELF_MAGIC, ElfFile, read_elf
 from .linkcheck import SYSTEM_LIBRARIES, check_links, dependency_names, providers
 from .resolve import SystemLibraries, Tree, resolve_tree
@@ -45,7 +45,7 @@ def provided_in_libdir(elves: dict[str, ElfFile], depends: list[str]) -> dict[st
 def check_conda(path: str | Path) -> WheelReport:
     path = Path(path)
     entries = read_conda(path)
-    depends = json.loads(entries["info/index.json"].data).get("depends", [])
+    depends = list(read_package_info(path.name, entries).depends)
     with tempfile.TemporaryDirectory(prefix="cyfes-conda-check-") as tmp:
         elves = package_elves(entries, Path(tmp))
     files = {n for n in entries if not n.startswith("info/")}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from .conda_archive import read_conda
+from .conda_info import python_of, read_package_info
 from .conda_channel import index_channel, install, repodata, solve
 from .conda_meta import SUBDIR
 from .conda_fixtures import build_fixture_channel, fixtures
@@ -70,7 +71,10 @@ class CondaVerifyResult:
 
 
 def package_index(path: Path) -> dict:
-    return json.loads(read_conda(path)["info/index.json"].data)
+    """index.json, after conda_info checked it (name, version and build name files here) and paths.json."""
+    entries = read_conda(path)
+    python_of(path.name, read_package_info(path.name, entries))
+    return json.loads(entries["info/index.json"].data)
 
 
 def host_python(python: str) -> Path:

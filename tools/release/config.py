@@ -19,6 +19,7 @@ from .layouts import WHEEL_SCHEMES
 from .targets import CUDA_FLAVOURS, DEFAULT_CUDA_FLAVOUR, CudaFlavour
 
 CONFIG_NAME = "release.yaml"
+CONFIG_MAX_BYTES = 1 << 20  # a release config is a page of text
 DEFAULT_SMOKE = (
     "import numpy as np, cyfes, cyfes._build_info as info\n"
     "print('backends', cyfes.backends())\n"
@@ -84,6 +85,22 @@ class CondaConfig:
 
 
 @dataclass(frozen=True)
+class ArchiveLimits:
+    """Bounds on what reading one wheel or .conda may take (tools/release/archive.py applies them while streaming).
+
+    The defaults hold real CUDA wheels with room to spare (a cyfes wheel has ~40 members, libcufes is ~10 MB; a
+    wheel vendoring cuBLAS holds members of several hundred MB) and stop archives built to exhaust memory or disk."""
+
+    members: int = 10_000
+    """Most entries one archive may hold (a .conda counts the members of both of its tars)."""
+    member_bytes: int = 2 << 30
+    """Largest uncompressed size of one member, in bytes (2 GiB)."""
+    total_bytes: int = 4 << 30
+    """Largest uncompressed size of all members together, in bytes (4 GiB); big members are spooled to
+    anonymous temporary files, so this bounds temporary disk use, not memory."""
+
+
+@dataclass(frozen=True)
 class ReleaseConfig:
     """The whole of release.yaml."""
 
@@ -103,6 +120,8 @@ class ReleaseConfig:
     """Post-build verification."""
     conda: CondaConfig = CondaConfig()
     """Conda packages."""
+    limits: ArchiveLimits = ArchiveLimits()
+    """Bounds on reading any wheel or .conda (the tool's own and any given to check, fix or verify)."""
 
     @property
     def conda_pythons(self) -> tuple[str, ...]:
@@ -133,8 +152,16 @@ class _Loader:
             self.fail(prefix, node, f"must be a mapping with keys {', '.join(f.name for f in fields(cls))}")
             return {}
         hints, known, values = typing.get_type_hints(cls), {f.name: f for f in fields(cls)}, {}
+        seen: set[str] = set()
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
+                self.fail(prefix, key_node, "keys must be plain names, not a list, mapping, number or null")
+                continue
             key, dotted = key_node.value, f"{prefix}.{key_node.value}" if prefix else key_node.value
+            if key in seen:
+                self.fail(dotted, key_node, "key given twice")
+                continue
+            seen.add(key)
             if key not in known:
                 close = difflib.get_close_matches(key, list(known), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -169,8 +196,9 @@ class _Loader:
                 return MISSING
             return raw.lower() in ("true", "yes", "on")
         if tp is int:
-            if tag != "int":
-                self.fail(key, node, f"must be an integer, not {raw!r}")
+            # YAML 1.1 also reads 0x10, 0o17, 1_000 and 60-base 1:30 as integers: too surprising in a config
+            if tag != "int" or not re.fullmatch(r"\d{1,18}", raw):
+                self.fail(key, node, f"must be a non-negative decimal integer, not {raw[:40]!r}")
                 return MISSING
             return int(raw)
         return self.check_choice(raw, node, key, f)
@@ -190,11 +218,17 @@ class _Loader:
 def parse_config(text: str, source: str = CONFIG_NAME) -> ReleaseConfig:
     """Parse release.yaml text; ConfigError lists every problem with key and line."""
     try:
-        node = yaml.compose(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError as exc:  # PyYAML composes nested collections recursively
+        raise ConfigError([Problem(source, "", "not valid YAML: nested too deeply")]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}" if mark else ""
-        raise ConfigError([Problem(source, line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+        if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow: no mark, a position
+            mark, why = None, f"character {exc.character!r} is not allowed"
+            line = f"line {text.count(chr(10), 0, exc.position) + 1}"
+        else:
+            why, line = str(getattr(exc, "problem", None) or exc), f"line {mark.line + 1}" if mark else ""
+        raise ConfigError([Problem(source, line, f"not valid YAML: {' '.join(why.split())}")]) from exc
     if node is None:
         return ReleaseConfig()
     loader = _Loader(source)
@@ -204,12 +238,24 @@ def parse_config(text: str, source: str = CONFIG_NAME) -> ReleaseConfig:
     return ReleaseConfig(**values)
 
 
-def load_config(path: str | Path = CONFIG_NAME) -> ReleaseConfig:
+def load_config(path: str | Path | None = None) -> ReleaseConfig:
+    """release.yaml: `path` must exist when given; without it, ./release.yaml or else the defaults."""
+    if path is None:
+        if not Path(CONFIG_NAME).is_file():
+            return ReleaseConfig()
+        path = CONFIG_NAME
     path = Path(path)
+    if not path.exists():
+        raise ConfigError([Problem(str(path), "", "no such file")])
     if not path.is_file():
-        return ReleaseConfig()
+        raise ConfigError([Problem(str(path), "", "not a regular file")])
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(CONFIG_MAX_BYTES + 1)
+        if len(raw) > CONFIG_MAX_BYTES:
+            raise ConfigError([Problem(str(path), "", f"larger than {CONFIG_MAX_BYTES} bytes")])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(str(path), "", f"cannot be read ({exc})")]) from exc
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([Problem(str(path), "", f"cannot be read ({why})")]) from exc
     return parse_config(text, str(path))

@@ -1,8 +1,8 @@
 """Read and write wheels safely and deterministically.
 
-Reading validates everything first and raises once (ArchiveError) with every problem: not a zip, truncated,
-CRC errors, entries that would leave the destination (absolute, `..`, backslashes), symlinks pointing out of the
-tree, RECORD hash/size mismatches and files missing from RECORD. Writing sorts entries (dist-info last, RECORD
+Reading (through archive.py, the reader .conda packages share) validates everything first and raises once
+(ArchiveError): not a zip, truncated, CRC errors, limits, unsafe names and links, duplicates; then WHEEL and
+METADATA present and UTF-8, and RECORD complete: every file listed once with a matching hash and size. Writing sorts entries (dist-info last, RECORD
 last of all), stamps SOURCE_DATE_EPOCH, fixes permissions and rewrites RECORD, so the same input gives the same
 bytes; tags and WHEEL are kept as they are.
 """
@@ -19,13 +19,12 @@ import stat
 import tempfile
 import time
 import zipfile
-import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .archive import METADATA_MAX_BYTES, Blob, shown, zip_members
 from .elf import ElfFile, check_machine, looks_like_shared_object, read_elf
 from .errors import ArchiveError, ElfError, Problem, raise_if_any
-from .members import link_leaves_tree
 
 ZIP_EPOCH_MIN = 315532800  # 1980-01-01: the earliest time a zip entry can carry
 COMPRESS_LEVEL = 6
@@ -34,15 +33,26 @@ FILENAME_RE = re.compile(r"^(?P<dist>[^-]+)-(?P<version>[^-]+)(-(?P<build>\d[^-]
 SIGNATURE_FILES = ("RECORD.jws", "RECORD.p7s")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Member:
-    """One archive entry."""
+    """One archive entry; its bytes live in a Blob (in memory, or spooled to disk when large)."""
 
     name: str
-    data: bytes = field(repr=False)
+    blob: Blob = field(repr=False)
     executable: bool = False
     symlink: str | None = None
     """Target of a symlink entry (validated to stay in the tree), else None."""
+
+    def __init__(self, name: str, data: bytes | Blob = b"", executable: bool = False,
+                 symlink: str | None = None) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "blob", data if isinstance(data, Blob) else Blob.of(data))
+        object.__setattr__(self, "executable", executable)
+        object.__setattr__(self, "symlink", symlink)
+
+    @property
+    def data(self) -> bytes:
+        return self.blob.read()
 
 
 @dataclass(frozen=True)
@@ -92,88 +102,73 @@ def record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def _name_problems(label: str, name: str) -> list[Problem]:
-    parts = name.split("/")
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or "\\" in name:
-        return [Problem(label, name, "absolute or non-POSIX path: would be written outside the install (zip slip)")]
-    if ".." in parts:
-        return [Problem(label, name, "path contains '..': would be written outside the install (zip slip)")]
-    return []
-
-
-def _symlink_problem(label: str, name: str, target: str) -> list[Problem]:
-    if link_leaves_tree(name, target):
-        return [Problem(label, name, f"symlink to {target!r} leaves the archive's tree")]
-    return []
-
-
-def _open_zip(path: Path, label: str) -> zipfile.ZipFile:
-    if not path.is_file():
-        raise ArchiveError([Problem(label, "", "no such file")])
-    head = path.read_bytes()[:4]
-    if not zipfile.is_zipfile(path):
-        what = ("truncated zip archive (no end-of-central-directory record)" if head == b"PK\x03\x04"
-                else "not a zip archive")
-        raise ArchiveError([Problem(label, "", what)])
+def _metadata_text(label: str, members: dict[str, Member], name: str) -> tuple[str, list[Problem]]:
+    """A dist-info text file, present, bounded and UTF-8 (installers and `fix` parse it)."""
+    if name not in members:
+        return "", [Problem(label, name, "missing")]
+    if members[name].blob.size > METADATA_MAX_BYTES:
+        return "", [Problem(label, name, f"larger than {METADATA_MAX_BYTES} bytes")]
     try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ArchiveError([Problem(label, "", f"corrupt zip archive ({exc})")]) from exc
+        return members[name].data.decode("utf-8"), []
+    except UnicodeDecodeError as exc:
+        return "", [Problem(label, name, f"not UTF-8 (byte {exc.start})")]
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> tuple[Member | None, list[Problem]]:
-    problems = _name_problems(label, info.filename)
+def _record_rows(label: str, record_name: str, text: str) -> tuple[list[list[str]], list[Problem]]:
     try:
-        data = zf.read(info)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
-        return None, problems + [Problem(label, info.filename, f"cannot be read: truncated or corrupt ({exc})")]
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        target = data.decode("utf-8", "replace")
-        return Member(info.filename, data, False, target), problems + _symlink_problem(label, info.filename, target)
-    return Member(info.filename, data, bool(mode & 0o111)), problems
+        return list(csv.reader(io.StringIO(text))), []
+    except csv.Error as exc:  # e.g. a field over csv's 128 kB limit: no honest RECORD has one
+        return [], [Problem(label, record_name, f"not a valid RECORD ({exc})")]
 
 
 def _record_problems(label: str, members: dict[str, Member], record_name: str) -> list[Problem]:
-    if record_name not in members:
-        return [Problem(label, record_name, "missing")]
-    rows = list(csv.reader(io.StringIO(members[record_name].data.decode("utf-8", "replace"))))
-    listed, problems = set(), []
-    for row in rows:
-        if not row:
-            continue
+    """Every file listed once with its hash and size, and the hash right (RECORD and its signatures alone may
+    go without one: the wheel spec's rule)."""
+    text, problems = _metadata_text(label, members, record_name)
+    rows, bad = _record_rows(label, record_name, text) if not problems else ([], [])
+    if problems or bad:  # without a readable RECORD, "not listed" for every file would only bury the cause
+        return problems + bad
+    unhashed = {record_name} | {f"{posixpath.dirname(record_name)}/{s}" for s in SIGNATURE_FILES}
+    listed: set[str] = set()
+    for row in (r for r in rows if r):
         name, digest, size = (row + ["", "", ""])[:3]
+        if name in listed:
+            problems.append(Problem(label, shown(name), "listed twice in RECORD"))
         listed.add(name)
         if name not in members:
-            problems.append(Problem(label, name, "listed in RECORD but not in the archive"))
-        elif digest and (record_hash(members[name].data) != digest or str(len(members[name].data)) != size):
-            problems.append(Problem(label, name, "RECORD hash or size does not match the file"))
-    skip = {record_name} | {f"{posixpath.dirname(record_name)}/{s}" for s in SIGNATURE_FILES}
-    problems += [Problem(label, n, "not listed in RECORD") for n in members if n not in listed and n not in skip
-                 and not n.endswith("/")]
+            problems.append(Problem(label, shown(name), "listed in RECORD but not in the archive"))
+        elif not digest and name not in unhashed:
+            problems.append(Problem(label, shown(name), "listed in RECORD without a hash"))
+        elif digest and (_blob_hash(members[name].blob) != digest or str(members[name].blob.size) != size):
+            problems.append(Problem(label, shown(name), "RECORD hash or size does not match the file"))
+    problems += [Problem(label, shown(n), "not listed in RECORD") for n in members
+                 if n not in listed and n not in unhashed]
     return problems
 
 
+def _blob_hash(blob: Blob) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(blob.sha256).rstrip(b"=").decode()
+
+
 def read_wheel(path: str | Path) -> Wheel:
-    """Open and validate a wheel; raise ArchiveError listing every problem."""
+    """Open and validate a wheel; raise ArchiveError listing every problem (archive.py reads the members)."""
     path = Path(path)
     label = path.name
     m = FILENAME_RE.match(label)
     if not m:
         raise ArchiveError([Problem(label, "", "file name is not <dist>-<version>-<python>-<abi>-<platform>.whl")])
-    with _open_zip(path, label) as zf:
-        members: dict[str, Member] = {}
-        problems: list[Problem] = []
-        latest = (1980, 1, 1, 0, 0, 0)
-        for info in zf.infolist():
-            member, probs = _read_member(zf, info, label)
-            problems += probs
-            if member is not None and not info.is_dir():
-                members[info.filename] = member
-                latest = max(latest, info.date_time)
+    if not path.is_file():
+        raise ArchiveError([Problem(label, "", "no such file")])
+    members: dict[str, Member] = {}
+    latest = (1980, 1, 1, 0, 0, 0)
+    for raw in zip_members(path, label):
+        latest = max(latest, raw.date_time)
+        if raw.kind != "dir":
+            members[raw.name] = Member(raw.name, raw.blob, raw.executable, raw.link)
     wheel = Wheel(str(path), m["dist"], m["version"], f"{m['py']}-{m['abi']}-{m['plat']}", members, latest)
-    if f"{wheel.dist_info}/WHEEL" not in members:
-        problems.append(Problem(label, f"{wheel.dist_info}/WHEEL", "missing"))
+    problems = []
+    for name in ("WHEEL", "METADATA"):
+        problems += _metadata_text(label, members, f"{wheel.dist_info}/{name}")[1]
     problems += _record_problems(label, members, f"{wheel.dist_info}/RECORD")
     raise_if_any(problems, ArchiveError)
     return wheel
@@ -184,7 +179,7 @@ def record_text(members: dict[str, Member], record_name: str) -> bytes:
     writer = csv.writer(out, lineterminator="\n")
     for name in _ordered(members, record_name):
         if name != record_name:
-            writer.writerow([name, record_hash(members[name].data), len(members[name].data)])
+            writer.writerow([name, _blob_hash(members[name].blob), members[name].blob.size])
     writer.writerow([record_name, "", ""])
     return out.getvalue().encode("utf-8")
 
@@ -217,13 +212,23 @@ def write_wheel(wheel: Wheel, out_path: str | Path) -> Path:
     try:
         with zipfile.ZipFile(tmp, "w") as zf:
             for name in _ordered(members, record_name):
-                zf.writestr(_zipinfo(members[name], stamp), members[name].data, compresslevel=COMPRESS_LEVEL)
+                _write_member(zf, members[name], stamp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a wheel is a public artifact
         os.replace(tmp, out_path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out_path
+
+
+def _write_member(zf: zipfile.ZipFile, member: Member, stamp) -> None:
+    """What zf.writestr(info, data, compresslevel=...) does, streamed from the blob so a large member is never
+    held in memory (same bytes: writestr sets these two fields and writes through open(info, "w") too)."""
+    info = _zipinfo(member, stamp)
+    info.file_size = member.blob.size
+    info._compresslevel = COMPRESS_LEVEL  # type: ignore[attr-defined]  # no public setter before Python 3.13
+    with zf.open(info, "w") as out:
+        member.blob.write_to(out)
 
 
 def _zipinfo(member: Member, stamp) -> zipfile.ZipInfo:
@@ -240,7 +245,8 @@ def _zipinfo(member: Member, stamp) -> zipfile.ZipInfo:
 def with_members(wheel: Wheel, changed: dict[str, bytes]) -> Wheel:
     members = dict(wheel.members)
     for name, data in changed.items():
-        members[name] = replace(members[name], data=data)
+        old = members[name]
+        members[name] = Member(name, data, old.executable, old.symlink)
     return replace(wheel, members=members)
 
 
@@ -252,7 +258,8 @@ def extract(wheel: Wheel, dest: str | Path, names: list[str] | None = None) -> P
         if dest not in target.parents:
             raise ArchiveError([Problem(wheel.filename, name, "would be written outside the destination")])
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(wheel.members[name].data)
+        with open(target, "wb") as out:
+            wheel.members[name].blob.write_to(out)
         target.chmod(0o755 if wheel.members[name].executable else 0o644)
     return dest
 
