@@ -1,0 +1,242 @@
+/* Sum of metadynamics hills on a regular grid, the way PLUMED's sum_hills adds them (CPU).
+ *
+ * Each hill j adds, to every grid point of the box of +-nneigh_d grid steps around the grid index of its centre,
+ *     V(x) += h_j (A exp(-r2/2) + B)   where r2/2 < cut (0 outside),   r2 = sum_d ((x_d - c_jd) / s_jd)^2
+ * (diagonal hills) or r2 = dp^T M_j dp (multivariate hills, M_j the metric), and the analytic derivative
+ * dV/dx_d. With A = 1/(1 - e^-6.25), B = -e^-6.25 A, cut = 6.25 this is PLUMED's stretched Gaussian; with A = 1,
+ * B = 0 and no cut a plain Gaussian on the same box.
+ *
+ * The grid is flattened as PLUMED flattens it (first CV fastest): index = i0 + n0 (i1 + n1 (i2 + ...)); `der`
+ * holds one such array per CV. Grid coordinates, differences (PLUMED's periodic difference: scale by 1/period,
+ * subtract the nearest integer as Tools::pbc does, scale back) and r2 are computed with the same operations
+ * in the same order as PLUMED (compile without -ffast-math and without FMA contraction), so whether a point
+ * lies inside the cut is decided exactly as PLUMED decides it; the Gaussian itself is evaluated as a product
+ * of per-CV factors (a few ulp from PLUMED's single exp), which makes the work per point a few multiply-adds.
+ *
+ * Each call adds hills [0, nh) in order to the grid points whose slowest index (i_{D-1}) lies in
+ * [slab_lo, slab_hi): threads own disjoint slabs, so every point receives its hills in file order, as in
+ * PLUMED, whatever the number of threads.
+ */
+#ifndef CYFES_HILLS_KERNEL_H
+#define CYFES_HILLS_KERNEL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define CYFES_HILLS_MAXDIM 8
+
+typedef struct {
+  int dim;
+  int64_t nbin[CYFES_HILLS_MAXDIM];   /* points per CV */
+  int64_t stride[CYFES_HILLS_MAXDIM]; /* flat-index stride per CV */
+  double gmin[CYFES_HILLS_MAXDIM];
+  double dx[CYFES_HILLS_MAXDIM];
+  int periodic[CYFES_HILLS_MAXDIM];
+  double period[CYFES_HILLS_MAXDIM];
+  double inv_period[CYFES_HILLS_MAXDIM];
+  int64_t size;
+} cyfes_hills_grid;
+
+/* PLUMED's Tools::pbc for the default rounding mode: bring x into [-0.5, 0.5]. */
+static inline double cyfes_pbc(double x) {
+  x += 100.0;
+  if (x >= 0) return x - (double)(int)(x + 0.5);
+  return x - (double)(int)(x - 0.5);
+}
+
+/* x - c as PLUMED's -Value::difference(x, c)... i.e. -(c - x), periodic or not. */
+static inline double cyfes_dp(const cyfes_hills_grid *g, int d, double x, double c) {
+  if (!g->periodic[d]) return -(c - x);
+  double s = (c - x) * g->inv_period[d];
+  s = cyfes_pbc(s);
+  return -(s * g->period[d]);
+}
+
+/* Per CV, the box of one hill: grid index, x - c, of each offset; returns the number of offsets kept. */
+static int64_t cyfes_hill_axis(const cyfes_hills_grid *g, int d, double c, int64_t nn, int64_t *idx, double *dp) {
+  int64_t nb = g->nbin[d];
+  int64_t ic = (int64_t)floor((c - g->gmin[d]) / g->dx[d]);
+  int64_t count = 0, k_lo = -nn, k_hi = nn;
+  if (nn < 0) {  /* the whole axis, each point once (untruncated kernels) */
+    k_lo = g->periodic[d] ? -(nb / 2) : -ic;
+    k_hi = k_lo + nb - 1;
+  }
+  for (int64_t k = k_lo; k <= k_hi; ++k) {
+    int64_t i = ic + k;
+    if (!g->periodic[d]) {
+      if (i < 0 || i >= nb) continue;
+    } else {
+      i %= nb;
+      if (i < 0) i += nb;
+    }
+    double x = g->gmin[d] + (double)i * g->dx[d];
+    idx[count] = i;
+    dp[count] = cyfes_dp(g, d, x, c);
+    ++count;
+  }
+  return count;
+}
+
+/* Scratch layout per CV d: idx[maxbox] (int64), dp, q, e, f (double), each maxbox long. */
+typedef struct {
+  int64_t *idx[CYFES_HILLS_MAXDIM];
+  double *dp[CYFES_HILLS_MAXDIM], *q[CYFES_HILLS_MAXDIM], *e[CYFES_HILLS_MAXDIM], *f[CYFES_HILLS_MAXDIM];
+  int64_t count[CYFES_HILLS_MAXDIM];
+  void *block;
+} cyfes_hills_scratch;
+
+static int cyfes_scratch_alloc(cyfes_hills_scratch *s, int dim, int64_t maxbox) {
+  size_t per = (size_t)maxbox;
+  s->block = malloc((size_t)dim * per * (sizeof(int64_t) + 4 * sizeof(double)) + 64);
+  if (!s->block) return -1;
+  char *p = (char *)s->block;
+  for (int d = 0; d < dim; ++d) {
+    s->idx[d] = (int64_t *)p; p += per * sizeof(int64_t);
+    s->dp[d] = (double *)p; p += per * sizeof(double);
+    s->q[d] = (double *)p; p += per * sizeof(double);
+    s->e[d] = (double *)p; p += per * sizeof(double);
+    s->f[d] = (double *)p; p += per * sizeof(double);
+  }
+  return 0;
+}
+
+/* One row of a diagonal hill along CV 0 (the contiguous one). q_rest: the other CVs' (u_d)^2 in CV order;
+ * e_rest: the product of their exp(-u_d^2/2); f_rest[d]: -(u_d / s_d) e_rest for CV d >= 1. */
+static inline void cyfes_diag_row(const cyfes_hills_grid *g, const cyfes_hills_scratch *s, int64_t base,
+                                  const double *q_rest, double e_rest, const double *f_rest, double hA, double hB,
+                                  double cut, int use_cut, double *restrict values, double *restrict der,
+                                  int64_t lo, int64_t hi) {
+  const int dim = g->dim;
+  const int64_t n0 = s->count[0];
+  const int64_t *idx0 = s->idx[0];
+  const double *q0 = s->q[0], *e0 = s->e[0], *f0 = s->f[0];
+  const int64_t size = g->size;
+  for (int64_t k = 0; k < n0; ++k) {
+    int64_t i0 = idx0[k];
+    if (dim == 1 && (i0 < lo || i0 >= hi)) continue;
+    double r2 = q0[k];
+    for (int d = 1; d < dim; ++d) r2 += q_rest[d];
+    int inside = !use_cut || 0.5 * r2 < cut;
+    double ee = e0[k] * e_rest;
+    double v = inside ? hA * ee + hB : 0.0;
+    double w = inside ? hA * e_rest : 0.0;  /* times f0[k] (which holds e0) gives dV/dx0 */
+    double w1 = inside ? hA * e0[k] : 0.0;  /* times f_rest[d] gives dV/dx_d */
+    int64_t j = base + i0;
+    values[j] += v;
+    der[j] += w * f0[k];
+    for (int d = 1; d < dim; ++d) der[(int64_t)d * size + j] += w1 * f_rest[d];
+  }
+}
+
+/* Diagonal hills: widths[j*dim + d] = sigma. */
+static int cyfes_hills_diag(const cyfes_hills_grid *g, const double *centers, const double *widths,
+                            const double *hA, const double *hB, const int64_t *nneigh, int64_t nh, double cut,
+                            int use_cut, int64_t maxbox, int64_t slab_lo, int64_t slab_hi, double *values,
+                            double *der) {
+  const int dim = g->dim;
+  cyfes_hills_scratch s;
+  if (cyfes_scratch_alloc(&s, dim, maxbox)) return -1;
+  int64_t pos[CYFES_HILLS_MAXDIM];
+  double q_rest[CYFES_HILLS_MAXDIM], f_rest[CYFES_HILLS_MAXDIM];
+  for (int64_t h = 0; h < nh; ++h) {
+    const double *c = centers + h * dim, *w = widths + h * dim;
+    int empty = 0;
+    for (int d = 0; d < dim; ++d) {
+      s.count[d] = cyfes_hill_axis(g, d, c[d], nneigh[h * dim + d], s.idx[d], s.dp[d]);
+      if (s.count[d] == 0) empty = 1;
+      for (int64_t k = 0; k < s.count[d]; ++k) {
+        double u = s.dp[d][k] / w[d];   /* PLUMED: derivatives[i] = -difference / width */
+        s.q[d][k] = u * u;
+        s.e[d][k] = exp(-0.5 * s.q[d][k]);
+        s.f[d][k] = -(u / w[d]) * s.e[d][k];
+      }
+    }
+    if (empty) continue;
+    if (dim == 1) {
+      cyfes_diag_row(g, &s, 0, q_rest, 1.0, f_rest, hA[h], hB[h], cut, use_cut, values, der, slab_lo, slab_hi);
+      continue;
+    }
+    for (int d = 1; d < dim; ++d) pos[d] = 0;
+    for (;;) {
+      int64_t slow = s.idx[dim - 1][pos[dim - 1]];
+      if (slow >= slab_lo && slow < slab_hi) {
+        double e_rest = 1.0;
+        int64_t base = 0;
+        for (int d = 1; d < dim; ++d) {
+          q_rest[d] = s.q[d][pos[d]];
+          e_rest *= s.e[d][pos[d]];
+          base += s.idx[d][pos[d]] * g->stride[d];
+        }
+        for (int d = 1; d < dim; ++d) {
+          /* -(u_d/s_d) times the product of every factor but CV 0's */
+          double others = 1.0;
+          for (int d2 = 1; d2 < dim; ++d2) others *= (d2 == d) ? s.f[d][pos[d]] : s.e[d2][pos[d2]];
+          f_rest[d] = others;
+        }
+        cyfes_diag_row(g, &s, base, q_rest, e_rest, f_rest, hA[h], hB[h], cut, use_cut, values, der, 0, 0);
+      }
+      int d = 1;
+      while (d < dim && ++pos[d] == s.count[d]) pos[d++] = 0;
+      if (d == dim) break;
+    }
+  }
+  free(s.block);
+  return 0;
+}
+
+/* Multivariate hills: metric[j*dim*dim + a*dim + b] = M_ab. r2 and the derivatives are summed as PLUMED's
+ * KernelFunctions::evaluate sums them, and exp is taken per point. */
+static int cyfes_hills_multi(const cyfes_hills_grid *g, const double *centers, const double *metric,
+                             const double *hA, const double *hB, const int64_t *nneigh, int64_t nh, double cut,
+                             int use_cut, int64_t maxbox, int64_t slab_lo, int64_t slab_hi, double *values,
+                             double *der) {
+  const int dim = g->dim;
+  cyfes_hills_scratch s;
+  if (cyfes_scratch_alloc(&s, dim, maxbox)) return -1;
+  int64_t pos[CYFES_HILLS_MAXDIM];
+  double dp[CYFES_HILLS_MAXDIM], dv[CYFES_HILLS_MAXDIM];
+  for (int64_t h = 0; h < nh; ++h) {
+    const double *c = centers + h * dim, *m = metric + h * dim * dim;
+    int empty = 0;
+    for (int d = 0; d < dim; ++d) {
+      s.count[d] = cyfes_hill_axis(g, d, c[d], nneigh[h * dim + d], s.idx[d], s.dp[d]);
+      if (s.count[d] == 0) empty = 1;
+    }
+    if (empty) continue;
+    for (int d = 0; d < dim; ++d) pos[d] = 0;
+    for (;;) {
+      int64_t slow = s.idx[dim - 1][pos[dim - 1]];
+      if (slow >= slab_lo && slow < slab_hi) {
+        int64_t j = 0;
+        for (int d = 0; d < dim; ++d) {
+          dp[d] = s.dp[d][pos[d]];
+          j += s.idx[d][pos[d]] * g->stride[d];
+        }
+        double r2 = 0.0;
+        for (int a = 0; a < dim; ++a) {
+          dv[a] = 0.0;
+          for (int b = 0; b < dim; ++b) {
+            dv[a] += m[a * dim + b] * dp[b];
+            r2 += dp[a] * dp[b] * m[a * dim + b];
+          }
+        }
+        double v = 0.0, kd = 0.0;
+        if (!use_cut || 0.5 * r2 < cut) {
+          double ee = exp(-0.5 * r2);
+          v = hA[h] * ee + hB[h];
+          kd = -hA[h] * ee;
+        }
+        values[j] += v;
+        for (int d = 0; d < dim; ++d) der[(int64_t)d * g->size + j] += dv[d] * kd;
+      }
+      int d = 0;
+      while (d < dim && ++pos[d] == s.count[d]) pos[d++] = 0;
+      if (d == dim) break;
+    }
+  }
+  free(s.block);
+  return 0;
+}
+
+#endif
