@@ -165,6 +165,8 @@ def hills_from_tables(tables: Sequence[HillsTable]) -> Hills:
     w = None if multi else np.concatenate(widths)
     if w is not None and not (w > 0).all():
         raise InputError(f"{first.source}: a hill has sigma <= 0")
+    if "lower_int" in first.sets or "upper_int" in first.sets:
+        raise InputError(f"{first.source}: INTERVAL hills (#! SET lower_int/upper_int) are not supported")
     kernel = first.sets.get("kerneltype", "stretched-gaussian").lower()
     if kernel not in ("stretched-gaussian", "gaussian", "truncated-gaussian"):
         raise InputError(f"{first.source}: '#! SET kerneltype {kernel}': sum_hills of this kernel is not supported")

@@ -26,6 +26,14 @@
 
 #define CYFES_HILLS_MAXDIM 8
 
+/* The row loops are compiled for AVX-512, AVX2 and baseline x86-64, chosen at run time. Rounding is the same
+ * in each: the build forbids FMA contraction (-ffp-contract=off). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CYFES_HILLS_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CYFES_HILLS_CLONES
+#endif
+
 typedef struct {
   int dim;
   int64_t nbin[CYFES_HILLS_MAXDIM];   /* points per CV */
@@ -101,36 +109,75 @@ static int cyfes_scratch_alloc(cyfes_hills_scratch *s, int dim, int64_t maxbox) 
   return 0;
 }
 
+/* Offsets [ka, kb) of a run along CV 0 over which the grid index grows by one per offset (a periodic box is
+ * cut where it wraps), so the loops below run over contiguous memory and vectorise. */
+static inline int64_t cyfes_run_end(const int64_t *idx, int64_t ka, int64_t n) {
+  int64_t kb = ka + 1;
+  while (kb < n && idx[kb] == idx[kb - 1] + 1) ++kb;
+  return kb;
+}
+
 /* One row of a diagonal hill along CV 0 (the contiguous one). q_rest: the other CVs' (u_d)^2 in CV order;
- * e_rest: the product of their exp(-u_d^2/2); f_rest[d]: -(u_d / s_d) e_rest for CV d >= 1. */
-static inline void cyfes_diag_row(const cyfes_hills_grid *g, const cyfes_hills_scratch *s, int64_t base,
+ * e_rest: the product of their exp(-u_d^2/2); f_rest[d]: -(u_d / s_d) e_rest for CV d >= 1. Points outside
+ * the cut receive + 0.0, as in PLUMED. */
+static inline __attribute__((always_inline)) void cyfes_diag_row(const cyfes_hills_grid *g, const cyfes_hills_scratch *s, int64_t base,
                                   const double *q_rest, double e_rest, const double *f_rest, double hA, double hB,
                                   double cut, int use_cut, double *restrict values, double *restrict der,
                                   int64_t lo, int64_t hi) {
   const int dim = g->dim;
   const int64_t n0 = s->count[0];
   const int64_t *idx0 = s->idx[0];
-  const double *q0 = s->q[0], *e0 = s->e[0], *f0 = s->f[0];
+  const double *restrict q0 = s->q[0], *restrict e0 = s->e[0], *restrict f0 = s->f[0];
   const int64_t size = g->size;
-  for (int64_t k = 0; k < n0; ++k) {
-    int64_t i0 = idx0[k];
-    if (dim == 1 && (i0 < lo || i0 >= hi)) continue;
-    double r2 = q0[k];
-    for (int d = 1; d < dim; ++d) r2 += q_rest[d];
-    int inside = !use_cut || 0.5 * r2 < cut;
-    double ee = e0[k] * e_rest;
-    double v = inside ? hA * ee + hB : 0.0;
-    double w = inside ? hA * e_rest : 0.0;  /* times f0[k] (which holds e0) gives dV/dx0 */
-    double w1 = inside ? hA * e0[k] : 0.0;  /* times f_rest[d] gives dV/dx_d */
-    int64_t j = base + i0;
-    values[j] += v;
-    der[j] += w * f0[k];
-    for (int d = 1; d < dim; ++d) der[(int64_t)d * size + j] += w1 * f_rest[d];
+  const double w0 = hA * e_rest;
+  const double limit = use_cut ? cut : INFINITY;
+  for (int64_t ka = 0; ka < n0;) {
+    int64_t kb = cyfes_run_end(idx0, ka, n0);
+    int64_t first = idx0[ka];
+    int64_t a = ka, b = kb;
+    if (dim == 1) {  /* the slab clips CV 0 itself */
+      if (first < lo) a += lo - first;
+      if (first + (kb - ka) > hi) b -= first + (kb - ka) - hi;
+    }
+    double *restrict v = values + base + first - ka;
+    double *restrict d0 = der + base + first - ka;
+    if (dim == 1) {
+      for (int64_t k = a; k < b; ++k) {
+        int in = 0.5 * q0[k] < limit;
+        double ee = e0[k] * e_rest;
+        v[k] += in ? hA * ee + hB : 0.0;
+        d0[k] += in ? w0 * f0[k] : 0.0;
+      }
+    } else if (dim == 2) {
+      const double q1 = q_rest[1], f1 = hA * f_rest[1];
+      double *restrict d1 = der + size + base + first - ka;
+      /* only 0.0 is added outside the cut: skip the ends of the run that lie outside it */
+      while (a < b && !(0.5 * (q0[a] + q1) < limit)) ++a;
+      while (b > a && !(0.5 * (q0[b - 1] + q1) < limit)) --b;
+      for (int64_t k = a; k < b; ++k) {
+        double in = 0.5 * (q0[k] + q1) < limit ? 1.0 : 0.0;  /* a factor, not a branch: this loop vectorises */
+        double ee = e0[k] * e_rest;
+        v[k] += in * (hA * ee + hB);
+        d0[k] += in * (w0 * f0[k]);
+        d1[k] += in * (f1 * e0[k]);
+      }
+    } else {
+      for (int64_t k = a; k < b; ++k) {
+        double r2 = q0[k];
+        for (int d = 1; d < dim; ++d) r2 += q_rest[d];
+        int in = 0.5 * r2 < limit;
+        double ee = e0[k] * e_rest;
+        v[k] += in ? hA * ee + hB : 0.0;
+        d0[k] += in ? w0 * f0[k] : 0.0;
+        for (int d = 1; d < dim; ++d) der[(int64_t)d * size + base + first - ka + k] += in ? hA * e0[k] * f_rest[d] : 0.0;
+      }
+    }
+    ka = kb;
   }
 }
 
 /* Diagonal hills: widths[j*dim + d] = sigma. */
-static int cyfes_hills_diag(const cyfes_hills_grid *g, const double *centers, const double *widths,
+CYFES_HILLS_CLONES static int cyfes_hills_diag(const cyfes_hills_grid *g, const double *centers, const double *widths,
                             const double *hA, const double *hB, const int64_t *nneigh, int64_t nh, double cut,
                             int use_cut, int64_t maxbox, int64_t slab_lo, int64_t slab_hi, double *values,
                             double *der) {
