@@ -62,7 +62,9 @@ static inline double cyfes_dp(const cyfes_hills_grid *g, int d, double x, double
 }
 
 /* Per CV, the box of one hill: grid index, x - c, of each offset; returns the number of offsets kept. */
-static int64_t cyfes_hill_axis(const cyfes_hills_grid *g, int d, double c, int64_t nn, int64_t *idx, double *dp) {
+/* Only indices in [keep_lo, keep_hi) are kept: a thread sets up the slowest CV only inside its slab. */
+static int64_t cyfes_hill_axis(const cyfes_hills_grid *g, int d, double c, int64_t nn, int64_t *idx, double *dp,
+                               int64_t keep_lo, int64_t keep_hi) {
   int64_t nb = g->nbin[d];
   int64_t ic = (int64_t)floor((c - g->gmin[d]) / g->dx[d]);
   int64_t count = 0, k_lo = -nn, k_hi = nn;
@@ -78,6 +80,7 @@ static int64_t cyfes_hill_axis(const cyfes_hills_grid *g, int d, double c, int64
       i %= nb;
       if (i < 0) i += nb;
     }
+    if (i < keep_lo || i >= keep_hi) continue;
     double x = g->gmin[d] + (double)i * g->dx[d];
     idx[count] = i;
     dp[count] = cyfes_dp(g, d, x, c);
@@ -91,14 +94,20 @@ typedef struct {
   int64_t *idx[CYFES_HILLS_MAXDIM];
   double *dp[CYFES_HILLS_MAXDIM], *q[CYFES_HILLS_MAXDIM], *e[CYFES_HILLS_MAXDIM], *f[CYFES_HILLS_MAXDIM];
   int64_t count[CYFES_HILLS_MAXDIM];
+  int64_t *runs;   /* CV 0: start offsets of the runs of consecutive grid indices, then count[0] */
+  int64_t nruns;
+  int mono0;       /* CV 0's differences grow with the offset (no periodic image switch in the box) */
+  int64_t kmin0;   /* CV 0's offset of the smallest (u_0)^2 */
+  int64_t in_a, in_b;  /* the previous row's offsets inside the cut */
   void *block;
 } cyfes_hills_scratch;
 
 static int cyfes_scratch_alloc(cyfes_hills_scratch *s, int dim, int64_t maxbox) {
   size_t per = (size_t)maxbox;
-  s->block = malloc((size_t)dim * per * (sizeof(int64_t) + 4 * sizeof(double)) + 64);
+  s->block = malloc((size_t)dim * per * (sizeof(int64_t) + 4 * sizeof(double)) + (per + 1) * sizeof(int64_t) + 64);
   if (!s->block) return -1;
   char *p = (char *)s->block;
+  s->runs = (int64_t *)p; p += (per + 1) * sizeof(int64_t);
   for (int d = 0; d < dim; ++d) {
     s->idx[d] = (int64_t *)p; p += per * sizeof(int64_t);
     s->dp[d] = (double *)p; p += per * sizeof(double);
@@ -109,30 +118,31 @@ static int cyfes_scratch_alloc(cyfes_hills_scratch *s, int dim, int64_t maxbox) 
   return 0;
 }
 
-/* Offsets [ka, kb) of a run along CV 0 over which the grid index grows by one per offset (a periodic box is
- * cut where it wraps), so the loops below run over contiguous memory and vectorise. */
-static inline int64_t cyfes_run_end(const int64_t *idx, int64_t ka, int64_t n) {
-  int64_t kb = ka + 1;
-  while (kb < n && idx[kb] == idx[kb - 1] + 1) ++kb;
-  return kb;
+/* The runs of offsets along CV 0 over which the grid index grows by one per offset (a periodic box is cut
+ * where it wraps), found once per hill, so the row loops below run over contiguous memory and vectorise. */
+static inline void cyfes_find_runs(cyfes_hills_scratch *s) {
+  const int64_t n = s->count[0], *idx = s->idx[0];
+  s->nruns = 0;
+  for (int64_t k = 0; k < n; ++k)
+    if (k == 0 || idx[k] != idx[k - 1] + 1) s->runs[s->nruns++] = k;
+  s->runs[s->nruns] = n;
 }
 
 /* One row of a diagonal hill along CV 0 (the contiguous one). q_rest: the other CVs' (u_d)^2 in CV order;
  * e_rest: the product of their exp(-u_d^2/2); f_rest[d]: -(u_d / s_d) e_rest for CV d >= 1. Points outside
  * the cut receive + 0.0, as in PLUMED. */
-static inline __attribute__((always_inline)) void cyfes_diag_row(const cyfes_hills_grid *g, const cyfes_hills_scratch *s, int64_t base,
+static inline __attribute__((always_inline)) void cyfes_diag_row(const cyfes_hills_grid *g, cyfes_hills_scratch *s, int64_t base,
                                   const double *q_rest, double e_rest, const double *f_rest, double hA, double hB,
                                   double cut, int use_cut, double *restrict values, double *restrict der,
                                   int64_t lo, int64_t hi) {
   const int dim = g->dim;
-  const int64_t n0 = s->count[0];
   const int64_t *idx0 = s->idx[0];
   const double *restrict q0 = s->q[0], *restrict e0 = s->e[0], *restrict f0 = s->f[0];
   const int64_t size = g->size;
   const double w0 = hA * e_rest;
   const double limit = use_cut ? cut : INFINITY;
-  for (int64_t ka = 0; ka < n0;) {
-    int64_t kb = cyfes_run_end(idx0, ka, n0);
+  for (int64_t r = 0; r < s->nruns; ++r) {
+    const int64_t ka = s->runs[r], kb = s->runs[r + 1];
     int64_t first = idx0[ka];
     int64_t a = ka, b = kb;
     if (dim == 1) {  /* the slab clips CV 0 itself */
@@ -151,9 +161,30 @@ static inline __attribute__((always_inline)) void cyfes_diag_row(const cyfes_hil
     } else if (dim == 2) {
       const double q1 = q_rest[1], f1 = hA * f_rest[1];
       double *restrict d1 = der + size + base + first - ka;
-      /* only 0.0 is added outside the cut: skip the ends of the run that lie outside it */
-      while (a < b && !(0.5 * (q0[a] + q1) < limit)) ++a;
-      while (b > a && !(0.5 * (q0[b - 1] + q1) < limit)) --b;
+      if (s->mono0 && use_cut) {
+        /* (u_0)^2 falls then rises along the box, so the points inside the cut are one interval [in_a, in_b)
+         * around kmin0; it moves little from one row to the next, so it is carried over and adjusted with the
+         * exact test. Only 0.0 is added elsewhere, so the loop covers [in_a, in_b) with no test at all. */
+        const int64_t n0 = s->count[0], m = s->kmin0;
+        int64_t in_a = s->in_a, in_b = s->in_b;
+        if (!(0.5 * (q0[m] + q1) < limit)) { s->in_a = s->in_b = m; continue; }
+        if (in_b <= in_a) { in_a = m; in_b = m + 1; }
+        while (in_a > 0 && 0.5 * (q0[in_a - 1] + q1) < limit) --in_a;
+        while (in_a < m && !(0.5 * (q0[in_a] + q1) < limit)) ++in_a;
+        while (in_b < n0 && 0.5 * (q0[in_b] + q1) < limit) ++in_b;
+        while (in_b > m + 1 && !(0.5 * (q0[in_b - 1] + q1) < limit)) --in_b;
+        s->in_a = in_a;
+        s->in_b = in_b;
+        if (a < in_a) a = in_a;
+        if (b > in_b) b = in_b;
+        for (int64_t k = a; k < b; ++k) {
+          double ee = e0[k] * e_rest;
+          v[k] += hA * ee + hB;
+          d0[k] += w0 * f0[k];
+          d1[k] += f1 * e0[k];
+        }
+        continue;
+      }
       for (int64_t k = a; k < b; ++k) {
         double in = 0.5 * (q0[k] + q1) < limit ? 1.0 : 0.0;  /* a factor, not a branch: this loop vectorises */
         double ee = e0[k] * e_rest;
@@ -172,7 +203,6 @@ static inline __attribute__((always_inline)) void cyfes_diag_row(const cyfes_hil
         for (int d = 1; d < dim; ++d) der[(int64_t)d * size + base + first - ka + k] += in ? hA * e0[k] * f_rest[d] : 0.0;
       }
     }
-    ka = kb;
   }
 }
 
@@ -189,9 +219,11 @@ CYFES_HILLS_CLONES static int cyfes_hills_diag(const cyfes_hills_grid *g, const 
   for (int64_t h = 0; h < nh; ++h) {
     const double *c = centers + h * dim, *w = widths + h * dim;
     int empty = 0;
-    for (int d = 0; d < dim; ++d) {
-      s.count[d] = cyfes_hill_axis(g, d, c[d], nneigh[h * dim + d], s.idx[d], s.dp[d]);
-      if (s.count[d] == 0) empty = 1;
+    for (int d = dim - 1; d >= 0; --d) {  /* the slowest CV first: a hill outside this slab stops here */
+      int slab = dim > 1 && d == dim - 1;
+      s.count[d] = cyfes_hill_axis(g, d, c[d], nneigh[h * dim + d], s.idx[d], s.dp[d], slab ? slab_lo : 0,
+                                   slab ? slab_hi : g->nbin[d]);
+      if (s.count[d] == 0) { empty = 1; break; }
       for (int64_t k = 0; k < s.count[d]; ++k) {
         double u = s.dp[d][k] / w[d];   /* PLUMED: derivatives[i] = -difference / width */
         s.q[d][k] = u * u;
@@ -200,6 +232,13 @@ CYFES_HILLS_CLONES static int cyfes_hills_diag(const cyfes_hills_grid *g, const 
       }
     }
     if (empty) continue;
+    cyfes_find_runs(&s);
+    s.mono0 = !g->periodic[0] || (double)(nneigh[h * dim] + 1) * g->dx[0] < 0.5 * g->period[0];
+    s.mono0 = s.mono0 && nneigh[h * dim] >= 0;
+    s.kmin0 = 0;
+    for (int64_t k = 1; k < s.count[0]; ++k)
+      if (s.q[0][k] < s.q[0][s.kmin0]) s.kmin0 = k;
+    s.in_a = s.in_b = s.kmin0;
     if (dim == 1) {
       cyfes_diag_row(g, &s, 0, q_rest, 1.0, f_rest, hA[h], hB[h], cut, use_cut, values, der, slab_lo, slab_hi);
       continue;
@@ -246,9 +285,11 @@ static int cyfes_hills_multi(const cyfes_hills_grid *g, const double *centers, c
   for (int64_t h = 0; h < nh; ++h) {
     const double *c = centers + h * dim, *m = metric + h * dim * dim;
     int empty = 0;
-    for (int d = 0; d < dim; ++d) {
-      s.count[d] = cyfes_hill_axis(g, d, c[d], nneigh[h * dim + d], s.idx[d], s.dp[d]);
-      if (s.count[d] == 0) empty = 1;
+    for (int d = dim - 1; d >= 0; --d) {  /* the slowest CV first: a hill outside this slab stops here */
+      int slab = d == dim - 1;
+      s.count[d] = cyfes_hill_axis(g, d, c[d], nneigh[h * dim + d], s.idx[d], s.dp[d], slab ? slab_lo : 0,
+                                   slab ? slab_hi : g->nbin[d]);
+      if (s.count[d] == 0) { empty = 1; break; }
     }
     if (empty) continue;
     for (int d = 0; d < dim; ++d) pos[d] = 0;
