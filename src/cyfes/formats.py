@@ -397,8 +397,13 @@ def write_result(result: Any, path: PathLike, fmt: Optional[str] = None) -> Path
 
 def _header_lines(result: Any) -> List[str]:
     from . import __version__
-    return [f"cyfes {__version__} free energy surface in {result.units} at {result.temperature:g} K "
-            f"(kT = {result.kT:.10g} {result.units}); {result.n_samples} samples, backend {result.backend}"]
+    lines = [f"cyfes {__version__} free energy surface in {result.units} at {result.temperature:g} K "
+             f"(kT = {result.kT:.10g} {result.units}); {result.n_samples} samples, backend {result.backend}"]
+    if getattr(result, "ess", None) is not None:  # Kish; blocks: the same over the blocks' weights
+        lines.append(f"effective sample size {result.ess:.6g}" + (
+            f"; {result.blocks} blocks, effective number {result.blocks_effective:.6g}"
+            if getattr(result, "blocks_effective", None) is not None else ""))
+    return lines
 
 
 def _fmt_block(arr: np.ndarray, delimiter: Optional[str]) -> str:
