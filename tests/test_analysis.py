@@ -96,3 +96,38 @@ def test_cli_kt_sigma_auto_and_delta_f(tmp_path, capsys, biased):
     assert "sigma auto (Silverman" in capsys.readouterr().out
     assert cli.main(args + ["--sigma", "0.3", "--kt", "2.5", "-T", "310"]) == 2
     assert cli.main(args + ["--sigma", "0.3", "--delta-f", "x"]) == 2
+
+
+def test_weighted_block_error_and_running_surfaces(biased):
+    x, bias = biased
+    kT = KB * 300
+    res = cyfes.fes(x, 0.3, bias=bias, bins=(15, 12), ranges=[(-3, 3), (-1, 3)], blocks=4, device="cpu")
+    pts = res.points()
+    xb, bb = np.array_split(x, 4), np.array_split(bias, 4)
+    fb = np.array([reference.free_energy(a, [0.3, 0.3], pts, bias=b, shift=False) for a, b in zip(xb, bb)])
+    lw = np.array([np.log(np.exp(b / kT).sum()) for b in bb])
+    w = np.exp(lw - lw.max())
+    neff = w.sum() ** 2 / (w ** 2).sum()
+    f = -kT * np.log((w[:, None] * np.exp(-fb / kT)).sum(axis=0) / w.sum())
+    err = kT * np.sqrt((w[:, None] * np.expm1(-(fb - f) / kT) ** 2).sum(axis=0) / w.sum() / (neff - 1))
+    from cyfes import analysis
+    np.testing.assert_allclose(analysis.weighted_block_error(res).ravel(), err, rtol=1e-7, atol=1e-9)
+    for k, surface in enumerate(analysis.running(res), start=1):
+        ref = reference.free_energy(np.concatenate(xb[:k]), [0.3, 0.3], pts, bias=np.concatenate(bb[:k]))
+        np.testing.assert_allclose(surface.ravel(), ref, atol=1e-8)
+
+
+def test_cli_running_files_error_method_and_convergence_plot(tmp_path, biased):
+    x, bias = biased
+    data = tmp_path / "c.dat"
+    np.savetxt(data, np.column_stack([x, bias]), header="x y metad.bias", comments="")
+    base = ["fes", str(data), "--cv", "x,y", "--bias", "metad.bias", "--bins", "12", "--sigma", "0.3", "-q"]
+    assert cli.main(base + ["--running", "3", "--error-method", "weighted", "--delta-f", "x=0",
+                            "--plot-convergence", str(tmp_path / "conv.png"), "-o", str(tmp_path / "f.dat")]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["c.dat", "conv.png", "f.dat", "f_1.dat", "f_2.dat", "f_3.dat"]
+    last, full = np.loadtxt(tmp_path / "f_3.dat"), np.loadtxt(tmp_path / "f.dat")
+    np.testing.assert_allclose(last[:, 2], full[:, 2], atol=1e-8)
+    assert (tmp_path / "conv.png").read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(base + ["--running", "3", "--blocks", "4"]) == 2
+    assert cli.main(base + ["--plot-convergence", str(tmp_path / "x.png")]) == 2

@@ -51,8 +51,10 @@ class FESResult:
     #: Kish's effective sample size (sum w)^2 / sum w^2 and the same over the blocks' total weights.
     ess: Optional[float] = None
     blocks_effective: Optional[float] = None
-    #: F of each block (blocks > 1), each normalised on its own: shape (blocks,) + values.shape.
+    #: F of each block (blocks > 1), each normalised on its own: shape (blocks,) + values.shape; and the log of
+    #: each block's total weight sum_j w_j.
     block_values: Optional[np.ndarray] = None
+    block_log_weights: Optional[np.ndarray] = None
 
     @property
     def dim(self) -> int:
@@ -225,4 +227,5 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
         n_samples=int(np.isfinite(pb.logw).sum()), blocks=len(pb.block_ids),
         names=list(names) if names is not None else None, ess=analysis.kish(pb.logw),
         blocks_effective=analysis.kish(log_z) if len(pb.block_ids) > 1 else None,
-        block_values=None if per_block is None else per_block.reshape((len(pb.block_ids),) + shape))
+        block_values=None if per_block is None else per_block.reshape((len(pb.block_ids),) + shape),
+        block_log_weights=None if per_block is None else np.asarray(log_z))

@@ -5,6 +5,9 @@ marginal surfaces, and a bandwidth from the data.
     effective number of blocks         the same over the blocks' total weights W_b = sum_{j in b} w_j
     Delta F at x_d = a                 -kT ln sum_{x_d > a} e^{-F/kT} + kT ln sum_{x_d < a} e^{-F/kT}
     marginal on CVs K                  -kT ln sum_{other CVs} e^{-F/kT}   (then shifted like F)
+    weighted block error               kT sqrt( sum_b W_b expm1(-(F_b - F)/kT)^2 / sum_b W_b / (N_eff - 1) )
+                                       (FES_from_Reweighting.py's), F_b each block's surface
+    running surfaces                   after blocks 1..k: -kT ln sum_{b<=k} W_b e^{-F_b/kT} / sum_{b<=k} W_b
     Silverman's bandwidth per CV       sigma_d = s_d (4 / ((D + 2) n_eff))^(1/(D + 4)),  s_d the weighted standard
                                        deviation (circular for a periodic CV)
 """
@@ -104,5 +107,36 @@ def marginal(result: Any, keep: Sequence[Any]) -> Any:
     names = result.names or [f"cv{d + 1}" for d in range(result.dim)]
     return replace(result, values=values, axes=[result.axes[d] for d in dims], error=None,
                    sigma=np.asarray(result.sigma)[dims], periodic=[result.periodic[d] for d in dims],
-                   names=[names[d] for d in dims], **({"block_values": None} if hasattr(result, "block_values")
-                                                     else {}))
+                   names=[names[d] for d in dims], block_values=None, block_log_weights=None)
+
+
+def _blocks_of(result: Any, what: str) -> Tuple[np.ndarray, np.ndarray]:
+    if getattr(result, "block_values", None) is None:
+        raise InputError(f"{what}: needs a surface computed with blocks > 1")
+    return np.asarray(result.block_values), np.asarray(result.block_log_weights)
+
+
+def weighted_block_error(result: Any) -> np.ndarray:
+    """FES_from_Reweighting.py's uncertainty from the weighted blocks (instead of the plain standard error)."""
+    blocks, lw = _blocks_of(result, "weighted block error")
+    kT = result.kT
+    w = np.exp(lw - lw.max())
+    n_eff = float(w.sum() ** 2 / (w ** 2).sum())
+    shape = (-1,) + (1,) * (blocks.ndim - 1)
+    f = -kT * _lse(np.log(w / w.sum()).reshape(shape) - blocks / kT, axis=0)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        sq = np.expm1(-(blocks - f) / kT) ** 2
+        return kT * np.sqrt((w.reshape(shape) * sq).sum(axis=0) / w.sum() / (n_eff - 1))
+
+
+def running(result: Any) -> list:
+    """The surfaces from blocks 1..k, k = 1..blocks (each shifted as the result is: min 0)."""
+    blocks, lw = _blocks_of(result, "running surfaces")
+    kT = result.kT
+    out = []
+    shape = (-1,) + (1,) * (blocks.ndim - 1)
+    for k in range(1, len(blocks) + 1):
+        rel = (lw[:k] - _lse(lw[:k])).reshape(shape)
+        f = -kT * _lse(rel - blocks[:k] / kT, axis=0)
+        out.append(f - np.nanmin(f))
+    return out

@@ -364,8 +364,8 @@ def run_fes(args: argparse.Namespace) -> int:
     fes_options.check(args)
     samples = load_samples(args)
     plan = plan_grid(args, samples)
-    result = compute(args, samples, plan)
-    written = write_outputs(result, args)
+    result = fes_options.finish(args, compute(args, samples, plan))
+    written = write_outputs(result, args) + fes_options.write_extra(args, result)
     if not args.quiet:
         print("\n".join([_summary(result, written)] + fes_options.report(args, result)))
     return 0
