@@ -182,3 +182,20 @@ def test_bad_input_is_one_line_exit_2_and_no_files(tmp_path, capsys, args, messa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("cyfes: error:") and message in err, err
     assert set(tmp_path.iterdir()) == before
+
+
+def test_untruncated_shared_sigma_through_the_fes_kernels_agrees_with_the_hills_kernel():
+    """The route the GPU takes (cyfes.fes's log-density kernel), run here on its CPU backend."""
+    rng = np.random.default_rng(9)
+    c = rng.uniform(-math.pi, math.pi, size=(400, 2))
+    h = rng.uniform(0.2, 1.0, 400)
+    kw = dict(sigma=0.3, height=h, periodic=[("-pi", "pi")] * 2, bins=[30, 24], kernel="untruncated")
+    direct = cyfes.hills(c, **kw)
+    run = hillsum.hills_run(hillsum._hills_from_arrays(c, 0.3, h, None, None, [("-pi", "pi")] * 2),
+                            bins=["30", "24"], kernel="untruncated")
+    assert hillsum.fits_fes_kernel(run)
+    via_fes = hillsum._through_fes(run, "cpu", None)
+    np.testing.assert_allclose(via_fes.values, direct.values, atol=1e-10)
+    pts = np.stack([m.ravel() for m in np.meshgrid(*direct.axes, indexing="ij")], axis=1)
+    v, _ = stretched_sum(c, np.full((400, 2), 0.3), h, pts, period=[2 * math.pi] * 2, cut=False)
+    np.testing.assert_allclose(direct.values.ravel(), -v, atol=1e-10)

@@ -12,7 +12,7 @@ hill is its box, not the whole grid.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -463,7 +463,8 @@ def hills(source: Any, *, sigma: Any = None, height: Any = None, biasf: Any = No
           names: Optional[Sequence[str]] = None, periodic: Any = None, grid_min: Any = None, grid_max: Any = None,
           bins: Any = None, spacing: Any = None, kernel: str = "stretched", negbias: bool = False,
           idw: Optional[Sequence[str]] = None, kt: Optional[float] = None, stride: Optional[int] = None,
-          nohistory: bool = False, mintozero: bool = False, threads: Optional[int] = None) -> Any:
+          nohistory: bool = False, mintozero: bool = False, threads: Optional[int] = None,
+          device: Any = "cpu") -> Any:
     """The free energy -V of metadynamics hills, as `plumed sum_hills` computes it.
 
     source: a HILLS file, a list of them (walkers, read one after the other), or an (N, D) array of hill
@@ -474,6 +475,8 @@ def hills(source: Any, *, sigma: Any = None, height: Any = None, biasf: Any = No
     Gaussians over the whole grid). negbias: the bias V (biasf-1)/biasf instead of F; idw: CVs to keep, the
     others integrated out at temperature kt (energy units); stride: a list of running surfaces every `stride`
     hills (nohistory: each from its own hills only); mintozero: shift the minimum to 0.
+    device: "cpu" (default); "auto", "gpu" or "cuda:N" send untruncated Gaussians that share one sigma and have
+    positive heights through cyfes.fes's kernels (the GPU when usable); every other sum runs on the CPU kernel.
     Returns an FESResult (a list of them with `stride`)."""
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         data = hills_io.read_hills([str(source)])
@@ -486,7 +489,42 @@ def hills(source: Any, *, sigma: Any = None, height: Any = None, biasf: Any = No
                     bins=_strings(bins, "bins"), spacing=_strings(spacing, "spacing"), kernel=kernel,
                     negbias=negbias, idw=idw, kt=kt, stride=stride, nohistory=nohistory, mintozero=mintozero,
                     threads=threads)
+    if device != "cpu" and fits_fes_kernel(run):
+        return _through_fes(run, device, threads)
     from . import _hills
     used = threads or _hills.max_threads()
     results = [to_result(f, len(data), run.kt, used) for f in run.files()]
     return results if stride else results[0]
+
+
+def fits_fes_kernel(run: SumHillsRun) -> bool:
+    """Whether cyfes.fes's kernels (one bandwidth for all samples, positive log weights) can sum these hills:
+    untruncated Gaussians of one shared sigma and positive heights."""
+    h = run.hills
+    return (run.kernel == "untruncated" and not h.multivariate and not run.histogram
+            and bool((h.widths == h.widths[0]).all()) and bool((run.heights > 0).all()))
+
+
+def _through_fes(run: SumHillsRun, device: Any, threads: Optional[int]) -> Any:
+    """V = sum_j h_j exp(-|x - c_j|^2 / 2 sigma^2) from cyfes.fes: its F is -kT ln(sum_j h_j N(x; c_j) / sum_j h_j)."""
+    from ._api import fes
+
+    h, grid = run.hills, run.grid
+    sigma = h.widths[0]
+    pts = np.stack(grid.coords(), axis=1)
+    log_norm = float(-np.sum(np.log(sigma * math.sqrt(2 * math.pi))))
+    results = []
+    for part in dump_parts(len(h), run.stride):
+        ids = np.arange(part.stop) if not run.nohistory else np.arange(part.start, part.stop)
+        if len(ids) == 0:
+            values = np.zeros(len(pts))
+        else:
+            res = fes(h.centers[ids], sigma, weights=run.heights[ids], grid=pts, shift=False, device=device,
+                      threads=threads, periodic=[p if p > 0 else None for p in grid.period])
+            log_h = math.log(float(np.sum(run.heights[ids])))
+            values = np.exp(-res.values / res.kT + log_h - log_norm)
+        s = HillSum(values, np.zeros((len(grid.nbin), len(pts))))
+        out = free_energy_file(s, grid, run.mintozero, run.proj, run.kt)
+        backend = res.backend if len(ids) else "none"
+        results.append(replace(to_result(out, len(h), run.kt, 0), backend=backend))
+    return results if run.stride else results[0]
