@@ -76,7 +76,6 @@ commands:
   cyfes info [--json]     version, build options, backends and GPUs
   cyfes demo [-o DIR]     compute and plot the FES of the bundled example data
   cyfes sum_hills ...     plumed sum_hills, flag for flag (cyfes sum_hills --help)
-  cyfes reweight ...      FES_from_Reweighting.py, flag for flag (cyfes reweight --help)
   cyfes reweight ...      FES_from_Reweighting.py, flag for flag (cyfes reweight --help)"""
 
 
