@@ -346,6 +346,8 @@ class SumHillsRun:
 
 
 def check_kt(kt: Any, why: str) -> float:
+    if kt is None:
+        raise InputError(f"--kt: the temperature in energy units is {why}")
     try:
         value = float(kt) if not isinstance(kt, str) else _number(kt, "--kt")
     except (TypeError, ValueError):
