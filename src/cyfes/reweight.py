@@ -377,13 +377,13 @@ def estimates(p: Plan) -> Iterator[Estimate]:
             running = combine(running, engine.sums(prev, hi))
             sums = running
         prev = hi
+        p.backend = engine.backend
         logw = col.logw[lo:hi]
         fes = (-o.kbt * sums.log_density).reshape(p.grid.shape)
         if p.block_mode or not o.mintozero:
             fes = fes + o.kbt * logsumexp(logw)
         der = _derivatives(sums, engine, o.kbt) if o.der else None
         yield Estimate(fes, hi - lo, kish(logw), der)
-    p.backend = engine.backend
 
 
 def block_average(p: Plan, blocks: List[Estimate]) -> Estimate:
