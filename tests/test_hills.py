@@ -199,3 +199,17 @@ def test_untruncated_shared_sigma_through_the_fes_kernels_agrees_with_the_hills_
     pts = np.stack([m.ravel() for m in np.meshgrid(*direct.axes, indexing="ij")], axis=1)
     v, _ = stretched_sum(c, np.full((400, 2), 0.3), h, pts, period=[2 * math.pi] * 2, cut=False)
     np.testing.assert_allclose(direct.values.ravel(), -v, atol=1e-10)
+
+
+def test_sum_hills_files_read_back_with_cyfes_formats(tmp_path):
+    shutil.copy(DATA / "h2d_mixed.hills", tmp_path)
+    assert run_cli(["sum_hills", "--hills", "h2d_mixed.hills", "--bin", "30,25", "--min", "-pi,0", "--max", "pi,2.6",
+                    "--outfile", "f.fes", "-q"], tmp_path) == 0
+    from cyfes import formats
+    grid = formats.read_grid(tmp_path / "f.fes")
+    res = cyfes.hills(str(DATA / "h2d_mixed.hills"), grid_min=["-pi", "0"], grid_max=["pi", "2.6"], bins=[30, 25])
+    assert grid.names == ["phi", "dist"] and grid.periodic == [True, False]
+    assert grid.values.shape == (30, 26)
+    np.testing.assert_allclose(grid.values, res.values, atol=1e-9)
+    for a, b in zip(grid.axes, res.axes):
+        np.testing.assert_allclose(a, b, atol=1e-9)
