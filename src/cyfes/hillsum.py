@@ -5,9 +5,8 @@
 with A = 1/(1 - e^-6.25), B = -A e^-6.25 (PLUMED's stretched Gaussian, zero at the cut), each hill added only on
 the box of +-ceil(sqrt(12.5) sigma / dx) grid steps around its centre's grid cell, F = -V. The grid, its default
 bounds and bin counts, the derivatives, --idw projections, --negbias, --stride and --histo follow PLUMED 2.11's
-FuncSumHills, BiasRepresentation, KernelFunctions and Grid (read in plumed/plumed2, checked against files a
-PLUMED build wrote: tests/data/plumed/). The hills are summed by the CPU kernel in _hills.pyx, whose work per
-hill is its box, not the whole grid.
+FuncSumHills, BiasRepresentation, KernelFunctions and Grid (as read in plumed/plumed2's sources). The hills
+are summed by the CPU kernel in _hills.pyx, whose work per hill is its box, not the whole grid.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Writes the HILLS and COLVAR inputs of the sum_hills reference files in this directory (seeded, so the
-files are reproducible). The reference outputs were then written by PLUMED's own sum_hills: see commands.txt."""
+"""Writes the HILLS and COLVAR inputs of the sum_hills tests in this directory (seeded, so the files are
+reproducible): 1-D well-tempered hills, 2-D periodic hills with per-hill sigmas (also split into two walkers),
+mixed periodic/non-periodic, multivariate, 3-D, and COLVARs for --histo."""
 from __future__ import annotations
 
 import math
