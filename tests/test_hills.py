@@ -213,3 +213,22 @@ def test_sum_hills_files_read_back_with_cyfes_formats(tmp_path):
     np.testing.assert_allclose(grid.values, res.values, atol=1e-9)
     for a, b in zip(grid.axes, res.axes):
         np.testing.assert_allclose(a, b, atol=1e-9)
+
+
+def test_histo_is_minus_kt_log_of_a_kernel_histogram(tmp_path):
+    shutil.copy(DATA / "colvar1d.dat", tmp_path)
+    assert run_cli(["sum_hills", "--histo", "colvar1d.dat", "--sigma", "0.1", "--kt", "2.5", "--outhisto", "h.dat",
+                    "-q"], tmp_path) == 0
+    fields, sets, rows, _ = read_plumed_grid(tmp_path / "h.dat")
+    x = hills_io.read_table(str(DATA / "colvar1d.dat")).column("d")
+    assert fields == ["d", "file.free", "der_d"]
+    assert sets["min_d"] == "%g" % (x.min() - 0.1) and sets["max_d"] == "%g" % (x.max() + 0.1)  # points -/+ sigma
+    nbins = math.ceil((x.max() + 0.1 - (x.min() - 0.1)) / 0.01)  # a tenth of sigma per bin
+    assert int(sets["nbins_d"]) == nbins + 1
+    lo, hi = float(sets["min_d"]), float(sets["max_d"])
+    pts = lo + np.arange(nbins + 1)[:, None] * ((hi - lo) / nbins)  # the grid itself, not its printed digits
+    np.testing.assert_allclose(rows[:, 0], pts[:, 0], atol=1e-9)
+    v, der = stretched_sum(x[:, None], np.full((len(x), 1), 0.1), np.ones(len(x)), pts)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(rows[:, 1], -2.5 * np.log(v), atol=2e-9, rtol=1e-9)
+        np.testing.assert_allclose(rows[:, 2], -2.5 / der[:, 0], rtol=1e-6)
