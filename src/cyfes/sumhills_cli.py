@@ -16,7 +16,7 @@ from ._errors import InputError
 
 DESCRIPTION = """\
 Sum the Gaussian hills of a metadynamics HILLS file into a free energy surface F = -V on a grid, as
-`plumed sum_hills` does (PLUMED 2.11): the same flags, the same output files, the same numbers.
+`plumed sum_hills` does (PLUMED 2.11): the same flags and output files, computed as PLUMED's source does.
 
 Each hill is PLUMED's stretched Gaussian h (A e^-s + B), s = 1/2 sum_d ((x_d - c_d)/sigma_d)^2, cut at s = 6.25,
 with its own sigmas and height as written in the file (well-tempered heights are already scaled there).
