@@ -164,9 +164,10 @@ def test_plumed_grid_layout_matches_sum_hills(tmp_path: Path) -> None:
     lines = text.splitlines()
     assert lines[0] == "#! FIELDS v0 v1 file.free der_v0 der_v1"
     x, y = result.axes
-    assert lines[1:9] == [f"#! SET min_v0 {x[0]:.17g}", f"#! SET max_v0 {x[-1]:.17g}", "#! SET nbins_v0 6",
+    # nbins is the number of points, as PLUMED's Grid::writeToFile writes it (its reader takes one off again)
+    assert lines[1:9] == [f"#! SET min_v0 {x[0]:.17g}", f"#! SET max_v0 {x[-1]:.17g}", f"#! SET nbins_v0 {len(x)}",
                           "#! SET periodic_v0 false", f"#! SET min_v1 {y[0]:.17g}", f"#! SET max_v1 {y[-1]:.17g}",
-                          "#! SET nbins_v1 4", "#! SET periodic_v1 false"]
+                          f"#! SET nbins_v1 {len(y)}", "#! SET periodic_v1 false"]
     body = lines[9:]
     assert body.count("") == len(y) - 1  # a blank line between rows, none at the end
     rows = np.array([[float(t) for t in line.split()] for line in body if line])
@@ -258,3 +259,16 @@ def test_gzipped_colvar(tmp_path: Path) -> None:
     (tmp_path / "bad.gz").write_bytes(b"not gzip at all")
     with pytest.raises(InputError, match="bad.gz: cannot read"):
         formats.read_table(tmp_path / "bad.gz")
+
+
+def test_plumed_grid_reader_takes_points_and_the_old_bins_count(tmp_path: Path) -> None:
+    """PLUMED writes nbins = points on a non-periodic CV; cyfes 1.0.0 wrote one less: both read back."""
+    result = _result(2)
+    text = formats.plumed_grid_text(result)
+    x, y = result.axes
+    old = text.replace(f"#! SET nbins_v0 {len(x)}", f"#! SET nbins_v0 {len(x) - 1}").replace(
+        f"#! SET nbins_v1 {len(y)}", f"#! SET nbins_v1 {len(y) - 1}")
+    for body in (text, old):
+        grid = formats.parse_plumed_grid(body)
+        assert grid.values.shape == (len(x), len(y))
+        np.testing.assert_allclose(grid.values, result.values, atol=1e-9)

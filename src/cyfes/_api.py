@@ -13,7 +13,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _backends, _inputs, _units
+from . import _backends, _inputs, _units, analysis
 from ._errors import InputError
 
 UNITS = tuple(_units.BOLTZMANN)
@@ -48,6 +48,13 @@ class FESResult:
     n_samples: int
     blocks: int = 1
     names: Optional[List[str]] = None
+    #: Kish's effective sample size (sum w)^2 / sum w^2 and the same over the blocks' total weights.
+    ess: Optional[float] = None
+    blocks_effective: Optional[float] = None
+    #: F of each block (blocks > 1), each normalised on its own: shape (blocks,) + values.shape; and the log of
+    #: each block's total weight sum_j w_j.
+    block_values: Optional[np.ndarray] = None
+    block_log_weights: Optional[np.ndarray] = None
 
     @property
     def dim(self) -> int:
@@ -64,6 +71,16 @@ class FESResult:
         """Write to `path`; the format follows the extension (see cyfes.formats) unless `fmt` is given."""
         from . import formats
         return formats.write_result(self, path, fmt)
+
+    def delta_f(self, cv: Any, at: float) -> Tuple[float, Optional[float]]:
+        """F on the high side of `cv` = `at` minus F on the low side, and its block standard error (or None)."""
+        from . import analysis
+        return analysis.delta_f(self, cv, at)
+
+    def marginal(self, keep: Any) -> "FESResult":
+        """The surface of the CVs in `keep` (names or indices) with the others integrated out."""
+        from . import analysis
+        return analysis.marginal(self, keep)
 
     def plot(self, path: Union[str, Path], **options: Any) -> Path:
         """Draw the surface into an image file (needs matplotlib: pip install cyfes[plot])."""
@@ -195,7 +212,7 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
     dens, log_z = _block_log_densities(pb, dev, progress)
     norm = _log_gauss_norm(pb.sigma)
     values = -pb.kT * (_logsumexp(dens) - _logsumexp(log_z) + norm)
-    error = None
+    error = per_block = None
     if len(pb.block_ids) > 1:
         per_block = -pb.kT * (dens - log_z[:, None] + norm)
         error = per_block.std(axis=0, ddof=1) / math.sqrt(len(pb.block_ids))
@@ -208,4 +225,7 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
         temperature=float(temperature), backend=dev.describe(), precision=str(np.dtype(pb.dtype)),
         sigma=pb.sigma, periodic=[float(p) if p > 0 else None for p in pb.period],
         n_samples=int(np.isfinite(pb.logw).sum()), blocks=len(pb.block_ids),
-        names=list(names) if names is not None else None)
+        names=list(names) if names is not None else None, ess=analysis.kish(pb.logw),
+        blocks_effective=analysis.kish(log_z) if len(pb.block_ids) > 1 else None,
+        block_values=None if per_block is None else per_block.reshape((len(pb.block_ids),) + shape),
+        block_log_weights=None if per_block is None else np.asarray(log_z))

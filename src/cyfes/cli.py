@@ -74,7 +74,9 @@ MAIN_EPILOG = """\
 commands:
   cyfes fes INPUT ...     compute a free energy surface (cyfes fes --help)
   cyfes info [--json]     version, build options, backends and GPUs
-  cyfes demo [-o DIR]     compute and plot the FES of the bundled example data"""
+  cyfes demo [-o DIR]     compute and plot the FES of the bundled example data
+  cyfes sum_hills ...     plumed sum_hills, flag for flag (cyfes sum_hills --help)
+  cyfes reweight ...      FES_from_Reweighting.py, flag for flag (cyfes reweight --help)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,13 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="auto (default), cpu, gpu, cuda:N")
     demo.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     demo.set_defaults(run=run_demo)
+    from . import reweight_cli, sumhills_cli
+    sumhills_cli.add_parser(sub)
+    reweight_cli.add_parser(sub)
     return parser
 
 
 def _add_fes_arguments(p: argparse.ArgumentParser) -> None:
+    from . import fes_options
     _add_input_arguments(p)
     _add_estimate_arguments(p)
     _add_output_arguments(p)
+    fes_options.add_arguments(p)
 
 
 def _add_input_arguments(p: argparse.ArgumentParser) -> None:
@@ -128,7 +135,7 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
 def _add_estimate_arguments(p: argparse.ArgumentParser) -> None:
     k = p.add_argument_group("estimate")
     k.add_argument("--sigma", required=True, metavar="S", help="kernel bandwidth in CV units: one value, one "
-                   "per CV (0.1,0.2) or by name (phi=0.1,psi=0.2); pi expressions allowed")
+                   "per CV (0.1,0.2) or by name (phi=0.1,psi=0.2); pi expressions allowed; auto: Silverman's rule")
     k.add_argument("--periodic", action="append", default=[], metavar="CV=LO,HI",
                    help="a periodic CV and its domain, e.g. phi=-pi,pi (period HI-LO); CV=none turns off the "
                    "periodicity a COLVAR declares; repeat per CV")
@@ -318,13 +325,13 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 
 def compute(args: argparse.Namespace, samples: Samples, plan: GridPlan) -> Any:
-    from . import _api
+    from . import _api, fes_options
 
     options: Dict[str, Any] = dict(
-        bias=samples.bias, weights=samples.weights, temperature=args.temperature, units=args.units,
+        bias=samples.bias, weights=samples.weights, temperature=fes_options.temperature(args), units=args.units,
         bins=plan.bins, ranges=plan.ranges, periodic=plan.periods, blocks=args.blocks, device=args.device,
         precision=args.precision, threads=args.threads, names=samples.names)
-    sigma = parse_sigma(args.sigma, samples.names)
+    sigma = fes_options.sigma(args, samples, plan.periods, parse_sigma)
     if not progress.accepts_progress(_api.fes):
         return _api.fes(samples.values, sigma, **options)
     with progress.bar("cyfes fes", enabled=None if not args.quiet else False) as update:
@@ -351,13 +358,15 @@ def _summary(result: Any, written: Sequence[Path]) -> str:
 
 
 def run_fes(args: argparse.Namespace) -> int:
+    from . import fes_options
     _check_outputs(args)
+    fes_options.check(args)
     samples = load_samples(args)
     plan = plan_grid(args, samples)
-    result = compute(args, samples, plan)
-    written = write_outputs(result, args)
+    result = fes_options.finish(args, compute(args, samples, plan))
+    written = write_outputs(result, args) + fes_options.write_extra(args, result)
     if not args.quiet:
-        print(_summary(result, written))
+        print("\n".join([_summary(result, written)] + fes_options.report(args, result)))
     return 0
 
 

@@ -397,8 +397,13 @@ def write_result(result: Any, path: PathLike, fmt: Optional[str] = None) -> Path
 
 def _header_lines(result: Any) -> List[str]:
     from . import __version__
-    return [f"cyfes {__version__} free energy surface in {result.units} at {result.temperature:g} K "
-            f"(kT = {result.kT:.10g} {result.units}); {result.n_samples} samples, backend {result.backend}"]
+    lines = [f"cyfes {__version__} free energy surface in {result.units} at {result.temperature:g} K "
+             f"(kT = {result.kT:.10g} {result.units}); {result.n_samples} samples, backend {result.backend}"]
+    if getattr(result, "ess", None) is not None:  # Kish; blocks: the same over the blocks' weights
+        lines.append(f"effective sample size {result.ess:.6g}" + (
+            f"; {result.blocks} blocks, effective number {result.blocks_effective:.6g}"
+            if getattr(result, "blocks_effective", None) is not None else ""))
+    return lines
 
 
 def _fmt_block(arr: np.ndarray, delimiter: Optional[str]) -> str:
@@ -463,7 +468,7 @@ def plumed_grid_text(result: Any) -> str:
     lines = ["#! FIELDS " + " ".join(names + [PLUMED_FREE_FIELD] + [f"der_{n}" for n in names])]
     for name, axis, per, period in zip(names, axes, periodic, result.periodic):
         hi = axis[0] + period if per else axis[-1]
-        nbins = len(axis) if per else max(len(axis) - 1, 1)
+        nbins = len(axis)  # PLUMED writes the number of points (its reader takes one off a non-periodic CV)
         lines += [f"#! SET min_{name} {axis[0]:.17g}", f"#! SET max_{name} {hi:.17g}",
                   f"#! SET nbins_{name} {nbins}", f"#! SET periodic_{name} {'true' if per else 'false'}"]
     ders = _derivatives(result.values, axes, periodic)
@@ -574,7 +579,9 @@ def parse_plumed_grid(text: str, source: str = "<grid>") -> Grid:
     if dim == 0:
         raise InputError(f"{source}: no '#! SET nbins_' lines; not a PLUMED grid")
     periodic = [sets.get(f"periodic_{n}", "false") == "true" for n in names]
-    shape = tuple(int(sets[f"nbins_{n}"]) + (0 if per else 1) for n, per in zip(names, periodic))
+    shape = tuple(int(sets[f"nbins_{n}"]) for n in names)  # points per CV, as PLUMED writes them
+    if int(np.prod(shape)) != len(table.data):  # cyfes before 1.0.1 wrote one less on a non-periodic CV
+        shape = tuple(int(sets[f"nbins_{n}"]) + (0 if per else 1) for n, per in zip(names, periodic))
     free = next(i for i, n in enumerate(table.names) if n not in names and not n.startswith("der_"))
     values = table.data[:, free].reshape(shape, order="F")
     coords = [table.data[:, table.column_index(n)].reshape(shape, order="F") for n in names]

@@ -1,0 +1,142 @@
+"""What people judge a reweighted free energy surface by: effective sample sizes, free energy differences,
+marginal surfaces, and a bandwidth from the data.
+
+    Kish's effective sample size       n_eff = (sum_j w_j)^2 / sum_j w_j^2
+    effective number of blocks         the same over the blocks' total weights W_b = sum_{j in b} w_j
+    Delta F at x_d = a                 -kT ln sum_{x_d > a} e^{-F/kT} + kT ln sum_{x_d < a} e^{-F/kT}
+    marginal on CVs K                  -kT ln sum_{other CVs} e^{-F/kT}   (then shifted like F)
+    weighted block error               kT sqrt( sum_b W_b expm1(-(F_b - F)/kT)^2 / sum_b W_b / (N_eff - 1) )
+                                       (FES_from_Reweighting.py's), F_b each block's surface
+    running surfaces                   after blocks 1..k: -kT ln sum_{b<=k} W_b e^{-F_b/kT} / sum_{b<=k} W_b
+    Silverman's bandwidth per CV       sigma_d = s_d (4 / ((D + 2) n_eff))^(1/(D + 4)),  s_d the weighted standard
+                                       deviation (circular for a periodic CV)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ._errors import InputError
+
+
+def _lse(a: np.ndarray, axis: Any = None) -> np.ndarray:
+    top = np.max(a, axis=axis, keepdims=True)
+    out = np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True)) + top
+    return np.squeeze(out, axis=axis) if axis is not None else float(out.ravel()[0])
+
+
+def kish(logw: np.ndarray) -> float:
+    """Kish's effective sample size of weights exp(logw) (samples of weight 0, logw = -inf, count for nothing)."""
+    lw = np.asarray(logw, dtype=np.float64)
+    lw = lw[np.isfinite(lw)]
+    w = np.exp(lw - lw.max())
+    return float(w.sum() ** 2 / (w ** 2).sum())
+
+
+def silverman(samples: np.ndarray, logw: np.ndarray, periods: Sequence[Optional[float]]) -> np.ndarray:
+    """Silverman's rule-of-thumb bandwidth per CV, with the weighted spread and Kish's n_eff."""
+    x = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)
+    keep = np.isfinite(logw)
+    x, lw = x[keep], np.asarray(logw)[keep]
+    w = np.exp(lw - lw.max())
+    w /= w.sum()
+    dim = x.shape[1]
+    n_eff = kish(lw)
+    spread = []
+    for d in range(dim):
+        p = periods[d] if d < len(periods) else None
+        if p:
+            angle = 2 * math.pi * x[:, d] / p
+            r = math.hypot(float(w @ np.cos(angle)), float(w @ np.sin(angle)))
+            spread.append(p / (2 * math.pi) * math.sqrt(-2 * math.log(max(r, 1e-300))))
+        else:
+            mean = float(w @ x[:, d])
+            spread.append(math.sqrt(float(w @ (x[:, d] - mean) ** 2)))
+    sig = np.array(spread) * (4.0 / ((dim + 2) * n_eff)) ** (1.0 / (dim + 4))
+    if not (sig > 0).all():
+        raise InputError("sigma auto: a CV does not vary over the samples; give --sigma explicitly")
+    return sig
+
+
+def _cv_index(result: Any, cv: Any) -> int:
+    names = list(result.names or [f"cv{d + 1}" for d in range(result.dim)])
+    if isinstance(cv, str) and cv in names:
+        return names.index(cv)
+    if isinstance(cv, (int, np.integer)) and 0 <= int(cv) < result.dim:
+        return int(cv)
+    raise InputError(f"delta_f: {cv!r} is not one of the CVs ({', '.join(names)})")
+
+
+def delta_f_of(values: np.ndarray, axis_values: np.ndarray, d: int, at: float, kT: float) -> float:
+    coord = np.broadcast_to(axis_values.reshape((1,) * d + (-1,) + (1,) * (values.ndim - d - 1)), values.shape)
+    left, right = values[coord < at], values[coord > at]
+    if left.size == 0 or right.size == 0:
+        raise InputError(f"delta_f: {at:g} does not split the grid (it spans {axis_values[0]:g} to {axis_values[-1]:g})")
+    return float(-kT * _lse(-right / kT) + kT * _lse(-left / kT))
+
+
+def delta_f(result: Any, cv: Any, at: float) -> Tuple[float, Optional[float]]:
+    """(F right of `at` - F left of `at` along `cv`, its block standard error or None)."""
+    if result.axes is None:
+        raise InputError("delta_f: needs a regular grid (bins), not explicit points")
+    d = _cv_index(result, cv)
+    value = delta_f_of(result.values, result.axes[d], d, float(at), result.kT)
+    blocks = getattr(result, "block_values", None)
+    if blocks is None:
+        return value, None
+    per = np.array([delta_f_of(b, result.axes[d], d, float(at), result.kT) for b in blocks])
+    return value, float(per.std(ddof=1) / math.sqrt(len(per)))
+
+
+def marginal(result: Any, keep: Sequence[Any]) -> Any:
+    """The FES of the CVs in `keep` (names or indices), the others integrated out: -kT ln sum e^{-F/kT}."""
+    if result.axes is None:
+        raise InputError("marginal: needs a regular grid (bins), not explicit points")
+    dims = [_cv_index(result, k) for k in ([keep] if isinstance(keep, (str, int)) else keep)]
+    if not dims or len(set(dims)) != len(dims):
+        raise InputError(f"marginal: name each CV to keep once, got {keep!r}")
+    other = tuple(d for d in range(result.dim) if d not in dims)
+    values = -result.kT * _lse(-result.values / result.kT, axis=other) if other else result.values
+    order = [sorted(dims).index(d) for d in dims]
+    values = np.transpose(values, order)
+    if np.isfinite(values).any():
+        values = values - np.nanmin(values)
+    names = result.names or [f"cv{d + 1}" for d in range(result.dim)]
+    return replace(result, values=values, axes=[result.axes[d] for d in dims], error=None,
+                   sigma=np.asarray(result.sigma)[dims], periodic=[result.periodic[d] for d in dims],
+                   names=[names[d] for d in dims], block_values=None, block_log_weights=None)
+
+
+def _blocks_of(result: Any, what: str) -> Tuple[np.ndarray, np.ndarray]:
+    if getattr(result, "block_values", None) is None:
+        raise InputError(f"{what}: needs a surface computed with blocks > 1")
+    return np.asarray(result.block_values), np.asarray(result.block_log_weights)
+
+
+def weighted_block_error(result: Any) -> np.ndarray:
+    """FES_from_Reweighting.py's uncertainty from the weighted blocks (instead of the plain standard error)."""
+    blocks, lw = _blocks_of(result, "weighted block error")
+    kT = result.kT
+    w = np.exp(lw - lw.max())
+    n_eff = float(w.sum() ** 2 / (w ** 2).sum())
+    shape = (-1,) + (1,) * (blocks.ndim - 1)
+    f = -kT * _lse(np.log(w / w.sum()).reshape(shape) - blocks / kT, axis=0)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        sq = np.expm1(-(blocks - f) / kT) ** 2
+        return kT * np.sqrt((w.reshape(shape) * sq).sum(axis=0) / w.sum() / (n_eff - 1))
+
+
+def running(result: Any) -> list:
+    """The surfaces from blocks 1..k, k = 1..blocks (each shifted as the result is: min 0)."""
+    blocks, lw = _blocks_of(result, "running surfaces")
+    kT = result.kT
+    out = []
+    shape = (-1,) + (1,) * (blocks.ndim - 1)
+    for k in range(1, len(blocks) + 1):
+        rel = (lw[:k] - _lse(lw[:k])).reshape(shape)
+        f = -kT * _lse(rel - blocks[:k] / kT, axis=0)
+        out.append(f - np.nanmin(f))
+    return out

@@ -1,0 +1,271 @@
+"""PLUMED HILLS files in, sum_hills grid files out.
+
+Reading follows PLUMED's sum_hills: the CVs are the `#! FIELDS` entries after `time` and before the first
+`sigma_*` field; a CV is periodic when the header has `#! SET min_X` and `#! SET max_X` (kept as the strings
+written there, since PLUMED prints them back verbatim); `#! SET multivariate true` means each hill carries the
+lower triangle of a Cholesky factor (`sigma_X_Y`), `false` one sigma per CV. Several files (walkers, restarts)
+must declare the same CVs and periodicity. The grid writer reproduces PLUMED's Grid::writeToFile byte for byte:
+`#! FIELDS`, `#! SET min_/max_/nbins_/periodic_` lines, `" " + fmt` per number, a blank line where the second
+index restarts.
+"""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import formats
+from ._errors import InputError
+
+#: PLUMED's default number format for grids.
+PLUMED_FMT = "%14.9f"
+
+
+@dataclass
+class HillsTable:
+    """One HILLS (or COLVAR) file as sum_hills sees it."""
+
+    source: str
+    names: List[str]                      # every column
+    cvs: List[str]                        # the CV columns, in file order
+    domains: Dict[str, Tuple[str, str]]   # periodic CV -> (min, max) as written in the header
+    sets: Dict[str, str]
+    data: np.ndarray
+
+    def column(self, name: str) -> np.ndarray:
+        return self.data[:, self.names.index(name)]
+
+    def has(self, name: str) -> bool:
+        return name in self.names
+
+
+@dataclass
+class Hills:
+    """Hills of one or more files, in reading order.
+
+    centers (N, D); widths (N, D) sigmas of diagonal hills, or metrics (N, D, D) (the inverse covariance) of
+    multivariate ones; heights (N,) as written (PLUMED already scales well-tempered heights); biasf (N,), 1 where
+    the file has no biasf column; domains per CV: (min, max) strings of a periodic CV, else None; kernel: the
+    kernel type the header names (PLUMED's default: stretched-gaussian)."""
+
+    names: List[str]
+    centers: np.ndarray
+    widths: Optional[np.ndarray]
+    metrics: Optional[np.ndarray]
+    heights: np.ndarray
+    biasf: np.ndarray
+    domains: List[Optional[Tuple[str, str]]]
+    kernel: str = "stretched-gaussian"
+    sources: List[str] = field(default_factory=list)
+
+    @property
+    def multivariate(self) -> bool:
+        return self.metrics is not None
+
+    @property
+    def dim(self) -> int:
+        return self.centers.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.heights)
+
+
+def cv_fields(names: Sequence[str]) -> List[str]:
+    """PLUMED's rule (CLToolSumHills::findCvsAndPeriodic): CVs follow `time` and precede the first field that
+    contains sigma_, min_ or max_; fields containing `time` are never CVs."""
+    cvs = []
+    for name in names:
+        if any(key in name for key in ("sigma_", "min_", "max_")):
+            break
+        if "time" not in name:
+            cvs.append(name)
+    return cvs
+
+
+def read_table(path: str) -> HillsTable:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    if "#! FIELDS" not in text:
+        raise InputError(f"{path}: no '#! FIELDS' header line; not a PLUMED HILLS/COLVAR file")
+    table = formats.parse_table_text(text, str(path))
+    sets = formats._set_values(formats._directives(text))
+    cvs = cv_fields(table.names)
+    if not cvs:
+        raise InputError(f"{path}: no CV columns in '#! FIELDS {' '.join(table.names)}'")
+    domains = {cv: (sets[f"min_{cv}"], sets[f"max_{cv}"]) for cv in cvs
+               if f"min_{cv}" in sets and f"max_{cv}" in sets}
+    for cv, (lo, hi) in domains.items():
+        if not formats.parse_number(hi, f"{path}: max_{cv}") > formats.parse_number(lo, f"{path}: min_{cv}"):
+            raise InputError(f"{path}: #! SET min_{cv} {lo} / max_{cv} {hi}: needs min < max")
+    return HillsTable(str(path), table.names, cvs, domains, sets, table.data)
+
+
+def _check_same_header(first: HillsTable, other: HillsTable) -> None:
+    if other.cvs != first.cvs:
+        raise InputError(f"{other.source}: its CVs ({', '.join(other.cvs)}) differ from those of {first.source} "
+                         f"({', '.join(first.cvs)}); all files must share one header")
+    if other.domains != first.domains:
+        raise InputError(f"{other.source}: its periodicity (#! SET min_/max_) differs from that of {first.source}")
+    if other.sets.get("multivariate") != first.sets.get("multivariate"):
+        raise InputError(f"{other.source}: '#! SET multivariate' differs from that of {first.source}")
+
+
+def _need(table: HillsTable, name: str, what: str) -> np.ndarray:
+    if not table.has(name):
+        raise InputError(f"{table.source}: no '{name}' column ({what}); fields are: {' '.join(table.names)}")
+    return table.column(name)
+
+
+def _multivariate(table: HillsTable) -> bool:
+    flag = table.sets.get("multivariate", "false")
+    if flag not in ("true", "false"):
+        raise InputError(f"{table.source}: '#! SET multivariate {flag}': sum_hills reads only true or false")
+    return flag == "true"
+
+
+def _metrics(table: HillsTable) -> np.ndarray:
+    """PLUMED stores L (lower Cholesky factor of the covariance) as sigma_<cv[j+i]>_<cv[j]>; the metric is
+    (L L^T)^-1."""
+    cvs, n = table.cvs, len(table.data)
+    dim = len(cvs)
+    lower = np.zeros((n, dim, dim))
+    for i in range(dim):
+        for j in range(dim - i):
+            lower[:, j + i, j] = _need(table, f"sigma_{cvs[j + i]}_{cvs[j]}", "multivariate hill width")
+    cov = lower @ np.swapaxes(lower, 1, 2)
+    try:
+        return np.linalg.inv(cov)
+    except np.linalg.LinAlgError:
+        raise InputError(f"{table.source}: a multivariate hill has a singular width matrix") from None
+
+
+def hills_from_tables(tables: Sequence[HillsTable]) -> Hills:
+    first = tables[0]
+    for other in tables[1:]:
+        _check_same_header(first, other)
+    multi = _multivariate(first)
+    centers, widths, metrics, heights, biasf = [], [], [], [], []
+    for t in tables:
+        centers.append(np.stack([t.column(cv) for cv in t.cvs], axis=1))
+        heights.append(_need(t, "height", "hill height"))
+        biasf.append(t.column("biasf") if t.has("biasf") else np.ones(len(t.data)))
+        if multi:
+            metrics.append(_metrics(t))
+        else:
+            widths.append(np.stack([_need(t, f"sigma_{cv}", "hill width") for cv in t.cvs], axis=1))
+    w = None if multi else np.concatenate(widths)
+    if w is not None and not (w > 0).all():
+        raise InputError(f"{first.source}: a hill has sigma <= 0")
+    if "lower_int" in first.sets or "upper_int" in first.sets:
+        raise InputError(f"{first.source}: INTERVAL hills (#! SET lower_int/upper_int) are not supported")
+    kernel = first.sets.get("kerneltype", "stretched-gaussian").lower()
+    if kernel not in ("stretched-gaussian", "gaussian", "truncated-gaussian"):
+        raise InputError(f"{first.source}: '#! SET kerneltype {kernel}': sum_hills of this kernel is not supported")
+    return Hills(list(first.cvs), np.concatenate(centers), w, np.concatenate(metrics) if multi else None,
+                 np.concatenate(heights), np.concatenate(biasf), [first.domains.get(cv) for cv in first.cvs],
+                 kernel, [t.source for t in tables])
+
+
+def read_hills(paths: Sequence[str]) -> Hills:
+    """The hills of `paths`, concatenated in order (PLUMED reads them one after the other)."""
+    return hills_from_tables([read_table(p) for p in paths])
+
+
+@dataclass
+class Points:
+    """CV values of COLVAR-like files for --histo: positions (N, D), CV names, domains as in Hills."""
+
+    names: List[str]
+    positions: np.ndarray
+    domains: List[Optional[Tuple[str, str]]]
+
+
+def read_points(paths: Sequence[str], keep: Optional[Sequence[str]] = None) -> Points:
+    tables = [read_table(p) for p in paths]
+    first = tables[0]
+    for other in tables[1:]:
+        _check_same_header(first, other)
+    names = list(keep) if keep else list(first.cvs)
+    for name in names:
+        if name not in first.cvs:
+            raise InputError(f"--idw {name}: not one of the CVs of {first.source} ({', '.join(first.cvs)})")
+    pos = np.concatenate([np.stack([t.column(n) for n in names], axis=1) for t in tables])
+    return Points(names, pos, [first.domains.get(n) for n in names])
+
+
+# ----------------------------------------------------------------------------------------------- writing
+def c_format(fmt: str, value: float) -> str:
+    """printf-style formatting as PLUMED's OFile does it (nan printed as nan)."""
+    if math.isnan(value):
+        value = float("nan")
+    return fmt % value
+
+
+def check_fmt(fmt: str) -> str:
+    try:
+        fmt % 1.0
+    except (TypeError, ValueError):
+        raise InputError(f"--fmt {fmt!r}: not a printf format for one number (e.g. %14.9f)") from None
+    return fmt
+
+
+@dataclass
+class GridHeader:
+    """What sum_hills writes in a grid's `#! SET` lines, per CV: name, min and max strings, number of
+    points, periodic."""
+
+    names: List[str]
+    mins: List[str]
+    maxs: List[str]
+    nbins: List[int]
+    periodic: List[bool]
+
+
+def grid_text(header: GridHeader, coords: List[np.ndarray], columns: List[np.ndarray], value_name: str,
+              der_names: Sequence[str], fmt: str = PLUMED_FMT) -> str:
+    """PLUMED grid text: `coords` per CV and `columns` (values, then derivatives) flat in PLUMED's order
+    (first CV fastest)."""
+    dim = len(header.names)
+    out = io.StringIO()
+    out.write("#! FIELDS " + " ".join(header.names + [value_name] + list(der_names)) + "\n")
+    for n, lo, hi, nb, per in zip(header.names, header.mins, header.maxs, header.nbins, header.periodic):
+        out.write(f"#! SET min_{n} {lo}\n#! SET max_{n} {hi}\n#! SET nbins_{n}  {nb}\n"
+                  f"#! SET periodic_{n} {'true' if per else 'false'}\n")
+    cell = " " + fmt
+    table = np.stack(coords + columns, axis=1)
+    second = _second_index(header.nbins, len(table)) if dim > 1 else None
+    rows = _format_rows(table, cell)
+    for i, row in enumerate(rows):
+        if i > 0 and second is not None and second[i] == 0:
+            out.write("\n")
+        out.write(row + "\n")
+    return out.getvalue()
+
+
+def _second_index(nbins: Sequence[int], size: int) -> np.ndarray:
+    """Per flat index, the index along CV D-2: PLUMED writes a blank line before every point where it is 0."""
+    dim = len(nbins)
+    inner = int(np.prod(nbins[:dim - 2], dtype=np.int64))
+    return (np.arange(size) // inner) % nbins[dim - 2]
+
+
+def _format_rows(table: np.ndarray, cell: str) -> List[str]:
+    if np.isnan(table).any() or not _fast_format_ok(cell):
+        return ["".join(c_format(cell, float(v)) for v in row) for row in table]
+    buf = io.StringIO()
+    np.savetxt(buf, table, fmt=cell, delimiter="", newline="\n")
+    return buf.getvalue().splitlines()
+
+
+def _fast_format_ok(cell: str) -> bool:
+    """np.savetxt applies the same %-formatting per number, except that it cannot take a literal '%%'."""
+    return "%%" not in cell

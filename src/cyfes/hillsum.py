@@ -1,0 +1,531 @@
+"""Sums of metadynamics hills on a grid, as PLUMED's `sum_hills` computes them (and `cyfes.hills`).
+
+    V(x) = sum_j h_j (A exp(-s_j(x)) + B)  for s_j(x) < 6.25, else 0;   s_j = 1/2 sum_d ((x_d - c_jd) / sigma_jd)^2
+
+with A = 1/(1 - e^-6.25), B = -A e^-6.25 (PLUMED's stretched Gaussian, zero at the cut), each hill added only on
+the box of +-ceil(sqrt(12.5) sigma / dx) grid steps around its centre's grid cell, F = -V. The grid, its default
+bounds and bin counts, the derivatives, --idw projections, --negbias, --stride and --histo follow PLUMED 2.11's
+FuncSumHills, BiasRepresentation, KernelFunctions and Grid (as read in plumed/plumed2's sources). The hills
+are summed by the CPU kernel in _hills.pyx, whose work per hill is its box, not the whole grid.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import formats, hills_io
+from ._errors import InputError
+from .hills_io import GridHeader, Hills, Points
+
+#: PLUMED's cut of the stretched Gaussian, in s = r^2/2 (Tools.h dp2cutoff).
+CUT = 6.25
+STRETCH_A = 1.00193418799744762399
+STRETCH_B = -.00193418799744762399
+#: Bins per kernel support when sum_hills chooses the grid itself (BiasRepresentation::getMinMaxBin).
+DIVISIONS_PER_SUPPORT = 10
+KERNELS = ("stretched", "gaussian", "untruncated")
+
+
+# ----------------------------------------------------------------------------------------------- grid plan
+@dataclass
+class HillsGrid:
+    """PLUMED's Grid as sum_hills builds it: per CV the header strings, first point, step and point count."""
+
+    names: List[str]
+    mins: List[str]
+    maxs: List[str]
+    gmin: np.ndarray
+    dx: np.ndarray
+    nbin: List[int]          # points per CV (non-periodic: bins + 1)
+    period: np.ndarray       # 0: not periodic
+
+    @property
+    def periodic(self) -> List[bool]:
+        return [bool(p > 0) for p in self.period]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.nbin, dtype=np.int64))
+
+    def axes(self) -> List[np.ndarray]:
+        return [self.gmin[d] + np.arange(n, dtype=np.float64) * self.dx[d] for d, n in enumerate(self.nbin)]
+
+    def coords(self) -> List[np.ndarray]:
+        """Coordinates of every point, flat in PLUMED's order (first CV fastest)."""
+        mesh = np.meshgrid(*self.axes(), indexing="ij")
+        return [m.ravel(order="F") for m in mesh]
+
+    def header(self) -> GridHeader:
+        return GridHeader(list(self.names), list(self.mins), list(self.maxs), list(self.nbin), self.periodic)
+
+
+def _number(text: str, what: str) -> float:
+    return formats.parse_number(text, what)
+
+
+def support(hills: Hills) -> np.ndarray:
+    """(N, D) half-extent of each hill per CV (KernelFunctions::getContinuousSupport)."""
+    cut = math.sqrt(2.0 * CUT)
+    if not hills.multivariate:
+        return cut * hills.widths
+    cov = np.linalg.inv(hills.metrics)
+    values, vectors = np.linalg.eigh(cov)
+    top = np.argmax(values, axis=1)
+    vec = np.take_along_axis(vectors, top[:, None, None], axis=2)[:, :, 0]
+    return cut * np.abs(np.sqrt(values[np.arange(len(top)), top])[:, None] * vec)
+
+
+def _auto_bounds(centers: np.ndarray, extent: np.ndarray, domains: Sequence[Optional[Tuple[float, float]]]
+                 ) -> Tuple[np.ndarray, np.ndarray, List[int]]:
+    """BiasRepresentation::getMinMaxBin: extreme centres -/+ their extent, a tenth of the narrowest extent per bin,
+    clipped to a periodic CV's domain."""
+    vmin = (centers - extent).min(axis=0)
+    vmax = (centers + extent).max(axis=0)
+    binsize = (extent / float(DIVISIONS_PER_SUPPORT)).min(axis=0)
+    bins = []
+    for d, dom in enumerate(domains):
+        if dom is not None:
+            vmin[d] = max(vmin[d], dom[0])
+            vmax[d] = min(vmax[d], dom[1])
+        bins.append(int(math.ceil((vmax[d] - vmin[d]) / binsize[d])))
+    return vmin, vmax, bins
+
+
+def _per_cv(values: Optional[Sequence[str]], dim: int, option: str) -> Optional[List[str]]:
+    if values is None:
+        return None
+    if len(values) != dim:
+        raise InputError(f"{option}: expected {dim} comma-separated values (one per CV), got {len(values)}")
+    return list(values)
+
+
+def _bins(values: Optional[List[str]], option: str) -> Optional[List[int]]:
+    if values is None:
+        return None
+    try:
+        out = [int(v) for v in values]
+    except ValueError:
+        raise InputError(f"{option}: expected integers, got {','.join(values)}") from None
+    if min(out) < 1:
+        raise InputError(f"{option}: every number of bins must be >= 1")
+    return out
+
+
+def plan_grid(names: List[str], domains: Sequence[Optional[Tuple[str, str]]], centers: np.ndarray,
+              extent: np.ndarray, gmin: Optional[Sequence[str]] = None, gmax: Optional[Sequence[str]] = None,
+              gbin: Optional[Sequence[str]] = None, spacing: Optional[Sequence[str]] = None) -> HillsGrid:
+    """The grid sum_hills uses: --min/--max/--bin/--spacing as given (strings, as PLUMED keeps them), else
+    the bounds and bins BiasRepresentation::getMinMaxBin derives from the kernels' extents."""
+    dim = len(names)
+    gmin, gmax = _per_cv(gmin, dim, "--min"), _per_cv(gmax, dim, "--max")
+    bins, spacing = _bins(_per_cv(gbin, dim, "--bin"), "--bin"), _per_cv(spacing, dim, "--spacing")
+    dom = [None if d is None else (_number(d[0], f"min_{n}"), _number(d[1], f"max_{n}")) for n, d in zip(names, domains)]
+    if (gmin is None) != (gmax is None):
+        raise InputError("--min and --max: give both or neither")
+    if spacing is not None:
+        if gmin is None:
+            raise InputError("--spacing: needs --min and --max")
+        bins = list(bins or [1] * dim)
+        for d in range(dim):
+            step = _number(spacing[d], "--spacing")
+            if not step > 0:
+                raise InputError(f"--spacing: must be > 0, got {spacing[d]}")
+            n = int(math.ceil((_number(gmax[d], "--max") - _number(gmin[d], "--min")) / step))
+            bins[d] = max(bins[d], n)
+    if gmin is None:
+        vmin, vmax, auto = _auto_bounds(centers, extent, dom)
+        gmin, gmax = [f"{v:g}" for v in vmin], [f"{v:g}" for v in vmax]
+        bins = bins or auto
+    elif bins is None:
+        raise InputError("--min/--max: give the number of bins too (--bin or --spacing)")
+    else:
+        _check_periodic_bounds(names, domains, dom, gmin, gmax)
+    return _grid(names, domains, dom, gmin, gmax, bins)
+
+
+def _check_periodic_bounds(names: List[str], domains: Sequence[Optional[Tuple[str, str]]],
+                           dom: List[Optional[Tuple[float, float]]], gmin: List[str], gmax: List[str]) -> None:
+    for d, name in enumerate(names):
+        lo, hi = _number(gmin[d], "--min"), _number(gmax[d], "--max")
+        if dom[d] is not None and lo < dom[d][0]:
+            raise InputError(f"--min {gmin[d]}: below the periodic domain of {name} ({domains[d][0]})")
+        if dom[d] is not None and hi > dom[d][1]:
+            raise InputError(f"--max {gmax[d]}: above the periodic domain of {name} ({domains[d][1]})")
+        if dom[d] is None and not hi > lo:
+            raise InputError(f"--min/--max of {name}: needs min < max, got {gmin[d]} and {gmax[d]}")
+
+
+def _grid(names: List[str], domains: Sequence[Optional[Tuple[str, str]]],
+          dom: List[Optional[Tuple[float, float]]], gmin: List[str], gmax: List[str], bins: List[int]) -> HillsGrid:
+    mins, maxs, first, step, points, period = [], [], [], [], [], []
+    for d in range(len(names)):
+        if dom[d] is not None:  # a periodic grid always spans the domain (GridBase::Init)
+            mins.append(domains[d][0])
+            maxs.append(domains[d][1])
+            lo, hi = dom[d]
+        else:
+            mins.append(gmin[d])
+            maxs.append(gmax[d])
+            lo, hi = _number(gmin[d], "--min"), _number(gmax[d], "--max")
+            if not hi > lo:
+                raise InputError(f"grid of {names[d]}: maximum {gmax[d]} is not above minimum {gmin[d]}")
+        first.append(lo)
+        step.append((hi - lo) / float(bins[d]))
+        points.append(bins[d] if dom[d] is not None else bins[d] + 1)
+        period.append(hi - lo if dom[d] is not None else 0.0)
+    return HillsGrid(names, mins, maxs, np.array(first), np.array(step), points, np.array(period))
+
+
+# ----------------------------------------------------------------------------------------------- summing
+@dataclass
+class HillSum:
+    """V and dV/dx on a grid, flat in PLUMED's order; derivatives (D, M)."""
+
+    values: np.ndarray
+    der: np.ndarray
+
+
+def _neighbours(extent: np.ndarray, grid: HillsGrid, kernel: str) -> np.ndarray:
+    if kernel == "untruncated":
+        return np.full(extent.shape, -1, dtype=np.int64)
+    return np.ceil(extent / grid.dx[None, :]).astype(np.int64)
+
+
+def _coefficients(heights: np.ndarray, kernel: str) -> Tuple[np.ndarray, np.ndarray, bool]:
+    if kernel == "stretched":
+        return heights * STRETCH_A, heights * STRETCH_B, True
+    return heights.astype(np.float64), np.zeros(len(heights)), False
+
+
+def add_hills(total: HillSum, hills: Hills, grid: HillsGrid, heights: np.ndarray, extent: np.ndarray,
+              kernel: str, threads: Optional[int] = None, part: slice = slice(None)) -> None:
+    """Add hills[part] (with these heights) to `total`, in order."""
+    from . import _hills
+
+    h_a, h_b, use_cut = _coefficients(heights[part], kernel)
+    centers = np.ascontiguousarray(hills.centers[part], dtype=np.float64)
+    if len(centers) == 0:
+        return
+    shape = hills.metrics[part] if hills.multivariate else hills.widths[part]
+    _hills.add_hills(total.values, total.der, grid.nbin, grid.gmin, grid.dx, grid.period, centers,
+                     np.ascontiguousarray(shape, dtype=np.float64).ravel(), np.ascontiguousarray(h_a),
+                     np.ascontiguousarray(h_b), np.ascontiguousarray(_neighbours(extent[part], grid, kernel)),
+                     CUT, use_cut, hills.multivariate, threads or 0)
+
+
+def empty_sum(grid: HillsGrid) -> HillSum:
+    return HillSum(np.zeros(grid.size), np.zeros((len(grid.nbin), grid.size)))
+
+
+def dump_parts(n: int, stride: Optional[int]) -> List[slice]:
+    """The hills each output covers, as PLUMED's FilesHandler::readBunch reads them: one part without a stride,
+    else floor(n/stride) + 1 parts of `stride` hills (the last one the rest, possibly none)."""
+    if not stride:
+        return [slice(0, n)]
+    if stride < 1:
+        raise InputError(f"--stride: must be >= 1, got {stride}")
+    if stride > n:
+        raise InputError(f"--stride {stride}: larger than the number of hills/points ({n})")
+    return [slice(min(k * stride, n), min((k + 1) * stride, n)) for k in range(n // stride + 1)]
+
+
+def running_sums(hills: Hills, grid: HillsGrid, heights: np.ndarray, kernel: str, stride: Optional[int],
+                 nohistory: bool, threads: Optional[int] = None) -> Iterator[HillSum]:
+    """One HillSum per output: cumulative over the parts, or each part alone (--nohistory)."""
+    extent = support(hills)
+    total = empty_sum(grid)
+    for part in dump_parts(len(hills), stride):
+        if nohistory:
+            total = empty_sum(grid)
+        add_hills(total, hills, grid, heights, extent, kernel, threads, part)
+        yield HillSum(total.values.copy(), total.der.copy())
+
+
+def negbias_heights(hills: Hills) -> np.ndarray:
+    """Heights scaled by (biasf - 1)/biasf: the bias of a well-tempered run instead of -F."""
+    bad = ~(hills.biasf > 1)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise InputError(f"--negbias: needs well-tempered hills (biasf > 1); hill {j + 1} has biasf "
+                         f"{hills.biasf[j]:g}" + (" (no biasf column)" if (hills.biasf == 1).all() else ""))
+    return hills.heights * ((hills.biasf - 1.0) / hills.biasf)
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+def project(values: np.ndarray, grid: HillsGrid, keep: Sequence[str], kt: float) -> Tuple[np.ndarray, HillsGrid]:
+    """Grid::project with BiasWeight: -kT ln sum over the other CVs of exp(V/kT), on the grid of `keep` (in
+    that order). Returns the flat values (first kept CV fastest) and the small grid."""
+    dims = [grid.names.index(k) for k in keep]
+    beta = 1.0 / kt
+    invbeta = 1.0 / beta
+    cube = values.reshape(tuple(reversed(grid.nbin)))  # C order: axis a is CV D-1-a
+    bv = beta * cube
+    other = tuple(len(grid.nbin) - 1 - d for d in range(len(grid.nbin)) if d not in dims)
+    if other:
+        top = bv.max(axis=other, keepdims=True)
+        with np.errstate(divide="ignore"):
+            small = -invbeta * (np.log(np.exp(bv - top).sum(axis=other)) + np.squeeze(top, axis=other))
+    else:
+        small = -invbeta * bv
+    # the axes left are the kept CVs by decreasing position; put them as `keep`, its first CV fastest
+    left = sorted(dims, reverse=True)
+    small = np.transpose(small, [left.index(d) for d in reversed(dims)])
+    sub = HillsGrid([grid.names[d] for d in dims], [grid.mins[d] for d in dims], [grid.maxs[d] for d in dims],
+                    grid.gmin[dims], grid.dx[dims], [grid.nbin[d] for d in dims], grid.period[dims])
+    return np.ascontiguousarray(small).ravel(), sub
+
+
+@dataclass
+class GridFile:
+    """One file sum_hills writes: its grid, the value column and derivative columns (flat, PLUMED order)."""
+
+    grid: HillsGrid
+    value_name: str
+    values: np.ndarray
+    der: List[np.ndarray]
+
+    def text(self, fmt: str = hills_io.PLUMED_FMT) -> str:
+        der_names = [f"der_{n}" for n in self.grid.names] if self.der else []
+        return hills_io.grid_text(self.grid.header(), self.grid.coords(), [self.values] + self.der,
+                                  self.value_name, der_names, fmt)
+
+
+def free_energy_file(s: HillSum, grid: HillsGrid, mintozero: bool, proj: Optional[Sequence[str]],
+                     kt: Optional[float]) -> GridFile:
+    """F = -V with its derivatives, or with `proj` the projection of V onto those CVs (no derivatives)."""
+    if proj:
+        small, sub = project(s.values, grid, proj, kt)
+        if mintozero:
+            small = small - small.min()
+        return GridFile(sub, "projection", small, [])
+    values = np.negative(s.values)
+    if mintozero:
+        values = values - values.min()
+    return GridFile(grid, "file.free", values, list(np.negative(s.der)))
+
+
+def histogram_file(s: HillSum, grid: HillsGrid, mintozero: bool, kt: float) -> GridFile:
+    """--histo: -kT ln(sum of kernels); the derivative columns are what PLUMED writes there (-kT / dsum/dx)."""
+    scale = -1.0 / (1.0 / kt)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.log(s.values) * scale
+        der = [(1.0 / d) * scale for d in s.der]
+    if mintozero:
+        values = values - values.min()
+    return GridFile(grid, "file.free", values, der)
+
+
+# ----------------------------------------------------------------------------------------------- runs
+@dataclass
+class SumHillsRun:
+    """Everything one sum_hills run needs, validated: the hills (or histogram points) and how to grid them."""
+
+    hills: Hills
+    grid: HillsGrid
+    heights: np.ndarray
+    kernel: str
+    stride: Optional[int] = None
+    nohistory: bool = False
+    mintozero: bool = False
+    proj: Optional[List[str]] = None
+    kt: Optional[float] = None
+    histogram: bool = False
+    threads: Optional[int] = None
+
+    def files(self) -> Iterator[GridFile]:
+        for s in running_sums(self.hills, self.grid, self.heights, self.kernel, self.stride, self.nohistory,
+                              self.threads):
+            if self.histogram:
+                yield histogram_file(s, self.grid, self.mintozero, self.kt)
+            else:
+                yield free_energy_file(s, self.grid, self.mintozero, self.proj, self.kt)
+
+
+def check_kt(kt: Any, why: str) -> float:
+    if kt is None:
+        raise InputError(f"--kt: the temperature in energy units is {why}")
+    try:
+        value = float(kt) if not isinstance(kt, str) else _number(kt, "--kt")
+    except (TypeError, ValueError):
+        raise InputError(f"--kt: not a number: {kt!r}") from None
+    if not value > 0 or not math.isfinite(value):
+        raise InputError(f"--kt: must be > 0 ({why}), got {kt!r}")
+    return value
+
+
+def check_idw(idw: Optional[Sequence[str]], names: List[str]) -> Optional[List[str]]:
+    if not idw:
+        return None
+    for name in idw:
+        if name not in names:
+            raise InputError(f"--idw {name}: not one of the CVs ({', '.join(names)})")
+    if len(set(idw)) != len(idw):
+        raise InputError(f"--idw {','.join(idw)}: a CV is named twice")
+    return list(idw)
+
+
+def hills_run(hills: Hills, *, gmin: Optional[Sequence[str]] = None, gmax: Optional[Sequence[str]] = None,
+              bins: Optional[Sequence[str]] = None, spacing: Optional[Sequence[str]] = None,
+              kernel: str = "stretched", negbias: bool = False, idw: Optional[Sequence[str]] = None,
+              kt: Any = None, stride: Optional[int] = None, nohistory: bool = False, mintozero: bool = False,
+              threads: Optional[int] = None, project_all: bool = False) -> SumHillsRun:
+    """Validate a hills sum (sum_hills --hills) before any work."""
+    if kernel not in KERNELS:
+        raise InputError(f"kernel: unknown kernel {kernel!r}; use one of {', '.join(KERNELS)}")
+    if kernel == "stretched" and hills.kernel in ("gaussian", "truncated-gaussian"):
+        kernel = "gaussian"  # the file says so: PLUMED then evaluates a plain Gaussian on the same box
+    proj = check_idw(idw, hills.names)
+    if proj is not None and len(proj) == hills.dim:
+        raise InputError(f"--idw {','.join(proj)}: names every CV; leave it out to keep them all")
+    if project_all:
+        proj = list(hills.names)
+    kt_value = check_kt(kt, "needed by --idw") if proj else None
+    heights = negbias_heights(hills) if negbias else hills.heights
+    dump_parts(len(hills), stride)
+    grid = plan_grid(hills.names, hills.domains, hills.centers, support(hills), gmin, gmax, bins, spacing)
+    return SumHillsRun(hills, grid, heights, kernel, stride, nohistory, mintozero, proj, kt_value, False, threads)
+
+
+def histogram_run(points: Points, sigma: Sequence[str], kt: Any, *, gmin: Optional[Sequence[str]] = None,
+                  gmax: Optional[Sequence[str]] = None, bins: Optional[Sequence[str]] = None,
+                  spacing: Optional[Sequence[str]] = None, stride: Optional[int] = None, nohistory: bool = False,
+                  mintozero: bool = False, threads: Optional[int] = None,
+                  grid: Optional[HillsGrid] = None) -> SumHillsRun:
+    """Validate a kernel histogram of COLVAR points (sum_hills --histo): height-1 stretched Gaussians of width
+    --sigma, F = -kT ln(sum); the default bounds are the extreme points -/+ one sigma."""
+    dim = len(points.names)
+    if sigma is None or len(sigma) != dim:
+        raise InputError(f"--sigma: --histo needs one bandwidth per histogrammed CV ({dim}: "
+                         f"{', '.join(points.names)}), got {0 if sigma is None else len(sigma)}")
+    sig = np.array([_number(s, "--sigma") for s in sigma])
+    if not (sig > 0).all():
+        raise InputError(f"--sigma: every bandwidth must be > 0, got {','.join(sigma)}")
+    kt_value = check_kt(kt, "needed by --histo")
+    n = len(points.positions)
+    hills = Hills(list(points.names), points.positions, np.tile(sig, (n, 1)), None, np.ones(n), np.ones(n),
+                  list(points.domains))
+    dump_parts(n, stride)
+    if grid is None:
+        grid = plan_grid(points.names, points.domains, points.positions, np.tile(sig, (n, 1)), gmin, gmax, bins,
+                         spacing)
+    return SumHillsRun(hills, grid, hills.heights, "stretched", stride, nohistory, mintozero, None, kt_value,
+                       True, threads)
+
+
+# ----------------------------------------------------------------------------------------------- API
+def _strings(values: Any, what: str) -> Optional[List[str]]:
+    if values is None:
+        return None
+    items = [values] if np.ndim(values) == 0 else list(values)
+    return [v if isinstance(v, str) else repr(float(v)) if not isinstance(v, (int, np.integer)) else str(int(v))
+            for v in items]
+
+
+def _hills_from_arrays(centers: Any, sigma: Any, height: Any, biasf: Any, names: Optional[Sequence[str]],
+                       periodic: Any) -> Hills:
+    c = np.asarray(centers, dtype=np.float64)
+    c = c[:, None] if c.ndim == 1 else c
+    if c.ndim != 2 or c.size == 0 or not np.isfinite(c).all():
+        raise InputError(f"hills: expected a finite (N, D) array of hill centres, got shape {c.shape}")
+    n, dim = c.shape
+    if sigma is None or height is None:
+        raise InputError("hills: with arrays of centres, give sigma (per CV or per hill) and height (per hill)")
+    s = np.broadcast_to(np.asarray(sigma, dtype=np.float64).reshape(-1, dim) if np.ndim(sigma) else
+                        np.full((1, dim), float(sigma)), (n, dim)).copy()
+    h = np.broadcast_to(np.asarray(height, dtype=np.float64), (n,)).copy()
+    b = np.ones(n) if biasf is None else np.broadcast_to(np.asarray(biasf, dtype=np.float64), (n,)).copy()
+    if not (s > 0).all() or not np.isfinite(h).all():
+        raise InputError("hills: sigma must be > 0 and heights finite")
+    doms = [None] * dim if periodic is None else list(periodic)
+    if len(doms) != dim:
+        raise InputError(f"periodic: expected {dim} entries ((min, max) or None per CV), got {len(doms)}")
+    domains = [None if p is None else tuple(_strings(p, "periodic")) for p in doms]
+    return Hills(list(names) if names else [f"cv{d + 1}" for d in range(dim)], c, s, None, h, b, domains)
+
+
+def to_result(f: GridFile, n_hills: int, kt: Optional[float], threads: int) -> Any:
+    """A GridFile as the FESResult cyfes.fes returns (values in matrix indexing, CV 0 first)."""
+    from ._api import FESResult
+
+    grid = f.grid
+    values = f.values.reshape(tuple(reversed(grid.nbin))).T
+    return FESResult(values=np.ascontiguousarray(values), axes=grid.axes(), grid=None, error=None,
+                     kT=float(kt) if kt else float("nan"), units="energy units of the input",
+                     temperature=float("nan"), backend=f"cpu ({threads} threads)", precision="float64",
+                     sigma=np.full(len(grid.nbin), np.nan),
+                     periodic=[float(p) if p > 0 else None for p in grid.period], n_samples=n_hills,
+                     names=list(grid.names))
+
+
+def hills(source: Any, *, sigma: Any = None, height: Any = None, biasf: Any = None,
+          names: Optional[Sequence[str]] = None, periodic: Any = None, grid_min: Any = None, grid_max: Any = None,
+          bins: Any = None, spacing: Any = None, kernel: str = "stretched", negbias: bool = False,
+          idw: Optional[Sequence[str]] = None, kt: Optional[float] = None, stride: Optional[int] = None,
+          nohistory: bool = False, mintozero: bool = False, threads: Optional[int] = None,
+          device: Any = "cpu") -> Any:
+    """The free energy -V of metadynamics hills, as `plumed sum_hills` computes it.
+
+    source: a HILLS file, a list of them (walkers, read one after the other), or an (N, D) array of hill
+    centres with `sigma` (per CV or (N, D)), `height` (N,), optional `biasf`, `names` and `periodic` ((min, max)
+    or None per CV). Grid as sum_hills: grid_min/grid_max per CV with `bins` (N bins: N + 1 points, N on a
+    periodic CV) or `spacing`; by default the extreme centres -/+ sqrt(12.5) sigma with a tenth of the
+    narrowest support per bin. kernel: "stretched" (PLUMED's, cut at s = 6.25), "untruncated" (plain
+    Gaussians over the whole grid). negbias: the bias V (biasf-1)/biasf instead of F; idw: CVs to keep, the
+    others integrated out at temperature kt (energy units); stride: a list of running surfaces every `stride`
+    hills (nohistory: each from its own hills only); mintozero: shift the minimum to 0.
+    device: "cpu" (default); "auto", "gpu" or "cuda:N" send untruncated Gaussians that share one sigma and have
+    positive heights through cyfes.fes's kernels (the GPU when usable); every other sum runs on the CPU kernel.
+    Returns an FESResult (a list of them with `stride`)."""
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        data = hills_io.read_hills([str(source)])
+    elif isinstance(source, (list, tuple)) and source and all(isinstance(s, str) or hasattr(s, "__fspath__")
+                                                              for s in source):
+        data = hills_io.read_hills([str(s) for s in source])
+    else:
+        data = _hills_from_arrays(source, sigma, height, biasf, names, periodic)
+    run = hills_run(data, gmin=_strings(grid_min, "grid_min"), gmax=_strings(grid_max, "grid_max"),
+                    bins=_strings(bins, "bins"), spacing=_strings(spacing, "spacing"), kernel=kernel,
+                    negbias=negbias, idw=idw, kt=kt, stride=stride, nohistory=nohistory, mintozero=mintozero,
+                    threads=threads)
+    if device != "cpu" and fits_fes_kernel(run):
+        return _through_fes(run, device, threads)
+    from . import _hills
+    used = threads or _hills.max_threads()
+    results = [to_result(f, len(data), run.kt, used) for f in run.files()]
+    return results if stride else results[0]
+
+
+def fits_fes_kernel(run: SumHillsRun) -> bool:
+    """Whether cyfes.fes's kernels (one bandwidth for all samples, positive log weights) can sum these hills:
+    untruncated Gaussians of one shared sigma and positive heights."""
+    h = run.hills
+    return (run.kernel == "untruncated" and not h.multivariate and not run.histogram
+            and bool((h.widths == h.widths[0]).all()) and bool((run.heights > 0).all()))
+
+
+def _through_fes(run: SumHillsRun, device: Any, threads: Optional[int]) -> Any:
+    """V = sum_j h_j exp(-|x - c_j|^2 / 2 sigma^2) from cyfes.fes: its F is -kT ln(sum_j h_j N(x; c_j) / sum_j h_j)."""
+    from ._api import fes
+
+    h, grid = run.hills, run.grid
+    sigma = h.widths[0]
+    pts = np.stack(grid.coords(), axis=1)
+    log_norm = float(-np.sum(np.log(sigma * math.sqrt(2 * math.pi))))
+    results = []
+    for part in dump_parts(len(h), run.stride):
+        ids = np.arange(part.stop) if not run.nohistory else np.arange(part.start, part.stop)
+        if len(ids) == 0:
+            values = np.zeros(len(pts))
+        else:
+            res = fes(h.centers[ids], sigma, weights=run.heights[ids], grid=pts, shift=False, device=device,
+                      threads=threads, periodic=[p if p > 0 else None for p in grid.period])
+            log_h = math.log(float(np.sum(run.heights[ids])))
+            values = np.exp(-res.values / res.kT + log_h - log_norm)
+        s = HillSum(values, np.zeros((len(grid.nbin), len(pts))))
+        out = free_energy_file(s, grid, run.mintozero, run.proj, run.kt)
+        backend = res.backend if len(ids) else "none"
+        results.append(replace(to_result(out, len(h), run.kt, 0), backend=backend))
+    return results if run.stride else results[0]

@@ -1,0 +1,195 @@
+"""`cyfes sum_hills`: PLUMED's `plumed sum_hills` command line, flag for flag, writing the same files.
+
+Only the argument parsing and file writing live here; the sums are in cyfes.hillsum.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, List, Optional, Tuple
+
+from . import formats, hills_io, hillsum
+from ._errors import InputError
+
+DESCRIPTION = """\
+Sum the Gaussian hills of a metadynamics HILLS file into a free energy surface F = -V on a grid, as
+`plumed sum_hills` does (PLUMED 2.11): the same flags and output files, computed as PLUMED's source does.
+
+Each hill is PLUMED's stretched Gaussian h (A e^-s + B), s = 1/2 sum_d ((x_d - c_d)/sigma_d)^2, cut at s = 6.25,
+with its own sigmas and height as written in the file (well-tempered heights are already scaled there).
+CV names and periodicity come from the HILLS header; multivariate (flexible) hills are read when the header
+says `#! SET multivariate true`. Several files (comma-separated) are read one after the other."""
+
+EPILOG = """\
+examples:
+  cyfes sum_hills --hills HILLS                                   # fes.dat
+  cyfes sum_hills --hills HILLS.0,HILLS.1 --bin 99,99 --min -pi,-pi --max pi,pi --outfile fes.dat
+  cyfes sum_hills --hills HILLS --idw phi --kt 2.494              # integrate the other CVs out
+  cyfes sum_hills --hills HILLS --stride 1000 --mintozero         # fes_0.dat, fes_1.dat, ...
+  cyfes sum_hills --hills HILLS --negbias                         # negativebias.dat
+  cyfes sum_hills --histo COLVAR --idw phi,psi --sigma 0.2,0.2 --kt 2.494   # histo.dat
+
+differences from plumed: existing output files are replaced (PLUMED renames them to bck.N.*); errors are one
+line with exit status 2 and nothing is written; --untruncated is cyfes's own.
+exit status: 0 success, 2 bad input or command line, 1 other errors."""
+
+
+def _list(text: Optional[str]) -> Optional[List[str]]:
+    if text is None:
+        return None
+    return [t for t in text.split(",") if t != ""]
+
+#: Command-line words that start with '-' but are numbers or pi lists.
+NEGATIVE_VALUE = re.compile(r"^-(\.?\d|pi|PI)")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("sum_hills", help="sum metadynamics hills as plumed sum_hills does",
+                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hills", metavar="FILES", help="HILLS file(s), comma-separated")
+    p.add_argument("--histo", metavar="FILES", help="COLVAR/HILLS file(s) to histogram with Gaussian kernels "
+                   "(needs --sigma and --kt)")
+    p.add_argument("--stride", metavar="N", help="write a running estimate every N hills: <outfile>0.dat, 1.dat, ...")
+    p.add_argument("--min", metavar="LIST", help="lower grid bounds, one per CV (numbers or pi expressions)")
+    p.add_argument("--max", metavar="LIST", help="upper grid bounds, one per CV")
+    p.add_argument("--bin", metavar="LIST", help="number of bins per CV (N+1 points, N on a periodic CV)")
+    p.add_argument("--spacing", metavar="LIST", help="grid spacing per CV, instead of (or with) --bin")
+    p.add_argument("--idw", metavar="CVS", help="CVs to keep; with --hills the others are integrated out (needs --kt)")
+    p.add_argument("--outfile", metavar="FILE", help="output of the hills sum (fes.dat; with --stride the prefix, "
+                   "fes_)")
+    p.add_argument("--outhisto", metavar="FILE", help="output of --histo (histo.dat; with --stride histo_)")
+    p.add_argument("--kt", metavar="KT", help="kT in the energy units of the hills (for --idw and --histo)")
+    p.add_argument("--sigma", metavar="LIST", help="kernel widths for --histo, one per CV")
+    p.add_argument("--negbias", action="store_true", help="write the bias V (biasf-1)/biasf instead of F "
+                   "(negativebias.dat)")
+    p.add_argument("--nohistory", action="store_true", help="with --stride: each file from its own hills only")
+    p.add_argument("--mintozero", action="store_true", help="shift the minimum to zero")
+    p.add_argument("--fmt", metavar="FMT", help="number format (default %%14.9f)")
+    ours = p.add_argument_group("cyfes options")
+    ours.add_argument("--untruncated", action="store_true", help="sum plain Gaussians over the whole grid "
+                      "instead of PLUMED's cut ones (not what plumed writes)")
+    ours.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    ours.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    # values such as -1.5,-1.5 or -pi,-pi are values, not options (PLUMED and the script accept them so)
+    p._negative_number_matcher = NEGATIVE_VALUE
+    p.set_defaults(run=run)
+    return p
+
+
+def _stride(text: Optional[str]) -> Optional[int]:
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise InputError(f"--stride: expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise InputError(f"--stride: expected a positive integer, got {text!r}")
+    return value
+
+
+def output_names(base: Optional[str], default: str, stride: Optional[int], count: int) -> List[str]:
+    """PLUMED's names: the file itself, or with --stride the prefix followed by 0.dat, 1.dat, ..."""
+    if stride is None:
+        return [base or default + ".dat"]
+    prefix = base if base is not None else default + "_"
+    return [f"{prefix}{k}.dat" for k in range(count)]
+
+
+def plan(args: argparse.Namespace) -> List[Tuple[List[str], hillsum.SumHillsRun]]:
+    """Validate everything and return, per kind of output, its file names and the run that fills them."""
+    if not args.hills and not args.histo:
+        raise InputError("sum_hills: give --hills FILES and/or --histo FILES")
+    if args.fmt is not None:
+        hills_io.check_fmt(" " + args.fmt)
+    stride = _stride(args.stride)
+    idw = _list(args.idw)
+    grid_opts = dict(gmin=_list(args.min), gmax=_list(args.max), bins=_list(args.bin), spacing=_list(args.spacing))
+    jobs = []
+    hills_run = None
+    if args.hills:
+        data = hills_io.read_hills(_list(args.hills))
+        if args.histo and idw:
+            raise InputError("--idw: cannot be combined with both --hills and --histo (plumed stops there too)")
+        hills_run = hillsum.hills_run(data, **grid_opts, kernel="untruncated" if args.untruncated else "stretched",
+                                    negbias=args.negbias, idw=idw, kt=args.kt, stride=stride,
+                                    nohistory=args.nohistory, mintozero=args.mintozero, threads=args.threads,
+                                    project_all=bool(args.histo))
+        default = "negativebias" if args.negbias else "fes"
+        count = len(hillsum.dump_parts(len(data), stride))
+        jobs.append((output_names(args.outfile, default, stride, count), hills_run))
+    if args.histo:
+        points = hills_io.read_points(_list(args.histo), None if args.hills else idw)
+        if hills_run is not None and (points.names != hills_run.hills.names
+                                      or points.domains != hills_run.hills.domains):
+            raise InputError(f"--histo: its CVs and periodicity must be those of the --hills files "
+                             f"({', '.join(hills_run.hills.names)})")
+        run_h = hillsum.histogram_run(points, _list(args.sigma), args.kt, **grid_opts, stride=stride,
+                                    nohistory=args.nohistory, mintozero=args.mintozero, threads=args.threads,
+                                    grid=hills_run.grid if hills_run is not None else None)
+        count = len(hillsum.dump_parts(len(points.positions), stride))
+        jobs.append((output_names(args.outhisto, "histo", stride, count), run_h))
+    for names, _ in jobs:
+        for name in names:
+            formats.check_output_path(name)
+    return jobs
+
+
+class StagedFiles:
+    """Files written under temporary names and renamed together at the end: a failed run leaves none."""
+
+    def __init__(self) -> None:
+        self.staged: List[Tuple[str, Path]] = []
+
+    def write(self, path: str, text: str) -> None:
+        target = formats.check_output_path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=str(target.parent))
+        self.staged.append((tmp, target))
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+
+    def commit(self) -> List[Path]:
+        for tmp, target in self.staged:
+            os.replace(tmp, target)
+        done = [t for _, t in self.staged]
+        self.staged = []
+        return done
+
+    def discard(self) -> None:
+        for tmp, _ in self.staged:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        self.staged = []
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_all(jobs: Iterable[Tuple[List[str], hillsum.SumHillsRun]], fmt: str) -> List[Path]:
+    staged = StagedFiles()
+    try:
+        for names, run_ in jobs:
+            for name, grid_file in zip(names, run_.files()):
+                staged.write(name, grid_file.text(fmt))
+        return staged.commit()
+    except BaseException:
+        staged.discard()
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    jobs = plan(args)
+    written = write_all(jobs, args.fmt or hills_io.PLUMED_FMT)
+    if not args.quiet:
+        n = ", ".join(f"{len(r.hills)} {'points' if r.histogram else 'hills'}" for _, r in jobs)
+        print(f"cyfes sum_hills: {n}; wrote {', '.join(str(p) for p in written)}")
+    return 0

@@ -1,0 +1,234 @@
+"""cyfes sum_hills / cyfes.hills against files written by PLUMED's own sum_hills (tests/data/plumed/, the
+commands in commands.txt) and against float64 numpy sums of stretched Gaussians written here from the formula."""
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import pytest
+
+import cyfes
+from cyfes import cli, hills_io, hillsum
+
+DATA = Path(__file__).parent / "data" / "plumed"
+A = 1.0 / (1.0 - math.exp(-6.25))
+B = -math.exp(-6.25) * A
+
+
+def stretched_sum(centers, sigmas, heights, points, period=None, cut=True):
+    """V and dV/dx at `points` (M, D) of hills with per-hill diagonal sigmas: h (A e^-s + B) for s < 6.25."""
+    centers, sigmas, points = (np.asarray(a, float) for a in (centers, sigmas, points))
+    v = np.zeros(len(points))
+    der = np.zeros(points.shape)
+    for c, s, h in zip(centers, sigmas, heights):
+        dx = points - c
+        if period is not None:
+            p = np.asarray(period, float)
+            dx = np.where(p > 0, dx - p * np.round(dx / np.where(p > 0, p, 1)), dx)
+        u = dx / s
+        ss = 0.5 * (u ** 2).sum(axis=1)
+        inside = ss < 6.25 if cut else np.ones(len(ss), bool)
+        e = np.exp(-ss)
+        v += np.where(inside, h * (A * e + B) if cut else h * e, 0.0)
+        der += np.where(inside[:, None], -(h * (A if cut else 1.0)) * e[:, None] * u / s, 0.0)
+    return v, der
+
+
+def read_plumed_grid(path: Path):
+    """(fields, {SET key: value}, numeric rows, raw text) of a sum_hills output."""
+    text = path.read_text()
+    fields = text.splitlines()[0].split()[2:]
+    sets = {line.split()[2]: line.split(None, 3)[3] for line in text.splitlines() if line.startswith("#! SET")}
+    rows = np.array([[float(t) for t in line.split()] for line in text.splitlines()
+                     if line.strip() and not line.startswith("#")])
+    return fields, sets, rows, text
+
+
+def run_cli(args: List[str], cwd: Path) -> int:
+    import os
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return cli.main(args)
+    finally:
+        os.chdir(old)
+
+
+# ----------------------------------------------------------------------------------------------- numpy references
+def test_1d_grid_values_and_derivatives_match_a_direct_numpy_sum(tmp_path):
+    shutil.copy(DATA / "h1d.hills", tmp_path)
+    assert run_cli(["sum_hills", "--hills", "h1d.hills", "--bin", "60", "--min", "-1", "--max", "2.5",
+                    "--outfile", "out.dat", "-q"], tmp_path) == 0
+    fields, sets, rows, _ = read_plumed_grid(tmp_path / "out.dat")
+    assert fields == ["d", "file.free", "der_d"]
+    assert sets["nbins_d"].strip() == "61" and sets["min_d"] == "-1" and sets["periodic_d"] == "false"
+    np.testing.assert_allclose(rows[:, 0], -1 + np.arange(61) * (3.5 / 60), atol=1e-9)
+    table = hills_io.read_table(str(DATA / "h1d.hills"))
+    v, der = stretched_sum(table.column("d")[:, None], table.column("sigma_d")[:, None], table.column("height"),
+                           rows[:, :1])
+    np.testing.assert_allclose(rows[:, 1], -v, atol=2e-9)
+    np.testing.assert_allclose(rows[:, 2], -der[:, 0], atol=2e-9)
+
+
+def test_2d_periodic_per_hill_sigmas_match_numpy(tmp_path):
+    h = hills_io.read_hills([str(DATA / "h2d_periodic.hills")])
+    res = cyfes.hills(str(DATA / "h2d_periodic.hills"), bins=[36, 30])
+    assert res.values.shape == (36, 30) and res.names == ["phi", "psi"]
+    assert res.periodic == pytest.approx([2 * math.pi, 2 * math.pi])
+    mesh = np.meshgrid(*res.axes, indexing="ij")
+    pts = np.stack([m.ravel() for m in mesh], axis=1)
+    v, _ = stretched_sum(h.centers, h.widths, h.heights, pts, period=[2 * math.pi] * 2)
+    np.testing.assert_allclose(res.values.ravel(), -v, atol=1e-10)
+    np.testing.assert_allclose(res.axes[0], -math.pi + np.arange(36) * (2 * math.pi / 36))
+
+
+def test_arrays_in_untruncated_kernel_and_threads_agree(tmp_path):
+    rng = np.random.default_rng(5)
+    c = rng.normal(size=(300, 2))
+    s = rng.uniform(0.2, 0.4, size=(300, 2))
+    h = rng.uniform(0.5, 1.5, 300)
+    one = cyfes.hills(c, sigma=s, height=h, grid_min=[-3, -3], grid_max=[3, 3], bins=[40, 50], threads=1)
+    two = cyfes.hills(c, sigma=s, height=h, grid_min=[-3, -3], grid_max=[3, 3], bins=[40, 50], threads=2)
+    np.testing.assert_array_equal(one.values, two.values)  # each point sums its hills in file order
+    full = cyfes.hills(c, sigma=s, height=h, grid_min=[-3, -3], grid_max=[3, 3], bins=[40, 50],
+                       kernel="untruncated")
+    pts = np.stack([m.ravel() for m in np.meshgrid(*full.axes, indexing="ij")], axis=1)
+    v, _ = stretched_sum(c, s, h, pts, cut=False)
+    np.testing.assert_allclose(full.values.ravel(), -v, atol=1e-10)
+    v_cut, _ = stretched_sum(c, s, h, pts)
+    np.testing.assert_allclose(one.values.ravel(), -v_cut, atol=1e-10)
+
+
+def test_idw_is_minus_kt_log_sum_of_boltzmann_factors():
+    full = cyfes.hills(str(DATA / "h2d_mixed.hills"), grid_min=["-pi", "0"], grid_max=["pi", "2.6"], bins=[30, 25])
+    proj = cyfes.hills(str(DATA / "h2d_mixed.hills"), grid_min=["-pi", "0"], grid_max=["pi", "2.6"], bins=[30, 25],
+                       idw=["dist"], kt=2.5)
+    expect = -2.5 * np.log(np.exp(-full.values / 2.5).sum(axis=0))
+    np.testing.assert_allclose(proj.values, expect, atol=1e-10)
+    assert proj.names == ["dist"]
+
+
+def test_stride_gives_running_and_nohistory_pieces():
+    h = hills_io.read_hills([str(DATA / "h1d.hills")])
+    kw = dict(grid_min=[-1], grid_max=[2.5], bins=[40])
+    runs = cyfes.hills(str(DATA / "h1d.hills"), stride=40, **kw)
+    alone = cyfes.hills(str(DATA / "h1d.hills"), stride=40, nohistory=True, **kw)
+    assert len(runs) == 150 // 40 + 1 == len(alone)
+    pts = runs[0].axes[0][:, None]
+    for k, (r, a) in enumerate(zip(runs, alone)):
+        lo, hi = 40 * k, min(40 * (k + 1), 150)
+        v_all, _ = stretched_sum(h.centers[:hi], h.widths[:hi], h.heights[:hi], pts)
+        v_one, _ = stretched_sum(h.centers[lo:hi], h.widths[lo:hi], h.heights[lo:hi], pts)
+        np.testing.assert_allclose(r.values, -v_all, atol=1e-10)
+        np.testing.assert_allclose(a.values, -v_one, atol=1e-10)
+
+
+def test_negbias_scales_by_biasf():
+    h = hills_io.read_hills([str(DATA / "h1d.hills")])
+    f = cyfes.hills(str(DATA / "h1d.hills"), grid_min=[-1], grid_max=[2.5], bins=[30])
+    nb = cyfes.hills(str(DATA / "h1d.hills"), grid_min=[-1], grid_max=[2.5], bins=[30], negbias=True)
+    np.testing.assert_allclose(nb.values, f.values * (h.biasf[0] - 1) / h.biasf[0], atol=1e-12)
+
+
+def test_multivariate_hills_match_a_direct_sum_with_the_metric():
+    """Hills wide along a diagonal: the metric form, within PLUMED's box (ceil of the support along the
+    principal axis projected per CV)."""
+    h = hills_io.read_hills([str(DATA / "h2d_multi.hills")])
+    res = cyfes.hills(str(DATA / "h2d_multi.hills"), grid_min=[-2, -2], grid_max=[2, 2], bins=[40, 45])
+    pts = np.stack([m.ravel() for m in np.meshgrid(*res.axes, indexing="ij")], axis=1)
+    dx = np.array([4 / 40, 4 / 45])
+    ext = hillsum.support(h)
+    v = np.zeros(len(pts))
+    for c, m, ht, e in zip(h.centers, h.metrics, h.heights, ext):
+        d = pts - c
+        ic = np.floor((c - np.array([-2.0, -2.0])) / dx)
+        ip = np.round((pts - np.array([-2.0, -2.0])) / dx)
+        in_box = (np.abs(ip - ic) <= np.ceil(e / dx)).all(axis=1)
+        s = 0.5 * np.einsum("mi,ij,mj->m", d, m, d)
+        v += np.where(in_box & (s < 6.25), ht * (A * np.exp(-s) + B), 0.0)
+    np.testing.assert_allclose(res.values.ravel(), -v, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("args, message", [
+    (["--hills", "nosuch.hills"], "nosuch.hills: no such file"),
+    (["--hills", "nosigma.hills"], "no 'sigma_d' column"),
+    (["--hills", "noheight.hills"], "no 'height' column"),
+    (["--hills", "h1d.hills,other.hills"], "differ"),
+    (["--hills", "h2d_periodic.hills", "--idw", "chi", "--kt", "2.5"], "--idw chi: not one of the CVs"),
+    (["--hills", "h2d_periodic.hills", "--idw", "phi"], "--kt"),
+    (["--hills", "h1d.hills", "--stride", "1000"], "--stride 1000: larger than the number"),
+    (["--hills", "nowt.hills", "--negbias"], "biasf > 1"),
+    (["--hills", "h1d.hills", "--min", "0", "--max", "1"], "--bin or --spacing"),
+    (["--hills", "h2d_periodic.hills", "--min", "-4,-3", "--max", "3,3", "--bin", "10,10"], "below the periodic"),
+    (["--histo", "colvar1d.dat", "--kt", "2.5"], "--sigma"),
+    (["--hills", "h1d.hills", "--fmt", "%d%d"], "--fmt"),
+    ([], "--hills"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_files(tmp_path, capsys, args, message):
+    shutil.copy(DATA / "h1d.hills", tmp_path)
+    shutil.copy(DATA / "h2d_periodic.hills", tmp_path)
+    shutil.copy(DATA / "colvar1d.dat", tmp_path)
+    text = (DATA / "h1d.hills").read_text()
+    (tmp_path / "nosigma.hills").write_text(text.replace("sigma_d", "width_d"))
+    (tmp_path / "noheight.hills").write_text(text.replace(" height", " h"))
+    (tmp_path / "other.hills").write_text(text.replace(" d sigma_d", " e sigma_e"))
+    (tmp_path / "nowt.hills").write_text(text.replace(" biasf", "").replace(" 10.0000000000\n", "\n"))
+    before = set(tmp_path.iterdir())
+    assert run_cli(["sum_hills"] + args, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("cyfes: error:") and message in err, err
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_untruncated_shared_sigma_through_the_fes_kernels_agrees_with_the_hills_kernel():
+    """The route the GPU takes (cyfes.fes's log-density kernel), run here on its CPU backend."""
+    rng = np.random.default_rng(9)
+    c = rng.uniform(-math.pi, math.pi, size=(400, 2))
+    h = rng.uniform(0.2, 1.0, 400)
+    kw = dict(sigma=0.3, height=h, periodic=[("-pi", "pi")] * 2, bins=[30, 24], kernel="untruncated")
+    direct = cyfes.hills(c, **kw)
+    run = hillsum.hills_run(hillsum._hills_from_arrays(c, 0.3, h, None, None, [("-pi", "pi")] * 2),
+                            bins=["30", "24"], kernel="untruncated")
+    assert hillsum.fits_fes_kernel(run)
+    via_fes = hillsum._through_fes(run, "cpu", None)
+    np.testing.assert_allclose(via_fes.values, direct.values, atol=1e-10)
+    pts = np.stack([m.ravel() for m in np.meshgrid(*direct.axes, indexing="ij")], axis=1)
+    v, _ = stretched_sum(c, np.full((400, 2), 0.3), h, pts, period=[2 * math.pi] * 2, cut=False)
+    np.testing.assert_allclose(direct.values.ravel(), -v, atol=1e-10)
+
+
+def test_sum_hills_files_read_back_with_cyfes_formats(tmp_path):
+    shutil.copy(DATA / "h2d_mixed.hills", tmp_path)
+    assert run_cli(["sum_hills", "--hills", "h2d_mixed.hills", "--bin", "30,25", "--min", "-pi,0", "--max", "pi,2.6",
+                    "--outfile", "f.fes", "-q"], tmp_path) == 0
+    from cyfes import formats
+    grid = formats.read_grid(tmp_path / "f.fes")
+    res = cyfes.hills(str(DATA / "h2d_mixed.hills"), grid_min=["-pi", "0"], grid_max=["pi", "2.6"], bins=[30, 25])
+    assert grid.names == ["phi", "dist"] and grid.periodic == [True, False]
+    assert grid.values.shape == (30, 26)
+    np.testing.assert_allclose(grid.values, res.values, atol=1e-9)
+    for a, b in zip(grid.axes, res.axes):
+        np.testing.assert_allclose(a, b, atol=1e-9)
+
+
+def test_histo_is_minus_kt_log_of_a_kernel_histogram(tmp_path):
+    shutil.copy(DATA / "colvar1d.dat", tmp_path)
+    assert run_cli(["sum_hills", "--histo", "colvar1d.dat", "--sigma", "0.1", "--kt", "2.5", "--outhisto", "h.dat",
+                    "-q"], tmp_path) == 0
+    fields, sets, rows, _ = read_plumed_grid(tmp_path / "h.dat")
+    x = hills_io.read_table(str(DATA / "colvar1d.dat")).column("d")
+    assert fields == ["d", "file.free", "der_d"]
+    assert sets["min_d"] == "%g" % (x.min() - 0.1) and sets["max_d"] == "%g" % (x.max() + 0.1)  # points -/+ sigma
+    nbins = math.ceil((x.max() + 0.1 - (x.min() - 0.1)) / 0.01)  # a tenth of sigma per bin
+    assert int(sets["nbins_d"]) == nbins + 1
+    lo, hi = float(sets["min_d"]), float(sets["max_d"])
+    pts = lo + np.arange(nbins + 1)[:, None] * ((hi - lo) / nbins)  # the grid itself, not its printed digits
+    np.testing.assert_allclose(rows[:, 0], pts[:, 0], atol=1e-9)
+    v, der = stretched_sum(x[:, None], np.full((len(x), 1), 0.1), np.ones(len(x)), pts)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(rows[:, 1], -2.5 * np.log(v), atol=2e-9, rtol=1e-9)
+        np.testing.assert_allclose(rows[:, 2], -2.5 / der[:, 0], rtol=1e-6)
