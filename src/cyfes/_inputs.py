@@ -130,12 +130,15 @@ def _memory_bytes() -> int:
         return 1 << 34
 
 
-def check_grid_fits(points: int, dim: int, name: str) -> None:
-    need = points * (dim + 4) * 8
+def check_grid_fits(points: int, dim: int, name: str, extra: int = 0) -> None:
+    """Refuse a grid whose coordinates and results (plus `extra` bytes, e.g. for writing it) need more than
+    GRID_MEMORY_FRACTION of physical memory."""
+    need = points * (dim + 4) * 8 + extra
     limit = int(_memory_bytes() * GRID_MEMORY_FRACTION)
     if need > limit:
-        raise InputError(f"{name}: a grid of {points:,} points needs about {need / 2**30:.1f} GiB, more than "
-                         f"{limit / 2**30:.1f} GiB available; use fewer bins or pass `grid` in parts")
+        raise InputError(f"{name}: a grid of {points:,} points needs about {need / 2**30:.1f} GiB"
+                         + (" with its outputs" if extra else "") + f", more than {limit / 2**30:.1f} GiB "
+                         "available; use fewer bins or pass `grid` in parts")
 
 
 def explicit_grid(value: Any, dim: int) -> np.ndarray:
