@@ -22,7 +22,7 @@ UNITS = tuple(_units.BOLTZMANN)
 PROGRESS_STEPS = 64
 #: Sample-grid pairs per kernel call, per CPU thread or per GPU: a call ends within about a second, and Python
 #: acts on SIGINT/SIGTERM between calls, so an interrupted run stops promptly.
-CHUNK_PAIRS = {"cpu": 2e8, "cuda": 1e11}
+CHUNK_PAIRS = {"cpu": 1e8, "cuda": 1e11}
 #: |log density| from which a float type no longer resolves 1 kT (its spacing there reaches 1): such points are
 #: computed again in float64 on the CPU, and past float64's limit (a grid point more than ~6.7e7 sigma from
 #: every sample) F is +inf.

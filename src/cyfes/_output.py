@@ -20,7 +20,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from ._errors import InputError
 
@@ -45,11 +45,20 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(signum)
 
 
-def install_signal_handlers() -> None:
-    """SIGTERM/SIGHUP raise Terminated (SIGINT already raises KeyboardInterrupt), so `finally` blocks run."""
-    for sig in TERMINATING:
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, _raise_terminated)
+def install_signal_handlers() -> Dict[int, Any]:
+    """SIGTERM/SIGHUP raise Terminated (SIGINT already raises KeyboardInterrupt), so `finally` blocks run.
+    Returns the handlers replaced, for restore_signal_handlers."""
+    old: Dict[int, Any] = {}
+    with contextlib.suppress(ValueError):  # not the main thread: leave the handlers alone
+        for sig in TERMINATING:
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                old[sig] = signal.signal(sig, _raise_terminated)
+    return old
+
+
+def restore_signal_handlers(old: Dict[int, Any]) -> None:
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

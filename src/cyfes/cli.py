@@ -337,6 +337,9 @@ def check_budgets(args: argparse.Namespace, plan: GridPlan) -> None:
         from . import plot
         plot.check_plot_shape(plan.bins)
     kinds = [formats.output_format(path, args.format) for path in args.output]
+    for path, kind in zip(args.output, kinds):
+        if kind == "cube" and dim != 3:
+            raise InputError(f"{path}: the cube format holds 3-D grids; this FES has {dim} CVs")
     memory = max([formats.writer_memory(k, points, dim) for k in kinds]
                  + [PLOT_BYTES_PER_POINT * points if args.plot else 0])
     _inputs.check_grid_fits(points, dim, "--bins", extra=memory)
@@ -499,10 +502,13 @@ def _error(message: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    _output.install_signal_handlers()
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning  # one line each, like the errors
-        return _main(args)
+    handlers = _output.install_signal_handlers()
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one line each, like the errors
+            return _main(args)
+    finally:
+        _output.restore_signal_handlers(handlers)
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,

@@ -52,7 +52,7 @@ MAX_NUMBER_TEXT = 200
 #: Largest input read, as a fraction of physical memory (after decompression: a .gz is read with a bound, so a
 #: small file that inflates to terabytes fails early). CYFES_MAX_INPUT_BYTES sets the bound in bytes instead.
 INPUT_MEMORY_FRACTION = 0.125
-_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.IGNORECASE)
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.IGNORECASE | re.ASCII)
 
 _FIELDS_LINE = re.compile(r"#!\s*FIELDS\b(.*)")
 _SET_LINE = re.compile(r"#!\s*SET\s+(\S+)\s+(\S+)")
