@@ -412,3 +412,23 @@ def test_sigterm_while_writing_leaves_all_outputs_or_none(tmp_path: Path) -> Non
         names = sorted(p.name for p in tmp_path.iterdir())
         assert names in (["d.dat"], ["a.grid", "b.dat", "c.npz", "d.dat"]), names
     assert 143 in codes
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_sigint_stops_a_long_gpu_kernel_promptly(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    np.save(tmp_path / "big.npy", rng.normal(size=(4_000_000, 2)))
+    # 4e6 samples x 1e6 points in float64: about 9 s on an H100, in calls of about 0.25 s
+    proc = subprocess.Popen([sys.executable, "-m", "cyfes", "fes", "big.npy", "--sigma", "0.05", "--bins", "1000",
+                             "--device", "gpu", "-q", "-o", "f.npz"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    assert proc.poll() is None
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    took = time.perf_counter() - sent
+    assert proc.returncode == 130 and err.splitlines()[-1] == "cyfes: error: interrupted", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npy"]
+    assert took < 2.5, f"stopped {took:.2f} s after the signal"
