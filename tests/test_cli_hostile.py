@@ -432,3 +432,28 @@ def test_sigint_stops_a_long_gpu_kernel_promptly(tmp_path: Path) -> None:
     assert proc.returncode == 130 and err.splitlines()[-1] == "cyfes: error: interrupted", err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npy"]
     assert took < 2.5, f"stopped {took:.2f} s after the signal"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ext", [".grid", ".dat", ".cube"])
+def test_text_writers_stream_in_bounded_memory(tmp_path: Path, ext: str) -> None:
+    import tracemalloc
+    rng = np.random.default_rng(12)
+    shape = (80, 80, 80) if ext == ".cube" else (400, 400)
+    axes = [np.linspace(0, 1, n) for n in shape]
+    res = cyfes.FESResult(values=rng.uniform(0, 50, shape), axes=axes, grid=None, error=None, kT=2.494, units="kJ/mol",
+                          temperature=300.0, backend="cpu", precision="float64", sigma=np.ones(len(shape)),
+                          periodic=[None] * len(shape), n_samples=1)
+    tracemalloc.start()
+    try:
+        res.save(tmp_path / f"f{ext}")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    size = (tmp_path / f"f{ext}").stat().st_size
+    derivatives = 2 * res.values.nbytes * len(shape) if ext == ".grid" else 0  # with np.gradient's temporaries
+    assert peak < derivatives + (3 << 20), (peak, size)  # the whole text would be `size` bytes, more as str
+    assert size > 5 << 20
+    back = formats.read_grid(tmp_path / f"f{ext}")
+    atol = 1e-9 if ext == ".grid" else (5e-5 * 50 if ext == ".cube" else 1e-8 * 50)
+    np.testing.assert_allclose(back.values, res.values, atol=atol)

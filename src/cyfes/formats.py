@@ -486,7 +486,7 @@ def write_result(result: Any, path: PathLike, fmt: Optional[str] = None, force: 
 #: Characters per value written by the text formats (the widest number a format string gives, + separator).
 _TEXT_WIDTH = {"plumed": 15, "dat": 18, "csv": 18, "cube": 14}
 #: Rows formatted at a time by the text writers: memory stays bounded whatever the grid size.
-CHUNK_ROWS = 1 << 16
+CHUNK_ROWS = 1 << 12
 
 
 def estimated_bytes(kind: str, points: int, dim: int, error: bool = False) -> int:
