@@ -73,7 +73,8 @@ def test_far_clusters_float32_give_a_finite_surface(tmp_path: Path, capsys: pyte
     np.testing.assert_allclose(got[~near], want[~near], rtol=1e-4)
 
 
-def reference_fes(samples: np.ndarray, sigma: float, grid: np.ndarray, kT: float = 0.0083144626181532 * 300) -> np.ndarray:
+def reference_fes(samples: np.ndarray, sigma: float, grid: np.ndarray,
+                  kT: float = 0.0083144626181532 * 300) -> np.ndarray:
     """F on a 1-D grid by a float64 numpy log-sum-exp, min 0."""
     q = -0.5 * ((grid[:, None] - samples[None, :]) / sigma) ** 2
     top = q.max(axis=1, keepdims=True)
@@ -105,7 +106,8 @@ def test_points_beyond_float64_reach_are_inf_with_a_warning_and_plot(tmp_path: P
     code, _, err = run(["fes", str(tmp_path / "d.dat"), "--sigma", "1e-9", "--bins", "3", "-o",
                         str(tmp_path / "f.npz"), "--plot", str(tmp_path / "f.png")] + CPU, capsys)
     assert code == 0
-    assert err == "cyfes: warning: 1 of 3 grid points are more than about 6.7e7 sigma from every sample: F = +inf there\n"
+    assert err == ("cyfes: warning: 1 of 3 grid points are more than about 6.7e7 sigma from every sample: "
+                   "F = +inf there\n")
     values = formats.read_grid(tmp_path / "f.npz").values
     assert np.isinf(values[1]) and np.isfinite(values[[0, 2]]).all()
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
@@ -290,7 +292,8 @@ def test_legacy_second_output_unwritable_leaves_no_first(tmp_path: Path, capsys:
     (tmp_path / "d.txt").write_text("0 0 0 0\n1 1 1 0.5\n0.5 0.2 0.1 0\n")
     (tmp_path / "ro.dat").write_text("keep")
     (tmp_path / "ro.dat").chmod(0o444)
-    refused(tmp_path, ["-i", str(tmp_path / "d.txt"), "-o", str(tmp_path / "ok.cub"), "-odat", str(tmp_path / "ro.dat")],
+    refused(tmp_path, ["-i", str(tmp_path / "d.txt"), "-o", str(tmp_path / "ok.cub"), "-odat",
+                       str(tmp_path / "ro.dat")],
             capsys, "ro.dat: is read-only")
     refused(tmp_path, ["-i", str(tmp_path / "d.txt"), "-o", str(tmp_path / "ok.cub"), "-odat", "/proc/x.dat"],
             capsys, "/proc/x.dat: cannot create files in")

@@ -21,7 +21,6 @@ import math
 import operator
 import os
 import re
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
