@@ -93,13 +93,26 @@ def test_no_point_within_reach_is_an_error() -> None:
         cyfes.fes(x, 1e-10, bins=8, device="cpu")
 
 
-def test_grid_is_split_into_bounded_kernel_calls() -> None:
+def test_work_is_split_into_bounded_near_square_tiles() -> None:
     from cyfes._backends import Device
-    parts = _api._grid_parts(160_000, 400_000, 1, None, Device("cpu", threads=2))
-    pairs = [(p.stop - p.start) * 400_000 for p in parts]
-    assert sum(p.stop - p.start for p in parts) == 160_000
-    assert max(pairs) <= _api.CHUNK_PAIRS["cpu"] * 2 * 1.01
-    assert _api._grid_parts(10, 5, 1, None, Device("cpu", threads=2)) == [slice(0, 10)]
+    for points, samples in ((160_000, 400_000), (1_600, 2_000_000), (40_000, 1_000_000)):
+        grid_parts, sample_parts = _api._tiles(points, samples, 1, None, Device("cpu", threads=2))
+        assert sum(p.stop - p.start for p in grid_parts) == points
+        assert sum(p.stop - p.start for p in sample_parts) == samples
+        pairs = max(p.stop - p.start for p in grid_parts) * max(p.stop - p.start for p in sample_parts)
+        assert pairs <= _api.CHUNK_PAIRS["cpu"] * 2 * 1.01
+        assert min(p.stop - p.start for p in grid_parts + sample_parts) >= 1_000  # no thin tiles
+    assert _api._tiles(10, 5, 1, None, Device("cpu", threads=2)) == ([slice(0, 10)], [slice(0, 5)])
+
+
+def test_tiled_sum_equals_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(13)
+    x, bias = rng.normal(size=(3000, 2)), rng.uniform(0, 20, 3000)
+    whole = cyfes.fes(x, 0.2, bias=bias, bins=40, device="cpu", blocks=3)
+    monkeypatch.setitem(_api.CHUNK_PAIRS, "cpu", 2e4)  # tiles of about 200 x 200
+    tiled = cyfes.fes(x, 0.2, bias=bias, bins=40, device="cpu", blocks=3)
+    np.testing.assert_allclose(tiled.values, whole.values, atol=1e-10)
+    np.testing.assert_allclose(tiled.error, whole.error, atol=1e-10)
 
 
 @pytest.mark.gpu

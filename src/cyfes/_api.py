@@ -149,17 +149,37 @@ def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: fl
     return _Problem(data, sig, logw, period, points, axes, _blocks(logw, nblocks), dtype, kT)
 
 
-def _grid_parts(points: int, samples: int, blocks: int, progress: Optional[ProgressCallback],
-                dev: _backends.Device) -> List[slice]:
-    """The grid in parts of about CHUNK_PAIRS pairs per call (at least PROGRESS_STEPS calls in all when someone
-    watches progress); a CPU call keeps at least 64 points per thread busy."""
-    budget = CHUNK_PAIRS[dev.kind] * (max(1, dev.threads) if dev.kind == "cpu" else len(dev.ids))
-    min_points = 64 * max(1, dev.threads) if dev.kind == "cpu" else 1
-    per_call = max(min_points, int(budget // max(1, samples)))
-    parts = max(-(-points // per_call), 1 if progress is None else PROGRESS_STEPS // blocks)
-    parts = max(1, min(points, parts))
-    edges = np.linspace(0, points, parts + 1).astype(np.int64)
+def _slices(count: int, parts: int) -> List[slice]:
+    edges = np.linspace(0, count, max(1, min(count, parts)) + 1).astype(np.int64)
     return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def _tiles(points: int, samples: int, blocks: int, progress: Optional[ProgressCallback],
+           dev: _backends.Device) -> Tuple[List[slice], List[slice]]:
+    """Grid parts and sample parts, each kernel call one (grid part, sample part) tile of about CHUNK_PAIRS pairs
+    (and at least PROGRESS_STEPS calls in all when someone watches progress). Tiles are near square: each call
+    also prepares its samples and points (O(N + M) work), which a thin tile would repeat for few pairs."""
+    budget = CHUNK_PAIRS[dev.kind] * (max(1, dev.threads) if dev.kind == "cpu" else len(dev.ids))
+    side = int(math.sqrt(budget))
+    per_sample_part = min(samples, max(side, int(budget // max(1, points))))
+    per_grid_part = max(64 * max(1, dev.threads) if dev.kind == "cpu" else 1, int(budget // per_sample_part))
+    grid_parts = max(-(-points // per_grid_part), 1 if progress is None else PROGRESS_STEPS // blocks)
+    return _slices(points, grid_parts), _slices(samples, -(-samples // per_sample_part))
+
+
+def _log_density(s: np.ndarray, w: np.ndarray, pts: np.ndarray, scale: np.ndarray, per: np.ndarray,
+                 dev: _backends.Device, tiles: Tuple[List[slice], List[slice]],
+                 tick: Optional[Callable[[], None]] = None) -> np.ndarray:
+    """The backend's log density, one tile per call; sample parts combine by log-add-exp. Python runs signal
+    handlers between calls, so Ctrl-C stops a long run within about one call."""
+    dens = np.full(len(pts), -np.inf)
+    for part in tiles[0]:
+        for chunk in tiles[1]:
+            got = _backends.log_density(s[chunk], w[chunk], pts[part], scale, per, dev)
+            dens[part] = np.logaddexp(dens[part], got) if len(tiles[1]) > 1 else got
+        if tick is not None:
+            tick()
+    return dens
 
 
 def _block_log_densities(pb: _Problem, dev: _backends.Device,
@@ -167,20 +187,22 @@ def _block_log_densities(pb: _Problem, dev: _backends.Device,
     """Per block: log sum_j w_j K(x - s_j) (unnormalised kernel) on every point, and log sum_j w_j."""
     cast = lambda a: np.ascontiguousarray(a, dtype=pb.dtype)  # noqa: E731
     scale, per, pts = cast(1.0 / pb.sigma), cast(pb.period), cast(pb.points)
-    total, done = 0, 0
+    count = {"done": 0, "total": 0}
+
+    def tick() -> None:
+        count["done"] += 1
+        if progress is not None:
+            progress(min(count["done"], count["total"]), count["total"])
+
     log_dens, log_z = [], []
     for ids in pb.block_ids:
         lw = pb.logw[ids]
         top = lw.max()  # shift so the kernels see logw <= 0 (float32 keeps its range); added back below
         s, w = cast(pb.data[ids]), cast(lw - top)
-        parts = _grid_parts(len(pts), len(ids), len(pb.block_ids), progress, dev)
-        total = total or len(parts) * len(pb.block_ids)
-        dens = np.empty(len(pts))
-        for part in parts:  # Python runs signal handlers between calls: Ctrl-C stops a long run here
-            dens[part] = _backends.log_density(s, w, pts[part], scale, per, dev)
-            done += 1
-            if progress is not None:
-                progress(min(done, total), total)
+        tiles = _tiles(len(pts), len(ids), len(pb.block_ids), progress, dev)
+        count["total"] = count["total"] or len(tiles[0]) * len(pb.block_ids)
+        with np.errstate(invalid="ignore"):  # logaddexp(-inf, -inf)
+            dens = _log_density(s, w, pts, scale, per, dev, tiles, tick)
         _resolve(dens, pb, ids, lw - top, dev)
         log_dens.append(dens + top)
         log_z.append(_logsumexp(lw))
@@ -212,10 +234,9 @@ def _resolve(dens: np.ndarray, pb: _Problem, ids: np.ndarray, logw: np.ndarray, 
     if bad.any() and (dev.kind != "cpu" or np.dtype(pb.dtype) != np.float64):
         cpu = _backends.Device("cpu", threads=_backends.cpu_threads(None))
         f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
-        pts, where = f64(pb.points[bad]), np.flatnonzero(bad)
-        for part in _grid_parts(len(pts), len(ids), 1, None, cpu):
-            dens[where[part]] = _backends.log_density(f64(pb.data[ids]), f64(logw), pts[part], f64(1.0 / pb.sigma),
-                                                      f64(pb.period), cpu)
+        pts = f64(pb.points[bad])
+        tiles = _tiles(len(pts), len(ids), 1, None, cpu)
+        dens[bad] = _log_density(f64(pb.data[ids]), f64(logw), pts, f64(1.0 / pb.sigma), f64(pb.period), cpu, tiles)
         bad = _unresolved(dens, np.float64, len(ids))
     dens[bad] = -np.inf
 
