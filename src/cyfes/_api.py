@@ -22,7 +22,7 @@ UNITS = tuple(_units.BOLTZMANN)
 PROGRESS_STEPS = 64
 #: Sample-grid pairs per kernel call, per CPU thread or per GPU: a call ends within about a second, and Python
 #: acts on SIGINT/SIGTERM between calls, so an interrupted run stops promptly.
-CHUNK_PAIRS = {"cpu": 1e8, "cuda": 1e11}
+CHUNK_PAIRS = {"cpu": 5e7, "cuda": 1e11}
 #: |log density| from which a float type no longer resolves 1 kT (its spacing there reaches 1): such points are
 #: computed again in float64 on the CPU, and past float64's limit (a grid point more than ~6.7e7 sigma from
 #: every sample) F is +inf.
@@ -157,11 +157,12 @@ def _slices(count: int, parts: int) -> List[slice]:
 def _tiles(points: int, samples: int, blocks: int, progress: Optional[ProgressCallback],
            dev: _backends.Device) -> Tuple[List[slice], List[slice]]:
     """Grid parts and sample parts, each kernel call one (grid part, sample part) tile of about CHUNK_PAIRS pairs
-    (and at least PROGRESS_STEPS calls in all when someone watches progress). Tiles are near square: each call
-    also prepares its samples and points (O(N + M) work), which a thin tile would repeat for few pairs."""
-    budget = CHUNK_PAIRS[dev.kind] * (max(1, dev.threads) if dev.kind == "cpu" else len(dev.ids))
-    side = int(math.sqrt(budget))
-    per_sample_part = min(samples, max(side, int(budget // max(1, points))))
+    (and at least PROGRESS_STEPS calls in all when someone watches progress). Each call prepares its samples
+    (O(N) work, worth about 50 pairs a sample), so a grid part has at least ~1000 points per thread; the CPU
+    kernel is fastest with many samples per call (square tiles measured 25% slower than 1e5 x 2000)."""
+    workers = max(1, dev.threads) if dev.kind == "cpu" else len(dev.ids)
+    budget = CHUNK_PAIRS[dev.kind] * workers
+    per_sample_part = min(samples, max(int(budget // max(1, points)), int(budget // (1024 * workers))))
     per_grid_part = max(64 * max(1, dev.threads) if dev.kind == "cpu" else 1, int(budget // per_sample_part))
     grid_parts = max(-(-points // per_grid_part), 1 if progress is None else PROGRESS_STEPS // blocks)
     return _slices(points, grid_parts), _slices(samples, -(-samples // per_sample_part))
