@@ -7,6 +7,7 @@ computed in log space by the backends (log-sum-exp with a running maximum).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
@@ -17,8 +18,15 @@ from . import _backends, _inputs, _units, analysis
 from ._errors import InputError
 
 UNITS = tuple(_units.BOLTZMANN)
-#: Kernel calls a run is split into when a progress callback is given (one call otherwise).
+#: Kernel calls a run is split into at least when a progress callback is given.
 PROGRESS_STEPS = 64
+#: Sample-grid pairs per kernel call, per CPU thread or per GPU: a call ends within about a second, and Python
+#: acts on SIGINT/SIGTERM between calls, so an interrupted run stops promptly.
+CHUNK_PAIRS = {"cpu": 5e7, "cuda": 1e11}
+#: |log density| from which a float type no longer resolves 1 kT (its spacing there reaches 1): such points are
+#: computed again in float64 on the CPU, and past float64's limit (a grid point more than ~6.7e7 sigma from
+#: every sample) F is +inf.
+RESOLVED = {np.dtype(np.float32): 2.0**23, np.dtype(np.float64): 2.0**52}
 ProgressCallback = Callable[[int, int], None]
 PRECISIONS = ("float64", "float32")
 
@@ -94,7 +102,9 @@ def _log_gauss_norm(sigma: np.ndarray) -> float:
 
 def _logsumexp(x: np.ndarray, axis: int = 0) -> np.ndarray:
     top = np.max(x, axis=axis, keepdims=True)
-    return np.squeeze(top, axis) + np.log(np.sum(np.exp(x - top), axis=axis))
+    top = np.where(np.isfinite(top), top, 0.0)  # all -inf (no mass): the result is -inf, not NaN
+    with np.errstate(divide="ignore"):
+        return np.squeeze(top, axis) + np.log(np.sum(np.exp(x - top), axis=axis))
 
 
 @dataclass(frozen=True)
@@ -148,18 +158,46 @@ def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: fl
     period = _inputs.periods(periodic, dim)
     nblocks = _inputs.positive_int(blocks, "blocks", upper=n)
     precision = _inputs.choice(precision, "precision", PRECISIONS)
-    if names is not None and len(names) != dim:
-        raise InputError(f"names: expected {dim} CV names, got {len(names)}")
+    if names is not None and (isinstance(names, str) or not hasattr(names, "__len__") or len(names) != dim):
+        raise InputError(f"names: expected a list of {dim} CV names, got {names!r}")
     points, axes = _points(grid, bins, ranges, data, period)
     dtype = np.float64 if precision == "float64" else np.float32
+    _inputs.check_scaled_range(data, points, sig, period, dtype)
     return _Problem(data, sig, logw, period, points, axes, _blocks(logw, nblocks), dtype, kT)
 
 
-def _grid_parts(points: int, blocks: int, progress: Optional[ProgressCallback]) -> List[slice]:
-    """The whole grid in one kernel call, or in about PROGRESS_STEPS calls when someone watches progress."""
-    parts = 1 if progress is None else max(1, min(points, PROGRESS_STEPS // blocks))
-    edges = np.linspace(0, points, parts + 1).astype(np.int64)
+def _slices(count: int, parts: int) -> List[slice]:
+    edges = np.linspace(0, count, max(1, min(count, parts)) + 1).astype(np.int64)
     return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def _tiles(points: int, samples: int, blocks: int, progress: Optional[ProgressCallback],
+           dev: _backends.Device) -> Tuple[List[slice], List[slice]]:
+    """Grid parts and sample parts, each kernel call one (grid part, sample part) tile of about CHUNK_PAIRS pairs
+    (and at least PROGRESS_STEPS calls in all when someone watches progress). Each call prepares its samples
+    (O(N) work, worth about 50 pairs a sample), so a grid part has at least ~1000 points per thread; the CPU
+    kernel is fastest with many samples per call (square tiles measured 25% slower than 1e5 x 2000)."""
+    workers = max(1, dev.threads) if dev.kind == "cpu" else len(dev.ids)
+    budget = CHUNK_PAIRS[dev.kind] * workers
+    per_sample_part = min(samples, max(int(budget // max(1, points)), int(budget // (1024 * workers))))
+    per_grid_part = max(64 * max(1, dev.threads) if dev.kind == "cpu" else 1, int(budget // per_sample_part))
+    grid_parts = max(-(-points // per_grid_part), 1 if progress is None else PROGRESS_STEPS // blocks)
+    return _slices(points, grid_parts), _slices(samples, -(-samples // per_sample_part))
+
+
+def _log_density(s: np.ndarray, w: np.ndarray, pts: np.ndarray, scale: np.ndarray, per: np.ndarray,
+                 dev: _backends.Device, tiles: Tuple[List[slice], List[slice]],
+                 tick: Optional[Callable[[], None]] = None) -> np.ndarray:
+    """The backend's log density, one tile per call; sample parts combine by log-add-exp. Python runs signal
+    handlers between calls, so Ctrl-C stops a long run within about one call."""
+    dens = np.full(len(pts), -np.inf)
+    for part in tiles[0]:
+        for chunk in tiles[1]:
+            got = _backends.log_density(s[chunk], w[chunk], pts[part], scale, per, dev)
+            dens[part] = np.logaddexp(dens[part], got) if len(tiles[1]) > 1 else got
+        if tick is not None:
+            tick()
+    return dens
 
 
 def _block_log_densities(pb: _Problem, dev: _backends.Device,
@@ -167,22 +205,58 @@ def _block_log_densities(pb: _Problem, dev: _backends.Device,
     """Per block: log sum_j w_j K(x - s_j) (unnormalised kernel) on every point, and log sum_j w_j."""
     cast = lambda a: np.ascontiguousarray(a, dtype=pb.dtype)  # noqa: E731
     scale, per, pts = cast(1.0 / pb.sigma), cast(pb.period), cast(pb.points)
-    parts = _grid_parts(len(pts), len(pb.block_ids), progress)
-    total, done = len(parts) * len(pb.block_ids), 0
+    count = {"done": 0, "total": 0}
+
+    def tick() -> None:
+        count["done"] += 1
+        if progress is not None:
+            progress(min(count["done"], count["total"]), count["total"])
+
     log_dens, log_z = [], []
     for ids in pb.block_ids:
         lw = pb.logw[ids]
         top = lw.max()  # shift so the kernels see logw <= 0 (float32 keeps its range); added back below
         s, w = cast(pb.data[ids]), cast(lw - top)
-        dens = np.empty(len(pts))
-        for part in parts:
-            dens[part] = _backends.log_density(s, w, pts[part], scale, per, dev)
-            done += 1
-            if progress is not None:
-                progress(done, total)
+        tiles = _tiles(len(pts), len(ids), len(pb.block_ids), progress, dev)
+        count["total"] = count["total"] or len(tiles[0]) * len(pb.block_ids)
+        with np.errstate(invalid="ignore"):  # logaddexp(-inf, -inf)
+            dens = _log_density(s, w, pts, scale, per, dev, tiles, tick)
+        _resolve(dens, pb, ids, lw - top, dev)
         log_dens.append(dens + top)
         log_z.append(_logsumexp(lw))
     return np.array(log_dens), np.array(log_z)
+
+
+def _check_mass(values: np.ndarray) -> None:
+    """+inf points are documented (no mass float64 can represent); a surface of nothing else is an error."""
+    empty = int(np.isinf(values).sum())
+    if empty == len(values):
+        raise InputError("sigma: every grid point is more than about 6.7e7 sigma from every sample (no mass in "
+                         "float64); use a larger sigma or a grid over the data")
+    if empty:
+        warnings.warn(f"{empty} of {len(values)} grid points are more than about 6.7e7 sigma from every sample: "
+                      "F = +inf there", RuntimeWarning, stacklevel=3)
+
+
+def _unresolved(dens: np.ndarray, dtype: Any, count: int) -> np.ndarray:
+    """Points whose log density is NaN, impossibly high (weights are <= 1 after the shift, so at most
+    log(count)) or too low for `dtype` to resolve 1 kT."""
+    with np.errstate(invalid="ignore"):
+        return ~((dens <= math.log(count) + 1.0) & (dens >= -RESOLVED[np.dtype(dtype)]))
+
+
+def _resolve(dens: np.ndarray, pb: _Problem, ids: np.ndarray, logw: np.ndarray, dev: _backends.Device) -> None:
+    """Compute again in float64 on the CPU the points the kernel could not resolve; -inf (F = +inf) where
+    float64 cannot either."""
+    bad = _unresolved(dens, pb.dtype, len(ids))
+    if bad.any() and (dev.kind != "cpu" or np.dtype(pb.dtype) != np.float64):
+        cpu = _backends.Device("cpu", threads=_backends.cpu_threads(None))
+        f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+        pts = f64(pb.points[bad])
+        tiles = _tiles(len(pts), len(ids), 1, None, cpu)
+        dens[bad] = _log_density(f64(pb.data[ids]), f64(logw), pts, f64(1.0 / pb.sigma), f64(pb.period), cpu, tiles)
+        bad = _unresolved(dens, np.float64, len(ids))
+    dens[bad] = -np.inf
 
 
 def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temperature: float = 300.0,
@@ -212,10 +286,13 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
     dens, log_z = _block_log_densities(pb, dev, progress)
     norm = _log_gauss_norm(pb.sigma)
     values = -pb.kT * (_logsumexp(dens) - _logsumexp(log_z) + norm)
+    _check_mass(values)
     error = per_block = None
     if len(pb.block_ids) > 1:
         per_block = -pb.kT * (dens - log_z[:, None] + norm)
-        error = per_block.std(axis=0, ddof=1) / math.sqrt(len(pb.block_ids))
+        with np.errstate(invalid="ignore"):
+            error = per_block.std(axis=0, ddof=1) / math.sqrt(len(pb.block_ids))
+        error[np.isinf(per_block).any(axis=0)] = np.inf  # a block without mass there: no finite error bar
     if shift:
         values = values - values.min()
     shape = tuple(len(a) for a in pb.axes) if pb.axes is not None else (len(pb.points),)

@@ -6,6 +6,7 @@ Both backends compute the same function (see cuda/cufes.h):
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -103,8 +104,43 @@ def backends() -> Dict[str, Any]:
             "cuda": cuda}
 
 
+#: The largest thread count passed on to OpenMP (a C int); more is an error, not a clamp.
+MAX_THREADS = 2**31 - 1
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which taskset and cgroup cpusets narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_threads(threads: Any) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or not 1 <= threads <= MAX_THREADS):
+        raise InputError(f"threads: expected a positive integer of at most {MAX_THREADS}, got {threads!r}")
+
+
+def cpu_threads(threads: Any) -> int:
+    """The thread count for the CPU kernel: `threads` (or OpenMP's default), at most the CPUs available, with a
+    warning when clamped (OpenMP aborts or crashes when asked for tens of thousands of threads)."""
+    _check_threads(threads)
+    wanted = int(threads) if threads is not None else int(_cpu().max_threads())
+    cpus = available_cpus()
+    if wanted > cpus:
+        source = "threads" if threads is not None else "OMP_NUM_THREADS"
+        warnings.warn(f"{source}: {wanted} threads requested but this machine has {cpus} CPU(s) for this process; "
+                      f"using {cpus}", RuntimeWarning, stacklevel=4)
+        return cpus
+    return wanted
+
+
 def _device_ids(spec: Any, name: str) -> tuple:
-    ids = [spec] if isinstance(spec, (int, np.integer)) else list(spec)
+    try:
+        ids = [spec] if isinstance(spec, (int, np.integer)) else list(spec)
+    except TypeError:
+        raise InputError(f"{name}: expected 'auto', 'cpu', 'gpu', 'cuda:N' or GPU ids, got {spec!r}") from None
     if not ids or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and i >= 0 for i in ids):
         raise InputError(f"{name}: expected GPU ids as non-negative integers, got {spec!r}")
     if len(set(ids)) != len(ids):
@@ -114,20 +150,19 @@ def _device_ids(spec: Any, name: str) -> tuple:
 
 def parse_device(device: Any, devices: Optional[Sequence[int]] = None, threads: Optional[int] = None) -> Device:
     """Turn the user's `device` (and `devices`) argument into a Device, checking that it can run here."""
-    if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
-        raise InputError(f"threads: expected a positive integer, got {threads!r}")
+    _check_threads(threads)
     if devices is not None:
         device = _device_ids(devices, "devices")
     if isinstance(device, str):
         text = device.strip().lower()
         if text == "cpu":
-            return Device("cpu", threads=int(threads or _cpu().max_threads()))
+            return Device("cpu", threads=cpu_threads(threads))
         if text == "auto":
             found = gpu_devices()
             if found:
                 return Device("cuda", (found[0]["id"],))
             _warn_old_driver()
-            return Device("cpu", threads=int(threads or _cpu().max_threads()))
+            return Device("cpu", threads=cpu_threads(threads))
         if text in ("gpu", "cuda"):
             device = (0,)
         elif text.startswith("cuda:") and text[5:].replace(",", "").isdigit():

@@ -13,11 +13,22 @@ MAX_DIM = 8
 GRID_MEMORY_FRACTION = 0.5
 
 
-def _finite_array(value: Any, name: str, ndim: int) -> np.ndarray:
+def _array(value: Any, name: str, dtype: Any = None) -> np.ndarray:
+    """np.asarray, with a ragged list or a non-number reported as an InputError naming the argument."""
     try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name}: not a numeric array ({exc})") from None
+        return np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"{name}: not a numeric array ({' '.join(str(exc).split())[:160]})") from None
+
+
+def _ndim(value: Any, name: str) -> int:
+    return 0 if np.isscalar(value) else _array(value, name, object).ndim
+
+
+def _finite_array(value: Any, name: str, ndim: int) -> np.ndarray:
+    if isinstance(value, np.ndarray) and value.dtype.kind == "c":  # converting would drop the imaginary part
+        raise InputError(f"{name}: complex numbers are not accepted")
+    arr = _array(value, name, np.float64)
     if arr.ndim != ndim:
         raise InputError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
     if arr.size == 0:
@@ -30,9 +41,9 @@ def _finite_array(value: Any, name: str, ndim: int) -> np.ndarray:
 
 
 def samples(value: Any) -> np.ndarray:
-    arr = np.asarray(value) if not isinstance(value, np.ndarray) else value
-    if getattr(arr, "ndim", None) == 1:
-        arr = np.asarray(arr)[:, None]
+    arr = _array(value, "samples") if not isinstance(value, np.ndarray) else value
+    if arr.ndim == 1:
+        arr = arr[:, None]
     arr = _finite_array(arr, "samples", 2)
     if not 1 <= arr.shape[1] <= MAX_DIM:
         raise InputError(f"samples: expected 1 to {MAX_DIM} CVs (columns), got {arr.shape[1]}")
@@ -40,7 +51,7 @@ def samples(value: Any) -> np.ndarray:
 
 
 def per_cv(value: Any, dim: int, name: str) -> np.ndarray:
-    arr = _finite_array([value] if np.ndim(value) == 0 else value, name, 1)
+    arr = _finite_array([value] if _ndim(value, name) == 0 else value, name, 1)
     if arr.size == 1:
         arr = np.repeat(arr, dim)
     if arr.size != dim:
@@ -119,16 +130,19 @@ def _memory_bytes() -> int:
         return 1 << 34
 
 
-def check_grid_fits(points: int, dim: int, name: str) -> None:
-    need = points * (dim + 4) * 8
+def check_grid_fits(points: int, dim: int, name: str, extra: int = 0) -> None:
+    """Refuse a grid whose coordinates and results (plus `extra` bytes, e.g. for writing it) need more than
+    GRID_MEMORY_FRACTION of physical memory."""
+    need = points * (dim + 4) * 8 + extra
     limit = int(_memory_bytes() * GRID_MEMORY_FRACTION)
     if need > limit:
-        raise InputError(f"{name}: a grid of {points:,} points needs about {need / 2**30:.1f} GiB, more than "
-                         f"{limit / 2**30:.1f} GiB available; use fewer bins or pass `grid` in parts")
+        raise InputError(f"{name}: a grid of {points:,} points needs about {need / 2**30:.1f} GiB"
+                         + (" with its outputs" if extra else "") + f", more than {limit / 2**30:.1f} GiB "
+                         "available; use fewer bins or pass `grid` in parts")
 
 
 def explicit_grid(value: Any, dim: int) -> np.ndarray:
-    arr = np.asarray(value)
+    arr = _array(value, "grid")
     if arr.ndim == 1 and dim == 1:
         arr = arr[:, None]
     arr = _finite_array(arr, "grid", 2)
@@ -172,12 +186,37 @@ def _default_axis(column: np.ndarray, period: float, bins: int) -> np.ndarray:
 def regular_axes(bins: Any, ranges: Any, data: np.ndarray, period: np.ndarray) -> List[np.ndarray]:
     """Per CV the grid coordinates: `bins` points from low to high inclusive (`ranges`, else the default)."""
     dim = data.shape[1]
-    nb = [bins] * dim if np.ndim(bins) == 0 else list(bins)
+    nb = [bins] * dim if _ndim(bins, "bins") == 0 else list(bins)
     if len(nb) != dim:
         raise InputError(f"bins: expected an integer or {dim} integers (one per CV), got {len(nb)}")
     nb = [positive_int(b, "bins") for b in nb]
     bounds = None if ranges is None else _ranges(ranges, dim)
     check_grid_fits(int(np.prod(nb, dtype=np.float64)), dim, "bins")
+    with np.errstate(over="ignore"):
+        widths = [(hi - lo) for lo, hi in (bounds or zip(data.min(axis=0), data.max(axis=0)))]
+    for d, width in enumerate(widths):
+        if not np.isfinite(width):
+            raise InputError(f"{'ranges' if bounds else 'samples'}: CV {d} spans more than the largest float64 "
+                             "(high - low overflows); rescale the CV")
     if bounds is None:
         return [_default_axis(data[:, d], period[d], nb[d]) for d in range(dim)]
     return [_axis(lo, hi, b) for (lo, hi), b in zip(bounds, nb)]
+
+
+def check_scaled_range(data: np.ndarray, points: np.ndarray, sigma: np.ndarray, period: np.ndarray,
+                       dtype: Any) -> None:
+    """Refuse before any work when coordinates in units of sigma, or squared distances between the grid and
+    the samples, would overflow the kernel's float type (data near 1e308, sigma 1e-300)."""
+    limit = float(np.finfo(dtype).max) / 16  # room for the sum over CVs and the weights
+    with np.errstate(over="ignore", invalid="ignore"):
+        lo = np.minimum(data.min(axis=0), points.min(axis=0))
+        hi = np.maximum(data.max(axis=0), points.max(axis=0))
+        span = np.where(period > 0, np.minimum(hi - lo, period), hi - lo) / sigma
+        reach = np.maximum(np.abs(lo), np.abs(hi)) / sigma
+        squared = float(np.sum(span * span))
+    if not (np.all(reach < limit) and squared / 2 < limit):
+        d = int(np.argmax(np.where(np.isfinite(span), span, np.inf)))
+        raise InputError(f"sigma: the samples and grid span {hi[d] - lo[d]:.3g} in CV {d}, {span[d]:.3g} sigma "
+                         f"(sigma {sigma[d]:.3g}): squared distances overflow {np.dtype(dtype).name}; use a larger "
+                         "sigma or rescale the CV" + (", or precision float64" if np.dtype(dtype) != np.float64
+                                                      else ""))

@@ -12,9 +12,12 @@ BOLTZMANN = {
 
 def kT(temperature: float, units: str) -> float:
     """Thermal energy k_B*T in `units`."""
-    if units not in BOLTZMANN:
+    if not isinstance(units, str) or units not in BOLTZMANN:
         raise InputError(f"units: unknown energy unit {units!r}; use one of {', '.join(BOLTZMANN)}")
-    t = float(temperature)
-    if not (t > 0 and t < float("inf")):
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"temperature: expected a number of kelvin, got {temperature!r}") from None
+    if isinstance(temperature, bool) or not (t > 0 and t < float("inf")):
         raise InputError(f"temperature: must be a positive finite number of kelvin, got {temperature!r}")
     return BOLTZMANN[units] * t

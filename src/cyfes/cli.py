@@ -10,13 +10,14 @@ import argparse
 import json
 import platform
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import compat, formats, progress
+from . import _output, compat, formats, progress
 from ._errors import CyfesError, InputError
 
 PROG = "cyfes"
@@ -167,6 +168,8 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
                      "its extension")
     out.add_argument("--plot", metavar="IMAGE", help="draw the FES into IMAGE (.png, .pdf, .svg)")
     out.add_argument("--plot-max", type=float, metavar="F", help="top of the plot's colour scale, in --units")
+    out.add_argument("--force", action="store_true", help="replace an output that is a symbolic link (the link, "
+                     "not its target), a read-only file or one of the inputs; FIFOs and devices are never written")
     out.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
 
@@ -313,15 +316,43 @@ def plan_grid(args: argparse.Namespace, samples: Samples) -> GridPlan:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Fail before computing: unknown formats, missing directories, missing matplotlib."""
+    """Fail before reading or computing: unknown formats, missing or unwritable directories, paths that must not
+    be written (links, FIFOs, devices, read-only files, inputs: see cyfes._output), missing matplotlib."""
     if args.format and not args.output:
         raise InputError("--format: give an output file with -o")
     for path in args.output:
         formats.output_format(path, args.format)
-        formats.check_output_path(path)
     if args.plot:
         from . import plot
-        plot.check_plot_path(args.plot)
+        plot.image_format(args.plot)
+        plot.require_matplotlib()
+        if args.plot_max is not None and not np.isfinite(args.plot_max):
+            raise InputError(f"--plot-max: must be a finite number, got {args.plot_max}")
+    _output.check_targets(list(args.output) + ([args.plot] if args.plot else []), args.inputs, args.force)
+
+
+#: Memory the plot of one grid point needs (matplotlib's contour paths and image), an estimate.
+PLOT_BYTES_PER_POINT = 400
+
+
+def check_budgets(args: argparse.Namespace, plan: GridPlan) -> None:
+    """Before computing: the plot can draw this grid, and the outputs fit in memory, on disk and under the
+    file size limit (estimates per format, see formats.estimated_bytes)."""
+    from . import _inputs
+    points, dim = int(np.prod(plan.bins, dtype=np.float64)), len(plan.bins)
+    if args.plot:
+        from . import plot
+        plot.check_plot_shape(plan.bins)
+    kinds = [formats.output_format(path, args.format) for path in args.output]
+    for path, kind in zip(args.output, kinds):
+        if kind == "cube" and dim != 3:
+            raise InputError(f"{path}: the cube format holds 3-D grids; this FES has {dim} CVs")
+    memory = max([formats.writer_memory(k, points, dim) for k in kinds]
+                 + [PLOT_BYTES_PER_POINT * points if args.plot else 0])
+    _inputs.check_grid_fits(points, dim, "--bins", extra=memory)
+    error = args.blocks > 1
+    _output.check_sizes([(_output.Path(path), formats.estimated_bytes(k, points, dim, error))
+                         for path, k in zip(args.output, kinds)])
 
 
 def compute(args: argparse.Namespace, samples: Samples, plan: GridPlan) -> Any:
@@ -338,11 +369,14 @@ def compute(args: argparse.Namespace, samples: Samples, plan: GridPlan) -> Any:
         return _api.fes(samples.values, sigma, progress=update, **options)
 
 
-def write_outputs(result: Any, args: argparse.Namespace) -> List[Path]:
-    written = [result.save(path, args.format) for path in args.output]
+def write_outputs(result: Any, args: argparse.Namespace,
+                  extra: Sequence[Tuple[Path, _output.Writer]] = ()) -> List[Path]:
+    """Every -o file, the plot and `extra`, staged and committed together: all are written or none."""
+    outputs = [(path, formats.result_writer(result, path, args.format)) for path in args.output] + list(extra)
     if args.plot:
-        written.append(result.plot(args.plot, vmax=args.plot_max))
-    return written
+        from . import plot
+        outputs.append((args.plot, plot.plot_writer(result, args.plot, vmax=args.plot_max)))
+    return _output.write_all(outputs)
 
 
 def _summary(result: Any, written: Sequence[Path]) -> str:
@@ -363,8 +397,9 @@ def run_fes(args: argparse.Namespace) -> int:
     fes_options.check(args)
     samples = load_samples(args)
     plan = plan_grid(args, samples)
+    check_budgets(args, plan)
     result = fes_options.finish(args, compute(args, samples, plan))
-    written = write_outputs(result, args) + fes_options.write_extra(args, result)
+    written = write_outputs(result, args, fes_options.extra_outputs(args, result))
     if not args.quiet:
         print("\n".join([_summary(result, written)] + fes_options.report(args, result)))
     return 0
@@ -438,15 +473,18 @@ def run_demo(args: argparse.Namespace) -> int:
         + [f"--range={r}" for r in s["range"]])
     out.mkdir(parents=True, exist_ok=True)
     fes_args.output = [str(out / "demo_fes.dat")]
+    fes_args.force = False
     try:
         plot.require_matplotlib()
         fes_args.plot = str(out / "demo_fes.png")
     except plot.PlotUnavailable as exc:
         print(f"cyfes: warning: no picture: {exc}", file=sys.stderr)
+    _check_outputs(fes_args)
+    _output.check_target(out / DEMO_FILE, [data])
     samples = load_samples(fes_args)
     result = compute(fes_args, samples, plan_grid(fes_args, samples))
-    written = write_outputs(result, fes_args)
-    written.append(formats.write_text(out / DEMO_FILE, data.read_text()))
+    copy = data.read_bytes()
+    written = write_outputs(result, fes_args, [(out / DEMO_FILE, lambda fh: fh.write(copy))])
     if not args.quiet:
         print(_summary(result, written))
         print(f"cyfes: the same from the command line: cyfes fes {out / DEMO_FILE} --cv {s['cv']} --bias "
@@ -477,6 +515,21 @@ def _error(message: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    handlers = _output.install_signal_handlers()
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one line each, like the errors
+            return _main(args)
+    finally:
+        _output.restore_signal_handlers(handlers)
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                  line: Optional[str] = None) -> None:
+    print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _main(args: List[str]) -> int:
     try:
         if compat.is_legacy(args):
             return run_legacy(args)
@@ -497,6 +550,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
+    except _output.Terminated as exc:
+        _error(f"terminated by {exc}")
+        return 128 + exc.signum
     except MemoryError:
         _error("out of memory; use fewer bins, fewer samples (--stride) or --precision float32")
         return 1
+    finally:
+        _output.discard_all()

@@ -29,11 +29,11 @@ import argparse
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import formats
+from . import _inputs, _output, formats
 from ._errors import InputError
 
 #: CyFES 4.5's kT in kcal/mol (`cdef double kT = 0.596128107` in its wrapper).
@@ -184,6 +184,19 @@ def _glue_values(argv: Sequence[str]) -> List[str]:
     return out
 
 
+#: Memory per grid point of a CyFES 4.5 run (its text writers hold every value as a Python string, and the
+#: `.dat` reads the cube text back); measured peak about 1.6 kB per point with -o and -odat, rounded up.
+LEGACY_BYTES_PER_POINT = 2000
+
+
+def check_legacy_grid(intervals: Sequence[int], text: str) -> None:
+    """Refuse a -g grid that cannot fit in memory before anything is read or allocated."""
+    points = 1
+    for g in intervals:
+        points *= g + 1
+    _inputs.check_grid_fits(points, 3, f"-g {text}", extra=points * LEGACY_BYTES_PER_POINT)
+
+
 def parse_legacy(argv: Sequence[str]) -> LegacyOptions:
     """Parse a CyFES 4.5 command line (argv without the program name)."""
     ns = legacy_parser().parse_args(_glue_values(argv))
@@ -204,6 +217,7 @@ def parse_legacy(argv: Sequence[str]) -> LegacyOptions:
     intervals = _per_axis(ns.g, "g", _int)
     if any(g < 1 for g in intervals):
         raise InputError(f"-g: grid intervals must be >= 1 per axis, got {ns.g!r}")
+    check_legacy_grid(intervals, ns.g)
     sigma = _float(ns.sigma, "sigma")
     if sigma <= 0:
         raise InputError(f"-sigma: must be > 0, got {ns.sigma!r}")
@@ -389,6 +403,18 @@ def legacy_bias(samples: np.ndarray, sigma: float, points: np.ndarray) -> np.nda
 
 
 # ----------------------------------------------------------------------------------------------- writers
+def _check_cube_header(ovec: np.ndarray, *counts_and_steps: Any) -> None:
+    """Refuse a grid whose cube header (origin, spacing and centre in Bohr, 4.5's arithmetic and dtypes)
+    overflows, before any work: CyFES 4.5 wrote `inf` there."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        origin = ovec * A_TO_BOHR
+        ends = [n * (step * A_TO_BOHR) / 2 + origin[d]
+                for d, (n, step) in enumerate(zip(counts_and_steps[0::2], counts_and_steps[1::2]))]
+    if not (np.isfinite(origin).all() and np.isfinite(ends).all()):
+        raise InputError(f"-cmin/-cmax/-e: the grid from {ovec.tolist()} spans more than the cube header's "
+                         f"{np.asarray(ovec).dtype} Bohr coordinates can hold; use a smaller range")
+
+
 def cube_text(ovec: np.ndarray, x_grids: int, x_shift, y_grids: int, y_shift, z_grids: int, z_shift,
               Z: np.ndarray) -> str:
     """CyFES 4.5's utils.save_cube (use_bohr=True), to a string: same arithmetic, format and line breaking."""
@@ -470,9 +496,8 @@ def dat_text(cube: str) -> str:
 # ----------------------------------------------------------------------------------------------- run
 def run_legacy(opts: LegacyOptions) -> List[Path]:
     """Compute and write what the CyFES 4.5 command line asked for; returns the files written."""
-    for out in (opts.cube, opts.dat, opts.bias_dat, opts.free_dat):
-        if out is not None:
-            formats.check_output_path(out)
+    _output.check_targets([p for p in (opts.cube, opts.dat, opts.bias_dat, opts.free_dat) if p is not None],
+                          [opts.input])
     dtype = np.float32 if opts.float32 else np.float64
     cv64, bias64 = legacy_inputs(opts)
     cv = cv64.astype(dtype)
@@ -483,6 +508,7 @@ def run_legacy(opts: LegacyOptions) -> List[Path]:
     counts = [len(a) for a in axes]
     header = (cv_min, counts[0], axes[0][1] - axes[0][0], counts[1], axes[1][1] - axes[1][0],
               counts[2], axes[2][1] - axes[2][0])
+    _check_cube_header(*header)
     texts: List[Tuple[Path, str]] = []
     if opts.cube is not None or opts.dat is not None:
         values, notes = legacy_free_energy(samples, bias.astype(np.float64), opts.sigma, points,
@@ -503,4 +529,5 @@ def run_legacy(opts: LegacyOptions) -> List[Path]:
             f = -v
             f -= np.min(f)
             texts.append((opts.free_dat, dat_text(cube_text(*header, f))))
-    return [formats.write_text(path, text) for path, text in texts]
+    # all files or none: a second output that cannot be written leaves no first one behind
+    return _output.write_all([(path, lambda fh, t=text: fh.write(t.encode("utf-8"))) for path, text in texts])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import IO, Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -99,23 +99,26 @@ def _chunk_counts(result: Any) -> np.ndarray:
     return np.cumsum([len(c) for c in np.array_split(np.arange(result.n_samples), result.blocks)])
 
 
-def write_extra(args: argparse.Namespace, result: Any) -> List[Path]:
-    written: List[Path] = []
+def extra_outputs(args: argparse.Namespace, result: Any) -> List[Tuple[Path, Callable[[IO[bytes]], None]]]:
+    """(path, writer) of each running estimate and the convergence plot, staged with the run's other outputs."""
+    outputs: List[Tuple[Path, Callable[[IO[bytes]], None]]] = []
     if args.running is None and not args.plot_convergence:
-        return written
+        return outputs
     surfaces = analysis.running(result)
     counts = _chunk_counts(result)
     if args.running is not None:
         for k, (values, n) in enumerate(zip(surfaces, counts), start=1):
             step = replace(result, values=values, error=None, n_samples=int(n), ess=None, blocks_effective=None,
                            block_values=None, block_log_weights=None)
-            written += [step.save(_running_name(path, k), args.format) for path in args.output]
+            outputs += [(_running_name(path, k), formats.result_writer(step, path, args.format))
+                        for path in args.output]
     if args.plot_convergence:
-        written.append(_plot_convergence(args, result, surfaces, counts))
-    return written
+        outputs.append((Path(args.plot_convergence), _plot_convergence(args, result, surfaces, counts)))
+    return outputs
 
 
-def _plot_convergence(args: argparse.Namespace, result: Any, surfaces: List[np.ndarray], counts: np.ndarray) -> Path:
+def _plot_convergence(args: argparse.Namespace, result: Any, surfaces: List[np.ndarray],
+                      counts: np.ndarray) -> Callable[[IO[bytes]], None]:
     """F at the final minimum and at its 25% and 50% quantile points, and each --delta-f, against samples."""
     from . import plot
     plot.require_matplotlib()
@@ -142,7 +145,7 @@ def _plot_convergence(args: argparse.Namespace, result: Any, surfaces: List[np.n
         ax2.legend(fontsize=8)
     fig.tight_layout()
     fmt = plot.image_format(args.plot_convergence)
-    return formats.atomic_write(args.plot_convergence, lambda fh: fig.savefig(fh, format=fmt, dpi=120))
+    return lambda fh: fig.savefig(fh, format=fmt, dpi=120)
 
 
 def report(args: argparse.Namespace, result: Any) -> List[str]:

@@ -6,7 +6,7 @@ matplotlib is an optional extra (`pip install 'cyfes[plot]'`). Figures are drawn
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -41,11 +41,21 @@ def image_format(path: Union[str, Path]) -> str:
     return IMAGE_FORMATS[suffix]
 
 
-def check_plot_path(path: Union[str, Path]) -> Path:
+def check_plot_path(path: Union[str, Path], inputs: Sequence[Union[str, Path]] = (), force: bool = False) -> Path:
     """Check everything about a plot request that can fail, before any computing."""
     image_format(path)
     require_matplotlib()
-    return formats.check_output_path(path)
+    return formats.check_output_path(path, inputs, force)
+
+
+def check_plot_shape(shape: Sequence[int]) -> None:
+    """Refuse, before any computing, a grid the plots cannot draw: more than 3 CVs, or a contour axis with
+    fewer than 2 points."""
+    if len(shape) > 3:
+        raise InputError(f"--plot: draws 1-D, 2-D and 3-D surfaces; this one has {len(shape)} CVs")
+    if len(shape) > 1 and min(shape[:2]) < 2:
+        raise InputError(f"--plot: a {len(shape)}-D plot draws contours over the first two CVs, which need at "
+                         f"least 2 grid points each (bins {','.join(map(str, shape))})")
 
 
 def _figure(size: Tuple[float, float]) -> Any:
@@ -59,6 +69,8 @@ def _figure(size: Tuple[float, float]) -> Any:
 
 def _levels(values: np.ndarray, vmax: Optional[float], count: int) -> np.ndarray:
     finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise InputError("plot: the surface has no finite value to draw")
     lo = float(finite.min())
     hi = float(finite.max()) if vmax is None else float(vmax)
     if not hi > lo:
@@ -84,7 +96,8 @@ def _plot_1d(fig: Any, result: Any, names: List[str]) -> None:
 
 
 def _contour(ax: Any, x: np.ndarray, y: np.ndarray, values: np.ndarray, levels: np.ndarray, cmap: str) -> Any:
-    extend = "max" if np.nanmax(values) > levels[-1] else "neither"
+    values = np.ma.masked_invalid(values)  # +inf (no mass) is left blank
+    extend = "max" if values.max() > levels[-1] else "neither"
     filled = ax.contourf(x, y, values.T, levels=levels, cmap=cmap, extend=extend)
     ax.contour(x, y, values.T, levels=levels[::2], colors="k", linewidths=0.3, alpha=0.5)
     return filled
@@ -121,12 +134,19 @@ def plot_result(result: Any, path: Union[str, Path], *, title: Optional[str] = N
 
     vmax: top of the colour scale in the energy unit (default: the largest value); levels: number of contour
     bands; size: figure size in inches (default 6.4 x 4.8, 3-D: 10 x 6)."""
+    write = plot_writer(result, path, title=title, vmax=vmax, levels=levels, cmap=cmap, dpi=dpi, size=size)
+    return formats.atomic_write(path, write)
+
+
+def plot_writer(result: Any, path: Union[str, Path], *, title: Optional[str] = None, vmax: Optional[float] = None,
+                levels: int = 24, cmap: str = "viridis", dpi: int = 150,
+                size: Optional[Sequence[float]] = None) -> Callable[[IO[bytes]], None]:
+    """The figure of plot_result, drawn now, and a function that writes it to a binary file."""
     fmt = image_format(path)
     require_matplotlib()
     if result.axes is None:
         raise InputError("plot: needs a regular grid (bins), not explicit grid points")
-    if result.dim > 3:
-        raise InputError(f"plot: draws 1-D, 2-D and 3-D surfaces; this one has {result.dim} CVs")
+    check_plot_shape(result.values.shape)
     names = formats.cv_names(result)
     fig = _figure(tuple(size) if size else ((10.0, 6.0) if result.dim == 3 else (6.4, 4.8)))
     scale = _levels(result.values, vmax, levels)
@@ -137,4 +157,4 @@ def plot_result(result: Any, path: Union[str, Path], *, title: Optional[str] = N
     else:
         _plot_3d(fig, result, names, scale, cmap)
     fig.suptitle(title or f"Free energy surface at {result.temperature:g} K ({result.n_samples} samples)")
-    return formats.atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi))
+    return lambda fh: fig.savefig(fh, format=fmt, dpi=dpi)

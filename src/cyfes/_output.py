@@ -1,0 +1,319 @@
+"""Writing the outputs of one run safely: refusal rules, staging, one commit for all files, signal cleanup.
+
+A run's outputs are first written to temporary files beside their targets (`.NAME.XXXXXX.part`), then renamed
+into place together with SIGINT/SIGTERM held back, so a run either replaces all of its outputs or none: a target
+that existed before is restored when a later rename fails. A signal while writing removes every temporary file
+before the process exits (only SIGKILL or a power cut can leave one behind).
+
+Refused targets (InputError, before any work): a directory, a FIFO, a socket or a device node; a symbolic link,
+a read-only file or a file the run reads (unless `force`, which replaces the link or file itself, never what a
+link points to); the same file named twice; a directory where no file can be created (/proc, /sys, read-only
+mounts). Only regular files are ever written.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
+
+from ._errors import InputError
+
+PathLike = Union[str, "os.PathLike[str]"]
+Writer = Callable[[IO[bytes]], None]
+#: Signals that end a run cleanly (temporary files removed); SIGINT arrives as KeyboardInterrupt.
+TERMINATING = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s)
+_HELD = tuple(s for s in (signal.SIGINT,) + TERMINATING)
+#: Temporary files alive in this process, removed by `discard_all` whatever interrupts the run.
+_LIVE: Set[str] = set()
+
+
+class Terminated(BaseException):
+    """The process got SIGTERM or SIGHUP; raised in the main thread so that cleanup code runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def install_signal_handlers() -> Dict[int, Any]:
+    """SIGTERM/SIGHUP raise Terminated (SIGINT already raises KeyboardInterrupt), so `finally` blocks run.
+    Returns the handlers replaced, for restore_signal_handlers."""
+    old: Dict[int, Any] = {}
+    with contextlib.suppress(ValueError):  # not the main thread: leave the handlers alone
+        for sig in TERMINATING:
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                old[sig] = signal.signal(sig, _raise_terminated)
+    return old
+
+
+def restore_signal_handlers(old: Dict[int, Any]) -> None:
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP back (delivered on exit): a commit or a cleanup is never cut in half."""
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    except (AttributeError, ValueError):  # not the main thread, or no pthread_sigmask: nothing to hold
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    _LIVE.discard(path)
+
+
+def discard_all() -> None:
+    """Remove every temporary file this process still has (the CLI calls it on any way out)."""
+    with signals_held():
+        for path in list(_LIVE):
+            _unlink(path)
+
+
+# ----------------------------------------------------------------------------------------------- refusals
+def _kind(mode: int) -> Optional[str]:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return None
+
+
+def _same_file(st: os.stat_result, inputs: Iterable[PathLike]) -> Optional[str]:
+    for src in inputs:
+        with contextlib.suppress(OSError):
+            other = os.stat(src)
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                return str(src)
+    return None
+
+
+def _probe_directory(p: Path) -> None:
+    """Create and remove a temporary file where `p` will be written: /proc, /sys and read-only places fail
+    here, before any work, instead of after the computation."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=str(p.parent))
+    except OSError as exc:
+        raise InputError(f"{p}: cannot create files in {str(p.parent)!r}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_target(path: PathLike, inputs: Sequence[PathLike] = (), force: bool = False) -> Path:
+    """`path` as a Path after the refusal rules of this module's docstring; raises InputError naming it."""
+    p = Path(path)
+    if not p.name or p.name in (".", ".."):
+        raise InputError(f"{path}: not a file name")
+    if not p.parent.is_dir():
+        raise InputError(f"{p}: output directory {str(p.parent)!r} does not exist")
+    try:
+        st: Optional[os.stat_result] = os.lstat(p)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot check the output path: {exc.strerror or exc}") from None
+    if st is not None:
+        _refuse_existing(p, st, inputs, force)
+    _probe_directory(p)
+    return p
+
+
+def _refuse_existing(p: Path, st: os.stat_result, inputs: Sequence[PathLike], force: bool) -> None:
+    kind = _kind(st.st_mode)
+    if kind:
+        raise InputError(f"{p}: is {kind}; cyfes writes regular files only")
+    hint = "; pass --force to replace it"
+    if stat.S_ISLNK(st.st_mode):
+        if not force:
+            raise InputError(f"{p}: is a symbolic link (to {os.readlink(p)!r}); cyfes does not write through links"
+                             f"{hint} (the link itself is replaced, not what it points to)")
+        return
+    source = _same_file(st, inputs)
+    if source is not None and not force:
+        raise InputError(f"{p}: is an input of this run ({source}){hint}")
+    if not st.st_mode & 0o222 and not force:
+        raise InputError(f"{p}: is read-only{hint}")
+
+
+def _identity(p: Path) -> Tuple[str, str]:
+    return os.path.realpath(p.parent), p.name
+
+
+def check_targets(paths: Sequence[PathLike], inputs: Sequence[PathLike] = (), force: bool = False) -> List[Path]:
+    """check_target for each path, and no file named twice."""
+    seen: Dict[Tuple[str, str], str] = {}
+    out = []
+    for path in paths:
+        p = check_target(path, inputs, force)
+        key = _identity(p)
+        if key in seen:
+            raise InputError(f"{path}: the same output file as {seen[key]}; name each output once")
+        seen[key] = str(path)
+        out.append(p)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- budgets
+def free_bytes(directory: PathLike) -> Optional[int]:
+    """Bytes an unprivileged writer may still use on the filesystem of `directory` (None if unknown)."""
+    try:
+        st = os.statvfs(directory)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def file_size_limit() -> Optional[int]:
+    """The process's file size limit (RLIMIT_FSIZE), None when unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def check_sizes(sizes: Sequence[Tuple[Path, int]]) -> None:
+    """Refuse before any work when the estimated outputs exceed the file size limit or the free disk space."""
+    limit = file_size_limit()
+    per_device: Dict[int, Tuple[int, Path]] = {}
+    for p, size in sizes:
+        if limit is not None and size > limit:
+            raise InputError(f"{p}: needs about {_human(size)}, more than this process's file size limit "
+                             f"({_human(limit)}, ulimit -f); use fewer bins or another format")
+        dev = os.stat(p.parent).st_dev
+        total, _ = per_device.get(dev, (0, p))
+        per_device[dev] = (total + size, p)
+    for total, p in per_device.values():
+        free = free_bytes(p.parent)
+        if free is not None and total > free:
+            raise InputError(f"{p}: the outputs need about {_human(total)} but only {_human(free)} are free in "
+                             f"{str(p.parent)!r}")
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+# ----------------------------------------------------------------------------------------------- staging
+@dataclass
+class _Staged:
+    target: Path
+    temp: str
+
+
+class Staging:
+    """The outputs of one run: `add` writes each to a temporary file, `commit` renames them all into place.
+
+    Used as a context manager: leaving the block without `commit` (an error, a signal) removes the temporary
+    files and leaves every target as it was."""
+
+    def __init__(self) -> None:
+        self._staged: List[_Staged] = []
+
+    def __enter__(self) -> "Staging":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+    def add(self, path: PathLike, write: Writer) -> Path:
+        """Write one output to a temporary file beside `path` (mode as a new file under the umask)."""
+        p = Path(path)
+        with signals_held():
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=str(p.parent))
+            except OSError as exc:
+                raise InputError(f"{p}: cannot create a file in {str(p.parent)!r}: {exc.strerror or exc}") from None
+            _LIVE.add(tmp)
+            self._staged.append(_Staged(p, tmp))
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+            os.chmod(tmp, 0o666 & ~_umask())
+        except OSError as exc:  # a full disk, the file size limit (EFBIG), an I/O error
+            raise InputError(f"{p}: cannot write: {exc.strerror or exc}") from None
+        return p
+
+    def discard(self) -> None:
+        with signals_held():
+            for item in self._staged:
+                _unlink(item.temp)
+            self._staged.clear()
+
+    def commit(self) -> List[Path]:
+        """Rename every staged file into place, all or none (earlier targets restored when one rename fails)."""
+        done: List[Tuple[_Staged, Optional[str]]] = []
+        with signals_held():
+            try:
+                for item in self._staged:
+                    done.append((item, _backup(item.target)))
+                    os.replace(item.temp, item.target)
+                    _LIVE.discard(item.temp)
+            except OSError as exc:
+                _roll_back(done)
+                self.discard()
+                raise InputError(f"{done[-1][0].target}: cannot put the output in place: "
+                                 f"{exc.strerror or exc}") from None
+            for _, backup in done:
+                if backup:
+                    _unlink(backup)
+            targets = [item.target for item in self._staged]
+            self._staged.clear()
+        return targets
+
+
+def _backup(target: Path) -> Optional[str]:
+    """A hard link to the file now at `target`, to put back if the commit fails; None when there is none."""
+    if not os.path.lexists(target):
+        return None
+    name = tempfile.mktemp(prefix=f".{target.name}.", suffix=".old", dir=str(target.parent))
+    try:
+        os.link(target, name, follow_symlinks=False)
+    except OSError:  # a filesystem without hard links: the old file cannot be kept
+        return None
+    _LIVE.add(name)
+    return name
+
+
+def _roll_back(done: List[Tuple[_Staged, Optional[str]]]) -> None:
+    for item, backup in reversed(done):
+        with contextlib.suppress(OSError):
+            if backup:
+                os.replace(backup, item.target)
+                _unlink(backup)  # rename onto a link of the same file does nothing (POSIX)
+            elif not os.path.lexists(item.temp):  # renamed in, and nothing was there before
+                os.unlink(item.target)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_all(outputs: Sequence[Tuple[PathLike, Writer]]) -> List[Path]:
+    """Stage every (path, writer) and commit them together."""
+    with Staging() as staging:
+        for path, write in outputs:
+            staging.add(path, write)
+        return staging.commit()
