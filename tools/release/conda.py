@@ -184,14 +184,25 @@ def model_payload(pkg: list[Entry], work: Path) -> tuple[list[ElfFile], list[Elf
     return elves, facts
 
 
+def package_python(wheel: Wheel, python: str | None) -> str:
+    """The one CPython a package is for: the wheel's cpXY tag, or `python` for an abi3 wheel it serves."""
+    if len(wheel.pythons) == 1 and python in (None, wheel.pythons[0]):
+        return wheel.pythons[0]
+    abi = wheel.tags.split("-")[0]
+    if python and "-abi3-" in f"-{wheel.tags}-" and abi.startswith("cp") and \
+            tuple(int(x) for x in python.split(".")) >= (int(abi[2]), int(abi[3:])):
+        return python
+    raise BadInputError([Problem(wheel.filename, "", "expected a wheel for exactly one CPython (cpXY tag), or an "
+                                 f"abi3 wheel and a Python it serves (got {python or 'none'})")])
+
+
 def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),
                  root: Path = Path("."), progress: Progress = lambda s: None,
-                 cuda_fallback: str | None = None) -> CondaPackage:
-    """The `.conda` of one raw wheel, written into `out_dir/linux-64/`; raises before writing on any problem."""
+                 cuda_fallback: str | None = None, python: str | None = None) -> CondaPackage:
+    """The `.conda` of one raw wheel, written into `out_dir/linux-64/`; raises before writing on any problem.
+    `python` picks the Python of a package made from an abi3 wheel (conda packages are per Python)."""
     wheel = read_wheel(wheel_path)
-    if len(wheel.pythons) != 1:
-        raise BadInputError([Problem(wheel.filename, "", "expected a wheel for exactly one CPython (cpXY tag)")])
-    target = Target(wheel.pythons[0], cuda_version(wheel, cuda_fallback))
+    target = Target(package_python(wheel, python), cuda_version(wheel, cuda_fallback))
     lay = layout("conda", target.python)
     with tempfile.TemporaryDirectory(prefix="cyfes-conda-") as tmp:
         work = Path(tmp)
@@ -214,13 +225,15 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
 
 def make_channel(wheels: list[Path], channel: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),
                  root: Path = Path("."), progress: Progress = lambda s: None,
-                 cuda_fallback: str | None = None) -> list[CondaPackage]:
+                 cuda_fallback: str | None = None, pythons: list[str] | None = None) -> list[CondaPackage]:
     """Every package into a staging directory first; only when all succeeded are they moved into `channel`
-    and the channel indexed, so a bad input leaves `channel` as it was."""
+    and the channel indexed, so a bad input leaves `channel` as it was. `pythons[i]` is the Python of
+    `wheels[i]` (needed for abi3 wheels)."""
     channel.parent.mkdir(parents=True, exist_ok=True)
+    pythons = pythons or [None] * len(wheels)
     with tempfile.TemporaryDirectory(prefix=".conda-staging-", dir=channel.parent) as staging:
-        built = [make_package(w, Path(staging), build_number, extra_depends, root, progress, cuda_fallback)
-                 for w in wheels]
+        built = [make_package(w, Path(staging), build_number, extra_depends, root, progress, cuda_fallback, py)
+                 for w, py in zip(wheels, pythons)]
         (channel / SUBDIR).mkdir(parents=True, exist_ok=True)
         moved = []
         for pkg in built:
@@ -266,6 +279,8 @@ def conda_wheels(pythons: dict[str, str], cuda_enabled: bool, strategy: str, roo
             if w.stat().st_mtime > newest and built_with_cuda(w) == cuda_enabled}
     cuda_lib = None
     for version, exe in pythons.items():
+        if version not in have and _abi3_for(have, version):
+            have[version] = _abi3_for(have, version)
         if version in have:
             log(f"conda: reusing the raw wheel of this build: {have[version]}")
             continue
@@ -273,6 +288,13 @@ def conda_wheels(pythons: dict[str, str], cuda_enabled: bool, strategy: str, roo
             cuda_lib = build_cuda_library(strategy, log=log)
         have[version] = build_wheel(exe, version, cuda_lib, strategy, log=log)
     return {v: have[v] for v in pythons}
+
+
+def _abi3_for(have: dict[str, Path], version: str) -> Path | None:
+    """A raw abi3 wheel built with an older Python serves `version` too (no rebuild per Python)."""
+    key = tuple(int(x) for x in version.split("."))
+    return next((w for v, w in sorted(have.items()) if "-abi3-" in w.name
+                 and tuple(int(x) for x in v.split(".")) <= key), None)
 
 
 def _row(pkg: CondaPackage, result) -> dict:
@@ -300,7 +322,7 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[d
     wheels = conda_wheels(pythons, config.cuda.enabled, config.cuda.strategy, root, progress)
     channel = Path(config.conda.channel)
     built = make_channel(list(wheels.values()), channel, config.conda.build_number, tuple(config.conda.depends),
-                         root, progress, toolkit_version() if config.cuda.enabled else None)
+                         root, progress, toolkit_version() if config.cuda.enabled else None, list(wheels))
     results = {}
     if config.verify.enabled and built:
         progress(f"conda: fixture channel (TEST FIXTURES, never published) in {FIXTURE_CHANNEL}")

