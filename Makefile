@@ -25,6 +25,7 @@ test: install
 # The release: verified wheels and conda packages in dist/ (see release.yaml).
 dist: $(STAMP)
 	$(PY) -m tools.release
+	$(PY) -m pytest -m release tests
 
 bench: install
 	$(PY) bench/bench_fes.py

@@ -413,9 +413,25 @@ def cmd_conda(args, config: ReleaseConfig, progress: Progress) -> int:
     return EXIT_OK if ok else EXIT_PROBLEMS
 
 
+def release_sdist(config: ReleaseConfig, progress: Progress) -> list[dict]:
+    """The sdist next to the wheels (built in a staging dir, then moved)."""
+    from .sdist import build_sdist
+    out = Path(config.output)
+    staging = _staging(out.resolve())
+    try:
+        path = build_sdist(staging, log=progress)
+        (published,) = _publish([path], out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    progress(f"wrote {published}")
+    return [{"wheel": published.name, "tag": "sdist", "size": f"{published.stat().st_size / 2**20:.1f} MiB",
+             "vendored": "-", "schemes": "-", "result": "ok (install tests: pytest -m release)"}]
+
+
 def cmd_all(args, config: ReleaseConfig, progress: Progress) -> int:
     pythons = _pythons(None, config, False, progress)
     rows, ok = release_wheels(pythons, config, config.cuda.strategy, config.verify.enabled, progress)
+    rows += release_sdist(config, progress)
     if config.conda.enabled:
         conda_pythons = _pythons(list(config.conda_pythons) or None, config, False, progress)
         crow, cok = conda_release(conda_pythons, config, progress)
