@@ -49,13 +49,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cyfes"
 
 
-def _download(lib: DebianLibrary) -> bytes:
+def _download(lib: DebianLibrary, dest: Path) -> bytes:
     try:
         with urllib.request.urlopen(lib.url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
             data = resp.read()
     except OSError as exc:
         raise ToolError([f"cannot download {lib.url} ({exc}); the wheels vendor Debian 11's {lib.soname} (it needs "
-                         f"only glibc 2.17): download it by hand into {cache_dir()}/ or reach deb.debian.org"]) from exc
+                         f"only glibc 2.17): put {lib.member.lstrip('./')} from that package at {dest}"]) from exc
     if hashlib.sha256(data).hexdigest() != lib.sha256:
         raise ToolError([f"{lib.url}: SHA256 differs from Debian's Packages index ({lib.sha256})"])
     return data
@@ -93,6 +93,6 @@ def library_dir(lib: DebianLibrary = LIBGOMP, cache: Path | None = None) -> Path
         return base
     base.mkdir(parents=True, exist_ok=True)
     tmp = base / f".{lib.soname}.{os.getpid()}"
-    tmp.write_bytes(extract_library(_download(lib), lib))
+    tmp.write_bytes(extract_library(_download(lib, target), lib))
     os.replace(tmp, target)  # atomic: a concurrent release sees the whole file or none
     return base
