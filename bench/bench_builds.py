@@ -6,7 +6,8 @@
 Each NAME=DIR[@PYTHON] names a directory holding a `cyfes` package (put first on PYTHONPATH) and optionally the
 interpreter to run it with (it needs numpy). The builds run in alternating order, one fresh process per build
 and round, so drifting machine load hits every build alike; the rate of a case is the median over the rounds.
-Cases: the CPU backend's float32 and float64 kernels at D=3, and float32 with periodic CVs.
+Cases: the CPU backend's float32 and float64 kernels at D=3, float32 with periodic CVs (pairs/s), and calls/s
+of a tiny problem on one thread (per-call overhead).
 """
 from __future__ import annotations
 
@@ -43,6 +44,18 @@ for name, dtype, periodic in (("float32", np.float32, False), ("float64", np.flo
         _backends.log_density(samples, logw, grid, scale, period, cpu)
         times.append(time.perf_counter() - t0)
     out[name] = n * m / min(times)
+# Per-call overhead (argument checks, buffer acquisition: where a Limited API build could differ): tiny
+# calls on one thread.
+args = [np.ascontiguousarray(a) for a in (rng.normal(size=(256, 2)), np.zeros(256), rng.normal(size=(16, 2)),
+                                          np.ones(2), np.zeros(2))]
+calls, one_thread = 2000, _backends.Device("cpu", threads=1)  # no thread wake-ups in the measurement
+best = float("inf")
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        _backends.log_density(*args, one_thread)
+    best = min(best, time.perf_counter() - t0)
+out["calls/s (N=256, M=16)"] = calls / best
 print(json.dumps(out))
 """
 
@@ -90,12 +103,12 @@ def main() -> None:
     print(f"CPU kernel, {os.cpu_count()} cores, N={n} samples x M={m} points, D=3, median of {args.rounds} rounds")
     for b in args.builds:
         print(f"  {b.name}: {results[b.name][0]['module']} ({b.python})")
-    print(f"{'build':12s} {'case':18s} {'pairs/s':>10s}  vs {base}")
+    print(f"{'build':12s} {'case':22s} {'rate':>10s}  vs {base}")
     for case in cases:
         ref = statistics.median(x[case] for x in results[base])
         for b in args.builds:
             rate = statistics.median(x[case] for x in results[b.name])
-            print(f"{b.name:12s} {case:18s} {rate:10.3e}  {rate / ref:6.3f}x")
+            print(f"{b.name:12s} {case:22s} {rate:10.3e}  {rate / ref:6.3f}x")
 
 
 if __name__ == "__main__":
