@@ -1,6 +1,7 @@
 """Facts about the installed build, read from its ELF files (pyelftools): the seam the release tool ships.
 
-- _cpu links OpenMP (libgomp) and glibc's vector math (libmvec: the vector exp of the AVX2/AVX-512 clones).
+- _cpu links OpenMP (libgomp) and not libmvec (its vector exp is its own), and needs nothing from glibc newer
+  than 2.17, whatever glibc built it (exp/log bound to their first symbol versions).
 - With CUDA: libcufes.so sits in the package; _gpu needs it with an $ORIGIN RPATH/RUNPATH; libcufes needs
   libcudart.so.13 with the shared runtime and no libcudart at all with CYFES_CUDA_RUNTIME=Static; its fatbinary
   holds SASS for sm_75..sm_90 and PTX for sm_90 (checked with cuobjdump where it exists).
@@ -51,10 +52,19 @@ def one(pattern: str) -> str:
     return paths[0]
 
 
-def test_cpu_extension_links_openmp_and_vector_math() -> None:
+def test_cpu_extension_links_openmp_and_no_vector_math_library() -> None:
     needed = dynamic(one("_cpu*.so"))["needed"]
     assert "libgomp.so.1" in needed
-    assert "libmvec.so.1" in needed
+    assert "libmvec.so.1" not in needed
+
+
+def test_cpu_extension_needs_glibc_2_17_at_most() -> None:
+    from tools.release.glibc import file_floor, required_versions
+    path = one("_cpu*.so")
+    assert file_floor(path).version <= (2, 17), file_floor(path)
+    glibc = {(r.symbol, r.version) for r in required_versions(path) if r.version.startswith("GLIBC_")}
+    assert not {s for s, _ in glibc} & {"_ZGVdN4v_exp", "_ZGVeN8v_exp", "expf"}
+    assert {("exp", "GLIBC_2.2.5"), ("log", "GLIBC_2.2.5")} <= glibc
 
 
 @needs_cuda

@@ -13,19 +13,35 @@
  * maximum, raised lazily as on the GPU: m starts at the exponent of the first sample, and only when a block's
  * sum passes 2^60 (an exponent far above m) is the block swept again to find its maximum, m raised to it,
  * the double accumulator rescaled, and the block summed once more. Sums move into a double accumulator per
- * block, so no bias range overflows and float32 keeps its accuracy for large N. The exp is glibc's libmvec
- * vector exp (-ffast-math). Exponents are clamped at FLOOR below m first: libmvec leaves its fast path for
- * arguments that underflow (measured 8x slower on far grid points); a clamped term adds at most e^-80
- * (float) or e^-700 (double) relative to the largest term, which is >= 1. The caller guarantees finite
+ * block, so no bias range overflows and float32 keeps its accuracy for large N. The caller guarantees finite
  * inputs (cyfes validates them), which is what makes -ffast-math safe here.
  *
- * Runtime dispatch: target_clones builds AVX-512 (x86-64-v4), AVX2+FMA (x86-64-v3) and a baseline x86-64
- * (SSE2) version; the loader picks one through an ifunc, so the module loads on any x86-64.
+ * The exp is our own (cyfes_vexp_*), not glibc's libmvec: the module then needs nothing from glibc newer than
+ * 2.17, so one wheel loads on every manylinux2014 machine (libmvec alone would set the floor to glibc 2.22, and
+ * exp/expf as this host's libm versions them to 2.29/2.27). It is written so the vectoriser inlines it into
+ * the sweep: round to the nearest multiple of ln 2, a polynomial on [-ln2/2, ln2/2] (SLEEF's for double,
+ * Cephes's for float: within 1-2 ulp), the power of two built in the exponent bits. Exponents are clamped to
+ * [FLOOR, CEIL] first, which keeps 2^n a normal number: a term clamped at FLOOR adds at most e^-80 (float)
+ * or e^-700 (double) relative to the largest term, which is >= 1, and a term clamped at CEIL still pushes the
+ * block sum past CYFES_REDO, so the block is summed again against a higher maximum.
+ * The scalar exp/log of the rare paths are glibc's, bound to their first x86-64 versions (below).
+ *
+ * Runtime dispatch: target_clones builds AVX-512 (x86-64-v4), AVX2+FMA (x86-64-v3), SSE4.2 (x86-64-v2: the
+ * first with a vector round, which the exp needs to vectorise) and a baseline x86-64 (SSE2, scalar) version;
+ * the loader picks one through an ifunc, so the module loads on any x86-64.
  */
 #ifndef CYFES_CPU_KERNEL_H
 #define CYFES_CPU_KERNEL_H
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
+
+/* glibc 2.27/2.29 gave expf, exp and log new symbol versions (same results, no SVID error handling); binding
+ * the originals keeps the module loadable on older glibc. Linking against the new libm still finds them. */
+#if defined(__x86_64__) && defined(__GLIBC__)
+__asm__(".symver exp,exp@GLIBC_2.2.5");
+__asm__(".symver log,log@GLIBC_2.2.5");
+#endif
 
 #define CYFES_BLOCK 1024 /* samples per block: (D + 1) * 1024 * 8 bytes stay in L2 */
 #define CYFES_POINTS 16  /* grid points per call share each block of samples */
@@ -33,14 +49,66 @@
 #define CYFES_REDO 1.152921504606847e18 /* 2^60: a block sum above this is summed again with a higher m */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CYFES_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define CYFES_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "arch=x86-64-v2", "default")))
 #else
 #define CYFES_CLONES
 #endif
 #define CYFES_INLINE static inline __attribute__((always_inline))
 
-/* sum_j exp(max(x_j - m, FLOOR)) over one block, DIM a literal so the CV loop unrolls. */
-#define CYFES_SWEEP(T, EXP, FLOOR, DIM, PERIODIC)                                                       \
+/* glibc's scalar exp and log for the rare paths; not inlined, so the vectoriser cannot turn a loop of them
+ * into libmvec calls (GLIBC_2.22). */
+static __attribute__((noinline)) double cyfes_libm_exp(double x) { return exp(x); }
+static __attribute__((noinline)) double cyfes_libm_log(double x) { return log(x); }
+
+/* exp(x) for x in [-708, 708]; vectorisable (no calls, no branches, no table). */
+CYFES_INLINE double cyfes_vexp_f64(double x) {
+  const double shift = 0x1.8p52; /* n + shift has n in its low mantissa bits, exactly */
+  double n = __builtin_rint(x * 0x1.71547652b82fep0);
+  double r = x - n * 0x1.62e42fefa3800p-1 - n * 0x1.ef35793c76730p-45; /* x - n ln2, ln2 split in two */
+  double u = 2.08860621107283687536341e-09;
+  u = u * r + 2.51112930892876518610661e-08;
+  u = u * r + 2.75573911234900471893338e-07;
+  u = u * r + 2.75572362911928827629423e-06;
+  u = u * r + 2.4801587159235472998791e-05;
+  u = u * r + 0.000198412698960509205564975;
+  u = u * r + 0.00138888888889774492207962;
+  u = u * r + 0.00833333333331652721664984;
+  u = u * r + 0.0416666666666665047591422;
+  u = u * r + 0.166666666666666851703837;
+  u = u * r + 0.5;
+  u = r * r * u + r + 1.0;
+  double biased = n + shift, scale;
+  int64_t bits, shift_bits;
+  memcpy(&bits, &biased, 8);
+  memcpy(&shift_bits, &shift, 8);
+  bits = (bits - shift_bits + 1023) << 52; /* 2^n */
+  memcpy(&scale, &bits, 8);
+  return u * scale;
+}
+
+/* expf(x) for x in [-87, 87]. */
+CYFES_INLINE float cyfes_vexp_f32(float x) {
+  const float shift = 0x1.8p23f;
+  float n = __builtin_rintf(x * 0x1.715476p0f);
+  float r = x - n * 0x1.62e4p-1f - n * 0x1.7f7d1cp-20f;
+  float u = 1.9875691500E-4f;
+  u = u * r + 1.3981999507E-3f;
+  u = u * r + 8.3334519073E-3f;
+  u = u * r + 4.1665795894E-2f;
+  u = u * r + 1.6666665459E-1f;
+  u = u * r + 5.0000001201E-1f;
+  u = r * r * u + r + 1.0f;
+  float biased = n + shift, scale;
+  int32_t bits, shift_bits;
+  memcpy(&bits, &biased, 4);
+  memcpy(&shift_bits, &shift, 4);
+  bits = (bits - shift_bits + 127) << 23;
+  memcpy(&scale, &bits, 4);
+  return u * scale;
+}
+
+/* sum_j exp(clamp(x_j - m, FLOOR, CEIL)) over one block, DIM a literal so the CV loop unrolls. */
+#define CYFES_SWEEP(T, EXP, FLOOR, CEIL, DIM, PERIODIC)                                                       \
   do {                                                                                                  \
     _Pragma("omp simd reduction(+ : bsum)") for (int64_t j = 0; j < nb; ++j) {                          \
       T t = lw[j] - m;                                                                                  \
@@ -52,31 +120,32 @@
         }                                                                                               \
         t -= dx * dx;                                                                                   \
       }                                                                                                 \
-      bsum += EXP(t > FLOOR ? t : FLOOR);                                                               \
+      t = t > FLOOR ? t : FLOOR;                                                                        \
+      bsum += EXP(t < CEIL ? t : CEIL);                                                                 \
     }                                                                                                   \
   } while (0)
 
-#define CYFES_SWEEP_CASE(T, EXP, FLOOR, DIM)                   \
+#define CYFES_SWEEP_CASE(T, EXP, FLOOR, CEIL, DIM)                   \
   case DIM:                                                    \
     if (periodic)                                              \
-      CYFES_SWEEP(T, EXP, FLOOR, DIM, 1);                      \
+      CYFES_SWEEP(T, EXP, FLOOR, CEIL, DIM, 1);                      \
     else                                                       \
-      CYFES_SWEEP(T, EXP, FLOOR, DIM, 0);                      \
+      CYFES_SWEEP(T, EXP, FLOOR, CEIL, DIM, 0);                      \
     break;
 
-#define CYFES_DEFINE_KERNEL(T, SUFFIX, EXP, FLOOR)                                                        \
+#define CYFES_DEFINE_KERNEL(T, SUFFIX, EXP, FLOOR, CEIL)                                                        \
   CYFES_INLINE T cyfes_block_sum_##SUFFIX(const T *const *s, const T *restrict lw, int64_t nb, int dim,    \
                                           const T *restrict g, const T *restrict per, int periodic, T m) { \
     T bsum = 0;                                                                                           \
     switch (dim) {                                                                                        \
-      CYFES_SWEEP_CASE(T, EXP, FLOOR, 1)                                                                  \
-      CYFES_SWEEP_CASE(T, EXP, FLOOR, 2)                                                                  \
-      CYFES_SWEEP_CASE(T, EXP, FLOOR, 3)                                                                  \
-      CYFES_SWEEP_CASE(T, EXP, FLOOR, 4)                                                                  \
-      CYFES_SWEEP_CASE(T, EXP, FLOOR, 5)                                                                  \
-      CYFES_SWEEP_CASE(T, EXP, FLOOR, 6)                                                                  \
-      CYFES_SWEEP_CASE(T, EXP, FLOOR, 7)                                                                  \
-      CYFES_SWEEP_CASE(T, EXP, FLOOR, 8)                                                                  \
+      CYFES_SWEEP_CASE(T, EXP, FLOOR, CEIL, 1)                                                                  \
+      CYFES_SWEEP_CASE(T, EXP, FLOOR, CEIL, 2)                                                                  \
+      CYFES_SWEEP_CASE(T, EXP, FLOOR, CEIL, 3)                                                                  \
+      CYFES_SWEEP_CASE(T, EXP, FLOOR, CEIL, 4)                                                                  \
+      CYFES_SWEEP_CASE(T, EXP, FLOOR, CEIL, 5)                                                                  \
+      CYFES_SWEEP_CASE(T, EXP, FLOOR, CEIL, 6)                                                                  \
+      CYFES_SWEEP_CASE(T, EXP, FLOOR, CEIL, 7)                                                                  \
+      CYFES_SWEEP_CASE(T, EXP, FLOOR, CEIL, 8)                                                                  \
     }                                                                                                     \
     return bsum;                                                                                          \
   }                                                                                                       \
@@ -124,17 +193,17 @@
             T e = cyfes_exponent_##SUFFIX(sb, logw + j0, j, dim, g, period);                              \
             top = e > top ? e : top;                                                                      \
           }                                                                                               \
-          dsum[p] *= exp((double)m[p] - (double)top);                                                     \
+          dsum[p] *= cyfes_libm_exp((double)m[p] - (double)top);                                                   \
           m[p] = top;                                                                                     \
           bsum = cyfes_block_sum_##SUFFIX(sb, logw + j0, nb, dim, g, period, periodic, m[p]);             \
         }                                                                                                 \
         dsum[p] += (double)bsum;                                                                          \
       }                                                                                                   \
     }                                                                                                     \
-    for (int64_t p = 0; p < count; ++p) out[p] = (double)m[p] + log(dsum[p]);                             \
+    for (int64_t p = 0; p < count; ++p) out[p] = (double)m[p] + cyfes_libm_log(dsum[p]);                         \
   }
 
-CYFES_DEFINE_KERNEL(double, f64, exp, -700.0)
-CYFES_DEFINE_KERNEL(float, f32, expf, -80.0f)
+CYFES_DEFINE_KERNEL(double, f64, cyfes_vexp_f64, -700.0, 700.0)
+CYFES_DEFINE_KERNEL(float, f32, cyfes_vexp_f32, -80.0f, 80.0f)
 
 #endif

@@ -30,7 +30,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     f"-Cbuild-dir={BUILD_DIR}", str(ROOT)], check=True, env=env, cwd=ROOT)
     (wheel,) = out.glob("cyfes-*.whl")
     ch = tmp_path_factory.mktemp("conda") / "channel"
-    make_channel([wheel], ch, root=ROOT)
+    make_channel([wheel], ch, root=ROOT, pythons=[PY])  # the venv's Python: the wheel may be abi3
     return ch
 
 

@@ -36,9 +36,9 @@ def test_target_keeps_data_outside_lib_and_scripts():
 
 def test_repository_release_yaml_loads():
     cfg = load_config("release.yaml")
-    assert cfg.python == ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13")  # 3.10 is not the float 3.1
+    assert cfg.python == ("3.9", "3.10", "3.11")  # 3.10 is not the float 3.1
     assert cfg.cuda.strategy == "vendor" and cfg.schemes == ("venv", "user", "debian", "prefix", "target")
-    assert cfg.conda.channel == "dist/conda" and cfg.conda_pythons == cfg.python
+    assert cfg.conda.channel == "dist/conda" and cfg.conda_pythons == ("3.9", "3.10", "3.11", "3.12", "3.13")
 
 
 def test_empty_config_is_defaults():

@@ -1,4 +1,5 @@
-"""`check`: for any wheel, where every DT_NEEDED of every ELF resolves after install, per scheme and Python.
+"""`check`: for any wheel, where every DT_NEEDED of every ELF resolves after install, per scheme and Python, and
+the oldest glibc each ELF (and so the wheel) can load on, with the symbol that sets it.
 
 The answer is the loader's (resolve.py) applied to the layout each scheme produces (layouts.py). A finding is a
 `problem` (exit 1: a library would not load, or would come from the build host, or an RPATH entry is absolute or
@@ -13,12 +14,13 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .elf import ElfFile
+from .glibc import GlibcFloor, defined_versions, file_floor, newest_floor, required_versions, unsatisfied_versions
 from .layouts import WHEEL_SCHEMES, InstallLayout, layouts
 from .resolve import Resolution, SystemLibraries, flag_entries, resolve_tree
 from .rpath import KNOWN_PROVIDERS, Provider, install_tree
+from .targets import python_versions, version_key
 from .wheel import Wheel, load_elfs, read_wheel
 
-ALL_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,13 @@ class WheelReport:
     layouts: list[str]
     findings: list[Finding] = field(default_factory=list)
     resolutions: dict[str, list[Resolution]] = field(default_factory=dict)
+    glibc: dict[str, GlibcFloor] = field(default_factory=dict)
+    """Member -> the oldest glibc it loads on (glibc.py)."""
+
+    @property
+    def glibc_floor(self) -> GlibcFloor:
+        """The wheel loads only where every ELF in it does."""
+        return newest_floor(self.glibc.values())
 
     @property
     def problems(self) -> list[Finding]:
@@ -57,13 +66,16 @@ class WheelReport:
 
 
 def wheel_pythons(wheel: Wheel, configured: Sequence[str] = ()) -> list[str]:
-    """cpXY tags name their Python; abi3 and py3 wheels are checked for every configured (or known) Python."""
+    """cpXY tags name their Python; py3 wheels are checked for every configured (or supported) Python, abi3
+    wheels for every configured or supported one from their Limited API version on."""
     if wheel.pythons:
         return wheel.pythons
     tag = wheel.tags.split("-")[0]
-    low = tag[2:] if tag.startswith("cp") and "abi3" in wheel.tags else "38"
-    candidates = configured or ALL_PYTHONS
-    return [v for v in candidates if int(v.split(".")[1]) >= int(low[1:] or 0)]
+    if not (tag.startswith("cp") and "abi3" in wheel.tags):
+        return list(configured or python_versions())
+    low = (int(tag[2]), int(tag[3:] or 0))
+    candidates = sorted(set(configured) | set(python_versions()), key=version_key)
+    return [v for v in candidates if version_key(v) >= low]
 
 
 def wheel_providers(wheel: Wheel) -> list[Provider]:
@@ -127,8 +139,25 @@ def analyze(wheel: Wheel, elfs: dict[str, ElfFile], schemes: Sequence[str] = WHE
         if n == installed[member]:  # dead in every layout: for one scheme only would be the union's nature
             report.findings.append(Finding(member, "all", "problem",
                                            f"entry {entry!r} points to no directory of the install in any scheme"))
-    report.findings = _dedupe(report.findings)
+    report.glibc, version_findings = glibc_facts(wheel, elfs)
+    report.findings = _dedupe(report.findings + version_findings)
     return report
+
+
+def glibc_facts(wheel: Wheel, elfs: dict[str, ElfFile]) -> tuple[dict[str, GlibcFloor], list[Finding]]:
+    """Each ELF's glibc floor, and a problem for every symbol version a library shipped in the wheel does not
+    define (the loader refuses the import with "version `X' not found", whatever the glibc)."""
+    floors, findings = {}, []
+    shipped = {(e.soname or e.name): m for m, e in elfs.items()}
+    for member in elfs:
+        required = required_versions(wheel.members[member].data)
+        floors[member] = file_floor(wheel.members[member].data, member)
+        for library in sorted({r.library for r in required if r.library in shipped}):
+            defined = defined_versions(wheel.members[shipped[library]].data)
+            for v in unsatisfied_versions(required, library, defined):
+                findings.append(Finding(member, "all", "problem", f"needs version {v} of {library}, which the "
+                                        f"wheel's copy ({shipped[library]}) does not define"))
+    return floors, findings
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
@@ -152,4 +181,4 @@ def check_wheel(path: str, schemes: Sequence[str] = WHEEL_SCHEMES, pythons: Sequ
     return analyze(wheel, elfs, schemes, pythons, system)
 
 
-__all__ = ["Finding", "WheelReport", "analyze", "check_wheel", "open_wheel", "wheel_pythons", "wheel_providers"]
+__all__ = ["Finding", "WheelReport", "analyze", "glibc_facts", "check_wheel", "open_wheel", "wheel_pythons", "wheel_providers"]

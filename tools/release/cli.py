@@ -169,8 +169,15 @@ def _check_conda(path: str):
     return check_conda(path)
 
 
+def _glibc_json(floor) -> dict:
+    return {"glibc": floor.text, "manylinux": floor.manylinux, "symbol": floor.symbol, "library": floor.library}
+
+
 def _report_json(report) -> dict:
+    floor = report.glibc_floor
     return {"wheel": report.wheel, "ok": report.ok, "layouts": report.layouts,
+            "glibc": {**_glibc_json(floor), "file": floor.file},
+            "glibc_per_file": {m: _glibc_json(f) for m, f in sorted(report.glibc.items())},
             "findings": [dataclasses.asdict(f) for f in report.findings],
             "resolutions": {k: [dataclasses.asdict(r) for r in v] for k, v in report.resolutions.items()}}
 
@@ -178,8 +185,20 @@ def _report_json(report) -> dict:
 def _print_report(report) -> None:
     head = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     print(f"{report.wheel}: {head} ({len(report.layouts)} layouts: {', '.join(report.layouts)})")
+    floor = report.glibc_floor
+    print(f"  loads on glibc >= {floor.text} ({floor.manylinux}), set by {_set_by(floor)}")
+    width = max((len(m) for m in report.glibc), default=0)
+    for member, f in sorted(report.glibc.items()):
+        print(f"    {member.ljust(width)}  glibc >= {f.text:6s} {_set_by(f, with_file=False)}")
     for f in report.findings:
         print(f"  {f.severity.upper()}: In {report.wheel}, {f.file} [{f.scheme}]: {f.message}")
+
+
+def _set_by(floor, with_file: bool = True) -> str:
+    if not floor.symbol:
+        return "no versioned glibc symbol"
+    where = f" in {floor.file}" if with_file and floor.file else ""
+    return f"{floor.symbol} from {floor.library}{where}"
 
 
 def _output_dir(out: Path, option: str) -> Path:
@@ -281,7 +300,7 @@ def cmd_verify(args, config: ReleaseConfig, progress: Progress) -> int:
         if wheel is None:
             ok &= _verify_conda(Path(path), progress)
             continue
-        for v in wheel.pythons or [f"{sys.version_info[0]}.{sys.version_info[1]}"]:
+        for v in wheel.pythons or _installed_pythons_for(wheel):
             python = which_python(v)
             if python is None:
                 raise BadInputError([f"In {wheel.filename}: no Python {v} interpreter found to verify it with"])
@@ -292,6 +311,14 @@ def cmd_verify(args, config: ReleaseConfig, progress: Progress) -> int:
             rows.append(_row(Path(path), wheel, results))
     _print_table(rows)
     return EXIT_OK if ok else EXIT_PROBLEMS
+
+
+def _installed_pythons_for(wheel) -> list[str]:
+    """An abi3 or py3 wheel is verified with every Python it serves that is installed here (else this one)."""
+    from .check import wheel_pythons
+    from .interpreters import find_pythons
+    found = find_pythons()
+    return [v for v in wheel_pythons(wheel) if v in found] or [f"{sys.version_info[0]}.{sys.version_info[1]}"]
 
 
 def _verify_conda(path: Path, progress: Progress) -> bool:
@@ -335,7 +362,9 @@ def _vendored(wheel) -> list[str]:
 
 
 def _row(path: Path, wheel, results, error: str = "") -> dict:
-    verified = [f"{r.scheme}{'' if r.status == 'ok' else '(' + r.status + ')'}" for r in results]
+    several = len({r.python for r in results}) > 1
+    verified = [f"{r.scheme}{'-' + r.python if several else ''}{'' if r.status == 'ok' else '(' + r.status + ')'}"
+                for r in results]
     failed = [r for r in results if not r.ok]
     result = error or ("FAILED: " + "; ".join(f"{r.scheme}: {r.detail}" for r in failed) if failed else "ok")
     return {"wheel": path.name if wheel else str(path), "tag": wheel.tags if wheel else "-",
@@ -356,10 +385,25 @@ def _print_table(rows: list[dict]) -> None:
         print("  ".join(str(r[k]).ljust(widths.get(k, 0)) for k, _ in cols).rstrip())
 
 
+# The abi3 wheel is verified in every scheme with the Python that built it, and in a venv with each later one.
+ABI3_EXTRA_SCHEMES = ("venv",)
+
+
+def _abi3_verifiers(wheel_name: str, built_with: str) -> dict[str, str]:
+    """For an abi3 wheel: the other supported Pythons it serves that are installed here ("X.Y" -> interpreter)."""
+    from .interpreters import find_pythons
+    from .targets import abi3_pythons
+    if "-abi3-" not in wheel_name:
+        return {}
+    found = find_pythons()
+    return {v: found[v] for v in abi3_pythons() if v != built_with and v in found}
+
+
 def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str, verify: bool,
                    progress: Progress) -> tuple[list[dict], bool]:
     """Build the CUDA library once, then per Python: build, repair, fix, verify; publish what passed."""
     from .build import build_cuda_library, build_wheel
+    from .openmp import library_dir
     from .repair import repair_wheel
     from .verify import verify_wheel
     from .wheel import read_wheel
@@ -368,15 +412,18 @@ def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str
     staging: Path | None = None
     try:
         staging = _staging(out.resolve(), "output")
+        gomp = library_dir()
+        progress(f"OpenMP runtime to vendor: {gomp}/libgomp.so.1 (Debian 11's, glibc >= 2.17)")
         cuda = (build_cuda_library(strategy, log=progress, flavour=config.cuda.flavour)
                 if config.cuda.enabled else None)
         for v, python in pythons.items():
             try:
                 raw = build_wheel(python, v, cuda, strategy, log=progress)
                 progress(f"auditwheel repair + RPATH plan for {raw.name}")
-                fixed = repair_wheel(raw, staging, strategy, config.schemes, [v], config.exclude,
+                extra = _abi3_verifiers(raw.name, v)
+                fixed = repair_wheel(raw, staging, strategy, config.schemes, [v, *extra], config.exclude,
                                      config.manylinux, config.cuda.requirement,
-                                     cuda.library_dirs if cuda else ())
+                                     [gomp, *(cuda.library_dirs if cuda else ())])
                 for plan in fixed.plans:
                     for d in plan.decisions:
                         if d.action != "kept":
@@ -385,6 +432,9 @@ def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str
                 if verify:
                     progress(f"verify {fixed.output.name}: {', '.join(config.schemes)}")
                     results = verify_wheel(fixed.output, config.schemes, python, config.verify.smoke)
+                    for other, exe in extra.items():  # the abi3 wheel on the later Pythons it serves
+                        progress(f"verify {fixed.output.name} with Python {other}: {ABI3_EXTRA_SCHEMES[0]}")
+                        results += verify_wheel(fixed.output, ABI3_EXTRA_SCHEMES, exe, config.verify.smoke)
                 wheel = read_wheel(fixed.output)
                 row = _row(fixed.output, wheel, results,
                            "" if fixed.report.ok else "check: " + "; ".join(f.message for f in fixed.report.problems))
@@ -441,9 +491,25 @@ def cmd_conda(args, config: ReleaseConfig, progress: Progress) -> int:
     return EXIT_OK if ok else EXIT_PROBLEMS
 
 
+def release_sdist(config: ReleaseConfig, progress: Progress) -> list[dict]:
+    """The sdist next to the wheels (built in a staging dir, then moved)."""
+    from .sdist import build_sdist
+    out = Path(config.output)
+    staging = _staging(out.resolve())
+    try:
+        path = build_sdist(staging, log=progress)
+        (published,) = _publish([path], out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    progress(f"wrote {published}")
+    return [{"wheel": published.name, "tag": "sdist", "size": f"{published.stat().st_size / 2**20:.1f} MiB",
+             "vendored": "-", "schemes": "-", "result": "ok (install tests: pytest -m release)"}]
+
+
 def cmd_all(args, config: ReleaseConfig, progress: Progress) -> int:
     pythons = _pythons(None, config, False, progress)
     rows, ok = release_wheels(pythons, config, config.cuda.strategy, config.verify.enabled, progress)
+    rows += release_sdist(config, progress)
     if config.conda.enabled:
         conda_pythons = _pythons(list(config.conda_pythons) or None, config, False, progress)
         crow, cok = conda_release(conda_pythons, config, progress)

