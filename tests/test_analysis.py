@@ -81,7 +81,7 @@ def test_silverman_bandwidth(biased):
 
 def test_cli_kt_sigma_auto_and_delta_f(tmp_path, capsys, biased):
     x, bias = biased
-    data = tmp_path / "c.dat"
+    data = tmp_path / "colvar.dat"
     np.savetxt(data, np.column_stack([x, bias]), header="x y metad.bias", comments="")
     args = ["fes", str(data), "--cv", "x,y", "--bias", "metad.bias", "--bins", "20", "--blocks", "3"]
     assert cli.main(args + ["--sigma", "0.3", "--kt", "2.5", "-o", str(tmp_path / "a.dat"),
