@@ -1,4 +1,4 @@
-"""Issue item 7: every bad input gives exit 2, one clear line naming the file and the problem, and writes nothing
+"""Every bad input gives exit 2, one clear line naming the file and the problem, and writes nothing
 (neither in the output directory nor a staging directory next to it)."""
 from __future__ import annotations
 
