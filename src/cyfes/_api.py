@@ -13,7 +13,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _backends, _inputs, _units
+from . import _backends, _inputs, _truncated, _units
 from ._errors import InputError
 
 UNITS = tuple(_units.BOLTZMANN)
@@ -21,6 +21,9 @@ UNITS = tuple(_units.BOLTZMANN)
 PROGRESS_STEPS = 64
 ProgressCallback = Callable[[int, int], None]
 PRECISIONS = ("float64", "float32")
+METHODS = ("direct", "binned")
+#: Default bound on how much the pairs left out of the sum may change any F, in kT.
+TOLERANCE = 1e-6
 
 
 @dataclass
@@ -48,6 +51,14 @@ class FESResult:
     n_samples: int
     blocks: int = 1
     names: Optional[List[str]] = None
+    #: The largest change of any F (kT) that the samples left out of the sum could cause (0: every pair summed).
+    bound: float = 0.0
+    #: Sample-point pairs evaluated by the kernels.
+    pairs: int = 0
+    #: "direct" (kernel sums) or "binned" (binning + FFT convolution).
+    method: str = "direct"
+    #: method="binned": estimated largest |dF| (kT) against the direct sum on the grid; None otherwise.
+    error_estimate: Optional[float] = None
 
     @property
     def dim(self) -> int:
@@ -90,9 +101,11 @@ class _Problem:
     period: np.ndarray
     points: np.ndarray
     axes: Optional[List[np.ndarray]]
-    block_ids: List[np.ndarray]
+    block_ranges: List[Tuple[int, int]]
     dtype: type
     kT: float
+    tolerance: float
+    method: str
 
 
 def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray,
@@ -111,18 +124,30 @@ def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray,
     return np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1), axes
 
 
-def _blocks(logw: np.ndarray, nblocks: int) -> List[np.ndarray]:
-    """Sample indices of each block, samples of weight zero left out; checked before any work starts."""
-    keep = np.isfinite(logw)  # weight 0: the sample does not exist for the estimate
-    blocks = [ids[keep[ids]] for ids in np.array_split(np.arange(len(logw)), nblocks)]
-    if any(len(ids) == 0 for ids in blocks):
+def _blocks(logw: np.ndarray, nblocks: int) -> List[Tuple[int, int]]:
+    """[lo, hi) of each block (np.array_split's split); a block with only zero weights is refused up front."""
+    n = len(logw)
+    sizes = [n // nblocks + (1 if k < n % nblocks else 0) for k in range(nblocks)]
+    edges = np.cumsum([0] + sizes).tolist()
+    blocks = list(zip(edges[:-1], edges[1:]))
+    if any(not np.isfinite(logw[lo:hi]).any() for lo, hi in blocks):
         raise InputError(f"blocks: a block of samples has only zero weights; use fewer than {nblocks} blocks")
     return blocks
 
 
+def _tolerance(value: Any) -> float:
+    try:
+        tol = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"tolerance: expected a number >= 0 (kT), got {value!r}") from None
+    if not (math.isfinite(tol) and 0 <= tol < 1):
+        raise InputError(f"tolerance: expected 0 (every pair) or a bound in kT below 1, got {value!r}")
+    return tol
+
+
 def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: float, units: str, grid: Any,
               bins: Any, ranges: Any, periodic: Any, blocks: int, precision: str,
-              names: Optional[Sequence[str]]) -> _Problem:
+              names: Optional[Sequence[str]], tolerance: Any, method: str) -> _Problem:
     kT = _units.kT(temperature, units)
     data = _inputs.samples(samples)
     n, dim = data.shape
@@ -131,11 +156,13 @@ def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: fl
     period = _inputs.periods(periodic, dim)
     nblocks = _inputs.positive_int(blocks, "blocks", upper=n)
     precision = _inputs.choice(precision, "precision", PRECISIONS)
+    tol = _tolerance(tolerance)
+    method = _inputs.choice(method, "method", METHODS)
     if names is not None and len(names) != dim:
         raise InputError(f"names: expected {dim} CV names, got {len(names)}")
     points, axes = _points(grid, bins, ranges, data, period)
     dtype = np.float64 if precision == "float64" else np.float32
-    return _Problem(data, sig, logw, period, points, axes, _blocks(logw, nblocks), dtype, kT)
+    return _Problem(data, sig, logw, period, points, axes, _blocks(logw, nblocks), dtype, kT, tol, method)
 
 
 def _grid_parts(points: int, blocks: int, progress: Optional[ProgressCallback]) -> List[slice]:
@@ -145,18 +172,37 @@ def _grid_parts(points: int, blocks: int, progress: Optional[ProgressCallback]) 
     return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
-def _block_log_densities(pb: _Problem, dev: _backends.Device,
-                         progress: Optional[ProgressCallback] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """Per block: log sum_j w_j K(x - s_j) (unnormalised kernel) on every point, and log sum_j w_j."""
+@dataclass
+class _Densities:
+    """Per block: log sum_j w_j K(x - s_j) (unnormalised kernel) on every point, and log sum_j w_j; with the
+    truncation bound achieved (kT) and the pairs summed."""
+
+    log_dens: np.ndarray
+    log_z: np.ndarray
+    bound: float
+    pairs: int
+
+
+def _block_samples(pb: _Problem, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Samples and log-weights of one block, zero weights left out (a view when there are none)."""
+    lw = pb.logw[lo:hi]
+    keep = np.isfinite(lw)
+    if keep.all():
+        return pb.data[lo:hi], lw
+    return pb.data[lo:hi][keep], lw[keep]
+
+
+def _direct(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCallback]) -> _Densities:
+    """Every pair (tolerance 0, or a GPU)."""
     cast = lambda a: np.ascontiguousarray(a, dtype=pb.dtype)  # noqa: E731
     scale, per, pts = cast(1.0 / pb.sigma), cast(pb.period), cast(pb.points)
-    parts = _grid_parts(len(pts), len(pb.block_ids), progress)
-    total, done = len(parts) * len(pb.block_ids), 0
-    log_dens, log_z = [], []
-    for ids in pb.block_ids:
-        lw = pb.logw[ids]
+    parts = _grid_parts(len(pts), len(pb.block_ranges), progress)
+    total, done = len(parts) * len(pb.block_ranges), 0
+    log_dens, log_z, pairs = [], [], 0
+    for lo, hi in pb.block_ranges:
+        data, lw = _block_samples(pb, lo, hi)
         top = lw.max()  # shift so the kernels see logw <= 0 (float32 keeps its range); added back below
-        s, w = cast(pb.data[ids]), cast(lw - top)
+        s, w = cast(data), cast(lw - top)
         dens = np.empty(len(pts))
         for part in parts:
             dens[part] = _backends.log_density(s, w, pts[part], scale, per, dev)
@@ -165,7 +211,41 @@ def _block_log_densities(pb: _Problem, dev: _backends.Device,
                 progress(done, total)
         log_dens.append(dens + top)
         log_z.append(_logsumexp(lw))
-    return np.array(log_dens), np.array(log_z)
+        pairs += len(lw) * len(pts)
+    return _Densities(np.array(log_dens), np.array(log_z), 0.0, pairs)
+
+
+def _tiles(pb: _Problem) -> _truncated.Tiles:
+    if pb.axes is not None:
+        return _truncated.regular_tiles([len(a) for a in pb.axes])
+    return _truncated.point_tiles(_truncated.scaled_points(pb.points, _truncated.scaled_factor(pb.sigma),
+                                                           pb.period))
+
+
+def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCallback]) -> _Densities:
+    """Only the cells of samples that can matter, per tile of grid points, within pb.tolerance (CPU)."""
+    tiles = _tiles(pb)
+    factor = _truncated.scaled_factor(pb.sigma)
+    grid = _truncated.in_tile_order(_truncated.scaled_points(pb.points, factor, pb.period), tiles, pb.dtype)
+    log_dens, log_z, bound, pairs = [], [], 0.0, 0
+    for k, (lo, hi) in enumerate(pb.block_ranges):
+        lw = pb.logw[lo:hi]
+        top = float(lw.max())
+        res = _truncated.cpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
+                                         pb.dtype, pb.tolerance, dev.threads)
+        log_dens.append(_truncated.from_tile_order(res.log_density, tiles) + top)
+        log_z.append(_logsumexp(lw[np.isfinite(lw)]))
+        bound, pairs = max(bound, res.bound), pairs + res.pairs
+        if progress is not None:
+            progress(k + 1, len(pb.block_ranges))
+    return _Densities(np.array(log_dens), np.array(log_z), bound, pairs)
+
+
+def _block_log_densities(pb: _Problem, dev: _backends.Device,
+                         progress: Optional[ProgressCallback] = None) -> _Densities:
+    if pb.tolerance > 0 and dev.kind == "cpu":
+        return _truncated_sum(pb, dev, progress)
+    return _direct(pb, dev, progress)
 
 
 def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temperature: float = 300.0,
@@ -173,7 +253,8 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
         periodic: Optional[Sequence[Optional[float]]] = None, blocks: int = 1, device: Any = "auto",
         precision: str = "float64", devices: Optional[Sequence[int]] = None, threads: Optional[int] = None,
         shift: bool = True, names: Optional[Sequence[str]] = None,
-        progress: Optional[ProgressCallback] = None) -> FESResult:
+        progress: Optional[ProgressCallback] = None, tolerance: float = TOLERANCE,
+        method: str = "direct") -> FESResult:
     """Free energy surface of `samples` (N, D) by reweighted Gaussian kernel density estimation.
 
     sigma: kernel width, a scalar or one per CV. bias: per-sample bias potential V_j in `units`
@@ -185,20 +266,25 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
     devices=[0, 1] splits the grid over GPUs. precision: "float64" or "float32". shift: subtract min F.
     A periodic CV's default range is one period from the data minimum, without repeating the end point.
     progress: called as progress(done, total) after each kernel call (the grid is then split into parts).
+    tolerance: the samples left out of each grid point's sum change no F by more than this (kT); samples are
+    grouped into cells and a cell is left out only when its summed weight and nearest distance prove it
+    negligible, whatever the weights. 0 sums every pair. The result's `bound` is the bound achieved, `pairs`
+    the pairs summed.
     Every argument is checked before any work starts; a bad one raises InputError naming it.
     """
     dev = _backends.parse_device(device, devices, threads)
     pb = _validate(samples, sigma, bias, weights, temperature, units, grid, bins, ranges, periodic, blocks,
-                   precision, names)
+                   precision, names, tolerance, method)
     if progress is not None and not callable(progress):
         raise InputError(f"progress: expected a callable progress(done, total), got {progress!r}")
-    dens, log_z = _block_log_densities(pb, dev, progress)
+    sums = _block_log_densities(pb, dev, progress)
+    dens, log_z = sums.log_dens, sums.log_z
     norm = _log_gauss_norm(pb.sigma)
     values = -pb.kT * (_logsumexp(dens) - _logsumexp(log_z) + norm)
     error = None
-    if len(pb.block_ids) > 1:
+    if len(pb.block_ranges) > 1:
         per_block = -pb.kT * (dens - log_z[:, None] + norm)
-        error = per_block.std(axis=0, ddof=1) / math.sqrt(len(pb.block_ids))
+        error = per_block.std(axis=0, ddof=1) / math.sqrt(len(pb.block_ranges))
     if shift:
         values = values - values.min()
     shape = tuple(len(a) for a in pb.axes) if pb.axes is not None else (len(pb.points),)
@@ -207,5 +293,5 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
         error=None if error is None else error.reshape(shape), kT=pb.kT, units=units,
         temperature=float(temperature), backend=dev.describe(), precision=str(np.dtype(pb.dtype)),
         sigma=pb.sigma, periodic=[float(p) if p > 0 else None for p in pb.period],
-        n_samples=int(np.isfinite(pb.logw).sum()), blocks=len(pb.block_ids),
-        names=list(names) if names is not None else None)
+        n_samples=int(np.isfinite(pb.logw).sum()), blocks=len(pb.block_ranges),
+        names=list(names) if names is not None else None, bound=sums.bound, pairs=sums.pairs, method=pb.method)

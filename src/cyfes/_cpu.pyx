@@ -64,3 +64,108 @@ def log_density(const real[:, ::1] samples, const real[::1] logw, const real[:, 
             cyfes_points_f64(&s_t[0, 0], &logw[0], n, dim, &g_s[lo, 0], count, &per[0], &out[lo])
         else:
             cyfes_points_f32(&s_t[0, 0], &logw[0], n, dim, &g_s[lo, 0], count, &per[0], &out[lo])
+
+
+# --- truncated sum (cpu_truncated.h) ----------------------------------------------------------------------
+from libc.stdlib cimport malloc, free
+from libc.stdint cimport int16_t
+from cython.parallel cimport parallel
+
+cdef extern from "cpu_truncated.h" nogil:
+    ctypedef struct cyfes_cell_grid:
+        int64_t shape[8]
+        int dim
+    ctypedef struct cyfes_tile_result:
+        double bound
+        int64_t pairs
+    int64_t cyfes_cells_plan(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
+                             const double *factor, const double *period, double h, int64_t max_cells,
+                             cyfes_cell_grid *cg)
+    int64_t cyfes_cells_fill_f64(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
+                                 const double *factor, double top, const cyfes_cell_grid *cg, int64_t kept,
+                                 int64_t *scratch, int64_t *cell, double *samples_t, double *lw, int64_t *start,
+                                 double *lmass, double *box)
+    int64_t cyfes_cells_fill_f32(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
+                                 const double *factor, double top, const cyfes_cell_grid *cg, int64_t kept,
+                                 int64_t *scratch, int64_t *cell, float *samples_t, float *lw, int64_t *start,
+                                 double *lmass, double *box)
+    cyfes_tile_result cyfes_tile_f64(const double *samples_t, const double *lw, int64_t n, int dim,
+                                     const double *per, int64_t ncells, const int64_t *start, const double *lmass,
+                                     const double *box, const double *g0, int64_t count, double tol,
+                                     double *ub, int16_t *bucket, double *out)
+    cyfes_tile_result cyfes_tile_f32(const float *samples_t, const float *lw, int64_t n, int dim,
+                                     const float *per, int64_t ncells, const int64_t *start, const double *lmass,
+                                     const double *box, const float *g0, int64_t count, double tol,
+                                     double *ub, int16_t *bucket, double *out)
+
+
+def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int64_t hi, const double[::1] factor,
+                const double[::1] period, double top, double side, int64_t max_cells, dtype):
+    """Samples [lo, hi) of finite log-weight sorted into cells of about `side` (pre-scaled units; see
+    cpu_truncated.h): (samples_t, lw, start, lmass, box), with lw = logw - top in `dtype`."""
+    cdef cyfes_cell_grid cg
+    cdef int dim = x.shape[1]
+    cdef int64_t kept, cells = 1, ncells
+    cdef int d
+    kept = cyfes_cells_plan(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], &period[0], side, max_cells, &cg)
+    for d in range(dim):
+        cells *= cg.shape[d]
+    cdef int64_t most = min(cells, kept)
+    scratch = np.empty(cells + 1, dtype=np.int64)
+    cell = np.empty(max(hi - lo, 1), dtype=np.int64)
+    samples_t = np.empty((dim, max(kept, 1)), dtype=dtype)
+    lw = np.empty(max(kept, 1), dtype=dtype)
+    start = np.empty(most + 1, dtype=np.int64)
+    lmass = np.empty(max(most, 1))
+    box = np.empty((max(most, 1), 2 * dim))
+    cdef int64_t[::1] sc = scratch, ce = cell, st = start
+    cdef double[::1] lm = lmass
+    cdef double[:, ::1] bx = box
+    cdef double[:, ::1] s64
+    cdef double[::1] w64
+    cdef float[:, ::1] s32
+    cdef float[::1] w32
+    if samples_t.dtype == np.float64:
+        s64, w64 = samples_t, lw
+        with nogil:
+            ncells = cyfes_cells_fill_f64(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], top, &cg, kept, &sc[0],
+                                          &ce[0], &s64[0, 0], &w64[0], &st[0], &lm[0], &bx[0, 0])
+    else:
+        s32, w32 = samples_t, lw
+        with nogil:
+            ncells = cyfes_cells_fill_f32(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], top, &cg, kept, &sc[0],
+                                          &ce[0], &s32[0, 0], &w32[0], &st[0], &lm[0], &bx[0, 0])
+    return samples_t, lw, start[:ncells + 1], lmass[:ncells], box[:ncells]
+
+
+def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int64_t[::1] start,
+                    const double[::1] lmass, const double[:, ::1] box, const real[:, ::1] grid,
+                    const int64_t[::1] tile_start, const real[::1] period, double tol, double[::1] out,
+                    double[::1] tile_bound, int64_t[::1] tile_pairs, int threads=0):
+    """Per tile t (grid rows tile_start[t]:tile_start[t+1], pre-scaled and wrapped as the samples): out = log of
+    the truncated sum, tile_bound = the bound on the change of F it achieved (kT), tile_pairs = pairs summed."""
+    cdef int64_t ntiles = tile_start.shape[0] - 1, ncells = lmass.shape[0], n = lw.shape[0], t, lo, cnt
+    cdef int dim = grid.shape[1]
+    cdef double *ub
+    cdef int16_t *bucket
+    cdef cyfes_tile_result r
+    if ntiles <= 0:
+        return
+    if threads <= 0:
+        threads = openmp.omp_get_max_threads()
+    with nogil, parallel(num_threads=threads):
+        ub = <double *> malloc(ncells * sizeof(double) + 1)
+        bucket = <int16_t *> malloc(ncells * sizeof(int16_t) + 1)
+        for t in prange(ntiles, schedule="dynamic"):
+            lo = tile_start[t]
+            cnt = tile_start[t + 1] - lo
+            if real is double:
+                r = cyfes_tile_f64(&samples_t[0, 0], &lw[0], n, dim, &period[0], ncells, &start[0], &lmass[0],
+                                   &box[0, 0], &grid[lo, 0], cnt, tol, ub, bucket, &out[lo])
+            else:
+                r = cyfes_tile_f32(&samples_t[0, 0], &lw[0], n, dim, &period[0], ncells, &start[0], &lmass[0],
+                                   &box[0, 0], &grid[lo, 0], cnt, tol, ub, bucket, &out[lo])
+            tile_bound[t] = r.bound
+            tile_pairs[t] = r.pairs
+        free(ub)
+        free(bucket)
