@@ -14,9 +14,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 #: Grid points per tile: enough to spread the per-tile bound computation over many pairs.
-TILE_POINTS = 64
+TILE_POINTS = 16
 #: Wanted cell side in pre-scaled units (1 = sigma * sqrt(2)); cells grow when there would be too many.
-CELL_SIDE = 1.0
+CELL_SIDE = 2.0
 #: At most this many cells per sample kept, and at most MAX_CELLS cells: each tile looks at every cell.
 SAMPLES_PER_CELL = 16
 MAX_CELLS = 1 << 15
@@ -28,6 +28,8 @@ class Tiles:
 
     order: np.ndarray
     start: np.ndarray
+    #: (ntiles, D) extents when every tile is a box of a regular grid (its points in matrix order), else (0, D).
+    shape: np.ndarray
 
 
 @dataclass
@@ -60,7 +62,9 @@ def regular_tiles(shape: Sequence[int]) -> Tiles:
     order = np.argsort(key, kind="stable")
     counts = np.bincount(key, minlength=int(np.prod(tile_shape)))
     start = np.concatenate([[0], np.cumsum(counts[counts > 0])])
-    return Tiles(order.astype(np.int64), start.astype(np.int64))
+    corner = idx[:, order[start[:-1]]]  # first point of each tile: its lowest index per axis
+    extent = np.minimum(np.asarray(sides)[:, None], np.asarray(shape)[:, None] - corner)
+    return Tiles(order.astype(np.int64), start.astype(np.int64), np.ascontiguousarray(extent.T, dtype=np.int64))
 
 
 def point_tiles(scaled: np.ndarray) -> Tiles:
@@ -72,7 +76,7 @@ def point_tiles(scaled: np.ndarray) -> Tiles:
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     rank = np.arange(len(key)) - np.repeat(first, np.diff(np.r_[first, len(key)]))
     start = np.r_[np.flatnonzero(rank % TILE_POINTS == 0), len(key)]
-    return Tiles(order.astype(np.int64), start.astype(np.int64))
+    return Tiles(order.astype(np.int64), start.astype(np.int64), np.zeros((0, scaled.shape[1]), dtype=np.int64))
 
 
 def scaled_points(points: np.ndarray, factor: np.ndarray, period: np.ndarray) -> np.ndarray:
@@ -92,14 +96,16 @@ def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: f
     per = np.ascontiguousarray(period * factor)
     kept = int(np.isfinite(logw[lo:hi]).sum())
     max_cells = max(64, min(MAX_CELLS, kept // SAMPLES_PER_CELL))
-    samples_t, lw, start, lmass, box = cpu.build_cells(data, logw, lo, hi, factor, per, top, CELL_SIDE, max_cells,
-                                                       dtype)
+    samples_t, lw, start, lmass, box, geometry, dense = cpu.build_cells(data, logw, lo, hi, factor, per, top,
+                                                                        CELL_SIDE, max_cells, dtype)
+    lall = float(np.logaddexp.reduce(lmass))
+    reach = float(np.sqrt(-np.log(tolerance) + 6.0))
     ntiles = len(tiles.start) - 1
     out = np.empty(len(grid))
     bound = np.zeros(ntiles)
     pairs = np.zeros(ntiles, dtype=np.int64)
-    cpu.truncated_tiles(samples_t, lw, start, lmass, box, grid, tiles.start, per.astype(dtype), float(tolerance),
-                        out, bound, pairs, threads)
+    cpu.truncated_tiles(samples_t, lw, start, lmass, box, geometry, dense, lall, reach, grid, tiles.start, tiles.shape, per.astype(dtype),
+                        float(tolerance), out, bound, pairs, threads)
     return Truncated(out, float(bound.max(initial=0.0)), int(pairs.sum()))
 
 
