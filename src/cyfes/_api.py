@@ -227,17 +227,23 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
     tiles = _tiles(pb)
     factor = _truncated.scaled_factor(pb.sigma)
     grid = _truncated.in_tile_order(_truncated.scaled_points(pb.points, factor, pb.period), tiles, pb.dtype)
+    parts = _grid_parts(len(tiles.start) - 1, len(pb.block_ranges), progress)
+    total, done = len(parts) * len(pb.block_ranges), [0]
+
+    def tick() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
+
     log_dens, log_z, bound, pairs = [], [], 0.0, 0
-    for k, (lo, hi) in enumerate(pb.block_ranges):
+    for lo, hi in pb.block_ranges:
         lw = pb.logw[lo:hi]
         top = float(lw.max())
         res = _truncated.cpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
-                                         pb.dtype, pb.tolerance, dev.threads)
+                                         pb.dtype, pb.tolerance, dev.threads, parts, tick)
         log_dens.append(_truncated.from_tile_order(res.log_density, tiles) + top)
         log_z.append(_logsumexp(lw[np.isfinite(lw)]))
         bound, pairs = max(bound, res.bound), pairs + res.pairs
-        if progress is not None:
-            progress(k + 1, len(pb.block_ranges))
     return _Densities(np.array(log_dens), np.array(log_z), bound, pairs)
 
 

@@ -38,7 +38,7 @@ def samples(value: Any) -> np.ndarray:
     arr = _finite_array(arr, "samples", 2)
     if not 1 <= arr.shape[1] <= MAX_DIM:
         raise InputError(f"samples: expected 1 to {MAX_DIM} CVs (columns), got {arr.shape[1]}")
-    return arr
+    return np.ascontiguousarray(arr)  # the kernels read rows; a copy only for strided input
 
 
 def per_cv(value: Any, dim: int, name: str) -> np.ndarray:

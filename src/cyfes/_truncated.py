@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -88,10 +88,13 @@ def scaled_points(points: np.ndarray, factor: np.ndarray, period: np.ndarray) ->
 
 def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, grid: np.ndarray,
                     tiles: Tiles, sigma: np.ndarray, period: np.ndarray, dtype: type, tolerance: float,
-                    threads: int) -> Truncated:
+                    threads: int, parts: Sequence[slice] = (slice(None),),
+                    progress: Optional[Callable[[], None]] = None) -> Truncated:
     """The truncated sum over samples [lo, hi) (those of finite log-weight) on the CPU; `grid` is pre-scaled and
-    wrapped (scaled_points) and already in tile order."""
+    wrapped (scaled_points) and already in tile order. parts: slices of the tiles run one after another,
+    `progress` called after each."""
     cpu = importlib.import_module("cyfes._cpu")
+    data, logw = np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(logw, dtype=np.float64)
     factor = scaled_factor(sigma)
     per = np.ascontiguousarray(period * factor)
     kept = int(np.isfinite(logw[lo:hi]).sum())
@@ -104,8 +107,14 @@ def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: f
     out = np.empty(len(grid))
     bound = np.zeros(ntiles)
     pairs = np.zeros(ntiles, dtype=np.int64)
-    cpu.truncated_tiles(samples_t, lw, start, lmass, box, geometry, dense, lall, reach, grid, tiles.start, tiles.shape, per.astype(dtype),
-                        float(tolerance), out, bound, pairs, threads)
+    for part in parts:
+        lo_t, hi_t, _ = part.indices(ntiles)
+        shape = tiles.shape[lo_t:hi_t] if len(tiles.shape) else tiles.shape
+        cpu.truncated_tiles(samples_t, lw, start, lmass, box, geometry, dense, lall, reach, grid,
+                            tiles.start[lo_t:hi_t + 1], shape, per.astype(dtype), float(tolerance), out,
+                            bound[lo_t:hi_t], pairs[lo_t:hi_t], threads)
+        if progress is not None:
+            progress()
     return Truncated(out, float(bound.max(initial=0.0)), int(pairs.sum()))
 
 
