@@ -133,3 +133,29 @@ def test_tolerance_zero_sums_every_pair(rng) -> None:
 def test_bad_tolerance_is_refused(bad: Any) -> None:
     with pytest.raises(cyfes.InputError, match="tolerance"):
         cyfes.fes(np.zeros((5, 1)), 0.1, bins=3, tolerance=bad)
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+@pytest.mark.parametrize("case", list(CASES))
+def test_binned_within_its_estimate(rng, device: str, case: str) -> None:
+    """method="binned": every point within the reported error estimate of the float64 reference; points of very
+    low density (far from the heavy samples) are handed to the direct sum."""
+    pb = CASES[case](rng)
+    res = cyfes.fes(pb["samples"], pb["sigma"], grid=pb["grid"], bias=pb["bias"], periodic=pb["period"],
+                    method="binned", device=device, shift=False)
+    expected = ref.free_energy(pb["samples"], pb["sigma"], pb["grid"], bias=pb["bias"], period=pb["period"],
+                               shift=False)
+    assert res.method == "binned" and 0 < res.error_estimate < 0.5
+    err = np.abs(res.values - expected) / KT
+    assert err.max() <= res.error_estimate, f"|dF| {err.max():.3g} kT above the estimate {res.error_estimate:.3g}"
+
+
+def test_binned_regular_grid_and_blocks(rng) -> None:
+    samples = rng.normal(scale=[1.0, 0.6], size=(6000, 2))
+    bias = rng.normal(scale=2.0, size=6000) * KT
+    res = cyfes.fes(samples, 0.1, bins=(40, 30), bias=bias, method="binned", blocks=2, device="cpu", shift=False)
+    expected = ref.free_energy(samples, [0.1, 0.1], ref.regular_grid(res.axes), bias=bias, shift=False)
+    err = np.abs(res.values.ravel() - expected) / KT
+    assert err.max() <= res.error_estimate < 0.1
+    blocks = ref.block_error(samples, [0.1, 0.1], ref.regular_grid(res.axes), 2, bias=bias)
+    np.testing.assert_allclose(res.error.ravel(), blocks, atol=2 * res.error_estimate * KT)
