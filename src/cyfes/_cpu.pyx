@@ -101,13 +101,13 @@ cdef extern from "cpu_truncated.h" nogil:
     cyfes_tile_result cyfes_tile_f64(const double *samples_t, const double *lw, int64_t n, int dim,
                                      const double *per, int64_t ncells, const int64_t *start, const double *lmass,
                                      const double *box, const cyfes_cell_grid *cg, const int64_t *dense,
-                                     double lall, double reach, const double *g0, int64_t count,
+                                     double lall, double reach, double gap, const double *g0, int64_t count,
                                      const int64_t *tshape, double tol, double *ub, int16_t *bucket, int64_t *wl,
                                      double *out)
     cyfes_tile_result cyfes_tile_f32(const float *samples_t, const float *lw, int64_t n, int dim,
                                      const float *per, int64_t ncells, const int64_t *start, const double *lmass,
                                      const double *box, const cyfes_cell_grid *cg, const int64_t *dense,
-                                     double lall, double reach, const float *g0, int64_t count,
+                                     double lall, double reach, double gap, const float *g0, int64_t count,
                                      const int64_t *tshape, double tol, double *ub, int16_t *bucket, int64_t *wl,
                                      double *out)
 
@@ -158,14 +158,15 @@ def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int6
 
 def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int64_t[::1] start,
                     const double[::1] lmass, const double[:, ::1] box, geometry, const int64_t[::1] dense,
-                    double lall, double reach, const real[:, ::1] grid,
+                    double lall, double reach, double gap, const real[:, ::1] grid,
                     const int64_t[::1] tile_start, const int64_t[:, ::1] tile_shape, const real[::1] period,
                     double tol, double[::1] out, double[::1] tile_bound, int64_t[::1] tile_pairs, int threads=0):
     """Per tile t (grid rows tile_start[t]:tile_start[t+1], pre-scaled and wrapped as the samples): out = log of
     the truncated sum, tile_bound = the bound on the change of F it achieved (kT), tile_pairs = pairs summed.
     tile_shape: (ntiles, dim) extents of tiles that are boxes of a regular grid (points in matrix order), or an
     empty array for explicit points. geometry, dense: from build_cells; lall: log of the summed weight of all
-    samples (relative to top); reach: first distance (pre-scaled) within which cells are examined."""
+    samples (relative to top); reach: first distance (pre-scaled) within which cells are examined; gap: the first
+    cut assumes each point's density is at least exp(largest cell bound - gap) (checked afterwards)."""
     cdef int64_t ntiles = tile_start.shape[0] - 1, ncells = lmass.shape[0], n = lw.shape[0], t, lo, cnt
     cdef int dim = grid.shape[1], d
     cdef double *ub
@@ -193,11 +194,11 @@ def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int6
             cnt = tile_start[t + 1] - lo
             if real is double:
                 r = cyfes_tile_f64(&samples_t[0, 0], &lw[0], n, dim, &period[0], ncells, &start[0], &lmass[0],
-                                   &box[0, 0], &cg, &dense[0], lall, reach, &grid[lo, 0], cnt,
+                                   &box[0, 0], &cg, &dense[0], lall, reach, gap, &grid[lo, 0], cnt,
                                    &tile_shape[t, 0] if regular else NULL, tol, ub, bucket, wl, &out[lo])
             else:
                 r = cyfes_tile_f32(&samples_t[0, 0], &lw[0], n, dim, &period[0], ncells, &start[0], &lmass[0],
-                                   &box[0, 0], &cg, &dense[0], lall, reach, &grid[lo, 0], cnt,
+                                   &box[0, 0], &cg, &dense[0], lall, reach, gap, &grid[lo, 0], cnt,
                                    &tile_shape[t, 0] if regular else NULL, tol, ub, bucket, wl, &out[lo])
             tile_bound[t] = r.bound
             tile_pairs[t] = r.pairs

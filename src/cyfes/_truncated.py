@@ -20,6 +20,9 @@ CELL_SIDE = 2.0
 #: At most this many cells per sample kept, and at most MAX_CELLS cells: each tile looks at every cell.
 SAMPLES_PER_CELL = 16
 MAX_CELLS = 1 << 15
+#: The first cut of a tile assumes its density is at least exp(largest cell bound - FIRST_CUT_GAP); the check after
+#: summing (against the true included sum) adds cells when that was optimistic, so this only trades passes for pairs.
+FIRST_CUT_GAP = 6.0
 
 
 @dataclass
@@ -110,7 +113,7 @@ def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: f
     for part in parts:
         lo_t, hi_t, _ = part.indices(ntiles)
         shape = tiles.shape[lo_t:hi_t] if len(tiles.shape) else tiles.shape
-        cpu.truncated_tiles(samples_t, lw, start, lmass, box, geometry, dense, lall, reach, grid,
+        cpu.truncated_tiles(samples_t, lw, start, lmass, box, geometry, dense, lall, reach, FIRST_CUT_GAP, grid,
                             tiles.start[lo_t:hi_t + 1], shape, per.astype(dtype), float(tolerance), out,
                             bound[lo_t:hi_t], pairs[lo_t:hi_t], threads)
         if progress is not None:

@@ -28,7 +28,6 @@
 
 #define CYFES_TILE_MAX 256   /* grid points per tile */
 #define CYFES_BUCKETS 160    /* 1-nat buckets of cell bounds below the tile's largest; the last takes the rest */
-#define CYFES_EST_GAP 6.0    /* first cut: assume the density is at least exp(largest bound - this) */
 #define CYFES_SAFETY 0.999   /* margin on the check for rounding of the included sums */
 #define CYFES_SEP_T 16       /* separable tiles: at most this many points per CV */
 #define CYFES_SEP_B 128      /* separable tiles: samples per block of factors */
@@ -430,8 +429,8 @@ typedef struct {
   CYFES_CLONES static cyfes_tile_result cyfes_tile_##SUFFIX(                                                          \
       const T *samples_t, const T *lw, int64_t n, int dim, const T *per, int64_t ncells,                              \
       const int64_t *start, const double *lmass, const double *box, const cyfes_cell_grid *cg, const int64_t *dense,  \
-      double lall, double reach, const T *g0, int64_t count, const int64_t *tshape, double tol, double *ub,           \
-      int16_t *bucket, int64_t *wl, double *out) {                                                                    \
+      double lall, double reach, double gap, const T *g0, int64_t count, const int64_t *tshape, double tol,         \
+      double *ub, int16_t *bucket, int64_t *wl, double *out) {                                                        \
     cyfes_tile_result res = {0, 0};                                                                                   \
     double tlo[CYFES_MAX_DIM], thi[CYFES_MAX_DIM], pd[CYFES_MAX_DIM];                                                 \
     int periodic = 0;                                                                                                 \
@@ -473,7 +472,7 @@ typedef struct {
         cyfes_lse_add(&lbm, &lbs, lmass[wl[i]] - d2max);                                                              \
       }                                                                                                               \
       /* the far samples must be negligible against a first estimate of the density, else look further */           \
-      const double want = lall - ltol - (nw ? u0 - CYFES_EST_GAP : -DBL_MAX / 4);                                     \
+      const double want = lall - ltol - (nw ? u0 - gap : -DBL_MAX / 4);                                     \
       if (near == DBL_MAX || (nw && near * near >= want)) break;                                                      \
       reach = nw && want > 0 ? sqrt(want) + 2 * reach : 2 * reach + 1;                                                \
     }                                                                                                                 \
@@ -489,7 +488,7 @@ typedef struct {
     for (int b = CYFES_BUCKETS - 1; b >= 0; --b) bsum[b] += bsum[b + 1]; /* suffix sums: mass from b on */           \
     const double lfar = near == DBL_MAX ? -DBL_MAX : lall - near * near; /* bound of the samples outside */         \
     /* first cut from an estimate of the density; the check below decides */                                        \
-    double est = lower > u0 - CYFES_EST_GAP ? lower : u0 - CYFES_EST_GAP;                                             \
+    double est = lower > u0 - gap ? lower : u0 - gap;                                             \
     int cut = 1;                                                                                                      \
     while (cut < CYFES_BUCKETS && !(log(bsum[cut]) + u0 <= ltol + est)) ++cut;                                        \
     T m[CYFES_TILE_MAX];                                                                                              \
@@ -520,7 +519,7 @@ typedef struct {
       double lr = rs > 0 ? rm + log(rs) : -DBL_MAX;                                                                   \
       if (lfar > ltol + smin) { /* the samples outside the window could matter after all: widen it, start again */  \
         cyfes_tile_result again = cyfes_tile_##SUFFIX(samples_t, lw, n, dim, per, ncells, start, lmass, box, cg,      \
-                                                      dense, lall, sqrt(lall - ltol - smin) + 2 * reach, g0, count,   \
+                                                      dense, lall, sqrt(lall - ltol - smin) + 2 * reach, gap, g0, count, \
                                                       tshape, tol, ub, bucket, wl, out);                              \
         again.pairs += res.pairs;                                                                                     \
         return again;                                                                                                 \
