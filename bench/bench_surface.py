@@ -175,15 +175,17 @@ def torch_row(case: Case, x, bias, ref: Reference, repeats: int, rows: int) -> O
                float("nan"), note)
 
 
-def run_case(case: Case, device: str, rng, repeats: int, brute_rows: int, quick: bool) -> List[Row]:
+def run_case(case: Case, device: str, rng, repeats: int, brute_rows: int, torch_rows: int = 0,
+             cpu_too: bool = False) -> List[Row]:
     x, bias = case.data(rng)
     ref = Reference(x, bias, case, device, rng)
     rows: List[Row] = []
-    dev = {"device": device}
-    rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes default (tolerance 1e-6, float64)", **dev))
-    rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes tolerance 1e-6, float32", precision="float32", **dev))
-    rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes method='binned'", method="binned", **dev))
-    if device != "cpu":
+    if device == "cpu":
+        rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes default (tolerance 1e-6, float64)", device="cpu"))
+    rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes tolerance 1e-6, float32", precision="float32",
+                          device=device))
+    rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes method='binned'", method="binned", device=device))
+    if cpu_too:
         rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes CPU, tolerance 1e-6, float32", device="cpu",
                               precision="float32"))
     rows.append(brute_row(case, x, bias, ref, device, "float32", brute_rows))
@@ -191,8 +193,8 @@ def run_case(case: Case, device: str, rng, repeats: int, brute_rows: int, quick:
         row = kdepy_row(case, x, bias, ref, repeats)
         if row:
             rows.append(row)
-    if device != "cpu":
-        row = torch_row(case, x, bias, ref, repeats, brute_rows)
+    if device != "cpu" and torch_rows:
+        row = torch_row(case, x, bias, ref, repeats, torch_rows)
         if row:
             rows.append(row)
     base = {r.method.split(" (")[0].split(" float")[0]: r.seconds for r in rows
@@ -226,17 +228,13 @@ def main() -> None:
     rng = np.random.default_rng(7)
     rows: List[Row] = []
     if want_cpu:
-        rows += run_case(Case("2-D 1e6 x 200^2 s0.1", 2, 1_000_000 // k, 200, 0.1), "cpu", rng, args.repeats, 4,
-                         args.quick)
-        rows += run_case(Case("3-D 1e6 x 64^3 s0.1", 3, 1_000_000 // k, 64, 0.1), "cpu", rng, args.repeats, 1,
-                         args.quick)
-        rows += run_case(Case("2-D 1e5 x 50^2 s3 (wide)", 2, 100_000 // k, 50, 3.0), "cpu", rng, args.repeats, 50,
-                         args.quick)
-    if args.gpu and gpu:
-        rows += run_case(Case("2-D 1e7 x 200^2 s0.1", 2, 10_000_000 // k, 200, 0.1), "gpu", rng, args.repeats, 200,
-                         args.quick)
-        rows += run_case(Case("3-D 1e7 x 100^3 s0.1", 3, 10_000_000 // k, 100, 0.1), "gpu", rng, args.repeats, 10,
-                         args.quick)
+        rows += run_case(Case("2-D 1e6 x 200^2 s0.1", 2, 1_000_000 // k, 200, 0.1), "cpu", rng, args.repeats, 4)
+        rows += run_case(Case("3-D 1e6 x 64^3 s0.1", 3, 1_000_000 // k, 64, 0.1), "cpu", rng, args.repeats, 1)
+        rows += run_case(Case("2-D 1e5 x 50^2 s3 (wide)", 2, 100_000 // k, 50, 3.0), "cpu", rng, args.repeats, 50)
+    if args.gpu and gpu:  # one timed run each: the brute-force GPU sums take seconds here
+        rows += run_case(Case("2-D 1e7 x 200^2 s0.1", 2, 10_000_000 // k, 200, 0.1), "gpu", rng, 1, 200, 20,
+                         cpu_too=True)
+        rows += run_case(Case("3-D 1e7 x 100^3 s0.1", 3, 10_000_000 // k, 100, 0.1), "gpu", rng, 1, 10, 1)
     devices = _backends.gpu_devices()
     header = (f"cyfes {cyfes.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
               f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()} "
