@@ -270,7 +270,8 @@ def _binned_sum(pb: _Problem, dev: _backends.Device) -> Tuple[_Densities, float]
 
 def _block_log_densities(pb: _Problem, dev: _backends.Device,
                          progress: Optional[ProgressCallback] = None) -> _Densities:
-    if pb.tolerance > 0 and dev.kind == "cpu":
+    if pb.tolerance > 0 and dev.kind == "cpu" and _truncated.can_truncate(pb.data, pb.points, pb.sigma, pb.period,
+                                                                         pb.tolerance):
         return _truncated_sum(pb, dev, progress)
     return _direct(pb, dev, progress)
 

@@ -49,6 +49,23 @@ def scaled_factor(sigma: np.ndarray) -> np.ndarray:
     return 1.0 / (np.asarray(sigma, dtype=np.float64) * np.sqrt(2.0))
 
 
+def reach(tolerance: float) -> float:
+    """Pre-scaled distance beyond which a sample of average weight is negligible at `tolerance` (a first guess;
+    the kernel widens it when weights say otherwise)."""
+    return float(np.sqrt(-np.log(tolerance) + FIRST_CUT_GAP))
+
+
+def can_truncate(data: np.ndarray, points: np.ndarray, sigma: np.ndarray, period: np.ndarray,
+                 tolerance: float) -> bool:
+    """False when every sample is within reach of every grid point on every CV (kernels as wide as the data):
+    nothing could be left out, and the plain sum is cheaper than sorting into cells."""
+    factor = scaled_factor(sigma)
+    lo = np.minimum(data.min(axis=0), points.min(axis=0))
+    hi = np.maximum(data.max(axis=0), points.max(axis=0))
+    span = np.where(period > 0, np.minimum(hi - lo, period / 2), hi - lo) * factor
+    return bool((span > reach(tolerance)).any())
+
+
 def _tile_sides(shape: Sequence[int]) -> List[int]:
     """Per axis the tile side: about TILE_POINTS points, split evenly over the axes."""
     dim = len(shape)
@@ -105,7 +122,6 @@ def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: f
     samples_t, lw, start, lmass, box, geometry, dense = cpu.build_cells(data, logw, lo, hi, factor, per, top,
                                                                         CELL_SIDE, max_cells, dtype)
     lall = float(np.logaddexp.reduce(lmass))
-    reach = float(np.sqrt(-np.log(tolerance) + 6.0))
     ntiles = len(tiles.start) - 1
     out = np.empty(len(grid))
     bound = np.zeros(ntiles)
@@ -113,7 +129,7 @@ def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: f
     for part in parts:
         lo_t, hi_t, _ = part.indices(ntiles)
         shape = tiles.shape[lo_t:hi_t] if len(tiles.shape) else tiles.shape
-        cpu.truncated_tiles(samples_t, lw, start, lmass, box, geometry, dense, lall, reach, FIRST_CUT_GAP, grid,
+        cpu.truncated_tiles(samples_t, lw, start, lmass, box, geometry, dense, lall, reach(tolerance), FIRST_CUT_GAP, grid,
                             tiles.start[lo_t:hi_t + 1], shape, per.astype(dtype), float(tolerance), out,
                             bound[lo_t:hi_t], pairs[lo_t:hi_t], threads)
         if progress is not None:
