@@ -106,6 +106,8 @@ class _Problem:
     kT: float
     tolerance: float
     method: str
+    #: Samples of weight zero (log-weight -inf) present: only then do blocks need filtering.
+    zero_weights: bool
 
 
 def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray,
@@ -124,13 +126,13 @@ def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray,
     return np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1), axes
 
 
-def _blocks(logw: np.ndarray, nblocks: int) -> List[Tuple[int, int]]:
+def _blocks(logw: np.ndarray, nblocks: int, zero_weights: bool) -> List[Tuple[int, int]]:
     """[lo, hi) of each block (np.array_split's split); a block with only zero weights is refused up front."""
     n = len(logw)
     sizes = [n // nblocks + (1 if k < n % nblocks else 0) for k in range(nblocks)]
     edges = np.cumsum([0] + sizes).tolist()
     blocks = list(zip(edges[:-1], edges[1:]))
-    if any(not np.isfinite(logw[lo:hi]).any() for lo, hi in blocks):
+    if zero_weights and any(not np.isfinite(logw[lo:hi]).any() for lo, hi in blocks):
         raise InputError(f"blocks: a block of samples has only zero weights; use fewer than {nblocks} blocks")
     return blocks
 
@@ -162,7 +164,8 @@ def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: fl
         raise InputError(f"names: expected {dim} CV names, got {len(names)}")
     points, axes = _points(grid, bins, ranges, data, period)
     dtype = np.float64 if precision == "float64" else np.float32
-    return _Problem(data, sig, logw, period, points, axes, _blocks(logw, nblocks), dtype, kT, tol, method)
+    zero = weights is not None and not np.isfinite(logw).all()
+    return _Problem(data, sig, logw, period, points, axes, _blocks(logw, nblocks, zero), dtype, kT, tol, method, zero)
 
 
 def _grid_parts(points: int, blocks: int, progress: Optional[ProgressCallback]) -> List[slice]:
@@ -186,9 +189,9 @@ class _Densities:
 def _block_samples(pb: _Problem, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
     """Samples and log-weights of one block, zero weights left out (a view when there are none)."""
     lw = pb.logw[lo:hi]
-    keep = np.isfinite(lw)
-    if keep.all():
+    if not pb.zero_weights:
         return pb.data[lo:hi], lw
+    keep = np.isfinite(lw)
     return pb.data[lo:hi][keep], lw[keep]
 
 
@@ -242,7 +245,7 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
         res = _truncated.cpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
                                          pb.dtype, pb.tolerance, dev.threads, parts, tick)
         log_dens.append(_truncated.from_tile_order(res.log_density, tiles) + top)
-        log_z.append(_logsumexp(lw[np.isfinite(lw)]))
+        log_z.append(_logsumexp(lw[np.isfinite(lw)] if pb.zero_weights else lw))
         bound, pairs = max(bound, res.bound), pairs + res.pairs
     return _Densities(np.array(log_dens), np.array(log_z), bound, pairs)
 
@@ -328,6 +331,6 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
         error=None if error is None else error.reshape(shape), kT=pb.kT, units=units,
         temperature=float(temperature), backend=dev.describe(), precision=str(np.dtype(pb.dtype)),
         sigma=pb.sigma, periodic=[float(p) if p > 0 else None for p in pb.period],
-        n_samples=int(np.isfinite(pb.logw).sum()), blocks=len(pb.block_ranges),
+        n_samples=int(np.isfinite(pb.logw).sum()) if pb.zero_weights else len(pb.logw), blocks=len(pb.block_ranges),
         names=list(names) if names is not None else None, bound=sums.bound, pairs=sums.pairs, method=pb.method,
         error_estimate=estimate)
