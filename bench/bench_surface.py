@@ -220,6 +220,7 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="the GPU cases")
     parser.add_argument("--quick", action="store_true", help="a tenth of the samples")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--only", metavar="TEXT", help="only the cases whose name contains TEXT (e.g. 2-D)")
     parser.add_argument("--json")
     args = parser.parse_args()
     gpu = bool(_backends.gpu_devices())
@@ -227,14 +228,17 @@ def main() -> None:
     k = 10 if args.quick else 1
     rng = np.random.default_rng(7)
     rows: List[Row] = []
+    plan = []
     if want_cpu:
-        rows += run_case(Case("2-D 1e6 x 200^2 s0.1", 2, 1_000_000 // k, 200, 0.1), "cpu", rng, args.repeats, 4)
-        rows += run_case(Case("3-D 1e6 x 64^3 s0.1", 3, 1_000_000 // k, 64, 0.1), "cpu", rng, args.repeats, 1)
-        rows += run_case(Case("2-D 1e5 x 50^2 s3 (wide)", 2, 100_000 // k, 50, 3.0), "cpu", rng, args.repeats, 50)
+        plan += [(Case("2-D 1e6 x 200^2 s0.1", 2, 1_000_000 // k, 200, 0.1), "cpu", args.repeats, 4, 0, False),
+                 (Case("3-D 1e6 x 64^3 s0.1", 3, 1_000_000 // k, 64, 0.1), "cpu", args.repeats, 1, 0, False),
+                 (Case("2-D 1e5 x 50^2 s3 (wide)", 2, 100_000 // k, 50, 3.0), "cpu", args.repeats, 50, 0, False)]
     if args.gpu and gpu:  # one timed run each: the brute-force GPU sums take seconds here
-        rows += run_case(Case("2-D 1e7 x 200^2 s0.1", 2, 10_000_000 // k, 200, 0.1), "gpu", rng, 1, 200, 20,
-                         cpu_too=True)
-        rows += run_case(Case("3-D 1e7 x 100^3 s0.1", 3, 10_000_000 // k, 100, 0.1), "gpu", rng, 1, 10, 1)
+        plan += [(Case("2-D 1e7 x 200^2 s0.1", 2, 10_000_000 // k, 200, 0.1), "gpu", 1, 200, 20, True),
+                 (Case("3-D 1e7 x 100^3 s0.1", 3, 10_000_000 // k, 100, 0.1), "gpu", 1, 10, 1, False)]
+    for case, device, repeats, brute, torch_rows, cpu_too in plan:
+        if args.only is None or args.only in case.name:
+            rows += run_case(case, device, rng, repeats, brute, torch_rows, cpu_too)
     devices = _backends.gpu_devices()
     header = (f"cyfes {cyfes.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
               f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()} "
