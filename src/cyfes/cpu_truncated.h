@@ -31,6 +31,12 @@
 #define CYFES_SAFETY 0.999   /* margin on the check for rounding of the included sums */
 #define CYFES_SEP_T 16       /* separable tiles: at most this many points per CV */
 #define CYFES_SEP_B 128      /* separable tiles: samples per block of factors */
+/* Separable factors are clamped at exp(CYFES_SEP_FLOOR): a product of up to 4 of them stays a normal double
+ * (denormals cost ~100x per operation, and a shared library cannot set flush-to-zero). A clamped term adds at
+ * most exp(u0 + FLOOR); tiles where some point's sum is below exp(u0 - CYFES_SEP_RANGE) are summed again by the
+ * per-point kernel, so the clamping changes no sum by more than N exp(FLOOR + RANGE) relatively (~e^-70 N). */
+#define CYFES_SEP_FLOOR -170.0
+#define CYFES_SEP_RANGE 100.0
 
 /* Per CV: cells along the axis, their origin and width (pre-scaled units). */
 typedef struct {
@@ -351,7 +357,7 @@ typedef struct {
   /* Separable sums on a regular tile (2 or 3 CVs): a pair's term exp(lw - u0 - sum_d dist_d^2) is                \
    * a_j * prod_d e_d[i_d][j] with a_j = exp(lw_j - u0 - gap^2) <= 1 and e_d = exp(gap_d^2 - dist_d^2) <= 1          \
    * (gap: the cell-tile distance, so nothing overflows): per sample and block, sum_d t_d exps, then the tile's         \
-   * points are multiply-adds. Arguments below -700 are clamped (libmvec's fast path; adds <= e^-700 a term). */      \
+   * points are multiply-adds. Arguments are clamped at CYFES_SEP_FLOOR (see there). */                                \
   CYFES_INLINE void cyfes_sep_block_##SUFFIX(const T *samples_t, const T *lw, int64_t n, int dim, int64_t j0,        \
                                              int64_t nb, const double *const *axis, const int64_t *t,                 \
                                              const double *pd, const double *gap, double u0, double *S) {             \
@@ -369,20 +375,20 @@ typedef struct {
             double dx = fabs(g - (double)s[j]);                                                                       \
             dx = dx < p - dx ? dx : p - dx;                                                                           \
             double x = gg - dx * dx;                                                                                  \
-            ed[j] = exp(x > -700.0 ? x : -700.0);                                                                     \
+            ed[j] = exp(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                                                     \
           }                                                                                                           \
         } else {                                                                                                      \
           _Pragma("omp simd") for (int64_t j = 0; j < nb; ++j) {                                                      \
             double dx = g - (double)s[j];                                                                             \
             double x = gg - dx * dx;                                                                                  \
-            ed[j] = exp(x > -700.0 ? x : -700.0);                                                                     \
+            ed[j] = exp(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                                                     \
           }                                                                                                           \
         }                                                                                                             \
       }                                                                                                               \
     }                                                                                                                 \
     _Pragma("omp simd") for (int64_t j = 0; j < nb; ++j) {                                                            \
       double x = (double)lw[j0 + j] - u0 - g2;                                                                        \
-      a[j] = exp(x > -700.0 ? x : -700.0);                                                                            \
+      a[j] = exp(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                                                            \
     }                                                                                                                 \
     const int64_t t1 = t[1], t2 = dim == 3 ? t[2] : 1;                                                                \
     for (int64_t i = 0; i < t[0]; ++i) {                                                                              \
@@ -506,7 +512,7 @@ typedef struct {
         out[p] = sep ? u0 + log(S[p]) : (double)m[p] + log(dsum[p]);                                                  \
         smin = out[p] < smin ? out[p] : smin;                                                                         \
       }                                                                                                               \
-      if (sep && !(smin > u0 - 500.0)) { /* a point far below the tile's bound: sum again with running maxima */      \
+      if (sep && !(smin > u0 - CYFES_SEP_RANGE)) { /* a point far below the tile's bound: sum again with running maxima */      \
         sep = 0;                                                                                                      \
         from = 0;                                                                                                     \
         continue;                                                                                                     \
