@@ -43,6 +43,8 @@ class Truncated:
     log_density: np.ndarray
     bound: float
     pairs: int
+    #: log sum_j w_j over the block (relative to its top log-weight), from the cells' sums: no second pass.
+    log_z: float
 
 
 def scaled_factor(sigma: np.ndarray) -> np.ndarray:
@@ -134,7 +136,7 @@ def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: f
                             bound[lo_t:hi_t], pairs[lo_t:hi_t], threads)
         if progress is not None:
             progress()
-    return Truncated(out, float(bound.max(initial=0.0)), int(pairs.sum()))
+    return Truncated(out, float(bound.max(initial=0.0)), int(pairs.sum()), lall)
 
 
 def in_tile_order(points_scaled: np.ndarray, tiles: Tiles, dtype: type) -> np.ndarray:
