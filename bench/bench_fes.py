@@ -1,9 +1,10 @@
 """Sample-grid pairs per second of cyfes's kernels, with baselines measured in the same run.
 
-    python bench/bench_fes.py [--quick] [--json out.json]
+    python bench/bench_fes.py [--quick] [--json out.json] [--cyfes45-lib PATH]
 
 Rows: the CPU backend and (when usable) the GPU backend in float32 and float64; a chunked float64 numpy
-implementation on the CPU; a chunked torch cdist + logsumexp on the GPU (when torch sees a GPU). Ratios
+implementation on the CPU; a chunked torch cdist + logsumexp on the GPU (when torch sees a GPU); CyFES 4.5's own
+GPU kernel (one launch per grid point, as its wrapper drives it) when --cyfes45-lib names its libcufes.so. Ratios
 are printed against those baselines. The kernels are timed through cyfes._backends.log_density (host
 arrays in, host results out: the copies and the device merge are included, Python validation is not).
 Each rate is the median of several timed runs after a warm-up; inputs are random, never zeros.
@@ -24,9 +25,6 @@ import numpy as np
 
 import cyfes
 from cyfes import _backends
-
-#: The published CyFES 4.5 on an H100 (one launch + host round trip per grid point), from issue 2.
-CYFES45_H100_PAIRS_PER_S = 1.9e8
 
 
 @dataclass
@@ -113,6 +111,43 @@ def bench_torch(rng, precision: str, dim: int, n: int, m: int, repeats: int, chu
     return Row("torch cdist+logsumexp (GPU)", precision, dim, False, n, m, sec, n * m / sec)
 
 
+def bench_cyfes45(lib_path: str, n: int, m: int, repeats: int) -> Row:
+    """CyFES 4.5's float64 kernel (its libcufes.so, with the libcudart beside it), driven through ctypes as its
+    Cython wrapper drives it: weights once, samples uploaded once, then one launch and one copy back per point."""
+    import ctypes
+    import glob
+
+    for rt in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(lib_path)), "libcudart*"))):
+        ctypes.CDLL(rt, mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(lib_path, mode=ctypes.RTLD_GLOBAL)
+    P, I, D = ctypes.c_void_p, ctypes.c_int, ctypes.c_double
+    lib.GetWeight.argtypes = [I, P, D, P]
+    lib.StickCv.argtypes, lib.StickCv.restype = [I, P, I], P
+    lib.ReleaseCv.argtypes = [P, I]
+    lib.GaussGetDistHeightStream.argtypes = [I, P, P, P, P, P]
+    lib.cudaStreamCreate.argtypes = [P]
+    rng = np.random.default_rng()
+    samples, logw, grid, scale, _ = problem(rng, n, m, 3, False, np.float64)
+    bias = np.ascontiguousarray(logw)
+    ptr = lambda a: a.ctypes.data_as(P)  # noqa: E731
+    streams = [P(), P()]
+    for st in streams:
+        lib.cudaStreamCreate(ctypes.byref(st))
+
+    def run() -> None:
+        weight, dis = np.zeros(n), np.zeros(n)
+        lib.GetWeight(n, ptr(bias), 0.0, ptr(weight))
+        dev = lib.StickCv(n, ptr(samples), 0)
+        for i in range(m):
+            point = np.ascontiguousarray(grid[i])
+            lib.GaussGetDistHeightStream(n, ptr(point), dev, ptr(dis), ptr(weight), streams[i % 2])
+            np.log(dis.sum())
+        lib.ReleaseCv(dev, 0)
+
+    sec = median_time(run, repeats)
+    return Row("CyFES 4.5 (its libcufes, GPU)", "float64", 3, False, n, m, sec, n * m / sec)
+
+
 def card() -> str:
     devices = _backends.gpu_devices()
     if not devices:
@@ -121,7 +156,7 @@ def card() -> str:
     return f"{d['name']} ({d['memory'] / 2**30:.0f} GiB, cc {d['compute_capability']}) x{len(devices)}"
 
 
-def run_all(quick: bool, gpu_only: bool = False) -> List[Row]:
+def run_all(quick: bool, gpu_only: bool = False, cyfes45_lib: Optional[str] = None) -> List[Row]:
     rng = np.random.default_rng()
     reps = 3 if quick else 5
     rows: List[Row] = []
@@ -143,6 +178,8 @@ def run_all(quick: bool, gpu_only: bool = False) -> List[Row]:
             row = bench_torch(rng, precision, 3, 1 << 18, (1 << 14) // k, reps)
             if row:
                 rows.append(row)
+        if cyfes45_lib:
+            rows.append(bench_cyfes45(cyfes45_lib, 1 << 18, 256 // k, reps))
     return rows
 
 
@@ -164,8 +201,9 @@ def report(rows: List[Row]) -> str:
         torch_row = baseline(rows, "torch", r.precision)
         if torch_row and r.name == "cyfes GPU":
             ratios.append(f"{r.pairs_per_s / torch_row.pairs_per_s:6.1f}x torch")
-        if r.name == "cyfes GPU":
-            ratios.append(f"{r.pairs_per_s / CYFES45_H100_PAIRS_PER_S:6.0f}x CyFES 4.5 (H100, issue 2)")
+        cyfes45 = baseline(rows, "CyFES 4.5")
+        if cyfes45 and r.name == "cyfes GPU":
+            ratios.append(f"{r.pairs_per_s / cyfes45.pairs_per_s:6.0f}x CyFES 4.5")
         lines.append(f"{r.name:30s} {r.precision:8s} {r.dim:2d} {'yes' if r.periodic else 'no':>4s} {r.n:9d} "
                      f"{r.m:9d} {r.pairs_per_s:10.3e}  {'; '.join(ratios)}")
     return "\n".join(lines)
@@ -176,8 +214,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--gpu-only", action="store_true", help="only the cyfes GPU rows (kernel tuning)")
+    parser.add_argument("--cyfes45-lib", metavar="PATH", help="CyFES 4.5's libcufes.so: time its kernel too")
     args = parser.parse_args()
-    rows = run_all(args.quick, args.gpu_only)
+    rows = run_all(args.quick, args.gpu_only, args.cyfes45_lib)
     print(report(rows))
     if args.json:
         with open(args.json, "w") as fh:

@@ -1,7 +1,7 @@
 #!/bin/bash
 # One GPU-machine session: build cyfes with the machine's nvcc, run the engine tests (GPU ones included),
 # the full suite, the benchmark and the build checks; everything is logged under $OUT (or ./gpu-out).
-# Usage (repo root): bash bench/gpu_session.sh [--quick]   (at most 8 files land in $OUT: the device tool's limit)
+# Usage (repo root): bash bench/gpu_session.sh [--quick]
 set -u
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
@@ -10,10 +10,11 @@ log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 
 log "$(date -u) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1)"
 log "python $($PY -V 2>&1); nvcc $(nvcc --version | tail -1); cmake $(cmake --version | head -1)"
-# Build tools the image may lack travel as wheels in .carry/wheels (installed aside, never over the image).
-if [ -d .carry/wheels ] && ! $PY -c "import Cython, scikit_build_core, pathspec, elftools" 2>/dev/null; then
-  log "installing carried build tools"
-  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/buildtools .carry/wheels/*.whl \
+# Build tools the machine may lack, given as wheels in $WHEELS (default ./wheels), go into /tmp/buildtools.
+WHEELS=${WHEELS:-wheels}
+if [ -d "$WHEELS" ] && ! $PY -c "import Cython, scikit_build_core, pathspec, elftools" 2>/dev/null; then
+  log "installing build tools from $WHEELS"
+  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/buildtools "$WHEELS"/*.whl \
     && export PYTHONPATH=/tmp/buildtools
 fi
 log "build"
@@ -25,6 +26,7 @@ export PYTHONPATH=/tmp/cy${PYTHONPATH:+:$PYTHONPATH}
 
 log "engine tests (GPU included, slow included)"
 timeout 300 $PY -m pytest -q -rs tests/test_api.py tests/test_backends.py tests/test_inputs.py tests/test_build.py \
+  tests/test_truncated.py \
   -p no:cacheprovider >"$OUT/engine-tests.log" 2>&1
 log "engine tests rc=$?: $(tail -1 "$OUT/engine-tests.log")"
 grep -E "FAILED|Error" "$OUT/engine-tests.log" | head -20
@@ -32,6 +34,9 @@ grep -E "FAILED|Error" "$OUT/engine-tests.log" | head -20
 log "benchmark"
 timeout 240 $PY bench/bench_fes.py ${1:-} --json "$OUT/bench.json" >"$OUT/bench.txt" 2>&1
 cat "$OUT/bench.txt"
+log "time to a surface"
+timeout 400 $PY bench/bench_surface.py --gpu --cpu ${1:-} --json "$OUT/surface.json" >"$OUT/surface.txt" 2>&1
+cat "$OUT/surface.txt"
 log "tuning: 8 grid points per thread (float32)"
 CUFES_PPT=8 timeout 60 $PY bench/bench_fes.py --gpu-only --quick 2>&1 | tail -6 | tee -a "$OUT/summary.txt"
 

@@ -29,8 +29,11 @@ BACKENDS = [pytest.param("cpu", id="cpu"), pytest.param("gpu", id="gpu", marks=p
 TOL = {"float64": (1e-7, 1e-9), "float32": (2e-3, 1e-4)}
 
 
-def assert_close_f(values: np.ndarray, expected: np.ndarray, kT: float, precision: str) -> None:
+def assert_close_f(values: np.ndarray, expected: np.ndarray, kT: float, precision: str, bound: float = 0.0) -> None:
+    """bound: the truncation bound the result reports (kT), allowed on top of the precision's tolerance."""
+    assert 0 <= bound <= cyfes._api.TOLERANCE
     atol, rtol = TOL[precision]
+    atol += bound
     assert values.shape == expected.shape
     assert np.isfinite(values).all()
     err = np.abs(values - expected) / kT
@@ -71,7 +74,7 @@ def run_both(pb: Dict[str, Any], device: str, precision: str, **extra: Any):
 def test_matches_reference(rng, device: str, precision: str, dim: int, periodic: bool, bias: bool) -> None:
     pb = make_problem(rng, dim, n=500 if dim < 6 else 300, m=160, periodic=periodic, bias=bias)
     res, expected = run_both(pb, device, precision)
-    assert_close_f(res.values, expected, res.kT, precision)
+    assert_close_f(res.values, expected, res.kT, precision, res.bound)
     assert res.values.min() == 0.0
     assert res.precision == precision and res.backend.startswith("cpu" if device == "cpu" else "cuda")
 
@@ -83,11 +86,11 @@ def test_weights_with_and_without_bias(rng, device: str, precision: str) -> None
     w = rng.uniform(0.0, 3.0, size=400)
     w[:40] = 0.0  # zero weights: those samples do not count at all
     res, expected = run_both(pb, device, precision, weights=w)
-    assert_close_f(res.values, expected, res.kT, precision)
+    assert_close_f(res.values, expected, res.kT, precision, res.bound)
     assert res.n_samples == 360
     pb["bias"] = None
     res, expected = run_both(pb, device, precision, weights=w)
-    assert_close_f(res.values, expected, res.kT, precision)
+    assert_close_f(res.values, expected, res.kT, precision, res.bound)
 
 
 @pytest.mark.parametrize("device", BACKENDS)
@@ -95,7 +98,7 @@ def test_unshifted_values_are_absolute(rng, device: str) -> None:
     pb = make_problem(rng, 3, 300, 50, periodic=False, bias=True)
     res, _ = run_both(pb, device, "float64", shift=False)
     expected = ref.free_energy(pb["samples"], pb["sigma"], pb["grid"], bias=pb["bias"], shift=False)
-    assert_close_f(res.values, expected, res.kT, "float64")
+    assert_close_f(res.values, expected, res.kT, "float64", res.bound)
 
 
 @pytest.mark.parametrize("device", BACKENDS)
@@ -106,7 +109,7 @@ def test_bins_use_matrix_indexing_and_data_range(rng, device: str) -> None:
     np.testing.assert_allclose([res.axes[0][0], res.axes[0][-1]], [samples[:, 0].min(), samples[:, 0].max()])
     np.testing.assert_allclose([res.axes[1][0], res.axes[1][-1]], [samples[:, 1].min(), samples[:, 1].max()])
     expected = ref.free_energy(samples, [0.3, 0.6], ref.regular_grid(res.axes)).reshape(7, 11)
-    assert_close_f(res.values, expected, res.kT, "float64")
+    assert_close_f(res.values, expected, res.kT, "float64", res.bound)
     i, j = 2, 9  # values[i, j] sits at (axes[0][i], axes[1][j])
     point = ref.free_energy(samples, [0.3, 0.6], np.array([[res.axes[0][i], res.axes[1][j]], [0.0, 0.0]]),
                             shift=False)
@@ -121,16 +124,18 @@ def test_periodic_default_axis_is_one_period_without_end_point(rng) -> None:
     np.testing.assert_allclose(res.axes[0], lo + 2 * math.pi * np.arange(12) / 12)
     np.testing.assert_allclose(res.axes[1][[0, -1]], [samples[:, 1].min(), samples[:, 1].max()])
     expected = ref.free_energy(samples, [0.3, 0.4], ref.regular_grid(res.axes), period=[2 * math.pi, 0.0])
-    assert_close_f(res.values, expected.reshape(12, 7), res.kT, "float64")
+    assert_close_f(res.values, expected.reshape(12, 7), res.kT, "float64", res.bound)
 
 
-def test_progress_callback_counts_every_kernel_call(rng) -> None:
+@pytest.mark.parametrize("tolerance", [0.0, 1e-6])
+def test_progress_callback_counts_every_kernel_call(rng, tolerance: float) -> None:
     samples = rng.normal(size=(300, 2))
     calls = []
-    res = cyfes.fes(samples, 0.3, bins=(20, 10), blocks=2, device="cpu", progress=lambda d, t: calls.append((d, t)))
+    res = cyfes.fes(samples, 0.3, bins=(40, 30), blocks=2, device="cpu", progress=lambda d, t: calls.append((d, t)),
+                    tolerance=tolerance)
     total = calls[-1][1]
     assert calls == [(i + 1, total) for i in range(total)] and total == 2 * (cyfes._api.PROGRESS_STEPS // 2)
-    plain = cyfes.fes(samples, 0.3, bins=(20, 10), blocks=2, device="cpu")
+    plain = cyfes.fes(samples, 0.3, bins=(40, 30), blocks=2, device="cpu", tolerance=tolerance)
     np.testing.assert_allclose(res.values, plain.values, atol=1e-12)
     np.testing.assert_allclose(res.error, plain.error, atol=1e-12)
     with pytest.raises(cyfes.InputError, match="progress"):
@@ -140,10 +145,10 @@ def test_progress_callback_counts_every_kernel_call(rng) -> None:
 @pytest.mark.parametrize("device", BACKENDS)
 def test_explicit_ranges_and_grid_order(rng, device: str) -> None:
     samples = rng.normal(size=(300, 1))
-    res = cyfes.fes(samples[:, 0], 0.25, bins=9, ranges=[(-3.0, 2.0)], device=device)
+    res = cyfes.fes(samples[:, 0], 0.25, bins=9, ranges=[(-3.0, 2.0)], device=device, tolerance=0)
     np.testing.assert_allclose(res.axes[0], np.linspace(-3.0, 2.0, 9))
     grid = rng.permutation(res.axes[0])  # an explicit grid keeps the caller's order
-    explicit = cyfes.fes(samples, 0.25, grid=grid, device=device)
+    explicit = cyfes.fes(samples, 0.25, grid=grid, device=device, tolerance=0)
     lookup = dict(zip(res.axes[0].tolist(), res.values.tolist()))
     np.testing.assert_allclose(explicit.values, [lookup[g] for g in grid.tolist()], atol=1e-9)
     np.testing.assert_array_equal(explicit.grid[:, 0], grid)
@@ -154,7 +159,7 @@ def test_explicit_ranges_and_grid_order(rng, device: str) -> None:
 def test_block_error_matches_numpy_blocks(rng, device: str, precision: str) -> None:
     pb = make_problem(rng, 2, 600, 80, periodic=True, bias=True)
     res, expected = run_both(pb, device, precision, blocks=4)
-    assert_close_f(res.values, expected, res.kT, precision)
+    assert_close_f(res.values, expected, res.kT, precision, res.bound)
     err = ref.block_error(pb["samples"], pb["sigma"], pb["grid"], 4, bias=pb["bias"], period=pb["period"])
     atol = (1e-7 if precision == "float64" else 3e-3) * res.kT
     np.testing.assert_allclose(res.error, err, rtol=TOL[precision][1] * 10, atol=atol)
@@ -169,7 +174,7 @@ def test_extreme_bias_range_is_finite_and_correct(rng, device: str, precision: s
     pb["bias"] = rng.uniform(0.0, 800.0, size=500) * kT  # 800 kT of range: exp() of it overflows float64
     pb["bias"][:5] = -700 * kT
     res, expected = run_both(pb, device, precision)
-    assert_close_f(res.values, expected, res.kT, precision)
+    assert_close_f(res.values, expected, res.kT, precision, res.bound)
 
 
 @pytest.mark.parametrize("units", ["kJ/mol", "kcal/mol"])
@@ -179,7 +184,7 @@ def test_kT_from_temperature_and_units(rng, units: str, temperature: float) -> N
     res, expected = run_both(pb, "cpu", "float64", units=units, temperature=temperature)
     assert math.isclose(res.kT, ref.KB[units] * temperature, rel_tol=1e-12)
     assert res.units == units and res.temperature == temperature
-    assert_close_f(res.values, expected, res.kT, "float64")
+    assert_close_f(res.values, expected, res.kT, "float64", res.bound)
 
 
 def test_kcal_is_kJ_over_4184(rng) -> None:
@@ -197,7 +202,7 @@ def test_gpu_agrees_with_cpu(rng, precision: str, dim: int) -> None:
     kw = dict(grid=pb["grid"], periodic=pb["period"], bias=pb["bias"], precision=precision)
     gpu = cyfes.fes(pb["samples"], pb["sigma"], device="gpu", **kw)
     cpu = cyfes.fes(pb["samples"], pb["sigma"], device="cpu", **kw)
-    assert_close_f(gpu.values, cpu.values, gpu.kT, precision)
+    assert_close_f(gpu.values, cpu.values, gpu.kT, precision, cpu.bound + gpu.bound)
 
 
 @pytest.mark.gpu
@@ -211,7 +216,7 @@ def test_gpu_chunked_merge_path(rng, monkeypatch, ppt: str, precision: str) -> N
     monkeypatch.setenv("CUFES_PPT", ppt)
     pb = make_problem(rng, 3, 5000, 1000, periodic=True, bias=True)
     res, expected = run_both(pb, "gpu", precision)
-    assert_close_f(res.values, expected, res.kT, precision)
+    assert_close_f(res.values, expected, res.kT, precision, res.bound)
 
 
 @pytest.mark.gpu

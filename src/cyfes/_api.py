@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _backends, _inputs, _units, analysis
+from . import _backends, _binned, _inputs, _truncated, _units, analysis
 from ._errors import InputError
 
 UNITS = tuple(_units.BOLTZMANN)
@@ -29,6 +29,9 @@ CHUNK_PAIRS = {"cpu": 5e7, "cuda": 1e11}
 RESOLVED = {np.dtype(np.float32): 2.0**23, np.dtype(np.float64): 2.0**52}
 ProgressCallback = Callable[[int, int], None]
 PRECISIONS = ("float64", "float32")
+METHODS = ("direct", "binned")
+#: Default bound on how much the pairs left out of the sum may change any F, in kT.
+TOLERANCE = 1e-6
 
 
 @dataclass
@@ -63,6 +66,14 @@ class FESResult:
     #: each block's total weight sum_j w_j.
     block_values: Optional[np.ndarray] = None
     block_log_weights: Optional[np.ndarray] = None
+    #: The largest change of any F (kT) that the samples left out of the sum could cause (0: every pair summed).
+    bound: float = 0.0
+    #: Sample-point pairs evaluated by the kernels.
+    pairs: int = 0
+    #: "direct" (kernel sums) or "binned" (binning + FFT convolution).
+    method: str = "direct"
+    #: method="binned": estimated largest |dF| (kT) against the direct sum on the grid; None otherwise.
+    error_estimate: Optional[float] = None
 
     @property
     def dim(self) -> int:
@@ -117,9 +128,13 @@ class _Problem:
     period: np.ndarray
     points: np.ndarray
     axes: Optional[List[np.ndarray]]
-    block_ids: List[np.ndarray]
+    block_ranges: List[Tuple[int, int]]
     dtype: type
     kT: float
+    tolerance: float
+    method: str
+    #: Samples of weight zero (log-weight -inf) present: only then do blocks need filtering.
+    zero_weights: bool
 
 
 def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray,
@@ -138,18 +153,30 @@ def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray,
     return np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1), axes
 
 
-def _blocks(logw: np.ndarray, nblocks: int) -> List[np.ndarray]:
-    """Sample indices of each block, samples of weight zero left out; checked before any work starts."""
-    keep = np.isfinite(logw)  # weight 0: the sample does not exist for the estimate
-    blocks = [ids[keep[ids]] for ids in np.array_split(np.arange(len(logw)), nblocks)]
-    if any(len(ids) == 0 for ids in blocks):
+def _blocks(logw: np.ndarray, nblocks: int, zero_weights: bool) -> List[Tuple[int, int]]:
+    """[lo, hi) of each block (np.array_split's split); a block with only zero weights is refused up front."""
+    n = len(logw)
+    sizes = [n // nblocks + (1 if k < n % nblocks else 0) for k in range(nblocks)]
+    edges = np.cumsum([0] + sizes).tolist()
+    blocks = list(zip(edges[:-1], edges[1:]))
+    if zero_weights and any(not np.isfinite(logw[lo:hi]).any() for lo, hi in blocks):
         raise InputError(f"blocks: a block of samples has only zero weights; use fewer than {nblocks} blocks")
     return blocks
 
 
+def _tolerance(value: Any) -> float:
+    try:
+        tol = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"tolerance: expected a number >= 0 (kT), got {value!r}") from None
+    if not (math.isfinite(tol) and 0 <= tol < 1):
+        raise InputError(f"tolerance: expected 0 (every pair) or a bound in kT below 1, got {value!r}")
+    return tol
+
+
 def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: float, units: str, grid: Any,
               bins: Any, ranges: Any, periodic: Any, blocks: int, precision: str,
-              names: Optional[Sequence[str]]) -> _Problem:
+              names: Optional[Sequence[str]], tolerance: Any, method: str) -> _Problem:
     kT = _units.kT(temperature, units)
     data = _inputs.samples(samples)
     n, dim = data.shape
@@ -158,12 +185,15 @@ def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: fl
     period = _inputs.periods(periodic, dim)
     nblocks = _inputs.positive_int(blocks, "blocks", upper=n)
     precision = _inputs.choice(precision, "precision", PRECISIONS)
+    tol = _tolerance(tolerance)
+    method = _inputs.choice(method, "method", METHODS)
     if names is not None and (isinstance(names, str) or not hasattr(names, "__len__") or len(names) != dim):
         raise InputError(f"names: expected a list of {dim} CV names, got {names!r}")
     points, axes = _points(grid, bins, ranges, data, period)
     dtype = np.float64 if precision == "float64" else np.float32
     _inputs.check_scaled_range(data, points, sig, period, dtype)
-    return _Problem(data, sig, logw, period, points, axes, _blocks(logw, nblocks), dtype, kT)
+    zero = weights is not None and not np.isfinite(logw).all()
+    return _Problem(data, sig, logw, period, points, axes, _blocks(logw, nblocks, zero), dtype, kT, tol, method, zero)
 
 
 def _slices(count: int, parts: int) -> List[slice]:
@@ -171,7 +201,13 @@ def _slices(count: int, parts: int) -> List[slice]:
     return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
-def _tiles(points: int, samples: int, blocks: int, progress: Optional[ProgressCallback],
+def _grid_parts(count: int, blocks: int) -> List[slice]:
+    """Parts of the truncated sum's tiles, one kernel call each: PROGRESS_STEPS calls in all, so a progress bar
+    moves and Python acts on SIGINT/SIGTERM between calls."""
+    return _slices(count, max(1, PROGRESS_STEPS // blocks))
+
+
+def _kernel_tiles(points: int, samples: int, blocks: int, progress: Optional[ProgressCallback],
            dev: _backends.Device) -> Tuple[List[slice], List[slice]]:
     """Grid parts and sample parts, each kernel call one (grid part, sample part) tile of about CHUNK_PAIRS pairs
     (and at least PROGRESS_STEPS calls in all when someone watches progress). Each call prepares its samples
@@ -200,9 +236,28 @@ def _log_density(s: np.ndarray, w: np.ndarray, pts: np.ndarray, scale: np.ndarra
     return dens
 
 
-def _block_log_densities(pb: _Problem, dev: _backends.Device,
-                         progress: Optional[ProgressCallback] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """Per block: log sum_j w_j K(x - s_j) (unnormalised kernel) on every point, and log sum_j w_j."""
+@dataclass
+class _Densities:
+    """Per block: log sum_j w_j K(x - s_j) (unnormalised kernel) on every point, and log sum_j w_j; with the
+    truncation bound achieved (kT) and the pairs summed."""
+
+    log_dens: np.ndarray
+    log_z: np.ndarray
+    bound: float
+    pairs: int
+
+
+def _block_samples(pb: _Problem, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Samples and log-weights of one block, zero weights left out (a view when there are none)."""
+    lw = pb.logw[lo:hi]
+    if not pb.zero_weights:
+        return pb.data[lo:hi], lw
+    keep = np.isfinite(lw)
+    return pb.data[lo:hi][keep], lw[keep]
+
+
+def _direct(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCallback]) -> _Densities:
+    """Every pair (tolerance 0, or a GPU), one tile of about CHUNK_PAIRS pairs per kernel call."""
     cast = lambda a: np.ascontiguousarray(a, dtype=pb.dtype)  # noqa: E731
     scale, per, pts = cast(1.0 / pb.sigma), cast(pb.period), cast(pb.points)
     count = {"done": 0, "total": 0}
@@ -212,19 +267,81 @@ def _block_log_densities(pb: _Problem, dev: _backends.Device,
         if progress is not None:
             progress(min(count["done"], count["total"]), count["total"])
 
-    log_dens, log_z = [], []
-    for ids in pb.block_ids:
-        lw = pb.logw[ids]
+    log_dens, log_z, pairs = [], [], 0
+    for lo, hi in pb.block_ranges:
+        data, lw = _block_samples(pb, lo, hi)
         top = lw.max()  # shift so the kernels see logw <= 0 (float32 keeps its range); added back below
-        s, w = cast(pb.data[ids]), cast(lw - top)
-        tiles = _tiles(len(pts), len(ids), len(pb.block_ids), progress, dev)
-        count["total"] = count["total"] or len(tiles[0]) * len(pb.block_ids)
+        s, w = cast(data), cast(lw - top)
+        tiles = _kernel_tiles(len(pts), len(lw), len(pb.block_ranges), progress, dev)
+        count["total"] = count["total"] or len(tiles[0]) * len(pb.block_ranges)
         with np.errstate(invalid="ignore"):  # logaddexp(-inf, -inf)
             dens = _log_density(s, w, pts, scale, per, dev, tiles, tick)
-        _resolve(dens, pb, ids, lw - top, dev)
+        _resolve(dens, pb, data, lw - top, dev)
         log_dens.append(dens + top)
         log_z.append(_logsumexp(lw))
-    return np.array(log_dens), np.array(log_z)
+        pairs += len(lw) * len(pts)
+    return _Densities(np.array(log_dens), np.array(log_z), 0.0, pairs)
+
+
+def _tiles(pb: _Problem) -> _truncated.Tiles:
+    if pb.axes is not None:
+        return _truncated.regular_tiles([len(a) for a in pb.axes])
+    return _truncated.point_tiles(_truncated.scaled_points(pb.points, _truncated.scaled_factor(pb.sigma),
+                                                           pb.period))
+
+
+def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCallback]) -> _Densities:
+    """Only the cells of samples that can matter, per tile of grid points, within pb.tolerance (CPU)."""
+    tiles = _tiles(pb)
+    factor = _truncated.scaled_factor(pb.sigma)
+    grid = _truncated.in_tile_order(_truncated.scaled_points(pb.points, factor, pb.period), tiles, pb.dtype)
+    parts = _grid_parts(len(tiles.start) - 1, len(pb.block_ranges))
+    total, done = len(parts) * len(pb.block_ranges), [0]
+
+    def tick() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
+
+    log_dens, log_z, bound, pairs = [], [], 0.0, 0
+    for lo, hi in pb.block_ranges:
+        lw = pb.logw[lo:hi]
+        top = float(lw.max())
+        res = _truncated.cpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
+                                         pb.dtype, pb.tolerance, dev.threads, parts, tick)
+        log_dens.append(_truncated.from_tile_order(res.log_density, tiles) + top)
+        log_z.append(res.log_z + top)
+        bound, pairs = max(bound, res.bound), pairs + res.pairs
+    return _Densities(np.array(log_dens), np.array(log_z), bound, pairs)
+
+
+def _binned_sum(pb: _Problem, dev: _backends.Device) -> Tuple[_Densities, float]:
+    """Per block the binned estimate (numpy FFT); points where it is unreliable get the direct (truncated) sum.
+    Returns the densities and the estimated largest |dF| (kT)."""
+    log_dens, log_z, bound, pairs, estimate = [], [], 0.0, 0, 0.0
+    for lo, hi in pb.block_ranges:
+        data, lw = _block_samples(pb, lo, hi)
+        top = float(lw.max())
+        est = _binned.log_density(data, lw, pb.points, pb.sigma, pb.period)
+        dens = est.log_density + top
+        bad = _binned.unreliable(est)
+        if bad.size:
+            sub = replace(pb, points=pb.points[bad], axes=None, block_ranges=[(lo, hi)], method="direct")
+            exact = _block_log_densities(sub, dev)
+            dens[bad] = exact.log_dens[0]
+            bound, pairs = max(bound, exact.bound), pairs + exact.pairs
+        log_dens.append(dens)
+        log_z.append(_logsumexp(lw))
+        estimate = max(estimate, est.error_estimate)
+    return _Densities(np.array(log_dens), np.array(log_z), bound, pairs), max(estimate, bound)
+
+
+def _block_log_densities(pb: _Problem, dev: _backends.Device,
+                         progress: Optional[ProgressCallback] = None) -> _Densities:
+    if pb.tolerance > 0 and dev.kind == "cpu" and _truncated.can_truncate(pb.data, pb.points, pb.sigma, pb.period,
+                                                                         pb.tolerance):
+        return _truncated_sum(pb, dev, progress)
+    return _direct(pb, dev, progress)
 
 
 def _check_mass(values: np.ndarray) -> None:
@@ -245,17 +362,17 @@ def _unresolved(dens: np.ndarray, dtype: Any, count: int) -> np.ndarray:
         return ~((dens <= math.log(count) + 1.0) & (dens >= -RESOLVED[np.dtype(dtype)]))
 
 
-def _resolve(dens: np.ndarray, pb: _Problem, ids: np.ndarray, logw: np.ndarray, dev: _backends.Device) -> None:
+def _resolve(dens: np.ndarray, pb: _Problem, data: np.ndarray, logw: np.ndarray, dev: _backends.Device) -> None:
     """Compute again in float64 on the CPU the points the kernel could not resolve; -inf (F = +inf) where
     float64 cannot either."""
-    bad = _unresolved(dens, pb.dtype, len(ids))
+    bad = _unresolved(dens, pb.dtype, len(data))
     if bad.any() and (dev.kind != "cpu" or np.dtype(pb.dtype) != np.float64):
         cpu = _backends.Device("cpu", threads=_backends.cpu_threads(None))
         f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
         pts = f64(pb.points[bad])
-        tiles = _tiles(len(pts), len(ids), 1, None, cpu)
-        dens[bad] = _log_density(f64(pb.data[ids]), f64(logw), pts, f64(1.0 / pb.sigma), f64(pb.period), cpu, tiles)
-        bad = _unresolved(dens, np.float64, len(ids))
+        tiles = _kernel_tiles(len(pts), len(data), 1, None, cpu)
+        dens[bad] = _log_density(f64(data), f64(logw), pts, f64(1.0 / pb.sigma), f64(pb.period), cpu, tiles)
+        bad = _unresolved(dens, np.float64, len(data))
     dens[bad] = -np.inf
 
 
@@ -264,7 +381,8 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
         periodic: Optional[Sequence[Optional[float]]] = None, blocks: int = 1, device: Any = "auto",
         precision: str = "float64", devices: Optional[Sequence[int]] = None, threads: Optional[int] = None,
         shift: bool = True, names: Optional[Sequence[str]] = None,
-        progress: Optional[ProgressCallback] = None) -> FESResult:
+        progress: Optional[ProgressCallback] = None, tolerance: float = TOLERANCE,
+        method: str = "direct") -> FESResult:
     """Free energy surface of `samples` (N, D) by reweighted Gaussian kernel density estimation.
 
     sigma: kernel width, a scalar or one per CV. bias: per-sample bias potential V_j in `units`
@@ -276,22 +394,34 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
     devices=[0, 1] splits the grid over GPUs. precision: "float64" or "float32". shift: subtract min F.
     A periodic CV's default range is one period from the data minimum, without repeating the end point.
     progress: called as progress(done, total) after each kernel call (the grid is then split into parts).
+    tolerance: the samples left out of each grid point's sum change no F by more than this (kT); samples are
+    grouped into cells and a cell is left out only when its summed weight and nearest distance prove it
+    negligible, whatever the weights. 0 sums every pair. The result's `bound` is the bound achieved, `pairs`
+    the pairs summed.
+    method: "direct" (kernel sums, within `tolerance`) or "binned" (linear binning and an FFT convolution, for
+    many more samples than grid points; `error_estimate` is its estimated largest |dF| in kT; points of very low
+    density fall back to the direct sum).
     Every argument is checked before any work starts; a bad one raises InputError naming it.
     """
     dev = _backends.parse_device(device, devices, threads)
     pb = _validate(samples, sigma, bias, weights, temperature, units, grid, bins, ranges, periodic, blocks,
-                   precision, names)
+                   precision, names, tolerance, method)
     if progress is not None and not callable(progress):
         raise InputError(f"progress: expected a callable progress(done, total), got {progress!r}")
-    dens, log_z = _block_log_densities(pb, dev, progress)
+    estimate = None
+    if pb.method == "binned":
+        sums, estimate = _binned_sum(pb, dev)
+    else:
+        sums = _block_log_densities(pb, dev, progress)
+    dens, log_z = sums.log_dens, sums.log_z
     norm = _log_gauss_norm(pb.sigma)
     values = -pb.kT * (_logsumexp(dens) - _logsumexp(log_z) + norm)
     _check_mass(values)
     error = per_block = None
-    if len(pb.block_ids) > 1:
+    if len(pb.block_ranges) > 1:
         per_block = -pb.kT * (dens - log_z[:, None] + norm)
         with np.errstate(invalid="ignore"):
-            error = per_block.std(axis=0, ddof=1) / math.sqrt(len(pb.block_ids))
+            error = per_block.std(axis=0, ddof=1) / math.sqrt(len(pb.block_ranges))
         error[np.isinf(per_block).any(axis=0)] = np.inf  # a block without mass there: no finite error bar
     if shift:
         values = values - values.min()
@@ -301,8 +431,9 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
         error=None if error is None else error.reshape(shape), kT=pb.kT, units=units,
         temperature=float(temperature), backend=dev.describe(), precision=str(np.dtype(pb.dtype)),
         sigma=pb.sigma, periodic=[float(p) if p > 0 else None for p in pb.period],
-        n_samples=int(np.isfinite(pb.logw).sum()), blocks=len(pb.block_ids),
+        n_samples=int(np.isfinite(pb.logw).sum()) if pb.zero_weights else len(pb.logw), blocks=len(pb.block_ranges),
         names=list(names) if names is not None else None, ess=analysis.kish(pb.logw),
-        blocks_effective=analysis.kish(log_z) if len(pb.block_ids) > 1 else None,
-        block_values=None if per_block is None else per_block.reshape((len(pb.block_ids),) + shape),
-        block_log_weights=None if per_block is None else np.asarray(log_z))
+        blocks_effective=analysis.kish(log_z) if len(pb.block_ranges) > 1 else None,
+        block_values=None if per_block is None else per_block.reshape((len(pb.block_ranges),) + shape),
+        block_log_weights=None if per_block is None else np.asarray(log_z),
+        bound=sums.bound, pairs=sums.pairs, method=pb.method, error_estimate=estimate)

@@ -33,7 +33,9 @@ def _finite_array(value: Any, name: str, ndim: int) -> np.ndarray:
         raise InputError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
     if arr.size == 0:
         raise InputError(f"{name}: is empty (shape {arr.shape})")
-    bad = ~np.isfinite(arr)
+    if np.isfinite(arr.sum()):  # one pass, no temporary; a NaN or inf anywhere makes the sum non-finite
+        return arr
+    bad = ~np.isfinite(arr)  # or the sum overflowed: look element by element
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InputError(f"{name}: contains NaN or infinity (first at index {first if ndim > 1 else first[0]})")
@@ -47,7 +49,7 @@ def samples(value: Any) -> np.ndarray:
     arr = _finite_array(arr, "samples", 2)
     if not 1 <= arr.shape[1] <= MAX_DIM:
         raise InputError(f"samples: expected 1 to {MAX_DIM} CVs (columns), got {arr.shape[1]}")
-    return arr
+    return np.ascontiguousarray(arr)  # the kernels read rows; a copy only for strided input
 
 
 def per_cv(value: Any, dim: int, name: str) -> np.ndarray:
@@ -75,9 +77,7 @@ def per_sample(value: Any, n: int, name: str) -> np.ndarray:
 
 def log_weights(bias: Any, weights: Any, n: int, kT: float) -> np.ndarray:
     """log w_j = V_j / kT + log(weight_j); samples of weight 0 get -inf (the caller drops them)."""
-    logw = np.zeros(n)
-    if bias is not None:
-        logw += per_sample(bias, n, "bias") / kT
+    logw = per_sample(bias, n, "bias") / kT if bias is not None else np.zeros(n)
     if weights is not None:
         w = per_sample(weights, n, "weights")
         if (w < 0).any():

@@ -158,6 +158,11 @@ def _add_estimate_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--precision", default="float64", choices=["float64", "float32"],
                      help="kernel precision (default float64)")
     run.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    run.add_argument("--tolerance", type=float, default=1e-6, metavar="KT",
+                     help="largest change of any F (in kT) the samples left out of a sum may cause (default 1e-6; "
+                          "0 sums every pair)")
+    run.add_argument("--method", default="direct", choices=["direct", "binned"],
+                     help="direct kernel sums (default) or binning + FFT (estimated error reported)")
 
 
 def _add_output_arguments(p: argparse.ArgumentParser) -> None:
@@ -361,7 +366,8 @@ def compute(args: argparse.Namespace, samples: Samples, plan: GridPlan) -> Any:
     options: Dict[str, Any] = dict(
         bias=samples.bias, weights=samples.weights, temperature=fes_options.temperature(args), units=args.units,
         bins=plan.bins, ranges=plan.ranges, periodic=plan.periods, blocks=args.blocks, device=args.device,
-        precision=args.precision, threads=args.threads, names=samples.names)
+        precision=args.precision, threads=args.threads, names=samples.names, tolerance=args.tolerance,
+        method=args.method)
     sigma = fes_options.sigma(args, samples, plan.periods, parse_sigma)
     if not progress.accepts_progress(_api.fes):
         return _api.fes(samples.values, sigma, **options)

@@ -1,0 +1,149 @@
+"""The truncated sum: only the groups of samples that can change F by more than a tolerance are summed.
+
+Samples are sorted into cells and grid points into tiles (small boxes); per tile, cells are included by the upper
+bound of their kernel mass until what is left is provably at most `tolerance` times the included sum at every
+point of the tile (cpu_truncated.h has the bound). F then moves by at most ln(1 + tolerance) <= tolerance kT.
+Coordinates here are pre-scaled by 1 / (sigma sqrt(2)), so a pair's exponent is logw - |dist|^2.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+#: Grid points per tile: enough to spread the per-tile bound computation over many pairs.
+TILE_POINTS = 16
+#: Wanted cell side in pre-scaled units (1 = sigma * sqrt(2)); cells grow when there would be too many.
+CELL_SIDE = 2.0
+#: At most this many cells per sample kept, and at most MAX_CELLS cells: each tile looks at every cell.
+SAMPLES_PER_CELL = 16
+MAX_CELLS = 1 << 15
+#: The first cut of a tile assumes its density is at least exp(largest cell bound - FIRST_CUT_GAP); the check after
+#: summing (against the true included sum) adds cells when that was optimistic, so this only trades passes for pairs.
+FIRST_CUT_GAP = 6.0
+
+
+@dataclass
+class Tiles:
+    """Grid points grouped into tiles: order lists point indices tile by tile, tile t is order[start[t]:start[t+1]]."""
+
+    order: np.ndarray
+    start: np.ndarray
+    #: (ntiles, D) extents when every tile is a box of a regular grid (its points in matrix order), else (0, D).
+    shape: np.ndarray
+
+
+@dataclass
+class Truncated:
+    """log sum_j w_j K(x - s_j) per point (unnormalised, relative to the block's top log-weight), the bound on the
+    change of F that the truncation allows (kT), and the sample-point pairs summed."""
+
+    log_density: np.ndarray
+    bound: float
+    pairs: int
+    #: log sum_j w_j over the block (relative to its top log-weight), from the cells' sums: no second pass.
+    log_z: float
+
+
+def scaled_factor(sigma: np.ndarray) -> np.ndarray:
+    return 1.0 / (np.asarray(sigma, dtype=np.float64) * np.sqrt(2.0))
+
+
+def reach(tolerance: float) -> float:
+    """Pre-scaled distance beyond which a sample of average weight is negligible at `tolerance` (a first guess;
+    the kernel widens it when weights say otherwise)."""
+    return float(np.sqrt(-np.log(tolerance) + FIRST_CUT_GAP))
+
+
+def can_truncate(data: np.ndarray, points: np.ndarray, sigma: np.ndarray, period: np.ndarray,
+                 tolerance: float) -> bool:
+    """False when every sample is within reach of every grid point on every CV (kernels as wide as the data):
+    nothing could be left out, and the plain sum is cheaper than sorting into cells."""
+    factor = scaled_factor(sigma)
+    lo = np.minimum(data.min(axis=0), points.min(axis=0))
+    hi = np.maximum(data.max(axis=0), points.max(axis=0))
+    span = np.where(period > 0, np.minimum(hi - lo, period / 2), hi - lo) * factor
+    return bool((span > reach(tolerance)).any())
+
+
+def _tile_sides(shape: Sequence[int]) -> List[int]:
+    """Per axis the tile side: about TILE_POINTS points, split evenly over the axes."""
+    dim = len(shape)
+    side = max(1, int(round(TILE_POINTS ** (1.0 / dim))))
+    return [min(side, n) for n in shape]
+
+
+def regular_tiles(shape: Sequence[int]) -> Tiles:
+    """Boxes of grid indices (matrix order) as tiles."""
+    sides = _tile_sides(shape)
+    idx = np.indices(tuple(shape)).reshape(len(shape), -1)
+    tile_shape = [-(-n // s) for n, s in zip(shape, sides)]
+    key = np.ravel_multi_index(tuple(i // s for i, s in zip(idx, sides)), tile_shape)
+    order = np.argsort(key, kind="stable")
+    counts = np.bincount(key, minlength=int(np.prod(tile_shape)))
+    start = np.concatenate([[0], np.cumsum(counts[counts > 0])])
+    corner = idx[:, order[start[:-1]]]  # first point of each tile: its lowest index per axis
+    extent = np.minimum(np.asarray(sides)[:, None], np.asarray(shape)[:, None] - corner)
+    return Tiles(order.astype(np.int64), start.astype(np.int64), np.ascontiguousarray(extent.T, dtype=np.int64))
+
+
+def point_tiles(scaled: np.ndarray) -> Tiles:
+    """Explicit points: sorted into boxes of side 2 (pre-scaled units), each box cut into tiles of TILE_POINTS."""
+    cells = np.floor((scaled - scaled.min(axis=0)) / 2.0).astype(np.int64)
+    key = np.ravel_multi_index(tuple(cells.T), tuple(cells.max(axis=0) + 1)) if len(scaled) else cells[:, 0]
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    rank = np.arange(len(key)) - np.repeat(first, np.diff(np.r_[first, len(key)]))
+    start = np.r_[np.flatnonzero(rank % TILE_POINTS == 0), len(key)]
+    return Tiles(order.astype(np.int64), start.astype(np.int64), np.zeros((0, scaled.shape[1]), dtype=np.int64))
+
+
+def scaled_points(points: np.ndarray, factor: np.ndarray, period: np.ndarray) -> np.ndarray:
+    """Pre-scaled points, periodic CVs wrapped into [0, P')."""
+    u = points * factor
+    per = period * factor
+    return np.where(per > 0, np.mod(u, np.where(per > 0, per, 1.0)), u)
+
+
+def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, grid: np.ndarray,
+                    tiles: Tiles, sigma: np.ndarray, period: np.ndarray, dtype: type, tolerance: float,
+                    threads: int, parts: Sequence[slice] = (slice(None),),
+                    progress: Optional[Callable[[], None]] = None) -> Truncated:
+    """The truncated sum over samples [lo, hi) (those of finite log-weight) on the CPU; `grid` is pre-scaled and
+    wrapped (scaled_points) and already in tile order. parts: slices of the tiles run one after another,
+    `progress` called after each."""
+    cpu = importlib.import_module("cyfes._cpu")
+    data, logw = np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(logw, dtype=np.float64)
+    factor = scaled_factor(sigma)
+    per = np.ascontiguousarray(period * factor)
+    kept = int(np.isfinite(logw[lo:hi]).sum())
+    max_cells = max(64, min(MAX_CELLS, kept // SAMPLES_PER_CELL))
+    samples_t, lw, start, lmass, box, geometry, dense = cpu.build_cells(data, logw, lo, hi, factor, per, top,
+                                                                        CELL_SIDE, max_cells, dtype)
+    lall = float(np.logaddexp.reduce(lmass))
+    ntiles = len(tiles.start) - 1
+    out = np.empty(len(grid))
+    bound = np.zeros(ntiles)
+    pairs = np.zeros(ntiles, dtype=np.int64)
+    for part in parts:
+        lo_t, hi_t, _ = part.indices(ntiles)
+        shape = tiles.shape[lo_t:hi_t] if len(tiles.shape) else tiles.shape
+        cpu.truncated_tiles(samples_t, lw, start, lmass, box, geometry, dense, lall, reach(tolerance), FIRST_CUT_GAP, grid,
+                            tiles.start[lo_t:hi_t + 1], shape, per.astype(dtype), float(tolerance), out,
+                            bound[lo_t:hi_t], pairs[lo_t:hi_t], threads)
+        if progress is not None:
+            progress()
+    return Truncated(out, float(bound.max(initial=0.0)), int(pairs.sum()), lall)
+
+
+def in_tile_order(points_scaled: np.ndarray, tiles: Tiles, dtype: type) -> np.ndarray:
+    return np.ascontiguousarray(points_scaled[tiles.order], dtype=dtype)
+
+
+def from_tile_order(values: np.ndarray, tiles: Tiles, out: Optional[np.ndarray] = None) -> np.ndarray:
+    out = np.empty_like(values) if out is None else out
+    out[tiles.order] = values
+    return out

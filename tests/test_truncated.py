@@ -1,0 +1,161 @@
+"""The truncated sum (tolerance > 0) against the independent float64 reference, for weights built to defeat a fixed
+cutoff: a far cluster with +150 kT of bias, clusters across a periodic boundary, one heavy sample, and every weight
+but one underflowing. Unshifted F from a truncated sum can only be too high (mass is left out), by at most the
+reported bound: reference <= F <= reference + bound, up to the precision's rounding."""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict
+
+import numpy as np
+import pytest
+
+import cyfes
+import reference as ref
+
+KT = ref.KB["kJ/mol"] * 300.0
+BACKENDS = [pytest.param("cpu", id="cpu"), pytest.param("gpu", id="gpu", marks=pytest.mark.gpu)]
+ROUNDING = {"float64": (1e-7, 1e-9), "float32": (2e-3, 1e-4)}  # as tests/test_api.py, in kT
+
+
+def far_heavy_cluster(rng: np.random.Generator) -> Dict[str, Any]:
+    """Most samples near the origin; 20 samples 3 units away carry +150 kT and dominate where they sit."""
+    main = rng.normal(scale=0.4, size=(1500, 2))
+    far = rng.normal(loc=(3.0, 0.0), scale=0.05, size=(20, 2))
+    bias = np.r_[rng.normal(scale=2.0, size=1500) * KT, np.full(20, 150.0 * KT)]
+    return {"samples": np.r_[main, far], "bias": bias, "sigma": [0.1, 0.1], "period": None,
+            "grid": rng.uniform(-1.5, 3.5, size=(300, 2))}
+
+
+def periodic_straddle(rng: np.random.Generator) -> Dict[str, Any]:
+    """Two clusters on both sides of the +-pi boundary of an angle; grid points near the boundary too."""
+    a = rng.normal(loc=(math.pi - 0.1, 0.0), scale=0.15, size=(800, 2))
+    b = rng.normal(loc=(-math.pi + 0.1, 1.0), scale=0.15, size=(800, 2))
+    samples = np.r_[a, b]
+    samples[:, 0] = (samples[:, 0] + math.pi) % (2 * math.pi) - math.pi
+    grid = np.c_[rng.uniform(-math.pi, math.pi, 300), rng.uniform(-1, 2, 300)]
+    grid[:60, 0] = rng.uniform(math.pi - 0.3, math.pi, 60)
+    return {"samples": samples, "bias": rng.normal(scale=3.0, size=1600) * KT, "sigma": [0.12, 0.2],
+            "period": [2 * math.pi, None], "grid": grid}
+
+
+def single_heavy_sample(rng: np.random.Generator) -> Dict[str, Any]:
+    """One sample with 60 kT more weight than the other 2000 together, 2 units from them."""
+    samples = np.r_[rng.normal(scale=0.5, size=(2000, 2)), [[2.0, 1.0]]]
+    bias = np.r_[np.zeros(2000), [60.0 * KT]]
+    return {"samples": samples, "bias": bias, "sigma": [0.15, 0.15], "period": None,
+            "grid": rng.uniform(-2, 3, size=(300, 2))}
+
+
+def all_but_one_underflow(rng: np.random.Generator) -> Dict[str, Any]:
+    """Every weight but one is exp(-800) relative to it (underflows in float64); far from the heavy sample the
+    light ones are all there is."""
+    samples = np.r_[[[0.0, 0.0]], rng.normal(loc=(3.0, 3.0), scale=0.5, size=(1500, 2))]
+    bias = np.r_[[0.0], np.full(1500, -800.0 * KT) + rng.normal(scale=1.0, size=1500) * KT]
+    return {"samples": samples, "bias": bias, "sigma": [0.2, 0.2], "period": None,
+            "grid": rng.uniform(-1, 5, size=(300, 2))}
+
+
+CASES = {"far_heavy_cluster": far_heavy_cluster, "periodic_straddle": periodic_straddle,
+         "single_heavy_sample": single_heavy_sample, "all_but_one_underflow": all_but_one_underflow}
+
+
+def check(res: cyfes.FESResult, expected: np.ndarray, precision: str, tolerance: float) -> None:
+    atol, rtol = ROUNDING[precision]
+    assert 0 <= res.bound <= tolerance
+    slack = atol + rtol * np.abs(expected) / KT
+    diff = (res.values.ravel() - expected.ravel()) / KT
+    assert (diff >= -slack).all(), f"F below the reference by {-diff.min():.3g} kT: mass counted twice?"
+    assert (diff <= res.bound + slack).all(), f"|dF| {diff.max():.3g} kT above the bound {res.bound:.3g}"
+
+
+def regular_axes(grid: np.ndarray, n: int = 23) -> list:
+    return [np.linspace(grid[:, d].min(), grid[:, d].max(), n) for d in range(grid.shape[1])]
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("tolerance", [1e-6, 1e-2])
+def test_truncated_within_bound(rng, device: str, precision: str, case: str, tolerance: float) -> None:
+    pb = CASES[case](rng)
+    kw = dict(bias=pb["bias"], periodic=pb["period"], precision=precision, device=device, tolerance=tolerance,
+              shift=False)
+    res = cyfes.fes(pb["samples"], pb["sigma"], grid=pb["grid"], **kw)
+    expected = ref.free_energy(pb["samples"], pb["sigma"], pb["grid"], bias=pb["bias"], period=pb["period"],
+                               shift=False)
+    check(res, expected, precision, tolerance)
+    if device == "cpu":
+        assert 0 < res.pairs < len(pb["samples"]) * len(pb["grid"])  # something was left out
+    axes = regular_axes(pb["grid"])
+    if pb["period"]:
+        axes[0] = -math.pi + 2 * math.pi * np.arange(23) / 23
+    res = cyfes.fes(pb["samples"], pb["sigma"], bins=23, ranges=[(a[0], a[-1]) for a in axes], **kw)
+    expected = ref.free_energy(pb["samples"], pb["sigma"], ref.regular_grid(res.axes), bias=pb["bias"],
+                               period=pb["period"], shift=False)
+    check(res, expected, precision, tolerance)
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_truncated_blocks(rng, device: str, precision: str) -> None:
+    pb = far_heavy_cluster(rng)
+    order = rng.permutation(len(pb["samples"]))  # the heavy samples spread over the blocks
+    samples, bias = pb["samples"][order], pb["bias"][order]
+    res = cyfes.fes(samples, pb["sigma"], grid=pb["grid"], bias=bias, blocks=3, precision=precision,
+                    device=device, shift=False)
+    expected = ref.free_energy(samples, pb["sigma"], pb["grid"], bias=bias, shift=False)
+    check(res, expected, precision, cyfes._api.TOLERANCE)
+    err = ref.block_error(samples, pb["sigma"], pb["grid"], 3, bias=bias)
+    atol = (1e-7 if precision == "float64" else 3e-3) * KT + 2 * res.bound * KT
+    np.testing.assert_allclose(res.error, err, rtol=1e-3, atol=atol)
+
+
+@pytest.mark.parametrize("dim", [1, 3, 4])
+def test_truncated_other_dimensions(rng, dim: int) -> None:
+    """1 CV and 4 CVs use the per-point kernel on tiles, 3 CVs the separable one (regular grid)."""
+    samples = rng.normal(scale=1.0, size=(1500, dim))
+    bias = rng.normal(scale=3.0, size=1500) * KT
+    bins = {1: 200, 3: 14, 4: 7}[dim]
+    res = cyfes.fes(samples, 0.1, bins=bins, bias=bias, device="cpu", shift=False)
+    expected = ref.free_energy(samples, [0.1] * dim, ref.regular_grid(res.axes), bias=bias, shift=False)
+    check(res, expected, "float64", cyfes._api.TOLERANCE)
+    assert 0 < res.pairs < len(samples) * res.values.size
+
+
+def test_tolerance_zero_sums_every_pair(rng) -> None:
+    samples = rng.normal(size=(400, 2))
+    res = cyfes.fes(samples, 0.2, bins=(15, 12), device="cpu", tolerance=0)
+    assert res.bound == 0.0 and res.pairs == 400 * 15 * 12
+
+
+@pytest.mark.parametrize("bad", [-1e-3, 1.5, float("nan"), "x"])
+def test_bad_tolerance_is_refused(bad: Any) -> None:
+    with pytest.raises(cyfes.InputError, match="tolerance"):
+        cyfes.fes(np.zeros((5, 1)), 0.1, bins=3, tolerance=bad)
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+@pytest.mark.parametrize("case", list(CASES))
+def test_binned_within_its_estimate(rng, device: str, case: str) -> None:
+    """method="binned": every point within the reported error estimate of the float64 reference; points of very
+    low density (far from the heavy samples) are handed to the direct sum."""
+    pb = CASES[case](rng)
+    res = cyfes.fes(pb["samples"], pb["sigma"], grid=pb["grid"], bias=pb["bias"], periodic=pb["period"],
+                    method="binned", device=device, shift=False)
+    expected = ref.free_energy(pb["samples"], pb["sigma"], pb["grid"], bias=pb["bias"], period=pb["period"],
+                               shift=False)
+    assert res.method == "binned" and 0 < res.error_estimate < 0.5
+    err = np.abs(res.values - expected) / KT
+    assert err.max() <= res.error_estimate, f"|dF| {err.max():.3g} kT above the estimate {res.error_estimate:.3g}"
+
+
+def test_binned_regular_grid_and_blocks(rng) -> None:
+    samples = rng.normal(scale=[1.0, 0.6], size=(6000, 2))
+    bias = rng.normal(scale=2.0, size=6000) * KT
+    res = cyfes.fes(samples, 0.1, bins=(40, 30), bias=bias, method="binned", blocks=2, device="cpu", shift=False)
+    expected = ref.free_energy(samples, [0.1, 0.1], ref.regular_grid(res.axes), bias=bias, shift=False)
+    err = np.abs(res.values.ravel() - expected) / KT
+    assert err.max() <= res.error_estimate < 0.1
+    blocks = ref.block_error(samples, [0.1, 0.1], ref.regular_grid(res.axes), 2, bias=bias)
+    np.testing.assert_allclose(res.error.ravel(), blocks, atol=2 * res.error_estimate * KT)
