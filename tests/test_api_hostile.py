@@ -96,13 +96,13 @@ def test_no_point_within_reach_is_an_error() -> None:
 def test_work_is_split_into_bounded_near_square_tiles() -> None:
     from cyfes._backends import Device
     for points, samples in ((160_000, 400_000), (1_600, 2_000_000), (40_000, 1_000_000)):
-        grid_parts, sample_parts = _api._tiles(points, samples, 1, None, Device("cpu", threads=2))
+        grid_parts, sample_parts = _api._kernel_tiles(points, samples, 1, None, Device("cpu", threads=2))
         assert sum(p.stop - p.start for p in grid_parts) == points
         assert sum(p.stop - p.start for p in sample_parts) == samples
         pairs = max(p.stop - p.start for p in grid_parts) * max(p.stop - p.start for p in sample_parts)
         assert pairs <= _api.CHUNK_PAIRS["cpu"] * 2 * 1.01
         assert min(p.stop - p.start for p in grid_parts + sample_parts) >= 1_000  # no thin tiles
-    assert _api._tiles(10, 5, 1, None, Device("cpu", threads=2)) == ([slice(0, 10)], [slice(0, 5)])
+    assert _api._kernel_tiles(10, 5, 1, None, Device("cpu", threads=2)) == ([slice(0, 10)], [slice(0, 5)])
 
 
 def test_tiled_sum_equals_one_call(monkeypatch: pytest.MonkeyPatch) -> None:

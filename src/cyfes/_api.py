@@ -309,7 +309,10 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
         top = float(lw.max())
         res = _truncated.cpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
                                          pb.dtype, pb.tolerance, dev.threads, parts, tick)
-        log_dens.append(_truncated.from_tile_order(res.log_density, tiles) + top)
+        dens = _truncated.from_tile_order(res.log_density, tiles)
+        data, kept = _block_samples(pb, lo, hi)
+        _resolve(dens, pb, data, kept - top, dev)
+        log_dens.append(dens + top)
         log_z.append(res.log_z + top)
         bound, pairs = max(bound, res.bound), pairs + res.pairs
     return _Densities(np.array(log_dens), np.array(log_z), bound, pairs)

@@ -168,7 +168,7 @@ static inline int64_t cyfes_cell_of(const cyfes_cell_grid *cg, const double *u) 
       }                                                                                                       \
       for (int64_t j = begin; j < end; ++j) m = (double)lw[j] > m ? (double)lw[j] : m;                        \
       for (int64_t j = begin; j < end; ++j) {                                                                 \
-        s += exp((double)lw[j] - m);                                                                          \
+        s += cyfes_libm_exp((double)lw[j] - m);                                                                          \
         for (int d = 0; d < dim; ++d) {                                                                       \
           double v = (double)samples_t[d * kept + j];                                                         \
           b[2 * d] = v < b[2 * d] ? v : b[2 * d];                                                             \
@@ -176,7 +176,7 @@ static inline int64_t cyfes_cell_of(const cyfes_cell_grid *cg, const double *u) 
         }                                                                                                     \
       }                                                                                                       \
       start[k] = begin;                                                                                       \
-      lmass[k] = m + log(s);                                                                                  \
+      lmass[k] = m + cyfes_libm_log(s);                                                                                  \
       ++k;                                                                                                    \
       begin = end;                                                                                            \
     }                                                                                                         \
@@ -283,9 +283,9 @@ static int64_t cyfes_window(const cyfes_cell_grid *cg, const int64_t *dense, int
 
 static inline void cyfes_lse_add(double *m, double *s, double x) {
   if (x <= *m) {
-    *s += exp(x - *m);
+    *s += cyfes_libm_exp(x - *m);
   } else {
-    *s = *s * exp(*m - x) + 1.0;
+    *s = *s * cyfes_libm_exp(*m - x) + 1.0;
     *m = x;
   }
 }
@@ -323,7 +323,7 @@ typedef struct {
             T x = cyfes_exponent_##SUFFIX(sb, lw + j0, j, dim, g, per);                                       \
             top = x > top ? x : top;                                                                          \
           }                                                                                                   \
-          dsum[p] *= exp((double)m[p] - (double)top);                                                         \
+          dsum[p] *= cyfes_libm_exp((double)m[p] - (double)top);                                                         \
           m[p] = top;                                                                                         \
           bsum = cyfes_block_sum_##SUFFIX(sb, lw + j0, nb, dim, g, per, periodic, m[p]);                      \
         }                                                                                                     \
@@ -375,20 +375,20 @@ typedef struct {
             double dx = fabs(g - (double)s[j]);                                                                       \
             dx = dx < p - dx ? dx : p - dx;                                                                           \
             double x = gg - dx * dx;                                                                                  \
-            ed[j] = exp(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                                                     \
+            ed[j] = cyfes_vexp_f64(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                                                     \
           }                                                                                                           \
         } else {                                                                                                      \
           _Pragma("omp simd") for (int64_t j = 0; j < nb; ++j) {                                                      \
             double dx = g - (double)s[j];                                                                             \
             double x = gg - dx * dx;                                                                                  \
-            ed[j] = exp(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                                                     \
+            ed[j] = cyfes_vexp_f64(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                                                     \
           }                                                                                                           \
         }                                                                                                             \
       }                                                                                                               \
     }                                                                                                                 \
     _Pragma("omp simd") for (int64_t j = 0; j < nb; ++j) {                                                            \
       double x = (double)lw[j0 + j] - u0 - g2;                                                                        \
-      a[j] = exp(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                                                            \
+      a[j] = cyfes_vexp_f64(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                                                            \
     }                                                                                                                 \
     const int64_t t1 = t[1], t2 = dim == 3 ? t[2] : 1;                                                                \
     for (int64_t i = 0; i < t[0]; ++i) {                                                                              \
@@ -464,7 +464,7 @@ typedef struct {
       }                                                                                                               \
     }                                                                                                                 \
     /* the cells within `reach` of the tile; a sample outside is at least `near` away (all samples: exp(lall)) */   \
-    const double ltol = log(tol) + log(CYFES_SAFETY);                                                                 \
+    const double ltol = cyfes_libm_log(tol) + cyfes_libm_log(CYFES_SAFETY);                                                                 \
     int64_t nw;                                                                                                       \
     double near, u0, lbm, lbs;                                                                                        \
     for (;;) {                                                                                                        \
@@ -482,21 +482,21 @@ typedef struct {
       if (near == DBL_MAX || (nw && near * near >= want)) break;                                                      \
       reach = nw && want > 0 ? sqrt(want) + 2 * reach : 2 * reach + 1;                                                \
     }                                                                                                                 \
-    const double lower = lbm + log(lbs);                                                                              \
+    const double lower = lbm + cyfes_libm_log(lbs);                                                                              \
     double bsum[CYFES_BUCKETS + 1];                                                                                   \
     memset(bsum, 0, sizeof bsum);                                                                                     \
     for (int64_t k = 0; k < nw; ++k) {                                                                                \
       double below = u0 - ub[k];                                                                                      \
       int b = below < CYFES_BUCKETS - 1 ? (int)below : CYFES_BUCKETS - 1;                                             \
       bucket[k] = (int16_t)b;                                                                                         \
-      bsum[b] += exp(-below);                                                                                         \
+      bsum[b] += cyfes_libm_exp(-below);                                                                                         \
     }                                                                                                                 \
     for (int b = CYFES_BUCKETS - 1; b >= 0; --b) bsum[b] += bsum[b + 1]; /* suffix sums: mass from b on */           \
     const double lfar = near == DBL_MAX ? -DBL_MAX : lall - near * near; /* bound of the samples outside */         \
     /* first cut from an estimate of the density; the check below decides */                                        \
     double est = lower > u0 - gap ? lower : u0 - gap;                                             \
     int cut = 1;                                                                                                      \
-    while (cut < CYFES_BUCKETS && !(log(bsum[cut]) + u0 <= ltol + est)) ++cut;                                        \
+    while (cut < CYFES_BUCKETS && !(cyfes_libm_log(bsum[cut]) + u0 <= ltol + est)) ++cut;                                        \
     T m[CYFES_TILE_MAX];                                                                                              \
     double dsum[CYFES_TILE_MAX], S[CYFES_TILE_MAX];                                                                   \
     int started = 0, from = 0, fails = 0;                                                                             \
@@ -509,7 +509,7 @@ typedef struct {
       res.pairs += count * summed;                                                                                    \
       double smin = DBL_MAX;                                                                                          \
       for (int64_t p = 0; p < count; ++p) {                                                                           \
-        out[p] = sep ? u0 + log(S[p]) : (double)m[p] + log(dsum[p]);                                                  \
+        out[p] = sep ? u0 + cyfes_libm_log(S[p]) : (double)m[p] + cyfes_libm_log(dsum[p]);                                                  \
         smin = out[p] < smin ? out[p] : smin;                                                                         \
       }                                                                                                               \
       if (sep && !(smin > u0 - CYFES_SEP_RANGE)) { /* a point far below the tile's bound: sum again with running maxima */      \
@@ -522,7 +522,7 @@ typedef struct {
       for (int64_t k = 0; k < nw; ++k)                                                                                \
         if (bucket[k] >= cut) cyfes_lse_add(&rm, &rs, ub[k]);                                                         \
       if (lfar > -DBL_MAX) cyfes_lse_add(&rm, &rs, lfar);                                                             \
-      double lr = rs > 0 ? rm + log(rs) : -DBL_MAX;                                                                   \
+      double lr = rs > 0 ? rm + cyfes_libm_log(rs) : -DBL_MAX;                                                                   \
       if (lfar > ltol + smin) { /* the samples outside the window could matter after all: widen it, start again */  \
         cyfes_tile_result again = cyfes_tile_##SUFFIX(samples_t, lw, n, dim, per, ncells, start, lmass, box, cg,      \
                                                       dense, lall, sqrt(lall - ltol - smin) + 2 * reach, gap, g0, count, \
@@ -531,13 +531,13 @@ typedef struct {
         return again;                                                                                                 \
       }                                                                                                               \
       if (lr <= ltol + smin || cut > CYFES_BUCKETS - 1) {                                                             \
-        res.bound = rs > 0 ? log1p(exp(lr - smin)) : 0;                                                               \
+        res.bound = rs > 0 ? log1p(cyfes_libm_exp(lr - smin)) : 0;                                                               \
         return res;                                                                                                   \
       }                                                                                                               \
       /* next cut from the included minimum, a true lower bound of every point's density */                          \
       from = cut;                                                                                                     \
       ++cut;                                                                                                          \
-      while (cut < CYFES_BUCKETS && !(log(bsum[cut]) + u0 <= ltol + smin)) ++cut;                                     \
+      while (cut < CYFES_BUCKETS && !(cyfes_libm_log(bsum[cut]) + u0 <= ltol + smin)) ++cut;                                     \
       if (++fails >= 2) cut = CYFES_BUCKETS; /* rounding kept failing the check: take everything */                  \
     }                                                                                                                 \
   }
