@@ -379,7 +379,6 @@ Periods<T> scaled_periods(const Problem<T> &pb, T factor_out[CUFES_MAX_DIM], boo
 
 inline unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
-template <typename T>
 bool check_launch(Error &err, const char *what) {
   return err.cuda(cudaGetLastError(), what);
 }
@@ -394,7 +393,7 @@ bool upload_rows(T *dst, const T *src, int64_t lo, int64_t count, int dim, const
       !CUFES_CHECK(err, cudaMemcpy(dst_logw, src_logw + lo, count * sizeof(T), cudaMemcpyHostToDevice)))
     return false;
   prescale_kernel<T><<<blocks_for(count, 256), 256>>>(dst, count, dim, factor, per, dst_logw);
-  return check_launch<T>(err, "prescale_kernel launch");
+  return check_launch(err, "prescale_kernel launch");
 }
 
 template <typename T>
@@ -449,13 +448,13 @@ int run(const Problem<T> &pb, int device, Error &err) {
       dim3 blocks(static_cast<unsigned>(gb), static_cast<unsigned>(splits));
       kernel<<<blocks, BLOCK>>>(d_samples.as<T>(), d_logw.as<T>(), nc, per_split, d_grid.as<T>(), mc, per,
                                 d_partial.as<double2>());
-      if (!check_launch<T>(err, "kde_kernel launch")) return err.code;
+      if (!check_launch(err, "kde_kernel launch")) return err.code;
       merge_kernel<<<blocks_for(mc, 256), 256>>>(d_partial.as<double2>(), static_cast<int>(splits), mc,
                                                  d_acc.as<double2>(), s0 == 0);
-      if (!check_launch<T>(err, "merge_kernel launch")) return err.code;
+      if (!check_launch(err, "merge_kernel launch")) return err.code;
     }
     finalize_kernel<<<blocks_for(mc, 256), 256>>>(d_acc.as<double2>(), mc, d_out.as<double>());
-    if (!check_launch<T>(err, "finalize_kernel launch")) return err.code;
+    if (!check_launch(err, "finalize_kernel launch")) return err.code;
     if (!CUFES_CHECK(err, cudaMemcpy(pb.out + g0, d_out.ptr, mc * sizeof(double), cudaMemcpyDeviceToHost)))
       return err.code;
   }

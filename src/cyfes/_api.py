@@ -17,7 +17,6 @@ import numpy as np
 from . import _backends, _binned, _inputs, _truncated, _units, analysis
 from ._errors import InputError
 
-UNITS = tuple(_units.BOLTZMANN)
 #: Kernel calls a run is split into at least when a progress callback is given.
 PROGRESS_STEPS = 64
 #: Sample-grid pairs per kernel call, per CPU thread or per GPU: a call ends within about a second, and Python

@@ -369,8 +369,6 @@ def compute(args: argparse.Namespace, samples: Samples, plan: GridPlan) -> Any:
         precision=args.precision, threads=args.threads, names=samples.names, tolerance=args.tolerance,
         method=args.method)
     sigma = fes_options.sigma(args, samples, plan.periods, parse_sigma)
-    if not progress.accepts_progress(_api.fes):
-        return _api.fes(samples.values, sigma, **options)
     with progress.bar("cyfes fes", enabled=None if not args.quiet else False) as update:
         return _api.fes(samples.values, sigma, progress=update, **options)
 

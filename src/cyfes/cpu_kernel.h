@@ -36,12 +36,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* glibc 2.27/2.29 gave expf, exp and log new symbol versions (same results, no SVID error handling); binding
- * the originals keeps the module loadable on older glibc. Linking against the new libm still finds them. */
-#if defined(__x86_64__) && defined(__GLIBC__)
-__asm__(".symver exp,exp@GLIBC_2.2.5");
-__asm__(".symver log,log@GLIBC_2.2.5");
-#endif
+#include "glibc_compat.h"
 
 #define CYFES_BLOCK 1024 /* samples per block: (D + 1) * 1024 * 8 bytes stay in L2 */
 #define CYFES_POINTS 16  /* grid points per call share each block of samples */

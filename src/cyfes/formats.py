@@ -40,8 +40,6 @@ FORMATS: Dict[str, Tuple[str, ...]] = {
     "cube": (".cube", ".cub"),
     "npz": (".npz",),
 }
-#: Angstrom to Bohr (CODATA 2018 Bohr radius 0.529177210903 A).
-ANGSTROM_TO_BOHR = 1.0 / 0.529177210903
 #: Name of the free energy field in PLUMED grids, as sum_hills writes it.
 PLUMED_FREE_FIELD = "file.free"
 DAT_FREE_FIELD = "free_energy"

@@ -21,6 +21,8 @@
 #define CYFES_HILLS_KERNEL_H
 
 #include <math.h>
+
+#include "glibc_compat.h"
 #include <stdint.h>
 #include <stdlib.h>
 

@@ -1,11 +1,10 @@
 """A progress bar on stderr for long runs: tqdm when stderr is a terminal and tqdm is installed, else nothing.
 
-Used by the CLI only. The bar is fed by a callback `update(done, total)`; cyfes.fes calls such a callback when
-it accepts a `progress=` argument (see `accepts_progress`).
+Used by the CLI only. The bar is fed by a callback `update(done, total)`, which cyfes.fes calls through its
+`progress=` argument.
 """
 from __future__ import annotations
 
-import inspect
 import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional, TextIO
@@ -26,14 +25,6 @@ def wanted(stream: Optional[TextIO] = None) -> bool:
     except ImportError:
         return False
     return True
-
-
-def accepts_progress(func: Callable[..., Any]) -> bool:
-    """Whether `func` takes a `progress` keyword (the hook the CLI feeds the bar from)."""
-    try:
-        return "progress" in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 @contextmanager

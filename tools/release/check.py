@@ -175,10 +175,4 @@ def open_wheel(path: str) -> tuple[Wheel, dict[str, ElfFile]]:
         return wheel, load_elfs(wheel, tmp)
 
 
-def check_wheel(path: str, schemes: Sequence[str] = WHEEL_SCHEMES, pythons: Sequence[str] = (),
-                system: SystemLibraries | None = None) -> WheelReport:
-    wheel, elfs = open_wheel(path)
-    return analyze(wheel, elfs, schemes, pythons, system)
-
-
-__all__ = ["Finding", "WheelReport", "analyze", "glibc_facts", "check_wheel", "open_wheel", "wheel_pythons", "wheel_providers"]
+__all__ = ["Finding", "WheelReport", "analyze", "glibc_facts", "open_wheel", "wheel_pythons", "wheel_providers"]

@@ -468,19 +468,9 @@ def cmd_wheel(args, config: ReleaseConfig, progress: Progress) -> int:
 
 
 def conda_release(pythons: dict[str, str], config: ReleaseConfig, progress: Progress) -> tuple[list[dict], bool]:
-    """The conda half's entry point, imported lazily (tools.release.conda is owned by the conda half)."""
-    try:
-        from . import conda
-    except ImportError:
-        progress("conda: not available in this checkout (tools.release.conda missing)")
-        return [{"wheel": "conda packages", "tag": "-", "size": "-", "vendored": "-", "schemes": "-",
-                 "result": "not available"}], True
-    entry = getattr(conda, "release", None)
-    if entry is None:
-        progress("conda: not available (tools.release.conda has no release(config, pythons, progress) yet)")
-        return [{"wheel": "conda packages", "tag": "-", "size": "-", "vendored": "-", "schemes": "-",
-                 "result": "not available"}], True
-    return entry(config, pythons, progress)
+    """The conda half (tools.release.conda), imported only when conda packages are made."""
+    from .conda import release
+    return release(config, pythons, progress)
 
 
 def cmd_conda(args, config: ReleaseConfig, progress: Progress) -> int:
@@ -495,7 +485,7 @@ def release_sdist(config: ReleaseConfig, progress: Progress) -> list[dict]:
     """The sdist next to the wheels (built in a staging dir, then moved)."""
     from .sdist import build_sdist
     out = Path(config.output)
-    staging = _staging(out.resolve())
+    staging = _staging(out.resolve(), "output")
     try:
         path = build_sdist(staging, log=progress)
         (published,) = _publish([path], out)

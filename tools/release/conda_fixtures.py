@@ -27,7 +27,6 @@ from .errors import Problem, ReleaseError
 FIXTURE_LICENSE = b"Test fixture for cyfes's release verification; not a redistributable package.\n"
 FIXTURE_HOME = "https://github.com/cyfes/cyfes/tree/main/tools/release/conda_fixtures.py"
 # conda-forge's build string of python_abi marks the ABI (cp312); the solver matches `*_cp312` against it.
-CUDART_WHEEL_GLOB = "nvidia_cuda_runtime-*.whl"
 
 
 @dataclass(frozen=True)

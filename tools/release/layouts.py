@@ -45,7 +45,7 @@ class Placement:
     reason: str = ""
 
 
-def _posix(python: str, site: str, headers: str) -> dict[str, str]:
+def _posix(site: str, headers: str) -> dict[str, str]:
     return {"purelib": site, "platlib": site, "headers": headers, "scripts": "bin", "data": "."}
 
 
@@ -53,10 +53,10 @@ def _make(name: str, python: str) -> InstallLayout:
     v = python
     if name == "venv":
         return InstallLayout(name, v, "venv (posix_venv): root is the venv",
-                             _posix(v, f"lib/python{v}/site-packages", f"include/site/python{v}/{{dist}}"))
+                             _posix(f"lib/python{v}/site-packages", f"include/site/python{v}/{{dist}}"))
     if name == "user":
         return InstallLayout(name, v, "pip install --user (posix_user): root is PYTHONUSERBASE",
-                             _posix(v, f"lib/python{v}/site-packages", f"include/python{v}/{{dist}}"))
+                             _posix(f"lib/python{v}/site-packages", f"include/python{v}/{{dist}}"))
     if name == "debian":
         # Debian's patched sysconfig: pip installs into /usr/local/lib/pythonX.Y/dist-packages, data into /usr/local.
         return InstallLayout(name, v, "Debian posix_local: root is /usr", {
@@ -64,7 +64,7 @@ def _make(name: str, python: str) -> InstallLayout:
             "headers": f"local/include/python{v}/{{dist}}", "scripts": "local/bin", "data": "local"})
     if name == "prefix":
         return InstallLayout(name, v, "pip install --prefix P: root is P",
-                             _posix(v, f"lib/python{v}/site-packages", f"include/python{v}/{{dist}}"))
+                             _posix(f"lib/python{v}/site-packages", f"include/python{v}/{{dist}}"))
     if name == "target":
         # pip --target installs with the home scheme into a temp dir, then moves lib/python/* and the data dir's
         # entries that do not contain lib/python; so data files under lib/ are lost (pip's _handle_target_dir).
