@@ -373,8 +373,9 @@ def test_file_size_limit_refuses_before_computing(tmp_path: Path) -> None:
 def _long_run(tmp_path: Path, *outputs: str) -> subprocess.Popen:
     rng = np.random.default_rng(5)
     np.save(tmp_path / "big.npy", rng.normal(size=(400_000, 2)))
+    # --tolerance 0: every pair, minutes of work (the default truncated sum would finish in seconds)
     argv = [sys.executable, "-m", "cyfes", "fes", "big.npy", "--sigma", "0.05", "--bins", "400", "--threads", "1",
-            "-q"] + CPU
+            "--tolerance", "0", "-q"] + CPU
     for out in outputs:
         argv += ["-o", out]
     return subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

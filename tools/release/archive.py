@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import io
+import os
 import stat
 import tarfile
 import tempfile
@@ -388,3 +389,18 @@ def _tar_member(tar: tarfile.TarFile, m: tarfile.TarInfo, budget: Budget, seen: 
     data = tar.extractfile(m)
     assert data is not None
     return RawMember(name, "file", budget.spool(name, data, m.size), bool(m.mode & 0o111))
+
+
+ZIP_EPOCH_MIN = 315532800
+"""1980-01-01: the earliest time a zip entry can carry."""
+
+
+def source_date_epoch() -> int | None:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org), the one timestamp every archive the release writes carries;
+    None when unset or empty (each writer then says what it falls back to)."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ArchiveError([f"SOURCE_DATE_EPOCH={value!r}: expected a whole number of seconds since 1970"])
+    return int(value)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .conda_archive import Entry, source_date_epoch, write_conda
+from .conda_archive import Entry, package_time, write_conda
 from .conda_channel import index_channel
 from .conda_depends import ElfFacts, Target, depends_and_constrains, elf_facts
 from .conda_meta import PREFIX_PLACEHOLDER, SUBDIR, PackageInfo, entry_point_script, info_entries
@@ -228,7 +228,7 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
     raise_if_any(problems_of(links, f"{wheel.dist}-{wheel.version} ({target.build_string_stem})"), ReleaseError)
     info = PackageInfo(wheel.dist, wheel.version, f"{target.build_string_stem}_{build_number}", build_number,
                        depends, constrains, license_of(wheel),
-                       metadata_field(wheel, "Summary"), DEFAULT_HOME, source_date_epoch() * 1000)
+                       metadata_field(wheel, "Summary"), DEFAULT_HOME, package_time() * 1000)
     meta = info_entries(info, pkg, placeholders, license_text(wheel, root))
     progress(f"conda: writing {info.dist}.conda ({len(pkg)} files)")
     path = write_conda(out_dir / SUBDIR / f"{info.dist}.conda", info.dist, pkg, meta)

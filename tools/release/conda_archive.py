@@ -22,13 +22,13 @@ try:  # PEP 784's compression.zstd from Python 3.14; the backport that conda-pac
 except ImportError:  # pragma: no cover - depends on the Python version
     from backports import zstd
 
-from .archive import LIMITS, Blob, Budget, link_leaves_tree, open_zip, tar_members, tree_problems
+from .archive import (LIMITS, ZIP_EPOCH_MIN, Blob, Budget, link_leaves_tree, open_zip, source_date_epoch, tar_members,
+                      tree_problems)
 from .errors import ArchiveError, Problem
 
 # conda-package-handling's default level; 19 keeps packages small, and one-shot compression is deterministic.
 ZSTD_LEVEL = 19
 # The zip format cannot store dates before 1980.
-ZIP_EPOCH_MIN = 315532800
 CONDA_FORMAT_VERSION = 2
 
 
@@ -54,10 +54,10 @@ class Entry:
         return self.blob.read()
 
 
-def source_date_epoch() -> int:
-    """SOURCE_DATE_EPOCH when set (reproducible builds), else now."""
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    return int(value) if value else int(time.time())
+def package_time() -> int:
+    """The packages' timestamp: SOURCE_DATE_EPOCH when set (reproducible builds), else now."""
+    epoch = source_date_epoch()
+    return int(time.time()) if epoch is None else epoch
 
 
 def safe_member(path: str) -> str | None:
@@ -123,7 +123,7 @@ def write_conda(path: Path, dist: str, pkg: list[Entry], info: list[Entry], mtim
     problems = check_entries(pkg + info, path.name)
     if problems:
         raise ArchiveError(problems)
-    data = conda_bytes(dist, pkg, info, source_date_epoch() if mtime is None else mtime)
+    data = conda_bytes(dist, pkg, info, package_time() if mtime is None else mtime)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:

@@ -23,9 +23,8 @@ from .conda_meta import SUBDIR
 from .conda_fixtures import build_fixture_channel, fixtures
 from .errors import Problem, VerifyError
 from .interpreters import which_python
-from .verify import WHEELHOUSE, clean_env, fill_wheelhouse, loaded_objects
+from .verify import SMOKE_TIMEOUT_S, WHEELHOUSE, clean_env, fill_wheelhouse, loaded_objects
 
-SMOKE_TIMEOUT_S = 300
 FIXTURE_CHANNEL = Path("build/release/conda-fixtures")
 """Where the release writes the TEST FIXTURE channel: never under dist/, never published."""
 NUMPY_CACHE = Path("build/release/conda-numpy")

@@ -16,7 +16,10 @@ import yaml
 
 from .errors import ConfigError, Problem
 from .layouts import WHEEL_SCHEMES
+from .conda_variants import VARIANTS
 from .targets import CUDA_FLAVOURS, DEFAULT_CUDA_FLAVOUR, CudaFlavour
+
+CONDA_VARIANTS = tuple(v.tag for v in VARIANTS)
 
 CONFIG_NAME = "release.yaml"
 CONFIG_MAX_BYTES = 1 << 20  # a release config is a page of text
@@ -80,7 +83,7 @@ class CondaConfig:
     depends: tuple[str, ...] = ()
     """Extra run dependencies (conda match specs) added to index.json."""
     variants: tuple[str, ...] = ()
-    """Variants to build (cpu, cuda118, cuda129, cuda130; tools/release/conda_variants.py); each must be buildable
+    """Variants to build (cpu and one per CUDA flavour: cuda118, cuda129, cuda130); each must be buildable
     here. Empty: every variant this machine has a compiler for, the others shown as skipped in the table."""
 
 
@@ -133,8 +136,7 @@ VALIDATORS: dict[str, typing.Callable[[object], str | None]] = {
     "schemes": lambda v: None if v in WHEEL_SCHEMES else f"one of {', '.join(WHEEL_SCHEMES)}",
     "manylinux": lambda v: None if re.fullmatch(r"auto|linux|manylinux_2_\d+|manylinux\d+|manylinux2014", str(v))
     else "auto, linux or a policy such as manylinux_2_34",
-    "conda.variants": lambda v: None if v in ("cpu", "cuda118", "cuda129", "cuda130")
-    else "a variant of tools/release/conda_variants.py: cpu, cuda118, cuda129 or cuda130",
+    "conda.variants": lambda v: None if v in CONDA_VARIANTS else f"a conda variant: {', '.join(CONDA_VARIANTS)}",
     "conda.python": lambda v: None if re.fullmatch(r"3\.\d{1,2}", str(v)) else "a CPython version like 3.12",
 }
 

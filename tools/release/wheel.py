@@ -22,11 +22,10 @@ import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .archive import METADATA_MAX_BYTES, Blob, shown, zip_members
+from .archive import METADATA_MAX_BYTES, ZIP_EPOCH_MIN, Blob, shown, source_date_epoch, zip_members
 from .elf import ElfFile, check_machine, looks_like_shared_object, read_elf
 from .errors import ArchiveError, ElfError, Problem, raise_if_any
 
-ZIP_EPOCH_MIN = 315532800  # 1980-01-01: the earliest time a zip entry can carry
 COMPRESS_LEVEL = 6
 FILENAME_RE = re.compile(r"^(?P<dist>[^-]+)-(?P<version>[^-]+)(-(?P<build>\d[^-]*))?-(?P<py>[^-]+)-(?P<abi>[^-]+)"
                          r"-(?P<plat>[^-]+)\.whl$")
@@ -194,10 +193,10 @@ def _ordered(members, record_name: str) -> list[str]:
 
 def source_date(default: tuple[int, ...]) -> tuple[int, int, int, int, int, int]:
     """Entry timestamp: SOURCE_DATE_EPOCH (reproducible-builds.org) when set, else the input's newest entry."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    epoch = source_date_epoch()
     if epoch is None:
         return tuple(default)  # type: ignore[return-value]
-    return time.gmtime(max(int(epoch), ZIP_EPOCH_MIN))[:6]
+    return time.gmtime(max(epoch, ZIP_EPOCH_MIN))[:6]
 
 
 def write_wheel(wheel: Wheel, out_path: str | Path) -> Path:
