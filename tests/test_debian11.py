@@ -7,6 +7,7 @@ there is no cp39 wheel in dist/ or the chroot cannot be made.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -30,10 +31,12 @@ SCRIPT = """
 import json, sys
 import numpy as np, cyfes
 d = np.load("/work/input.npz")
-res = cyfes.fes(d["samples"], sigma=[0.3, 0.4], bias=d["bias"], temperature=300, units="kJ/mol",
-                grid=d["grid"], device="cpu")
-np.save("/work/out.npy", res.values)
-print(json.dumps({"backend": res.backend, "cyfes": cyfes.__file__, "numpy": np.__version__}))
+kw = dict(sigma=[0.3, 0.4], bias=d["bias"], temperature=300, units="kJ/mol", grid=d["grid"], device="cpu")
+res = cyfes.fes(d["samples"], tolerance=0, **kw)  # every pair: the exact sum
+fast = cyfes.fes(d["samples"], **kw)              # the default truncated sum, within its bound
+np.save("/work/out.npy", np.stack([res.values, fast.values]))
+print(json.dumps({"backend": res.backend, "cyfes": cyfes.__file__, "numpy": np.__version__,
+                  "bound": fast.bound, "kT": fast.kT}))
 """
 
 
@@ -115,6 +118,9 @@ def test_released_cp39_wheel_computes_the_reference_fes(debian11: Path) -> None:
             PIP_DISABLE_PIP_VERSION_CHECK="1")
     out = in_root(debian11, "cd /work && /work/venv/bin/python fes.py").stdout
     assert '"backend": "cpu' in out and "/work/venv/lib/python3.9/site-packages/cyfes/" in out, out
-    got = np.load(work / "out.npy")
+    got, fast = np.load(work / "out.npy")
     want = reference.free_energy(samples, [0.3, 0.4], grid, bias=bias, temperature=300, units="kJ/mol")
     assert np.max(np.abs(got - want)) < 1e-8, np.max(np.abs(got - want))
+    facts = json.loads(out.splitlines()[-1])
+    assert 0 <= facts["bound"] <= 1e-6
+    assert np.max(np.abs(fast - want)) <= facts["bound"] * facts["kT"] + 1e-8

@@ -13,6 +13,8 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from ._inputs import joint_range
+
 #: Grid points per tile: enough to spread the per-tile bound computation over many pairs.
 TILE_POINTS = 16
 #: Wanted cell side in pre-scaled units (1 = sigma * sqrt(2)); cells grow when there would be too many.
@@ -62,8 +64,7 @@ def can_truncate(data: np.ndarray, points: np.ndarray, sigma: np.ndarray, period
     """False when every sample is within reach of every grid point on every CV (kernels as wide as the data):
     nothing could be left out, and the plain sum is cheaper than sorting into cells."""
     factor = scaled_factor(sigma)
-    lo = np.minimum(data.min(axis=0), points.min(axis=0))
-    hi = np.maximum(data.max(axis=0), points.max(axis=0))
+    lo, hi = joint_range(data, points)
     span = np.where(period > 0, np.minimum(hi - lo, period / 2), hi - lo) * factor
     return bool((span > reach(tolerance)).any())
 

@@ -18,7 +18,15 @@ TESTS=${TESTS:-}
 echo "== host: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1); $($PY -V)"
 # --without-pip + the outer pip: works where the image's Python has no ensurepip.
 "$PY" -m venv --system-site-packages --without-pip "$VENV"
-"$PY" -m pip --python "$VENV/bin/python" install -q --no-index --find-links "$WHEELS" cyfes
+# Where $PY is itself a venv (the GPU image's python3 is), --system-site-packages shows the base interpreter's
+# packages, not $PY's: a .pth file shows the folder that holds $PY's numpy.
+if ! "$VENV/bin/python" -c "import numpy" 2>/dev/null; then
+  "$PY" -c "import numpy, os; print(os.path.dirname(os.path.dirname(numpy.__file__)))" \
+    > "$(echo "$VENV"/lib/python3*/site-packages)/host-numpy.pth" || true
+fi
+# numpy from the system site-packages satisfies cyfes's one dependency; pip does not look there by itself.
+NODEPS=$("$VENV/bin/python" -c "import numpy" 2>/dev/null && echo --no-deps || true)
+"$PY" -m pip --python "$VENV/bin/python" install -q --no-index $NODEPS --find-links "$WHEELS" cyfes
 echo "== installed: $(ls "$VENV"/lib/python3*/site-packages | tr '\n' ' ')"
 SITE=$(echo "$VENV"/lib/python3*/site-packages)
 cd "$(mktemp -d)"   # away from the source tree, so `import cyfes` can only be the installed one
