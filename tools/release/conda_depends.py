@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerNeedSection
 
 from .elf import ElfFile
+from .glibc import file_floor
 from .linkcheck import providers
 
 # conda-forge's OpenMP switch: `_openmp_mutex` selects GNU (libgomp) or LLVM OpenMP; its >=4.5 pin is what
@@ -47,17 +47,9 @@ class ElfFacts:
 
 
 def elf_facts(path: Path) -> ElfFacts:
+    glibc = max(GLIBC_FLOOR, file_floor(path).version)  # the same answer `check` prints for the file
     with open(path, "rb") as f:
-        elf = ELFFile(f)
-        glibc = GLIBC_FLOOR
-        for section in elf.iter_sections():
-            if isinstance(section, GNUVerNeedSection):
-                for _, auxes in section.iter_versions():
-                    for aux in auxes:
-                        m = re.fullmatch(r"GLIBC_(\d+(?:\.\d+)+)", aux.name)
-                        if m:
-                            glibc = max(glibc, tuple(int(x) for x in m.group(1).split(".")))
-        comment = elf.get_section_by_name(".comment")
+        comment = ELFFile(f).get_section_by_name(".comment")
         text = comment.data().decode("latin-1") if comment is not None else ""
     majors = [int(m) for m in re.findall(r"GCC: \([^)]*\) (\d+)\.", text)]
     return ElfFacts(glibc, max(majors) if majors else None)
