@@ -85,8 +85,7 @@ def test_truncated_within_bound(rng, device: str, precision: str, case: str, tol
     expected = ref.free_energy(pb["samples"], pb["sigma"], pb["grid"], bias=pb["bias"], period=pb["period"],
                                shift=False)
     check(res, expected, precision, tolerance)
-    if device == "cpu":
-        assert 0 < res.pairs < len(pb["samples"]) * len(pb["grid"])  # something was left out
+    assert 0 < res.pairs < len(pb["samples"]) * len(pb["grid"])  # something was left out
     axes = regular_axes(pb["grid"])
     if pb["period"]:
         axes[0] = -math.pi + 2 * math.pi * np.arange(23) / 23
@@ -111,13 +110,15 @@ def test_truncated_blocks(rng, device: str, precision: str) -> None:
     np.testing.assert_allclose(res.error, err, rtol=1e-3, atol=atol)
 
 
+@pytest.mark.parametrize("device", BACKENDS)
 @pytest.mark.parametrize("dim", [1, 3, 4])
-def test_truncated_other_dimensions(rng, dim: int) -> None:
-    """1 CV and 4 CVs use the per-point kernel on tiles, 3 CVs the separable one (regular grid)."""
+def test_truncated_other_dimensions(rng, device: str, dim: int) -> None:
+    """1 CV and 4 CVs use the per-point kernel on tiles, 3 CVs the separable one (regular grid) on the CPU; the
+    GPU has kernels for 1, 2 and 3 CVs and a generic one."""
     samples = rng.normal(scale=1.0, size=(1500, dim))
     bias = rng.normal(scale=3.0, size=1500) * KT
     bins = {1: 200, 3: 14, 4: 7}[dim]
-    res = cyfes.fes(samples, 0.1, bins=bins, bias=bias, device="cpu", shift=False)
+    res = cyfes.fes(samples, 0.1, bins=bins, bias=bias, device=device, shift=False)
     expected = ref.free_energy(samples, [0.1] * dim, ref.regular_grid(res.axes), bias=bias, shift=False)
     check(res, expected, "float64", cyfes._api.TOLERANCE)
     assert 0 < res.pairs < len(samples) * res.values.size
@@ -159,3 +160,17 @@ def test_binned_regular_grid_and_blocks(rng) -> None:
     assert err.max() <= res.error_estimate < 0.1
     blocks = ref.block_error(samples, [0.1, 0.1], ref.regular_grid(res.axes), 2, bias=bias)
     np.testing.assert_allclose(res.error.ravel(), blocks, atol=2 * res.error_estimate * KT)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_gpu_tiles_far_from_the_data(rng, precision: str) -> None:
+    """A grid reaching ~20 sigma beyond a compact cloud: there the density falls by more than float32's exp range
+    across one tile, so the GPU sums those tiles again point by point (and the CPU the points still left)."""
+    samples = rng.normal(scale=0.3, size=(3000, 2))
+    bias = rng.normal(scale=2.0, size=3000) * KT
+    res = cyfes.fes(samples, 0.1, bins=40, ranges=[(-3.0, 3.0), (-3.0, 3.0)], bias=bias, device="gpu",
+                    precision=precision, shift=False)
+    expected = ref.free_energy(samples, [0.1, 0.1], ref.regular_grid(res.axes), bias=bias, shift=False)
+    check(res, expected, precision, cyfes._api.TOLERANCE)
+    assert 0 < res.pairs < len(samples) * res.values.size
