@@ -174,3 +174,43 @@ def test_gpu_tiles_far_from_the_data(rng, precision: str) -> None:
     expected = ref.free_energy(samples, [0.1, 0.1], ref.regular_grid(res.axes), bias=bias, shift=False)
     check(res, expected, precision, cyfes._api.TOLERANCE)
     assert 0 < res.pairs < len(samples) * res.values.size
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_cells_match_a_numpy_stable_sort(rng, precision: str) -> None:
+    """The threaded counting sort of the cell build against numpy: cell ids from the returned geometry, a stable
+    argsort, and each cell's log-sum of weights and bounding box computed here in float64."""
+    import cyfes._cpu as cpu
+    from cyfes import _truncated
+
+    n = 200_000  # above the size where the build uses every core
+    x = np.c_[rng.normal(size=n), rng.uniform(-np.pi, np.pi, size=n)]
+    logw = rng.normal(scale=4.0, size=n)
+    logw[::97] = -np.inf  # zero weights are left out
+    sigma, period = np.array([0.2, 0.3]), np.array([0.0, 2 * np.pi])
+    factor = _truncated.scaled_factor(sigma)
+    per = period * factor
+    dtype = np.float64 if precision == "float64" else np.float32
+    lo, hi = 1000, n - 500
+    top = float(logw[lo:hi][np.isfinite(logw[lo:hi])].max())
+    samples_t, lw, start, lmass, box, (shape, origin, width, _), dense = cpu.build_cells(
+        x, logw, lo, hi, factor, per, top, 2.0, 4096, dtype)
+    keep = np.flatnonzero(np.isfinite(logw[lo:hi])) + lo
+    u = x[keep] * factor
+    u[:, 1] -= per[1] * np.floor(u[:, 1] / per[1])  # wrapped as the C code does, to the last bit
+    u[:, 1] = np.where(u[:, 1] >= per[1], u[:, 1] - per[1], u[:, 1])
+    idx = np.clip(((u - origin) / width).astype(np.int64), 0, shape - 1)
+    ids = np.ravel_multi_index(tuple(idx.T), tuple(shape))
+    order = np.argsort(ids, kind="stable")
+    np.testing.assert_array_equal(samples_t, u[order].T.astype(dtype))
+    np.testing.assert_array_equal(lw, (logw[keep][order] - top).astype(dtype))
+    used, first = np.unique(ids[order], return_index=True)
+    np.testing.assert_array_equal(start, np.r_[first, len(keep)])
+    np.testing.assert_array_equal(dense[used], np.arange(len(used)))
+    assert (np.delete(dense, used) == -1).all()
+    for k in rng.choice(len(used), size=50, replace=False):
+        rows = slice(start[k], start[k + 1])
+        w = lw[rows].astype(np.float64)
+        np.testing.assert_allclose(lmass[k], np.logaddexp.reduce(w), rtol=0, atol=1e-12)
+        seg = samples_t[:, rows].astype(np.float64)
+        np.testing.assert_array_equal(box[k].reshape(2, 2).T, [seg.min(axis=1), seg.max(axis=1)])
