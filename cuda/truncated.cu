@@ -266,7 +266,9 @@ __device__ __forceinline__ int64_t cell_bound(const Cells &c, const Window &w, c
 }
 
 // Adds cell k's samples to the running sums of points [c0, c0 + qn) of the tile.
-template <typename T, int D, bool PERIODIC>
+// NQ: the points handled at compile time (NQ >= qn); the caller picks the smallest that fits, since predicated-off
+// iterations still issue.
+template <typename T, int D, bool PERIODIC, int NQ>
 __device__ __forceinline__ void sum_cell(const Args<T> &a, const Shared<T> &sh, int64_t k, int64_t c0, int qn,
                                          T u0t, T (&acc)[Chunk<T>::n]) {
   const int dim = D ? D : a.cells.dim;
@@ -276,8 +278,8 @@ __device__ __forceinline__ void sum_cell(const Args<T> &a, const Shared<T> &sh, 
     for (int d = 0; d < dim; ++d) s[d] = a.samples_t[d * a.n + j];
     const T base = a.lw[j] - u0t;
 #pragma unroll
-    for (int q = 0; q < Chunk<T>::n; ++q) {
-      if (q < qn) {
+    for (int q = 0; q < NQ; ++q) {
+      if (NQ == 1 || q < qn) {
         const T *g = sh.pts + (c0 + q) * dim;
         T d2 = T(0);
         for (int d = 0; d < dim; ++d) {
@@ -293,6 +295,17 @@ __device__ __forceinline__ void sum_cell(const Args<T> &a, const Shared<T> &sh, 
       }
     }
   }
+}
+
+template <typename T, int D, bool PERIODIC>
+__device__ __forceinline__ void sum_cell_any(const Args<T> &a, const Shared<T> &sh, int64_t k, int64_t c0, int qn,
+                                             T u0t, T (&acc)[Chunk<T>::n]) {
+  if (qn == 1)  // the tiles summed again point by point
+    sum_cell<T, D, PERIODIC, 1>(a, sh, k, c0, qn, u0t, acc);
+  else if (qn <= 16)
+    sum_cell<T, D, PERIODIC, 16>(a, sh, k, c0, qn, u0t, acc);
+  else
+    sum_cell<T, D, PERIODIC, Chunk<T>::n>(a, sh, k, c0, qn, u0t, acc);
 }
 
 // The window's cells of buckets [from, cut), in window order, into sh.inc (when at most LIST); returns how many.
@@ -345,7 +358,7 @@ __device__ int64_t sum_cells(const Args<T> &a, Shared<T> &sh, const Window &w, b
       for (int i = 0; i < ninc; ++i) {
         const int64_t k = sh.inc[i];
         if (c0 == 0) summed += c.start[k + 1] - c.start[k];
-        sum_cell<T, D, PERIODIC>(a, sh, k, c0, qn, u0t, acc);
+        sum_cell_any<T, D, PERIODIC>(a, sh, k, c0, qn, u0t, acc);
       }
     } else {  // too many cells to list: walk the window again
       for (int64_t t = 0; t < w.total; ++t) {
@@ -355,7 +368,7 @@ __device__ int64_t sum_cells(const Args<T> &a, Shared<T> &sh, const Window &w, b
         const int b = bucket_of(u0, ub);
         if (b < from || b >= cut) continue;
         if (c0 == 0) summed += c.start[k + 1] - c.start[k];
-        sum_cell<T, D, PERIODIC>(a, sh, k, c0, qn, u0t, acc);
+        sum_cell_any<T, D, PERIODIC>(a, sh, k, c0, qn, u0t, acc);
       }
     }
     // the block's sums of this chunk, added to the tile's totals
