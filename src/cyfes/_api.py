@@ -294,8 +294,9 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
     tiles = _tiles(pb)
     factor = _truncated.scaled_factor(pb.sigma)
     grid = _truncated.in_tile_order(_truncated.scaled_points(pb.points, factor, pb.period), tiles, pb.dtype)
-    parts = _grid_parts(len(tiles.start) - 1, len(pb.block_ranges))
-    total, done = len(parts) * len(pb.block_ranges), [0]
+    # without a progress callback the parts are sized by time (fewer OpenMP regions, each ending in a barrier)
+    parts = _grid_parts(len(tiles.start) - 1, len(pb.block_ranges)) if progress is not None else None
+    total, done = len(parts or ()) * len(pb.block_ranges), [0]
 
     def tick() -> None:
         done[0] += 1

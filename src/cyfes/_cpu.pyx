@@ -103,13 +103,13 @@ cdef extern from "cpu_truncated.h" nogil:
                                      const double *box, const cyfes_cell_grid *cg, const int64_t *dense,
                                      double lall, double reach, double gap, const double *g0, int64_t count,
                                      const int64_t *tshape, double tol, double *ub, int16_t *bucket, int64_t *wl,
-                                     double *out)
+                                     double *work, double *out)
     cyfes_tile_result cyfes_tile_f32(const float *samples_t, const float *lw, int64_t n, int dim,
                                      const float *per, int64_t ncells, const int64_t *start, const double *lmass,
                                      const double *box, const cyfes_cell_grid *cg, const int64_t *dense,
                                      double lall, double reach, double gap, const float *g0, int64_t count,
                                      const int64_t *tshape, double tol, double *ub, int16_t *bucket, int64_t *wl,
-                                     double *out)
+                                     double *work, double *out)
 
 
 def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int64_t hi, const double[::1] factor,
@@ -172,6 +172,7 @@ def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int6
     cdef double *ub
     cdef int16_t *bucket
     cdef int64_t *wl
+    cdef double *work
     cdef cyfes_cell_grid cg
     cdef cyfes_tile_result r
     cdef bint regular = tile_shape.shape[0] == ntiles and tile_shape.shape[1] == grid.shape[1]
@@ -189,19 +190,21 @@ def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int6
         ub = <double *> malloc(ncells * sizeof(double) + 1)
         bucket = <int16_t *> malloc(ncells * sizeof(int16_t) + 1)
         wl = <int64_t *> malloc(ncells * sizeof(int64_t) + 1)
+        work = <double *> malloc((2 * dim + 3) * ncells * sizeof(double) + 1)
         for t in prange(ntiles, schedule="dynamic"):
             lo = tile_start[t]
             cnt = tile_start[t + 1] - lo
             if real is double:
                 r = cyfes_tile_f64(&samples_t[0, 0], &lw[0], n, dim, &period[0], ncells, &start[0], &lmass[0],
                                    &box[0, 0], &cg, &dense[0], lall, reach, gap, &grid[lo, 0], cnt,
-                                   &tile_shape[t, 0] if regular else NULL, tol, ub, bucket, wl, &out[lo])
+                                   &tile_shape[t, 0] if regular else NULL, tol, ub, bucket, wl, work, &out[lo])
             else:
                 r = cyfes_tile_f32(&samples_t[0, 0], &lw[0], n, dim, &period[0], ncells, &start[0], &lmass[0],
                                    &box[0, 0], &cg, &dense[0], lall, reach, gap, &grid[lo, 0], cnt,
-                                   &tile_shape[t, 0] if regular else NULL, tol, ub, bucket, wl, &out[lo])
+                                   &tile_shape[t, 0] if regular else NULL, tol, ub, bucket, wl, work, &out[lo])
             tile_bound[t] = r.bound
             tile_pairs[t] = r.pairs
         free(ub)
         free(bucket)
         free(wl)
+        free(work)

@@ -8,6 +8,7 @@ Coordinates here are pre-scaled by 1 / (sigma sqrt(2)), so a pair's exponent is 
 from __future__ import annotations
 
 import importlib
+import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
@@ -25,6 +26,11 @@ MAX_CELLS = 1 << 15
 #: The first cut of a tile assumes its density is at least exp(largest cell bound - FIRST_CUT_GAP); the check after
 #: summing (against the true included sum) adds cells when that was optimistic, so this only trades passes for pairs.
 FIRST_CUT_GAP = 6.0
+#: Without a progress callback the tiles run in parts of about this many seconds, the first a small probe and each
+#: next at most PART_GROWTH times the last: Python acts on SIGINT between parts, and every part is an OpenMP region
+#: whose end the threads spin-wait at (64 fixed parts took 2.5x as long as one on a busy 2-core machine).
+PART_SECONDS = 0.3
+PART_GROWTH = 4
 
 
 @dataclass
@@ -111,11 +117,11 @@ def scaled_points(points: np.ndarray, factor: np.ndarray, period: np.ndarray) ->
 
 def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, grid: np.ndarray,
                     tiles: Tiles, sigma: np.ndarray, period: np.ndarray, dtype: type, tolerance: float,
-                    threads: int, parts: Sequence[slice] = (slice(None),),
+                    threads: int, parts: Optional[Sequence[slice]] = None,
                     progress: Optional[Callable[[], None]] = None) -> Truncated:
     """The truncated sum over samples [lo, hi) (those of finite log-weight) on the CPU; `grid` is pre-scaled and
     wrapped (scaled_points) and already in tile order. parts: slices of the tiles run one after another,
-    `progress` called after each."""
+    `progress` called after each; None: parts sized by time (timed_parts)."""
     cpu = importlib.import_module("cyfes._cpu")
     data, logw = np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(logw, dtype=np.float64)
     factor = scaled_factor(sigma)
@@ -129,15 +135,35 @@ def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: f
     out = np.empty(len(grid))
     bound = np.zeros(ntiles)
     pairs = np.zeros(ntiles, dtype=np.int64)
-    for part in parts:
-        lo_t, hi_t, _ = part.indices(ntiles)
+    per_t = per.astype(dtype)
+
+    def run(lo_t: int, hi_t: int) -> None:
         shape = tiles.shape[lo_t:hi_t] if len(tiles.shape) else tiles.shape
-        cpu.truncated_tiles(samples_t, lw, start, lmass, box, geometry, dense, lall, reach(tolerance), FIRST_CUT_GAP, grid,
-                            tiles.start[lo_t:hi_t + 1], shape, per.astype(dtype), float(tolerance), out,
+        cpu.truncated_tiles(samples_t, lw, start, lmass, box, geometry, dense, lall, reach(tolerance), FIRST_CUT_GAP,
+                            grid, tiles.start[lo_t:hi_t + 1], shape, per_t, float(tolerance), out,
                             bound[lo_t:hi_t], pairs[lo_t:hi_t], threads)
+
+    if parts is None:
+        timed_parts(ntiles, run)
+    for part in parts or ():
+        run(*part.indices(ntiles)[:2])
         if progress is not None:
             progress()
     return Truncated(out, float(bound.max(initial=0.0)), int(pairs.sum()), lall)
+
+
+def timed_parts(count: int, run: Callable[[int, int], None], seconds: float = PART_SECONDS) -> None:
+    """run(lo, hi) over [0, count) in consecutive parts of about `seconds` each: the first is 1/64 of the work,
+    each next one sized by the rate measured so far (at most PART_GROWTH times the last)."""
+    lo, size, done_s = 0, max(1, count // 64), 0.0
+    while lo < count:
+        hi = min(count, lo + size)
+        t0 = time.perf_counter()
+        run(lo, hi)
+        done_s += time.perf_counter() - t0
+        rate = hi / max(done_s, 1e-6)
+        size = max(1, min(size * PART_GROWTH, int(rate * seconds)))
+        lo = hi
 
 
 def in_tile_order(points_scaled: np.ndarray, tiles: Tiles, dtype: type) -> np.ndarray:
