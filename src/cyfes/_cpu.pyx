@@ -208,3 +208,73 @@ def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int6
         free(bucket)
         free(wl)
         free(work)
+
+
+# --- host passes over the inputs (cpu_scan.h) ------------------------------------------------------------
+cdef extern from "cpu_scan.h" nogil:
+    int64_t cyfes_scan_rows(const double *x, int64_t n, int dim, double *lo, double *hi, int threads)
+    int64_t cyfes_log_weights(const double *bias, const double *weights, int64_t n, double inv_kt, double *out,
+                              int64_t *bad, int threads)
+    void cyfes_block_stats(const double *logw, int64_t nblocks, const int64_t *edges, double *top, int64_t *kept,
+                           double *lz, double *lz2, int threads)
+
+
+def _threads(int threads):
+    return threads if threads > 0 else openmp.omp_get_max_threads()
+
+
+def scan_rows(const double[:, ::1] x, int threads=0):
+    """(lo, hi, bad): per column the lowest and highest value of x, and the flat index of its first non-finite
+    value (-1: none; lo and hi are then meaningless). One threaded pass."""
+    cdef int64_t n = x.shape[0], bad
+    cdef int dim = x.shape[1], nt = _threads(threads)
+    lo = np.empty(dim)
+    hi = np.empty(dim)
+    cdef double[::1] l = lo, h = hi
+    if n == 0 or dim == 0:
+        return lo, hi, -1
+    with nogil:
+        bad = cyfes_scan_rows(&x[0, 0], n, dim, &l[0], &h[0], nt)
+    return lo, hi, int(bad)
+
+
+def log_weights(bias, weights, double inv_kt, int64_t n, int threads=0):
+    """(logw, bad, positive): logw = bias * inv_kt + log(weights) (either may be None; -inf for weight 0), bad =
+    first index of (a non-finite bias, a non-finite weight, a negative weight), -1 for none; positive = weights > 0."""
+    cdef const double[::1] b, w
+    cdef const double *bp = NULL
+    cdef const double *wp = NULL
+    cdef int64_t positive
+    cdef int64_t flags[3]
+    cdef int nt = _threads(threads)
+    out = np.empty(n)
+    cdef double[::1] o = out
+    if bias is not None:
+        b = bias
+        bp = &b[0] if n else NULL
+    if weights is not None:
+        w = weights
+        wp = &w[0] if n else NULL
+    if n == 0:
+        return out, (-1, -1, -1), 0
+    with nogil:
+        positive = cyfes_log_weights(bp, wp, n, inv_kt, &o[0], flags, nt)
+    return out, (int(flags[0]), int(flags[1]), int(flags[2])), int(positive)
+
+
+def block_stats(const double[::1] logw, const int64_t[::1] edges, int threads=0):
+    """Per block [edges[b], edges[b+1]) of log-weights: (top, kept, log_z, log_z2) = the largest finite value,
+    the number of finite values, log sum exp(logw) and log sum exp(2 logw) (-1.797e308 for a block of none)."""
+    cdef int64_t nb = edges.shape[0] - 1
+    cdef int nt = _threads(threads)
+    top = np.empty(nb)
+    kept = np.empty(nb, dtype=np.int64)
+    lz = np.empty(nb)
+    lz2 = np.empty(nb)
+    cdef double[::1] t = top, a = lz, a2 = lz2
+    cdef int64_t[::1] k = kept
+    if nb <= 0 or logw.shape[0] == 0:
+        return top, kept, lz, lz2
+    with nogil:
+        cyfes_block_stats(&logw[0], nb, &edges[0], &t[0], &k[0], &a[0], &a2[0], nt)
+    return top, kept, lz, lz2

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,11 +66,12 @@ def reach(tolerance: float) -> float:
 
 
 def can_truncate(data: np.ndarray, points: np.ndarray, sigma: np.ndarray, period: np.ndarray,
-                 tolerance: float) -> bool:
+                 tolerance: float, data_range: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> bool:
     """False when every sample is within reach of every grid point on every CV (kernels as wide as the data):
-    nothing could be left out, and the plain sum is cheaper than sorting into cells."""
+    nothing could be left out, and the plain sum is cheaper than sorting into cells. data_range: the samples'
+    per-CV (low, high) when already known."""
     factor = scaled_factor(sigma)
-    lo, hi = joint_range(data, points)
+    lo, hi = joint_range(data, points, data_range)
     span = np.where(period > 0, np.minimum(hi - lo, period / 2), hi - lo) * factor
     return bool((span > reach(tolerance)).any())
 
@@ -118,15 +119,15 @@ def scaled_points(points: np.ndarray, factor: np.ndarray, period: np.ndarray) ->
 def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, grid: np.ndarray,
                     tiles: Tiles, sigma: np.ndarray, period: np.ndarray, dtype: type, tolerance: float,
                     threads: int, parts: Optional[Sequence[slice]] = None,
-                    progress: Optional[Callable[[], None]] = None) -> Truncated:
-    """The truncated sum over samples [lo, hi) (those of finite log-weight) on the CPU; `grid` is pre-scaled and
-    wrapped (scaled_points) and already in tile order. parts: slices of the tiles run one after another,
-    `progress` called after each; None: parts sized by time (timed_parts)."""
+                    progress: Optional[Callable[[], None]] = None, kept: Optional[int] = None) -> Truncated:
+    """The truncated sum over samples [lo, hi) (those of finite log-weight: `kept` of them, when known) on the
+    CPU; `grid` is pre-scaled and wrapped (scaled_points) and already in tile order. parts: slices of the tiles
+    run one after another, `progress` called after each; None: parts sized by time (timed_parts)."""
     cpu = importlib.import_module("cyfes._cpu")
     data, logw = np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(logw, dtype=np.float64)
     factor = scaled_factor(sigma)
     per = np.ascontiguousarray(period * factor)
-    kept = int(np.isfinite(logw[lo:hi]).sum())
+    kept = int(np.isfinite(logw[lo:hi]).sum()) if kept is None else kept
     max_cells = max(64, min(MAX_CELLS, kept // SAMPLES_PER_CELL))
     samples_t, lw, start, lmass, box, geometry, dense = cpu.build_cells(data, logw, lo, hi, factor, per, top,
                                                                         CELL_SIDE, max_cells, dtype)
