@@ -247,3 +247,12 @@ def test_multi_gpu_split_matches_one_gpu(rng) -> None:
 def test_auto_device_picks_what_is_usable() -> None:
     res = cyfes.fes(np.linspace(0, 1, 50), 0.1, bins=5)
     assert res.backend.startswith("cuda" if gpu_ids() else "cpu")
+
+
+def test_effective_sample_size_from_the_block_sums(rng) -> None:
+    """Kish's n_eff from the per-block sums of the host pass, against numpy on the whole sample."""
+    samples = rng.normal(size=(4000, 2))
+    bias = rng.normal(scale=8.0, size=4000)
+    res = cyfes.fes(samples, 0.5, bins=5, bias=bias, blocks=4, device="cpu", tolerance=0)
+    w = np.exp((bias - bias.max()) / res.kT)
+    assert res.ess == pytest.approx(w.sum() ** 2 / (w ** 2).sum(), rel=1e-12)
