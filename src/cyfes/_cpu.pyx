@@ -29,6 +29,10 @@ def max_threads():
     return openmp.omp_get_max_threads()
 
 
+def _threads(int threads):
+    return threads if threads > 0 else openmp.omp_get_max_threads()
+
+
 def _prepared(const real[:, ::1] x, const double[::1] factor, const double[::1] period, bint transpose):
     """x pre-scaled by scale / sqrt(2) in its own dtype, periodic coordinates wrapped into [0, P') (the kernel's
     nearest image is then min(|dx|, P - |dx|)), transposed (one contiguous row per CV) when asked: one pass."""
@@ -89,15 +93,15 @@ cdef extern from "cpu_truncated.h" nogil:
         int64_t pairs
     int64_t cyfes_cells_plan(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
                              const double *factor, const double *period, double h, int64_t max_cells,
-                             cyfes_cell_grid *cg)
+                             cyfes_cell_grid *cg, int threads)
     int64_t cyfes_cells_fill_f64(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
                                  const double *factor, double top, const cyfes_cell_grid *cg, int64_t kept,
                                  int64_t *scratch, int64_t *cell, double *samples_t, double *lw, int64_t *start,
-                                 double *lmass, double *box)
+                                 double *lmass, double *box, int64_t *hist, int threads)
     int64_t cyfes_cells_fill_f32(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
                                  const double *factor, double top, const cyfes_cell_grid *cg, int64_t kept,
                                  int64_t *scratch, int64_t *cell, float *samples_t, float *lw, int64_t *start,
-                                 double *lmass, double *box)
+                                 double *lmass, double *box, int64_t *hist, int threads)
     cyfes_tile_result cyfes_tile_f64(const double *samples_t, const double *lw, int64_t n, int dim,
                                      const double *per, int64_t ncells, const int64_t *start, const double *lmass,
                                      const double *box, const cyfes_cell_grid *cg, const int64_t *dense,
@@ -113,15 +117,17 @@ cdef extern from "cpu_truncated.h" nogil:
 
 
 def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int64_t hi, const double[::1] factor,
-                const double[::1] period, double top, double side, int64_t max_cells, dtype):
+                const double[::1] period, double top, double side, int64_t max_cells, dtype, int threads=0):
     """Samples [lo, hi) of finite log-weight sorted into cells of about `side` (pre-scaled units; see
     cpu_truncated.h): (samples_t, lw, start, lmass, box, geometry, dense), with lw = logw - top in `dtype`,
-    geometry = (shape, origin, width, period) of the cell grid and dense[cell id] = compact index or -1."""
+    geometry = (shape, origin, width, period) of the cell grid and dense[cell id] = compact index or -1.
+    threads: OpenMP threads (0: all)."""
     cdef cyfes_cell_grid cg
     cdef int dim = x.shape[1]
     cdef int64_t kept, cells = 1, ncells
-    cdef int d
-    kept = cyfes_cells_plan(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], &period[0], side, max_cells, &cg)
+    cdef int d, nt = _threads(threads)
+    with nogil:
+        kept = cyfes_cells_plan(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], &period[0], side, max_cells, &cg, nt)
     for d in range(dim):
         cells *= cg.shape[d]
     cdef int64_t most = min(cells, kept)
@@ -132,7 +138,8 @@ def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int6
     start = np.empty(most + 1, dtype=np.int64)
     lmass = np.empty(max(most, 1))
     box = np.empty((max(most, 1), 2 * dim))
-    cdef int64_t[::1] sc = scratch, ce = cell, st = start
+    hist = np.empty(nt * cells, dtype=np.int64)
+    cdef int64_t[::1] sc = scratch, ce = cell, st = start, hi_ = hist
     cdef double[::1] lm = lmass
     cdef double[:, ::1] bx = box
     cdef double[:, ::1] s64
@@ -143,12 +150,12 @@ def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int6
         s64, w64 = samples_t, lw
         with nogil:
             ncells = cyfes_cells_fill_f64(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], top, &cg, kept, &sc[0],
-                                          &ce[0], &s64[0, 0], &w64[0], &st[0], &lm[0], &bx[0, 0])
+                                          &ce[0], &s64[0, 0], &w64[0], &st[0], &lm[0], &bx[0, 0], &hi_[0], nt)
     else:
         s32, w32 = samples_t, lw
         with nogil:
             ncells = cyfes_cells_fill_f32(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], top, &cg, kept, &sc[0],
-                                          &ce[0], &s32[0, 0], &w32[0], &st[0], &lm[0], &bx[0, 0])
+                                          &ce[0], &s32[0, 0], &w32[0], &st[0], &lm[0], &bx[0, 0], &hi_[0], nt)
     shape = np.array([cg.shape[d] for d in range(dim)], dtype=np.int64)
     origin = np.array([cg.origin[d] for d in range(dim)])
     width = np.array([cg.width[d] for d in range(dim)])
@@ -217,10 +224,6 @@ cdef extern from "cpu_scan.h" nogil:
                               int64_t *bad, int threads)
     void cyfes_block_stats(const double *logw, int64_t nblocks, const int64_t *edges, double *top, int64_t *kept,
                            double *lz, double *lz2, int threads)
-
-
-def _threads(int threads):
-    return threads if threads > 0 else openmp.omp_get_max_threads()
 
 
 def scan_rows(const double[:, ::1] x, int threads=0):

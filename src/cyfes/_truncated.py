@@ -138,7 +138,7 @@ def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: f
     kept = int(np.isfinite(logw[lo:hi]).sum()) if kept is None else kept
     max_cells = max(64, min(MAX_CELLS, kept // SAMPLES_PER_CELL))
     samples_t, lw, start, lmass, box, geometry, dense = cpu.build_cells(data, logw, lo, hi, factor, per, top,
-                                                                        CELL_SIDE, max_cells, dtype)
+                                                                        CELL_SIDE, max_cells, dtype, threads)
     lall = float(np.logaddexp.reduce(lmass))
     ntiles = len(tiles.start) - 1
     out = np.empty(len(grid))

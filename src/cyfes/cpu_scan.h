@@ -3,8 +3,7 @@
  *   cyfes_log_weights:  log w_j = bias_j / kT + log(weight_j) with the checks of both arrays;
  *   cyfes_block_stats:  per block of log-weights its largest finite value, the samples of weight > 0 and
  *                       log sum w, log sum w^2 (for F's normalisation and Kish's effective sample size).
- * Non-finite values are recognised by their exponent bits: the module is built with -ffast-math, under which
- * the compiler may assume isfinite() is always true. */
+ * Non-finite values are recognised by their exponent bits (cyfes_finite). */
 #ifndef CYFES_CPU_SCAN_H
 #define CYFES_CPU_SCAN_H
 #include <float.h>
@@ -13,19 +12,6 @@
 #include <string.h>
 
 #include "cpu_kernel.h"
-
-static inline double cyfes_minus_inf(void) {
-  const uint64_t bits = 0xfff0000000000000ULL;
-  double x;
-  memcpy(&x, &bits, 8);
-  return x;
-}
-
-static inline int cyfes_finite(double x) {
-  uint64_t bits;
-  memcpy(&bits, &x, 8);
-  return (bits & 0x7ff0000000000000ULL) != 0x7ff0000000000000ULL;
-}
 
 /* lo/hi: dim entries; returns the flat index of the first non-finite value, or -1 (lo/hi then undefined). */
 static int64_t cyfes_scan_rows(const double *x, int64_t n, int dim, double *lo, double *hi, int threads) {

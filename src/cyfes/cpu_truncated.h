@@ -25,6 +25,12 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static inline int omp_get_thread_num(void) { return 0; }
+static inline int omp_get_num_threads(void) { return 1; }
+#endif
 
 #define CYFES_TILE_MAX 256   /* grid points per tile */
 #define CYFES_BUCKETS 160    /* 1-nat buckets of cell bounds below the tile's largest; the last takes the rest */
@@ -73,20 +79,38 @@ CYFES_DEFINE_SCALED(float, f32)
  * h: wanted cell side (pre-scaled); at most max_cells cells (the side grows to fit). Returns the samples kept. */
 static int64_t cyfes_cells_plan(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
                                 const double *factor, const double *period, double h, int64_t max_cells,
-                                cyfes_cell_grid *cg) {
+                                cyfes_cell_grid *cg, int threads) {
   double mn[CYFES_MAX_DIM], mx[CYFES_MAX_DIM];
   int64_t kept = 0;
   for (int d = 0; d < dim; ++d) {
     mn[d] = DBL_MAX;
     mx[d] = -DBL_MAX;
   }
-  for (int64_t j = lo; j < hi; ++j) {
-    if (!isfinite(logw[j])) continue;
-    ++kept;
+#pragma omp parallel num_threads(threads)
+  {
+    double l[CYFES_MAX_DIM], u[CYFES_MAX_DIM];
+    int64_t k = 0;
     for (int d = 0; d < dim; ++d) {
-      double u = cyfes_scaled(x[j * dim + d], factor[d], period[d]);
-      mn[d] = u < mn[d] ? u : mn[d];
-      mx[d] = u > mx[d] ? u : mx[d];
+      l[d] = DBL_MAX;
+      u[d] = -DBL_MAX;
+    }
+#pragma omp for schedule(static) nowait
+    for (int64_t j = lo; j < hi; ++j) {
+      if (!cyfes_finite(logw[j])) continue;
+      ++k;
+      for (int d = 0; d < dim; ++d) {
+        const double v = cyfes_scaled(x[j * dim + d], factor[d], period[d]);
+        l[d] = v < l[d] ? v : l[d];
+        u[d] = v > u[d] ? v : u[d];
+      }
+    }
+#pragma omp critical
+    {
+      kept += k;
+      for (int d = 0; d < dim; ++d) {
+        mn[d] = l[d] < mn[d] ? l[d] : mn[d];
+        mx[d] = u[d] > mx[d] ? u[d] : mx[d];
+      }
     }
   }
   cg->dim = dim;
@@ -124,66 +148,87 @@ static inline int64_t cyfes_cell_of(const cyfes_cell_grid *cg, const double *u) 
   return id;
 }
 
-/* Passes 2 and 3: sort the kept samples by cell (counting sort) into samples_t (dim rows of `kept`) and lw
- * (logw - top), then summarise the non-empty cells: start (ncells + 1 offsets), log of the summed weight
- * (relative to top) and bounding box box[k * 2 dim + 2 d + {0, 1}]. scratch: cells + 1 int64 (cells = product of
- * shape), left holding each cell's compact index (-1: empty); cell: hi - lo int64. Returns the non-empty cells. */
+/* Passes 2 and 3: sort the kept samples by cell (counting sort: each thread counts its contiguous share of the
+ * samples, then writes them at its own offsets, so the order within a cell is the samples' order) into
+ * samples_t (dim rows of `kept`) and lw (logw - top), then summarise the non-empty cells: start (ncells + 1
+ * offsets), log of the summed weight (relative to top; terms below e^-700 of the cell's largest count as
+ * e^-700, which only raises the bounds) and bounding box box[k * 2 dim + 2 d + {0, 1}]. scratch: cells + 1 int64
+ * (cells = product of shape), left holding each cell's compact index (-1: empty); cell: hi - lo int64; hist:
+ * threads * cells int64. Returns the non-empty cells. */
 #define CYFES_DEFINE_CELLS(T, SUFFIX)                                                                         \
   static int64_t cyfes_cells_fill_##SUFFIX(const double *x, const double *logw, int64_t lo, int64_t hi,       \
                                            int dim, const double *factor, double top,                         \
                                            const cyfes_cell_grid *cg, int64_t kept, int64_t *scratch,         \
                                            int64_t *cell, T *samples_t, T *lw, int64_t *start, double *lmass, \
-                                           double *box) {                                                     \
-    int64_t cells = 1;                                                                                        \
-    double u[CYFES_MAX_DIM];                                                                                  \
+                                           double *box, int64_t *hist, int threads) {                         \
+    int64_t cells = 1, ncells = 0;                                                                            \
     for (int d = 0; d < dim; ++d) cells *= cg->shape[d];                                                      \
-    memset(scratch, 0, (size_t)(cells + 1) * sizeof(int64_t));                                                \
-    for (int64_t j = lo; j < hi; ++j) {                                                                       \
-      if (!isfinite(logw[j])) {                                                                               \
-        cell[j - lo] = -1;                                                                                    \
-        continue;                                                                                             \
-      }                                                                                                       \
-      for (int d = 0; d < dim; ++d) u[d] = cyfes_scaled(x[j * dim + d], factor[d], cg->period[d]);           \
-      cell[j - lo] = cyfes_cell_of(cg, u);                                                                    \
-      scratch[cell[j - lo] + 1]++;                                                                            \
-    }                                                                                                         \
-    for (int64_t c = 0; c < cells; ++c) scratch[c + 1] += scratch[c];                                         \
-    for (int64_t j = lo; j < hi; ++j) {                                                                       \
-      int64_t c = cell[j - lo];                                                                               \
-      if (c < 0) continue;                                                                                    \
-      int64_t at = scratch[c]++;                                                                              \
-      for (int d = 0; d < dim; ++d) samples_t[d * kept + at] = (T)cyfes_scaled(x[j * dim + d], factor[d],     \
-                                                                               cg->period[d]);                \
-      lw[at] = (T)(logw[j] - top);                                                                            \
-    }                                                                                                         \
-    /* scratch[c] is now the end of cell c; walk the cells again for the summaries */                        \
-    int64_t k = 0, begin = 0;                                                                                 \
-    for (int64_t c = 0; c < cells; ++c) {                                                                     \
-      int64_t end = scratch[c];                                                                               \
-      scratch[c] = end == begin ? -1 : k; /* from here on scratch maps a cell id to its compact index */      \
-      if (end == begin) continue;                                                                             \
-      double m = -DBL_MAX, s = 0;                                                                             \
-      double *b = box + k * 2 * dim;                                                                          \
-      for (int d = 0; d < dim; ++d) {                                                                         \
-        b[2 * d] = DBL_MAX;                                                                                   \
-        b[2 * d + 1] = -DBL_MAX;                                                                              \
-      }                                                                                                       \
-      for (int64_t j = begin; j < end; ++j) m = (double)lw[j] > m ? (double)lw[j] : m;                        \
-      for (int64_t j = begin; j < end; ++j) {                                                                 \
-        s += cyfes_libm_exp((double)lw[j] - m);                                                                          \
-        for (int d = 0; d < dim; ++d) {                                                                       \
-          double v = (double)samples_t[d * kept + j];                                                         \
-          b[2 * d] = v < b[2 * d] ? v : b[2 * d];                                                             \
-          b[2 * d + 1] = v > b[2 * d + 1] ? v : b[2 * d + 1];                                                 \
+    memset(hist, 0, (size_t)threads * (size_t)cells * sizeof(int64_t));                                       \
+    _Pragma("omp parallel num_threads(threads)") {                                                            \
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();                                         \
+      const int64_t a = lo + (hi - lo) * t / nt, b = lo + (hi - lo) * (t + 1) / nt;                          \
+      int64_t *h = hist + (int64_t)t * cells;                                                                 \
+      double u[CYFES_MAX_DIM];                                                                                \
+      for (int64_t j = a; j < b; ++j) {                                                                       \
+        if (!cyfes_finite(logw[j])) {                                                                         \
+          cell[j - lo] = -1;                                                                                  \
+          continue;                                                                                           \
         }                                                                                                     \
+        for (int d = 0; d < dim; ++d) u[d] = cyfes_scaled(x[j * dim + d], factor[d], cg->period[d]);         \
+        cell[j - lo] = cyfes_cell_of(cg, u);                                                                  \
+        h[cell[j - lo]]++;                                                                                    \
       }                                                                                                       \
-      start[k] = begin;                                                                                       \
-      lmass[k] = m + cyfes_libm_log(s);                                                                                  \
-      ++k;                                                                                                    \
-      begin = end;                                                                                            \
+      _Pragma("omp barrier") _Pragma("omp single") { /* offsets: cell by cell, thread by thread */           \
+        int64_t run = 0;                                                                                      \
+        for (int64_t c = 0; c < cells; ++c) {                                                                 \
+          for (int s = 0; s < nt; ++s) {                                                                      \
+            const int64_t count = hist[(int64_t)s * cells + c];                                               \
+            hist[(int64_t)s * cells + c] = run;                                                               \
+            run += count;                                                                                     \
+          }                                                                                                   \
+          scratch[c] = run; /* the end of cell c */                                                           \
+        }                                                                                                     \
+        /* compact indices of the non-empty cells and their sample ranges */                                 \
+        int64_t begin = 0;                                                                                    \
+        for (int64_t c = 0; c < cells; ++c) {                                                                 \
+          const int64_t end = scratch[c];                                                                     \
+          scratch[c] = end == begin ? -1 : ncells;                                                            \
+          if (end != begin) start[ncells++] = begin;                                                          \
+          begin = end;                                                                                        \
+        }                                                                                                     \
+        start[ncells] = begin;                                                                                \
+      }                                                                                                       \
+      for (int64_t j = a; j < b; ++j) {                                                                       \
+        const int64_t c = cell[j - lo];                                                                       \
+        if (c < 0) continue;                                                                                  \
+        const int64_t at = h[c]++;                                                                            \
+        for (int d = 0; d < dim; ++d)                                                                         \
+          samples_t[d * kept + at] = (T)cyfes_scaled(x[j * dim + d], factor[d], cg->period[d]);              \
+        lw[at] = (T)(logw[j] - top);                                                                          \
+      }                                                                                                       \
+      _Pragma("omp barrier") _Pragma("omp for schedule(dynamic, 64)") for (int64_t k = 0; k < ncells; ++k) {  \
+        const int64_t begin = start[k], end = start[k + 1];                                                   \
+        double m = -DBL_MAX, s = 0;                                                                           \
+        double *bx = box + k * 2 * dim;                                                                       \
+        for (int64_t j = begin; j < end; ++j) m = (double)lw[j] > m ? (double)lw[j] : m;                      \
+        _Pragma("omp simd reduction(+ : s)") for (int64_t j = begin; j < end; ++j) {                          \
+          const double e = (double)lw[j] - m;                                                                 \
+          s += cyfes_vexp_f64(e > -700.0 ? e : -700.0);                                                       \
+        }                                                                                                     \
+        for (int d = 0; d < dim; ++d) {                                                                       \
+          const T *v = samples_t + d * kept;                                                                  \
+          double l = DBL_MAX, u2 = -DBL_MAX;                                                                  \
+          for (int64_t j = begin; j < end; ++j) {                                                             \
+            l = (double)v[j] < l ? (double)v[j] : l;                                                          \
+            u2 = (double)v[j] > u2 ? (double)v[j] : u2;                                                       \
+          }                                                                                                   \
+          bx[2 * d] = l;                                                                                      \
+          bx[2 * d + 1] = u2;                                                                                 \
+        }                                                                                                     \
+        lmass[k] = m + cyfes_libm_log(s);                                                                     \
+      }                                                                                                       \
     }                                                                                                         \
-    start[k] = begin;                                                                                         \
-    return k;                                                                                                 \
+    return ncells;                                                                                            \
   }
 
 CYFES_DEFINE_CELLS(double, f64)
