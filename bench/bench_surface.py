@@ -56,6 +56,8 @@ class Row:
     max_df_low: float
     note: str = ""
     ratios: Dict[str, float] = field(default_factory=dict)
+    #: the kernel's float type ("" for other tools): brute-force ratios compare rows of the same precision
+    precision: str = ""
 
 
 def best_time(fn: Callable[[], object], repeats: int, warm: bool = True) -> Tuple[float, object]:
@@ -90,12 +92,13 @@ class Reference:
 
 def cyfes_row(case: Case, x, bias, ref: Reference, repeats: int, label: str, **kw) -> Row:
     sec, res = best_time(lambda: cyfes.fes(x, case.sigma, bias=bias, bins=case.bins, **kw), repeats)
+    precision = res.precision
     assert np.allclose([a[0] for a in res.axes], [a[0] for a in ref.axes])
     err = ref.score(res.values.ravel()[ref.index])
     note = f"bound {res.bound:.1e} kT, pairs {res.pairs:.2e}"
     if res.error_estimate is not None:
         note += f", estimate {res.error_estimate:.2g} kT"
-    return Row(case.name, label, res.backend, sec, *err, note)
+    return Row(case.name, label, res.backend, sec, *err, note, precision=precision)
 
 
 def brute_row(case: Case, x, bias, ref: Reference, device: str, precision: str, rows: int) -> Row:
@@ -108,7 +111,8 @@ def brute_row(case: Case, x, bias, ref: Reference, device: str, precision: str, 
                                            tolerance=0, shift=False), 1, warm=False)
     total = sec * case.bins / rows
     note = "whole grid" if rows == case.bins else f"timed on {rows}/{case.bins} grid rows, scaled"
-    return Row(case.name, f"brute force (tolerance=0) {precision}", res.backend, total, 0.0, 0.0, note)
+    return Row(case.name, f"brute force (tolerance=0) {precision}", res.backend, total, 0.0, 0.0, note,
+               precision=precision)
 
 
 def kdepy_row(case: Case, x, bias, ref: Reference, repeats: int) -> Optional[Row]:
@@ -189,6 +193,8 @@ def run_case(case: Case, device: str, rng, repeats: int, brute_rows: int, torch_
     if cpu_too:
         rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes CPU, tolerance 1e-6, float32", device="cpu",
                               precision="float32"))
+    if device == "cpu":  # the default's own precision: the sum it replaces
+        rows.append(brute_row(case, x, bias, ref, device, "float64", brute_rows))
     rows.append(brute_row(case, x, bias, ref, device, "float32", brute_rows))
     if device == "cpu" and case.dim == 2:
         row = kdepy_row(case, x, bias, ref, repeats)
@@ -198,11 +204,19 @@ def run_case(case: Case, device: str, rng, repeats: int, brute_rows: int, torch_
         row = torch_row(case, x, bias, ref, repeats, torch_rows)
         if row:
             rows.append(row)
-    base = {r.method.split(" (")[0].split(" float")[0]: r.seconds for r in rows
-            if r.method.startswith(("brute", "KDEpy", "torch"))}
-    for r in rows:
-        r.ratios = {k: v / r.seconds for k, v in base.items()}
+    set_ratios(rows)
     return rows
+
+
+def set_ratios(rows: List[Row]) -> None:
+    """Each row against the brute-force sum of its own precision and the other tools' rows."""
+    brute = {r.precision: r.seconds for r in rows if r.method.startswith("brute")}
+    tools = {r.method.split(" (")[0].split(" float")[0]: r.seconds for r in rows
+             if r.method.startswith(("KDEpy", "torch"))}
+    for r in rows:
+        if r.precision in brute:
+            r.ratios[f"brute force {r.precision}"] = brute[r.precision] / r.seconds
+        r.ratios.update({k: v / r.seconds for k, v in tools.items()})
 
 
 def report(rows: List[Row], header: str) -> str:
@@ -227,6 +241,7 @@ def main() -> None:
     gpu = bool(_backends.gpu_devices())
     want_cpu = args.cpu or not (args.gpu and gpu)
     k = 10 if args.quick else 1
+    load_before = os.getloadavg()[0]
     rng = np.random.default_rng(7)
     rows: List[Row] = []
     plan = []
@@ -246,7 +261,8 @@ def main() -> None:
     devices = _backends.gpu_devices()
     header = (f"cyfes {cyfes.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
               f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()} "
-              f"(load {os.getloadavg()[0]:.1f}); GPU {devices[0]['name'] if devices else 'none'}")
+              f"(load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after); "
+              f"GPU {devices[0]['name'] if devices else 'none'}")
     print(report(rows, header))
     if args.json:
         with open(args.json, "w") as fh:

@@ -131,11 +131,12 @@ def test_periodic_default_axis_is_one_period_without_end_point(rng) -> None:
 def test_progress_callback_counts_every_kernel_call(rng, tolerance: float) -> None:
     samples = rng.normal(size=(300, 2))
     calls = []
-    res = cyfes.fes(samples, 0.3, bins=(40, 30), blocks=2, device="cpu", progress=lambda d, t: calls.append((d, t)),
+    # 80 x 60 points: more tiles of the truncated sum (8 x 8 points each) than progress steps per block
+    res = cyfes.fes(samples, 0.3, bins=(80, 60), blocks=2, device="cpu", progress=lambda d, t: calls.append((d, t)),
                     tolerance=tolerance)
     total = calls[-1][1]
     assert calls == [(i + 1, total) for i in range(total)] and total == 2 * (cyfes._api.PROGRESS_STEPS // 2)
-    plain = cyfes.fes(samples, 0.3, bins=(40, 30), blocks=2, device="cpu", tolerance=tolerance)
+    plain = cyfes.fes(samples, 0.3, bins=(80, 60), blocks=2, device="cpu", tolerance=tolerance)
     np.testing.assert_allclose(res.values, plain.values, atol=1e-12)
     np.testing.assert_allclose(res.error, plain.error, atol=1e-12)
     with pytest.raises(cyfes.InputError, match="progress"):
@@ -246,3 +247,12 @@ def test_multi_gpu_split_matches_one_gpu(rng) -> None:
 def test_auto_device_picks_what_is_usable() -> None:
     res = cyfes.fes(np.linspace(0, 1, 50), 0.1, bins=5)
     assert res.backend.startswith("cuda" if gpu_ids() else "cpu")
+
+
+def test_effective_sample_size_from_the_block_sums(rng) -> None:
+    """Kish's n_eff from the per-block sums of the host pass, against numpy on the whole sample."""
+    samples = rng.normal(size=(4000, 2))
+    bias = rng.normal(scale=8.0, size=4000)
+    res = cyfes.fes(samples, 0.5, bins=5, bias=bias, blocks=4, device="cpu", tolerance=0)
+    w = np.exp((bias - bias.max()) / res.kT)
+    assert res.ess == pytest.approx(w.sum() ** 2 / (w ** 2).sum(), rel=1e-12)

@@ -116,3 +116,65 @@ def test_scalar_sigma_broadcasts() -> None:
 
 def test_periods_zero_where_not_periodic() -> None:
     np.testing.assert_array_equal(_inputs.periods([None, 3.0, False], 3), [0.0, 3.0, 0.0])
+
+
+# --- the threaded host passes (cpu_scan.h) against numpy --------------------------------------------------------
+def test_scan_rows_ranges_and_first_bad_value() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(scale=50.0, size=(100_003, 3))
+    lo, hi, bad = _inputs._cpu().scan_rows(x, 2)
+    np.testing.assert_array_equal(lo, x.min(axis=0))
+    np.testing.assert_array_equal(hi, x.max(axis=0))
+    assert bad == -1
+    x[70_001, 2], x[90_000, 0], x[80_000, 1] = np.nan, np.inf, -np.inf
+    assert _inputs._cpu().scan_rows(x, 2)[2] == 70_001 * 3 + 2  # the first in memory order, whichever thread saw it
+    with pytest.raises(cyfes.InputError, match=r"^samples: contains NaN or infinity \(first at index \(70001, 2\)\)"):
+        _inputs.scanned_samples(x)
+
+
+def test_log_weights_match_numpy_with_zero_and_tiny_weights() -> None:
+    rng = np.random.default_rng(4)
+    n, kT = 50_001, 2.5
+    bias = rng.normal(scale=100.0, size=n)
+    weights = rng.random(n) * np.exp(rng.uniform(-700, 0, size=n))
+    weights[::7] = 0.0
+    logw = _inputs.log_weights(bias, weights, n, kT)
+    with np.errstate(divide="ignore"):
+        expected = bias / kT + np.log(weights)
+    np.testing.assert_allclose(logw[weights > 0], expected[weights > 0], rtol=1e-15, atol=1e-12)
+    assert np.isneginf(logw[weights == 0]).all()
+    np.testing.assert_allclose(_inputs.log_weights(bias, None, n, kT), bias / kT, rtol=1e-15)
+    assert (_inputs.log_weights(None, None, n, kT) == 0).all()
+
+
+@pytest.mark.parametrize("bias,weights,message", [
+    (np.r_[np.ones(9), np.nan], None, r"^bias: contains NaN or infinity \(first at index 9\)"),
+    (None, np.r_[1.0, np.inf, np.nan, np.ones(7)], r"^weights: contains NaN or infinity \(first at index 1\)"),
+    (np.r_[np.nan, np.ones(9)], np.r_[np.inf, np.ones(9)], r"^bias: contains NaN"),
+    (None, np.r_[np.ones(5), -0.5, np.ones(4)], r"^weights: must be >= 0, found "),
+    (None, np.zeros(10), r"^weights: all weights are zero"),
+])
+def test_log_weights_refuses_bad_values(bias: Any, weights: Any, message: str) -> None:
+    with pytest.raises(cyfes.InputError, match=message):
+        _inputs.log_weights(bias, weights, 10, 2.5)
+
+
+def test_block_stats_match_numpy_for_adversarial_weights() -> None:
+    """Per block: top, kept, log sum w and log sum w^2 against numpy, with a +150 kT sample, weights of zero
+    (-inf) and every other weight e^-800 below the top (underflowing in exp)."""
+    rng = np.random.default_rng(5)
+    logw = rng.normal(scale=3.0, size=30_000)
+    logw[5] = 150.0
+    logw[10_000:20_000] = -800.0 + rng.normal(size=10_000)
+    logw[10_500] = 0.0
+    logw[rng.choice(30_000, 500, replace=False)] = -np.inf
+    blocks = [(0, 10_000), (10_000, 20_000), (20_000, 30_000)]
+    stats = _inputs.block_stats(logw, blocks)
+    for lo, hi in blocks:
+        lw = logw[lo:hi][np.isfinite(logw[lo:hi])]
+        top = lw.max()
+        st = stats[lo, hi]
+        assert st.top == top and st.kept == len(lw)
+        assert abs(st.log_z - (top + np.log(np.exp(lw - top).sum()))) < 1e-12 * max(1.0, abs(top))
+        assert abs(st.log_z2 - (2 * top + np.log(np.exp(2 * (lw - top)).sum()))) < 1e-12 * max(1.0, abs(top))
+

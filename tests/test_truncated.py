@@ -162,16 +162,24 @@ def test_binned_regular_grid_and_blocks(rng) -> None:
     np.testing.assert_allclose(res.error.ravel(), blocks, atol=2 * res.error_estimate * KT)
 
 
-@pytest.mark.gpu
+@pytest.mark.parametrize("device", BACKENDS)
 @pytest.mark.parametrize("precision", ["float64", "float32"])
-def test_gpu_tiles_far_from_the_data(rng, precision: str) -> None:
-    """A grid reaching ~20 sigma beyond a compact cloud: there the density falls by more than float32's exp range
-    across one tile, so the GPU sums those tiles again point by point (and the CPU the points still left)."""
-    samples = rng.normal(scale=0.3, size=(3000, 2))
-    bias = rng.normal(scale=2.0, size=3000) * KT
-    res = cyfes.fes(samples, 0.1, bins=40, ranges=[(-3.0, 3.0), (-3.0, 3.0)], bias=bias, device="gpu",
-                    precision=precision, shift=False)
-    expected = ref.free_energy(samples, [0.1, 0.1], ref.regular_grid(res.axes), bias=bias, shift=False)
+@pytest.mark.parametrize("dim", [2, 3])
+def test_truncated_grid_far_beyond_the_data(rng, device: str, precision: str, dim: int) -> None:
+    """A regular grid reaching ~20 sigma beyond the samples: the density changes by hundreds of nats over one
+    tile there, so those tiles are summed point by point (each point's own bounds; on the GPU after a first pass
+    whose sums left the exp range), near ones separably on the CPU; a far
+    cluster with +150 kT sits at one edge. F reaches hundreds of kT at the far corners and must still be within the
+    bound there."""
+    main = rng.normal(scale=0.3, size=(3000, dim))
+    far = rng.normal(loc=[1.5] + [0.0] * (dim - 1), scale=0.05, size=(10, dim))
+    bias = np.r_[rng.normal(scale=2.0, size=3000) * KT, np.full(10, 150.0 * KT)]
+    samples = np.r_[main, far]
+    bins = {2: 41, 3: 15}[dim]
+    res = cyfes.fes(samples, 0.1, bins=bins, ranges=[(-2.5, 2.5)] * dim, bias=bias, precision=precision,
+                    device=device, shift=False)
+    expected = ref.free_energy(samples, [0.1] * dim, ref.regular_grid(res.axes), bias=bias, shift=False)
+    assert (expected - expected.min()).max() / KT > 300  # the corners are far indeed
     check(res, expected, precision, cyfes._api.TOLERANCE)
     assert 0 < res.pairs < len(samples) * res.values.size
 
@@ -214,3 +222,34 @@ def test_cells_match_a_numpy_stable_sort(rng, precision: str) -> None:
         np.testing.assert_allclose(lmass[k], np.logaddexp.reduce(w), rtol=0, atol=1e-12)
         seg = samples_t[:, rows].astype(np.float64)
         np.testing.assert_array_equal(box[k].reshape(2, 2).T, [seg.min(axis=1), seg.max(axis=1)])
+
+
+def test_truncated_periodic_regular_tiles_across_the_wrap(rng) -> None:
+    """Both CVs periodic, the grid one period from the data minimum (PLUMED's layout), clusters on both sides of
+    0 in the first CV (where the kernels wrap coordinates into [0, P)) and of +-pi in the second: tiles of the
+    separable sums straddle the wrap (their points are g0 + i h unwrapped) and meet cells across it."""
+    a = rng.normal(loc=(0.1, -math.pi + 0.1), scale=0.1, size=(1500, 2))
+    b = rng.normal(loc=(-0.1, math.pi - 0.2), scale=0.1, size=(1500, 2))
+    samples = (np.r_[a, b] + math.pi) % (2 * math.pi) - math.pi
+    bias = rng.normal(scale=3.0, size=3000) * KT
+    period = [2 * math.pi, 2 * math.pi]
+    res = cyfes.fes(samples, 0.25, bins=61, bias=bias, periodic=period, device="cpu", shift=False)
+    expected = ref.free_energy(samples, [0.25, 0.25], ref.regular_grid(res.axes), bias=bias, period=period,
+                               shift=False)
+    check(res, expected, "float64", cyfes._api.TOLERANCE)
+    assert 0 < res.pairs < len(samples) * res.values.size
+
+
+def test_timed_parts_cover_every_tile_once_in_order() -> None:
+    """The parts run without a progress callback: consecutive, each tile once, the first a 64th of the work and
+    none more than PART_GROWTH times the one before."""
+    seen = []
+    truncated_mod = cyfes._truncated
+    truncated_mod.timed_parts(1000, lambda lo, hi: seen.append((lo, hi)), seconds=1e-9)
+    assert seen[0] == (0, 1000 // 64) and seen[-1][1] == 1000
+    assert all(a[1] == b[0] for a, b in zip(seen, seen[1:]))
+    sizes = [hi - lo for lo, hi in seen]
+    assert all(1 <= b <= truncated_mod.PART_GROWTH * a for a, b in zip(sizes, sizes[1:]))
+    seen.clear()
+    truncated_mod.timed_parts(1000, lambda lo, hi: seen.append((lo, hi)), seconds=1e9)
+    assert [hi - lo for lo, hi in seen] == [15, 60, 240, 685]

@@ -10,7 +10,7 @@ import math
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -134,10 +134,14 @@ class _Problem:
     method: str
     #: Samples of weight zero (log-weight -inf) present: only then do blocks need filtering.
     zero_weights: bool
+    #: Per CV the samples' (low, high), and per block [lo, hi) its log-weight statistics: from the passes that
+    #: validated them, so no later step reads the samples again for these.
+    data_range: Tuple[np.ndarray, np.ndarray]
+    stats: Dict[Tuple[int, int], _inputs.BlockStats]
 
 
-def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray,
-            period: np.ndarray) -> Tuple[np.ndarray, Optional[List[np.ndarray]]]:
+def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray, period: np.ndarray,
+            data_range: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Tuple[np.ndarray, Optional[List[np.ndarray]]]:
     """The (M, D) query points and, for a regular grid, its axes."""
     dim = data.shape[1]
     if grid is not None and (bins is not None or ranges is not None):
@@ -148,19 +152,21 @@ def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray,
         points = _inputs.explicit_grid(grid, dim)
         _inputs.check_grid_fits(len(points), dim, "grid")
         return points, None
-    axes = _inputs.regular_axes(bins, ranges, data, period)
+    axes = _inputs.regular_axes(bins, ranges, data, period, data_range)
     return np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1), axes
 
 
-def _blocks(logw: np.ndarray, nblocks: int, zero_weights: bool) -> List[Tuple[int, int]]:
-    """[lo, hi) of each block (np.array_split's split); a block with only zero weights is refused up front."""
+def _blocks(logw: np.ndarray, nblocks: int) -> Tuple[List[Tuple[int, int]], Dict[Tuple[int, int], _inputs.BlockStats]]:
+    """[lo, hi) of each block (np.array_split's split) and its statistics; a block with only zero weights is
+    refused up front."""
     n = len(logw)
     sizes = [n // nblocks + (1 if k < n % nblocks else 0) for k in range(nblocks)]
     edges = np.cumsum([0] + sizes).tolist()
     blocks = list(zip(edges[:-1], edges[1:]))
-    if zero_weights and any(not np.isfinite(logw[lo:hi]).any() for lo, hi in blocks):
+    stats = _inputs.block_stats(logw, blocks)
+    if any(st.kept == 0 for st in stats.values()):
         raise InputError(f"blocks: a block of samples has only zero weights; use fewer than {nblocks} blocks")
-    return blocks
+    return blocks, stats
 
 
 def _tolerance(value: Any) -> float:
@@ -177,7 +183,8 @@ def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: fl
               bins: Any, ranges: Any, periodic: Any, blocks: int, precision: str,
               names: Optional[Sequence[str]], tolerance: Any, method: str) -> _Problem:
     kT = _units.kT(temperature, units)
-    data = _inputs.samples(samples)
+    scanned = _inputs.scanned_samples(samples)
+    data, data_range = scanned.data, (scanned.lo, scanned.hi)
     n, dim = data.shape
     sig = _inputs.sigma(sigma, dim)
     logw = _inputs.log_weights(bias, weights, n, kT)
@@ -188,11 +195,13 @@ def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: fl
     method = _inputs.choice(method, "method", METHODS)
     if names is not None and (isinstance(names, str) or not hasattr(names, "__len__") or len(names) != dim):
         raise InputError(f"names: expected a list of {dim} CV names, got {names!r}")
-    points, axes = _points(grid, bins, ranges, data, period)
+    points, axes = _points(grid, bins, ranges, data, period, data_range)
     dtype = np.float64 if precision == "float64" else np.float32
-    _inputs.check_scaled_range(data, points, sig, period, dtype)
-    zero = weights is not None and not np.isfinite(logw).all()
-    return _Problem(data, sig, logw, period, points, axes, _blocks(logw, nblocks, zero), dtype, kT, tol, method, zero)
+    _inputs.check_scaled_range(data, points, sig, period, dtype, data_range)
+    block_ranges, stats = _blocks(logw, nblocks)
+    zero = sum(st.kept for st in stats.values()) < n
+    return _Problem(data, sig, logw, period, points, axes, block_ranges, dtype, kT, tol, method, zero, data_range,
+                    stats)
 
 
 def _slices(count: int, parts: int) -> List[slice]:
@@ -269,7 +278,7 @@ def _direct(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCall
     log_dens, log_z, pairs = [], [], 0
     for lo, hi in pb.block_ranges:
         data, lw = _block_samples(pb, lo, hi)
-        top = lw.max()  # shift so the kernels see logw <= 0 (float32 keeps its range); added back below
+        top = pb.stats[lo, hi].top  # shift so the kernels see logw <= 0 (float32 keeps its range); added back below
         s, w = cast(data), cast(lw - top)
         tiles = _kernel_tiles(len(pts), len(lw), len(pb.block_ranges), progress, dev)
         count["total"] = count["total"] or len(tiles[0]) * len(pb.block_ranges)
@@ -277,25 +286,27 @@ def _direct(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCall
             dens = _log_density(s, w, pts, scale, per, dev, tiles, tick)
         _resolve(dens, pb, data, lw - top, dev)
         log_dens.append(dens + top)
-        log_z.append(_logsumexp(lw))
+        log_z.append(pb.stats[lo, hi].log_z)
         pairs += len(lw) * len(pts)
     return _Densities(np.array(log_dens), np.array(log_z), 0.0, pairs)
 
 
-def _tiles(pb: _Problem) -> _truncated.Tiles:
+def _tiles(pb: _Problem, dev: _backends.Device) -> _truncated.Tiles:
     if pb.axes is not None:
-        return _truncated.regular_tiles([len(a) for a in pb.axes])
+        points = None if dev.kind == "cpu" else _gpu_truncated.TILE_POINTS
+        return _truncated.regular_tiles([len(a) for a in pb.axes], points)
     return _truncated.point_tiles(_truncated.scaled_points(pb.points, _truncated.scaled_factor(pb.sigma),
                                                            pb.period))
 
 
 def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCallback]) -> _Densities:
     """Only the cells of samples that can matter, per tile of grid points, within pb.tolerance."""
-    tiles = _tiles(pb)
+    tiles = _tiles(pb, dev)
     factor = _truncated.scaled_factor(pb.sigma)
     grid = _truncated.in_tile_order(_truncated.scaled_points(pb.points, factor, pb.period), tiles, pb.dtype)
-    parts = _grid_parts(len(tiles.start) - 1, len(pb.block_ranges))
-    total, done = len(parts) * len(pb.block_ranges), [0]
+    # without a progress callback the parts are sized by time (fewer OpenMP regions, each ending in a barrier)
+    parts = _grid_parts(len(tiles.start) - 1, len(pb.block_ranges)) if progress is not None else None
+    total, done = len(parts or ()) * len(pb.block_ranges), [0]
 
     def tick() -> None:
         done[0] += 1
@@ -304,15 +315,14 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
 
     log_dens, log_z, bound, pairs = [], [], 0.0, 0
     for lo, hi in pb.block_ranges:
-        lw = pb.logw[lo:hi]
-        top = float(lw.max())
+        top, kept = pb.stats[lo, hi].top, pb.stats[lo, hi].kept
         if dev.kind == "cpu":
             res = _truncated.cpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
-                                             pb.dtype, pb.tolerance, dev.threads, parts, tick)
+                                             pb.dtype, pb.tolerance, dev.threads, parts, tick, kept=kept)
         else:  # one call per block: the GPUs take every tile at once
             res = _gpu_truncated.gpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
-                                                 pb.dtype, pb.tolerance, dev.ids, _backends.cpu_threads(None))
-            for _ in parts:
+                                                 pb.dtype, pb.tolerance, dev.ids, _backends.cpu_threads(None), kept)
+            for _ in parts or ():
                 tick()
         dens = _truncated.from_tile_order(res.log_density, tiles)
         data, kept = _block_samples(pb, lo, hi)
@@ -329,7 +339,7 @@ def _binned_sum(pb: _Problem, dev: _backends.Device) -> Tuple[_Densities, float]
     log_dens, log_z, bound, pairs, estimate = [], [], 0.0, 0, 0.0
     for lo, hi in pb.block_ranges:
         data, lw = _block_samples(pb, lo, hi)
-        top = float(lw.max())
+        top = pb.stats[lo, hi].top
         est = _binned.log_density(data, lw, pb.points, pb.sigma, pb.period)
         dens = est.log_density + top
         bad = _binned.unreliable(est)
@@ -339,16 +349,24 @@ def _binned_sum(pb: _Problem, dev: _backends.Device) -> Tuple[_Densities, float]
             dens[bad] = exact.log_dens[0]
             bound, pairs = max(bound, exact.bound), pairs + exact.pairs
         log_dens.append(dens)
-        log_z.append(_logsumexp(lw))
+        log_z.append(pb.stats[lo, hi].log_z)
         estimate = max(estimate, est.error_estimate)
     return _Densities(np.array(log_dens), np.array(log_z), bound, pairs), max(estimate, bound)
 
 
 def _block_log_densities(pb: _Problem, dev: _backends.Device,
                          progress: Optional[ProgressCallback] = None) -> _Densities:
-    if pb.tolerance > 0 and _truncated.can_truncate(pb.data, pb.points, pb.sigma, pb.period, pb.tolerance):
+    if pb.tolerance > 0 and _truncated.can_truncate(pb.data, pb.points, pb.sigma, pb.period, pb.tolerance,
+                                                    pb.data_range):
         return _truncated_sum(pb, dev, progress)
     return _direct(pb, dev, progress)
+
+
+def _kish(stats: Dict[Tuple[int, int], _inputs.BlockStats]) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2 over all blocks, from their sums."""
+    lz = np.array([st.log_z for st in stats.values()])
+    lz2 = np.array([st.log_z2 for st in stats.values()])
+    return float(np.exp(2 * _logsumexp(lz) - _logsumexp(lz2)))
 
 
 def _check_mass(values: np.ndarray) -> None:
@@ -438,8 +456,8 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
         error=None if error is None else error.reshape(shape), kT=pb.kT, units=units,
         temperature=float(temperature), backend=dev.describe(), precision=str(np.dtype(pb.dtype)),
         sigma=pb.sigma, periodic=[float(p) if p > 0 else None for p in pb.period],
-        n_samples=int(np.isfinite(pb.logw).sum()) if pb.zero_weights else len(pb.logw), blocks=len(pb.block_ranges),
-        names=list(names) if names is not None else None, ess=analysis.kish(pb.logw),
+        n_samples=sum(st.kept for st in pb.stats.values()), blocks=len(pb.block_ranges),
+        names=list(names) if names is not None else None, ess=_kish(pb.stats),
         blocks_effective=analysis.kish(log_z) if len(pb.block_ranges) > 1 else None,
         block_values=None if per_block is None else per_block.reshape((len(pb.block_ranges),) + shape),
         block_log_weights=None if per_block is None else np.asarray(log_z),

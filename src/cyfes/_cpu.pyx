@@ -29,6 +29,10 @@ def max_threads():
     return openmp.omp_get_max_threads()
 
 
+def _threads(int threads):
+    return threads if threads > 0 else openmp.omp_get_max_threads()
+
+
 def _prepared(const real[:, ::1] x, const double[::1] factor, const double[::1] period, bint transpose):
     """x pre-scaled by scale / sqrt(2) in its own dtype, periodic coordinates wrapped into [0, P') (the kernel's
     nearest image is then min(|dx|, P - |dx|)), transposed (one contiguous row per CV) when asked: one pass."""
@@ -89,39 +93,41 @@ cdef extern from "cpu_truncated.h" nogil:
         int64_t pairs
     int64_t cyfes_cells_plan(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
                              const double *factor, const double *period, double h, int64_t max_cells,
-                             cyfes_cell_grid *cg)
+                             cyfes_cell_grid *cg, int threads)
     int64_t cyfes_cells_fill_f64(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
                                  const double *factor, double top, const cyfes_cell_grid *cg, int64_t kept,
                                  int64_t *scratch, int64_t *cell, double *samples_t, double *lw, int64_t *start,
-                                 double *lmass, double *box)
+                                 double *lmass, double *box, int64_t *hist, int threads)
     int64_t cyfes_cells_fill_f32(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
                                  const double *factor, double top, const cyfes_cell_grid *cg, int64_t kept,
                                  int64_t *scratch, int64_t *cell, float *samples_t, float *lw, int64_t *start,
-                                 double *lmass, double *box)
+                                 double *lmass, double *box, int64_t *hist, int threads)
     cyfes_tile_result cyfes_tile_f64(const double *samples_t, const double *lw, int64_t n, int dim,
                                      const double *per, int64_t ncells, const int64_t *start, const double *lmass,
                                      const double *box, const cyfes_cell_grid *cg, const int64_t *dense,
                                      double lall, double reach, double gap, const double *g0, int64_t count,
                                      const int64_t *tshape, double tol, double *ub, int16_t *bucket, int64_t *wl,
-                                     double *out)
+                                     double *work, double *out)
     cyfes_tile_result cyfes_tile_f32(const float *samples_t, const float *lw, int64_t n, int dim,
                                      const float *per, int64_t ncells, const int64_t *start, const double *lmass,
                                      const double *box, const cyfes_cell_grid *cg, const int64_t *dense,
                                      double lall, double reach, double gap, const float *g0, int64_t count,
                                      const int64_t *tshape, double tol, double *ub, int16_t *bucket, int64_t *wl,
-                                     double *out)
+                                     double *work, double *out)
 
 
 def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int64_t hi, const double[::1] factor,
-                const double[::1] period, double top, double side, int64_t max_cells, dtype):
+                const double[::1] period, double top, double side, int64_t max_cells, dtype, int threads=0):
     """Samples [lo, hi) of finite log-weight sorted into cells of about `side` (pre-scaled units; see
     cpu_truncated.h): (samples_t, lw, start, lmass, box, geometry, dense), with lw = logw - top in `dtype`,
-    geometry = (shape, origin, width, period) of the cell grid and dense[cell id] = compact index or -1."""
+    geometry = (shape, origin, width, period) of the cell grid and dense[cell id] = compact index or -1.
+    threads: OpenMP threads (0: all)."""
     cdef cyfes_cell_grid cg
     cdef int dim = x.shape[1]
     cdef int64_t kept, cells = 1, ncells
-    cdef int d
-    kept = cyfes_cells_plan(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], &period[0], side, max_cells, &cg)
+    cdef int d, nt = _threads(threads)
+    with nogil:
+        kept = cyfes_cells_plan(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], &period[0], side, max_cells, &cg, nt)
     for d in range(dim):
         cells *= cg.shape[d]
     cdef int64_t most = min(cells, kept)
@@ -132,7 +138,8 @@ def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int6
     start = np.empty(most + 1, dtype=np.int64)
     lmass = np.empty(max(most, 1))
     box = np.empty((max(most, 1), 2 * dim))
-    cdef int64_t[::1] sc = scratch, ce = cell, st = start
+    hist = np.empty(nt * cells, dtype=np.int64)
+    cdef int64_t[::1] sc = scratch, ce = cell, st = start, hi_ = hist
     cdef double[::1] lm = lmass
     cdef double[:, ::1] bx = box
     cdef double[:, ::1] s64
@@ -143,14 +150,12 @@ def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int6
         s64, w64 = samples_t, lw
         with nogil:
             ncells = cyfes_cells_fill_f64(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], top, &cg, kept, &sc[0],
-                                          &ce[0], &s64[0, 0], &w64[0], &st[0], &lm[0], &bx[0, 0])
+                                          &ce[0], &s64[0, 0], &w64[0], &st[0], &lm[0], &bx[0, 0], &hi_[0], nt)
     else:
         s32, w32 = samples_t, lw
         with nogil:
             ncells = cyfes_cells_fill_f32(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], top, &cg, kept, &sc[0],
-                                          &ce[0], &s32[0, 0], &w32[0], &st[0], &lm[0], &bx[0, 0])
-    if ncells < 0:
-        raise MemoryError(f"no memory for the per-thread counts of {cells} cells")
+                                          &ce[0], &s32[0, 0], &w32[0], &st[0], &lm[0], &bx[0, 0], &hi_[0], nt)
     shape = np.array([cg.shape[d] for d in range(dim)], dtype=np.int64)
     origin = np.array([cg.origin[d] for d in range(dim)])
     width = np.array([cg.width[d] for d in range(dim)])
@@ -174,6 +179,7 @@ def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int6
     cdef double *ub
     cdef int16_t *bucket
     cdef int64_t *wl
+    cdef double *work
     cdef cyfes_cell_grid cg
     cdef cyfes_tile_result r
     cdef bint regular = tile_shape.shape[0] == ntiles and tile_shape.shape[1] == grid.shape[1]
@@ -191,19 +197,87 @@ def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int6
         ub = <double *> malloc(ncells * sizeof(double) + 1)
         bucket = <int16_t *> malloc(ncells * sizeof(int16_t) + 1)
         wl = <int64_t *> malloc(ncells * sizeof(int64_t) + 1)
+        work = <double *> malloc((2 * dim + 3) * ncells * sizeof(double) + 1)
         for t in prange(ntiles, schedule="dynamic"):
             lo = tile_start[t]
             cnt = tile_start[t + 1] - lo
             if real is double:
                 r = cyfes_tile_f64(&samples_t[0, 0], &lw[0], n, dim, &period[0], ncells, &start[0], &lmass[0],
                                    &box[0, 0], &cg, &dense[0], lall, reach, gap, &grid[lo, 0], cnt,
-                                   &tile_shape[t, 0] if regular else NULL, tol, ub, bucket, wl, &out[lo])
+                                   &tile_shape[t, 0] if regular else NULL, tol, ub, bucket, wl, work, &out[lo])
             else:
                 r = cyfes_tile_f32(&samples_t[0, 0], &lw[0], n, dim, &period[0], ncells, &start[0], &lmass[0],
                                    &box[0, 0], &cg, &dense[0], lall, reach, gap, &grid[lo, 0], cnt,
-                                   &tile_shape[t, 0] if regular else NULL, tol, ub, bucket, wl, &out[lo])
+                                   &tile_shape[t, 0] if regular else NULL, tol, ub, bucket, wl, work, &out[lo])
             tile_bound[t] = r.bound
             tile_pairs[t] = r.pairs
         free(ub)
         free(bucket)
         free(wl)
+        free(work)
+
+
+# --- host passes over the inputs (cpu_scan.h) ------------------------------------------------------------
+cdef extern from "cpu_scan.h" nogil:
+    int64_t cyfes_scan_rows(const double *x, int64_t n, int dim, double *lo, double *hi, int threads)
+    int64_t cyfes_log_weights(const double *bias, const double *weights, int64_t n, double inv_kt, double *out,
+                              int64_t *bad, int threads)
+    void cyfes_block_stats(const double *logw, int64_t nblocks, const int64_t *edges, double *top, int64_t *kept,
+                           double *lz, double *lz2, int threads)
+
+
+def scan_rows(const double[:, ::1] x, int threads=0):
+    """(lo, hi, bad): per column the lowest and highest value of x, and the flat index of its first non-finite
+    value (-1: none; lo and hi are then meaningless). One threaded pass."""
+    cdef int64_t n = x.shape[0], bad
+    cdef int dim = x.shape[1], nt = _threads(threads)
+    lo = np.empty(dim)
+    hi = np.empty(dim)
+    cdef double[::1] l = lo, h = hi
+    if n == 0 or dim == 0:
+        return lo, hi, -1
+    with nogil:
+        bad = cyfes_scan_rows(&x[0, 0], n, dim, &l[0], &h[0], nt)
+    return lo, hi, int(bad)
+
+
+def log_weights(bias, weights, double inv_kt, int64_t n, int threads=0):
+    """(logw, bad, positive): logw = bias * inv_kt + log(weights) (either may be None; -inf for weight 0), bad =
+    first index of (a non-finite bias, a non-finite weight, a negative weight), -1 for none; positive = weights > 0."""
+    cdef const double[::1] b, w
+    cdef const double *bp = NULL
+    cdef const double *wp = NULL
+    cdef int64_t positive
+    cdef int64_t flags[3]
+    cdef int nt = _threads(threads)
+    out = np.empty(n)
+    cdef double[::1] o = out
+    if bias is not None:
+        b = bias
+        bp = &b[0] if n else NULL
+    if weights is not None:
+        w = weights
+        wp = &w[0] if n else NULL
+    if n == 0:
+        return out, (-1, -1, -1), 0
+    with nogil:
+        positive = cyfes_log_weights(bp, wp, n, inv_kt, &o[0], flags, nt)
+    return out, (int(flags[0]), int(flags[1]), int(flags[2])), int(positive)
+
+
+def block_stats(const double[::1] logw, const int64_t[::1] edges, int threads=0):
+    """Per block [edges[b], edges[b+1]) of log-weights: (top, kept, log_z, log_z2) = the largest finite value,
+    the number of finite values, log sum exp(logw) and log sum exp(2 logw) (-1.797e308 for a block of none)."""
+    cdef int64_t nb = edges.shape[0] - 1
+    cdef int nt = _threads(threads)
+    top = np.empty(nb)
+    kept = np.empty(nb, dtype=np.int64)
+    lz = np.empty(nb)
+    lz2 = np.empty(nb)
+    cdef double[::1] t = top, a = lz, a2 = lz2
+    cdef int64_t[::1] k = kept
+    if nb <= 0 or logw.shape[0] == 0:
+        return top, kept, lz, lz2
+    with nogil:
+        cyfes_block_stats(&logw[0], nb, &edges[0], &t[0], &k[0], &a[0], &a2[0], nt)
+    return top, kept, lz, lz2

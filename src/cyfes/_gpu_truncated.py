@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from . import _backends
 from ._truncated import CELL_SIDE, FIRST_CUT_GAP, MAX_CELLS, SAMPLES_PER_CELL, Tiles, Truncated, reach, scaled_factor
+
+#: Grid points per tile of a regular grid on the GPU: every tile is one thread block and its points are summed
+#: from registers (the cut must hold at a tile's lowest point).
+TILE_POINTS = 16
 
 
 @dataclass
@@ -55,16 +59,17 @@ def _gpu_pass(gpu: Any, cells: tuple, args: tuple, grid: np.ndarray, start: np.n
 
 def gpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, grid: np.ndarray,
                     tiles: Tiles, sigma: np.ndarray, period: np.ndarray, dtype: type, tolerance: float,
-                    ids: Sequence[int], threads: int) -> Truncated:
-    """As _truncated.cpu_log_density, on the GPUs `ids`; `threads`: CPU threads for the points sent back."""
+                    ids: Sequence[int], threads: int, kept: Optional[int] = None) -> Truncated:
+    """As _truncated.cpu_log_density, on the GPUs `ids`; `threads`: CPU threads for the cell build and the points
+    sent back."""
     cpu = importlib.import_module("cyfes._cpu")
     gpu = _backends._load_gpu()
     data, logw = np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(logw, dtype=np.float64)
     factor = scaled_factor(sigma)
     per = np.ascontiguousarray(period * factor)
-    kept = int(np.isfinite(logw[lo:hi]).sum())
+    kept = int(np.isfinite(logw[lo:hi]).sum()) if kept is None else kept
     max_cells = max(64, min(MAX_CELLS, kept // SAMPLES_PER_CELL))
-    cells = cpu.build_cells(data, logw, lo, hi, factor, per, top, CELL_SIDE, max_cells, dtype)
+    cells = cpu.build_cells(data, logw, lo, hi, factor, per, top, CELL_SIDE, max_cells, dtype, threads)
     lall = float(np.logaddexp.reduce(cells[3]))
     args = (lall, reach(tolerance), float(tolerance))
     first = _gpu_pass(gpu, cells, args, grid, tiles.start, ids)

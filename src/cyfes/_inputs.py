@@ -1,8 +1,10 @@
 """Validation of fes() arguments: every check runs before any work starts, and each error names its argument."""
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Any, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -25,7 +27,12 @@ def _ndim(value: Any, name: str) -> int:
     return 0 if np.isscalar(value) else _array(value, name, object).ndim
 
 
-def _finite_array(value: Any, name: str, ndim: int) -> np.ndarray:
+def _cpu() -> Any:
+    return importlib.import_module("cyfes._cpu")
+
+
+def _checked_array(value: Any, name: str, ndim: int) -> np.ndarray:
+    """float64 array of `ndim` dimensions, not empty (no finiteness check)."""
     if isinstance(value, np.ndarray) and value.dtype.kind == "c":  # converting would drop the imaginary part
         raise InputError(f"{name}: complex numbers are not accepted")
     arr = _array(value, name, np.float64)
@@ -33,23 +40,56 @@ def _finite_array(value: Any, name: str, ndim: int) -> np.ndarray:
         raise InputError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
     if arr.size == 0:
         raise InputError(f"{name}: is empty (shape {arr.shape})")
+    return arr
+
+
+def _not_finite(name: str, flat: int, shape: Tuple[int, ...]) -> InputError:
+    first = np.unravel_index(flat, shape)
+    where = tuple(int(i) for i in first) if len(shape) > 1 else int(first[0])
+    return InputError(f"{name}: contains NaN or infinity (first at index {where})")
+
+
+def _finite_array(value: Any, name: str, ndim: int) -> np.ndarray:
+    arr = _checked_array(value, name, ndim)
+    if ndim == 2:
+        arr = np.ascontiguousarray(arr)  # the kernels read rows; a copy only for strided input
+        bad = _cpu().scan_rows(arr)[2]
+        if bad >= 0:
+            raise _not_finite(name, bad, arr.shape)
+        return arr
     if np.isfinite(arr.sum()):  # one pass, no temporary; a NaN or inf anywhere makes the sum non-finite
         return arr
     bad = ~np.isfinite(arr)  # or the sum overflowed: look element by element
     if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(f"{name}: contains NaN or infinity (first at index {first if ndim > 1 else first[0]})")
+        raise _not_finite(name, int(np.argmax(bad)), arr.shape)
     return arr
 
 
-def samples(value: Any) -> np.ndarray:
+@dataclass(frozen=True)
+class Samples:
+    """Validated samples (N, D), float64 and C-ordered, with each CV's range (from the same pass)."""
+
+    data: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def scanned_samples(value: Any) -> Samples:
+    """The samples checked (shape, finiteness) and their per-CV range, in one threaded pass over them."""
     arr = _array(value, "samples") if not isinstance(value, np.ndarray) else value
     if arr.ndim == 1:
         arr = arr[:, None]
-    arr = _finite_array(arr, "samples", 2)
+    arr = np.ascontiguousarray(_checked_array(arr, "samples", 2))
     if not 1 <= arr.shape[1] <= MAX_DIM:
         raise InputError(f"samples: expected 1 to {MAX_DIM} CVs (columns), got {arr.shape[1]}")
-    return np.ascontiguousarray(arr)  # the kernels read rows; a copy only for strided input
+    lo, hi, bad = _cpu().scan_rows(arr)
+    if bad >= 0:
+        raise _not_finite("samples", bad, arr.shape)
+    return Samples(arr, lo, hi)
+
+
+def samples(value: Any) -> np.ndarray:
+    return scanned_samples(value).data
 
 
 def per_cv(value: Any, dim: int, name: str) -> np.ndarray:
@@ -75,18 +115,47 @@ def per_sample(value: Any, n: int, name: str) -> np.ndarray:
     return arr
 
 
+def _per_sample_unchecked(value: Any, n: int, name: str) -> np.ndarray:
+    arr = np.ascontiguousarray(_checked_array(value, name, 1))
+    if arr.size != n:
+        raise InputError(f"{name}: expected {n} values (one per sample), got {arr.size}")
+    return arr
+
+
 def log_weights(bias: Any, weights: Any, n: int, kT: float) -> np.ndarray:
-    """log w_j = V_j / kT + log(weight_j); samples of weight 0 get -inf (the caller drops them)."""
-    logw = per_sample(bias, n, "bias") / kT if bias is not None else np.zeros(n)
-    if weights is not None:
-        w = per_sample(weights, n, "weights")
-        if (w < 0).any():
-            raise InputError(f"weights: must be >= 0, found {w.min()!r}")
-        if not (w > 0).any():
-            raise InputError("weights: all weights are zero")
-        with np.errstate(divide="ignore"):
-            logw += np.log(w)
+    """log w_j = V_j / kT + log(weight_j); samples of weight 0 get -inf (the caller drops them). One threaded pass
+    over both arrays, with their checks."""
+    b = _per_sample_unchecked(bias, n, "bias") if bias is not None else None
+    w = _per_sample_unchecked(weights, n, "weights") if weights is not None else None
+    logw, (bad_bias, bad_weight, negative), positive = _cpu().log_weights(b, w, 1.0 / kT, n)
+    if bad_bias >= 0:
+        raise _not_finite("bias", bad_bias, (n,))
+    if bad_weight >= 0:
+        raise _not_finite("weights", bad_weight, (n,))
+    if negative >= 0:
+        raise InputError(f"weights: must be >= 0, found {w.min()!r}")
+    if positive == 0:
+        raise InputError("weights: all weights are zero")
     return logw
+
+
+@dataclass(frozen=True)
+class BlockStats:
+    """One block of samples: its largest finite log-weight, the samples of weight > 0, and the logs of sum w and
+    sum w^2."""
+
+    top: float
+    kept: int
+    log_z: float
+    log_z2: float
+
+
+def block_stats(logw: np.ndarray, blocks: Sequence[Tuple[int, int]]) -> Dict[Tuple[int, int], BlockStats]:
+    """BlockStats of each block [lo, hi) (contiguous, in order): one threaded pass over the log-weights."""
+    edges = np.array([blocks[0][0]] + [hi for _, hi in blocks], dtype=np.int64)
+    top, kept, lz, lz2 = _cpu().block_stats(np.ascontiguousarray(logw, dtype=np.float64), edges)
+    return {blk: BlockStats(float(t), int(k), float(a), float(a2))
+            for blk, t, k, a, a2 in zip(blocks, top, kept, lz, lz2)}
 
 
 def periods(value: Optional[Sequence[Any]], dim: int) -> np.ndarray:
@@ -170,10 +239,11 @@ def _ranges(ranges: Any, dim: int) -> List[Tuple[float, float]]:
 
 
 def column_range(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Per column of an (N, D) array its lowest and highest value. One column at a time: numpy's axis-0
-    reduction over a C-ordered (N, D) array with few columns is ~25x slower (10 s of host work at N = 1e8)."""
-    lo = np.array([values[:, d].min() for d in range(values.shape[1])])
-    hi = np.array([values[:, d].max() for d in range(values.shape[1])])
+    """Per column of an (N, D) array of finite values its lowest and highest value: one threaded pass (numpy's
+    axis-0 reduction over a C-ordered (N, D) array with few columns is ~25x slower than a column at a time,
+    itself one pass per column)."""
+    arr = np.ascontiguousarray(values, dtype=np.float64)
+    lo, hi, _ = _cpu().scan_rows(arr.reshape(len(arr), -1))
     return lo, hi
 
 
@@ -182,17 +252,18 @@ def _axis(lo: float, hi: float, bins: int) -> np.ndarray:
     return np.linspace(lo, hi, bins) if bins > 1 else np.array([(lo + hi) / 2])
 
 
-def _default_axis(column: np.ndarray, period: float, bins: int) -> np.ndarray:
-    """The data range; for a periodic CV one period from the data minimum, the end point (the same point as
-    the start) left out, as PLUMED lays out periodic grids."""
-    lo = float(column.min())
+def _default_axis(lo: float, hi: float, period: float, bins: int) -> np.ndarray:
+    """The data range [lo, hi]; for a periodic CV one period from the data minimum, the end point (the same
+    point as the start) left out, as PLUMED lays out periodic grids."""
     if period > 0:
         return lo + period * np.arange(bins) / bins
-    return _axis(lo, float(column.max()), bins)
+    return _axis(lo, hi, bins)
 
 
-def regular_axes(bins: Any, ranges: Any, data: np.ndarray, period: np.ndarray) -> List[np.ndarray]:
-    """Per CV the grid coordinates: `bins` points from low to high inclusive (`ranges`, else the default)."""
+def regular_axes(bins: Any, ranges: Any, data: np.ndarray, period: np.ndarray,
+                 data_range: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> List[np.ndarray]:
+    """Per CV the grid coordinates: `bins` points from low to high inclusive (`ranges`, else the data's range,
+    `data_range` when already known)."""
     dim = data.shape[1]
     nb = [bins] * dim if _ndim(bins, "bins") == 0 else list(bins)
     if len(nb) != dim:
@@ -200,30 +271,38 @@ def regular_axes(bins: Any, ranges: Any, data: np.ndarray, period: np.ndarray) -
     nb = [positive_int(b, "bins") for b in nb]
     bounds = None if ranges is None else _ranges(ranges, dim)
     check_grid_fits(int(np.prod(nb, dtype=np.float64)), dim, "bins")
+    if bounds is not None:
+        lims = bounds
+    else:
+        dlo, dhi = data_range if data_range is not None else column_range(data)
+        lims = [(float(a), float(b)) for a, b in zip(dlo, dhi)]
     with np.errstate(over="ignore"):
-        widths = [(hi - lo) for lo, hi in (bounds or zip(*column_range(data)))]
+        widths = [np.float64(hi) - np.float64(lo) for lo, hi in lims]
     for d, width in enumerate(widths):
         if not np.isfinite(width):
             raise InputError(f"{'ranges' if bounds else 'samples'}: CV {d} spans more than the largest float64 "
                              "(high - low overflows); rescale the CV")
     if bounds is None:
-        return [_default_axis(data[:, d], period[d], nb[d]) for d in range(dim)]
+        return [_default_axis(lo, hi, period[d], nb[d]) for d, (lo, hi) in enumerate(lims)]
     return [_axis(lo, hi, b) for (lo, hi), b in zip(bounds, nb)]
 
 
-def joint_range(data: np.ndarray, points: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Per CV the lowest and highest coordinate of the samples and the grid points together."""
-    (dlo, dhi), (plo, phi) = column_range(data), column_range(points)
+def joint_range(data: np.ndarray, points: np.ndarray,
+                data_range: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Per CV the lowest and highest coordinate of the samples (their range `data_range` when already known) and
+    the grid points together."""
+    dlo, dhi = data_range if data_range is not None else column_range(data)
+    plo, phi = column_range(points)
     return np.minimum(dlo, plo), np.maximum(dhi, phi)
 
 
 def check_scaled_range(data: np.ndarray, points: np.ndarray, sigma: np.ndarray, period: np.ndarray,
-                       dtype: Any) -> None:
+                       dtype: Any, data_range: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> None:
     """Refuse before any work when coordinates in units of sigma, or squared distances between the grid and
     the samples, would overflow the kernel's float type (data near 1e308, sigma 1e-300)."""
     limit = float(np.finfo(dtype).max) / 16  # room for the sum over CVs and the weights
     with np.errstate(over="ignore", invalid="ignore"):
-        lo, hi = joint_range(data, points)
+        lo, hi = joint_range(data, points, data_range)
         span = np.where(period > 0, np.minimum(hi - lo, period), hi - lo) / sigma
         reach = np.maximum(np.abs(lo), np.abs(hi)) / sigma
         squared = float(np.sum(span * span))

@@ -55,6 +55,21 @@
 static __attribute__((noinline)) double cyfes_libm_exp(double x) { return exp(x); }
 static __attribute__((noinline)) double cyfes_libm_log(double x) { return log(x); }
 
+/* Non-finite values by their exponent bits: the module is built with -ffast-math, under which the compiler may
+ * assume isfinite() is always true. */
+static inline double cyfes_minus_inf(void) {
+  const uint64_t bits = 0xfff0000000000000ULL;
+  double x;
+  memcpy(&x, &bits, 8);
+  return x;
+}
+
+static inline int cyfes_finite(double x) {
+  uint64_t bits;
+  memcpy(&bits, &x, 8);
+  return (bits & 0x7ff0000000000000ULL) != 0x7ff0000000000000ULL;
+}
+
 /* exp(x) for x in [-708, 708]; vectorisable (no calls, no branches, no table). */
 CYFES_INLINE double cyfes_vexp_f64(double x) {
   const double shift = 0x1.8p52; /* n + shift has n in its low mantissa bits, exactly */

@@ -22,11 +22,15 @@
 #include "cpu_kernel.h"
 
 #include <float.h>
-#include <omp.h>
-#include <stdlib.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static inline int omp_get_thread_num(void) { return 0; }
+static inline int omp_get_num_threads(void) { return 1; }
+#endif
 
 #define CYFES_TILE_MAX 256   /* grid points per tile */
 #define CYFES_BUCKETS 160    /* 1-nat buckets of cell bounds below the tile's largest; the last takes the rest */
@@ -39,6 +43,8 @@
  * per-point kernel, so the clamping changes no sum by more than N exp(FLOOR + RANGE) relatively (~e^-70 N). */
 #define CYFES_SEP_FLOOR -170.0
 #define CYFES_SEP_RANGE 100.0
+/* A tile whose density bounds span more than this (nats) is summed point by point (cyfes_steep). */
+#define CYFES_STEEP 30.0
 
 /* Per CV: cells along the axis, their origin and width (pre-scaled units). */
 typedef struct {
@@ -69,65 +75,41 @@ static inline double cyfes_scaled(double x, double factor, double period) {
 CYFES_DEFINE_SCALED(double, f64)
 CYFES_DEFINE_SCALED(float, f32)
 
-/* isfinite() by the bits: _cpu is built with -ffast-math, under which the compiler may fold isfinite() to true,
- * and zero weights (logw = -inf) must leave their samples out of the cells. */
-static inline int cyfes_finite(double x) {
-  uint64_t u;
-  memcpy(&u, &x, sizeof u);
-  return (u & 0x7ff0000000000000ULL) != 0x7ff0000000000000ULL;
-}
-
-/* The cell build runs on every core for large blocks: each thread takes one contiguous share of the samples, so the
- * counting sort stays stable (the same order as one thread's) and the result does not depend on the thread count. */
-static inline int cyfes_cells_threads(int64_t n) {
-  int nt = omp_get_max_threads();
-  if (n < (1 << 16)) return 1;
-  return nt < 1 ? 1 : (nt > 256 ? 256 : nt);
-}
-
-static inline void cyfes_thread_range(int64_t lo, int64_t hi, int64_t *b, int64_t *e) {
-  const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-  const int64_t n = hi - lo;
-  *b = lo + n / nt * t + (t < n % nt ? t : n % nt);
-  *e = *b + n / nt + (t < n % nt ? 1 : 0);
-}
-
 /* Pass 1: the cell grid. x: (n, dim) raw samples; logw: n (non-finite = no sample); [lo, hi) the samples used.
  * h: wanted cell side (pre-scaled); at most max_cells cells (the side grows to fit). Returns the samples kept. */
 static int64_t cyfes_cells_plan(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
                                 const double *factor, const double *period, double h, int64_t max_cells,
-                                cyfes_cell_grid *cg) {
+                                cyfes_cell_grid *cg, int threads) {
   double mn[CYFES_MAX_DIM], mx[CYFES_MAX_DIM];
   int64_t kept = 0;
   for (int d = 0; d < dim; ++d) {
     mn[d] = DBL_MAX;
     mx[d] = -DBL_MAX;
   }
-  const int nt = cyfes_cells_threads(hi - lo);
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(threads)
   {
-    double tmn[CYFES_MAX_DIM], tmx[CYFES_MAX_DIM];
-    int64_t tkept = 0, b, e;
-    cyfes_thread_range(lo, hi, &b, &e);
+    double l[CYFES_MAX_DIM], u[CYFES_MAX_DIM];
+    int64_t k = 0;
     for (int d = 0; d < dim; ++d) {
-      tmn[d] = DBL_MAX;
-      tmx[d] = -DBL_MAX;
+      l[d] = DBL_MAX;
+      u[d] = -DBL_MAX;
     }
-    for (int64_t j = b; j < e; ++j) {
+#pragma omp for schedule(static) nowait
+    for (int64_t j = lo; j < hi; ++j) {
       if (!cyfes_finite(logw[j])) continue;
-      ++tkept;
+      ++k;
       for (int d = 0; d < dim; ++d) {
-        double u = cyfes_scaled(x[j * dim + d], factor[d], period[d]);
-        tmn[d] = u < tmn[d] ? u : tmn[d];
-        tmx[d] = u > tmx[d] ? u : tmx[d];
+        const double v = cyfes_scaled(x[j * dim + d], factor[d], period[d]);
+        l[d] = v < l[d] ? v : l[d];
+        u[d] = v > u[d] ? v : u[d];
       }
     }
-#pragma omp critical(cyfes_cells_plan)
+#pragma omp critical
     {
-      kept += tkept;
+      kept += k;
       for (int d = 0; d < dim; ++d) {
-        mn[d] = tmn[d] < mn[d] ? tmn[d] : mn[d];
-        mx[d] = tmx[d] > mx[d] ? tmx[d] : mx[d];
+        mn[d] = l[d] < mn[d] ? l[d] : mn[d];
+        mx[d] = u[d] > mx[d] ? u[d] : mx[d];
       }
     }
   }
@@ -166,93 +148,86 @@ static inline int64_t cyfes_cell_of(const cyfes_cell_grid *cg, const double *u) 
   return id;
 }
 
-/* Passes 2 and 3: sort the kept samples by cell (counting sort) into samples_t (dim rows of `kept`) and lw
- * (logw - top), then summarise the non-empty cells: start (ncells + 1 offsets), log of the summed weight
- * (relative to top) and bounding box box[k * 2 dim + 2 d + {0, 1}]. scratch: cells + 1 int64 (cells = product of
- * shape), left holding each cell's compact index (-1: empty); cell: hi - lo int64. Returns the non-empty cells,
- * or -1 when memory for the threads' counts ran out. Each thread counts and places its own share of the samples;
- * a cell's samples keep their input order. */
+/* Passes 2 and 3: sort the kept samples by cell (counting sort: each thread counts its contiguous share of the
+ * samples, then writes them at its own offsets, so the order within a cell is the samples' order) into
+ * samples_t (dim rows of `kept`) and lw (logw - top), then summarise the non-empty cells: start (ncells + 1
+ * offsets), log of the summed weight (relative to top; terms below e^-700 of the cell's largest count as
+ * e^-700, which only raises the bounds) and bounding box box[k * 2 dim + 2 d + {0, 1}]. scratch: cells + 1 int64
+ * (cells = product of shape), left holding each cell's compact index (-1: empty); cell: hi - lo int64; hist:
+ * threads * cells int64. Returns the non-empty cells. */
 #define CYFES_DEFINE_CELLS(T, SUFFIX)                                                                         \
-  static void cyfes_cell_summary_##SUFFIX(const T *samples_t, const T *lw, int64_t kept, int dim,             \
-                                          int64_t begin, int64_t end, double *lmass, double *b) {             \
-    double m = -DBL_MAX, s = 0;                                                                               \
-    for (int d = 0; d < dim; ++d) {                                                                           \
-      b[2 * d] = DBL_MAX;                                                                                     \
-      b[2 * d + 1] = -DBL_MAX;                                                                                \
-    }                                                                                                         \
-    for (int64_t j = begin; j < end; ++j) m = (double)lw[j] > m ? (double)lw[j] : m;                          \
-    for (int64_t j = begin; j < end; ++j) {                                                                   \
-      s += cyfes_libm_exp((double)lw[j] - m);                                                                 \
-      for (int d = 0; d < dim; ++d) {                                                                         \
-        double v = (double)samples_t[d * kept + j];                                                           \
-        b[2 * d] = v < b[2 * d] ? v : b[2 * d];                                                               \
-        b[2 * d + 1] = v > b[2 * d + 1] ? v : b[2 * d + 1];                                                   \
-      }                                                                                                       \
-    }                                                                                                         \
-    *lmass = m + cyfes_libm_log(s);                                                                           \
-  }                                                                                                           \
   static int64_t cyfes_cells_fill_##SUFFIX(const double *x, const double *logw, int64_t lo, int64_t hi,       \
                                            int dim, const double *factor, double top,                         \
                                            const cyfes_cell_grid *cg, int64_t kept, int64_t *scratch,         \
                                            int64_t *cell, T *samples_t, T *lw, int64_t *start, double *lmass, \
-                                           double *box) {                                                     \
-    int64_t cells = 1;                                                                                        \
+                                           double *box, int64_t *hist, int threads) {                         \
+    int64_t cells = 1, ncells = 0;                                                                            \
     for (int d = 0; d < dim; ++d) cells *= cg->shape[d];                                                      \
-    const int nt = cyfes_cells_threads(hi - lo);                                                              \
-    int64_t *counts = (int64_t *)calloc((size_t)nt * (size_t)cells, sizeof(int64_t));                         \
-    if (!counts) return -1;                                                                                   \
-    _Pragma("omp parallel num_threads(nt)") {                                                                 \
-      int64_t b, e, *cnt = counts + (int64_t)omp_get_thread_num() * cells;                                    \
+    memset(hist, 0, (size_t)threads * (size_t)cells * sizeof(int64_t));                                       \
+    _Pragma("omp parallel num_threads(threads)") {                                                            \
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();                                         \
+      const int64_t a = lo + (hi - lo) * t / nt, b = lo + (hi - lo) * (t + 1) / nt;                          \
+      int64_t *h = hist + (int64_t)t * cells;                                                                 \
       double u[CYFES_MAX_DIM];                                                                                \
-      cyfes_thread_range(lo, hi, &b, &e);                                                                     \
-      for (int64_t j = b; j < e; ++j) {                                                                       \
-        if (!cyfes_finite(logw[j])) {                                                                             \
+      for (int64_t j = a; j < b; ++j) {                                                                       \
+        if (!cyfes_finite(logw[j])) {                                                                         \
           cell[j - lo] = -1;                                                                                  \
           continue;                                                                                           \
         }                                                                                                     \
         for (int d = 0; d < dim; ++d) u[d] = cyfes_scaled(x[j * dim + d], factor[d], cg->period[d]);         \
         cell[j - lo] = cyfes_cell_of(cg, u);                                                                  \
-        cnt[cell[j - lo]]++;                                                                                  \
+        h[cell[j - lo]]++;                                                                                    \
       }                                                                                                       \
-    }                                                                                                         \
-    /* where each thread's samples of each cell go: cells in order, threads in order within a cell */         \
-    int64_t at = 0;                                                                                           \
-    for (int64_t c = 0; c < cells; ++c) {                                                                     \
-      for (int t = 0; t < nt; ++t) {                                                                          \
-        int64_t here = counts[(int64_t)t * cells + c];                                                        \
-        counts[(int64_t)t * cells + c] = at;                                                                  \
-        at += here;                                                                                           \
+      _Pragma("omp barrier") _Pragma("omp single") { /* offsets: cell by cell, thread by thread */           \
+        int64_t run = 0;                                                                                      \
+        for (int64_t c = 0; c < cells; ++c) {                                                                 \
+          for (int s = 0; s < nt; ++s) {                                                                      \
+            const int64_t count = hist[(int64_t)s * cells + c];                                               \
+            hist[(int64_t)s * cells + c] = run;                                                               \
+            run += count;                                                                                     \
+          }                                                                                                   \
+          scratch[c] = run; /* the end of cell c */                                                           \
+        }                                                                                                     \
+        /* compact indices of the non-empty cells and their sample ranges */                                 \
+        int64_t begin = 0;                                                                                    \
+        for (int64_t c = 0; c < cells; ++c) {                                                                 \
+          const int64_t end = scratch[c];                                                                     \
+          scratch[c] = end == begin ? -1 : ncells;                                                            \
+          if (end != begin) start[ncells++] = begin;                                                          \
+          begin = end;                                                                                        \
+        }                                                                                                     \
+        start[ncells] = begin;                                                                                \
       }                                                                                                       \
-      scratch[c] = at; /* the end of cell c */                                                                \
-    }                                                                                                         \
-    _Pragma("omp parallel num_threads(nt)") {                                                                 \
-      int64_t b, e, *next = counts + (int64_t)omp_get_thread_num() * cells;                                   \
-      cyfes_thread_range(lo, hi, &b, &e);                                                                     \
-      for (int64_t j = b; j < e; ++j) {                                                                       \
-        int64_t c = cell[j - lo];                                                                             \
+      for (int64_t j = a; j < b; ++j) {                                                                       \
+        const int64_t c = cell[j - lo];                                                                       \
         if (c < 0) continue;                                                                                  \
-        int64_t to = next[c]++;                                                                               \
-        for (int d = 0; d < dim; ++d) samples_t[d * kept + to] = (T)cyfes_scaled(x[j * dim + d], factor[d],   \
-                                                                               cg->period[d]);                \
-        lw[to] = (T)(logw[j] - top);                                                                          \
+        const int64_t at = h[c]++;                                                                            \
+        for (int d = 0; d < dim; ++d)                                                                         \
+          samples_t[d * kept + at] = (T)cyfes_scaled(x[j * dim + d], factor[d], cg->period[d]);              \
+        lw[at] = (T)(logw[j] - top);                                                                          \
+      }                                                                                                       \
+      _Pragma("omp barrier") _Pragma("omp for schedule(dynamic, 64)") for (int64_t k = 0; k < ncells; ++k) {  \
+        const int64_t begin = start[k], end = start[k + 1];                                                   \
+        double m = -DBL_MAX, s = 0;                                                                           \
+        double *bx = box + k * 2 * dim;                                                                       \
+        for (int64_t j = begin; j < end; ++j) m = (double)lw[j] > m ? (double)lw[j] : m;                      \
+        _Pragma("omp simd reduction(+ : s)") for (int64_t j = begin; j < end; ++j) {                          \
+          const double e = (double)lw[j] - m;                                                                 \
+          s += cyfes_vexp_f64(e > -700.0 ? e : -700.0);                                                       \
+        }                                                                                                     \
+        for (int d = 0; d < dim; ++d) {                                                                       \
+          const T *v = samples_t + d * kept;                                                                  \
+          double l = DBL_MAX, u2 = -DBL_MAX;                                                                  \
+          for (int64_t j = begin; j < end; ++j) {                                                             \
+            l = (double)v[j] < l ? (double)v[j] : l;                                                          \
+            u2 = (double)v[j] > u2 ? (double)v[j] : u2;                                                       \
+          }                                                                                                   \
+          bx[2 * d] = l;                                                                                      \
+          bx[2 * d + 1] = u2;                                                                                 \
+        }                                                                                                     \
+        lmass[k] = m + cyfes_libm_log(s);                                                                     \
       }                                                                                                       \
     }                                                                                                         \
-    free(counts);                                                                                             \
-    /* the non-empty cells get compact indices; scratch maps a cell id to its compact index from here on */    \
-    int64_t k = 0, begin = 0;                                                                                 \
-    for (int64_t c = 0; c < cells; ++c) {                                                                     \
-      int64_t end = scratch[c];                                                                               \
-      scratch[c] = end == begin ? -1 : k;                                                                     \
-      if (end == begin) continue;                                                                             \
-      start[k++] = begin;                                                                                     \
-      begin = end;                                                                                            \
-    }                                                                                                         \
-    start[k] = begin;                                                                                         \
-    const int64_t ncells = k;                                                                                 \
-    _Pragma("omp parallel for num_threads(nt) schedule(dynamic, 16)")                                         \
-    for (int64_t q = 0; q < ncells; ++q)                                                                      \
-      cyfes_cell_summary_##SUFFIX(samples_t, lw, kept, dim, start[q], start[q + 1], lmass + q,                \
-                                  box + q * 2 * dim);                                                         \
     return ncells;                                                                                            \
   }
 
@@ -329,7 +304,7 @@ static int64_t cyfes_window(const cyfes_cell_grid *cg, const int64_t *dense, int
     }
     total *= cnt[d];
   }
-  if (nr == DBL_MAX || total >= ncells * 4) { /* everything (or about as many): every cell, no far bound */
+  if (nr == DBL_MAX || total >= ncells * 2) { /* everything (or about as many): every cell, no far bound */
     for (int64_t c = 0; c < ncells; ++c) wl[c] = c;
     *near = DBL_MAX;
     return ncells;
@@ -359,6 +334,38 @@ static inline void cyfes_lse_add(double *m, double *s, double x) {
   } else {
     *s = *s * cyfes_libm_exp(*m - x) + 1.0;
     *m = x;
+  }
+}
+
+/* Per CV how one cell's samples meet the points g0 + i h (i < t) of a regular tile, for the separable sums:
+ * `gap` (smallest cell-tile distance) and, when `rec`, the image shift of the cell that is the nearest image for
+ * every pair (periodic CVs) and the factor for the recurrence of cyfes_sep_block. rec needs every pair's exponent
+ * gap^2 - dist^2 within [CYFES_SEP_FLOOR, 0]: no clamping, and every ratio of neighbouring factors stays normal. */
+typedef struct {
+  double g0, h, shift, gap, c;
+  int rec;
+} cyfes_sep_axis;
+
+static inline void cyfes_sep_plan(const double *cbox, const double *const *axis, const int64_t *t,
+                                  const double *pd, const double *gap, int dim, cyfes_sep_axis *plan) {
+  for (int d = 0; d < dim; ++d) {
+    const double p = pd[d], g0 = axis[d][0];
+    double h = t[d] > 1 ? axis[d][1] - axis[d][0] : 0;
+    if (p > 0) h -= p * rint(h / p); /* a tile can straddle the wrap: its points are g0 + i h unwrapped */
+    const double e = g0 + (double)(t[d] - 1) * h, lo = e < g0 ? e : g0, hi = e < g0 ? g0 : e;
+    double a = cbox[2 * d], b = cbox[2 * d + 1], shift = 0;
+    if (p > 0) shift = p * rint(((lo + hi) - (a + b)) / (2 * p));
+    a += shift;
+    b += shift;
+    double gp = lo - b > a - hi ? lo - b : a - hi, far = hi - a > b - lo ? hi - a : b - lo;
+    gp = gp > 0 ? gp : 0;
+    cyfes_sep_axis *q = plan + d;
+    q->rec = far * far - gp * gp <= -CYFES_SEP_FLOOR && (p <= 0 || far <= 0.5 * p);
+    q->g0 = g0;
+    q->h = h;
+    q->shift = shift;
+    q->gap = q->rec ? gp : gap[d];
+    q->c = cyfes_libm_exp(-2 * h * h);
   }
 }
 
@@ -428,17 +435,37 @@ typedef struct {
   }                                                                                                           \
   /* Separable sums on a regular tile (2 or 3 CVs): a pair's term exp(lw - u0 - sum_d dist_d^2) is                \
    * a_j * prod_d e_d[i_d][j] with a_j = exp(lw_j - u0 - gap^2) <= 1 and e_d = exp(gap_d^2 - dist_d^2) <= 1          \
-   * (gap: the cell-tile distance, so nothing overflows): per sample and block, sum_d t_d exps, then the tile's         \
-   * points are multiply-adds. Arguments are clamped at CYFES_SEP_FLOOR (see there). */                                \
+   * (gap: the cell-tile distance, so nothing overflows): per sample and block, exps per CV, then the tile's          \
+   * points are multiply-adds. Per CV, the factors of the points g0 + i h follow a recurrence (two exps per sample,   \
+   * not t): with x = g0 - s, e[i+1] = e[i] r[i], r[0] = exp(-h (2 x + h)), r[i+1] = r[i] exp(-2 h^2); where that     \
+   * cannot be done without clamping (plan.rec = 0) every factor is an exp, its argument clamped at CYFES_SEP_FLOOR. */\
   CYFES_INLINE void cyfes_sep_block_##SUFFIX(const T *samples_t, const T *lw, int64_t n, int dim, int64_t j0,        \
                                              int64_t nb, const double *const *axis, const int64_t *t,                 \
-                                             const double *pd, const double *gap, double u0, double *S) {             \
+                                             const double *pd, const cyfes_sep_axis *plan, double u0, double *S) {    \
     double e[3][CYFES_SEP_T * CYFES_SEP_B], a[CYFES_SEP_B], w[CYFES_SEP_B];                                           \
     double g2 = 0;                                                                                                    \
     for (int d = 0; d < dim; ++d) {                                                                                   \
       const T *s = samples_t + (int64_t)d * n + j0;                                                                   \
-      const double p = pd[d], gg = gap[d] * gap[d];                                                                   \
+      const double p = pd[d], gg = plan[d].gap * plan[d].gap;                                                         \
       g2 += gg;                                                                                                       \
+      if (plan[d].rec) {                                                                                              \
+        const double g0 = plan[d].g0 - plan[d].shift, h = plan[d].h, c = plan[d].c;                                   \
+        double *r = w; /* w is free until the multiply-adds */                                                        \
+        _Pragma("omp simd") for (int64_t j = 0; j < nb; ++j) {                                                        \
+          const double x = g0 - (double)s[j];                                                                         \
+          e[d][j] = cyfes_vexp_f64(gg - x * x);                                                                       \
+          r[j] = cyfes_vexp_f64(-h * (2 * x + h));                                                                    \
+        }                                                                                                             \
+        for (int64_t i = 1; i < t[d]; ++i) {                                                                          \
+          double *ed = e[d] + i * CYFES_SEP_B;                                                                        \
+          const double *ep = ed - CYFES_SEP_B;                                                                        \
+          _Pragma("omp simd") for (int64_t j = 0; j < nb; ++j) {                                                      \
+            ed[j] = ep[j] * r[j];                                                                                     \
+            r[j] *= c;                                                                                                \
+          }                                                                                                           \
+        }                                                                                                             \
+        continue;                                                                                                     \
+      }                                                                                                               \
       for (int64_t i = 0; i < t[d]; ++i) {                                                                            \
         const double g = axis[d][i];                                                                                  \
         double *ed = e[d] + i * CYFES_SEP_B;                                                                          \
@@ -447,20 +474,20 @@ typedef struct {
             double dx = fabs(g - (double)s[j]);                                                                       \
             dx = dx < p - dx ? dx : p - dx;                                                                           \
             double x = gg - dx * dx;                                                                                  \
-            ed[j] = cyfes_vexp_f64(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                                                     \
+            ed[j] = cyfes_vexp_f64(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                        \
           }                                                                                                           \
         } else {                                                                                                      \
           _Pragma("omp simd") for (int64_t j = 0; j < nb; ++j) {                                                      \
             double dx = g - (double)s[j];                                                                             \
             double x = gg - dx * dx;                                                                                  \
-            ed[j] = cyfes_vexp_f64(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                                                     \
+            ed[j] = cyfes_vexp_f64(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                        \
           }                                                                                                           \
         }                                                                                                             \
       }                                                                                                               \
     }                                                                                                                 \
     _Pragma("omp simd") for (int64_t j = 0; j < nb; ++j) {                                                            \
       double x = (double)lw[j0 + j] - u0 - g2;                                                                        \
-      a[j] = cyfes_vexp_f64(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                                                            \
+      a[j] = cyfes_vexp_f64(x > CYFES_SEP_FLOOR ? x : CYFES_SEP_FLOOR);                                               \
     }                                                                                                                 \
     const int64_t t1 = t[1], t2 = dim == 3 ? t[2] : 1;                                                                \
     for (int64_t i = 0; i < t[0]; ++i) {                                                                              \
@@ -493,28 +520,139 @@ typedef struct {
       if (bucket[i] < from || bucket[i] >= to) continue;                                                              \
       const int64_t k = list[i];                                                                                      \
       double gap[CYFES_MAX_DIM], lo2, hi2;                                                                            \
+      cyfes_sep_axis plan[3];                                                                                         \
       cyfes_box_d2(box + k * 2 * dim, tlo, thi, pd, dim, &lo2, &hi2, gap);                                            \
+      cyfes_sep_plan(box + k * 2 * dim, axis, t, pd, gap, dim, plan);                                                 \
       for (int64_t j0 = start[k]; j0 < start[k + 1]; j0 += CYFES_SEP_B) {                                             \
         const int64_t nb = start[k + 1] - j0 < CYFES_SEP_B ? start[k + 1] - j0 : CYFES_SEP_B;                         \
-        cyfes_sep_block_##SUFFIX(samples_t, lw, n, dim, j0, nb, axis, t, pd, gap, u0, S);                             \
+        cyfes_sep_block_##SUFFIX(samples_t, lw, n, dim, j0, nb, axis, t, pd, plan, u0, S);                            \
       }                                                                                                               \
       summed += start[k + 1] - start[k];                                                                              \
     }                                                                                                                 \
     return summed;                                                                                                    \
   }                                                                                                                   \
+  /* Choose and sum cells for `count` points: cells by bucket (1-nat buckets of ub below u0) until the neglected      \
+   * bound R (the cells left out, plus lfar for the samples outside the window) is at most tol times the smallest     \
+   * included sum. ex: nw doubles of scratch. *widen = 1: lfar was not negligible (nothing else is valid then). */    \
+  CYFES_INLINE cyfes_tile_result cyfes_cut_##SUFFIX(                                                                  \
+      const T *samples_t, const T *lw, int64_t n, int dim, const T *per, const int64_t *start, const double *box,     \
+      const double *pd, const T *g0, int64_t count, int sep, const double *const *axis, const int64_t *tshape,        \
+      const double *tlo, const double *thi, int64_t nw, const int64_t *wl, const double *ub, int16_t *bucket,         \
+      double *ex, double u0, double est, double lfar, double ltol, double *out, double *smin_out, int *widen) {       \
+    cyfes_tile_result res = {0, 0};                                                                                   \
+    int periodic = 0;                                                                                                 \
+    for (int d = 0; d < dim; ++d) periodic |= per[d] > 0;                                                             \
+    /* bsum[b]: the bound of the cells from bucket b on, relative to u0; arguments clamped at -700 (only ever         \
+     * raises the bound) */                                                                                           \
+    double bsum[CYFES_BUCKETS + 1];                                                                                   \
+    memset(bsum, 0, sizeof bsum);                                                                                     \
+    _Pragma("omp simd") for (int64_t k = 0; k < nw; ++k) {                                                            \
+      const double x = ub[k] - u0;                                                                                    \
+      ex[k] = cyfes_vexp_f64(x > -700.0 ? x : -700.0);                                                                \
+    }                                                                                                                 \
+    _Pragma("omp simd") for (int64_t k = 0; k < nw; ++k) {                                                            \
+      const double below = u0 - ub[k];                                                                                \
+      bucket[k] = (int16_t)(below < CYFES_BUCKETS - 1 ? below : CYFES_BUCKETS - 1);                                   \
+    }                                                                                                                 \
+    for (int64_t k = 0; k < nw; ++k) bsum[bucket[k]] += ex[k];                                                        \
+    for (int b = CYFES_BUCKETS - 1; b >= 0; --b) bsum[b] += bsum[b + 1]; /* suffix sums: mass from b on */            \
+    /* first cut from an estimate of the density; the check below decides */                                          \
+    int cut = 1;                                                                                                      \
+    while (cut < CYFES_BUCKETS && !(cyfes_libm_log(bsum[cut]) + u0 <= ltol + est)) ++cut;                             \
+    T m[CYFES_TILE_MAX];                                                                                              \
+    double dsum[CYFES_TILE_MAX], S[CYFES_TILE_MAX];                                                                   \
+    int started = 0, from = 0, fails = 0;                                                                             \
+    *widen = 0;                                                                                                       \
+    if (sep) memset(S, 0, sizeof S);                                                                                  \
+    for (;;) { /* ends: a passed check, or all cells taken (after two failed checks or a full first cut) */           \
+      int64_t summed = sep ? cyfes_sep_cells_##SUFFIX(samples_t, lw, n, dim, axis, tshape, pd, tlo, thi, nw, wl,      \
+                                                      start, box, bucket, from, cut, u0, S)                           \
+                           : cyfes_cells_sum_##SUFFIX(samples_t, lw, n, dim, g0, count, per, periodic, nw, wl, start, \
+                                                      bucket, from, cut, m, dsum, &started);                          \
+      res.pairs += count * summed;                                                                                    \
+      double smin = DBL_MAX;                                                                                          \
+      for (int64_t p = 0; p < count; ++p) {                                                                           \
+        out[p] = sep ? u0 + cyfes_libm_log(S[p]) : (double)m[p] + cyfes_libm_log(dsum[p]);                            \
+        smin = out[p] < smin ? out[p] : smin;                                                                         \
+      }                                                                                                               \
+      if (sep && !(smin > u0 - CYFES_SEP_RANGE)) { /* a point far below the tile's bound: sum again per point */      \
+        sep = 0;                                                                                                      \
+        from = 0;                                                                                                     \
+        continue;                                                                                                     \
+      }                                                                                                               \
+      double lr = cut < CYFES_BUCKETS && bsum[cut] > 0 ? u0 + cyfes_libm_log(bsum[cut]) : -DBL_MAX; /* left out */    \
+      if (lfar > -DBL_MAX)                                                                                            \
+        lr = lr == -DBL_MAX ? lfar : (lfar > lr ? lfar + log1p(cyfes_libm_exp(lr - lfar))                             \
+                                                : lr + log1p(cyfes_libm_exp(lfar - lr)));                             \
+      *smin_out = smin;                                                                                               \
+      if (lfar > ltol + smin) { /* the samples outside the window could matter after all */                           \
+        *widen = 1;                                                                                                   \
+        return res;                                                                                                   \
+      }                                                                                                               \
+      if (lr <= ltol + smin || cut > CYFES_BUCKETS - 1) {                                                             \
+        res.bound = lr > -DBL_MAX ? log1p(cyfes_libm_exp(lr - smin)) : 0;                                             \
+        return res;                                                                                                   \
+      }                                                                                                               \
+      /* next cut from the included minimum, a true lower bound of every point's density */                           \
+      from = cut;                                                                                                     \
+      ++cut;                                                                                                          \
+      while (cut < CYFES_BUCKETS && !(cyfes_libm_log(bsum[cut]) + u0 <= ltol + smin)) ++cut;                          \
+      if (++fails >= 2) cut = CYFES_BUCKETS; /* rounding kept failing the check: take everything */                   \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  /* A steep tile (its density changes by more than CYFES_STEEP nats over it, so one cut for all its points would     \
+   * be set by the lowest and include far too much for the others), one point at a time: each point's cell bounds     \
+   * from its own distance to the cells of the tile's window (a subset of the tile's bounds' cells; lfar still holds). \
+   * work: (2 dim + 3) nw doubles. *widen = 1: some point needs a wider window (the results are then invalid). */     \
+  CYFES_INLINE cyfes_tile_result cyfes_steep_##SUFFIX(                                                                \
+      const T *samples_t, const T *lw, int64_t n, int dim, const T *per, const int64_t *start, const double *lmass,   \
+      const double *box, const double *pd, const T *g0, int64_t count, int64_t nw, const int64_t *wl,                 \
+      int16_t *bucket, double *work, double gap, double lfar, double ltol, double *out, int *widen) {                 \
+    cyfes_tile_result res = {0, 0};                                                                                   \
+    double *lo = work, *hw = work + dim * nw, *lm = work + 2 * dim * nw, *ubp = lm + nw, *ex = ubp + nw;              \
+    for (int64_t i = 0; i < nw; ++i) { /* the window's cells as centre and half-width per CV */                       \
+      const int64_t k = wl[i];                                                                                        \
+      lm[i] = lmass[k];                                                                                               \
+      for (int d = 0; d < dim; ++d) {                                                                                 \
+        lo[d * nw + i] = 0.5 * (box[k * 2 * dim + 2 * d] + box[k * 2 * dim + 2 * d + 1]);                             \
+        hw[d * nw + i] = 0.5 * (box[k * 2 * dim + 2 * d + 1] - box[k * 2 * dim + 2 * d]);                             \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (int64_t p = 0; p < count; ++p) {                                                                             \
+      const T *g = g0 + p * dim;                                                                                      \
+      memcpy(ubp, lm, (size_t)nw * sizeof(double));                                                                   \
+      for (int d = 0; d < dim; ++d) { /* nearest-image gap between the point and each cell's box */                   \
+        const double gd = (double)g[d], P = pd[d];                                                                    \
+        const double *c = lo + d * nw, *h = hw + d * nw;                                                              \
+        _Pragma("omp simd") for (int64_t i = 0; i < nw; ++i) {                                                        \
+          double dl = fabs(gd - c[i]);                                                                                \
+          dl = P > 0 && P - dl < dl ? P - dl : dl;                                                                    \
+          dl = dl - h[i] > 0 ? dl - h[i] : 0;                                                                         \
+          ubp[i] -= dl * dl;                                                                                          \
+        }                                                                                                             \
+      }                                                                                                               \
+      double u0 = -DBL_MAX, smin;                                                                                     \
+      for (int64_t i = 0; i < nw; ++i) u0 = ubp[i] > u0 ? ubp[i] : u0;                                                \
+      cyfes_tile_result r = cyfes_cut_##SUFFIX(samples_t, lw, n, dim, per, start, box, pd, g, 1, 0, NULL, NULL, NULL, \
+                                               NULL, nw, wl, ubp, bucket, ex, u0, u0 - gap, lfar, ltol, out + p,      \
+                                               &smin, widen);                                                         \
+      res.pairs += r.pairs;                                                                                           \
+      if (*widen) return res;                                                                                         \
+      res.bound = r.bound > res.bound ? r.bound : res.bound;                                                          \
+    }                                                                                                                 \
+    return res;                                                                                                       \
+  }                                                                                                                   \
   /* One tile of `count` points g0 (pre-scaled, wrapped): out[p] = log of the truncated sum. tshape: the tile's       \
-   * extent per CV when it is a box of a regular grid (points in matrix order), else NULL. */                          \
+   * extent per CV when it is a box of a regular grid (points in matrix order), else NULL. ub, bucket, wl: ncells     \
+   * entries of scratch, work: (2 dim + 3) ncells. */                                                                 \
   CYFES_CLONES static cyfes_tile_result cyfes_tile_##SUFFIX(                                                          \
       const T *samples_t, const T *lw, int64_t n, int dim, const T *per, int64_t ncells,                              \
       const int64_t *start, const double *lmass, const double *box, const cyfes_cell_grid *cg, const int64_t *dense,  \
-      double lall, double reach, double gap, const T *g0, int64_t count, const int64_t *tshape, double tol,         \
-      double *ub, int16_t *bucket, int64_t *wl, double *out) {                                                        \
-    cyfes_tile_result res = {0, 0};                                                                                   \
+      double lall, double reach, double gap, const T *g0, int64_t count, const int64_t *tshape, double tol,           \
+      double *ub, int16_t *bucket, int64_t *wl, double *work, double *out) {                                          \
     double tlo[CYFES_MAX_DIM], thi[CYFES_MAX_DIM], pd[CYFES_MAX_DIM];                                                 \
-    int periodic = 0;                                                                                                 \
     for (int d = 0; d < dim; ++d) {                                                                                   \
       pd[d] = (double)per[d];                                                                                         \
-      periodic |= per[d] > 0;                                                                                         \
       tlo[d] = DBL_MAX;                                                                                               \
       thi[d] = -DBL_MAX;                                                                                              \
       for (int64_t p = 0; p < count; ++p) {                                                                           \
@@ -523,7 +661,7 @@ typedef struct {
         thi[d] = v > thi[d] ? v : thi[d];                                                                             \
       }                                                                                                               \
     }                                                                                                                 \
-    /* separable when the tile is a box of 2 or 3 CVs: per-CV coordinates of the box */                              \
+    /* separable when the tile is a box of 2 or 3 CVs: per-CV coordinates of the box */                               \
     int sep = tshape != NULL && (dim == 2 || dim == 3);                                                               \
     double axes[3][CYFES_SEP_T];                                                                                      \
     const double *axis[3] = {axes[0], axes[1], axes[2]};                                                              \
@@ -535,10 +673,10 @@ typedef struct {
         stride *= tshape[d];                                                                                          \
       }                                                                                                               \
     }                                                                                                                 \
-    /* the cells within `reach` of the tile; a sample outside is at least `near` away (all samples: exp(lall)) */   \
-    const double ltol = cyfes_libm_log(tol) + cyfes_libm_log(CYFES_SAFETY);                                                                 \
+    /* the cells within `reach` of the tile; a sample outside is at least `near` away (all samples: exp(lall)) */     \
+    const double ltol = cyfes_libm_log(tol) + cyfes_libm_log(CYFES_SAFETY);                                           \
     int64_t nw;                                                                                                       \
-    double near, u0, lbm, lbs;                                                                                        \
+    double near, u0, lbm, lbs, *lb = work; /* lb: each cell's lower bound, until the cut needs work */                \
     for (;;) {                                                                                                        \
       nw = cyfes_window(cg, dense, ncells, tlo, thi, reach, wl, &near);                                               \
       u0 = -DBL_MAX, lbm = -DBL_MAX, lbs = 0;                                                                         \
@@ -546,72 +684,61 @@ typedef struct {
         double d2min, d2max;                                                                                          \
         cyfes_box_d2(box + wl[i] * 2 * dim, tlo, thi, pd, dim, &d2min, &d2max, NULL);                                 \
         ub[i] = lmass[wl[i]] - d2min;                                                                                 \
+        lb[i] = lmass[wl[i]] - d2max;                                                                                 \
         u0 = ub[i] > u0 ? ub[i] : u0;                                                                                 \
-        cyfes_lse_add(&lbm, &lbs, lmass[wl[i]] - d2max);                                                              \
+        lbm = lb[i] > lbm ? lb[i] : lbm;                                                                              \
       }                                                                                                               \
-      /* the far samples must be negligible against a first estimate of the density, else look further */           \
-      const double want = lall - ltol - (nw ? u0 - gap : -DBL_MAX / 4);                                     \
+      /* lower only guides the first cut and the choice of cyfes_steep (the checks use the included sums):            \
+       * terms below e^-700 of the largest may be rounded up */                                                       \
+      _Pragma("omp simd reduction(+ : lbs)") for (int64_t i = 0; i < nw; ++i) {                                       \
+        const double x = lb[i] - lbm;                                                                                 \
+        lbs += cyfes_vexp_f64(x > -700.0 ? x : -700.0);                                                               \
+      }                                                                                                               \
+      /* the far samples must be negligible against a first estimate of the density, else look further */             \
+      const double want = lall - ltol - (nw ? u0 - gap : -DBL_MAX / 4);                                               \
       if (near == DBL_MAX || (nw && near * near >= want)) break;                                                      \
       reach = nw && want > 0 ? sqrt(want) + 2 * reach : 2 * reach + 1;                                                \
     }                                                                                                                 \
-    const double lower = lbm + cyfes_libm_log(lbs);                                                                              \
-    double bsum[CYFES_BUCKETS + 1];                                                                                   \
-    memset(bsum, 0, sizeof bsum);                                                                                     \
-    for (int64_t k = 0; k < nw; ++k) {                                                                                \
-      double below = u0 - ub[k];                                                                                      \
-      int b = below < CYFES_BUCKETS - 1 ? (int)below : CYFES_BUCKETS - 1;                                             \
-      bucket[k] = (int16_t)b;                                                                                         \
-      bsum[b] += cyfes_libm_exp(-below);                                                                                         \
+    const double lower = lbs > 0 ? lbm + cyfes_libm_log(lbs) : -DBL_MAX;                                                             \
+    const double lfar = near == DBL_MAX ? -DBL_MAX : lall - near * near; /* bound of the samples outside */           \
+    cyfes_tile_result res = {0, 0}, r;                                                                                \
+    int widen = 0;                                                                                                    \
+    double smin;                                                                                                      \
+    if (count > 1 && u0 - lower > CYFES_STEEP && lfar <= ltol + lower - 1) {                                          \
+      /* cells whose bound is below tol e^(lower - 2) / nw together change no point by more than e^-2 tol: left out   \
+      * of every point's list up front (moved to the back of wl) and counted with the far samples */                  \
+      const double thr = lower + ltol - 2 - cyfes_libm_log((double)nw);                                               \
+      int64_t nc = 0;                                                                                                 \
+      for (int64_t i = 0; i < nw; ++i)                                                                                \
+        if (ub[i] >= thr) {                                                                                           \
+          const int64_t w = wl[i];                                                                                    \
+          const double u = ub[i];                                                                                     \
+          wl[i] = wl[nc], ub[i] = ub[nc];                                                                             \
+          wl[nc] = w, ub[nc++] = u;                                                                                   \
+        }                                                                                                             \
+      double lf = lfar;                                                                                               \
+      if (nc < nw) {                                                                                                  \
+        const double le = thr + cyfes_libm_log((double)(nw - nc));                                                    \
+        lf = lf == -DBL_MAX ? le : (lf > le ? lf + log1p(cyfes_libm_exp(le - lf)) : le + log1p(cyfes_libm_exp(lf - le))); \
+      }                                                                                                               \
+      r = cyfes_steep_##SUFFIX(samples_t, lw, n, dim, per, start, lmass, box, pd, g0, count, nc, wl, bucket, work,    \
+                               gap, lf, ltol, out, &widen);                                                           \
+      if (!widen) return r;                                                                                           \
+      res.pairs += r.pairs; /* a point needs a wider window: the tile as a whole below */                             \
     }                                                                                                                 \
-    for (int b = CYFES_BUCKETS - 1; b >= 0; --b) bsum[b] += bsum[b + 1]; /* suffix sums: mass from b on */           \
-    const double lfar = near == DBL_MAX ? -DBL_MAX : lall - near * near; /* bound of the samples outside */         \
-    /* first cut from an estimate of the density; the check below decides */                                        \
-    double est = lower > u0 - gap ? lower : u0 - gap;                                             \
-    int cut = 1;                                                                                                      \
-    while (cut < CYFES_BUCKETS && !(cyfes_libm_log(bsum[cut]) + u0 <= ltol + est)) ++cut;                                        \
-    T m[CYFES_TILE_MAX];                                                                                              \
-    double dsum[CYFES_TILE_MAX], S[CYFES_TILE_MAX];                                                                   \
-    int started = 0, from = 0, fails = 0;                                                                             \
-    if (sep) memset(S, 0, sizeof S);                                                                                  \
-    for (;;) { /* ends: a passed check, or all cells taken (after two failed checks or a full first cut) */          \
-      int64_t summed = sep ? cyfes_sep_cells_##SUFFIX(samples_t, lw, n, dim, axis, tshape, pd, tlo, thi, nw, wl,      \
-                                                      start, box, bucket, from, cut, u0, S)                           \
-                           : cyfes_cells_sum_##SUFFIX(samples_t, lw, n, dim, g0, count, per, periodic, nw, wl, start, \
-                                                      bucket, from, cut, m, dsum, &started);                          \
-      res.pairs += count * summed;                                                                                    \
-      double smin = DBL_MAX;                                                                                          \
-      for (int64_t p = 0; p < count; ++p) {                                                                           \
-        out[p] = sep ? u0 + cyfes_libm_log(S[p]) : (double)m[p] + cyfes_libm_log(dsum[p]);                                                  \
-        smin = out[p] < smin ? out[p] : smin;                                                                         \
-      }                                                                                                               \
-      if (sep && !(smin > u0 - CYFES_SEP_RANGE)) { /* a point far below the tile's bound: sum again with running maxima */      \
-        sep = 0;                                                                                                      \
-        from = 0;                                                                                                     \
-        continue;                                                                                                     \
-      }                                                                                                               \
-      /* the neglected mass, summed exactly over the cells left out */                                               \
-      double rm = -DBL_MAX, rs = 0;                                                                                   \
-      for (int64_t k = 0; k < nw; ++k)                                                                                \
-        if (bucket[k] >= cut) cyfes_lse_add(&rm, &rs, ub[k]);                                                         \
-      if (lfar > -DBL_MAX) cyfes_lse_add(&rm, &rs, lfar);                                                             \
-      double lr = rs > 0 ? rm + cyfes_libm_log(rs) : -DBL_MAX;                                                                   \
-      if (lfar > ltol + smin) { /* the samples outside the window could matter after all: widen it, start again */  \
-        cyfes_tile_result again = cyfes_tile_##SUFFIX(samples_t, lw, n, dim, per, ncells, start, lmass, box, cg,      \
-                                                      dense, lall, sqrt(lall - ltol - smin) + 2 * reach, gap, g0, count, \
-                                                      tshape, tol, ub, bucket, wl, out);                              \
-        again.pairs += res.pairs;                                                                                     \
-        return again;                                                                                                 \
-      }                                                                                                               \
-      if (lr <= ltol + smin || cut > CYFES_BUCKETS - 1) {                                                             \
-        res.bound = rs > 0 ? log1p(cyfes_libm_exp(lr - smin)) : 0;                                                               \
-        return res;                                                                                                   \
-      }                                                                                                               \
-      /* next cut from the included minimum, a true lower bound of every point's density */                          \
-      from = cut;                                                                                                     \
-      ++cut;                                                                                                          \
-      while (cut < CYFES_BUCKETS && !(cyfes_libm_log(bsum[cut]) + u0 <= ltol + smin)) ++cut;                                     \
-      if (++fails >= 2) cut = CYFES_BUCKETS; /* rounding kept failing the check: take everything */                  \
+    r = cyfes_cut_##SUFFIX(samples_t, lw, n, dim, per, start, box, pd, g0, count, sep, axis, tshape, tlo, thi, nw, wl, \
+                           ub, bucket, work, u0, lower > u0 - gap ? lower : u0 - gap, lfar, ltol, out, &smin, &widen); \
+    res.pairs += r.pairs;                                                                                             \
+    if (!widen) {                                                                                                     \
+      res.bound = r.bound;                                                                                            \
+      return res;                                                                                                     \
     }                                                                                                                 \
+    /* the samples outside the window could matter after all: widen it, start again */                                \
+    r = cyfes_tile_##SUFFIX(samples_t, lw, n, dim, per, ncells, start, lmass, box, cg, dense, lall,                   \
+                            sqrt(lall - ltol - smin) + 2 * reach, gap, g0, count, tshape, tol, ub, bucket, wl, work,  \
+                            out);                                                                                     \
+    r.pairs += res.pairs;                                                                                             \
+    return r;                                                                                                         \
   }
 
 CYFES_DEFINE_TILE(double, f64)
