@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .elf import ElfFile
 from .errors import Problem
+from .resolve import SYSTEM_LIBRARIES
 
 # DT_NEEDED -> the conda-forge packages that put it into $PREFIX/lib. The first name is the one we declare.
 # libcudart: cuda-cudart from CUDA 12 on; the monolithic legacy `cudatoolkit` up to 11.x.
@@ -28,12 +29,6 @@ PROVIDERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"libcurand\.so\.\d+", ("libcurand",)),
 )
 
-# From the system, never from a conda package: glibc's libraries (the __glibc virtual package constrains their
-# version) and the NVIDIA driver's libcuda (libcudart dlopens it; conda-forge whitelists it the same way).
-SYSTEM_LIBRARIES = frozenset({
-    "libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libutil.so.1", "libresolv.so.2",
-    "libmvec.so.1", "ld-linux-x86-64.so.2", "libcuda.so.1",
-})
 
 
 @dataclass(frozen=True)

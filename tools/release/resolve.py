@@ -22,8 +22,16 @@ from dataclasses import dataclass, field
 
 from .elf import ElfFile
 
-# The driver comes with the GPU's kernel module, never with a package (conda-build whitelists it the same way).
-EXTRA_SYSTEM_LIBRARIES = ("libcuda.so.1", "ld-linux-x86-64.so.2", "linux-vdso.so.1", "libcrypt.so.1")
+# What every target system provides, for wheels and conda packages alike: glibc's own libraries (their version is
+# the glibc floor's business, glibc.py) and the NVIDIA driver's libcuda, which comes with the GPU's kernel module,
+# never with a package (conda-build whitelists it the same way).
+SYSTEM_LIBRARIES = frozenset({
+    "libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libutil.so.1", "libresolv.so.2",
+    "libmvec.so.1", "ld-linux-x86-64.so.2", "linux-vdso.so.1", "libcuda.so.1",
+})
+# A wheel may assume more: the manylinux policy's list (auditwheel's), and libcrypt.so.1, which every manylinux
+# base image has (glibc shipped it until 2.38).
+WHEEL_EXTRA_SYSTEM_LIBRARIES = ("libcrypt.so.1",)
 DEFAULT_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
 # Absolute entries that contain these look like a build machine's scratch space rather than an install location.
 BUILD_TREE_MARKERS = ("/build/", "/tmp/", "/_skbuild/", "/home/", "/root/", "/work/", "/conda-bld/")
@@ -40,8 +48,10 @@ class SystemLibraries:
 
     @classmethod
     def from_host(cls, policy_libs: tuple[str, ...] | None = None) -> "SystemLibraries":
-        libs = policy_libs if policy_libs is not None else manylinux_allowlist()
-        return cls(frozenset(libs) | frozenset(EXTRA_SYSTEM_LIBRARIES), host_libraries())
+        """A wheel's view (policy_libs None: the manylinux policy); policy_libs=() is a conda package's: glibc and
+        the driver only, everything else must come from the prefix."""
+        libs = manylinux_allowlist() + WHEEL_EXTRA_SYSTEM_LIBRARIES if policy_libs is None else policy_libs
+        return cls(SYSTEM_LIBRARIES | frozenset(libs), host_libraries())
 
 
 def manylinux_allowlist() -> tuple[str, ...]:
