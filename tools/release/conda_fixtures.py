@@ -24,6 +24,8 @@ from .conda_channel import index_channel
 from .conda_meta import PackageInfo, info_entries
 from .errors import Problem, ReleaseError
 
+HOST_PROVIDED = ("libstdc++.so.6", "libgcc_s.so.1")
+"""Libraries the metadata-only libstdcxx and libgcc stand-ins leave to the host: verify accepts them from outside."""
 FIXTURE_LICENSE = b"Test fixture for cyfes's release verification; not a redistributable package.\n"
 FIXTURE_HOME = "https://github.com/cyfes/cyfes/tree/main/tools/release/conda_fixtures.py"
 # conda-forge's build string of python_abi marks the ABI (cp312); the solver matches `*_cp312` against it.

@@ -1,7 +1,7 @@
-"""Verify a cyfes `.conda`: install it with py-rattler into a fresh prefix (with the fixture channel standing in
-for conda-forge), run the host's matching Python on that prefix's site-packages under the loader's trace
-(LD_DEBUG=libs), import cyfes, call backends(), compute a small FES (checked against numpy), and prove from the
-trace that libcudart and libgomp were loaded from $PREFIX/lib and nothing from a system CUDA installation.
+"""`verify PKG.conda`: install it with py-rattler into a fresh prefix (with the fixture channel standing in for
+conda-forge), run the one smoke program (smoke.py) with the host's matching Python on that prefix's site-packages
+under the loader's trace (verify.run_smoke), and prove from the trace that libcudart and libgomp were loaded from
+$PREFIX/lib and nothing from a system CUDA installation. The answer is verify's `InstallResult`, scheme "conda".
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -20,10 +20,14 @@ from .conda_archive import read_conda
 from .conda_info import python_of, read_package_info
 from .conda_channel import index_channel, install, repodata, solve
 from .conda_meta import SUBDIR
-from .conda_fixtures import build_fixture_channel, fixtures
+from .conda_fixtures import HOST_PROVIDED, build_fixture_channel, fixtures
+from .elf import ELF_MAGIC
 from .errors import Problem, VerifyError
 from .interpreters import which_python
-from .verify import SMOKE_TIMEOUT_S, WHEELHOUSE, clean_env, fill_wheelhouse, loaded_objects
+from .layouts import layout
+from .resolve import SYSTEM_LIBRARIES
+from .smoke import CPU_TOLERANCE, SMOKE, SMOKE_TIMEOUT_S
+from .verify import WHEELHOUSE, InstallResult, clean_env, fill_wheelhouse, judge_run, run_smoke
 
 FIXTURE_CHANNEL = Path("build/release/conda-fixtures")
 """Where the release writes the TEST FIXTURE channel: never under dist/, never published."""
@@ -31,44 +35,6 @@ NUMPY_CACHE = Path("build/release/conda-numpy")
 # What must come from the environment's $PREFIX/lib, not from the host.
 ENV_LIBRARIES = ("libcudart.so", "libgomp.so")
 HOST_CUDA_MARKERS = ("/usr/local/cuda", "/opt/cuda", "/usr/lib/cuda")
-SMOKE = r"""
-import json, math, sys
-import numpy as np
-import cyfes
-backends = cyfes.backends()
-rng = np.random.default_rng(0)
-samples = rng.normal(size=(2000, 2))
-res = cyfes.fes(samples, sigma=0.3, bins=24, device="cpu")
-# independent float64 reference: F = -kT log sum_j exp(-|x - s_j|^2 / 2 sigma^2), shifted to min 0
-pts = res.points()
-d2 = (((pts[:, None, :] - samples[None, :, :]) / 0.3) ** 2).sum(-1)
-m = (-0.5 * d2).max(1)
-ref = -res.kT * (m + np.log(np.exp(-0.5 * d2 - m[:, None]).sum(1)))
-ref -= ref.min()
-out = {"cyfes": cyfes.__file__, "numpy": np.__version__, "backends": backends,
-       "cpu_vs_numpy": float(np.max(np.abs(res.values.ravel() - ref)))}
-if backends["cuda"]["usable"]:
-    gpu = cyfes.fes(samples, sigma=0.3, bins=24, device="gpu")
-    out["gpu_vs_cpu"] = float(np.max(np.abs(gpu.values - res.values)))
-print("CYFES-SMOKE " + json.dumps(out, default=str))
-"""
-
-
-@dataclass
-class CondaVerifyResult:
-    package: str
-    prefix: str
-    loaded: dict[str, str] = field(default_factory=dict)
-    """SONAME (file name) -> path the loader opened it from."""
-    smoke: dict = field(default_factory=dict)
-    entry_point: str = ""
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
 def package_index(path: Path) -> dict:
     """index.json, after conda_info checked it (name, version and build name files here) and paths.json."""
     entries = read_conda(path)
@@ -115,14 +81,6 @@ def numpy_path(python: Path, cache: Path) -> str | None:
     return str(target)
 
 
-def loaded_libraries(trace: str) -> dict[str, str]:
-    """file name -> real path of each object the loader initialised (verify.loaded_objects reads the trace)."""
-    found: dict[str, str] = {}
-    for path in loaded_objects(trace):
-        found.setdefault(os.path.basename(path), os.path.realpath(path))
-    return found
-
-
 def trace_problems(label: str, loaded: dict[str, str], prefix: Path, cuda: bool) -> list[Problem]:
     libdir = os.path.realpath(prefix / "lib")
     problems = []
@@ -139,13 +97,13 @@ def trace_problems(label: str, loaded: dict[str, str], prefix: Path, cuda: bool)
     return problems
 
 
-def run_smoke(python: Path, prefix: Path, site: str, extra_path: str | None) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LD_DEBUG": "libs",
-           "PYTHONPATH": ":".join(p for p in (str(prefix / site), extra_path) if p), "PYTHONNOUSERSITE": "1"}
+def smoke_env(prefix: Path, site: str, extra_path: str | None) -> dict[str, str]:
+    """Only the prefix's site-packages (and numpy's directory for a host Python without it) on the path."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "PYTHONNOUSERSITE": "1",
+           "PYTHONPATH": ":".join(p for p in (str(prefix / site), extra_path) if p)}
     if "CUDA_VISIBLE_DEVICES" in os.environ:
         env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
-    return subprocess.run([str(python), "-s", "-c", SMOKE], env=env, capture_output=True, text=True,
-                          timeout=SMOKE_TIMEOUT_S)
+    return env
 
 
 def check_entry_point(python: Path, prefix: Path, name: str, site: str, extra: str | None) -> tuple[str, list[Problem]]:
@@ -155,7 +113,8 @@ def check_entry_point(python: Path, prefix: Path, name: str, site: str, extra: s
     if first != f"#!{prefix}/bin/python":
         return first, [Problem(str(script), "", f"shebang {first!r} does not name this prefix's python")]
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(p for p in (str(prefix / site), extra) if p)}
-    proc = subprocess.run([str(python), str(script), "--help"], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([str(python), str(script), "--help"], env=env, capture_output=True, text=True,
+                          timeout=SMOKE_TIMEOUT_S)
     if proc.returncode != 0:
         return first, [Problem(str(script), "", f"`{name} --help` failed: {proc.stderr.strip()[-300:]}")]
     return first, []
@@ -197,38 +156,52 @@ def prepare_fixtures(pkgs: list[Path], out: Path, cudart_wheel: Path | dict[str,
     return out
 
 
-def verify_package(pkg: Path, channel: Path, fixture_channel: Path, work: Path, cache: Path) -> CondaVerifyResult:
-    """Install `pkg` (which lives in `channel`) into a fresh prefix under `work` and run the smoke test there."""
+def payload_elf_names(pkg: Path) -> set[str]:
+    """File names of the package's own ELF files: where the trace's closure starts."""
+    return {os.path.basename(n) for n, e in read_conda(pkg).items()
+            if not n.startswith("info/") and e.link_target is None and e.data[:4] == ELF_MAGIC}
+
+
+def verify_package(pkg: Path, channel: Path, fixture_channel: Path, work: Path, cache: Path,
+                   code: str = SMOKE) -> InstallResult:
+    """Install `pkg` (which lives in `channel`) into a fresh prefix under `work` and run the smoke program there."""
+    start = time.monotonic()
     index = package_index(pkg)
     python, cuda = package_target(index)
     interpreter = host_python(python)
     prefix = work / "prefix"
     records = solve([channel, fixture_channel], [f"{index['name']} =={index['version']} {index['build']}"])
     install(records, prefix, work / "pkgs")
-    site = f"lib/python{python}/site-packages"
-    result = CondaVerifyResult(pkg.name, str(prefix))
+    site = layout("conda", python).site_packages
+    result = InstallResult(pkg.name, "conda", python, root=str(prefix))
     extra = numpy_path(interpreter, cache)
-    proc = run_smoke(interpreter, prefix, site, extra)
-    result.loaded = loaded_libraries(proc.stderr)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("CYFES-SMOKE ")]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(ln for ln in proc.stderr.splitlines() if not re.match(r"^\s*\d+:", ln))[-600:]
-        result.problems.append(Problem(pkg.name, "smoke test", f"failed (exit {proc.returncode}): {tail}"))
-        return result
-    result.smoke = json.loads(lines[-1].split(" ", 1)[1])
-    if result.smoke["cpu_vs_numpy"] > 1e-6:
-        result.problems.append(Problem(pkg.name, "smoke test", f"CPU FES differs from numpy by {result.smoke['cpu_vs_numpy']}"))
-    if not os.path.realpath(result.smoke["cyfes"]).startswith(os.path.realpath(prefix) + "/"):
-        result.problems.append(Problem(pkg.name, "smoke test", f"imported cyfes from {result.smoke['cyfes']}, "
-                                       "not from the prefix"))
-    result.problems += trace_problems(pkg.name, result.loaded, prefix, cuda is not None)
-    result.entry_point, probs = check_entry_point(interpreter, prefix, "cyfes", site, extra)
-    result.problems += probs
+    run_dir = work / "cwd"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rc, out, trace = run_smoke(str(interpreter), code, smoke_env(prefix, site, extra), run_dir)
+    judge_run(result, rc, out, trace, payload_elf_names(pkg), prefix, SYSTEM_LIBRARIES | frozenset(HOST_PROVIDED))
+    if rc == 0:
+        result.fail(*smoke_problems(pkg.name, result.smoke, prefix))
+        result.fail(*trace_problems(pkg.name, result.loaded, prefix, cuda is not None))
+        result.entry_point, problems = check_entry_point(interpreter, prefix, "cyfes", site, extra)
+        result.fail(*problems)
+    result.seconds = time.monotonic() - start
     return result
 
 
+def smoke_problems(label: str, smoke: dict, prefix: Path) -> list[Problem]:
+    """The smoke report must exist, match numpy, and name a cyfes imported from the prefix."""
+    if not smoke:
+        return [Problem(label, "smoke test", "printed no report line")]
+    problems = []
+    if smoke["cpu_vs_numpy"] > CPU_TOLERANCE:
+        problems.append(Problem(label, "smoke test", f"CPU FES differs from numpy by {smoke['cpu_vs_numpy']}"))
+    if not os.path.realpath(smoke["cyfes"]).startswith(os.path.realpath(prefix) + "/"):
+        problems.append(Problem(label, "smoke test", f"imported cyfes from {smoke['cyfes']}, not from the prefix"))
+    return problems
+
+
 def verify_packages(pkgs: list[Path], channel: Path, fixture_channel: Path, cache: Path,
-                    work: Path | None = None) -> list[CondaVerifyResult]:
+                    work: Path | None = None) -> list[InstallResult]:
     """Verify each package in its own fresh prefix; `cache` keeps numpy installs for host Pythons between runs."""
     with tempfile.TemporaryDirectory(prefix="cyfes-conda-verify-") as tmp:
         base = work or Path(tmp)
@@ -246,7 +219,7 @@ def fixtures_cover(channel: Path, python: str, cuda: str | None) -> bool:
     return ("python", python) in have and (cuda is None or (runtime, cuda) in have)
 
 
-def verify_artifact(pkg: Path, log: Callable[[str], None] = lambda s: None) -> CondaVerifyResult:
+def verify_artifact(pkg: Path, log: Callable[[str], None] = lambda s: None, code: str = SMOKE) -> InstallResult:
     """`verify PKG.conda`: its own channel when it sits in one (else a temporary one), the release's fixture
     channel when it covers the package (else fixtures built now), a fresh prefix in a temp dir."""
     pkg = pkg.resolve()
@@ -265,4 +238,4 @@ def verify_artifact(pkg: Path, log: Callable[[str], None] = lambda s: None) -> C
             log(f"conda: building TEST FIXTURES for Python {python}, CUDA {cuda or 'none'}")
             fixtures = prepare_fixtures([pkg], Path(tmp) / "fixtures")
         log(f"conda: verify {pkg.name}: py-rattler install from {channel} + fixtures {fixtures}, smoke under LD_DEBUG")
-        return verify_package(pkg, channel, fixtures, Path(tmp) / "work", NUMPY_CACHE)
+        return verify_package(pkg, channel, fixtures, Path(tmp) / "work", NUMPY_CACHE, code)

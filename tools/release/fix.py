@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .check import WheelReport, analyze, open_wheel, wheel_providers, wheel_pythons
+from .artifact import WheelArtifact, open_wheel, wheel_providers, wheel_pythons
+from .check import CheckReport, analyze
 from .layouts import WHEEL_SCHEMES, layouts
 from .patch import Patchelf, apply_plan, find_patchelf
 from .resolve import SystemLibraries
@@ -27,7 +28,7 @@ class FixResult:
     output: Path
     changed: bool
     plans: list[RpathPlan]
-    report: WheelReport
+    report: CheckReport
     """The check of the output: limitations (e.g. pip --target) are listed here, plainly."""
 
 
@@ -59,7 +60,8 @@ def fix_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = WH
 
     rewrite=True writes through the deterministic writer even when nothing changed (the release does this so
     its output does not depend on how auditwheel stamped the zip); `fix` leaves right wheels byte-identical."""
-    wheel, elfs = open_wheel(str(path))
+    opened = open_wheel(path)
+    wheel, elfs = opened.wheel, opened.elfs
     original = wheel
     for req in requirements:
         wheel = add_requirement(wheel, req)
@@ -75,6 +77,6 @@ def fix_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = WH
             elfs = load_elfs(wheel, Path(tmp) / "check")
         if not dry_run:
             write_wheel(wheel, out) if changed or rewrite else shutil.copyfile(path, out)
-    report = analyze(wheel, elfs, schemes, pythons, system, provs)
+    report = analyze(WheelArtifact(Path(wheel.path), "wheel", elfs, wheel), schemes, pythons, system, provs)
     return FixResult(str(path), out, changed, list(plans.values()), report)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .elf import ElfFile
 from .layouts import InstallLayout, installed_path
@@ -79,9 +79,12 @@ class RpathPlan:
 
 
 def install_tree(files: Mapping[str, ElfFile], members: Sequence[str], lay: InstallLayout,
-                 providers: Sequence[Provider] = (), dist: str = "") -> tuple[Tree, dict[str, str | None]]:
-    """The Tree of an artifact in `lay`, and member -> installed path (None: the scheme drops it)."""
-    placed = {m: installed_path(lay, m, dist).path for m in members}
+                 providers: Sequence[Provider] = (), dist: str = "",
+                 place: Callable[[InstallLayout, str], str | None] | None = None) -> tuple[Tree, dict[str, str | None]]:
+    """The Tree of an artifact in `lay`, and member -> installed path (None: the scheme drops it). `place` says
+    where a member lands (default: a wheel member's place, layouts.installed_path)."""
+    place = place or (lambda lay_, m: installed_path(lay_, m, dist).path)
+    placed = {m: place(lay, m) for m in members}
     objects = {p: files[m] for m, p in placed.items() if p is not None and m in files}
     provided = {}
     for prov in providers:

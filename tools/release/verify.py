@@ -1,17 +1,14 @@
-"""`verify`: install an artifact into fresh environments, one per scheme, run the smoke code under the loader's
-trace (LD_DEBUG=libs) and fail if any library came from outside the installed tree.
+"""`verify`: install an artifact into fresh places and run the one smoke program (smoke.py) there under the
+loader's trace (trace.py); fail if it does not compute or if any library came from outside the install.
 
-Why the trace: the build host has its own CUDA in ld.so.cache (/usr/local/cuda-13.0/lib); a wheel with a broken
-RPATH would still import here by picking that up. The trace says where each object really came from.
-
-Schemes: venv (no system site-packages), user (PYTHONUSERBASE), pip --prefix, pip --target, and Debian's
-posix_local layout installed with pypa/installer and a custom scheme (installer is what pip uses inside).
-Dependencies come from a wheelhouse under build/ so reruns work offline.
+A wheel goes into one fresh environment per scheme: venv (no system site-packages), user (PYTHONUSERBASE),
+pip --prefix, pip --target, and Debian's posix_local layout installed with pypa/installer and a custom scheme
+(installer is what pip uses inside). Dependencies come from a wheelhouse under build/ so reruns work offline.
+A .conda goes into a fresh prefix through py-rattler (conda_verify.py). Both answer with an `InstallResult`.
 """
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -20,35 +17,52 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .errors import VerifyError
+from .errors import Problem, VerifyError
 from .layouts import installed_path, layout
+from .smoke import SMOKE_TIMEOUT_S, smoke_report
+from .trace import LD_DEBUG, LoaderTrace, inside_outside
 
 WHEELHOUSE = Path("build/release/wheelhouse")
 PIP_TIMEOUT_S = 600
-SMOKE_TIMEOUT_S = 300
-TRACE_RE = re.compile(r"calling init: (\S+)")
-NEEDED_RE = re.compile(r"file=(\S+) \[\d+\];\s+needed by (\S+)")
 
 
 @dataclass
-class SchemeResult:
-    """The outcome of one install + smoke run."""
+class InstallResult:
+    """The outcome of installing one artifact into one place and running the smoke program there."""
 
     artifact: str
     scheme: str
+    """The place: a wheel's install scheme (venv, user, ...) or "conda" (a fresh prefix)."""
     python: str
-    status: str
+    status: str = "ok"
     """ok | failed | limitation (the scheme drops files the artifact needs, said plainly)"""
     detail: str = ""
+    """The smoke program's last line when ok, else what went wrong."""
     inside: list[str] = field(default_factory=list)
-    """The artifact's objects and what they loaded from the installed tree (relative to its root)."""
+    """The artifact's objects and what they loaded from the install (relative to its root)."""
     outside: list[str] = field(default_factory=list)
-    """Libraries the artifact loaded from outside the installed tree that are not system libraries: failures."""
+    """Libraries the artifact loaded from outside the install that are not system libraries: failures."""
+    loaded: dict[str, str] = field(default_factory=dict)
+    """File name -> real path of every object the loader initialised."""
+    smoke: dict = field(default_factory=dict)
+    """The smoke program's report (smoke.smoke_report); {} for a custom program that prints none."""
+    root: str = ""
+    """The install's root: the venv, the --prefix/--target directory, the conda prefix."""
+    entry_point: str = ""
+    """The first line of an installed entry-point script, where one was checked (a conda prefix's bin/cyfes)."""
+    problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return self.status != "failed"
+
+    def fail(self, *problems: Problem) -> None:
+        """Record problems (none: nothing changes)."""
+        if not problems:
+            return
+        self.problems += problems
+        self.status, self.detail = "failed", "; ".join(p.message for p in self.problems)
 
 
 @dataclass(frozen=True)
@@ -160,54 +174,26 @@ def _requires(wheel: Path) -> list[str]:
     return [r for r in read_wheel(wheel).requires_dist if "extra ==" not in r]
 
 
-def loaded_objects(trace: str) -> list[str]:
-    """Paths of every object the loader initialised (LD_DEBUG=libs prints "calling init: <path>")."""
-    return list(dict.fromkeys(m.group(1) for m in TRACE_RE.finditer(trace)))
+def run_smoke(python: str, code: str, env: dict[str, str], workdir: Path) -> tuple[int, str, LoaderTrace]:
+    """Run the smoke program under the loader's trace: (exit code, stdout, trace)."""
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=dict(env, LD_DEBUG=LD_DEBUG),
+                          cwd=workdir, timeout=SMOKE_TIMEOUT_S, check=False)
+    return proc.returncode, proc.stdout, LoaderTrace.parse(proc.stderr)
 
 
-def needed_edges(trace: str) -> dict[str, list[str]]:
-    """Loader trace "file=<lib> [0];  needed by <path> [0]" as path -> [lib names]."""
-    edges: dict[str, list[str]] = {}
-    for m in NEEDED_RE.finditer(trace):
-        edges.setdefault(m.group(2), []).append(m.group(1))
-    return edges
-
-
-def artifact_closure(trace: str, members: set[str], root: Path) -> list[str]:
-    """Every object loaded because of the artifact: its own files (by name, under root) and what they needed."""
-    loaded = loaded_objects(trace)
-    by_name = {os.path.basename(p): p for p in loaded}
-    root_s = os.path.realpath(root) + "/"
-    todo = [p for p in loaded if os.path.basename(p) in members and os.path.realpath(p).startswith(root_s)]
-    seen: list[str] = []
-    edges = needed_edges(trace)
-    while todo:
-        p = todo.pop(0)
-        if p in seen:
-            continue
-        seen.append(p)
-        todo += [by_name[n] for n in edges.get(p, []) if n in by_name]
-    return seen
-
-
-def classify(paths: list[str], root: Path, allowed: frozenset[str]) -> tuple[list[str], list[str]]:
-    """(inside the installed tree, outside it) - outside is fine only for system libraries (manylinux policy)."""
-    root_s, inside, outside = os.path.realpath(root) + "/", [], []
-    for p in paths:
-        real = os.path.realpath(p)
-        if real.startswith(root_s):
-            inside.append(os.path.relpath(real, root_s))
-        elif os.path.basename(p) not in allowed:
-            outside.append(p)
-    return inside, outside
-
-
-def smoke(inst: Installed, code: str, workdir: Path) -> tuple[int, str, str]:
-    # libs: where each object was searched and found; files: who needed it ("needed by"), for the closure.
-    env = dict(inst.env, LD_DEBUG="libs,files")
-    proc = subprocess.run([inst.python, "-c", code], capture_output=True, text=True, env=env, cwd=workdir,
-                          timeout=SMOKE_TIMEOUT_S, check=False)
-    return proc.returncode, proc.stdout, proc.stderr
+def judge_run(result: InstallResult, rc: int, out: str, trace: LoaderTrace, members: set[str], root: Path,
+              allowed: frozenset[str]) -> None:
+    """What every verify concludes from a smoke run: it exited 0, and nothing the artifact loaded came from
+    outside the install (system libraries aside)."""
+    result.loaded = trace.by_name()
+    result.smoke = smoke_report(out)
+    result.inside, result.outside = inside_outside(trace.closure(members, root), root, allowed)
+    result.detail = out.strip().splitlines()[-1] if out.strip() else ""
+    if rc != 0:
+        result.fail(Problem(result.artifact, "smoke", f"exit {rc}: {' | '.join(trace.messages[-3:])}"))
+    elif result.outside:
+        result.fail(Problem(result.artifact, "", f"loaded from outside the installed tree: "
+                                                f"{', '.join(result.outside)}"))
 
 
 def _limitation(wheel: Path, scheme: str, v: str) -> str:
@@ -219,25 +205,26 @@ def _limitation(wheel: Path, scheme: str, v: str) -> str:
     return f"{lay.dropped_reason}: {', '.join(dropped)}" if dropped else ""
 
 
-def verify_scheme(wheel: Path, scheme: str, python: str, code: str, wheelhouse: Path = WHEELHOUSE) -> SchemeResult:
+def verify_scheme(wheel: Path, scheme: str, python: str, code: str, wheelhouse: Path = WHEELHOUSE) -> InstallResult:
     """Install and smoke-test one wheel in one scheme, in a temp dir removed afterwards."""
     start, v = time.monotonic(), pyver(python)
+    result = InstallResult(wheel.name, scheme, v)
     with tempfile.TemporaryDirectory(prefix=f"cyfes-verify-{scheme}-") as tmp:
         root, run_dir = Path(tmp) / "root", Path(tmp) / "cwd"
         run_dir.mkdir()
         try:
             inst = install(wheel, scheme, python, root, wheelhouse)
         except VerifyError as exc:
-            return SchemeResult(wheel.name, scheme, v, "failed", str(exc), seconds=time.monotonic() - start)
-        rc, out, err = smoke(inst, code, run_dir)
-        inside, outside = classify(artifact_closure(err, _member_names(wheel), root), root, _system().allowlist)
-    result = SchemeResult(wheel.name, scheme, v, "ok", out.strip().splitlines()[-1] if out.strip() else "",
-                          inside, outside, time.monotonic() - start)
-    if rc != 0 or outside:
-        limit = _limitation(wheel, scheme, v)
-        errors = [ln for ln in err.splitlines() if not re.match(r"^\s*\d+:", ln)][-3:]
-        why = f"loaded from outside the installed tree: {', '.join(outside)}" if outside else " | ".join(errors)
-        result.status, result.detail = ("limitation", limit) if limit and rc != 0 else ("failed", why)
+            result.fail(*(p if isinstance(p, Problem) else Problem(wheel.name, scheme, p) for p in exc.problems))
+            result.seconds = time.monotonic() - start
+            return result
+        rc, out, trace = run_smoke(inst.python, code, inst.env, run_dir)
+        result.root = str(root)
+        judge_run(result, rc, out, trace, _member_names(wheel), root, _system().allowlist)
+    limit = _limitation(wheel, scheme, v)
+    if rc != 0 and limit:
+        result.status, result.detail, result.problems = "limitation", limit, []
+    result.seconds = time.monotonic() - start
     return result
 
 
@@ -257,6 +244,6 @@ def _system():
 
 
 def verify_wheel(wheel: Path, schemes: Sequence[str], python: str, code: str,
-                 wheelhouse: Path = WHEELHOUSE) -> list[SchemeResult]:
+                 wheelhouse: Path = WHEELHOUSE) -> list[InstallResult]:
     fill_wheelhouse(_requires(wheel), pyver(python), wheelhouse)
     return [verify_scheme(wheel, s, python, code, wheelhouse) for s in schemes]
