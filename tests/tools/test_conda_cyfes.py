@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.tools.test_conda_package import cudart_wheel, members
-from tools.release.conda import make_channel
-from tools.release.conda_verify import prepare_fixtures, verify_packages
+from tools.release.conda.package import make_channel
+from tools.release.verify.prefix import prepare_fixtures, verify_packages
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -16,17 +16,17 @@ import pytest
 from conda_package_streaming.package_streaming import CondaComponent, stream_conda_component
 
 from tests.tools.wheelfactory import EXT_SUFFIX, PY, TAG, gcc, write_raw_wheel
-from tools.release import conda_channel
-from tools.release.conda import make_channel, make_package
-from tools.release.conda_archive import read_conda
-from tools.release.conda_fixtures import build_fixture_channel, fixtures
-from tools.release.conda_meta import PREFIX_PLACEHOLDER
-from tools.release.conda_verify import trace_problems
-from tools.release.elf import read_elf
+from tools.release.conda import channel as conda_channel
+from tools.release.conda.package import make_channel, make_package
+from tools.release.conda.archive import read_conda
+from tools.release.conda.fixtures import build_fixture_channel, fixtures
+from tools.release.conda.meta import PREFIX_PLACEHOLDER
+from tools.release.verify.prefix import trace_problems
+from tools.release.elf.model import read_elf
 from tools.release.errors import BadInputError, ReleaseError
-from tools.release.linkcheck import SYSTEM_LIBRARIES
-from tools.release.resolve import SystemLibraries, Tree, resolve_tree
-from tools.release.trace import LoaderTrace
+from tools.release.conda.linking import SYSTEM_LIBRARIES
+from tools.release.elf.loader import SystemLibraries, Tree, resolve_tree
+from tools.release.verify.trace import LoaderTrace
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = f"lib/python{PY}/site-packages"
@@ -257,7 +257,7 @@ def test_check_reports_a_clean_package_and_a_broken_one(built, tmp_path: Path) -
     absolute RPATH gets one finding per fault, naming the file."""
     from tools.release.artifact import open_conda
     from tools.release.check import analyze
-    from tools.release.conda_archive import Entry, write_conda
+    from tools.release.conda.archive import Entry, write_conda
 
     pkg, _ = built
     report = analyze(open_conda(pkg.path))
@@ -278,7 +278,7 @@ def test_check_reports_a_clean_package_and_a_broken_one(built, tmp_path: Path) -
 def repackaged_without_rpath(pkg: Path, member: str, out: Path) -> Path:
     """A copy of `pkg` whose `member` had its RPATH removed by the real patchelf, with paths.json updated by hand
     (hashlib, not the tool), so the copy is a well-formed package with one broken library."""
-    from tools.release.conda_archive import Entry, write_conda
+    from tools.release.conda.archive import Entry, write_conda
 
     files = members(pkg)
     work = out / "work"
@@ -334,8 +334,8 @@ def test_check_command_on_a_conda_package(built, tmp_path: Path) -> None:
 
 def test_cuda_version_sources(tmp_path: Path) -> None:
     """_build_info first; an empty CUDA_VERSION (prebuilt libcufes) needs the build's toolkit as fallback."""
-    from tools.release.conda import cuda_version
-    from tools.release.wheel import read_wheel
+    from tools.release.conda.package import cuda_version
+    from tools.release.wheel.archive import read_wheel
 
     def wheel(info: str) -> object:
         path = write_raw_wheel(tmp_path / f"condapkg-1.0-{TAG}-{TAG}-linux_x86_64.whl",

@@ -12,7 +12,7 @@ import pytest
 from tests.tools.test_conda_package import assert_check_cli_on_conda, members, readelf_glibc
 from tools.release.artifact import open_conda
 from tools.release.check import analyze
-from tools.release.conda_variants import availability
+from tools.release.conda.variants import availability
 from tools.release.config import load_config
 
 pytestmark = pytest.mark.release

@@ -1,4 +1,4 @@
-"""Conda variants (tools.release.conda_variants): the table agrees with recipe/conda_build_config.yaml; a
+"""Conda variants (tools.release.conda.variants): the table agrees with recipe/conda_build_config.yaml; a
 package's depends, constrains and build string follow from its variant and its real ELF files (built here with
 gcc against libraries carrying the variant's CUDA runtime soname); a wheel of another CUDA is refused; the
 compiler search finds an nvcc by its `--version` and the host compiler nvcc 11.8 accepts; the cudatoolkit
@@ -18,14 +18,14 @@ import yaml
 
 from tests.tools.test_conda_package import BUILD_INFO, EXT_C, members, readelf_glibc
 from tests.tools.wheelfactory import EXT_SUFFIX, PY, TAG, gcc, write_raw_wheel
-from tools.release import conda_channel
-from tools.release.conda import make_channel, make_package
-from tools.release.conda_fixtures import build_fixture_channel, fixtures
-from tools.release.conda_variants import VARIANTS, find_compiler, variant
-from tools.release.conda_verify import cudart_wheel_for, trace_problems
+from tools.release.conda import channel as conda_channel
+from tools.release.conda.package import make_channel, make_package
+from tools.release.conda.fixtures import build_fixture_channel, fixtures
+from tools.release.conda.variants import VARIANTS, find_compiler, variant
+from tools.release.verify.prefix import cudart_wheel_for, trace_problems
 from tools.release.errors import ReleaseError
-from tools.release.linkcheck import providers
-from tools.release.trace import LoaderTrace
+from tools.release.conda.linking import providers
+from tools.release.verify.trace import LoaderTrace
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTAG = PY.replace(".", "")
@@ -162,7 +162,7 @@ def test_glibc_constraint_follows_the_symbol_versions(tmp_path: Path, symver: bo
     src = pin + "#include <math.h>\ndouble use_exp(double x) { return exp(x); }\n"
     lib = gcc(tmp_path / "m" / "libexp.so", {"e.c": src}, "-fno-builtin", "-Wl,-soname,libexp.so", "-lm")
     wheel = variant_wheel(tmp_path, None)
-    from tools.release.wheel import read_wheel
+    from tools.release.wheel.archive import read_wheel
 
     files = {n: m.data for n, m in read_wheel(wheel).members.items() if ".dist-info/" not in n}
     files["condapkg/libexp.so"] = lib.read_bytes()

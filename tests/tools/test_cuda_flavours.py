@@ -21,11 +21,11 @@ import pytest
 
 from conftest import ROOT
 from tools.release.config import load_config, parse_config
-from tools.release.cuda_toolkit import find_toolchain
-from tools.release.elf import read_elf
+from tools.release.toolchain.cuda import find_toolchain
+from tools.release.elf.model import read_elf
 from tools.release.errors import ConfigError, ToolError
-from tools.release.repair import excludes_for, providers_for
-from tools.release.rpath import KNOWN_PROVIDERS
+from tools.release.wheel.auditwheel import excludes_for, providers_for
+from tools.release.elf.rpath import KNOWN_PROVIDERS
 from tools.release.targets import CUDA_FLAVOURS, flavour_for_requirement
 
 

@@ -17,11 +17,11 @@ import pytest
 
 from tests.tools.rattler_fixtures import build_channel, build_recipe, glibc_version, tool_version, variant_config
 from tests.tools.test_conda_package import members
-from tools.release import conda_channel
-from tools.release.conda_archive import read_conda
-from tools.release.conda_variants import find_compiler, variant_of_cuda
-from tools.release.elf import read_elf
-from tools.release.trace import LoaderTrace
+from tools.release.conda import channel as conda_channel
+from tools.release.conda.archive import read_conda
+from tools.release.conda.variants import find_compiler, variant_of_cuda
+from tools.release.elf.model import read_elf
+from tools.release.verify.trace import LoaderTrace
 
 pytestmark = pytest.mark.release
 

@@ -12,16 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .conda_archive import Entry, read_conda
-from .conda_info import PackageIndex, python_of, read_package_info
-from .elf import ELF_MAGIC, ElfFile, check_machine, read_elf
+from .conda.archive import Entry, read_conda
+from .conda.info import PackageIndex, python_of, read_package_info
+from .conda.linking import Link, check_links, dependency_names
+from .conda.linking import providers as conda_providers_of
+from .elf.loader import SystemLibraries
+from .elf.model import ELF_MAGIC, ElfFile, check_machine, read_elf
+from .elf.rpath import KNOWN_PROVIDERS, Provider
 from .errors import BadInputError, ElfError, Problem, raise_if_any
 from .layouts import WHEEL_SCHEMES, InstallLayout, installed_path, layout, layouts
-from .linkcheck import Link, check_links, dependency_names, providers as conda_providers_of
-from .resolve import SystemLibraries
-from .rpath import KNOWN_PROVIDERS, Provider
 from .targets import python_versions, version_key
-from .wheel import Wheel, load_elfs, read_wheel
+from .wheel.archive import Wheel, load_elfs, read_wheel
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""`check`: for any wheel or .conda (artifact.py), where every DT_NEEDED of every ELF resolves once installed, in
-each place it installs to (a wheel's schemes per Python, a .conda's $PREFIX), and the oldest glibc each ELF (and so
-the artifact) can load on, with the symbol that sets it. Nothing is installed: this is the loader's rules
-(resolve.py) applied to the paths the layouts give (layouts.py).
+"""`check`: where every DT_NEEDED of every ELF of a wheel or .conda resolves once installed, and its glibc floor.
+
+For any artifact (artifact.py), in each place it installs to (a wheel's schemes per Python, a .conda's $PREFIX), and
+the oldest glibc each ELF (and so the artifact) can load on, with the symbol that sets it. Nothing is installed:
+this is the loader's rules (elf/loader.py) applied to the paths the layouts give (layouts.py).
 
 A finding is a `problem` (exit 1: a library would not load, or would come from outside the install, or an RPATH
 entry is absolute or points nowhere, or a .conda does not declare what provides a library) or a `limitation` (a
@@ -13,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .artifact import Artifact
-from .glibc import GlibcFloor, defined_versions, file_floor, newest_floor, required_versions, unsatisfied_versions
+from .elf.glibc import GlibcFloor, defined_versions, file_floor, newest_floor, required_versions, unsatisfied_versions
+from .elf.loader import Resolution, SystemLibraries, flag_entries, resolve_tree
+from .elf.rpath import Provider, install_tree
 from .layouts import WHEEL_SCHEMES, InstallLayout
-from .resolve import Resolution, SystemLibraries, flag_entries, resolve_tree
-from .rpath import Provider, install_tree
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class LibraryLine:
     """The ELF's member name."""
     needed: str
     status: str
-    """The loader's answer (resolve.Resolution.status): the first failing one over the layouts, else the first."""
+    """The loader's answer (elf.loader.Resolution.status): the first failing one over the layouts, else the first."""
     found: str
     """Where it was found, relative to the install's root (tree, provided) or on this host (system, host-only)."""
     via: str

@@ -251,7 +251,7 @@ def _publish(files: Sequence[Path], out: Path) -> list[Path]:
 
 
 def cmd_fix(args, config: ReleaseConfig, progress: Progress) -> int:
-    from .fix import fix_wheel
+    from .wheel.set_rpaths import fix_wheel
     schemes = _schemes(args, config)
     out = _output_dir(Path(args.output), "-o")
     _not_onto_inputs(args.wheels, out)
@@ -289,9 +289,9 @@ def _print_fix(result, dry_run: bool) -> None:
 
 
 def cmd_verify(args, config: ReleaseConfig, progress: Progress) -> int:
-    from .interpreters import which_python
     from .report import wheel_row
-    from .verify import verify_wheel
+    from .toolchain.pythons import which_python
+    from .verify.schemes import verify_wheel
     schemes = _schemes(args, config)
     code = args.smoke or config.verify.smoke
     rows, ok = [], True
@@ -317,14 +317,14 @@ def cmd_verify(args, config: ReleaseConfig, progress: Progress) -> int:
 def _installed_pythons_for(wheel) -> list[str]:
     """An abi3 or py3 wheel is verified with every Python it serves that is installed here (else this one)."""
     from .artifact import wheel_pythons
-    from .interpreters import find_pythons
+    from .toolchain.pythons import find_pythons
     found = find_pythons()
     return [v for v in wheel_pythons(wheel) if v in found] or [f"{sys.version_info[0]}.{sys.version_info[1]}"]
 
 
 def _verify_conda(path: Path, progress: Progress, code: str):
-    from .conda import package_row
-    from .conda_verify import verify_artifact
+    from .conda.release import package_row
+    from .verify.prefix import verify_artifact
     result = verify_artifact(path, progress, code)
     _print_verify([result])
     for name, where in sorted(result.loaded.items()):
@@ -348,7 +348,7 @@ def _print_verify(results) -> None:
 # --- the release ---------------------------------------------------------------------------------------------
 
 def _pythons(requested: Sequence[str] | None, config: ReleaseConfig, strict: bool, progress: Progress) -> dict:
-    from .interpreters import default_pythons, find_pythons
+    from .toolchain.pythons import default_pythons, find_pythons
     found = find_pythons()
     wanted = list(requested or config.python or default_pythons(found))
     missing = [v for v in wanted if v not in found]
@@ -375,8 +375,8 @@ ABI3_EXTRA_SCHEMES = ("venv",)
 
 def _abi3_verifiers(wheel_name: str, built_with: str) -> dict[str, str]:
     """For an abi3 wheel: the other supported Pythons it serves that are installed here ("X.Y" -> interpreter)."""
-    from .interpreters import find_pythons
     from .targets import abi3_pythons
+    from .toolchain.pythons import find_pythons
     if "-abi3-" not in wheel_name:
         return {}
     found = find_pythons()
@@ -386,12 +386,12 @@ def _abi3_verifiers(wheel_name: str, built_with: str) -> dict[str, str]:
 def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str, verify: bool,
                    progress: Progress) -> tuple[list, bool]:
     """Build the CUDA library once, then per Python: build, repair, fix, verify; publish what passed."""
-    from .build import build_cuda_library, build_wheel
-    from .openmp import library_dir
-    from .repair import repair_wheel
     from .report import failed_row, wheel_row
-    from .verify import verify_wheel
-    from .wheel import read_wheel
+    from .toolchain.openmp import library_dir
+    from .verify.schemes import verify_wheel
+    from .wheel.archive import read_wheel
+    from .wheel.auditwheel import repair_wheel
+    from .wheel.build import build_cuda_library, build_wheel
     out = _output_dir(Path(config.output), "release.yaml output")
     rows, good, ok = [], [], True
     staging: Path | None = None
@@ -451,7 +451,7 @@ def cmd_wheel(args, config: ReleaseConfig, progress: Progress) -> int:
 
 def conda_release(pythons: dict[str, str], config: ReleaseConfig, progress: Progress) -> tuple[list, bool]:
     """The conda half (tools.release.conda), imported only when conda packages are made."""
-    from .conda import release
+    from .conda.release import release
     return release(config, pythons, progress)
 
 
@@ -466,7 +466,7 @@ def cmd_conda(args, config: ReleaseConfig, progress: Progress) -> int:
 def release_sdist(config: ReleaseConfig, progress: Progress) -> list:
     """The sdist next to the wheels (built in a staging dir, then moved)."""
     from .report import Row, size_of
-    from .sdist import build_sdist
+    from .wheel.sdist import build_sdist
     out = Path(config.output)
     staging = _staging(out.resolve(), "output")
     try:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
+from .conda.variants import VARIANTS
 from .errors import ConfigError, Problem
 from .layouts import WHEEL_SCHEMES
-from .smoke import SMOKE
-from .conda_variants import VARIANTS
 from .targets import CUDA_FLAVOURS, DEFAULT_CUDA_FLAVOUR, CudaFlavour
+from .verify.smoke import SMOKE
 
 CONDA_VARIANTS = tuple(v.tag for v in VARIANTS)
 

@@ -1,5 +1,6 @@
-"""The release table: one `Row` type for every artifact (wheel, sdist, .conda, a failed or skipped build), the
-builders that make a row from what verify found, and the table's text (cli.py prints it)."""
+"""The release table: one `Row` type for every artifact, the builders that make rows from verify's results, the text.
+
+Every artifact is a row: wheel, sdist, .conda, a failed or a skipped build; cli.py prints the text."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .verify import InstallResult
+from .verify.smoke import InstallResult
 
 COLUMNS = (("artifact", "artifact"), ("tag", "tag"), ("size", "size"), ("vendored", "vendored libraries"),
            ("schemes", "schemes verified"), ("result", "result"))
