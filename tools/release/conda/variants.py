@@ -8,7 +8,6 @@ instead of hiding it.
 """
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 
 from ..errors import BadInputError, ToolError
@@ -89,17 +88,7 @@ def find_compiler(v: CondaVariant, fetch: bool = False) -> Availability:
         chain = find_toolchain(v.flavour, fetch=fetch)
     except ToolError as exc:
         return Availability(v, None, str(exc).strip())
-    if v.flavour.host_gcc_max is not None and chain.host_compiler is None and not _default_gxx_fits(v.flavour):
-        return Availability(v, None, f"nvcc {v.cuda} needs g++ <= {v.flavour.host_gcc_max}, and none was found")
     return Availability(v, CudaCompiler(str(chain.nvcc), str(chain.host_compiler) if chain.host_compiler else None))
-
-
-def _default_gxx_fits(flavour: CudaFlavour) -> bool:
-    try:
-        out = subprocess.run(["g++", "-dumpversion"], capture_output=True, text=True, timeout=60, check=False).stdout
-    except OSError:
-        return False
-    return out.strip()[:2].rstrip(".").isdigit() and int(out.split(".")[0]) <= (flavour.host_gcc_max or 99)
 
 
 def availability(tags: tuple[str, ...] = (), fetch: bool = False) -> list[Availability]:

@@ -88,7 +88,8 @@ def cache_dir(flavour: CudaFlavour) -> Path:
 
 
 def _host_compiler(flavour: CudaFlavour, cached: Path | None) -> Path | None:
-    """nvcc 11.8 refuses gcc newer than 11: $CYFES_CUDA_HOST_COMPILER, else g++-11 (cached or on PATH)."""
+    """nvcc 11.8 refuses gcc newer than 11: $CYFES_CUDA_HOST_COMPILER, else g++-11 (cached or on PATH), else None
+    when the default g++ is old enough for nvcc; ToolError when there is no g++ this nvcc accepts."""
     if os.environ.get("CYFES_CUDA_HOST_COMPILER"):
         return Path(os.environ["CYFES_CUDA_HOST_COMPILER"])
     if flavour.host_gcc_max is None:
@@ -97,7 +98,24 @@ def _host_compiler(flavour: CudaFlavour, cached: Path | None) -> Path | None:
     if cached is not None and (cached / "gcc" / "usr" / "bin" / name).is_file():
         return cached / "gcc" / "usr" / "bin" / name
     found = shutil.which(name)
-    return Path(found) if found else None
+    if found:
+        return Path(found)
+    major = default_gxx_major()
+    if major is not None and major <= flavour.host_gcc_max:
+        return None
+    raise ToolError([f"nvcc {flavour.toolkit} needs g++ <= {flavour.host_gcc_max} as its host compiler, and none was "
+                     f"found (the default g++ is {major if major is not None else 'missing'}): install {name} or set "
+                     "CYFES_CUDA_HOST_COMPILER"])
+
+
+def default_gxx_major() -> int | None:
+    """The major version of the g++ nvcc runs when given no host compiler (the first on PATH); None without one."""
+    try:
+        out = subprocess.run(["g++", "-dumpversion"], capture_output=True, text=True, timeout=60, check=False).stdout
+    except OSError:
+        return None
+    m = re.match(r"(\d+)", out.strip())
+    return int(m.group(1)) if m else None
 
 
 def _candidates(flavour: CudaFlavour) -> list[Path]:
