@@ -21,12 +21,10 @@ from tools.release.conda.package import make_channel, make_package
 from tools.release.conda.archive import read_conda
 from tools.release.conda.fixtures import build_fixture_channel, fixtures
 from tools.release.conda.meta import PREFIX_PLACEHOLDER
-from tools.release.verify.prefix import trace_problems
 from tools.release.elf.model import read_elf
 from tools.release.errors import BadInputError, ReleaseError
 from tools.release.conda.linking import SYSTEM_LIBRARIES
 from tools.release.elf.loader import SystemLibraries, Tree, resolve_tree
-from tools.release.verify.trace import LoaderTrace
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = f"lib/python{PY}/site-packages"
@@ -191,31 +189,6 @@ def test_two_runs_give_identical_bytes(built, tmp_path: Path, monkeypatch: pytes
     assert again.path.read_bytes() == pkg.path.read_bytes()
     record = conda_channel.repodata(pkg.path.parent.parent)["packages.conda"][pkg.path.name]
     assert record["sha256"] == hashlib.sha256(pkg.path.read_bytes()).hexdigest()
-
-
-def test_rattler_install_and_loader_trace(built, tmp_path: Path) -> None:
-    """Install with py-rattler from our channel + the fixture channel; the real loader must take libcudart
-    (NVIDIA's, from the fixture) and libgomp from $PREFIX/lib."""
-    pkg, _ = built
-    fxch = tmp_path / "fixtures"
-    build_fixture_channel(fxch, fixtures(cudart_wheel(), {PY: sys.version.split()[0]}, ["13.0"]))
-    records = conda_channel.solve([pkg.path.parent.parent, fxch], ["condapkg"])
-    assert {r.name.normalized for r in records} >= {"condapkg", "cuda-cudart", "libgomp", "python_abi"}
-    prefix = tmp_path / "prefix"
-    conda_channel.install(records, prefix, tmp_path / "pkgs")
-    env = {"PATH": "/usr/bin:/bin", "LD_DEBUG": "libs", "PYTHONPATH": str(prefix / SITE)}
-    proc = subprocess.run([sys.executable, "-s", "-c", "import condapkg._ext as e; print(e.value())"],
-                          env=env, capture_output=True, text=True)
-    assert proc.stdout.strip() == "42", proc.stderr[-2000:]
-    loaded = LoaderTrace.parse(proc.stderr).by_name()
-    assert loaded["libcudart.so.13"] == os.path.realpath(prefix / "lib/libcudart.so.13")
-    assert loaded["libgomp.so.1"] == os.path.realpath(prefix / "lib/libgomp.so.1")
-    assert trace_problems("condapkg", loaded, prefix, cuda=True) == []
-    script = prefix / "bin/condapkg"
-    assert script.read_text().splitlines()[0] == f"#!{prefix}/bin/python"
-    out = subprocess.run([sys.executable, str(script)], env={"PYTHONPATH": str(prefix / SITE)},
-                         capture_output=True, text=True)
-    assert out.stdout.strip() == "condapkg cli ok"
 
 
 def test_cpu_only_wheel_gives_a_cpu_package(tmp_path: Path) -> None:
