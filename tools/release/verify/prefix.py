@@ -79,7 +79,7 @@ def numpy_path(python: Path, cache: Path) -> str | None:
                               capture_output=True, text=True, env=clean_env())
         if proc.returncode != 0:
             raise VerifyError([f"pip could not install numpy for {python}: {proc.stderr.strip()[-400:]}"])
-    return str(target)
+    return str(target.resolve())  # the smoke runs in its own directory: PYTHONPATH must not be relative
 
 
 def trace_problems(label: str, loaded: dict[str, str], prefix: Path, cuda: bool) -> list[Problem]:
