@@ -119,7 +119,7 @@ def test_check_flags_a_version_the_shipped_library_lacks(tmp_path):
     wheel = Wheel("pkg-1.0-cp39-cp39-linux_x86_64.whl", "pkg", "1.0", "cp39-cp39-linux_x86_64",
                   {n: Member(n, data) for n, data in members.items()})
     elfs = {"pkg/user.so": read_elf(user, "pkg/user.so"), "pkg.libs/libt.so.1": read_elf(old, "pkg.libs/libt.so.1")}
-    floors, findings = glibc_facts(WheelArtifact(Path(wheel.path), "wheel", elfs, wheel))
+    floors, findings = glibc_facts(WheelArtifact(Path(wheel.path), elfs, wheel))
     assert [(f.file, f.message) for f in findings] == [
         ("pkg/user.so", "needs version LIBT_2.0 of libt.so.1, which the wheel's copy (pkg.libs/libt.so.1) does not "
                         "define")]
@@ -127,7 +127,7 @@ def test_check_flags_a_version_the_shipped_library_lacks(tmp_path):
     # shipping the library it was linked against satisfies it
     wheel_ok = Wheel(wheel.path, "pkg", "1.0", wheel.tags, {**wheel.members, "pkg.libs/libt.so.1":
                                                              Member("pkg.libs/libt.so.1", new.read_bytes())})
-    assert glibc_facts(WheelArtifact(Path(wheel_ok.path), "wheel", elfs, wheel_ok))[1] == []
+    assert glibc_facts(WheelArtifact(Path(wheel_ok.path), elfs, wheel_ok))[1] == []
 
 
 def readelf_glibc_versions(path: Path) -> set[tuple[int, ...]]:

@@ -10,7 +10,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from .conda.archive import Entry, read_conda
 from .conda.info import PackageIndex, python_of, read_package_info
@@ -29,9 +29,9 @@ from .wheel.archive import Wheel, load_elfs, read_wheel
 class Artifact:
     """What every artifact has; `WheelArtifact` and `CondaArtifact` say how they install."""
 
-    path: Path
-    kind: str
+    kind: ClassVar[str]
     """"wheel" or "conda"."""
+    path: Path
     elfs: dict[str, ElfFile] = field(hash=False)
     """Member -> ELF model, for every shared object or executable the artifact carries."""
 
@@ -73,7 +73,10 @@ class Artifact:
 
 @dataclass(frozen=True)
 class WheelArtifact(Artifact):
-    wheel: Wheel = field(default=None, hash=False)  # type: ignore[assignment]
+    """A wheel: it installs through install schemes, per Python."""
+
+    kind: ClassVar[str] = "wheel"
+    wheel: Wheel = field(hash=False)
 
     @property
     def members(self) -> list[str]:
@@ -101,8 +104,11 @@ class WheelArtifact(Artifact):
 
 @dataclass(frozen=True)
 class CondaArtifact(Artifact):
-    entries: dict[str, Entry] = field(default=None, hash=False)  # type: ignore[assignment]
-    index: PackageIndex = field(default=None, hash=False)  # type: ignore[assignment]
+    """A .conda: it installs into one $PREFIX."""
+
+    kind: ClassVar[str] = "conda"
+    entries: dict[str, Entry] = field(hash=False)
+    index: PackageIndex = field(hash=False)
 
     @property
     def members(self) -> list[str]:
@@ -193,7 +199,7 @@ def open_wheel(path: str | Path) -> WheelArtifact:
     """Read and validate a wheel and its ELF files (BadInputError on anything malformed)."""
     wheel = read_wheel(path)
     with tempfile.TemporaryDirectory(prefix="cyfes-check-") as tmp:
-        return WheelArtifact(Path(path), "wheel", load_elfs(wheel, tmp), wheel)
+        return WheelArtifact(Path(path), load_elfs(wheel, tmp), wheel)
 
 
 def open_conda(path: str | Path) -> CondaArtifact:
@@ -203,7 +209,7 @@ def open_conda(path: str | Path) -> CondaArtifact:
     index = read_package_info(path.name, entries)
     with tempfile.TemporaryDirectory(prefix="cyfes-check-") as tmp:
         elfs = conda_elfs(path.name, entries, Path(tmp))
-    return CondaArtifact(path, "conda", elfs, entries, index)
+    return CondaArtifact(path, elfs, entries, index)
 
 
 def open_artifact(path: str | Path) -> Artifact:

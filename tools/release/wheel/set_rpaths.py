@@ -77,6 +77,6 @@ def fix_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = WH
             elfs = load_elfs(wheel, Path(tmp) / "check")
         if not dry_run:
             write_wheel(wheel, out) if changed or rewrite else shutil.copyfile(path, out)
-    report = analyze(WheelArtifact(Path(wheel.path), "wheel", elfs, wheel), schemes, pythons, system, provs)
+    report = analyze(WheelArtifact(Path(wheel.path), elfs, wheel), schemes, pythons, system, provs)
     return FixResult(str(path), out, changed, list(plans.values()), report)
 
