@@ -59,7 +59,7 @@ def test_cpu_extension_links_openmp_and_no_vector_math_library() -> None:
 
 
 def test_cpu_extension_needs_glibc_2_17_at_most() -> None:
-    from tools.release.glibc import file_floor, required_versions
+    from tools.release.elf.glibc import file_floor, required_versions
     path = one("_cpu*.so")
     assert file_floor(path).version <= (2, 17), file_floor(path)
     glibc = {(r.symbol, r.version) for r in required_versions(path) if r.version.startswith("GLIBC_")}

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cyfes import compat
+from cyfes import fes as cyfes_fes
 from cyfes.cli import main
 
 DATA = Path(__file__).parent / "data" / "cyfes45"
@@ -418,3 +419,28 @@ def test_python_m_cyfes_legacy_process(tmp_path: Path) -> None:
     assert counts == [4, 4, 4]
     want = _fes45(_points(_axes45(data[:, :3], [3, 3, 3])), data[:, :3], data[:, 3], 1.0)
     np.testing.assert_allclose(values, want, rtol=5.1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 1e-6])
+def test_log_kernel_sum_is_the_weighted_kernel_sum_fes_normalises(tolerance: float) -> None:
+    """The one log kernel sum (fes() and CyFES 4.5's mode share it) against a float64 numpy sum, and fes() as its
+    normalisation: F = -kT (L - log sum_j w_j + log N(0; sigma)), F not shifted."""
+    from cyfes._api import log_kernel_sum
+
+    rng = np.random.default_rng(7)
+    samples, bias = rng.normal(size=(400, 2)), rng.uniform(-3.0, 3.0, 400)
+    points = rng.uniform(-3.0, 3.0, size=(60, 2))
+    sigma, kT = 0.4, KT
+    temperature = kT / compat.BOLTZMANN[compat.LEGACY_UNITS]
+    got = log_kernel_sum(samples, sigma, grid=points, bias=bias, units=compat.LEGACY_UNITS, temperature=temperature,
+                         tolerance=tolerance)
+    d2 = (((points[:, None, :] - samples[None, :, :]) / sigma) ** 2).sum(-1)
+    terms = bias[None, :] / kT - 0.5 * d2
+    top = terms.max(axis=1)
+    ref = top + np.log(np.exp(terms - top[:, None]).sum(axis=1))
+    assert np.max(np.abs(got - ref)) <= (1e-12 * np.abs(ref).max() if tolerance == 0 else tolerance)
+    res = cyfes_fes(samples, sigma, grid=points, bias=bias, units=compat.LEGACY_UNITS, temperature=temperature,
+                    tolerance=tolerance, shift=False)
+    log_total = np.log(np.exp(bias / kT - (bias / kT).max()).sum()) + (bias / kT).max()
+    np.testing.assert_allclose(res.values, -kT * (got - log_total - 2 * np.log(sigma * np.sqrt(2 * np.pi))),
+                               rtol=0, atol=1e-12)

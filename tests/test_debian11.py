@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import reference
-from tools.release.openmp import cache_dir
+from tools.release.toolchain.openmp import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = "http://deb.debian.org/debian"

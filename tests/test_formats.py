@@ -272,3 +272,15 @@ def test_plumed_grid_reader_takes_points_and_the_old_bins_count(tmp_path: Path) 
         grid = formats.parse_plumed_grid(body)
         assert grid.values.shape == (len(x), len(y))
         np.testing.assert_allclose(grid.values, result.values, atol=1e-9)
+
+
+@pytest.mark.parametrize("ext", [".grid", ".dat", ".csv", ".npz", ".cube"])
+def test_read_grid_reads_back_every_format_write_result_writes(tmp_path: Path, ext: str) -> None:
+    """read_grid (public API) gives back the axes and values write_result wrote, in every format."""
+    dim = 3 if ext == ".cube" else 2
+    result = cyfes.fes(np.random.default_rng(3).normal(size=(300, dim)), 0.5, bins=[5, 6, 4][:dim], device="cpu")
+    grid = formats.read_grid(result.save(tmp_path / f"fes{ext}"))
+    assert len(grid.axes) == dim and grid.values.shape == result.values.shape
+    for got, want in zip(grid.axes, result.axes):  # a cube stores its origin and steps with 6 decimals
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5 if ext == ".cube" else 1e-9)
+    np.testing.assert_allclose(grid.values, result.values, rtol=1e-5, atol=1e-6)

@@ -34,7 +34,9 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _inputs, _output, formats
+from ._api import log_kernel_sum
 from ._errors import InputError
+from ._units import BOLTZMANN
 
 #: CyFES 4.5's kT in kcal/mol (`cdef double kT = 0.596128107` in its wrapper).
 KT45 = 0.596128107
@@ -325,33 +327,31 @@ def grid_points(axes: List[np.ndarray], dtype: type) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- math
-def _exp45_zero(x: np.ndarray) -> np.ndarray:
-    """Where 4.5's float32 device exp(x) is exactly 0."""
+def exp45_class(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """CyFES 4.5's float32 device exp(x), the one copy of its rule here: (where it is exactly 0, where it is +inf).
+    The float32 x is split as x * log2(e) = k + f with k = trunc(float32(x) * float32(log2 e)); the result is 0
+    once k <= -150 and +inf once k >= 128 (and for |x| > 105, where the fast path gives up)."""
     x32 = np.asarray(x, dtype=np.float64).astype(np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
-        return (np.trunc(x32 * _LOG2E_F32) <= -150) | (x32 < -105)
+        k = np.trunc(x32 * _LOG2E_F32)
+    return (k <= -150) | (x32 < -105), (k >= 128) | (x32 > 105)
 
 
-def _exp45_inf(x: np.ndarray) -> np.ndarray:
-    """Where 4.5's float32 device exp(x) is +inf."""
-    x32 = np.asarray(x, dtype=np.float64).astype(np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return (np.trunc(x32 * _LOG2E_F32) >= 128) | (x32 > 105)
+def exp45(x: np.ndarray) -> np.ndarray:
+    """exp(x) in float64, with CyFES 4.5's float32 device exp's zeros and infinities (exp45_class)."""
+    zero, inf = exp45_class(x)
+    with np.errstate(over="ignore"):
+        out = np.exp(np.asarray(x, dtype=np.float64))
+    out[zero] = 0.0
+    out[inf] = np.inf
+    return out
 
 
 def _log_kernel_sum(samples: np.ndarray, sigma: float, points: np.ndarray, bias: Optional[np.ndarray],
                     precision: str) -> np.ndarray:
-    """log sum_j exp(V_j/kT) exp(-|x - s_j|^2 / 2 sigma^2) on `points`, from cyfes.fes (log space)."""
-    from ._api import _log_gauss_norm, _logsumexp, fes
-    from ._units import BOLTZMANN
-
-    result = fes(samples, sigma, bias=bias, units=LEGACY_UNITS, temperature=KT45 / BOLTZMANN[LEGACY_UNITS],
-                 grid=points, precision=precision, shift=False)
-    kT = result.kT
-    logw = np.zeros(len(samples)) if bias is None else np.asarray(bias, dtype=np.float64) / kT
-    # fes gives -kT (log sum_j w_j N(x; s_j, sigma) - log sum_j w_j): undo the division and the normalisation.
-    return -np.asarray(result.values, dtype=np.float64) / kT + float(_logsumexp(logw)) \
-        - _log_gauss_norm(np.full(samples.shape[1], float(sigma)))
+    """log sum_j exp(V_j/kT) exp(-|x - s_j|^2 / 2 sigma^2) on `points`, with 4.5's kT (log space)."""
+    return log_kernel_sum(samples, sigma, grid=points, bias=bias, units=LEGACY_UNITS,
+                          temperature=KT45 / BOLTZMANN[LEGACY_UNITS], precision=precision)
 
 
 def void_points(samples: np.ndarray, bias: np.ndarray, sigma: float, points: np.ndarray,
@@ -370,7 +370,7 @@ def void_points(samples: np.ndarray, bias: np.ndarray, sigma: float, points: np.
     if unsure.any():
         narrow = _log_kernel_sum(samples, sigma / _NARROW, points[unsure], None, "float64")
         q_min = -narrow / _NARROW ** 2 - math.log(len(samples)) / (2 * _NARROW ** 2)
-        void[np.flatnonzero(unsure)] = _exp45_zero(-q_min)
+        void[np.flatnonzero(unsure)] = exp45_class(-q_min)[0]
     return void
 
 
@@ -379,10 +379,11 @@ def legacy_free_energy(samples: np.ndarray, bias: np.ndarray, sigma: float, poin
     """CyFES 4.5's FastPathFES on `points`: -kT ln(density), minus its minimum; +inf where 4.5's density is 0."""
     notes: List[str] = []
     logw = bias / KT45
-    if _exp45_inf(logw).any():
+    underflows, overflows = exp45_class(logw)
+    if overflows.any():
         notes.append(f"a bias reaches {bias.max():.6g} kcal/mol: CyFES 4.5's float32 weight exp(V/kT) overflows "
                      "above 52.89 kcal/mol and it writes NaN; cyfes computes the surface (in log space)")
-    keep = ~_exp45_zero(logw)
+    keep = ~underflows
     if not keep.any():
         raise InputError("bias: every sample's weight exp(V/kT) underflows in CyFES 4.5 (V <= -61.98 kcal/mol), "
                          "which then writes NaN everywhere; shift the bias or use `cyfes fes`")

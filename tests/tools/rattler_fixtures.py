@@ -33,10 +33,10 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.release import conda_archive
-from tools.release.conda_archive import Entry, write_conda
-from tools.release.conda_channel import index_channel
-from tools.release.conda_meta import PackageInfo, info_entries
+from tools.release.conda import archive as conda_archive
+from tools.release.conda.archive import Entry, write_conda
+from tools.release.conda.channel import index_channel
+from tools.release.conda.meta import PackageInfo, info_entries
 
 LICENSE = b"Test fixture for cyfes's recipe build; not a redistributable package.\n"
 HOME = "https://github.com/cyfes/cyfes/tree/main/tests/tools/rattler_fixtures.py"
@@ -180,7 +180,7 @@ def openmp(gcc_major: str) -> list[StandIn]:
 
 def cuda_stand_ins(cuda: str, runtime_wheel: Path) -> list[StandIn]:
     """nvcc, cuda-version, cuda-cudart and cuda-cudart-dev for CUDA `cuda` (>= 12, the split packages)."""
-    from tools.release.conda_variants import find_compiler, variant_of_cuda
+    from tools.release.conda.variants import find_compiler, variant_of_cuda
 
     found = find_compiler(variant_of_cuda(cuda))
     if found.compiler is None:
@@ -207,7 +207,7 @@ def cuda_stand_ins(cuda: str, runtime_wheel: Path) -> list[StandIn]:
 def stand_ins(python_exe: Path, wheel_cache: Path, cuda: str | None = None) -> list[StandIn]:
     """Everything recipe/recipe.yaml's CPU variant (or, with `cuda`, that CUDA variant) needs at build time for
     the Python of `python_exe`."""
-    from tools.release.conda_verify import cudart_wheel_for
+    from tools.release.verify.prefix import cudart_wheel_for
 
     gcc_major = tool_version(["gcc", "-dumpfullversion"]).split(".")[0]
     pys = python(python_exe)

@@ -12,7 +12,7 @@ import pytest
 from conda_package_handling import api as cph_api
 from conda_package_streaming.package_streaming import CondaComponent, stream_conda_component
 
-from tools.release.conda_archive import Entry, conda_bytes, read_conda, write_conda
+from tools.release.conda.archive import Entry, conda_bytes, read_conda, write_conda
 from tools.release.errors import ArchiveError
 
 PKG = [Entry("lib/libx.so.1", b"\x7fELF fake", executable=True), Entry("lib/libx.so", link_target="libx.so.1"),
@@ -97,7 +97,7 @@ def _evil_conda(path: Path, name: str) -> Path:
         info = tarfile.TarInfo(name)
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
-    from tools.release.conda_archive import zstd
+    from tools.release.conda.archive import zstd
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("metadata.json", "{}")
         zf.writestr("pkg-e-1-0.tar.zst", zstd.compress(raw.getvalue()))

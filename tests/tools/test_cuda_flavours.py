@@ -21,11 +21,11 @@ import pytest
 
 from conftest import ROOT
 from tools.release.config import load_config, parse_config
-from tools.release.cuda_toolkit import find_toolchain
-from tools.release.elf import read_elf
+from tools.release.toolchain.cuda import find_toolchain
+from tools.release.elf.model import read_elf
 from tools.release.errors import ConfigError, ToolError
-from tools.release.repair import excludes_for, providers_for
-from tools.release.rpath import KNOWN_PROVIDERS
+from tools.release.wheel.auditwheel import excludes_for, providers_for
+from tools.release.elf.rpath import KNOWN_PROVIDERS
 from tools.release.targets import CUDA_FLAVOURS, flavour_for_requirement
 
 
@@ -77,13 +77,43 @@ def fake_nvcc(tmp: Path, version: str) -> Path:
     return exe
 
 
+def fake_gxx(path: Path, version: str) -> Path:
+    """TEST FIXTURE: a script that answers `-dumpversion` like g++ does."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\necho {version}\n")
+    path.chmod(0o755)
+    return path
+
+
 def test_explicit_nvcc_of_the_wrong_version_is_refused(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CYFES_CUDA_HOST_COMPILER", str(fake_gxx(tmp_path / "gcc" / "g++-11", "11")))
     monkeypatch.setenv("CYFES_NVCC_CU11", str(fake_nvcc(tmp_path, "12.4.131")))
     with pytest.raises(ToolError, match=r"CYFES_NVCC_CU11=.*/nvcc is nvcc 12.4.131, not CUDA 11.8"):
         find_toolchain(CUDA_FLAVOURS["cu11"])
     monkeypatch.setenv("CYFES_NVCC_CU11", str(fake_nvcc(tmp_path / "ok", "11.8.89")))
     chain = find_toolchain(CUDA_FLAVOURS["cu11"])
     assert (chain.version, chain.nvcc.name) == ("11.8.89", "nvcc")
+
+
+@pytest.mark.parametrize("default_gxx, ok", [("12.2.0", False), ("11.4.0", True), (None, False)])
+def test_host_compiler_is_one_nvcc_accepts(tmp_path, monkeypatch, default_gxx, ok) -> None:
+    """nvcc 11.8 takes g++ <= 11: without g++-11 anywhere, the default g++ serves only when it is old enough;
+    otherwise the toolchain search itself says what to install."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no cached g++-11
+    monkeypatch.delenv("CYFES_CUDA_HOST_COMPILER", raising=False)
+    monkeypatch.setenv("CYFES_NVCC_CU11", str(fake_nvcc(tmp_path / "cuda", "11.8.89")))
+    path = tmp_path / "path"
+    path.mkdir()
+    if default_gxx:
+        fake_gxx(path / "g++", default_gxx)
+    monkeypatch.setenv("PATH", str(path))  # the fakes run through their #!/bin/sh; no other g++ is found
+    if ok:
+        assert find_toolchain(CUDA_FLAVOURS["cu11"]).host_compiler is None  # nvcc's default g++ is fine
+    else:
+        with pytest.raises(ToolError, match=rf"nvcc 11.8 needs g\+\+ <= 11 as its host compiler, and none was found "
+                                            rf"\(the default g\+\+ is {default_gxx[:2] if default_gxx else 'missing'}\): "
+                                            r"install g\+\+-11"):
+            find_toolchain(CUDA_FLAVOURS["cu11"])
 
 
 def test_missing_toolkit_names_what_to_install(tmp_path, monkeypatch) -> None:

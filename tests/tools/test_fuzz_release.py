@@ -21,7 +21,7 @@ import pytest
 
 import hostile as h
 from tools.release import cli
-from tools.release.conda_archive import zstd
+from tools.release.conda.archive import zstd
 
 MUTATIONS = 200
 TIME_BUDGET_S = 50

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.release.glibc import (BASELINE, GlibcFloor, VersionedSymbol, defined_versions, file_floor, newest_floor,
+from tools.release.elf.glibc import (BASELINE, GlibcFloor, VersionedSymbol, defined_versions, file_floor, newest_floor,
                                  oldest_glibc, required_versions)
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
@@ -104,9 +104,10 @@ def _libt(tmp: Path, versions: str, name: str) -> Path:
 
 def test_check_flags_a_version_the_shipped_library_lacks(tmp_path):
     """The loader refuses `user.so` when the wheel's libt defines LIBT_1.0 but not the LIBT_2.0 it was linked to."""
+    from tools.release.artifact import WheelArtifact
     from tools.release.check import glibc_facts
-    from tools.release.elf import read_elf
-    from tools.release.wheel import Member, Wheel
+    from tools.release.elf.model import read_elf
+    from tools.release.wheel.archive import Member, Wheel
 
     new = _libt(tmp_path, "LIBT_1.0 { global: a; local: *; };\nLIBT_2.0 { global: b; } LIBT_1.0;\n", "new")
     old = _libt(tmp_path, "LIBT_1.0 { global: a; b; local: *; };\n", "old")
@@ -118,7 +119,7 @@ def test_check_flags_a_version_the_shipped_library_lacks(tmp_path):
     wheel = Wheel("pkg-1.0-cp39-cp39-linux_x86_64.whl", "pkg", "1.0", "cp39-cp39-linux_x86_64",
                   {n: Member(n, data) for n, data in members.items()})
     elfs = {"pkg/user.so": read_elf(user, "pkg/user.so"), "pkg.libs/libt.so.1": read_elf(old, "pkg.libs/libt.so.1")}
-    floors, findings = glibc_facts(wheel, elfs)
+    floors, findings = glibc_facts(WheelArtifact(Path(wheel.path), elfs, wheel))
     assert [(f.file, f.message) for f in findings] == [
         ("pkg/user.so", "needs version LIBT_2.0 of libt.so.1, which the wheel's copy (pkg.libs/libt.so.1) does not "
                         "define")]
@@ -126,7 +127,7 @@ def test_check_flags_a_version_the_shipped_library_lacks(tmp_path):
     # shipping the library it was linked against satisfies it
     wheel_ok = Wheel(wheel.path, "pkg", "1.0", wheel.tags, {**wheel.members, "pkg.libs/libt.so.1":
                                                              Member("pkg.libs/libt.so.1", new.read_bytes())})
-    assert glibc_facts(wheel_ok, elfs)[1] == []
+    assert glibc_facts(WheelArtifact(Path(wheel_ok.path), elfs, wheel_ok))[1] == []
 
 
 def readelf_glibc_versions(path: Path) -> set[tuple[int, ...]]:

@@ -241,7 +241,7 @@ def workdir_with_tmp(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_conda_writer_resolves_links_through_links(tmp_path):
     """The writer applies the same rule: a package whose links escape through another link is never written."""
-    from tools.release.conda_archive import Entry, write_conda
+    from tools.release.conda.archive import Entry, write_conda
     from tools.release.errors import ArchiveError
     pkg = [Entry("lib/a", link_target=".."), Entry("lib/b", link_target="a/../escaped"), Entry("lib/c", b"x")]
     with pytest.raises(ArchiveError) as err:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tools.release.errors import ToolError
-from tools.release.openmp import DebianLibrary, ar_members, extract_library, library_dir
+from tools.release.toolchain.openmp import DebianLibrary, ar_members, extract_library, library_dir
 
 pytestmark = pytest.mark.skipif(shutil.which("ar") is None, reason="needs binutils' ar")
 
@@ -78,7 +78,7 @@ def test_download_is_checked_and_cached(tmp_path, served):
 
 def test_pinned_libgomp_needs_only_glibc_2_17():
     """The real package (downloaded once into the cache): what the wheels vendor."""
-    from tools.release.glibc import defined_versions, file_floor
+    from tools.release.elf.glibc import defined_versions, file_floor
     path = library_dir() / "libgomp.so.1"
     assert file_floor(path).version == (2, 17)
     # what gcc 12 emits for the kernel's prange(schedule="dynamic") and omp_get_max_threads

@@ -17,11 +17,11 @@ import pytest
 
 from tests.tools.rattler_fixtures import build_channel, build_recipe, glibc_version, tool_version, variant_config
 from tests.tools.test_conda_package import members
-from tools.release import conda_channel
-from tools.release.conda_archive import read_conda
-from tools.release.conda_variants import find_compiler, variant_of_cuda
-from tools.release.elf import read_elf
-from tools.release.verify import loaded_objects
+from tools.release.conda import channel as conda_channel
+from tools.release.conda.archive import read_conda
+from tools.release.conda.variants import find_compiler, variant_of_cuda
+from tools.release.elf.model import read_elf
+from tools.release.verify.trace import LoaderTrace
 
 pytestmark = pytest.mark.release
 
@@ -128,7 +128,7 @@ def test_installs_and_computes_with_the_prefix_libgomp(built, tmp_path: Path) ->
     assert smoke["max_diff"] < 1e-9 * max(1.0, smoke["span"]) and smoke["span"] > 1.0
     assert os.path.realpath(smoke["cyfes"]).startswith(os.path.realpath(prefix) + "/")
     for lib in ["libgomp.so.1"] + (["libcudart.so.13"] if cuda else []):
-        found = [p for p in loaded_objects(proc.stderr) if os.path.basename(p) == lib]
+        found = [p for p in LoaderTrace.parse(proc.stderr).loaded if os.path.basename(p) == lib]
         assert found and os.path.dirname(os.path.realpath(found[0])) == os.path.realpath(prefix / "lib"), lib
     script = prefix / "bin/cyfes"
     # pip writes a /bin/sh trampoline when the build prefix is too long for a shebang; the installer put this

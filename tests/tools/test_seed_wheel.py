@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import wheelfactory as wf
-from tools.release.elf import read_elf
-from tools.release.verify import verify_scheme
+from tools.release.elf.model import read_elf
+from tools.release.verify.schemes import verify_scheme
 
 SCHEMES = ("venv", "user", "prefix", "debian", "target")
 

@@ -99,5 +99,5 @@ def auditwheel_repair(raw: Path, libdir: Path, out: Path) -> Path:
 
 def base_python() -> str:
     """The interpreter behind this venv (installs must not see the venv's site-packages; --user needs no venv)."""
-    from tools.release.interpreters import which_python
+    from tools.release.toolchain.pythons import which_python
     return which_python(PY) or getattr(sys, "_base_executable", sys.executable)

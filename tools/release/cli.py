@@ -126,20 +126,14 @@ def _schemes(args, config: ReleaseConfig) -> list[str]:
 
 
 def _open_all(paths: Sequence[str], conda: bool = True) -> list:
-    """Validate every input before doing anything, collecting every problem (exit 2 names them all)."""
-    from .check import open_wheel
-    from .conda_archive import read_conda
-    from .conda_info import read_package_info
+    """Open every input (artifact.py) before doing anything, collecting every problem (exit 2 names them all)."""
+    from .artifact import open_artifact
     opened, problems = [], []
     for p in paths:
         try:
-            if p.endswith(".conda") and conda:
-                read_package_info(p, read_conda(Path(p)))
-                opened.append((p, None, None))
-            elif p.endswith(".conda"):
+            if p.endswith(".conda") and not conda:
                 raise BadInputError([f"In {p}: a conda package; this command takes wheels"])
-            else:
-                opened.append((p, *open_wheel(p)))
+            opened.append(open_artifact(p))
         except BadInputError as exc:
             problems += [dataclasses.replace(q, artifact=p) if hasattr(q, "artifact") else q for q in exc.problems]
     if problems:
@@ -150,12 +144,7 @@ def _open_all(paths: Sequence[str], conda: bool = True) -> list:
 def cmd_check(args, config: ReleaseConfig, progress: Progress) -> int:
     from .check import analyze
     schemes = _schemes(args, config)
-    reports = []
-    for path, wheel, elfs in _open_all(args.artifacts):
-        if wheel is None:
-            reports.append(_check_conda(path))
-            continue
-        reports.append(analyze(wheel, elfs, schemes, config.python))
+    reports = [analyze(artifact, schemes, config.python) for artifact in _open_all(args.artifacts)]
     if args.json:
         print(json.dumps([_report_json(r) for r in reports], indent=2))
     else:
@@ -164,34 +153,43 @@ def cmd_check(args, config: ReleaseConfig, progress: Progress) -> int:
     return EXIT_OK if all(r.ok for r in reports) else EXIT_PROBLEMS
 
 
-def _check_conda(path: str):
-    from .conda_check import check_conda  # the conda half: linking check + loader rules on the prefix layout
-    return check_conda(path)
-
-
 def _glibc_json(floor) -> dict:
     return {"glibc": floor.text, "manylinux": floor.manylinux, "symbol": floor.symbol, "library": floor.library}
 
 
 def _report_json(report) -> dict:
     floor = report.glibc_floor
-    return {"wheel": report.wheel, "ok": report.ok, "layouts": report.layouts,
+    return {"artifact": report.artifact, "kind": report.kind, "ok": report.ok, "layouts": report.layouts,
             "glibc": {**_glibc_json(floor), "file": floor.file},
             "glibc_per_file": {m: _glibc_json(f) for m, f in sorted(report.glibc.items())},
+            "libraries": [dataclasses.asdict(line) for line in report.libraries],
             "findings": [dataclasses.asdict(f) for f in report.findings],
             "resolutions": {k: [dataclasses.asdict(r) for r in v] for k, v in report.resolutions.items()}}
 
 
 def _print_report(report) -> None:
     head = "OK" if report.ok else f"{len(report.problems)} problem(s)"
-    print(f"{report.wheel}: {head} ({len(report.layouts)} layouts: {', '.join(report.layouts)})")
+    print(f"{report.artifact}: {head} ({len(report.layouts)} layouts: {', '.join(report.layouts)})")
     floor = report.glibc_floor
     print(f"  loads on glibc >= {floor.text} ({floor.manylinux}), set by {_set_by(floor)}")
     width = max((len(m) for m in report.glibc), default=0)
     for member, f in sorted(report.glibc.items()):
         print(f"    {member.ljust(width)}  glibc >= {f.text:6s} {_set_by(f, with_file=False)}")
+    _print_libraries(report.libraries)
     for f in report.findings:
-        print(f"  {f.severity.upper()}: In {report.wheel}, {f.file} [{f.scheme}]: {f.message}")
+        print(f"  {f.severity.upper()}: In {report.artifact}, {f.file} [{f.scheme}]: {f.message}")
+
+
+def _print_libraries(lines) -> None:
+    """Per ELF, each DT_NEEDED: the loader's answer, where (relative to the install's root), in how many layouts."""
+    print("  libraries (DT_NEEDED: status, where found once installed, layouts where it resolves):")
+    width = max((len(line.needed) for line in lines), default=0)
+    current = None
+    for line in lines:
+        if line.file != current:
+            current = line.file
+            print(f"    {line.file}")
+        print(f"      {line.needed.ljust(width)}  {line.status:9s} {line.found}  [{line.resolved}]")
 
 
 def _set_by(floor, with_file: bool = True) -> str:
@@ -253,7 +251,7 @@ def _publish(files: Sequence[Path], out: Path) -> list[Path]:
 
 
 def cmd_fix(args, config: ReleaseConfig, progress: Progress) -> int:
-    from .fix import fix_wheel
+    from .wheel.set_rpaths import fix_wheel
     schemes = _schemes(args, config)
     out = _output_dir(Path(args.output), "-o")
     _not_onto_inputs(args.wheels, out)
@@ -268,7 +266,7 @@ def cmd_fix(args, config: ReleaseConfig, progress: Progress) -> int:
     try:
         # a dry run plans in the system's temp dir: nothing appears next to the output
         staging = Path(tempfile.mkdtemp(prefix="cyfes-fix-dry-run-")) if args.dry_run else _staging(out.resolve(), "-o")
-        results = [fix_wheel(p, staging, schemes, config.python, dry_run=args.dry_run) for p, _, _ in opened]
+        results = [fix_wheel(a.path, staging, schemes, config.python, dry_run=args.dry_run) for a in opened]
         for r in results:
             _print_fix(r, args.dry_run)
         if not args.dry_run:
@@ -291,40 +289,44 @@ def _print_fix(result, dry_run: bool) -> None:
 
 
 def cmd_verify(args, config: ReleaseConfig, progress: Progress) -> int:
-    from .interpreters import which_python
-    from .verify import verify_wheel
+    from .report import wheel_row
+    from .toolchain.pythons import which_python
+    from .verify.schemes import verify_wheel
     schemes = _schemes(args, config)
     code = args.smoke or config.verify.smoke
     rows, ok = [], True
-    for path, wheel, _ in _open_all(args.artifacts):
-        if wheel is None:
-            ok &= _verify_conda(Path(path), progress)
+    for artifact in _open_all(args.artifacts):
+        if artifact.kind == "conda":
+            row, good = _verify_conda(artifact.path, progress, code)
+            rows.append(row)
+            ok &= good
             continue
-        for v in wheel.pythons or _installed_pythons_for(wheel):
+        for v in artifact.wheel.pythons or _installed_pythons_for(artifact.wheel):
             python = which_python(v)
             if python is None:
-                raise BadInputError([f"In {wheel.filename}: no Python {v} interpreter found to verify it with"])
-            progress(f"verify {wheel.filename} with Python {v}: {', '.join(schemes)}")
-            results = verify_wheel(Path(path), schemes, python, code)
+                raise BadInputError([f"In {artifact.filename}: no Python {v} interpreter found to verify it with"])
+            progress(f"verify {artifact.filename} with Python {v}: {', '.join(schemes)}")
+            results = verify_wheel(artifact.path, schemes, python, code)
             _print_verify(results)
             ok &= all(r.ok for r in results)
-            rows.append(_row(Path(path), wheel, results))
+            rows.append(wheel_row(artifact.path, artifact.wheel.tags, _vendored(artifact.wheel), results))
     _print_table(rows)
     return EXIT_OK if ok else EXIT_PROBLEMS
 
 
 def _installed_pythons_for(wheel) -> list[str]:
     """An abi3 or py3 wheel is verified with every Python it serves that is installed here (else this one)."""
-    from .check import wheel_pythons
-    from .interpreters import find_pythons
+    from .artifact import wheel_pythons
+    from .toolchain.pythons import find_pythons
     found = find_pythons()
     return [v for v in wheel_pythons(wheel) if v in found] or [f"{sys.version_info[0]}.{sys.version_info[1]}"]
 
 
-def _verify_conda(path: Path, progress: Progress) -> bool:
-    from .conda_verify import verify_artifact  # owned by the conda half
-    result = verify_artifact(path, progress)
-    print(f"  {path.name} [conda prefix, py-rattler] {'OK' if result.ok else 'FAILED'}")
+def _verify_conda(path: Path, progress: Progress, code: str):
+    from .conda.release import package_row
+    from .verify.prefix import verify_artifact
+    result = verify_artifact(path, progress, code)
+    _print_verify([result])
     for name, where in sorted(result.loaded.items()):
         if name.startswith(("libcudart", "libgomp", "libcufes", "_gpu", "_cpu")):
             print(f"    loaded {name} from {where}")
@@ -334,7 +336,7 @@ def _verify_conda(path: Path, progress: Progress) -> bool:
               f"{result.smoke['cpu_vs_numpy']:.1e}; GPU vs CPU {result.smoke.get('gpu_vs_cpu', 'not run')}")
     for problem in result.problems:
         print(f"    {problem}")
-    return result.ok
+    return package_row(path, result), result.ok
 
 
 def _print_verify(results) -> None:
@@ -346,7 +348,7 @@ def _print_verify(results) -> None:
 # --- the release ---------------------------------------------------------------------------------------------
 
 def _pythons(requested: Sequence[str] | None, config: ReleaseConfig, strict: bool, progress: Progress) -> dict:
-    from .interpreters import default_pythons, find_pythons
+    from .toolchain.pythons import default_pythons, find_pythons
     found = find_pythons()
     wanted = list(requested or config.python or default_pythons(found))
     missing = [v for v in wanted if v not in found]
@@ -361,28 +363,10 @@ def _vendored(wheel) -> list[str]:
     return sorted(Path(n).name for n in wheel.members if ".libs/" in n)
 
 
-def _row(path: Path, wheel, results, error: str = "") -> dict:
-    several = len({r.python for r in results}) > 1
-    verified = [f"{r.scheme}{'-' + r.python if several else ''}{'' if r.status == 'ok' else '(' + r.status + ')'}"
-                for r in results]
-    failed = [r for r in results if not r.ok]
-    result = error or ("FAILED: " + "; ".join(f"{r.scheme}: {r.detail}" for r in failed) if failed else "ok")
-    return {"wheel": path.name if wheel else str(path), "tag": wheel.tags if wheel else "-",
-            "size": f"{path.stat().st_size / 2**20:.1f} MiB" if path.exists() else "-",
-            "vendored": ", ".join(_vendored(wheel)) if wheel else "-",
-            "schemes": " ".join(verified) or "-", "result": result}
-
-
-def _print_table(rows: list[dict]) -> None:
-    if not rows:
-        return
-    cols = [("wheel", "artifact"), ("tag", "tag"), ("size", "size"), ("vendored", "vendored libraries"),
-            ("schemes", "schemes verified"), ("result", "result")]
-    widths = {k: max(len(h), *(len(str(r[k])) for r in rows)) for k, h in cols[:-1]}
-    print("\n" + "  ".join(h.ljust(widths.get(k, 0)) for k, h in cols))
-    print("  ".join("-" * widths.get(k, 6) for k, _ in cols))
-    for r in rows:  # the result column is last and not padded, so a long reason does not widen the table
-        print("  ".join(str(r[k]).ljust(widths.get(k, 0)) for k, _ in cols).rstrip())
+def _print_table(rows) -> None:
+    from .report import table_lines
+    for line in table_lines(rows):
+        print(line)
 
 
 # The abi3 wheel is verified in every scheme with the Python that built it, and in a venv with each later one.
@@ -391,8 +375,8 @@ ABI3_EXTRA_SCHEMES = ("venv",)
 
 def _abi3_verifiers(wheel_name: str, built_with: str) -> dict[str, str]:
     """For an abi3 wheel: the other supported Pythons it serves that are installed here ("X.Y" -> interpreter)."""
-    from .interpreters import find_pythons
     from .targets import abi3_pythons
+    from .toolchain.pythons import find_pythons
     if "-abi3-" not in wheel_name:
         return {}
     found = find_pythons()
@@ -400,13 +384,14 @@ def _abi3_verifiers(wheel_name: str, built_with: str) -> dict[str, str]:
 
 
 def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str, verify: bool,
-                   progress: Progress) -> tuple[list[dict], bool]:
+                   progress: Progress) -> tuple[list, bool]:
     """Build the CUDA library once, then per Python: build, repair, fix, verify; publish what passed."""
-    from .build import build_cuda_library, build_wheel
-    from .openmp import library_dir
-    from .repair import repair_wheel
-    from .verify import verify_wheel
-    from .wheel import read_wheel
+    from .report import failed_row, wheel_row
+    from .toolchain.openmp import library_dir
+    from .verify.schemes import verify_wheel
+    from .wheel.archive import read_wheel
+    from .wheel.auditwheel import repair_wheel
+    from .wheel.build import build_cuda_library, build_wheel
     out = _output_dir(Path(config.output), "release.yaml output")
     rows, good, ok = [], [], True
     staging: Path | None = None
@@ -436,20 +421,17 @@ def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str
                         progress(f"verify {fixed.output.name} with Python {other}: {ABI3_EXTRA_SCHEMES[0]}")
                         results += verify_wheel(fixed.output, ABI3_EXTRA_SCHEMES, exe, config.verify.smoke)
                 wheel = read_wheel(fixed.output)
-                row = _row(fixed.output, wheel, results,
-                           "" if fixed.report.ok else "check: " + "; ".join(f.message for f in fixed.report.problems))
-                ok &= row["result"] == "ok"
-                if row["result"] == "ok":
+                row = wheel_row(fixed.output, wheel.tags, _vendored(wheel), results,
+                                "" if fixed.report.ok else "check: " + "; ".join(f.message for f in fixed.report.problems))
+                ok &= row.ok
+                if row.ok:
                     good.append(fixed.output)
                 rows.append(row)
             except BadInputError:
                 raise
             except ReleaseError as exc:
                 ok = False
-                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-                why = lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "")
-                rows.append({"wheel": f"cyfes (Python {v})", "tag": "-", "size": "-", "vendored": "-",
-                             "schemes": "-", "result": "FAILED: " + why})
+                rows.append(failed_row(f"cyfes (Python {v})", str(exc)))
                 progress(f"Python {v} failed: {exc}")
         for p in _publish(good, out):
             progress(f"wrote {p}")
@@ -467,9 +449,9 @@ def cmd_wheel(args, config: ReleaseConfig, progress: Progress) -> int:
     return EXIT_OK if ok else EXIT_PROBLEMS
 
 
-def conda_release(pythons: dict[str, str], config: ReleaseConfig, progress: Progress) -> tuple[list[dict], bool]:
+def conda_release(pythons: dict[str, str], config: ReleaseConfig, progress: Progress) -> tuple[list, bool]:
     """The conda half (tools.release.conda), imported only when conda packages are made."""
-    from .conda import release
+    from .conda.release import release
     return release(config, pythons, progress)
 
 
@@ -481,9 +463,10 @@ def cmd_conda(args, config: ReleaseConfig, progress: Progress) -> int:
     return EXIT_OK if ok else EXIT_PROBLEMS
 
 
-def release_sdist(config: ReleaseConfig, progress: Progress) -> list[dict]:
+def release_sdist(config: ReleaseConfig, progress: Progress) -> list:
     """The sdist next to the wheels (built in a staging dir, then moved)."""
-    from .sdist import build_sdist
+    from .report import Row, size_of
+    from .wheel.sdist import build_sdist
     out = Path(config.output)
     staging = _staging(out.resolve(), "output")
     try:
@@ -492,8 +475,7 @@ def release_sdist(config: ReleaseConfig, progress: Progress) -> list[dict]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     progress(f"wrote {published}")
-    return [{"wheel": published.name, "tag": "sdist", "size": f"{published.stat().st_size / 2**20:.1f} MiB",
-             "vendored": "-", "schemes": "-", "result": "ok (install tests: pytest -m release)"}]
+    return [Row(published.name, "sdist", size_of(published), result="ok (install tests: pytest -m release)")]
 
 
 def cmd_all(args, config: ReleaseConfig, progress: Progress) -> int:

@@ -14,23 +14,18 @@ from pathlib import Path
 
 import yaml
 
+from .conda.variants import VARIANTS
 from .errors import ConfigError, Problem
 from .layouts import WHEEL_SCHEMES
-from .conda_variants import VARIANTS
 from .targets import CUDA_FLAVOURS, DEFAULT_CUDA_FLAVOUR, CudaFlavour
+from .verify.smoke import SMOKE
 
 CONDA_VARIANTS = tuple(v.tag for v in VARIANTS)
 
 CONFIG_NAME = "release.yaml"
 CONFIG_MAX_BYTES = 1 << 20  # a release config is a page of text
-DEFAULT_SMOKE = (
-    "import numpy as np, cyfes, cyfes._build_info as info\n"
-    "print('backends', cyfes.backends())\n"
-    "if info.CUDA:\n"
-    "    import cyfes._gpu  # loads libcufes and the CUDA runtime: a broken RPATH fails here, GPU or not\n"
-    "res = cyfes.fes(np.random.default_rng(0).normal(size=(500, 2)), 0.3, bins=16)\n"
-    "print('fes ok', res.backend, res.values.shape, float(res.values.max()))\n"
-)
+DEFAULT_SMOKE = SMOKE
+"""verify.smoke's default: the one smoke program (smoke.py) every wheel and conda prefix runs."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,11 @@ class InstallLayout:
     def site_packages(self) -> str:
         return self.paths["platlib"]
 
+    @property
+    def label(self) -> str:
+        """scheme-X.Y in reports ("conda" alone for a package of no particular Python)."""
+        return f"{self.name}-{self.python}" if self.python else self.name
+
 
 @dataclass(frozen=True)
 class Placement:

@@ -1,5 +1,7 @@
-"""What the release targets, as data: one table that every other module reads instead of hard-coding it (release.yaml,
-pyproject.toml and the README's "Runs on" agree with it; tests/tools/test_targets.py holds them to it).
+"""What the release targets, as one table: supported Pythons, CUDA flavours and the packages providing their runtime.
+
+Every other module reads it instead of hard-coding it (release.yaml, pyproject.toml and the README's "Runs on" agree
+with it; tests/tools/test_targets.py holds them to it).
 
 Sections are independent; each says where its facts come from.
 """
@@ -79,7 +81,7 @@ class CudaFlavour:
 
 CUDA_FLAVOURS: dict[str, CudaFlavour] = {
     # The PyPI default: nvcc 11.8 is the newest toolkit that still targets Pascal and Volta, and its runtime
-    # runs on every driver from R450 (2020). Toolchain: Debian's non-free nvidia-cuda-toolkit 11.8.89 (cuda_toolkit.py).
+    # runs on every driver from R450 (2020). Toolchain: Debian's non-free nvidia-cuda-toolkit 11.8.89 (toolchain/cuda.py).
     "cu11": CudaFlavour(
         name="cu11", toolkit="11.8", cudart_soname="libcudart.so.11.0",
         driver_cuda="11.0", driver_min="450.80.02", driver_branch="R450",

@@ -25,7 +25,8 @@ what CyFES 4.5 would write without the bug, and what cyfes writes. `--order 4.5`
 
     python tests/data/cyfes45/make_reference.py [--wheel cyfes-4.5-cp310-...whl]
 
-Without --wheel, `pip download CyFES==4.5` fetches the cp310 manylinux wheel (only numpy is needed to run).
+Without --wheel, `pip download CyFES==4.5` fetches the cp310 manylinux wheel (running needs numpy and an
+installed cyfes).
 `--kernels gpu` (a machine with an NVIDIA GPU) runs 4.5's REAL CUDA kernels instead of the numpy ones: that is
 how the files in gpu/ were made, to check the numpy kernels (see README.md here).
 """
@@ -44,10 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
+# CyFES 4.5's float32 exp rule, from the one copy in the package. Imported before load_cyfes45 gives the name
+# "cyfes" in sys.modules to 4.5's own package.
+from cyfes.compat import exp45
+
 HERE = Path(__file__).resolve().parent
 KT = 0.596128107
 SQRT2PI3 = 15.74961
-LOG2E_F32 = np.float32(1.44269502162933349609375)
 
 #: name -> the CyFES 4.5 command line (run in HERE).
 CASES = {
@@ -63,18 +67,6 @@ CASES = {
     # the sink-method outputs -oV / -oF
     "case4": "-i xyz_bias.txt -g 4,4,4 -sigma 0.8 -oV case4_V.dat -oF case4_F.dat",
 }
-
-
-def exp45(t: np.ndarray) -> np.ndarray:
-    """exp(t) in float64, with 4.5's float32 device exp's zeros and infinities."""
-    t = np.asarray(t, dtype=np.float64)
-    t32 = t.astype(np.float32)
-    k = np.trunc(t32 * LOG2E_F32)
-    with np.errstate(over="ignore"):
-        out = np.exp(t)
-    out[(k <= -150) | (t32 < -105)] = 0.0
-    out[(k >= 128) | (t32 > 105)] = np.inf
-    return out
 
 
 def path_fes(rpath: np.ndarray, cv: np.ndarray, bw: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -1,0 +1,117 @@
+"""The one smoke program every installed wheel and conda prefix runs, how it runs, and what a run concludes.
+
+It runs under the loader's trace (trace.py); a run concludes in an `InstallResult`, the one result type of `verify`
+for wheels and .conda packages.
+
+It imports cyfes (and its GPU module when built with CUDA, so a broken RPATH fails here, GPU or not), asks for
+the backends, computes a small FES on the CPU and compares it with an independent float64 numpy reference, and on
+a usable GPU compares the GPU's answer with the CPU's. One JSON line carries the facts; the last line says
+"fes ok <backend> ..." for people reading a log.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import Problem
+from .trace import LD_DEBUG, LoaderTrace, inside_outside
+
+SMOKE_TIMEOUT_S = 300
+"""Longest a smoke run (or an installed entry point's --help) may take."""
+REPORT_MARK = "CYFES-SMOKE "
+CPU_TOLERANCE = 1e-6
+"""Largest |F_cyfes - F_numpy| the smoke accepts (the default truncated sum stays well inside it)."""
+
+SMOKE = r"""
+import json
+import numpy as np
+import cyfes, cyfes._build_info as info
+if info.CUDA:
+    import cyfes._gpu  # loads libcufes and the CUDA runtime: a broken RPATH fails here, GPU or not
+backends = cyfes.backends()
+rng = np.random.default_rng(0)
+samples = rng.normal(size=(2000, 2))
+res = cyfes.fes(samples, sigma=0.3, bins=24, device="cpu")
+# independent float64 reference: F = -kT log sum_j exp(-|x - s_j|^2 / 2 sigma^2), shifted to min 0
+pts = res.points()
+d2 = (((pts[:, None, :] - samples[None, :, :]) / 0.3) ** 2).sum(-1)
+m = (-0.5 * d2).max(1)
+ref = -res.kT * (m + np.log(np.exp(-0.5 * d2 - m[:, None]).sum(1)))
+ref -= ref.min()
+out = {"cyfes": cyfes.__file__, "numpy": np.__version__, "backends": backends,
+       "cpu_vs_numpy": float(np.max(np.abs(res.values.ravel() - ref)))}
+if backends["cuda"]["usable"]:
+    gpu = cyfes.fes(samples, sigma=0.3, bins=24, device="gpu")
+    out["gpu_vs_cpu"] = float(np.max(np.abs(gpu.values - res.values)))
+print("CYFES-SMOKE " + json.dumps(out, default=str))
+print("fes ok", res.backend, res.values.shape, float(res.values.max()))
+"""
+
+
+def smoke_report(stdout: str) -> dict:
+    """The facts of the program's report line ({} when a custom program printed none)."""
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(REPORT_MARK)]
+    return json.loads(lines[-1][len(REPORT_MARK):]) if lines else {}
+
+
+@dataclass
+class InstallResult:
+    """The outcome of installing one artifact into one place and running the smoke program there."""
+
+    artifact: str
+    scheme: str
+    """The place: a wheel's install scheme (venv, user, ...) or "conda" (a fresh prefix)."""
+    python: str
+    status: str = "ok"
+    """ok | failed | limitation (the scheme drops files the artifact needs, said plainly)"""
+    detail: str = ""
+    """The smoke program's last line when ok, else what went wrong."""
+    inside: list[str] = field(default_factory=list)
+    """The artifact's objects and what they loaded from the install (relative to its root)."""
+    outside: list[str] = field(default_factory=list)
+    """Libraries the artifact loaded from outside the install that are not system libraries: failures."""
+    loaded: dict[str, str] = field(default_factory=dict)
+    """File name -> real path of every object the loader initialised."""
+    smoke: dict = field(default_factory=dict)
+    """The smoke program's report (smoke.smoke_report); {} for a custom program that prints none."""
+    root: str = ""
+    """The install's root: the venv, the --prefix/--target directory, the conda prefix."""
+    entry_point: str = ""
+    """The first line of an installed entry-point script, where one was checked (a conda prefix's bin/cyfes)."""
+    problems: list[Problem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    def fail(self, *problems: Problem) -> None:
+        """Record problems (none: nothing changes)."""
+        if not problems:
+            return
+        self.problems += problems
+        self.status, self.detail = "failed", "; ".join(p.message for p in self.problems)
+
+
+def run_smoke(python: str, code: str, env: dict[str, str], workdir: Path) -> tuple[int, str, LoaderTrace]:
+    """Run the smoke program under the loader's trace: (exit code, stdout, trace)."""
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=dict(env, LD_DEBUG=LD_DEBUG),
+                          cwd=workdir, timeout=SMOKE_TIMEOUT_S, check=False)
+    return proc.returncode, proc.stdout, LoaderTrace.parse(proc.stderr)
+
+
+def judge_run(result: InstallResult, rc: int, out: str, trace: LoaderTrace, members: set[str], root: Path,
+              allowed: frozenset[str]) -> None:
+    """What every verify concludes from a smoke run: it exited 0, and nothing the artifact loaded came from
+    outside the install (system libraries aside)."""
+    result.loaded = trace.by_name()
+    result.smoke = smoke_report(out)
+    result.inside, result.outside = inside_outside(trace.closure(members, root), root, allowed)
+    result.detail = out.strip().splitlines()[-1] if out.strip() else ""
+    if rc != 0:
+        result.fail(Problem(result.artifact, "smoke", f"exit {rc}: {' | '.join(trace.messages[-3:])}"))
+    elif result.outside:
+        result.fail(Problem(result.artifact, "", f"loaded from outside the installed tree: "
+                                                f"{', '.join(result.outside)}"))

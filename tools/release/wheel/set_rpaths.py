@@ -1,0 +1,82 @@
+"""`fix`: apply the RPATH plan to an already-repaired wheel (ours or anyone's) and write it deterministically.
+
+A wheel whose plan changes nothing is copied byte for byte, so fixing a right wheel is a no-op; fixing twice
+gives the same bytes because the plan of a fixed wheel is empty and writing is deterministic (wheel/archive.py).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..artifact import WheelArtifact, open_wheel, wheel_providers, wheel_pythons
+from ..check import CheckReport, analyze
+from ..elf.loader import SystemLibraries
+from ..elf.patchelf import Patchelf, apply_plan, find_patchelf
+from ..elf.rpath import Provider, RpathPlan, plan_rpath
+from ..layouts import WHEEL_SCHEMES, layouts
+from .archive import Wheel, extract, load_elfs, with_members, write_wheel
+
+
+@dataclass
+class FixResult:
+    """What `fix` did to one wheel."""
+
+    input: str
+    output: Path
+    changed: bool
+    plans: list[RpathPlan]
+    report: CheckReport
+    """The check of the output: limitations (e.g. pip --target) are listed here, plainly."""
+
+
+def add_requirement(wheel: Wheel, requirement: str) -> Wheel:
+    """Add a Requires-Dist line to METADATA (the pip CUDA strategy); a no-op when it is already there."""
+    name = f"{wheel.dist_info}/METADATA"
+    text = wheel.members[name].data.decode("utf-8")
+    line = f"Requires-Dist: {requirement}"
+    if line in text.splitlines():
+        return wheel
+    head, sep, body = text.partition("\n\n")
+    return with_members(wheel, {name: (head.rstrip("\n") + "\n" + line + "\n" + sep.lstrip("\n") + body
+                                       if sep else text.rstrip("\n") + "\n" + line + "\n").encode()})
+
+
+def _patched_members(wheel: Wheel, plans: list[RpathPlan], tool: Patchelf, workdir: Path) -> dict[str, bytes]:
+    names = [p.file for p in plans]
+    extract(wheel, workdir, names)
+    for plan in plans:
+        apply_plan(plan, workdir / plan.file, tool)
+    return {n: (workdir / n).read_bytes() for n in names}
+
+
+def fix_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = WHEEL_SCHEMES,
+              pythons: Sequence[str] = (), providers: Sequence[Provider] | None = None,
+              requirements: Sequence[str] = (), system: SystemLibraries | None = None,
+              dry_run: bool = False, rewrite: bool = False) -> FixResult:
+    """Fix one wheel into `out_dir` (same file name); dry_run plans and checks without writing.
+
+    rewrite=True writes through the deterministic writer even when nothing changed (the release does this so
+    its output does not depend on how auditwheel stamped the zip); `fix` leaves right wheels byte-identical."""
+    opened = open_wheel(path)
+    wheel, elfs = opened.wheel, opened.elfs
+    original = wheel
+    for req in requirements:
+        wheel = add_requirement(wheel, req)
+    provs = list(wheel_providers(wheel) if providers is None else providers)
+    lays = layouts(list(schemes), wheel_pythons(wheel, pythons))
+    plans = plan_rpath(elfs, lays, list(wheel.members), provs, wheel.dist)
+    todo = [p for p in plans.values() if p.changed]
+    out = Path(out_dir) / wheel.filename
+    changed = bool(todo) or wheel is not original
+    with tempfile.TemporaryDirectory(prefix="cyfes-fix-") as tmp:
+        if todo:
+            wheel = with_members(wheel, _patched_members(wheel, todo, find_patchelf(), Path(tmp)))
+            elfs = load_elfs(wheel, Path(tmp) / "check")
+        if not dry_run:
+            write_wheel(wheel, out) if changed or rewrite else shutil.copyfile(path, out)
+    report = analyze(WheelArtifact(Path(wheel.path), elfs, wheel), schemes, pythons, system, provs)
+    return FixResult(str(path), out, changed, list(plans.values()), report)
+
