@@ -3,9 +3,11 @@ commands in commands.txt) and against float64 numpy sums of stretched Gaussians 
 from __future__ import annotations
 
 import math
+import re
+import shlex
 import shutil
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -232,3 +234,63 @@ def test_histo_is_minus_kt_log_of_a_kernel_histogram(tmp_path):
     with np.errstate(divide="ignore"):
         np.testing.assert_allclose(rows[:, 1], -2.5 * np.log(v), atol=2e-9, rtol=1e-9)
         np.testing.assert_allclose(rows[:, 2], -2.5 / der[:, 0], rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- PLUMED's files
+def plumed_commands() -> List[List[str]]:
+    """The arguments of each `plumed sum_hills` line of commands.txt."""
+    lines = (DATA / "commands.txt").read_text().splitlines()
+    return [shlex.split(line)[2:] for line in lines if line.startswith("plumed sum_hills ")]
+
+
+def _option(args: List[str], name: str) -> Optional[str]:
+    return args[args.index(name) + 1] if name in args else None
+
+
+def reference_names(args: List[str]) -> List[str]:
+    """The files PLUMED wrote for these arguments (with --stride: every <prefix>N.dat, N = 0, 1, ...)."""
+    base = _option(args, "--outhisto" if "--histo" in args else "--outfile")
+    if "--stride" not in args:
+        return [base]
+    found = {p.name for p in DATA.glob(base + "*.dat")}
+    names = [f"{base}{k}.dat" for k in range(len(found))]
+    assert set(names) == found, f"{base}: reference files are not numbered 0..N-1"
+    return names
+
+
+def printed_decimals(args: List[str]) -> int:
+    return int(re.search(r"\.(\d+)", _option(args, "--fmt") or hills_io.PLUMED_FMT).group(1))
+
+
+def compare_with_plumed(mine: str, theirs: str, decimals: int) -> Tuple[float, float]:
+    """Same header lines and layout (blank lines included) and the same numbers to the printed digits; returns
+    (largest difference in units of the last printed digit, fraction of lines identical to the byte)."""
+    m_lines, t_lines = mine.splitlines(), theirs.splitlines()
+    assert len(m_lines) == len(t_lines)
+    assert [ln for ln in m_lines if ln.startswith("#")] == [ln for ln in t_lines if ln.startswith("#")]
+    assert [ln.startswith("#") or ln == "" for ln in m_lines] == [ln.startswith("#") or ln == "" for ln in t_lines]
+    body = [(a, b) for a, b in zip(m_lines, t_lines) if b and not b.startswith("#")]
+    a = np.array([[float(t) for t in x.split()] for x, _ in body])
+    b = np.array([[float(t) for t in y.split()] for _, y in body])
+    assert a.shape == b.shape
+    assert [len(x) for x, _ in body] == [len(y) for _, y in body]  # same column widths
+    ulp = float(np.abs(a - b).max()) * 10.0 ** decimals
+    return ulp, sum(x == y for x, y in body) / len(body)
+
+
+@pytest.mark.parametrize("args", plumed_commands(), ids=lambda a: _option(a, "--outhisto" if "--histo" in a
+                                                                          else "--outfile"))
+def test_same_files_as_plumed_sum_hills(tmp_path, args):
+    for f in DATA.iterdir():
+        if not f.name.startswith("ref_"):
+            shutil.copy(f, tmp_path)
+    assert run_cli(["sum_hills"] + args + ["-q"], tmp_path) == 0
+    names = reference_names(args)
+    assert sorted(p.name for p in tmp_path.glob("ref_*")) == sorted(names)
+    for name in names:
+        ulp, same = compare_with_plumed((tmp_path / name).read_text(), (DATA / name).read_text(),
+                                        printed_decimals(args))
+        # byte for byte, but for a value within rounding of a printed digit's boundary: its last digit may
+        # differ by one (the Gaussian is a product of per-CV factors here, one exp in PLUMED)
+        assert ulp <= 1.0 + 1e-6, (name, ulp)
+        assert same >= 0.999, (name, same)
