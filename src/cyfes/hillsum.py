@@ -182,10 +182,10 @@ def _grid(names: List[str], domains: Sequence[Optional[Tuple[str, str]]],
 # ----------------------------------------------------------------------------------------------- summing
 @dataclass
 class HillSum:
-    """V and dV/dx on a grid, flat in PLUMED's order; derivatives (D, M)."""
+    """V and dV/dx on a grid, flat in PLUMED's order; derivatives (D, M), or None when not asked for."""
 
     values: np.ndarray
-    der: np.ndarray
+    der: Optional[np.ndarray]
 
 
 def _neighbours(extent: np.ndarray, grid: HillsGrid, kernel: str) -> np.ndarray:
@@ -216,8 +216,8 @@ def add_hills(total: HillSum, hills: Hills, grid: HillsGrid, heights: np.ndarray
                      CUT, use_cut, hills.multivariate, threads or 0)
 
 
-def empty_sum(grid: HillsGrid) -> HillSum:
-    return HillSum(np.zeros(grid.size), np.zeros((len(grid.nbin), grid.size)))
+def empty_sum(grid: HillsGrid, derivatives: bool = True) -> HillSum:
+    return HillSum(np.zeros(grid.size), np.zeros((len(grid.nbin), grid.size)) if derivatives else None)
 
 
 def dump_parts(n: int, stride: Optional[int]) -> List[slice]:
@@ -233,15 +233,15 @@ def dump_parts(n: int, stride: Optional[int]) -> List[slice]:
 
 
 def running_sums(hills: Hills, grid: HillsGrid, heights: np.ndarray, kernel: str, stride: Optional[int],
-                 nohistory: bool, threads: Optional[int] = None) -> Iterator[HillSum]:
+                 nohistory: bool, threads: Optional[int] = None, derivatives: bool = True) -> Iterator[HillSum]:
     """One HillSum per output: cumulative over the parts, or each part alone (--nohistory)."""
     extent = support(hills)
-    total = empty_sum(grid)
+    total = empty_sum(grid, derivatives)
     for part in dump_parts(len(hills), stride):
         if nohistory:
-            total = empty_sum(grid)
+            total = empty_sum(grid, derivatives)
         add_hills(total, hills, grid, heights, extent, kernel, threads, part)
-        yield HillSum(total.values.copy(), total.der.copy())
+        yield HillSum(total.values.copy(), None if total.der is None else total.der.copy())
 
 
 def negbias_heights(hills: Hills) -> np.ndarray:
@@ -304,7 +304,7 @@ def free_energy_file(s: HillSum, grid: HillsGrid, mintozero: bool, proj: Optiona
     values = np.negative(s.values)
     if mintozero:
         values = values - values.min()
-    return GridFile(grid, "file.free", values, list(np.negative(s.der)))
+    return GridFile(grid, "file.free", values, [] if s.der is None else list(np.negative(s.der)))
 
 
 def histogram_file(s: HillSum, grid: HillsGrid, mintozero: bool, kt: float) -> GridFile:
@@ -334,10 +334,12 @@ class SumHillsRun:
     kt: Optional[float] = None
     histogram: bool = False
     threads: Optional[int] = None
+    derivatives: bool = True    # the files' der_ columns; the API and projections need none
 
     def files(self) -> Iterator[GridFile]:
+        der = self.derivatives and (self.histogram or not self.proj)
         for s in running_sums(self.hills, self.grid, self.heights, self.kernel, self.stride, self.nohistory,
-                              self.threads):
+                              self.threads, der):
             if self.histogram:
                 yield histogram_file(s, self.grid, self.mintozero, self.kt)
             else:
@@ -494,6 +496,7 @@ def hills(source: Any, *, sigma: Any = None, height: Any = None, biasf: Any = No
         return _through_fes(run, device, threads)
     from . import _hills
     used = threads or _hills.max_threads()
+    run = replace(run, derivatives=False)
     results = [to_result(f, len(data), run.kt, used) for f in run.files()]
     return results if stride else results[0]
 
