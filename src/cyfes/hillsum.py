@@ -105,13 +105,7 @@ def _per_cv(values: Optional[Sequence[str]], dim: int, option: str) -> Optional[
 def _bins(values: Optional[List[str]], option: str) -> Optional[List[int]]:
     if values is None:
         return None
-    try:
-        out = [int(v) for v in values]
-    except ValueError:
-        raise InputError(f"{option}: expected integers, got {','.join(values)}") from None
-    if min(out) < 1:
-        raise InputError(f"{option}: every number of bins must be >= 1")
-    return out
+    return [formats.parse_positive_int(v, option) for v in values]
 
 
 def plan_grid(names: List[str], domains: Sequence[Optional[Tuple[str, str]]], centers: np.ndarray,

@@ -79,18 +79,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _stride(text: Optional[str]) -> Optional[int]:
-    if text is None:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise InputError(f"--stride: expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise InputError(f"--stride: expected a positive integer, got {text!r}")
-    return value
-
-
 def output_names(base: Optional[str], default: str, stride: Optional[int], count: int) -> List[str]:
     """PLUMED's names: the file itself, or with --stride the prefix followed by 0.dat, 1.dat, ..."""
     if stride is None:
@@ -105,7 +93,7 @@ def plan(args: argparse.Namespace) -> List[Tuple[List[str], hillsum.SumHillsRun]
         raise InputError("sum_hills: give --hills FILES and/or --histo FILES")
     if args.fmt is not None:
         hills_io.check_fmt(" " + args.fmt)
-    stride = _stride(args.stride)
+    stride = None if args.stride is None else formats.parse_positive_int(args.stride, "--stride")
     idw = _list(args.idw)
     grid_opts = dict(gmin=_list(args.min), gmax=_list(args.max), bins=_list(args.bin), spacing=_list(args.spacing))
     jobs = []
