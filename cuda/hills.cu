@@ -16,7 +16,9 @@
 
 #include "hills.h"
 
-namespace {
+// A named namespace: nvcc names anonymous-namespace kernels after a hash of the source file's path, which
+// would make the library differ from one build directory to another.
+namespace cufes_hills {
 
 constexpr int kThreads = 256;         // points per tile, threads per block
 constexpr int64_t kDefaultChunk = 1 << 21;  // hills per transfer
@@ -397,7 +399,9 @@ int run(const Grid &g, const double *centers, const double *shape, bool multi, c
   return 0;
 }
 
-}  // namespace
+}  // namespace cufes_hills
+
+using namespace cufes_hills;
 
 CUFES_API int cufes_hills_sum(int dim, const int64_t *nbin, const double *gmin, const double *dx,
                               const double *period, const double *centers, const double *shape, int multivariate,
