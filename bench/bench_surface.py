@@ -184,7 +184,8 @@ def run_case(case: Case, device: str, rng, repeats: int, brute_rows: int, torch_
         rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes default (tolerance 1e-6, float64)", device="cpu"))
     rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes tolerance 1e-6, float32", precision="float32",
                           device=device))
-    rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes method='binned'", method="binned", device=device))
+    if device == "cpu":  # binning is numpy on one core: 12-30 s at 1e7 samples, minutes beyond
+        rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes method='binned'", method="binned", device=device))
     if cpu_too:
         rows.append(cyfes_row(case, x, bias, ref, repeats, "cyfes CPU, tolerance 1e-6, float32", device="cpu",
                               precision="float32"))
@@ -235,10 +236,13 @@ def main() -> None:
                  (Case("2-D 1e5 x 50^2 s3 (wide)", 2, 100_000 // k, 50, 3.0), "cpu", args.repeats, 50, 0, False)]
     if args.gpu and gpu:  # one timed run each: the brute-force GPU sums take seconds here
         plan += [(Case("2-D 1e7 x 200^2 s0.1", 2, 10_000_000 // k, 200, 0.1), "gpu", 1, 200, 20, True),
-                 (Case("3-D 1e7 x 100^3 s0.1", 3, 10_000_000 // k, 100, 0.1), "gpu", 1, 10, 1, False)]
+                 (Case("3-D 1e7 x 100^3 s0.1", 3, 10_000_000 // k, 100, 0.1), "gpu", 1, 10, 1, False),
+                 (Case("2-D 1e8 x 500^2 s0.1", 2, 100_000_000 // k, 500, 0.1), "gpu", 1, 25, 0, False)]
     for case, device, repeats, brute, torch_rows, cpu_too in plan:
         if args.only is None or args.only in case.name:
-            rows += run_case(case, device, rng, repeats, brute, torch_rows, cpu_too)
+            got = run_case(case, device, rng, repeats, brute, torch_rows, cpu_too)
+            print(report(got, f"(done: {case.name})"), flush=True)  # a long run shows its rows as it goes
+            rows += got
     devices = _backends.gpu_devices()
     header = (f"cyfes {cyfes.__version__}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
               f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()} "

@@ -11,6 +11,7 @@
 // per-split (max, sum) pairs, and the same merge combines sample chunks, so any N and M run in bounded
 // memory. No grid-by-samples matrix exists anywhere.
 #include "cufes.h"
+#include "host_util.cuh"
 
 #include <cuda_runtime.h>
 
@@ -31,58 +32,6 @@ constexpr double LOG2E = 1.4426950408889634;
 constexpr double LN2 = 0.6931471805599453;
 constexpr double MEMORY_FRACTION = 0.5;  // of the free device memory one call may use
 constexpr int BLOCKS_PER_SM_TARGET = 8;  // blocks wanted in flight per SM before splitting samples
-
-// ---------------------------------------------------------------------------------------------------
-// Errors: every CUDA call is checked; the message names the call and carries CUDA's own text.
-struct Error {
-  char *buf;
-  size_t len;
-  int code = 0;
-  void set(int rc, const char *fmt, ...) {
-    if (code) return;  // keep the first failure: later ones are usually its consequences
-    code = rc;
-    if (!buf || !len) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-  }
-  bool cuda(cudaError_t e, const char *what) {
-    if (e == cudaSuccess) return true;
-    set(static_cast<int>(e), "cufes: %s failed: %s: %s", what, cudaGetErrorName(e), cudaGetErrorString(e));
-    cudaGetLastError();  // the runtime also keeps it as "last error": clear it, or the next launch check sees it
-    return false;
-  }
-};
-#define CUFES_CHECK(err, call) ((err).cuda((call), #call))
-
-// Device memory freed on scope exit, so every early return cleans up.
-struct DeviceBuffer {
-  void *ptr = nullptr;
-  ~DeviceBuffer() {
-    if (ptr) cudaFree(ptr);
-  }
-  bool alloc(size_t bytes, Error &err, const char *what) {
-    return err.cuda(cudaMalloc(&ptr, bytes ? bytes : 1), what);
-  }
-  template <typename U>
-  U *as() const {
-    return static_cast<U *>(ptr);
-  }
-};
-
-// Selects a device for the call and restores the caller's device afterwards.
-struct DeviceScope {
-  int previous = -1;
-  bool ok = false;
-  DeviceScope(int device, Error &err) {
-    if (!CUFES_CHECK(err, cudaGetDevice(&previous))) return;
-    ok = CUFES_CHECK(err, cudaSetDevice(device));
-  }
-  ~DeviceScope() {
-    if (previous >= 0) cudaSetDevice(previous);
-  }
-};
 
 int64_t env_limit(const char *name, int64_t fallback) {
   const char *text = getenv(name);
@@ -379,9 +328,6 @@ Periods<T> scaled_periods(const Problem<T> &pb, T factor_out[CUFES_MAX_DIM], boo
 
 inline unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
-bool check_launch(Error &err, const char *what) {
-  return err.cuda(cudaGetLastError(), what);
-}
 
 // Copies rows [lo, lo+count) of a (., dim) host array and pre-scales them on the device.
 template <typename T>

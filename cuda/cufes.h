@@ -43,6 +43,43 @@ CUFES_API int cufes_log_density_f64(const double *samples, const double *logw, i
                                     const double *grid, int64_t m, const double *scale, const double *period,
                                     double *out, int device, char *err, size_t errlen);
 
+/* The truncated sum (src/cyfes/cpu_truncated.h has the bound; cuda/truncated.cu the GPU's way of it). The samples
+ * come sorted into cells by the host (cyfes._cpu.build_cells): coordinates pre-scaled by 1 / (sigma sqrt 2),
+ * periodic ones wrapped into [0, P'), transposed (dim rows of n), log-weights relative to the block's top. */
+typedef struct {
+  int dim;
+  int64_t n;             /* samples: columns of samples_t */
+  int64_t ncells;        /* non-empty cells */
+  const int64_t *shape;  /* dim: cells per CV of the cell grid */
+  const double *origin, *width, *period; /* dim each, pre-scaled units (period 0: not periodic) */
+  const int64_t *start;  /* ncells + 1: cell k holds samples [start[k], start[k + 1]) */
+  const double *lmass;   /* ncells: log of the cell's summed weight */
+  const double *box;     /* ncells x 2 dim: per CV the lowest and highest coordinate of the cell's samples */
+  const int64_t *dense;  /* product of shape: cell id (matrix order) -> compact index, or -1 when empty */
+} cufes_cells;
+
+typedef struct {
+  double lall;      /* log of the summed weight of all samples (relative to the top) */
+  double reach;     /* first distance (pre-scaled) within which cells are examined */
+  double gap;       /* the first cut assumes a density of at least exp(largest cell bound - gap); checked after */
+  double tolerance; /* the neglected mass may change no F by more than this (kT) */
+} cufes_truncation;
+
+/* Per tile t (grid rows tile_start[t] - tile_start[0] .. tile_start[t + 1] - tile_start[0], at most 256 points,
+ * pre-scaled and wrapped as the samples): out = log of the truncated sum (relative to the top), tile_bound = the
+ * bound it achieved (kT), tile_pairs = the pairs summed, tile_status = 0 when done, else the host must sum the
+ * tile itself (1: a point's sum is beyond the precision's exp range below the tile's largest bound; 2: samples
+ * outside the examined window could matter). grid points from row tile_start[0] on. */
+CUFES_API int cufes_truncated_f32(const cufes_cells *cells, const float *samples_t, const float *lw,
+                                  const float *grid, const int64_t *tile_start, int64_t ntiles,
+                                  const cufes_truncation *opt, double *out, double *tile_bound,
+                                  int64_t *tile_pairs, int *tile_status, int device, char *err, size_t errlen);
+
+CUFES_API int cufes_truncated_f64(const cufes_cells *cells, const double *samples_t, const double *lw,
+                                  const double *grid, const int64_t *tile_start, int64_t ntiles,
+                                  const cufes_truncation *opt, double *out, double *tile_bound,
+                                  int64_t *tile_pairs, int *tile_status, int device, char *err, size_t errlen);
+
 /* Number of usable CUDA devices (0 with no driver or no GPU: that is not an error). */
 CUFES_API int cufes_device_count(int *count, char *err, size_t errlen);
 

@@ -85,8 +85,7 @@ def test_truncated_within_bound(rng, device: str, precision: str, case: str, tol
     expected = ref.free_energy(pb["samples"], pb["sigma"], pb["grid"], bias=pb["bias"], period=pb["period"],
                                shift=False)
     check(res, expected, precision, tolerance)
-    if device == "cpu":
-        assert 0 < res.pairs < len(pb["samples"]) * len(pb["grid"])  # something was left out
+    assert 0 < res.pairs < len(pb["samples"]) * len(pb["grid"])  # something was left out
     axes = regular_axes(pb["grid"])
     if pb["period"]:
         axes[0] = -math.pi + 2 * math.pi * np.arange(23) / 23
@@ -111,13 +110,15 @@ def test_truncated_blocks(rng, device: str, precision: str) -> None:
     np.testing.assert_allclose(res.error, err, rtol=1e-3, atol=atol)
 
 
+@pytest.mark.parametrize("device", BACKENDS)
 @pytest.mark.parametrize("dim", [1, 3, 4])
-def test_truncated_other_dimensions(rng, dim: int) -> None:
-    """1 CV and 4 CVs use the per-point kernel on tiles, 3 CVs the separable one (regular grid)."""
+def test_truncated_other_dimensions(rng, device: str, dim: int) -> None:
+    """1 CV and 4 CVs use the per-point kernel on tiles, 3 CVs the separable one (regular grid) on the CPU; the
+    GPU has kernels for 1, 2 and 3 CVs and a generic one."""
     samples = rng.normal(scale=1.0, size=(1500, dim))
     bias = rng.normal(scale=3.0, size=1500) * KT
     bins = {1: 200, 3: 14, 4: 7}[dim]
-    res = cyfes.fes(samples, 0.1, bins=bins, bias=bias, device="cpu", shift=False)
+    res = cyfes.fes(samples, 0.1, bins=bins, bias=bias, device=device, shift=False)
     expected = ref.free_energy(samples, [0.1] * dim, ref.regular_grid(res.axes), bias=bias, shift=False)
     check(res, expected, "float64", cyfes._api.TOLERANCE)
     assert 0 < res.pairs < len(samples) * res.values.size
@@ -159,3 +160,57 @@ def test_binned_regular_grid_and_blocks(rng) -> None:
     assert err.max() <= res.error_estimate < 0.1
     blocks = ref.block_error(samples, [0.1, 0.1], ref.regular_grid(res.axes), 2, bias=bias)
     np.testing.assert_allclose(res.error.ravel(), blocks, atol=2 * res.error_estimate * KT)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_gpu_tiles_far_from_the_data(rng, precision: str) -> None:
+    """A grid reaching ~20 sigma beyond a compact cloud: there the density falls by more than float32's exp range
+    across one tile, so the GPU sums those tiles again point by point (and the CPU the points still left)."""
+    samples = rng.normal(scale=0.3, size=(3000, 2))
+    bias = rng.normal(scale=2.0, size=3000) * KT
+    res = cyfes.fes(samples, 0.1, bins=40, ranges=[(-3.0, 3.0), (-3.0, 3.0)], bias=bias, device="gpu",
+                    precision=precision, shift=False)
+    expected = ref.free_energy(samples, [0.1, 0.1], ref.regular_grid(res.axes), bias=bias, shift=False)
+    check(res, expected, precision, cyfes._api.TOLERANCE)
+    assert 0 < res.pairs < len(samples) * res.values.size
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_cells_match_a_numpy_stable_sort(rng, precision: str) -> None:
+    """The threaded counting sort of the cell build against numpy: cell ids from the returned geometry, a stable
+    argsort, and each cell's log-sum of weights and bounding box computed here in float64."""
+    import cyfes._cpu as cpu
+    from cyfes import _truncated
+
+    n = 200_000  # above the size where the build uses every core
+    x = np.c_[rng.normal(size=n), rng.uniform(-np.pi, np.pi, size=n)]
+    logw = rng.normal(scale=4.0, size=n)
+    logw[::97] = -np.inf  # zero weights are left out
+    sigma, period = np.array([0.2, 0.3]), np.array([0.0, 2 * np.pi])
+    factor = _truncated.scaled_factor(sigma)
+    per = period * factor
+    dtype = np.float64 if precision == "float64" else np.float32
+    lo, hi = 1000, n - 500
+    top = float(logw[lo:hi][np.isfinite(logw[lo:hi])].max())
+    samples_t, lw, start, lmass, box, (shape, origin, width, _), dense = cpu.build_cells(
+        x, logw, lo, hi, factor, per, top, 2.0, 4096, dtype)
+    keep = np.flatnonzero(np.isfinite(logw[lo:hi])) + lo
+    u = x[keep] * factor
+    u[:, 1] -= per[1] * np.floor(u[:, 1] / per[1])  # wrapped as the C code does, to the last bit
+    u[:, 1] = np.where(u[:, 1] >= per[1], u[:, 1] - per[1], u[:, 1])
+    idx = np.clip(((u - origin) / width).astype(np.int64), 0, shape - 1)
+    ids = np.ravel_multi_index(tuple(idx.T), tuple(shape))
+    order = np.argsort(ids, kind="stable")
+    np.testing.assert_array_equal(samples_t, u[order].T.astype(dtype))
+    np.testing.assert_array_equal(lw, (logw[keep][order] - top).astype(dtype))
+    used, first = np.unique(ids[order], return_index=True)
+    np.testing.assert_array_equal(start, np.r_[first, len(keep)])
+    np.testing.assert_array_equal(dense[used], np.arange(len(used)))
+    assert (np.delete(dense, used) == -1).all()
+    for k in rng.choice(len(used), size=50, replace=False):
+        rows = slice(start[k], start[k + 1])
+        w = lw[rows].astype(np.float64)
+        np.testing.assert_allclose(lmass[k], np.logaddexp.reduce(w), rtol=0, atol=1e-12)
+        seg = samples_t[:, rows].astype(np.float64)
+        np.testing.assert_array_equal(box[k].reshape(2, 2).T, [seg.min(axis=1), seg.max(axis=1)])

@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _backends, _binned, _inputs, _truncated, _units, analysis
+from . import _backends, _binned, _gpu_truncated, _inputs, _truncated, _units, analysis
 from ._errors import InputError
 
 #: Kernel calls a run is split into at least when a progress callback is given.
@@ -256,7 +256,7 @@ def _block_samples(pb: _Problem, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarr
 
 
 def _direct(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCallback]) -> _Densities:
-    """Every pair (tolerance 0, or a GPU), one tile of about CHUNK_PAIRS pairs per kernel call."""
+    """Every pair (tolerance 0, or nothing to leave out), one tile of about CHUNK_PAIRS pairs per kernel call."""
     cast = lambda a: np.ascontiguousarray(a, dtype=pb.dtype)  # noqa: E731
     scale, per, pts = cast(1.0 / pb.sigma), cast(pb.period), cast(pb.points)
     count = {"done": 0, "total": 0}
@@ -290,7 +290,7 @@ def _tiles(pb: _Problem) -> _truncated.Tiles:
 
 
 def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCallback]) -> _Densities:
-    """Only the cells of samples that can matter, per tile of grid points, within pb.tolerance (CPU)."""
+    """Only the cells of samples that can matter, per tile of grid points, within pb.tolerance."""
     tiles = _tiles(pb)
     factor = _truncated.scaled_factor(pb.sigma)
     grid = _truncated.in_tile_order(_truncated.scaled_points(pb.points, factor, pb.period), tiles, pb.dtype)
@@ -306,8 +306,14 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
     for lo, hi in pb.block_ranges:
         lw = pb.logw[lo:hi]
         top = float(lw.max())
-        res = _truncated.cpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
-                                         pb.dtype, pb.tolerance, dev.threads, parts, tick)
+        if dev.kind == "cpu":
+            res = _truncated.cpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
+                                             pb.dtype, pb.tolerance, dev.threads, parts, tick)
+        else:  # one call per block: the GPUs take every tile at once
+            res = _gpu_truncated.gpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
+                                                 pb.dtype, pb.tolerance, dev.ids, _backends.cpu_threads(None))
+            for _ in parts:
+                tick()
         dens = _truncated.from_tile_order(res.log_density, tiles)
         data, kept = _block_samples(pb, lo, hi)
         _resolve(dens, pb, data, kept - top, dev)
@@ -340,8 +346,7 @@ def _binned_sum(pb: _Problem, dev: _backends.Device) -> Tuple[_Densities, float]
 
 def _block_log_densities(pb: _Problem, dev: _backends.Device,
                          progress: Optional[ProgressCallback] = None) -> _Densities:
-    if pb.tolerance > 0 and dev.kind == "cpu" and _truncated.can_truncate(pb.data, pb.points, pb.sigma, pb.period,
-                                                                         pb.tolerance):
+    if pb.tolerance > 0 and _truncated.can_truncate(pb.data, pb.points, pb.sigma, pb.period, pb.tolerance):
         return _truncated_sum(pb, dev, progress)
     return _direct(pb, dev, progress)
 

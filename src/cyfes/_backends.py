@@ -10,7 +10,7 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -189,18 +189,18 @@ def split_grid(m: int, parts: int) -> List[Tuple[int, int]]:
     return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
 
-def _run_on_gpus(gpu: Any, ids: Sequence[int], args: tuple, grid: np.ndarray, out: np.ndarray) -> None:
-    """One thread per GPU, each on its own slice of the grid (the extension releases the GIL)."""
-    samples, logw, scale, period = args
+def each_gpu(ids: Sequence[int], count: int, work: Callable[[int, int, int], None]) -> None:
+    """work(device, lo, hi) on contiguous ranges of `count` items, one thread per GPU (the extension releases the
+    GIL); the first error is re-raised in the caller's thread."""
     errors: List[BaseException] = []
 
     def run(dev: int, lo: int, hi: int) -> None:
         try:
-            gpu.log_density(samples, logw, grid[lo:hi], scale, period, out[lo:hi], dev)
-        except BaseException as exc:  # re-raised in the caller's thread
+            work(dev, lo, hi)
+        except BaseException as exc:
             errors.append(exc)
 
-    ranges = split_grid(len(grid), len(ids))
+    ranges = split_grid(count, len(ids))
     if len(ranges) == 1:
         run(ids[0], *ranges[0])
     else:
@@ -211,6 +211,13 @@ def _run_on_gpus(gpu: Any, ids: Sequence[int], args: tuple, grid: np.ndarray, ou
             w.join()
     if errors:
         raise errors[0]
+
+
+def _run_on_gpus(gpu: Any, ids: Sequence[int], args: tuple, grid: np.ndarray, out: np.ndarray) -> None:
+    """Each GPU on its own slice of the grid."""
+    samples, logw, scale, period = args
+    each_gpu(ids, len(grid),
+             lambda dev, lo, hi: gpu.log_density(samples, logw, grid[lo:hi], scale, period, out[lo:hi], dev))
 
 
 def log_density(samples: np.ndarray, logw: np.ndarray, grid: np.ndarray, scale: np.ndarray,

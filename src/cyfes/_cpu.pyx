@@ -149,6 +149,8 @@ def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int6
         with nogil:
             ncells = cyfes_cells_fill_f32(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], top, &cg, kept, &sc[0],
                                           &ce[0], &s32[0, 0], &w32[0], &st[0], &lm[0], &bx[0, 0])
+    if ncells < 0:
+        raise MemoryError(f"no memory for the per-thread counts of {cells} cells")
     shape = np.array([cg.shape[d] for d in range(dim)], dtype=np.int64)
     origin = np.array([cg.origin[d] for d in range(dim)])
     width = np.array([cg.width[d] for d in range(dim)])

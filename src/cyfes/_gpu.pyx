@@ -16,6 +16,27 @@ cdef extern from "cufes.h" nogil:
     int cufes_device_info(int device, char *name, size_t namelen, size_t *total_mem, int *cc_major,
                           int *cc_minor, char *err, size_t errlen)
     int cufes_versions(int *runtime, int *driver)
+    ctypedef struct cufes_cells:
+        int dim
+        int64_t n, ncells
+        const int64_t *shape
+        const double *origin
+        const double *width
+        const double *period
+        const int64_t *start
+        const double *lmass
+        const double *box
+        const int64_t *dense
+    ctypedef struct cufes_truncation:
+        double lall, reach, gap, tolerance
+    int cufes_truncated_f32(const cufes_cells *cells, const float *samples_t, const float *lw, const float *grid,
+                            const int64_t *tile_start, int64_t ntiles, const cufes_truncation *opt, double *out,
+                            double *tile_bound, int64_t *tile_pairs, int *tile_status, int device, char *err,
+                            size_t errlen)
+    int cufes_truncated_f64(const cufes_cells *cells, const double *samples_t, const double *lw,
+                            const double *grid, const int64_t *tile_start, int64_t ntiles,
+                            const cufes_truncation *opt, double *out, double *tile_bound, int64_t *tile_pairs,
+                            int *tile_status, int device, char *err, size_t errlen)
 
 ctypedef fused real:
     float
@@ -72,6 +93,42 @@ def log_density(const real[:, ::1] samples, const real[::1] logw, const real[:, 
         else:
             rc = cufes_log_density_f64(&samples[0, 0], &logw[0], n, dim, &grid[0, 0], m, &scale[0], &period[0],
                                        &out[0], device, err, ERRLEN)
+    if rc != 0:
+        _raise(err)
+
+
+def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int64_t[::1] start,
+                    const double[::1] lmass, const double[:, ::1] box, geometry, const int64_t[::1] dense,
+                    double lall, double reach, double gap, const real[:, ::1] grid, const int64_t[::1] tile_start,
+                    double tol, double[::1] out, double[::1] tile_bound, int64_t[::1] tile_pairs,
+                    int[::1] tile_status, int device=0):
+    """The truncated sum of cyfes._cpu.truncated_tiles on one GPU, for the tiles of tile_start (row offsets into
+    grid and out, which hold every tile); tile_status[t] != 0 marks a tile the caller must sum on the CPU (cuda/cufes.h says why)."""
+    cdef char err[ERRLEN]
+    cdef int rc
+    cdef int64_t ntiles = tile_start.shape[0] - 1
+    shape, origin, width, period = geometry
+    cdef const int64_t[::1] sh = shape
+    cdef const double[::1] og = origin, wd = width, pd = period
+    cdef cufes_cells cells
+    cdef cufes_truncation opt
+    if ntiles <= 0:
+        return
+    cells.dim = samples_t.shape[0]
+    cells.n = samples_t.shape[1]
+    cells.ncells = lmass.shape[0]
+    cells.shape, cells.origin, cells.width, cells.period = &sh[0], &og[0], &wd[0], &pd[0]
+    cells.start, cells.lmass, cells.box, cells.dense = &start[0], &lmass[0], &box[0, 0], &dense[0]
+    opt.lall, opt.reach, opt.gap, opt.tolerance = lall, reach, gap, tol
+    with nogil:
+        if real is float:
+            rc = cufes_truncated_f32(&cells, &samples_t[0, 0], &lw[0], &grid[0, 0], &tile_start[0], ntiles, &opt,
+                                     &out[tile_start[0]], &tile_bound[0], &tile_pairs[0], &tile_status[0], device, err,
+                                     ERRLEN)
+        else:
+            rc = cufes_truncated_f64(&cells, &samples_t[0, 0], &lw[0], &grid[0, 0], &tile_start[0], ntiles, &opt,
+                                     &out[tile_start[0]], &tile_bound[0], &tile_pairs[0], &tile_status[0], device, err,
+                                     ERRLEN)
     if rc != 0:
         _raise(err)
 

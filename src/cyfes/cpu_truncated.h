@@ -22,6 +22,8 @@
 #include "cpu_kernel.h"
 
 #include <float.h>
+#include <omp.h>
+#include <stdlib.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -67,6 +69,29 @@ static inline double cyfes_scaled(double x, double factor, double period) {
 CYFES_DEFINE_SCALED(double, f64)
 CYFES_DEFINE_SCALED(float, f32)
 
+/* isfinite() by the bits: _cpu is built with -ffast-math, under which the compiler may fold isfinite() to true,
+ * and zero weights (logw = -inf) must leave their samples out of the cells. */
+static inline int cyfes_finite(double x) {
+  uint64_t u;
+  memcpy(&u, &x, sizeof u);
+  return (u & 0x7ff0000000000000ULL) != 0x7ff0000000000000ULL;
+}
+
+/* The cell build runs on every core for large blocks: each thread takes one contiguous share of the samples, so the
+ * counting sort stays stable (the same order as one thread's) and the result does not depend on the thread count. */
+static inline int cyfes_cells_threads(int64_t n) {
+  int nt = omp_get_max_threads();
+  if (n < (1 << 16)) return 1;
+  return nt < 1 ? 1 : (nt > 256 ? 256 : nt);
+}
+
+static inline void cyfes_thread_range(int64_t lo, int64_t hi, int64_t *b, int64_t *e) {
+  const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+  const int64_t n = hi - lo;
+  *b = lo + n / nt * t + (t < n % nt ? t : n % nt);
+  *e = *b + n / nt + (t < n % nt ? 1 : 0);
+}
+
 /* Pass 1: the cell grid. x: (n, dim) raw samples; logw: n (non-finite = no sample); [lo, hi) the samples used.
  * h: wanted cell side (pre-scaled); at most max_cells cells (the side grows to fit). Returns the samples kept. */
 static int64_t cyfes_cells_plan(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
@@ -78,13 +103,32 @@ static int64_t cyfes_cells_plan(const double *x, const double *logw, int64_t lo,
     mn[d] = DBL_MAX;
     mx[d] = -DBL_MAX;
   }
-  for (int64_t j = lo; j < hi; ++j) {
-    if (!isfinite(logw[j])) continue;
-    ++kept;
+  const int nt = cyfes_cells_threads(hi - lo);
+#pragma omp parallel num_threads(nt)
+  {
+    double tmn[CYFES_MAX_DIM], tmx[CYFES_MAX_DIM];
+    int64_t tkept = 0, b, e;
+    cyfes_thread_range(lo, hi, &b, &e);
     for (int d = 0; d < dim; ++d) {
-      double u = cyfes_scaled(x[j * dim + d], factor[d], period[d]);
-      mn[d] = u < mn[d] ? u : mn[d];
-      mx[d] = u > mx[d] ? u : mx[d];
+      tmn[d] = DBL_MAX;
+      tmx[d] = -DBL_MAX;
+    }
+    for (int64_t j = b; j < e; ++j) {
+      if (!cyfes_finite(logw[j])) continue;
+      ++tkept;
+      for (int d = 0; d < dim; ++d) {
+        double u = cyfes_scaled(x[j * dim + d], factor[d], period[d]);
+        tmn[d] = u < tmn[d] ? u : tmn[d];
+        tmx[d] = u > tmx[d] ? u : tmx[d];
+      }
+    }
+#pragma omp critical(cyfes_cells_plan)
+    {
+      kept += tkept;
+      for (int d = 0; d < dim; ++d) {
+        mn[d] = tmn[d] < mn[d] ? tmn[d] : mn[d];
+        mx[d] = tmx[d] > mx[d] ? tmx[d] : mx[d];
+      }
     }
   }
   cg->dim = dim;
@@ -125,63 +169,91 @@ static inline int64_t cyfes_cell_of(const cyfes_cell_grid *cg, const double *u) 
 /* Passes 2 and 3: sort the kept samples by cell (counting sort) into samples_t (dim rows of `kept`) and lw
  * (logw - top), then summarise the non-empty cells: start (ncells + 1 offsets), log of the summed weight
  * (relative to top) and bounding box box[k * 2 dim + 2 d + {0, 1}]. scratch: cells + 1 int64 (cells = product of
- * shape), left holding each cell's compact index (-1: empty); cell: hi - lo int64. Returns the non-empty cells. */
+ * shape), left holding each cell's compact index (-1: empty); cell: hi - lo int64. Returns the non-empty cells,
+ * or -1 when memory for the threads' counts ran out. Each thread counts and places its own share of the samples;
+ * a cell's samples keep their input order. */
 #define CYFES_DEFINE_CELLS(T, SUFFIX)                                                                         \
+  static void cyfes_cell_summary_##SUFFIX(const T *samples_t, const T *lw, int64_t kept, int dim,             \
+                                          int64_t begin, int64_t end, double *lmass, double *b) {             \
+    double m = -DBL_MAX, s = 0;                                                                               \
+    for (int d = 0; d < dim; ++d) {                                                                           \
+      b[2 * d] = DBL_MAX;                                                                                     \
+      b[2 * d + 1] = -DBL_MAX;                                                                                \
+    }                                                                                                         \
+    for (int64_t j = begin; j < end; ++j) m = (double)lw[j] > m ? (double)lw[j] : m;                          \
+    for (int64_t j = begin; j < end; ++j) {                                                                   \
+      s += cyfes_libm_exp((double)lw[j] - m);                                                                 \
+      for (int d = 0; d < dim; ++d) {                                                                         \
+        double v = (double)samples_t[d * kept + j];                                                           \
+        b[2 * d] = v < b[2 * d] ? v : b[2 * d];                                                               \
+        b[2 * d + 1] = v > b[2 * d + 1] ? v : b[2 * d + 1];                                                   \
+      }                                                                                                       \
+    }                                                                                                         \
+    *lmass = m + cyfes_libm_log(s);                                                                           \
+  }                                                                                                           \
   static int64_t cyfes_cells_fill_##SUFFIX(const double *x, const double *logw, int64_t lo, int64_t hi,       \
                                            int dim, const double *factor, double top,                         \
                                            const cyfes_cell_grid *cg, int64_t kept, int64_t *scratch,         \
                                            int64_t *cell, T *samples_t, T *lw, int64_t *start, double *lmass, \
                                            double *box) {                                                     \
     int64_t cells = 1;                                                                                        \
-    double u[CYFES_MAX_DIM];                                                                                  \
     for (int d = 0; d < dim; ++d) cells *= cg->shape[d];                                                      \
-    memset(scratch, 0, (size_t)(cells + 1) * sizeof(int64_t));                                                \
-    for (int64_t j = lo; j < hi; ++j) {                                                                       \
-      if (!isfinite(logw[j])) {                                                                               \
-        cell[j - lo] = -1;                                                                                    \
-        continue;                                                                                             \
+    const int nt = cyfes_cells_threads(hi - lo);                                                              \
+    int64_t *counts = (int64_t *)calloc((size_t)nt * (size_t)cells, sizeof(int64_t));                         \
+    if (!counts) return -1;                                                                                   \
+    _Pragma("omp parallel num_threads(nt)") {                                                                 \
+      int64_t b, e, *cnt = counts + (int64_t)omp_get_thread_num() * cells;                                    \
+      double u[CYFES_MAX_DIM];                                                                                \
+      cyfes_thread_range(lo, hi, &b, &e);                                                                     \
+      for (int64_t j = b; j < e; ++j) {                                                                       \
+        if (!cyfes_finite(logw[j])) {                                                                             \
+          cell[j - lo] = -1;                                                                                  \
+          continue;                                                                                           \
+        }                                                                                                     \
+        for (int d = 0; d < dim; ++d) u[d] = cyfes_scaled(x[j * dim + d], factor[d], cg->period[d]);         \
+        cell[j - lo] = cyfes_cell_of(cg, u);                                                                  \
+        cnt[cell[j - lo]]++;                                                                                  \
       }                                                                                                       \
-      for (int d = 0; d < dim; ++d) u[d] = cyfes_scaled(x[j * dim + d], factor[d], cg->period[d]);           \
-      cell[j - lo] = cyfes_cell_of(cg, u);                                                                    \
-      scratch[cell[j - lo] + 1]++;                                                                            \
     }                                                                                                         \
-    for (int64_t c = 0; c < cells; ++c) scratch[c + 1] += scratch[c];                                         \
-    for (int64_t j = lo; j < hi; ++j) {                                                                       \
-      int64_t c = cell[j - lo];                                                                               \
-      if (c < 0) continue;                                                                                    \
-      int64_t at = scratch[c]++;                                                                              \
-      for (int d = 0; d < dim; ++d) samples_t[d * kept + at] = (T)cyfes_scaled(x[j * dim + d], factor[d],     \
+    /* where each thread's samples of each cell go: cells in order, threads in order within a cell */         \
+    int64_t at = 0;                                                                                           \
+    for (int64_t c = 0; c < cells; ++c) {                                                                     \
+      for (int t = 0; t < nt; ++t) {                                                                          \
+        int64_t here = counts[(int64_t)t * cells + c];                                                        \
+        counts[(int64_t)t * cells + c] = at;                                                                  \
+        at += here;                                                                                           \
+      }                                                                                                       \
+      scratch[c] = at; /* the end of cell c */                                                                \
+    }                                                                                                         \
+    _Pragma("omp parallel num_threads(nt)") {                                                                 \
+      int64_t b, e, *next = counts + (int64_t)omp_get_thread_num() * cells;                                   \
+      cyfes_thread_range(lo, hi, &b, &e);                                                                     \
+      for (int64_t j = b; j < e; ++j) {                                                                       \
+        int64_t c = cell[j - lo];                                                                             \
+        if (c < 0) continue;                                                                                  \
+        int64_t to = next[c]++;                                                                               \
+        for (int d = 0; d < dim; ++d) samples_t[d * kept + to] = (T)cyfes_scaled(x[j * dim + d], factor[d],   \
                                                                                cg->period[d]);                \
-      lw[at] = (T)(logw[j] - top);                                                                            \
+        lw[to] = (T)(logw[j] - top);                                                                          \
+      }                                                                                                       \
     }                                                                                                         \
-    /* scratch[c] is now the end of cell c; walk the cells again for the summaries */                        \
+    free(counts);                                                                                             \
+    /* the non-empty cells get compact indices; scratch maps a cell id to its compact index from here on */    \
     int64_t k = 0, begin = 0;                                                                                 \
     for (int64_t c = 0; c < cells; ++c) {                                                                     \
       int64_t end = scratch[c];                                                                               \
-      scratch[c] = end == begin ? -1 : k; /* from here on scratch maps a cell id to its compact index */      \
+      scratch[c] = end == begin ? -1 : k;                                                                     \
       if (end == begin) continue;                                                                             \
-      double m = -DBL_MAX, s = 0;                                                                             \
-      double *b = box + k * 2 * dim;                                                                          \
-      for (int d = 0; d < dim; ++d) {                                                                         \
-        b[2 * d] = DBL_MAX;                                                                                   \
-        b[2 * d + 1] = -DBL_MAX;                                                                              \
-      }                                                                                                       \
-      for (int64_t j = begin; j < end; ++j) m = (double)lw[j] > m ? (double)lw[j] : m;                        \
-      for (int64_t j = begin; j < end; ++j) {                                                                 \
-        s += cyfes_libm_exp((double)lw[j] - m);                                                                          \
-        for (int d = 0; d < dim; ++d) {                                                                       \
-          double v = (double)samples_t[d * kept + j];                                                         \
-          b[2 * d] = v < b[2 * d] ? v : b[2 * d];                                                             \
-          b[2 * d + 1] = v > b[2 * d + 1] ? v : b[2 * d + 1];                                                 \
-        }                                                                                                     \
-      }                                                                                                       \
-      start[k] = begin;                                                                                       \
-      lmass[k] = m + cyfes_libm_log(s);                                                                                  \
-      ++k;                                                                                                    \
+      start[k++] = begin;                                                                                     \
       begin = end;                                                                                            \
     }                                                                                                         \
     start[k] = begin;                                                                                         \
-    return k;                                                                                                 \
+    const int64_t ncells = k;                                                                                 \
+    _Pragma("omp parallel for num_threads(nt) schedule(dynamic, 16)")                                         \
+    for (int64_t q = 0; q < ncells; ++q)                                                                      \
+      cyfes_cell_summary_##SUFFIX(samples_t, lw, kept, dim, start[q], start[q + 1], lmass + q,                \
+                                  box + q * 2 * dim);                                                         \
+    return ncells;                                                                                            \
   }
 
 CYFES_DEFINE_CELLS(double, f64)

@@ -1,0 +1,68 @@
+// Host-side helpers shared by the libcufes sources: one error type that carries CUDA's own message, device
+// memory freed on scope exit, and a scope that selects a device and restores the caller's.
+#ifndef CUFES_HOST_UTIL_CUH
+#define CUFES_HOST_UTIL_CUH
+#include <cuda_runtime.h>
+
+#include <cstdarg>
+#include <cstdio>
+
+namespace cufes_internal {
+
+// Errors: every CUDA call is checked; the message names the call and carries CUDA's own text.
+struct Error {
+  char *buf;
+  size_t len;
+  int code = 0;
+  void set(int rc, const char *fmt, ...) {
+    if (code) return;  // keep the first failure: later ones are usually its consequences
+    code = rc;
+    if (!buf || !len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+  }
+  bool cuda(cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return true;
+    set(static_cast<int>(e), "cufes: %s failed: %s: %s", what, cudaGetErrorName(e), cudaGetErrorString(e));
+    cudaGetLastError();  // the runtime also keeps it as "last error": clear it, or the next launch check sees it
+    return false;
+  }
+};
+#define CUFES_CHECK(err, call) ((err).cuda((call), #call))
+
+// Device memory freed on scope exit, so every early return cleans up.
+struct DeviceBuffer {
+  void *ptr = nullptr;
+  ~DeviceBuffer() {
+    if (ptr) cudaFree(ptr);
+  }
+  bool alloc(size_t bytes, Error &err, const char *what) {
+    return err.cuda(cudaMalloc(&ptr, bytes ? bytes : 1), what);
+  }
+  template <typename U>
+  U *as() const {
+    return static_cast<U *>(ptr);
+  }
+};
+
+// Selects a device for the call and restores the caller's device afterwards.
+struct DeviceScope {
+  int previous = -1;
+  bool ok = false;
+  DeviceScope(int device, Error &err) {
+    if (!CUFES_CHECK(err, cudaGetDevice(&previous))) return;
+    ok = CUFES_CHECK(err, cudaSetDevice(device));
+  }
+  ~DeviceScope() {
+    if (previous >= 0) cudaSetDevice(previous);
+  }
+};
+
+inline bool check_launch(Error &err, const char *what) {
+  return err.cuda(cudaGetLastError(), what);
+}
+
+}  // namespace cufes_internal
+#endif

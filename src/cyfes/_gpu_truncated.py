@@ -1,0 +1,93 @@
+"""The truncated sum on GPUs: the host sorts the samples into cells (as for the CPU), the GPUs sum the tiles
+(cuda/truncated.cu), tiles a GPU cannot settle are summed again point by point on the GPU, and the few points
+left after that on the CPU.
+
+A tile comes back when its points' densities span more than the precision's exp range below the tile's largest
+cell bound (far from the data, where a tile's density falls by e^80 across it), or when far samples could
+matter. One point per tile removes the spread within the tile, and its cut is that point's own."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _backends
+from ._truncated import CELL_SIDE, FIRST_CUT_GAP, MAX_CELLS, SAMPLES_PER_CELL, Tiles, Truncated, reach, scaled_factor
+
+
+@dataclass
+class _Pass:
+    """One pass over tiles: per grid row the log density, per tile the bound, pairs and status (0: done)."""
+
+    out: np.ndarray
+    bound: np.ndarray
+    pairs: np.ndarray
+    status: np.ndarray
+
+
+def _rows_of(start: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """The grid rows of the tiles `which` (tile t is rows start[t]:start[t + 1]), tile after tile."""
+    begin, end = start[which], start[which + 1]
+    lengths = end - begin
+    offsets = np.repeat(begin - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+    return np.arange(int(lengths.sum())) + offsets
+
+
+def _gpu_pass(gpu: Any, cells: tuple, args: tuple, grid: np.ndarray, start: np.ndarray,
+              ids: Sequence[int]) -> _Pass:
+    """The tiles of `start` (offsets into grid), split over the GPUs."""
+    samples_t, lw, cstart, lmass, box, geometry, dense = cells
+    ntiles = len(start) - 1
+    res = _Pass(np.empty(len(grid)), np.zeros(ntiles), np.zeros(ntiles, dtype=np.int64),
+                np.zeros(ntiles, dtype=np.intc))
+    lall, first, tol = args
+
+    def work(dev: int, t0: int, t1: int) -> None:
+        gpu.truncated_tiles(samples_t, lw, cstart, lmass, box, geometry, dense, lall, first, FIRST_CUT_GAP, grid,
+                            start[t0:t1 + 1], tol, res.out, res.bound[t0:t1], res.pairs[t0:t1],
+                            res.status[t0:t1], dev)
+
+    _backends.each_gpu(ids, ntiles, work)
+    return res
+
+
+def gpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, grid: np.ndarray,
+                    tiles: Tiles, sigma: np.ndarray, period: np.ndarray, dtype: type, tolerance: float,
+                    ids: Sequence[int], threads: int) -> Truncated:
+    """As _truncated.cpu_log_density, on the GPUs `ids`; `threads`: CPU threads for the points sent back."""
+    cpu = importlib.import_module("cyfes._cpu")
+    gpu = _backends._load_gpu()
+    data, logw = np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(logw, dtype=np.float64)
+    factor = scaled_factor(sigma)
+    per = np.ascontiguousarray(period * factor)
+    kept = int(np.isfinite(logw[lo:hi]).sum())
+    max_cells = max(64, min(MAX_CELLS, kept // SAMPLES_PER_CELL))
+    cells = cpu.build_cells(data, logw, lo, hi, factor, per, top, CELL_SIDE, max_cells, dtype)
+    lall = float(np.logaddexp.reduce(cells[3]))
+    args = (lall, reach(tolerance), float(tolerance))
+    first = _gpu_pass(gpu, cells, args, grid, tiles.start, ids)
+    out, bound, pairs = first.out, float(first.bound.max(initial=0.0)), int(first.pairs.sum())
+    redo = np.flatnonzero(first.status)
+    if redo.size:  # the points of those tiles, one tile each
+        rows = _rows_of(tiles.start, redo)
+        points = np.ascontiguousarray(grid[rows])
+        one = np.arange(len(rows) + 1, dtype=np.int64)
+        again = _gpu_pass(gpu, cells, args, points, one, ids)
+        left = np.flatnonzero(again.status)
+        keep = again.status == 0
+        out[rows[keep]] = again.out[keep]
+        bound = max(bound, float(again.bound[keep].max(initial=0.0)))
+        pairs += int(again.pairs.sum())
+        if left.size:  # the CPU sums with running maxima: no exp range to leave
+            sub_out, sub_bound = np.empty(len(left)), np.zeros(len(left))
+            sub_pairs = np.zeros(len(left), dtype=np.int64)
+            samples_t, lw, cstart, lmass, box, geometry, dense = cells
+            cpu.truncated_tiles(samples_t, lw, cstart, lmass, box, geometry, dense, lall, args[1], FIRST_CUT_GAP,
+                                np.ascontiguousarray(points[left]), np.arange(len(left) + 1, dtype=np.int64),
+                                np.zeros((0, grid.shape[1]), dtype=np.int64), per.astype(dtype), args[2],
+                                sub_out, sub_bound, sub_pairs, threads)
+            out[rows[left]] = sub_out
+            bound, pairs = max(bound, float(sub_bound.max(initial=0.0))), pairs + int(sub_pairs.sum())
+    return Truncated(out, bound, pairs, lall)
