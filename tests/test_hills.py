@@ -3,9 +3,11 @@ commands in commands.txt) and against float64 numpy sums of stretched Gaussians 
 from __future__ import annotations
 
 import math
+import re
+import shlex
 import shutil
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -184,21 +186,15 @@ def test_bad_input_is_one_line_exit_2_and_no_files(tmp_path, capsys, args, messa
     assert set(tmp_path.iterdir()) == before
 
 
-def test_untruncated_shared_sigma_through_the_fes_kernels_agrees_with_the_hills_kernel():
-    """The route the GPU takes (cyfes.fes's log-density kernel), run here on its CPU backend."""
+def test_untruncated_gaussians_match_numpy_over_the_whole_grid():
     rng = np.random.default_rng(9)
     c = rng.uniform(-math.pi, math.pi, size=(400, 2))
     h = rng.uniform(0.2, 1.0, 400)
-    kw = dict(sigma=0.3, height=h, periodic=[("-pi", "pi")] * 2, bins=[30, 24], kernel="untruncated")
-    direct = cyfes.hills(c, **kw)
-    run = hillsum.hills_run(hillsum._hills_from_arrays(c, 0.3, h, None, None, [("-pi", "pi")] * 2),
-                            bins=["30", "24"], kernel="untruncated")
-    assert hillsum.fits_fes_kernel(run)
-    via_fes = hillsum._through_fes(run, "cpu", None)
-    np.testing.assert_allclose(via_fes.values, direct.values, atol=1e-10)
-    pts = np.stack([m.ravel() for m in np.meshgrid(*direct.axes, indexing="ij")], axis=1)
+    res = cyfes.hills(c, sigma=0.3, height=h, periodic=[("-pi", "pi")] * 2, bins=[30, 24], kernel="untruncated",
+                      device="cpu")
+    pts = np.stack([m.ravel() for m in np.meshgrid(*res.axes, indexing="ij")], axis=1)
     v, _ = stretched_sum(c, np.full((400, 2), 0.3), h, pts, period=[2 * math.pi] * 2, cut=False)
-    np.testing.assert_allclose(direct.values.ravel(), -v, atol=1e-10)
+    np.testing.assert_allclose(res.values.ravel(), -v, atol=1e-10)
 
 
 def test_sum_hills_files_read_back_with_cyfes_formats(tmp_path):
@@ -232,3 +228,135 @@ def test_histo_is_minus_kt_log_of_a_kernel_histogram(tmp_path):
     with np.errstate(divide="ignore"):
         np.testing.assert_allclose(rows[:, 1], -2.5 * np.log(v), atol=2e-9, rtol=1e-9)
         np.testing.assert_allclose(rows[:, 2], -2.5 / der[:, 0], rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- PLUMED's files
+def plumed_commands() -> List[List[str]]:
+    """The arguments of each `plumed sum_hills` line of commands.txt."""
+    lines = (DATA / "commands.txt").read_text().splitlines()
+    return [shlex.split(line)[2:] for line in lines if line.startswith("plumed sum_hills ")]
+
+
+def _option(args: List[str], name: str) -> Optional[str]:
+    return args[args.index(name) + 1] if name in args else None
+
+
+def reference_names(args: List[str]) -> List[str]:
+    """The files PLUMED wrote for these arguments (with --stride: every <prefix>N.dat, N = 0, 1, ...)."""
+    base = _option(args, "--outhisto" if "--histo" in args else "--outfile")
+    if "--stride" not in args:
+        return [base]
+    found = {p.name for p in DATA.glob(base + "*.dat")}
+    names = [f"{base}{k}.dat" for k in range(len(found))]
+    assert set(names) == found, f"{base}: reference files are not numbered 0..N-1"
+    return names
+
+
+def printed_decimals(args: List[str]) -> int:
+    return int(re.search(r"\.(\d+)", _option(args, "--fmt") or hills_io.PLUMED_FMT).group(1))
+
+
+def compare_with_plumed(mine: str, theirs: str, decimals: int) -> Tuple[float, float]:
+    """Same header lines and layout (blank lines included) and the same numbers to the printed digits; returns
+    (largest difference in units of the last printed digit, fraction of lines identical to the byte)."""
+    m_lines, t_lines = mine.splitlines(), theirs.splitlines()
+    assert len(m_lines) == len(t_lines)
+    assert [ln for ln in m_lines if ln.startswith("#")] == [ln for ln in t_lines if ln.startswith("#")]
+    assert [ln.startswith("#") or ln == "" for ln in m_lines] == [ln.startswith("#") or ln == "" for ln in t_lines]
+    body = [(a, b) for a, b in zip(m_lines, t_lines) if b and not b.startswith("#")]
+    a = np.array([[float(t) for t in x.split()] for x, _ in body])
+    b = np.array([[float(t) for t in y.split()] for _, y in body])
+    assert a.shape == b.shape
+    assert [len(x) for x, _ in body] == [len(y) for _, y in body]  # same column widths
+    ulp = float(np.abs(a - b).max()) * 10.0 ** decimals
+    return ulp, sum(x == y for x, y in body) / len(body)
+
+
+@pytest.mark.parametrize("args", plumed_commands(), ids=lambda a: _option(a, "--outhisto" if "--histo" in a
+                                                                          else "--outfile"))
+def test_same_files_as_plumed_sum_hills(tmp_path, args):
+    for f in DATA.iterdir():
+        if not f.name.startswith("ref_"):
+            shutil.copy(f, tmp_path)
+    assert run_cli(["sum_hills"] + args + ["-q"], tmp_path) == 0
+    names = reference_names(args)
+    assert sorted(p.name for p in tmp_path.glob("ref_*")) == sorted(names)
+    for name in names:
+        ulp, same = compare_with_plumed((tmp_path / name).read_text(), (DATA / name).read_text(),
+                                        printed_decimals(args))
+        # byte for byte, but for a value within rounding of a printed digit's boundary: its last digit may
+        # differ by one (the Gaussian is a product of per-CV factors here, one exp in PLUMED)
+        assert ulp <= 1.0 + 1e-6, (name, ulp)
+        assert same >= 0.999, (name, same)
+
+
+# ----------------------------------------------------------------------------------------------- GPU
+def _grid_points(res) -> np.ndarray:
+    return np.stack([m.ravel() for m in np.meshgrid(*res.axes, indexing="ij")], axis=1)
+
+
+GPU_CASES = {
+    "1d": ("h1d.hills", dict(grid_min=[-1], grid_max=[2.5], bins=[300])),
+    "2d-periodic": ("h2d_periodic.hills", dict(bins=[90, 80])),
+    "2d-mixed": ("h2d_mixed.hills", dict(grid_min=["-pi", "0"], grid_max=["pi", "2.6"], bins=[64, 50])),
+    "3d": ("h3d.hills", dict(grid_min=[-1.5] * 3, grid_max=[1.5] * 3, bins=[20, 18, 16])),
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", sorted(GPU_CASES))
+def test_gpu_hills_match_numpy_and_the_cpu_kernel(case):
+    name, kw = GPU_CASES[case]
+    h = hills_io.read_hills([str(DATA / name)])
+    gpu = cyfes.hills(str(DATA / name), device="gpu", **kw)
+    cpu = cyfes.hills(str(DATA / name), device="cpu", **kw)
+    assert gpu.backend.startswith("cuda") and cpu.backend.startswith("cpu")
+    period = [0.0 if d is None else 2 * math.pi for d in h.domains]
+    v, _ = stretched_sum(h.centers, h.widths, h.heights, _grid_points(gpu), period=period)
+    scale = np.abs(v).max()
+    np.testing.assert_allclose(gpu.values.ravel(), -v, atol=1e-12 * scale)
+    np.testing.assert_allclose(gpu.values, cpu.values, atol=1e-12 * scale)
+
+
+@pytest.mark.gpu
+def test_gpu_multivariate_and_untruncated_hills_match_the_cpu_kernel():
+    kw = dict(grid_min=[-2, -2], grid_max=[2, 2], bins=[70, 60])
+    gpu = cyfes.hills(str(DATA / "h2d_multi.hills"), device="gpu", **kw)
+    cpu = cyfes.hills(str(DATA / "h2d_multi.hills"), device="cpu", **kw)
+    np.testing.assert_allclose(gpu.values, cpu.values, atol=1e-12 * np.abs(cpu.values).max())
+    rng = np.random.default_rng(11)
+    c = rng.uniform(-math.pi, math.pi, size=(3000, 2))
+    s = rng.uniform(0.2, 0.5, size=(3000, 2))
+    h = rng.uniform(0.1, 1.0, 3000)
+    kw = dict(sigma=s, height=h, periodic=[("-pi", "pi"), None], bins=[40, 33], kernel="untruncated")
+    gpu = cyfes.hills(c, device="gpu", **kw)
+    v, _ = stretched_sum(c, s, h, _grid_points(gpu), period=[2 * math.pi, 0.0], cut=False)
+    np.testing.assert_allclose(gpu.values.ravel(), -v, atol=1e-12 * np.abs(v).max())
+
+
+@pytest.mark.gpu
+def test_gpu_boxes_wider_than_a_periodic_axis_and_chunked_transfers_agree_with_the_cpu(monkeypatch):
+    # 4 points per period with sigma 0.5: a box of 5 offsets visits a point twice, as PLUMED's does
+    kw = dict(bins=[4, 3])
+    cpu = cyfes.hills(str(DATA / "h2d_periodic.hills"), device="cpu", **kw)
+    gpu = cyfes.hills(str(DATA / "h2d_periodic.hills"), device="gpu", **kw)
+    np.testing.assert_allclose(gpu.values, cpu.values, atol=1e-12 * np.abs(cpu.values).max())
+    whole = cyfes.hills(str(DATA / "h2d_periodic.hills"), device="gpu", bins=[50, 40])
+    monkeypatch.setenv("CUFES_HILLS_CHUNK", "37")
+    chunked = cyfes.hills(str(DATA / "h2d_periodic.hills"), device="gpu", bins=[50, 40])
+    np.testing.assert_allclose(chunked.values, whole.values, atol=1e-12 * np.abs(whole.values).max())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("args", plumed_commands(), ids=lambda a: _option(a, "--outhisto" if "--histo" in a
+                                                                          else "--outfile"))
+def test_gpu_writes_plumeds_files(tmp_path, args):
+    for f in DATA.iterdir():
+        if not f.name.startswith("ref_"):
+            shutil.copy(f, tmp_path)
+    assert run_cli(["sum_hills"] + args + ["-q", "--device", "gpu"], tmp_path) == 0
+    for name in reference_names(args):
+        ulp, same = compare_with_plumed((tmp_path / name).read_text(), (DATA / name).read_text(),
+                                        printed_decimals(args))
+        assert ulp <= 1.0 + 1e-6, (name, ulp)
+        assert same >= 0.99, (name, same)

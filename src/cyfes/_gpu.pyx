@@ -131,3 +131,36 @@ def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int6
                                      ERRLEN)
     if rc != 0:
         _raise(err)
+
+
+# ----------------------------------------------------------------------------------------------- hills (hills.h)
+cdef extern from "hills.h" nogil:
+    enum: CUFES_HILLS_MAX_DIM
+    int cufes_hills_sum(int dim, const int64_t *nbin, const double *gmin, const double *dx, const double *period,
+                        const double *centers, const double *shape, int multivariate, const double *hA,
+                        const double *hB, const int64_t *nneigh, int64_t nh, double cut, int use_cut,
+                        double *values, double *der, int device, char *err, size_t errlen)
+
+HILLS_MAX_DIM = CUFES_HILLS_MAX_DIM
+
+
+def add_hills(double[::1] values, double[:, ::1] der, const int64_t[::1] nbin, const double[::1] gmin,
+              const double[::1] dx, const double[::1] period, const double[:, ::1] centers, const double[::1] shape,
+              const double[::1] h_a, const double[::1] h_b, const int64_t[:, ::1] nneigh, double cut, bint use_cut,
+              bint multivariate, int device=0):
+    """Same contract as cyfes._hills.add_hills (der may be None), on one GPU."""
+    cdef char err[ERRLEN]
+    cdef int rc
+    cdef int dim = centers.shape[1]
+    cdef int64_t nh = centers.shape[0]
+    cdef double *der_p = NULL
+    if nh == 0:
+        return
+    if der is not None:
+        der_p = &der[0, 0]
+    with nogil:
+        rc = cufes_hills_sum(dim, &nbin[0], &gmin[0], &dx[0], &period[0], &centers[0, 0], &shape[0], multivariate,
+                             &h_a[0], &h_b[0], &nneigh[0, 0], nh, cut, use_cut, &values[0], der_p, device, err,
+                             ERRLEN)
+    if rc != 0:
+        _raise(err)

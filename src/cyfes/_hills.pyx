@@ -35,7 +35,8 @@ def max_threads():
 def add_hills(double[::1] values, double[:, ::1] der, nbin, gmin, dx, period, const double[:, ::1] centers,
               const double[::1] shape, const double[::1] h_a, const double[::1] h_b, const int64_t[:, ::1] nneigh,
               double cut, bint use_cut, bint multivariate, int threads=0):
-    """Add hills to `values` (flat grid, first CV fastest) and `der` (one row per CV), in hill order.
+    """Add hills to `values` (flat grid, first CV fastest) and `der` (one row per CV; None: values only), in
+    hill order.
 
     nbin, gmin, dx, period: per CV (period 0: not periodic). shape: the widths (N*D, diagonal hills) or the
     metrics (N*D*D, multivariate hills), flattened. h_a, h_b: per hill height times A and B. nneigh: (N, D) box
@@ -43,8 +44,11 @@ def add_hills(double[::1] values, double[:, ::1] der, nbin, gmin, dx, period, co
     cdef cyfes_hills_grid g
     cdef int dim = centers.shape[1], d, t, nthreads, status = 0, rc
     cdef int64_t nh = centers.shape[0], maxbox, slow_n, lo, hi, acc = 1
+    cdef double *der_p = NULL
     if nh == 0:
         return
+    if der is not None:
+        der_p = &der[0, 0]
     g.dim = dim
     for d in range(dim):
         g.nbin[d] = int(nbin[d])
@@ -65,10 +69,10 @@ def add_hills(double[::1] values, double[:, ::1] der, nbin, gmin, dx, period, co
         hi = slow_n * (t + 1) // nthreads
         if multivariate:
             rc = cyfes_hills_multi(&g, &centers[0, 0], &shape[0], &h_a[0], &h_b[0], &nneigh[0, 0], nh, cut,
-                                   use_cut, maxbox, lo, hi, &values[0], &der[0, 0])
+                                   use_cut, maxbox, lo, hi, &values[0], der_p)
         else:
             rc = cyfes_hills_diag(&g, &centers[0, 0], &shape[0], &h_a[0], &h_b[0], &nneigh[0, 0], nh, cut,
-                                  use_cut, maxbox, lo, hi, &values[0], &der[0, 0])
+                                  use_cut, maxbox, lo, hi, &values[0], der_p)
         status += rc != 0
     if status != 0:
         raise MemoryError("cannot allocate the hills kernel's scratch buffers")

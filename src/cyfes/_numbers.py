@@ -31,6 +31,17 @@ def _eval_node(node: ast.AST) -> float:
     raise ValueError("not a number")
 
 
+def parse_positive_int(text: str, what: str) -> int:
+    """A command-line count (bins, a stride): a whole number >= 1, else one error naming the option."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise InputError(f"{what}: expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise InputError(f"{what}: expected a positive integer, got {text!r}")
+    return value
+
+
 def parse_number(text: str, what: str = "value") -> float:
     """A number, or an arithmetic expression of numbers and `pi` (`-pi`, `2*pi`, `pi/2`, `1e-3`)."""
     if len(text) > MAX_NUMBER_TEXT:  # the parser recurses once per operator: bound the depth

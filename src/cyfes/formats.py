@@ -27,7 +27,7 @@ from typing import List, Optional
 import numpy as np
 
 from ._errors import InputError
-from ._numbers import MAX_NUMBER_TEXT, parse_number
+from ._numbers import MAX_NUMBER_TEXT, parse_number, parse_positive_int
 from ._tables import (INPUT_MEMORY_FRACTION, PathLike, Table, _directives, _is_float, _set_values, max_input_bytes,
                       parse_table_text, physical_memory, read_table)
 from ._writers import (CHUNK_ROWS, DAT_FREE_FIELD, FORMATS, PLUMED_FREE_FIELD, atomic_write, check_output_path,
@@ -36,7 +36,7 @@ from ._writers import (CHUNK_ROWS, DAT_FREE_FIELD, FORMATS, PLUMED_FREE_FIELD, a
                        write_plumed_grid, write_points, write_result, write_text, writer_memory)
 
 __all__ = [  # the jobs' names, as cyfes.formats always gave them, and the grid readers below
-    "MAX_NUMBER_TEXT", "parse_number", "INPUT_MEMORY_FRACTION", "PathLike", "Table", "max_input_bytes",
+    "MAX_NUMBER_TEXT", "parse_number", "parse_positive_int", "INPUT_MEMORY_FRACTION", "PathLike", "Table", "max_input_bytes",
     "parse_table_text", "physical_memory", "read_table", "CHUNK_ROWS", "DAT_FREE_FIELD", "FORMATS",
     "PLUMED_FREE_FIELD", "atomic_write", "check_output_path", "columns_text", "cube_header", "cube_text",
     "cube_text_for", "cv_names", "estimated_bytes", "npz_fields", "output_format", "plumed_grid_text", "points_text",

@@ -6,7 +6,8 @@ with A = 1/(1 - e^-6.25), B = -A e^-6.25 (PLUMED's stretched Gaussian, zero at t
 the box of +-ceil(sqrt(12.5) sigma / dx) grid steps around its centre's grid cell, F = -V. The grid, its default
 bounds and bin counts, the derivatives, --idw projections, --negbias, --stride and --histo follow PLUMED 2.11's
 FuncSumHills, BiasRepresentation, KernelFunctions and Grid (as read in plumed/plumed2's sources). The hills
-are summed by the CPU kernel in _hills.pyx, whose work per hill is its box, not the whole grid.
+are summed by the CPU kernel in _hills.pyx (work per hill: its box, not the whole grid) or the GPU kernel of
+libcufes (cuda/hills.cu: tiles of grid points keep the hills whose box meets them), on the same boxes.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import formats, hills_io
+from . import _backends, formats, hills_io
 from ._errors import InputError
 from .hills_io import GridHeader, Hills, Points
 
@@ -82,9 +83,11 @@ def _auto_bounds(centers: np.ndarray, extent: np.ndarray, domains: Sequence[Opti
                  ) -> Tuple[np.ndarray, np.ndarray, List[int]]:
     """BiasRepresentation::getMinMaxBin: extreme centres -/+ their extent, a tenth of the narrowest extent per bin,
     clipped to a periodic CV's domain."""
-    vmin = (centers - extent).min(axis=0)
-    vmax = (centers + extent).max(axis=0)
-    binsize = (extent / float(DIVISIONS_PER_SUPPORT)).min(axis=0)
+    # one column at a time: numpy's axis-0 reductions of an (N, D) array are several times slower
+    vmin = np.array([(centers[:, d] - extent[:, d]).min() for d in range(len(domains))])
+    vmax = np.array([(centers[:, d] + extent[:, d]).max() for d in range(len(domains))])
+    # min(e / 10) is min(e) / 10 exactly: a correctly rounded division keeps the order
+    binsize = np.array([extent[:, d].min() / float(DIVISIONS_PER_SUPPORT) for d in range(len(domains))])
     bins = []
     for d, dom in enumerate(domains):
         if dom is not None:
@@ -105,13 +108,7 @@ def _per_cv(values: Optional[Sequence[str]], dim: int, option: str) -> Optional[
 def _bins(values: Optional[List[str]], option: str) -> Optional[List[int]]:
     if values is None:
         return None
-    try:
-        out = [int(v) for v in values]
-    except ValueError:
-        raise InputError(f"{option}: expected integers, got {','.join(values)}") from None
-    if min(out) < 1:
-        raise InputError(f"{option}: every number of bins must be >= 1")
-    return out
+    return [formats.parse_positive_int(v, option) for v in values]
 
 
 def plan_grid(names: List[str], domains: Sequence[Optional[Tuple[str, str]]], centers: np.ndarray,
@@ -182,10 +179,10 @@ def _grid(names: List[str], domains: Sequence[Optional[Tuple[str, str]]],
 # ----------------------------------------------------------------------------------------------- summing
 @dataclass
 class HillSum:
-    """V and dV/dx on a grid, flat in PLUMED's order; derivatives (D, M)."""
+    """V and dV/dx on a grid, flat in PLUMED's order; derivatives (D, M), or None when not asked for."""
 
     values: np.ndarray
-    der: np.ndarray
+    der: Optional[np.ndarray]
 
 
 def _neighbours(extent: np.ndarray, grid: HillsGrid, kernel: str) -> np.ndarray:
@@ -200,24 +197,42 @@ def _coefficients(heights: np.ndarray, kernel: str) -> Tuple[np.ndarray, np.ndar
     return heights.astype(np.float64), np.zeros(len(heights)), False
 
 
-def add_hills(total: HillSum, hills: Hills, grid: HillsGrid, heights: np.ndarray, extent: np.ndarray,
-              kernel: str, threads: Optional[int] = None, part: slice = slice(None)) -> None:
-    """Add hills[part] (with these heights) to `total`, in order."""
-    from . import _hills
+def hills_device(device: Any, threads: Optional[int], dim: int) -> _backends.Device:
+    """Where the hills are summed: `device` as cyfes.fes reads it ("auto", "cpu", "gpu", "cuda:N"; the first
+    GPU of a list). The GPU kernel takes up to HILLS_MAX_DIM CVs; "auto" uses the CPU beyond that."""
+    dev = _backends.parse_device(device, None, threads)
+    if dev.kind == "cuda":
+        top = _backends._load_gpu().HILLS_MAX_DIM
+        if dim > top:
+            if isinstance(device, str) and device.strip().lower() == "auto":
+                return _backends.Device("cpu", threads=_backends.cpu_threads(threads))
+            raise InputError(f"device: the GPU sums hills of at most {top} CVs, these have {dim}; use the CPU")
+        return _backends.Device("cuda", dev.ids[:1])
+    return dev
 
+
+def add_hills(total: HillSum, hills: Hills, grid: HillsGrid, heights: np.ndarray, extent: np.ndarray,
+              kernel: str, device: Optional[_backends.Device] = None, part: slice = slice(None)) -> None:
+    """Add hills[part] (with these heights) to `total`, in order, on `device` (default: the CPU)."""
     h_a, h_b, use_cut = _coefficients(heights[part], kernel)
     centers = np.ascontiguousarray(hills.centers[part], dtype=np.float64)
     if len(centers) == 0:
         return
     shape = hills.metrics[part] if hills.multivariate else hills.widths[part]
-    _hills.add_hills(total.values, total.der, grid.nbin, grid.gmin, grid.dx, grid.period, centers,
-                     np.ascontiguousarray(shape, dtype=np.float64).ravel(), np.ascontiguousarray(h_a),
-                     np.ascontiguousarray(h_b), np.ascontiguousarray(_neighbours(extent[part], grid, kernel)),
-                     CUT, use_cut, hills.multivariate, threads or 0)
+    args = (np.ascontiguousarray(shape, dtype=np.float64).ravel(), np.ascontiguousarray(h_a),
+            np.ascontiguousarray(h_b), np.ascontiguousarray(_neighbours(extent[part], grid, kernel)), CUT, use_cut,
+            hills.multivariate)
+    if device is not None and device.kind == "cuda":
+        _backends._load_gpu().add_hills(total.values, total.der, np.asarray(grid.nbin, dtype=np.int64), grid.gmin,
+                                        grid.dx, grid.period, centers, *args, device.ids[0])
+    else:
+        from . import _hills
+        _hills.add_hills(total.values, total.der, grid.nbin, grid.gmin, grid.dx, grid.period, centers, *args,
+                         device.threads if device is not None else 0)
 
 
-def empty_sum(grid: HillsGrid) -> HillSum:
-    return HillSum(np.zeros(grid.size), np.zeros((len(grid.nbin), grid.size)))
+def empty_sum(grid: HillsGrid, derivatives: bool = True) -> HillSum:
+    return HillSum(np.zeros(grid.size), np.zeros((len(grid.nbin), grid.size)) if derivatives else None)
 
 
 def dump_parts(n: int, stride: Optional[int]) -> List[slice]:
@@ -233,15 +248,16 @@ def dump_parts(n: int, stride: Optional[int]) -> List[slice]:
 
 
 def running_sums(hills: Hills, grid: HillsGrid, heights: np.ndarray, kernel: str, stride: Optional[int],
-                 nohistory: bool, threads: Optional[int] = None) -> Iterator[HillSum]:
+                 nohistory: bool, device: Optional[_backends.Device] = None, derivatives: bool = True,
+                 extent: Optional[np.ndarray] = None) -> Iterator[HillSum]:
     """One HillSum per output: cumulative over the parts, or each part alone (--nohistory)."""
-    extent = support(hills)
-    total = empty_sum(grid)
+    extent = support(hills) if extent is None else extent
+    total = empty_sum(grid, derivatives)
     for part in dump_parts(len(hills), stride):
         if nohistory:
-            total = empty_sum(grid)
-        add_hills(total, hills, grid, heights, extent, kernel, threads, part)
-        yield HillSum(total.values.copy(), total.der.copy())
+            total = empty_sum(grid, derivatives)
+        add_hills(total, hills, grid, heights, extent, kernel, device, part)
+        yield HillSum(total.values.copy(), None if total.der is None else total.der.copy())
 
 
 def negbias_heights(hills: Hills) -> np.ndarray:
@@ -304,7 +320,7 @@ def free_energy_file(s: HillSum, grid: HillsGrid, mintozero: bool, proj: Optiona
     values = np.negative(s.values)
     if mintozero:
         values = values - values.min()
-    return GridFile(grid, "file.free", values, list(np.negative(s.der)))
+    return GridFile(grid, "file.free", values, [] if s.der is None else list(np.negative(s.der)))
 
 
 def histogram_file(s: HillSum, grid: HillsGrid, mintozero: bool, kt: float) -> GridFile:
@@ -333,11 +349,14 @@ class SumHillsRun:
     proj: Optional[List[str]] = None
     kt: Optional[float] = None
     histogram: bool = False
-    threads: Optional[int] = None
+    device: Optional[_backends.Device] = None   # None: the CPU, OpenMP's thread count
+    derivatives: bool = True    # the files' der_ columns; the API and projections need none
+    extent: Optional[np.ndarray] = None         # support(hills), when already computed
 
     def files(self) -> Iterator[GridFile]:
+        der = self.derivatives and (self.histogram or not self.proj)
         for s in running_sums(self.hills, self.grid, self.heights, self.kernel, self.stride, self.nohistory,
-                              self.threads):
+                              self.device, der, self.extent):
             if self.histogram:
                 yield histogram_file(s, self.grid, self.mintozero, self.kt)
             else:
@@ -371,7 +390,7 @@ def hills_run(hills: Hills, *, gmin: Optional[Sequence[str]] = None, gmax: Optio
               bins: Optional[Sequence[str]] = None, spacing: Optional[Sequence[str]] = None,
               kernel: str = "stretched", negbias: bool = False, idw: Optional[Sequence[str]] = None,
               kt: Any = None, stride: Optional[int] = None, nohistory: bool = False, mintozero: bool = False,
-              threads: Optional[int] = None, project_all: bool = False) -> SumHillsRun:
+              threads: Optional[int] = None, project_all: bool = False, device: Any = "cpu") -> SumHillsRun:
     """Validate a hills sum (sum_hills --hills) before any work."""
     if kernel not in KERNELS:
         raise InputError(f"kernel: unknown kernel {kernel!r}; use one of {', '.join(KERNELS)}")
@@ -385,15 +404,17 @@ def hills_run(hills: Hills, *, gmin: Optional[Sequence[str]] = None, gmax: Optio
     kt_value = check_kt(kt, "needed by --idw") if proj else None
     heights = negbias_heights(hills) if negbias else hills.heights
     dump_parts(len(hills), stride)
-    grid = plan_grid(hills.names, hills.domains, hills.centers, support(hills), gmin, gmax, bins, spacing)
-    return SumHillsRun(hills, grid, heights, kernel, stride, nohistory, mintozero, proj, kt_value, False, threads)
+    extent = support(hills)
+    grid = plan_grid(hills.names, hills.domains, hills.centers, extent, gmin, gmax, bins, spacing)
+    return SumHillsRun(hills, grid, heights, kernel, stride, nohistory, mintozero, proj, kt_value, False,
+                       hills_device(device, threads, hills.dim), extent=extent)
 
 
 def histogram_run(points: Points, sigma: Sequence[str], kt: Any, *, gmin: Optional[Sequence[str]] = None,
                   gmax: Optional[Sequence[str]] = None, bins: Optional[Sequence[str]] = None,
                   spacing: Optional[Sequence[str]] = None, stride: Optional[int] = None, nohistory: bool = False,
                   mintozero: bool = False, threads: Optional[int] = None,
-                  grid: Optional[HillsGrid] = None) -> SumHillsRun:
+                  grid: Optional[HillsGrid] = None, device: Any = "cpu") -> SumHillsRun:
     """Validate a kernel histogram of COLVAR points (sum_hills --histo): height-1 stretched Gaussians of width
     --sigma, F = -kT ln(sum); the default bounds are the extreme points -/+ one sigma."""
     dim = len(points.names)
@@ -412,7 +433,7 @@ def histogram_run(points: Points, sigma: Sequence[str], kt: Any, *, gmin: Option
         grid = plan_grid(points.names, points.domains, points.positions, np.tile(sig, (n, 1)), gmin, gmax, bins,
                          spacing)
     return SumHillsRun(hills, grid, hills.heights, "stretched", stride, nohistory, mintozero, None, kt_value,
-                       True, threads)
+                       True, hills_device(device, threads, dim))
 
 
 # ----------------------------------------------------------------------------------------------- API
@@ -446,7 +467,7 @@ def _hills_from_arrays(centers: Any, sigma: Any, height: Any, biasf: Any, names:
     return Hills(list(names) if names else [f"cv{d + 1}" for d in range(dim)], c, s, None, h, b, domains)
 
 
-def to_result(f: GridFile, n_hills: int, kt: Optional[float], threads: int) -> Any:
+def to_result(f: GridFile, n_hills: int, kt: Optional[float], backend: str) -> Any:
     """A GridFile as the FESResult cyfes.fes returns (values in matrix indexing, CV 0 first)."""
     from ._api import FESResult
 
@@ -454,7 +475,7 @@ def to_result(f: GridFile, n_hills: int, kt: Optional[float], threads: int) -> A
     values = f.values.reshape(tuple(reversed(grid.nbin))).T
     return FESResult(values=np.ascontiguousarray(values), axes=grid.axes(), grid=None, error=None,
                      kT=float(kt) if kt else float("nan"), units="energy units of the input",
-                     temperature=float("nan"), backend=f"cpu ({threads} threads)", precision="float64",
+                     temperature=float("nan"), backend=backend, precision="float64",
                      sigma=np.full(len(grid.nbin), np.nan),
                      periodic=[float(p) if p > 0 else None for p in grid.period], n_samples=n_hills,
                      names=list(grid.names))
@@ -465,7 +486,7 @@ def hills(source: Any, *, sigma: Any = None, height: Any = None, biasf: Any = No
           bins: Any = None, spacing: Any = None, kernel: str = "stretched", negbias: bool = False,
           idw: Optional[Sequence[str]] = None, kt: Optional[float] = None, stride: Optional[int] = None,
           nohistory: bool = False, mintozero: bool = False, threads: Optional[int] = None,
-          device: Any = "cpu") -> Any:
+          device: Any = "auto") -> Any:
     """The free energy -V of metadynamics hills, as `plumed sum_hills` computes it.
 
     source: a HILLS file, a list of them (walkers, read one after the other), or an (N, D) array of hill
@@ -476,8 +497,8 @@ def hills(source: Any, *, sigma: Any = None, height: Any = None, biasf: Any = No
     Gaussians over the whole grid). negbias: the bias V (biasf-1)/biasf instead of F; idw: CVs to keep, the
     others integrated out at temperature kt (energy units); stride: a list of running surfaces every `stride`
     hills (nohistory: each from its own hills only); mintozero: shift the minimum to 0.
-    device: "cpu" (default); "auto", "gpu" or "cuda:N" send untruncated Gaussians that share one sigma and have
-    positive heights through cyfes.fes's kernels (the GPU when usable); every other sum runs on the CPU kernel.
+    device: as cyfes.fes: "auto" (the GPU when usable, default), "cpu", "gpu", "cuda:N" (the first GPU of a
+    list); the GPU and CPU kernels sum the same hills on the same boxes (GPU: up to 4 CVs).
     Returns an FESResult (a list of them with `stride`)."""
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         data = hills_io.read_hills([str(source)])
@@ -489,43 +510,7 @@ def hills(source: Any, *, sigma: Any = None, height: Any = None, biasf: Any = No
     run = hills_run(data, gmin=_strings(grid_min, "grid_min"), gmax=_strings(grid_max, "grid_max"),
                     bins=_strings(bins, "bins"), spacing=_strings(spacing, "spacing"), kernel=kernel,
                     negbias=negbias, idw=idw, kt=kt, stride=stride, nohistory=nohistory, mintozero=mintozero,
-                    threads=threads)
-    if device != "cpu" and fits_fes_kernel(run):
-        return _through_fes(run, device, threads)
-    from . import _hills
-    used = threads or _hills.max_threads()
-    results = [to_result(f, len(data), run.kt, used) for f in run.files()]
+                    threads=threads, device=device)
+    run = replace(run, derivatives=False)  # an FESResult has no derivative columns
+    results = [to_result(f, len(data), run.kt, run.device.describe()) for f in run.files()]
     return results if stride else results[0]
-
-
-def fits_fes_kernel(run: SumHillsRun) -> bool:
-    """Whether cyfes.fes's kernels (one bandwidth for all samples, positive log weights) can sum these hills:
-    untruncated Gaussians of one shared sigma and positive heights."""
-    h = run.hills
-    return (run.kernel == "untruncated" and not h.multivariate and not run.histogram
-            and bool((h.widths == h.widths[0]).all()) and bool((run.heights > 0).all()))
-
-
-def _through_fes(run: SumHillsRun, device: Any, threads: Optional[int]) -> Any:
-    """V = sum_j h_j exp(-|x - c_j|^2 / 2 sigma^2) from cyfes.fes: its F is -kT ln(sum_j h_j N(x; c_j) / sum_j h_j)."""
-    from ._api import fes
-
-    h, grid = run.hills, run.grid
-    sigma = h.widths[0]
-    pts = np.stack(grid.coords(), axis=1)
-    log_norm = float(-np.sum(np.log(sigma * math.sqrt(2 * math.pi))))
-    results = []
-    for part in dump_parts(len(h), run.stride):
-        ids = np.arange(part.stop) if not run.nohistory else np.arange(part.start, part.stop)
-        if len(ids) == 0:
-            values = np.zeros(len(pts))
-        else:
-            res = fes(h.centers[ids], sigma, weights=run.heights[ids], grid=pts, shift=False, device=device,
-                      threads=threads, periodic=[p if p > 0 else None for p in grid.period])
-            log_h = math.log(float(np.sum(run.heights[ids])))
-            values = np.exp(-res.values / res.kT + log_h - log_norm)
-        s = HillSum(values, np.zeros((len(grid.nbin), len(pts))))
-        out = free_energy_file(s, grid, run.mintozero, run.proj, run.kt)
-        backend = res.backend if len(ids) else "none"
-        results.append(replace(to_result(out, len(h), run.kt, 0), backend=backend))
-    return results if run.stride else results[0]

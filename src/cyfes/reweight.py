@@ -121,21 +121,11 @@ def _list(text: Optional[str], dim: int, option: str, parse: Any) -> Optional[Li
     return [parse(p, option) for p in parts[:dim]]
 
 
-def _int(text: str, option: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise InputError(f"{option}: expected integers, got {text!r}") from None
-    if value < 1:
-        raise InputError(f"{option}: must be >= 1, got {value}")
-    return value
-
-
 def plan_grid(col: Colvar, gmin: Optional[str], gmax: Optional[str], gbin: Optional[str]) -> RewGrid:
     dim = len(col.names)
     lows = _list(gmin, dim, "--min", formats.parse_number)
     highs = _list(gmax, dim, "--max", formats.parse_number)
-    bins = _list(gbin, dim, "--bin", _int) if gbin is not None else [100] * dim
+    bins = _list(gbin, dim, "--bin", formats.parse_positive_int) if gbin is not None else [100] * dim
     axes, lo_out, hi_out, periods = [], [], [], []
     for d in range(dim):
         dom = col.domains[d]

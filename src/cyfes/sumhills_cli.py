@@ -71,24 +71,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ours = p.add_argument_group("cyfes options")
     ours.add_argument("--untruncated", action="store_true", help="sum plain Gaussians over the whole grid "
                       "instead of PLUMED's cut ones (not what plumed writes)")
+    ours.add_argument("--device", default="auto", help="auto (GPU when usable, default), cpu, gpu, cuda:N")
     ours.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
     ours.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     # values such as -1.5,-1.5 or -pi,-pi are values, not options (PLUMED and the script accept them so)
     p._negative_number_matcher = NEGATIVE_VALUE
     p.set_defaults(run=run)
     return p
-
-
-def _stride(text: Optional[str]) -> Optional[int]:
-    if text is None:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise InputError(f"--stride: expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise InputError(f"--stride: expected a positive integer, got {text!r}")
-    return value
 
 
 def output_names(base: Optional[str], default: str, stride: Optional[int], count: int) -> List[str]:
@@ -105,7 +94,7 @@ def plan(args: argparse.Namespace) -> List[Tuple[List[str], hillsum.SumHillsRun]
         raise InputError("sum_hills: give --hills FILES and/or --histo FILES")
     if args.fmt is not None:
         hills_io.check_fmt(" " + args.fmt)
-    stride = _stride(args.stride)
+    stride = None if args.stride is None else formats.parse_positive_int(args.stride, "--stride")
     idw = _list(args.idw)
     grid_opts = dict(gmin=_list(args.min), gmax=_list(args.max), bins=_list(args.bin), spacing=_list(args.spacing))
     jobs = []
@@ -117,7 +106,7 @@ def plan(args: argparse.Namespace) -> List[Tuple[List[str], hillsum.SumHillsRun]
         hills_run = hillsum.hills_run(data, **grid_opts, kernel="untruncated" if args.untruncated else "stretched",
                                     negbias=args.negbias, idw=idw, kt=args.kt, stride=stride,
                                     nohistory=args.nohistory, mintozero=args.mintozero, threads=args.threads,
-                                    project_all=bool(args.histo))
+                                    device=args.device, project_all=bool(args.histo))
         default = "negativebias" if args.negbias else "fes"
         count = len(hillsum.dump_parts(len(data), stride))
         jobs.append((output_names(args.outfile, default, stride, count), hills_run))
@@ -129,7 +118,7 @@ def plan(args: argparse.Namespace) -> List[Tuple[List[str], hillsum.SumHillsRun]
                              f"({', '.join(hills_run.hills.names)})")
         run_h = hillsum.histogram_run(points, _list(args.sigma), args.kt, **grid_opts, stride=stride,
                                     nohistory=args.nohistory, mintozero=args.mintozero, threads=args.threads,
-                                    grid=hills_run.grid if hills_run is not None else None)
+                                    device=args.device, grid=hills_run.grid if hills_run is not None else None)
         count = len(hillsum.dump_parts(len(points.positions), stride))
         jobs.append((output_names(args.outhisto, "histo", stride, count), run_h))
     for names, _ in jobs:

@@ -1,6 +1,6 @@
 """Writes the HILLS and COLVAR inputs of the sum_hills tests in this directory (seeded, so the files are
 reproducible): 1-D well-tempered hills, 2-D periodic hills with per-hill sigmas (also split into two walkers),
-mixed periodic/non-periodic, multivariate, 3-D, and COLVARs for --histo."""
+mixed periodic/non-periodic, multivariate, 3-D, COLVARs for --histo, and wide 2-D hills whose default grid is small."""
 from __future__ import annotations
 
 import math
@@ -85,6 +85,14 @@ def main() -> None:
            [("min_phi", "-pi"), ("max_phi", "pi"), ("min_psi", "-pi"), ("max_psi", "pi")],
            np.column_stack([t, phi, psi, 3.0 * rng.random(n)]))
     _write("colvar1d.dat", ["time", "d"], [], np.column_stack([t[:300], 1.0 + 0.3 * rng.standard_normal(300)]))
+    # 2-D, periodic and not, wide per-hill sigmas: the default grid (bounds and bins) stays small
+    rng = np.random.default_rng(20261128)
+    n = 80
+    _write("h2d_wide.hills", ["time", "phi", "dist", "sigma_phi", "sigma_dist", "height", "biasf"],
+           [("multivariate", "false"), ("kerneltype", "stretched-gaussian"), ("min_phi", "-pi"), ("max_phi", "pi")],
+           np.column_stack([np.arange(1, n + 1) * 1.0, _wrap(2.8 + 0.8 * rng.standard_normal(n)),
+                            1.5 + 0.5 * rng.standard_normal(n), 0.55 + 0.15 * rng.random(n),
+                            0.25 + 0.05 * rng.random(n), 0.9 * np.exp(-np.arange(n) / 60.0), np.full(n, 7.0)]))
 
 
 if __name__ == "__main__":
