@@ -293,7 +293,7 @@ def _direct(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCall
 
 def _tiles(pb: _Problem, dev: _backends.Device) -> _truncated.Tiles:
     if pb.axes is not None:
-        points = None if dev.kind == "cpu" else _gpu_truncated.TILE_POINTS
+        points = None if dev.kind == "cpu" else _gpu_truncated.tile_points(len(pb.axes))
         return _truncated.regular_tiles([len(a) for a in pb.axes], points)
     return _truncated.point_tiles(_truncated.scaled_points(pb.points, _truncated.scaled_factor(pb.sigma),
                                                            pb.period))

@@ -16,9 +16,16 @@ import numpy as np
 from . import _backends
 from ._truncated import CELL_SIDE, FIRST_CUT_GAP, MAX_CELLS, SAMPLES_PER_CELL, Tiles, Truncated, reach, scaled_factor
 
-#: Grid points per tile of a regular grid on the GPU: every tile is one thread block and its points are summed
-#: from registers (the cut must hold at a tile's lowest point).
-TILE_POINTS = 16
+#: Grid points per tile of a regular grid on the GPU, by the number of CVs (default 16): every tile is one thread
+#: block and its points are summed from registers; the cut must hold at a tile's lowest point and tiles far from the
+#: data are summed again point by point, so smaller tiles win where they are wide. Measured on an H100 (1e7 samples,
+#: float32, kernel calls): 2-D 1e8 x 500^2 16 points 0.44 s, 64 points 0.88 s; 3-D 1e7 x 100^3 8 points 0.22 s,
+#: 27 points 0.27 s, 64 points 0.37 s.
+TILE_POINTS = {2: 16, 3: 8}
+
+
+def tile_points(dim: int) -> int:
+    return TILE_POINTS.get(dim, 16)
 
 
 @dataclass

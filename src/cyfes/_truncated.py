@@ -123,7 +123,9 @@ def scaled_points(points: np.ndarray, factor: np.ndarray, period: np.ndarray) ->
     """Pre-scaled points, periodic CVs wrapped into [0, P')."""
     u = points * factor
     per = period * factor
-    return np.where(per > 0, np.mod(u, np.where(per > 0, per, 1.0)), u)
+    for d in np.flatnonzero(per > 0):  # only the periodic columns: np.mod over every value was 0.1 s at 1e6 x 3
+        u[:, d] = np.mod(u[:, d], per[d])
+    return u
 
 
 def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, grid: np.ndarray,
