@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <cstdint>
 #include <cstring>
-#include <vector>
+#include "host_util.cuh"
 
 #include <cuda_runtime.h>
 
@@ -301,15 +301,17 @@ void plan_tiles(Grid &g) {
 }
 
 struct DeviceBuffers {
-  std::vector<void *> ptrs;
+  void *ptrs[16] = {};
+  int used = 0;
   ~DeviceBuffers() {
-    for (void *p : ptrs) cudaFree(p);
+    for (int i = 0; i < used; ++i) cudaFree(ptrs[i]);
   }
   template <typename T>
   bool alloc(Error &err, T **out, size_t count) {
     void *p = nullptr;
+    if (used == 16) return false;  // never: a call makes 7 buffers
     if (HILLS_CHECK(err, cudaMalloc(&p, count * sizeof(T) + 1))) return false;
-    ptrs.push_back(p);
+    ptrs[used++] = p;
     *out = static_cast<T *>(p);
     return true;
   }
@@ -364,7 +366,8 @@ int run(const Grid &g, const double *centers, const double *shape, bool multi, c
   DeviceBuffers buf;
   double *d_c, *d_s, *d_a, *d_b, *d_partial;
   int *d_ic, *d_nn;
-  std::vector<int> h_ic(static_cast<size_t>(chunk * g.dim)), h_nn(static_cast<size_t>(chunk * g.dim));
+  cufes_internal::HostArray<int> h_ic(static_cast<size_t>(chunk * g.dim)), h_nn(static_cast<size_t>(chunk * g.dim));
+  if (!h_ic.ok() || !h_nn.ok()) return 2;
   if (!buf.alloc(err, &d_c, chunk * g.dim) || !buf.alloc(err, &d_s, chunk * ns) || !buf.alloc(err, &d_a, chunk) ||
       !buf.alloc(err, &d_b, chunk) || !buf.alloc(err, &d_ic, chunk * g.dim) || !buf.alloc(err, &d_nn, chunk * g.dim) ||
       !buf.alloc(err, &d_partial, static_cast<size_t>(shares) * nd * g.size))
@@ -390,7 +393,8 @@ int run(const Grid &g, const double *centers, const double *shape, bool multi, c
   const int64_t len = nd * g.size;
   sum_shares<<<static_cast<unsigned>((len + 255) / 256), 256>>>(d_partial, len, shares);
   if (HILLS_CHECK(err, cudaGetLastError())) return err.code;
-  std::vector<double> host(static_cast<size_t>(len));
+  cufes_internal::HostArray<double> host(static_cast<size_t>(len));
+  if (!host.ok()) return 2;
   if (HILLS_CHECK(err, cudaMemcpy(host.data(), d_partial, len * sizeof(double), cudaMemcpyDeviceToHost)))
     return err.code;
   for (int64_t i = 0; i < g.size; ++i) values[i] += host[i];

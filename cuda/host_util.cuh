@@ -6,6 +6,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 
 namespace cufes_internal {
 
@@ -63,6 +64,22 @@ struct DeviceScope {
 inline bool check_launch(Error &err, const char *what) {
   return err.cuda(cudaGetLastError(), what);
 }
+
+// A host array from malloc: no libstdc++ (std::vector's error paths pulled libstdc++.a objects into libcufes that
+// need __libc_single_threaded from glibc 2.32, past the wheels' manylinux2014 floor). ok() is false when out of memory.
+template <typename T>
+struct HostArray {
+  T *ptr = nullptr;
+  size_t count = 0;
+  explicit HostArray(size_t n) : ptr(static_cast<T *>(malloc((n ? n : 1) * sizeof(T)))), count(n) {}
+  ~HostArray() { free(ptr); }
+  HostArray(const HostArray &) = delete;
+  HostArray &operator=(const HostArray &) = delete;
+  bool ok() const { return ptr != nullptr; }
+  T *data() { return ptr; }
+  size_t size() const { return count; }
+  T &operator[](size_t i) { return ptr[i]; }
+};
 
 }  // namespace cufes_internal
 #endif

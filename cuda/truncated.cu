@@ -27,7 +27,6 @@
 #include <cfloat>
 #include <climits>
 #include <cmath>
-#include <vector>
 
 namespace cufes_internal {
 namespace truncated {
@@ -562,8 +561,12 @@ int run(const cufes_cells *cells, const T *samples_t, const T *lw, const T *grid
     return err.code;
   }
   DeviceBuffer d_s, d_w, d_start, d_dense, d_lmass, d_box, d_grid, d_tiles, d_out, d_bound, d_pairs, d_status;
-  std::vector<int64_t> tiles(tile_start, tile_start + ntiles + 1);
-  for (auto &v : tiles) v -= tile_start[0];
+  HostArray<int64_t> tiles(static_cast<size_t>(ntiles + 1));
+  if (!tiles.ok()) {
+    err.set(2, "cufes: out of host memory for %lld tile offsets", static_cast<long long>(ntiles + 1));
+    return err.code;
+  }
+  for (int64_t t = 0; t <= ntiles; ++t) tiles[t] = tile_start[t] - tile_start[0];
   if (!upload<T>(d_s, samples_t, n * dim * sizeof(T), err, "cudaMalloc(samples)") ||
       !upload<T>(d_w, lw, n * sizeof(T), err, "cudaMalloc(logw)") ||
       !upload<T>(d_start, cells->start, (ncells + 1) * sizeof(int64_t), err, "cudaMalloc(cell starts)") ||
