@@ -253,3 +253,34 @@ def test_timed_parts_cover_every_tile_once_in_order() -> None:
     seen.clear()
     truncated_mod.timed_parts(1000, lambda lo, hi: seen.append((lo, hi)), seconds=1e9)
     assert [hi - lo for lo, hi in seen] == [15, 60, 240, 685]
+
+
+@pytest.mark.parametrize("shape, points", [((10, 7), 16), ((9, 10, 11), 8), ((6, 6, 5), None), ((5, 4, 3, 2), None),
+                                           ((13,), None)])
+def test_regular_tiles_against_a_stable_sort(rng, shape, points) -> None:
+    """Tiles of a regular grid (built by reshaping) against a stable argsort of each point's tile, and the grid in
+    tile order (written by broadcasting) against the scaled points gathered in that order."""
+    from cyfes import _truncated
+
+    tiles = _truncated.regular_tiles(shape, points)
+    sides = tiles.shape[0]
+    idx = np.indices(shape).reshape(len(shape), -1)
+    key = np.ravel_multi_index(tuple(i // s for i, s in zip(idx, sides)), [-(-n // s) for n, s in zip(shape, sides)])
+    order = np.argsort(key, kind="stable")
+    np.testing.assert_array_equal(tiles.order, order)
+    counts = np.bincount(key)
+    np.testing.assert_array_equal(tiles.start, np.r_[0, np.cumsum(counts)])
+    np.testing.assert_array_equal(np.prod(tiles.shape, axis=1), counts)
+    first = idx[:, order[tiles.start[:-1]]].T  # each tile's lowest corner: a box of its extents from there
+    for t in rng.choice(len(counts), size=min(20, len(counts)), replace=False):
+        box = np.indices(tiles.shape[t]).reshape(len(shape), -1).T + first[t]
+        np.testing.assert_array_equal(idx[:, order[tiles.start[t]:tiles.start[t + 1]]].T, box)
+    axes = [np.sort(rng.uniform(-4, 4, n)) for n in shape]
+    period = np.array([2.5 if d % 2 == 0 else 0.0 for d in range(len(shape))])
+    factor = _truncated.scaled_factor(rng.uniform(0.1, 0.5, len(shape)))
+    points_ = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1)
+    for dtype in (np.float32, np.float64):
+        want = _truncated.in_tile_order(_truncated.scaled_points(points_, factor, period), tiles, dtype)
+        got = _truncated.grid_in_tile_order(axes, tiles, factor, period, dtype)
+        assert got.dtype == dtype and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)

@@ -111,6 +111,8 @@ def _log_gauss_norm(sigma: np.ndarray) -> float:
 
 
 def _logsumexp(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    if x.shape[axis] == 1:  # one block: the sum is its only term (exp and log of every point cost ~10 ms at 1e6)
+        return np.squeeze(x, axis)
     top = np.max(x, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)  # all -inf (no mass): the result is -inf, not NaN
     with np.errstate(divide="ignore"):
@@ -137,6 +139,8 @@ class _Problem:
     #: Per CV the samples' (low, high), and per block [lo, hi) its log-weight statistics: from the passes that
     #: validated them, so no later step reads the samples again for these.
     data_range: Tuple[np.ndarray, np.ndarray]
+    #: Per CV the lowest and highest coordinate of the samples and the grid points together.
+    joint_range: Tuple[np.ndarray, np.ndarray]
     stats: Dict[Tuple[int, int], _inputs.BlockStats]
 
 
@@ -153,7 +157,11 @@ def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray, period: np.ndar
         _inputs.check_grid_fits(len(points), dim, "grid")
         return points, None
     axes = _inputs.regular_axes(bins, ranges, data, period, data_range)
-    return np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1), axes
+    shape = [len(a) for a in axes]
+    points = np.empty(shape + [dim])
+    for d, axis in enumerate(axes):  # matrix order, written by broadcasting (no meshgrid copies)
+        points[..., d] = axis.reshape([len(axis) if k == d else 1 for k in range(dim)])
+    return points.reshape(-1, dim), axes
 
 
 def _blocks(logw: np.ndarray, nblocks: int) -> Tuple[List[Tuple[int, int]], Dict[Tuple[int, int], _inputs.BlockStats]]:
@@ -197,11 +205,12 @@ def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: fl
         raise InputError(f"names: expected a list of {dim} CV names, got {names!r}")
     points, axes = _points(grid, bins, ranges, data, period, data_range)
     dtype = np.float64 if precision == "float64" else np.float32
-    _inputs.check_scaled_range(data, points, sig, period, dtype, data_range)
+    joint = _inputs.joint_range(data_range, _inputs.points_range(points, axes))
+    _inputs.check_scaled_range(*joint, sig, period, dtype)
     block_ranges, stats = _blocks(logw, nblocks)
     zero = sum(st.kept for st in stats.values()) < n
     return _Problem(data, sig, logw, period, points, axes, block_ranges, dtype, kT, tol, method, zero, data_range,
-                    stats)
+                    joint, stats)
 
 
 def _slices(count: int, parts: int) -> List[slice]:
@@ -303,7 +312,10 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
     """Only the cells of samples that can matter, per tile of grid points, within pb.tolerance."""
     tiles = _tiles(pb, dev)
     factor = _truncated.scaled_factor(pb.sigma)
-    grid = _truncated.in_tile_order(_truncated.scaled_points(pb.points, factor, pb.period), tiles, pb.dtype)
+    if pb.axes is not None:
+        grid = _truncated.grid_in_tile_order(pb.axes, tiles, factor, pb.period, pb.dtype)
+    else:
+        grid = _truncated.in_tile_order(_truncated.scaled_points(pb.points, factor, pb.period), tiles, pb.dtype)
     # without a progress callback the parts are sized by time (fewer OpenMP regions, each ending in a barrier)
     parts = _grid_parts(len(tiles.start) - 1, len(pb.block_ranges)) if progress is not None else None
     total, done = len(parts or ()) * len(pb.block_ranges), [0]
@@ -356,8 +368,7 @@ def _binned_sum(pb: _Problem, dev: _backends.Device) -> Tuple[_Densities, float]
 
 def _block_log_densities(pb: _Problem, dev: _backends.Device,
                          progress: Optional[ProgressCallback] = None) -> _Densities:
-    if pb.tolerance > 0 and _truncated.can_truncate(pb.data, pb.points, pb.sigma, pb.period, pb.tolerance,
-                                                    pb.data_range):
+    if pb.tolerance > 0 and _truncated.can_truncate(*pb.joint_range, pb.sigma, pb.period, pb.tolerance):
         return _truncated_sum(pb, dev, progress)
     return _direct(pb, dev, progress)
 

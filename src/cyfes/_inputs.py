@@ -287,22 +287,24 @@ def regular_axes(bins: Any, ranges: Any, data: np.ndarray, period: np.ndarray,
     return [_axis(lo, hi, b) for (lo, hi), b in zip(bounds, nb)]
 
 
-def joint_range(data: np.ndarray, points: np.ndarray,
-                data_range: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """Per CV the lowest and highest coordinate of the samples (their range `data_range` when already known) and
-    the grid points together."""
-    dlo, dhi = data_range if data_range is not None else column_range(data)
-    plo, phi = column_range(points)
-    return np.minimum(dlo, plo), np.maximum(dhi, phi)
+def joint_range(data_range: Tuple[np.ndarray, np.ndarray],
+                points_range: Tuple[np.ndarray, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """Per CV the lowest and highest coordinate of the samples and the grid points together, from their ranges."""
+    return np.minimum(data_range[0], points_range[0]), np.maximum(data_range[1], points_range[1])
 
 
-def check_scaled_range(data: np.ndarray, points: np.ndarray, sigma: np.ndarray, period: np.ndarray,
-                       dtype: Any, data_range: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> None:
+def points_range(points: np.ndarray, axes: Optional[List[np.ndarray]]) -> Tuple[np.ndarray, np.ndarray]:
+    """Per CV the grid's lowest and highest coordinate: from the axes of a regular grid, else one pass."""
+    if axes is not None:
+        return np.array([a.min() for a in axes]), np.array([a.max() for a in axes])
+    return column_range(points)
+
+
+def check_scaled_range(lo: np.ndarray, hi: np.ndarray, sigma: np.ndarray, period: np.ndarray, dtype: Any) -> None:
     """Refuse before any work when coordinates in units of sigma, or squared distances between the grid and
-    the samples, would overflow the kernel's float type (data near 1e308, sigma 1e-300)."""
+    the samples, would overflow the kernel's float type (data near 1e308, sigma 1e-300); lo, hi: joint_range."""
     limit = float(np.finfo(dtype).max) / 16  # room for the sum over CVs and the weights
     with np.errstate(over="ignore", invalid="ignore"):
-        lo, hi = joint_range(data, points, data_range)
         span = np.where(period > 0, np.minimum(hi - lo, period), hi - lo) / sigma
         reach = np.maximum(np.abs(lo), np.abs(hi)) / sigma
         squared = float(np.sum(span * span))

@@ -14,7 +14,6 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._inputs import joint_range
 
 #: Grid points per tile of a regular grid (8 x 8, 4 x 4 x 4): with the separable sums' recurrence a sample costs
 #: two exps per CV and tile whatever the tile's side, so larger tiles than the 16 points of per-point sums pay;
@@ -71,13 +70,11 @@ def reach(tolerance: float) -> float:
     return float(np.sqrt(-np.log(tolerance) + FIRST_CUT_GAP))
 
 
-def can_truncate(data: np.ndarray, points: np.ndarray, sigma: np.ndarray, period: np.ndarray,
-                 tolerance: float, data_range: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> bool:
+def can_truncate(lo: np.ndarray, hi: np.ndarray, sigma: np.ndarray, period: np.ndarray, tolerance: float) -> bool:
     """False when every sample is within reach of every grid point on every CV (kernels as wide as the data):
-    nothing could be left out, and the plain sum is cheaper than sorting into cells. data_range: the samples'
-    per-CV (low, high) when already known."""
+    nothing could be left out, and the plain sum is cheaper than sorting into cells. lo, hi: per CV the lowest
+    and highest coordinate of the samples and the grid together."""
     factor = scaled_factor(sigma)
-    lo, hi = joint_range(data, points, data_range)
     span = np.where(period > 0, np.minimum(hi - lo, period / 2), hi - lo) * factor
     return bool((span > reach(tolerance)).any())
 
@@ -93,17 +90,22 @@ def _tile_sides(shape: Sequence[int], points: Optional[int] = None) -> List[int]
 
 
 def regular_tiles(shape: Sequence[int], points: Optional[int] = None) -> Tiles:
-    """Boxes of grid indices (matrix order) as tiles of about `points` points (default: the CPU's sizes)."""
+    """Boxes of grid indices (matrix order) as tiles of about `points` points (default: the CPU's sizes), tiles in
+    matrix order of their corners. Built by reshaping, not sorting (a stable sort of 1e6 keys took 0.14 s)."""
     sides = _tile_sides(shape, points)
-    idx = np.indices(tuple(shape)).reshape(len(shape), -1)
-    tile_shape = [-(-n // s) for n, s in zip(shape, sides)]
-    key = np.ravel_multi_index(tuple(i // s for i, s in zip(idx, sides)), tile_shape)
-    order = np.argsort(key, kind="stable")
-    counts = np.bincount(key, minlength=int(np.prod(tile_shape)))
-    start = np.concatenate([[0], np.cumsum(counts[counts > 0])])
-    corner = idx[:, order[start[:-1]]]  # first point of each tile: its lowest index per axis
-    extent = np.minimum(np.asarray(sides)[:, None], np.asarray(shape)[:, None] - corner)
-    return Tiles(order.astype(np.int64), start.astype(np.int64), np.ascontiguousarray(extent.T, dtype=np.int64))
+    ntiles = [-(-n // s) for n, s in zip(shape, sides)]
+    # pad every axis to whole tiles with -1, split each axis into (tile, within tile), tile axes first
+    index = np.full([t * s for t, s in zip(ntiles, sides)], -1, dtype=np.int64)
+    index[tuple(slice(0, n) for n in shape)] = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+    split = index.reshape([v for t, s in zip(ntiles, sides) for v in (t, s)])
+    dim = len(shape)
+    order = split.transpose(list(range(0, 2 * dim, 2)) + list(range(1, 2 * dim, 2))).ravel()
+    order = order[order >= 0]
+    # per axis the extent of each tile (the last one may be short), then every combination in matrix order
+    per_axis = [np.minimum(s, n - s * np.arange(t)) for n, s, t in zip(shape, sides, ntiles)]
+    extent = np.stack([e.ravel() for e in np.meshgrid(*per_axis, indexing="ij")], axis=1)
+    start = np.concatenate([[0], np.cumsum(np.prod(extent, axis=1))])
+    return Tiles(order, start.astype(np.int64), np.ascontiguousarray(extent, dtype=np.int64))
 
 
 def point_tiles(scaled: np.ndarray) -> Tiles:
@@ -177,6 +179,27 @@ def timed_parts(count: int, run: Callable[[int, int], None], seconds: float = PA
         rate = hi / max(done_s, 1e-6)
         size = max(1, min(size * PART_GROWTH, int(rate * seconds)))
         lo = hi
+
+
+def grid_in_tile_order(axes: Sequence[np.ndarray], tiles: Tiles, factor: np.ndarray, period: np.ndarray,
+                       dtype: type) -> np.ndarray:
+    """The points of the regular grid `axes`, pre-scaled and wrapped as scaled_points, in the order of
+    regular_tiles(shape): written by broadcasting each axis into (tile, within tile) axes, no gather."""
+    shape, dim = [len(a) for a in axes], len(axes)
+    sides = [int(s) for s in tiles.shape[0]]
+    ntiles = [-(-n // s) for n, s in zip(shape, sides)]
+    out = np.empty(ntiles + sides + [dim], dtype=dtype)
+    valid = np.ones(ntiles + sides, dtype=bool)
+    for d, axis in enumerate(axes):
+        column = scaled_points(np.asarray(axis, dtype=np.float64)[:, None], factor[d:d + 1], period[d:d + 1])[:, 0]
+        padded = np.resize(column, ntiles[d] * sides[d])  # past the end: repeats, dropped below
+        view = [1] * (2 * dim)
+        view[d], view[dim + d] = ntiles[d], sides[d]
+        out[..., d] = padded.reshape(view)
+        if ntiles[d] * sides[d] > shape[d]:
+            valid &= (np.arange(ntiles[d] * sides[d]) < shape[d]).reshape(view)
+    out = out.reshape(-1, dim)
+    return out if valid.all() else np.ascontiguousarray(out[valid.ravel()])
 
 
 def in_tile_order(points_scaled: np.ndarray, tiles: Tiles, dtype: type) -> np.ndarray:
