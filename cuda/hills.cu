@@ -5,16 +5,11 @@
 // reads its hills 256 at a time, keeps those whose box meets the tile (compacted in hill order), and every
 // thread adds them to its point. Shares of the hills write separate partial sums, added in a fixed order at
 // the end, so results are the same from run to run.
-#include <cstdarg>
-#include <cstdio>
-#include <cstdlib>
 #include <cstdint>
-#include <cstring>
-#include "host_util.cuh"
-
-#include <cuda_runtime.h>
+#include <cstdlib>
 
 #include "hills.h"
+#include "host_util.cuh"
 
 // A named namespace: nvcc names anonymous-namespace kernels after a hash of the source file's path, which
 // would make the library differ from one build directory to another.
@@ -36,27 +31,16 @@ struct Grid {
   int64_t size;
 };
 
-struct Error {
-  char *buf;
-  size_t len;
-  int code = 0;
-  int set(int c, const char *fmt, ...) {
-    code = c;
-    if (buf && len) {
-      va_list ap;
-      va_start(ap, fmt);
-      vsnprintf(buf, len, fmt, ap);
-      va_end(ap);
-    }
-    return c;
-  }
-  bool cuda(cudaError_t e, const char *what) {
-    if (e == cudaSuccess) return false;
-    set(static_cast<int>(e), "cufes: %s failed: %s: %s", what, cudaGetErrorName(e), cudaGetErrorString(e));
-    return true;
-  }
-};
-#define HILLS_CHECK(err, call) ((err).cuda((call), #call))
+using cufes_internal::DeviceBuffer;
+using cufes_internal::DeviceScope;
+using cufes_internal::Error;
+using cufes_internal::HostArray;
+
+// A failure recorded in err, returned as the C API's code.
+inline int fail(Error &err, int code, const char *what) {
+  err.set(code, "cufes: %s", what);
+  return err.code;
+}
 
 __host__ __device__ inline int64_t floor_div(int64_t a, int64_t b) {  // b > 0
   int64_t q = a / b;
@@ -300,27 +284,9 @@ void plan_tiles(Grid &g) {
   for (int d = 0; d < g.dim; ++d) g.ntiles[d] = (g.nbin[d] + g.tile[d] - 1) / g.tile[d];
 }
 
-struct DeviceBuffers {
-  void *ptrs[16] = {};
-  int used = 0;
-  ~DeviceBuffers() {
-    for (int i = 0; i < used; ++i) cudaFree(ptrs[i]);
-  }
-  template <typename T>
-  bool alloc(Error &err, T **out, size_t count) {
-    void *p = nullptr;
-    if (used == 16) return false;  // never: a call makes 7 buffers
-    if (HILLS_CHECK(err, cudaMalloc(&p, count * sizeof(T) + 1))) return false;
-    ptrs[used++] = p;
-    *out = static_cast<T *>(p);
-    return true;
-  }
-};
-
 // Per hill and CV, as ints: the grid index of the centre (modulo the axis on a periodic CV: the same box) and
 // the box half-width (-1: the whole axis). A hill whose box cannot reach the grid gets nn = -2: it is skipped.
-// Returns true (the signature lets the caller chain it with the CUDA calls).
-bool box_indices(const Grid &g, const double *centers, const int64_t *nneigh, int64_t n, int *ic, int *nn) {
+void box_indices(const Grid &g, const double *centers, const int64_t *nneigh, int64_t n, int *ic, int *nn) {
   const int64_t big = int64_t{1} << 30;
   for (int64_t j = 0; j < n; ++j) {
     bool off = false;
@@ -336,7 +302,6 @@ bool box_indices(const Grid &g, const double *centers, const int64_t *nneigh, in
     }
     if (off) nn[j * g.dim] = -2;
   }
-  return true;
 }
 
 int64_t chunk_size() {
@@ -348,54 +313,62 @@ int64_t chunk_size() {
 int run(const Grid &g, const double *centers, const double *shape, bool multi, const double *hA, const double *hB,
         const int64_t *nneigh, int64_t nh, double cut, int use_cut, double *values, double *der, int device,
         Error &err) {
-  if (HILLS_CHECK(err, cudaSetDevice(device))) return err.code;
+  DeviceScope scope(device, err);
   int sms = 1;
-  if (HILLS_CHECK(err, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device))) return err.code;
+  if (!scope.ok || !CUFES_CHECK(err, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)))
+    return err.code;
   int64_t ntiles = 1;
   for (int d = 0; d < g.dim; ++d) ntiles *= g.ntiles[d];
-  if (ntiles > 2147483647LL) return err.set(1, "cufes: a hills grid of %lld points is too large", (long long)g.size);
+  if (ntiles > 2147483647LL) {
+    err.set(1, "cufes: a hills grid of %lld points is too large", (long long)g.size);
+    return err.code;
+  }
   const int64_t chunk = nh < chunk_size() ? nh : chunk_size();
   const int nd = der ? g.dim + 1 : 1;
   int shares = static_cast<int>((4 * sms + ntiles - 1) / ntiles);
   shares = shares < 1 ? 1 : shares > kMaxShares ? kMaxShares : shares;
   while (shares > 1 && static_cast<int64_t>(shares) * kThreads > chunk) --shares;
   size_t free_mem = 0, total_mem = 0;
-  if (HILLS_CHECK(err, cudaMemGetInfo(&free_mem, &total_mem))) return err.code;
+  if (!CUFES_CHECK(err, cudaMemGetInfo(&free_mem, &total_mem))) return err.code;
   while (shares > 1 && static_cast<double>(shares) * nd * g.size * 8 > 0.25 * free_mem) --shares;
   const int ns = multi ? g.dim * g.dim : g.dim;
-  DeviceBuffers buf;
-  double *d_c, *d_s, *d_a, *d_b, *d_partial;
-  int *d_ic, *d_nn;
-  cufes_internal::HostArray<int> h_ic(static_cast<size_t>(chunk * g.dim)), h_nn(static_cast<size_t>(chunk * g.dim));
-  if (!h_ic.ok() || !h_nn.ok()) return 2;
-  if (!buf.alloc(err, &d_c, chunk * g.dim) || !buf.alloc(err, &d_s, chunk * ns) || !buf.alloc(err, &d_a, chunk) ||
-      !buf.alloc(err, &d_b, chunk) || !buf.alloc(err, &d_ic, chunk * g.dim) || !buf.alloc(err, &d_nn, chunk * g.dim) ||
-      !buf.alloc(err, &d_partial, static_cast<size_t>(shares) * nd * g.size))
+  const size_t partial_bytes = static_cast<size_t>(shares) * nd * g.size * sizeof(double);
+  DeviceBuffer b_c, b_s, b_a, b_b, b_ic, b_nn, b_partial;
+  HostArray<int> h_ic(static_cast<size_t>(chunk * g.dim)), h_nn(static_cast<size_t>(chunk * g.dim));
+  if (!h_ic.ok() || !h_nn.ok()) return fail(err, 2, "out of host memory for the hills' box indices");
+  if (!b_c.alloc(chunk * g.dim * sizeof(double), err, "cudaMalloc(centres)") ||
+      !b_s.alloc(chunk * ns * sizeof(double), err, "cudaMalloc(widths)") ||
+      !b_a.alloc(chunk * sizeof(double), err, "cudaMalloc(heights)") ||
+      !b_b.alloc(chunk * sizeof(double), err, "cudaMalloc(heights)") ||
+      !b_ic.alloc(chunk * g.dim * sizeof(int), err, "cudaMalloc(box centres)") ||
+      !b_nn.alloc(chunk * g.dim * sizeof(int), err, "cudaMalloc(box widths)") ||
+      !b_partial.alloc(partial_bytes, err, "cudaMalloc(partial sums)") ||
+      !CUFES_CHECK(err, cudaMemset(b_partial.ptr, 0, partial_bytes)))
     return err.code;
-  if (HILLS_CHECK(err, cudaMemset(d_partial, 0, static_cast<size_t>(shares) * nd * g.size * sizeof(double))))
-    return err.code;
+  double *d_c = b_c.as<double>(), *d_s = b_s.as<double>(), *d_a = b_a.as<double>(), *d_b = b_b.as<double>();
+  int *d_ic = b_ic.as<int>(), *d_nn = b_nn.as<int>();
   const Launcher go = launcher(g.dim, multi, der != nullptr);
   for (int64_t j = 0; j < nh; j += chunk) {
     const int64_t n = nh - j < chunk ? nh - j : chunk;
-    if (HILLS_CHECK(err, cudaMemcpy(d_c, centers + j * g.dim, n * g.dim * sizeof(double), cudaMemcpyHostToDevice)) ||
-        HILLS_CHECK(err, cudaMemcpy(d_s, shape + j * ns, n * ns * sizeof(double), cudaMemcpyHostToDevice)) ||
-        HILLS_CHECK(err, cudaMemcpy(d_a, hA + j, n * sizeof(double), cudaMemcpyHostToDevice)) ||
-        HILLS_CHECK(err, cudaMemcpy(d_b, hB + j, n * sizeof(double), cudaMemcpyHostToDevice)) ||
-        !box_indices(g, centers + j * g.dim, nneigh + j * g.dim, n, h_ic.data(), h_nn.data()) ||
-        HILLS_CHECK(err, cudaMemcpy(d_ic, h_ic.data(), n * g.dim * sizeof(int), cudaMemcpyHostToDevice)) ||
-        HILLS_CHECK(err, cudaMemcpy(d_nn, h_nn.data(), n * g.dim * sizeof(int), cudaMemcpyHostToDevice)))
+    box_indices(g, centers + j * g.dim, nneigh + j * g.dim, n, h_ic.data(), h_nn.data());
+    if (!CUFES_CHECK(err, cudaMemcpy(d_c, centers + j * g.dim, n * g.dim * sizeof(double), cudaMemcpyHostToDevice)) ||
+        !CUFES_CHECK(err, cudaMemcpy(d_s, shape + j * ns, n * ns * sizeof(double), cudaMemcpyHostToDevice)) ||
+        !CUFES_CHECK(err, cudaMemcpy(d_a, hA + j, n * sizeof(double), cudaMemcpyHostToDevice)) ||
+        !CUFES_CHECK(err, cudaMemcpy(d_b, hB + j, n * sizeof(double), cudaMemcpyHostToDevice)) ||
+        !CUFES_CHECK(err, cudaMemcpy(d_ic, h_ic.data(), n * g.dim * sizeof(int), cudaMemcpyHostToDevice)) ||
+        !CUFES_CHECK(err, cudaMemcpy(d_nn, h_nn.data(), n * g.dim * sizeof(int), cudaMemcpyHostToDevice)))
       return err.code;
     const int64_t share = (n + shares - 1) / shares;
     go(g, dim3(static_cast<unsigned>(ntiles), static_cast<unsigned>((n + share - 1) / share)), d_c, d_s, d_a, d_b,
-       d_ic, d_nn, n, share, cut, use_cut, d_partial);
-    if (HILLS_CHECK(err, cudaGetLastError())) return err.code;
+       d_ic, d_nn, n, share, cut, use_cut, b_partial.as<double>());
+    if (!cufes_internal::check_launch(err, "hills kernel")) return err.code;
   }
   const int64_t len = nd * g.size;
-  sum_shares<<<static_cast<unsigned>((len + 255) / 256), 256>>>(d_partial, len, shares);
-  if (HILLS_CHECK(err, cudaGetLastError())) return err.code;
-  cufes_internal::HostArray<double> host(static_cast<size_t>(len));
-  if (!host.ok()) return 2;
-  if (HILLS_CHECK(err, cudaMemcpy(host.data(), d_partial, len * sizeof(double), cudaMemcpyDeviceToHost)))
+  sum_shares<<<static_cast<unsigned>((len + 255) / 256), 256>>>(b_partial.as<double>(), len, shares);
+  if (!cufes_internal::check_launch(err, "sum_shares")) return err.code;
+  HostArray<double> host(static_cast<size_t>(len));
+  if (!host.ok()) return fail(err, 2, "out of host memory for the hills' sums");
+  if (!CUFES_CHECK(err, cudaMemcpy(host.data(), b_partial.ptr, len * sizeof(double), cudaMemcpyDeviceToHost)))
     return err.code;
   for (int64_t i = 0; i < g.size; ++i) values[i] += host[i];
   if (der)
@@ -412,14 +385,19 @@ CUFES_API int cufes_hills_sum(int dim, const int64_t *nbin, const double *gmin, 
                               const double *hA, const double *hB, const int64_t *nneigh, int64_t nh, double cut,
                               int use_cut, double *values, double *der, int device, char *errbuf, size_t errlen) {
   Error err{errbuf, errlen};
-  if (dim < 1 || dim > CUFES_HILLS_MAX_DIM)
-    return err.set(1, "cufes: the GPU sums hills of 1 to %d CVs, not %d", CUFES_HILLS_MAX_DIM, dim);
+  if (dim < 1 || dim > CUFES_HILLS_MAX_DIM) {
+    err.set(1, "cufes: the GPU sums hills of 1 to %d CVs, not %d", CUFES_HILLS_MAX_DIM, dim);
+    return err.code;
+  }
   if (nh <= 0) return 0;
   Grid g{};
   g.dim = dim;
   int64_t acc = 1;
   for (int d = 0; d < dim; ++d) {
-    if (nbin[d] < 1 || nbin[d] > 2147483647LL) return err.set(1, "cufes: bad number of grid points %lld", (long long)nbin[d]);
+    if (nbin[d] < 1 || nbin[d] > 2147483647LL) {
+      err.set(1, "cufes: bad number of grid points %lld", (long long)nbin[d]);
+      return err.code;
+    }
     g.nbin[d] = static_cast<int>(nbin[d]);
     g.stride[d] = acc;
     acc *= nbin[d];

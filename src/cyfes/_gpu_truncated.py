@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import _backends
-from ._truncated import CELL_SIDE, FIRST_CUT_GAP, MAX_CELLS, SAMPLES_PER_CELL, Tiles, Truncated, reach, scaled_factor
+from ._truncated import FIRST_CUT_GAP, Tiles, Truncated, reach, sorted_cells
 
 #: Grid points per tile of a regular grid on the GPU, by the number of CVs (default 16): every tile is one thread
 #: block and its points are summed from registers; the cut must hold at a tile's lowest point and tiles far from the
@@ -71,13 +71,8 @@ def gpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: f
     sent back."""
     cpu = importlib.import_module("cyfes._cpu")
     gpu = _backends._load_gpu()
-    data, logw = np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(logw, dtype=np.float64)
-    factor = scaled_factor(sigma)
-    per = np.ascontiguousarray(period * factor)
-    kept = int(np.isfinite(logw[lo:hi]).sum()) if kept is None else kept
-    max_cells = max(64, min(MAX_CELLS, kept // SAMPLES_PER_CELL))
-    cells = cpu.build_cells(data, logw, lo, hi, factor, per, top, CELL_SIDE, max_cells, dtype, threads)
-    lall = float(np.logaddexp.reduce(cells[3]))
+    sorted_ = sorted_cells(data, logw, lo, hi, top, sigma, period, dtype, threads, kept)
+    cells, per, lall = sorted_.arrays, sorted_.period, sorted_.log_mass
     args = (lall, reach(tolerance), float(tolerance))
     first = _gpu_pass(gpu, cells, args, grid, tiles.start, ids)
     out, bound, pairs = first.out, float(first.bound.max(initial=0.0)), int(first.pairs.sum())

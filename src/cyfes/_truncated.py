@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -130,6 +130,30 @@ def scaled_points(points: np.ndarray, factor: np.ndarray, period: np.ndarray) ->
     return u
 
 
+@dataclass
+class Cells:
+    """The samples of one block sorted into cells (cyfes._cpu.build_cells: samples, log-weights, cell starts, log
+    masses, boxes, geometry, dense ids), the pre-scaled periods and the block's log sum of weights (relative to
+    its top log-weight)."""
+
+    arrays: tuple
+    period: np.ndarray
+    log_mass: float
+
+
+def sorted_cells(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, sigma: np.ndarray,
+                 period: np.ndarray, dtype: type, threads: int, kept: Optional[int] = None) -> Cells:
+    """Samples [lo, hi) of finite log-weight (`kept` of them, when known) in cells of about CELL_SIDE."""
+    cpu = importlib.import_module("cyfes._cpu")
+    data, logw = np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(logw, dtype=np.float64)
+    factor = scaled_factor(sigma)
+    per = np.ascontiguousarray(period * factor)
+    kept = int(np.isfinite(logw[lo:hi]).sum()) if kept is None else kept
+    max_cells = max(64, min(MAX_CELLS, kept // SAMPLES_PER_CELL))
+    arrays = cpu.build_cells(data, logw, lo, hi, factor, per, top, CELL_SIDE, max_cells, dtype, threads)
+    return Cells(arrays, per, float(np.logaddexp.reduce(arrays[3])))
+
+
 def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, grid: np.ndarray,
                     tiles: Tiles, sigma: np.ndarray, period: np.ndarray, dtype: type, tolerance: float,
                     threads: int, parts: Optional[Sequence[slice]] = None,
@@ -138,14 +162,9 @@ def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: f
     CPU; `grid` is pre-scaled and wrapped (scaled_points) and already in tile order. parts: slices of the tiles
     run one after another, `progress` called after each; None: parts sized by time (timed_parts)."""
     cpu = importlib.import_module("cyfes._cpu")
-    data, logw = np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(logw, dtype=np.float64)
-    factor = scaled_factor(sigma)
-    per = np.ascontiguousarray(period * factor)
-    kept = int(np.isfinite(logw[lo:hi]).sum()) if kept is None else kept
-    max_cells = max(64, min(MAX_CELLS, kept // SAMPLES_PER_CELL))
-    samples_t, lw, start, lmass, box, geometry, dense = cpu.build_cells(data, logw, lo, hi, factor, per, top,
-                                                                        CELL_SIDE, max_cells, dtype, threads)
-    lall = float(np.logaddexp.reduce(lmass))
+    cells = sorted_cells(data, logw, lo, hi, top, sigma, period, dtype, threads, kept)
+    samples_t, lw, start, lmass, box, geometry, dense = cells.arrays
+    per, lall = cells.period, cells.log_mass
     ntiles = len(tiles.start) - 1
     out = np.empty(len(grid))
     bound = np.zeros(ntiles)
