@@ -80,6 +80,15 @@ CUFES_API int cufes_truncated_f64(const cufes_cells *cells, const double *sample
                                   const cufes_truncation *opt, double *out, double *tile_bound,
                                   int64_t *tile_pairs, int *tile_status, int device, char *err, size_t errlen);
 
+/* method="binned" (src/cyfes/_binned.py): the samples (n x dim, row-major) with weights exp(logw - top) binned
+ * linearly onto a fine grid (shape nodes per CV in matrix order, node i of CV d at origin[d] + i spacing[d]; a
+ * periodic CV's grid spans one period and wraps), then convolved with exp(-x^2 / 2 sigma^2) per CV, taps within
+ * reach sigmas: out (product of shape) is the binned sum at every node. */
+CUFES_API int cufes_binned_density(const double *samples, const double *logw, int64_t n, int dim, double top,
+                                   const int64_t *shape, const double *origin, const double *spacing,
+                                   const int *periodic, const double *sigma, double reach, double *out, int device,
+                                   char *err, size_t errlen);
+
 /* Number of usable CUDA devices (0 with no driver or no GPU: that is not an error). */
 CUFES_API int cufes_device_count(int *count, char *err, size_t errlen);
 

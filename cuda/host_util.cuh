@@ -4,6 +4,10 @@
 #define CUFES_HOST_UTIL_CUH
 #include <cuda_runtime.h>
 
+// exp and log in host code bound to their first symbol versions (src/cyfes/glibc_compat.h says why): libcufes
+// must load on glibc 2.17, like the rest of the wheel.
+#include "glibc_compat.h"
+
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>

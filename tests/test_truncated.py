@@ -151,15 +151,36 @@ def test_binned_within_its_estimate(rng, device: str, case: str) -> None:
     assert err.max() <= res.error_estimate, f"|dF| {err.max():.3g} kT above the estimate {res.error_estimate:.3g}"
 
 
-def test_binned_regular_grid_and_blocks(rng) -> None:
+@pytest.mark.parametrize("device", BACKENDS)
+def test_binned_regular_grid_and_blocks(rng, device: str) -> None:
     samples = rng.normal(scale=[1.0, 0.6], size=(6000, 2))
     bias = rng.normal(scale=2.0, size=6000) * KT
-    res = cyfes.fes(samples, 0.1, bins=(40, 30), bias=bias, method="binned", blocks=2, device="cpu", shift=False)
+    res = cyfes.fes(samples, 0.1, bins=(40, 30), bias=bias, method="binned", blocks=2, device=device, shift=False)
     expected = ref.free_energy(samples, [0.1, 0.1], ref.regular_grid(res.axes), bias=bias, shift=False)
     err = np.abs(res.values.ravel() - expected) / KT
     assert err.max() <= res.error_estimate < 0.1
     blocks = ref.block_error(samples, [0.1, 0.1], ref.regular_grid(res.axes), 2, bias=bias)
     np.testing.assert_allclose(res.error.ravel(), blocks, atol=2 * res.error_estimate * KT)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("period", [(0.0, 0.0, 0.0), (2 * math.pi, 0.0, 3.0)], ids=["plain", "periodic"])
+def test_binned_gpu_node_sums_match_the_fft(rng, period) -> None:
+    """The GPU's node sums (atomic binning, direct convolution per CV) against numpy's (bincount, FFT) on the same
+    fine grid: two different algorithms for the same sums, equal up to the FFT's round-off."""
+    from cyfes import _binned, _inputs
+
+    data = rng.normal(scale=[1.0, 0.5, 0.7], size=(30000, 3))
+    per = np.asarray(period)
+    for d in np.flatnonzero(per > 0):
+        data[:, d] = np.mod(data[:, d], per[d])
+    logw = rng.normal(scale=3.0, size=len(data))
+    sigma = np.array([0.25, 0.2, 0.3])
+    fine = _binned._fine_grid(_inputs.column_range(data), sigma, per, sigma / 4)
+    want = _binned._NumpyNodes(data, logw, sigma)(fine)
+    got = _binned._GpuNodes(data, logw, sigma, 0)(fine)
+    assert got.shape == want.shape == fine.shape
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * want.max())
 
 
 @pytest.mark.parametrize("device", BACKENDS)

@@ -1,5 +1,6 @@
-"""method="binned": linear binning onto a fine grid, an FFT convolution with the Gaussian, and multilinear
-interpolation onto the requested points (the approach of KDEpy's FFTKDE; periodic CVs are circular natively).
+"""method="binned": linear binning onto a fine grid, a convolution with the Gaussian, and multilinear
+interpolation onto the requested points (the approach of KDEpy's FFTKDE; periodic CVs are circular natively). The
+CPU convolves by FFT (numpy); the GPU bins with atomics and convolves one CV at a time (cuda/binned.cu).
 
 Its error against the direct sum comes from binning and interpolation, both O(spacing^2): it is estimated by
 Richardson's rule from a second pass at twice the spacing, |ln rho_h - ln rho_2h| / 3, doubled for safety, plus the
@@ -11,9 +12,11 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from . import _backends, _inputs
 
 #: Fine-grid spacing: sigma / FINE_PER_SIGMA per CV (coarser when the grid would exceed MAX_FINE_POINTS).
 FINE_PER_SIGMA = 16.0
@@ -23,6 +26,8 @@ PAD_SIGMAS = 8.0
 #: Points whose binned density is below this fraction of the peak are left to the direct sum.
 RELIABLE = 1e-8
 SAFETY = 2.0
+#: The GPU's convolution sums neighbours within this many sigmas (the rest is below e^-72 of the peak).
+GPU_REACH_SIGMAS = 12.0
 
 
 @dataclass
@@ -42,17 +47,20 @@ class _FineGrid:
     periodic: np.ndarray
 
 
-def _spacing(data: np.ndarray, points: np.ndarray, sigma: np.ndarray, period: np.ndarray) -> np.ndarray:
+Range = Tuple[np.ndarray, np.ndarray]
+
+
+def _spacing(span: Range, sigma: np.ndarray, period: np.ndarray) -> np.ndarray:
     """sigma / FINE_PER_SIGMA per CV, widened evenly until the fine grid has at most MAX_FINE_POINTS nodes."""
     spacing = sigma / FINE_PER_SIGMA
-    while np.prod(_fine_grid(data, points, sigma, period, spacing).shape, dtype=np.float64) > MAX_FINE_POINTS:
+    while np.prod(_fine_grid(span, sigma, period, spacing).shape, dtype=np.float64) > MAX_FINE_POINTS:
         spacing = spacing * 1.25
     return spacing
 
 
-def _fine_grid(data: np.ndarray, points: np.ndarray, sigma: np.ndarray, period: np.ndarray,
-               spacing: np.ndarray) -> _FineGrid:
-    dim = data.shape[1]
+def _fine_grid(span: Range, sigma: np.ndarray, period: np.ndarray, spacing: np.ndarray) -> _FineGrid:
+    """span: per CV the lowest and highest coordinate of the samples and the points together."""
+    dim = len(sigma)
     origin, shape, step = np.zeros(dim), [], np.zeros(dim)
     for d in range(dim):
         if period[d] > 0:
@@ -60,8 +68,8 @@ def _fine_grid(data: np.ndarray, points: np.ndarray, sigma: np.ndarray, period: 
             n += n % 2  # even sizes: faster FFTs
             origin[d], step[d] = 0.0, period[d] / n
         else:
-            lo = min(data[:, d].min(), points[:, d].min()) - PAD_SIGMAS * sigma[d]
-            hi = max(data[:, d].max(), points[:, d].max()) + PAD_SIGMAS * sigma[d]
+            lo = span[0][d] - PAD_SIGMAS * sigma[d]
+            hi = span[1][d] + PAD_SIGMAS * sigma[d]
             n = int(math.ceil((hi - lo) / spacing[d])) + 1
             n += n % 2
             origin[d], step[d] = lo, spacing[d]
@@ -106,34 +114,62 @@ def _kernel_spectrum(fine: _FineGrid, sigma: np.ndarray) -> np.ndarray:
     return spec
 
 
-def _density(data: np.ndarray, weights: np.ndarray, points: np.ndarray, sigma: np.ndarray, period: np.ndarray,
-             spacing: np.ndarray) -> Tuple[np.ndarray, float]:
+class _NumpyNodes:
+    """Node sums on the CPU: np.bincount per cell corner, then an FFT convolution (numpy, one core)."""
+
+    def __init__(self, data: np.ndarray, logw: np.ndarray, sigma: np.ndarray) -> None:
+        self.data, self.weights, self.sigma = data, np.exp(logw - logw.max()), sigma
+
+    def __call__(self, fine: _FineGrid) -> np.ndarray:
+        i0, frac = _positions(self.data, fine)
+        total = int(np.prod(fine.shape))
+        bins = np.zeros(total)
+        for flat, w in _corners(i0, frac, fine):
+            bins += np.bincount(flat, weights=w * self.weights, minlength=total)
+        spectrum = _kernel_spectrum(fine, self.sigma)
+        return np.fft.irfftn(np.fft.rfftn(bins.reshape(fine.shape)) * spectrum, s=fine.shape,
+                             axes=list(range(len(fine.shape))))
+
+
+class _GpuNodes:
+    """Node sums on one GPU (cuda/binned.cu): atomic linear binning, then direct convolutions per CV with the
+    Gaussian's taps within GPU_REACH_SIGMAS (periodic CVs wrap; the grid's padding keeps the ends empty)."""
+
+    def __init__(self, data: np.ndarray, logw: np.ndarray, sigma: np.ndarray, device: int) -> None:
+        self.data = np.ascontiguousarray(data, dtype=np.float64)
+        self.logw = np.ascontiguousarray(logw, dtype=np.float64)
+        self.top, self.sigma, self.device = float(logw.max()), sigma, device
+
+    def __call__(self, fine: _FineGrid) -> np.ndarray:
+        out = np.empty(fine.shape)
+        _backends._load_gpu().binned_density(
+            self.data, self.logw, self.top, np.asarray(fine.shape, dtype=np.int64), fine.origin, fine.spacing,
+            fine.periodic.astype(np.intc), self.sigma, GPU_REACH_SIGMAS, out.reshape(-1), self.device)
+        return out
+
+
+def _density(nodes: Callable[[_FineGrid], np.ndarray], span: Range, points: np.ndarray, sigma: np.ndarray,
+             period: np.ndarray, spacing: np.ndarray) -> Tuple[np.ndarray, float]:
     """The binned density at `points` and its peak on the fine grid."""
-    fine = _fine_grid(data, points, sigma, period, spacing)
-    i0, frac = _positions(data, fine)
-    total = int(np.prod(fine.shape))
-    bins = np.zeros(total)
-    for flat, w in _corners(i0, frac, fine):
-        bins += np.bincount(flat, weights=w * weights, minlength=total)
-    axes = list(range(len(fine.shape)))
-    dens = np.fft.irfftn(np.fft.rfftn(bins.reshape(fine.shape)) * _kernel_spectrum(fine, sigma), s=fine.shape,
-                         axes=axes)
+    fine = _fine_grid(span, sigma, period, spacing)
+    flat_dens = nodes(fine).reshape(-1)
     i0, frac = _positions(points, fine)
-    flat_dens = dens.ravel()
     out = np.zeros(len(points))
     for flat, w in _corners(i0, frac, fine):
         out += w * flat_dens[flat]
-    return out, float(dens.max())
+    return out, float(flat_dens.max())
 
 
 def log_density(data: np.ndarray, logw: np.ndarray, points: np.ndarray, sigma: Sequence[float],
-                period: np.ndarray) -> Binned:
-    """The binned estimate of log sum_j exp(logw_j - max logw) K(x - s_j) at `points` (finite logw only)."""
+                period: np.ndarray, gpu: Optional[int] = None) -> Binned:
+    """The binned estimate of log sum_j exp(logw_j - max logw) K(x - s_j) at `points` (finite logw only); on
+    the GPU `gpu` when given, else on the CPU."""
     sigma = np.asarray(sigma, dtype=np.float64)
-    weights = np.exp(logw - logw.max())
-    spacing = _spacing(data, points, sigma, period)
-    fine_rho, peak = _density(data, weights, points, sigma, period, spacing)
-    coarse_rho, _ = _density(data, weights, points, sigma, period, 2.0 * spacing)
+    nodes = _NumpyNodes(data, logw, sigma) if gpu is None else _GpuNodes(data, logw, sigma, gpu)
+    span = _inputs.joint_range(_inputs.column_range(data), _inputs.column_range(points))
+    spacing = _spacing(span, sigma, period)
+    fine_rho, peak = _density(nodes, span, points, sigma, period, spacing)
+    coarse_rho, _ = _density(nodes, span, points, sigma, period, 2.0 * spacing)
     ok = fine_rho > RELIABLE * peak
     with np.errstate(divide="ignore", invalid="ignore"):
         log_fine = np.where(ok, np.log(np.where(ok, fine_rho, 1.0)), np.nan)

@@ -37,6 +37,10 @@ cdef extern from "cufes.h" nogil:
                             const double *grid, const int64_t *tile_start, int64_t ntiles,
                             const cufes_truncation *opt, double *out, double *tile_bound, int64_t *tile_pairs,
                             int *tile_status, int device, char *err, size_t errlen)
+    int cufes_binned_density(const double *samples, const double *logw, int64_t n, int dim, double top,
+                             const int64_t *shape, const double *origin, const double *spacing,
+                             const int *periodic, const double *sigma, double reach, double *out, int device,
+                             char *err, size_t errlen)
 
 ctypedef fused real:
     float
@@ -129,6 +133,27 @@ def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int6
             rc = cufes_truncated_f64(&cells, &samples_t[0, 0], &lw[0], &grid[0, 0], &tile_start[0], ntiles, &opt,
                                      &out[tile_start[0]], &tile_bound[0], &tile_pairs[0], &tile_status[0], device, err,
                                      ERRLEN)
+    if rc != 0:
+        _raise(err)
+
+
+def binned_density(const double[:, ::1] samples, const double[::1] logw, double top, const int64_t[::1] shape,
+                   const double[::1] origin, const double[::1] spacing, const int[::1] periodic,
+                   const double[::1] sigma, double reach, double[::1] out, int device=0):
+    """method="binned" on one GPU: the samples' weights exp(logw - top) binned linearly onto the fine grid (shape,
+    origin, spacing per CV; periodic CVs wrap) and convolved with the unnormalised Gaussian within `reach` sigmas,
+    into out (every node, matrix order)."""
+    cdef char err[ERRLEN]
+    cdef int rc
+    cdef int64_t n = samples.shape[0]
+    cdef int dim = samples.shape[1]
+    if shape.shape[0] != dim or origin.shape[0] != dim or spacing.shape[0] != dim or periodic.shape[0] != dim \
+            or sigma.shape[0] != dim or logw.shape[0] != n:
+        raise ValueError("binned_density: the fine grid, sigma and log-weights must match the samples")
+    with nogil:
+        rc = cufes_binned_density(&samples[0, 0] if n else NULL, &logw[0] if n else NULL, n, dim, top, &shape[0],
+                                  &origin[0], &spacing[0], &periodic[0], &sigma[0], reach, &out[0], device, err,
+                                  ERRLEN)
     if rc != 0:
         _raise(err)
 
