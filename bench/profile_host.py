@@ -23,7 +23,7 @@ import cyfes
 
 #: Entry points of the compiled modules that do the sums (the rest of a call is host work).
 KERNELS = {"cyfes._cpu": ("build_cells", "truncated_tiles", "log_density"),
-           "cyfes._gpu": ("log_density", "log_density_multi")}
+           "cyfes._gpu": ("log_density", "log_density_multi", "truncated_tiles", "binned_density")}
 
 
 def _timed(fn: Callable[..., Any], name: str, spent: Dict[str, float]) -> Callable[..., Any]:

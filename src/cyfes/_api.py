@@ -6,6 +6,7 @@ computed in log space by the backends (log-sum-exp with a running maximum).
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, replace
@@ -127,7 +128,8 @@ class _Problem:
     sigma: np.ndarray
     logw: np.ndarray
     period: np.ndarray
-    points: np.ndarray
+    #: Explicit query points (M, D), or None for the regular grid of `axes`.
+    explicit: Optional[np.ndarray]
     axes: Optional[List[np.ndarray]]
     block_ranges: List[Tuple[int, int]]
     dtype: type
@@ -143,10 +145,25 @@ class _Problem:
     joint_range: Tuple[np.ndarray, np.ndarray]
     stats: Dict[Tuple[int, int], _inputs.BlockStats]
 
+    @functools.cached_property
+    def points(self) -> np.ndarray:
+        """The (M, D) query points; a regular grid's are built on first use (its truncated sum needs only the axes)."""
+        return self.explicit if self.explicit is not None else _grid_points(self.axes)
+
+
+def _grid_points(axes: List[np.ndarray]) -> np.ndarray:
+    """The points of a regular grid in matrix order, written by broadcasting (no meshgrid copies)."""
+    dim = len(axes)
+    points = np.empty([len(a) for a in axes] + [dim])
+    for d, axis in enumerate(axes):
+        points[..., d] = axis.reshape([len(axis) if k == d else 1 for k in range(dim)])
+    return points.reshape(-1, dim)
+
 
 def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray, period: np.ndarray,
-            data_range: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Tuple[np.ndarray, Optional[List[np.ndarray]]]:
-    """The (M, D) query points and, for a regular grid, its axes."""
+            data_range: Optional[Tuple[np.ndarray, np.ndarray]] = None
+            ) -> Tuple[Optional[np.ndarray], Optional[List[np.ndarray]]]:
+    """The (M, D) explicit query points, or the axes of a regular grid."""
     dim = data.shape[1]
     if grid is not None and (bins is not None or ranges is not None):
         raise InputError("grid: give either `grid` or `bins`/`ranges`, not both")
@@ -156,12 +173,7 @@ def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray, period: np.ndar
         points = _inputs.explicit_grid(grid, dim)
         _inputs.check_grid_fits(len(points), dim, "grid")
         return points, None
-    axes = _inputs.regular_axes(bins, ranges, data, period, data_range)
-    shape = [len(a) for a in axes]
-    points = np.empty(shape + [dim])
-    for d, axis in enumerate(axes):  # matrix order, written by broadcasting (no meshgrid copies)
-        points[..., d] = axis.reshape([len(axis) if k == d else 1 for k in range(dim)])
-    return points.reshape(-1, dim), axes
+    return None, _inputs.regular_axes(bins, ranges, data, period, data_range)
 
 
 def _blocks(logw: np.ndarray, nblocks: int) -> Tuple[List[Tuple[int, int]], Dict[Tuple[int, int], _inputs.BlockStats]]:
@@ -203,13 +215,13 @@ def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: fl
     method = _inputs.choice(method, "method", METHODS)
     if names is not None and (isinstance(names, str) or not hasattr(names, "__len__") or len(names) != dim):
         raise InputError(f"names: expected a list of {dim} CV names, got {names!r}")
-    points, axes = _points(grid, bins, ranges, data, period, data_range)
+    explicit, axes = _points(grid, bins, ranges, data, period, data_range)
     dtype = np.float64 if precision == "float64" else np.float32
-    joint = _inputs.joint_range(data_range, _inputs.points_range(points, axes))
+    joint = _inputs.joint_range(data_range, _inputs.points_range(explicit, axes))
     _inputs.check_scaled_range(*joint, sig, period, dtype)
     block_ranges, stats = _blocks(logw, nblocks)
     zero = sum(st.kept for st in stats.values()) < n
-    return _Problem(data, sig, logw, period, points, axes, block_ranges, dtype, kT, tol, method, zero, data_range,
+    return _Problem(data, sig, logw, period, explicit, axes, block_ranges, dtype, kT, tol, method, zero, data_range,
                     joint, stats)
 
 
@@ -293,7 +305,7 @@ def _direct(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCall
         count["total"] = count["total"] or len(tiles[0]) * len(pb.block_ranges)
         with np.errstate(invalid="ignore"):  # logaddexp(-inf, -inf)
             dens = _log_density(s, w, pts, scale, per, dev, tiles, tick)
-        _resolve(dens, pb, data, lw - top, dev)
+        _resolve(dens, pb, data, lw, top, dev)
         log_dens.append(dens + top)
         log_z.append(pb.stats[lo, hi].log_z)
         pairs += len(lw) * len(pts)
@@ -338,7 +350,7 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
                 tick()
         dens = _truncated.from_tile_order(res.log_density, tiles)
         data, kept = _block_samples(pb, lo, hi)
-        _resolve(dens, pb, data, kept - top, dev)
+        _resolve(dens, pb, data, kept, top, dev)
         log_dens.append(dens + top)
         log_z.append(res.log_z + top)
         bound, pairs = max(bound, res.bound), pairs + res.pairs
@@ -354,11 +366,11 @@ def _binned_sum(pb: _Problem, dev: _backends.Device) -> Tuple[_Densities, float]
         data, lw = _block_samples(pb, lo, hi)
         top = pb.stats[lo, hi].top
         est = _binned.log_density(data, lw, pb.points, pb.sigma, pb.period,
-                                  gpu=dev.ids[0] if dev.kind == "gpu" else None)
+                                  gpu=dev.ids[0] if dev.kind != "cpu" else None)
         dens = est.log_density + top
         bad = _binned.unreliable(est)
         if bad.size:
-            sub = replace(pb, points=pb.points[bad], axes=None, block_ranges=[(lo, hi)], method="direct")
+            sub = replace(pb, explicit=pb.points[bad], axes=None, block_ranges=[(lo, hi)], method="direct")
             exact = _block_log_densities(sub, dev)
             dens[bad] = exact.log_dens[0]
             bound, pairs = max(bound, exact.bound), pairs + exact.pairs
@@ -400,16 +412,17 @@ def _unresolved(dens: np.ndarray, dtype: Any, count: int) -> np.ndarray:
         return ~((dens <= math.log(count) + 1.0) & (dens >= -RESOLVED[np.dtype(dtype)]))
 
 
-def _resolve(dens: np.ndarray, pb: _Problem, data: np.ndarray, logw: np.ndarray, dev: _backends.Device) -> None:
-    """Compute again in float64 on the CPU the points the kernel could not resolve; -inf (F = +inf) where
-    float64 cannot either."""
+def _resolve(dens: np.ndarray, pb: _Problem, data: np.ndarray, logw: np.ndarray, top: float,
+             dev: _backends.Device) -> None:
+    """Compute again in float64 on the CPU the points the kernel could not resolve (dens: relative to the top
+    log-weight `top`; logw: the block's own log-weights); -inf (F = +inf) where float64 cannot either."""
     bad = _unresolved(dens, pb.dtype, len(data))
     if bad.any() and (dev.kind != "cpu" or np.dtype(pb.dtype) != np.float64):
         cpu = _backends.Device("cpu", threads=_backends.cpu_threads(None))
         f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
         pts = f64(pb.points[bad])
         tiles = _kernel_tiles(len(pts), len(data), 1, None, cpu)
-        dens[bad] = _log_density(f64(data), f64(logw), pts, f64(1.0 / pb.sigma), f64(pb.period), cpu, tiles)
+        dens[bad] = _log_density(f64(data), f64(logw - top), pts, f64(1.0 / pb.sigma), f64(pb.period), cpu, tiles)
         bad = _unresolved(dens, np.float64, len(data))
     dens[bad] = -np.inf
 

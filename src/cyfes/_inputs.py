@@ -293,7 +293,7 @@ def joint_range(data_range: Tuple[np.ndarray, np.ndarray],
     return np.minimum(data_range[0], points_range[0]), np.maximum(data_range[1], points_range[1])
 
 
-def points_range(points: np.ndarray, axes: Optional[List[np.ndarray]]) -> Tuple[np.ndarray, np.ndarray]:
+def points_range(points: Optional[np.ndarray], axes: Optional[List[np.ndarray]]) -> Tuple[np.ndarray, np.ndarray]:
     """Per CV the grid's lowest and highest coordinate: from the axes of a regular grid, else one pass."""
     if axes is not None:
         return np.array([a.min() for a in axes]), np.array([a.max() for a in axes])
