@@ -67,9 +67,10 @@ typedef struct {
 
 /* Per tile t (grid rows tile_start[t] - tile_start[0] .. tile_start[t + 1] - tile_start[0], at most 256 points,
  * pre-scaled and wrapped as the samples): out = log of the truncated sum (relative to the top), tile_bound = the
- * bound it achieved (kT), tile_pairs = the pairs summed, tile_status = 0 when done, else the host must sum the
- * tile itself (1: a point's sum is beyond the precision's exp range below the tile's largest bound; 2: samples
- * outside the examined window could matter). grid points from row tile_start[0] on. */
+ * bound it achieved (kT), tile_pairs = the pairs summed. Tiles the kernel cannot settle are summed again one
+ * point per tile on the device (1: a point's sum is beyond the precision's exp range below the tile's largest
+ * bound; 2: samples outside the examined window could matter); tile_status = 0 when done, else that reason for
+ * a point still unsettled, and the host must sum the tile itself. grid points from row tile_start[0] on. */
 CUFES_API int cufes_truncated_f32(const cufes_cells *cells, const float *samples_t, const float *lw,
                                   const float *grid, const int64_t *tile_start, int64_t ntiles,
                                   const cufes_truncation *opt, double *out, double *tile_bound,

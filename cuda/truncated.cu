@@ -15,9 +15,10 @@
 //   4. checks: the neglected mass R (the exact sum of the left-out cells' upper bounds plus the window's far
 //      bound) must be <= tol * the smallest included sum of T's points, a true lower bound of each point's
 //      density; else the cut moves down from that minimum and the new cells are added (twice at most, then all).
-// Sums are taken relative to u0, so no term exceeds 1. A tile the GPU cannot settle is flagged for the host,
-// which sums it on the CPU: far samples that could matter after all (the CPU widens its window), or a point
-// whose sum lies too far below u0 for the precision's exp.
+// Sums are taken relative to u0, so no term exceeds 1. A tile the GPU cannot settle (far samples that could
+// matter after all, or a point whose sum lies too far below u0 for the precision's exp) is summed again one point
+// per tile while the cells are still on the device; what is still unsettled is flagged for the host, which sums
+// it on the CPU (running maxima, a window that widens as far as needed).
 #include "cufes.h"
 #include "host_util.cuh"
 
@@ -598,6 +599,70 @@ bool upload(DeviceBuffer &buf, const void *src, size_t bytes, Error &err, const 
          (bytes == 0 || CUFES_CHECK(err, cudaMemcpy(buf.ptr, src, bytes, cudaMemcpyHostToDevice)));
 }
 
+// The tiles that came back, summed again one point per tile while the cells are still on the device: one
+// point has no spread of densities to underflow and its cut is its own. A tile keeps a nonzero status (and the
+// host sums it) when any of its points still could not be settled.
+template <typename T>
+int point_pass(Args<T> a, Kernel<T> kernel, const T *grid, const int64_t *tiles, int64_t ntiles, double *out,
+               double *tile_bound, int64_t *tile_pairs, int *tile_status, Error &err) {
+  const int dim = a.cells.dim;
+  int64_t count = 0;
+  for (int64_t t = 0; t < ntiles; ++t)
+    if (tile_status[t] != DONE) count += tiles[t + 1] - tiles[t];
+  if (count == 0) return 0;
+  HostArray<T> pts(static_cast<size_t>(count * dim));
+  HostArray<int64_t> rows(static_cast<size_t>(count)), one(static_cast<size_t>(count + 1));
+  HostArray<double> pout(static_cast<size_t>(count)), pbound(static_cast<size_t>(count));
+  HostArray<int64_t> ppairs(static_cast<size_t>(count));
+  HostArray<int> pstatus(static_cast<size_t>(count));
+  if (!pts.ok() || !rows.ok() || !one.ok() || !pout.ok() || !pbound.ok() || !ppairs.ok() || !pstatus.ok()) {
+    err.set(2, "cufes: out of host memory for %lld points summed one by one", static_cast<long long>(count));
+    return err.code;
+  }
+  int64_t i = 0;
+  for (int64_t t = 0; t < ntiles; ++t)
+    for (int64_t r = tiles[t]; tile_status[t] != DONE && r < tiles[t + 1]; ++r, ++i) {
+      rows[i] = r;
+      for (int d = 0; d < dim; ++d) pts[i * dim + d] = grid[r * dim + d];
+    }
+  for (int64_t p = 0; p <= count; ++p) one[p] = p;
+  DeviceBuffer d_grid, d_tiles, d_out, d_bound, d_pairs, d_status;
+  if (!upload<T>(d_grid, pts.data(), count * dim * sizeof(T), err, "cudaMalloc(points)") ||
+      !upload<T>(d_tiles, one.data(), (count + 1) * sizeof(int64_t), err, "cudaMalloc(point tiles)") ||
+      !d_out.alloc(count * sizeof(double), err, "cudaMalloc(out)") ||
+      !d_bound.alloc(count * sizeof(double), err, "cudaMalloc(bound)") ||
+      !d_pairs.alloc(count * sizeof(int64_t), err, "cudaMalloc(pairs)") ||
+      !d_status.alloc(count * sizeof(int), err, "cudaMalloc(status)"))
+    return err.code;
+  a.grid = d_grid.as<T>();
+  a.tile_start = d_tiles.as<int64_t>();
+  a.ntiles = count;
+  a.out = d_out.as<double>();
+  a.bound = d_bound.as<double>();
+  a.pairs = d_pairs.as<int64_t>();
+  a.status = d_status.as<int>();
+  kernel<<<static_cast<unsigned>(std::min<int64_t>(count, 1 << 20)), THREADS>>>(a);
+  if (!check_launch(err, "truncated tiles_kernel launch (points)") ||
+      !CUFES_CHECK(err, cudaMemcpy(pout.data(), d_out.ptr, count * sizeof(double), cudaMemcpyDeviceToHost)) ||
+      !CUFES_CHECK(err, cudaMemcpy(pbound.data(), d_bound.ptr, count * sizeof(double), cudaMemcpyDeviceToHost)) ||
+      !CUFES_CHECK(err, cudaMemcpy(ppairs.data(), d_pairs.ptr, count * sizeof(int64_t), cudaMemcpyDeviceToHost)) ||
+      !CUFES_CHECK(err, cudaMemcpy(pstatus.data(), d_status.ptr, count * sizeof(int), cudaMemcpyDeviceToHost)))
+    return err.code;
+  i = 0;
+  for (int64_t t = 0; t < ntiles; ++t) {
+    if (tile_status[t] == DONE) continue;
+    int status = DONE;
+    for (int64_t r = tiles[t]; r < tiles[t + 1]; ++r, ++i) {
+      out[rows[i]] = pout[i];
+      tile_bound[t] = std::max(tile_bound[t], pbound[i]);
+      tile_pairs[t] += ppairs[i];
+      status = pstatus[i] != DONE ? pstatus[i] : status;
+    }
+    tile_status[t] = status;
+  }
+  return 0;
+}
+
 template <typename T>
 int run(const cufes_cells *cells, const T *samples_t, const T *lw, const T *grid, const int64_t *tile_start,
         int64_t ntiles, const cufes_truncation *opt, double *out, double *tile_bound, int64_t *tile_pairs,
@@ -683,7 +748,8 @@ int run(const cufes_cells *cells, const T *samples_t, const T *lw, const T *grid
       !CUFES_CHECK(err, cudaMemcpy(tile_pairs, d_pairs.ptr, ntiles * sizeof(int64_t), cudaMemcpyDeviceToHost)) ||
       !CUFES_CHECK(err, cudaMemcpy(tile_status, d_status.ptr, ntiles * sizeof(int), cudaMemcpyDeviceToHost)))
     return err.code;
-  return 0;
+  return point_pass<T>(a, kernel, grid + tile_start[0] * dim, tiles.data(), ntiles, out, tile_bound, tile_pairs,
+                       tile_status, err);
 }
 
 template <typename T>

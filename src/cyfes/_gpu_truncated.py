@@ -1,9 +1,9 @@
 """The truncated sum on GPUs: the host sorts the samples into cells (as for the CPU), the GPUs sum the tiles
-(cuda/truncated.cu), tiles a GPU cannot settle are summed again point by point on the GPU, and the few points
-left after that on the CPU.
+(cuda/truncated.cu) and sum again, point by point, the tiles they could not settle, and the CPU sums the few
+points left after that.
 
-A tile comes back when its points' densities span more than the precision's exp range below the tile's largest
-cell bound (far from the data, where a tile's density falls by e^80 across it), or when far samples could
+A tile goes point by point when its points' densities span more than the precision's exp range below the tile's
+largest cell bound (far from the data, where a tile's density falls by e^80 across it), or when far samples could
 matter. One point per tile removes the spread within the tile, and its cut is that point's own."""
 from __future__ import annotations
 
@@ -74,27 +74,18 @@ def gpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: f
     sorted_ = sorted_cells(data, logw, lo, hi, top, sigma, period, dtype, threads, kept)
     cells, per, lall = sorted_.arrays, sorted_.period, sorted_.log_mass
     args = (lall, reach(tolerance), float(tolerance))
-    first = _gpu_pass(gpu, cells, args, grid, tiles.start, ids)
-    out, bound, pairs = first.out, float(first.bound.max(initial=0.0)), int(first.pairs.sum())
-    redo = np.flatnonzero(first.status)
-    if redo.size:  # the points of those tiles, one tile each
-        rows = _rows_of(tiles.start, redo)
-        points = np.ascontiguousarray(grid[rows])
-        one = np.arange(len(rows) + 1, dtype=np.int64)
-        again = _gpu_pass(gpu, cells, args, points, one, ids)
-        left = np.flatnonzero(again.status)
-        keep = again.status == 0
-        out[rows[keep]] = again.out[keep]
-        bound = max(bound, float(again.bound[keep].max(initial=0.0)))
-        pairs += int(again.pairs.sum())
-        if left.size:  # the CPU sums with running maxima: no exp range to leave
-            sub_out, sub_bound = np.empty(len(left)), np.zeros(len(left))
-            sub_pairs = np.zeros(len(left), dtype=np.int64)
-            samples_t, lw, cstart, lmass, box, geometry, dense = cells
-            cpu.truncated_tiles(samples_t, lw, cstart, lmass, box, geometry, dense, lall, args[1], FIRST_CUT_GAP,
-                                np.ascontiguousarray(points[left]), np.arange(len(left) + 1, dtype=np.int64),
-                                np.zeros((0, grid.shape[1]), dtype=np.int64), per.astype(dtype), args[2],
-                                sub_out, sub_bound, sub_pairs, threads)
-            out[rows[left]] = sub_out
-            bound, pairs = max(bound, float(sub_bound.max(initial=0.0))), pairs + int(sub_pairs.sum())
+    res = _gpu_pass(gpu, cells, args, grid, tiles.start, ids)
+    out, bound, pairs = res.out, float(res.bound.max(initial=0.0)), int(res.pairs.sum())
+    left = np.flatnonzero(res.status)
+    if left.size:  # tiles the GPU could not settle even point by point: the CPU sums with running maxima
+        rows = _rows_of(tiles.start, left)
+        sub_out, sub_bound = np.empty(len(rows)), np.zeros(len(rows))
+        sub_pairs = np.zeros(len(rows), dtype=np.int64)
+        samples_t, lw, cstart, lmass, box, geometry, dense = cells
+        cpu.truncated_tiles(samples_t, lw, cstart, lmass, box, geometry, dense, lall, args[1], FIRST_CUT_GAP,
+                            np.ascontiguousarray(grid[rows]), np.arange(len(rows) + 1, dtype=np.int64),
+                            np.zeros((0, grid.shape[1]), dtype=np.int64), per.astype(dtype), args[2],
+                            sub_out, sub_bound, sub_pairs, threads)
+        out[rows] = sub_out
+        bound, pairs = max(bound, float(sub_bound.max(initial=0.0))), pairs + int(sub_pairs.sum())
     return Truncated(out, bound, pairs, lall)
