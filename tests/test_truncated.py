@@ -277,7 +277,7 @@ def test_timed_parts_cover_every_tile_once_in_order() -> None:
 
 
 @pytest.mark.parametrize("shape, points", [((10, 7), 16), ((9, 10, 11), 8), ((6, 6, 5), None), ((5, 4, 3, 2), None),
-                                           ((13,), None)])
+                                           ((13,), None), ((8, 12), 16), ((4, 6, 8), 8)])
 def test_regular_tiles_against_a_stable_sort(rng, shape, points) -> None:
     """Tiles of a regular grid (built by reshaping) against a stable argsort of each point's tile, and the grid in
     tile order (written by broadcasting) against the scaled points gathered in that order."""
@@ -296,6 +296,10 @@ def test_regular_tiles_against_a_stable_sort(rng, shape, points) -> None:
     for t in rng.choice(len(counts), size=min(20, len(counts)), replace=False):
         box = np.indices(tiles.shape[t]).reshape(len(shape), -1).T + first[t]
         np.testing.assert_array_equal(idx[:, order[tiles.start[t]:tiles.start[t + 1]]].T, box)
+    values = rng.normal(size=len(order))  # per point in tile order, back to matrix order: a scatter by `order`
+    scattered = np.empty_like(values)
+    scattered[order] = values
+    np.testing.assert_array_equal(_truncated.from_tile_order(values, tiles), scattered)
     axes = [np.sort(rng.uniform(-4, 4, n)) for n in shape]
     period = np.array([2.5 if d % 2 == 0 else 0.0 for d in range(len(shape))])
     factor = _truncated.scaled_factor(rng.uniform(0.1, 0.5, len(shape)))
