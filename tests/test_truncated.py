@@ -163,11 +163,34 @@ def test_binned_regular_grid_and_blocks(rng, device: str) -> None:
     np.testing.assert_allclose(res.error.ravel(), blocks, atol=2 * res.error_estimate * KT)
 
 
+@pytest.mark.parametrize("period", [(0.0, 0.0, 0.0), (2 * math.pi, 0.0, 3.0)], ids=["plain", "periodic"])
+def test_bin_linear_matches_numpy_bincount(rng, period) -> None:
+    """The C binning against numpy: each sample's weight spread over its cell's corners by np.bincount (periodic
+    samples given outside [0, P) too, so the wrap is exercised)."""
+    import cyfes._cpu as cpu
+    from cyfes import _binned, _inputs
+
+    data = rng.normal(scale=[1.0, 0.5, 0.7], size=(5000, 3))
+    per = np.asarray(period)
+    logw = rng.normal(scale=3.0, size=len(data))
+    sigma = np.array([0.25, 0.2, 0.3])
+    fine = _binned._fine_grid(_inputs.column_range(data), sigma, per, sigma / 2)
+    total = int(np.prod(fine.shape))
+    got = np.zeros(total)
+    cpu.bin_linear(data, logw, float(logw.max()), np.asarray(fine.shape, dtype=np.int64), fine.origin, fine.spacing,
+                   fine.periodic.astype(np.intc), got)
+    weights = np.exp(logw - logw.max())
+    i0, frac = _binned._positions(data, fine)
+    want = sum(np.bincount(flat, weights=w * weights, minlength=total) for flat, w in _binned._corners(i0, frac, fine))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-13)
+    assert got.sum() == pytest.approx(weights.sum(), rel=1e-12)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("period", [(0.0, 0.0, 0.0), (2 * math.pi, 0.0, 3.0)], ids=["plain", "periodic"])
 def test_binned_gpu_node_sums_match_the_fft(rng, period) -> None:
-    """The GPU's node sums (atomic binning, direct convolution per CV) against numpy's (bincount, FFT) on the same
-    fine grid: two different algorithms for the same sums, equal up to the FFT's round-off."""
+    """The GPU's node sums (atomic binning, direct convolution per CV) against the CPU's (binning in C, FFT) on the
+    same fine grid: two different convolutions for the same sums, equal up to the FFT's round-off."""
     from cyfes import _binned, _inputs
 
     data = rng.normal(scale=[1.0, 0.5, 0.7], size=(30000, 3))
@@ -177,7 +200,7 @@ def test_binned_gpu_node_sums_match_the_fft(rng, period) -> None:
     logw = rng.normal(scale=3.0, size=len(data))
     sigma = np.array([0.25, 0.2, 0.3])
     fine = _binned._fine_grid(_inputs.column_range(data), sigma, per, sigma / 4)
-    want = _binned._NumpyNodes(data, logw, sigma)(fine)
+    want = _binned._CpuNodes(data, logw, sigma)(fine)
     got = _binned._GpuNodes(data, logw, sigma, 0)(fine)
     assert got.shape == want.shape == fine.shape
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * want.max())

@@ -1,6 +1,7 @@
 """method="binned": linear binning onto a fine grid, a convolution with the Gaussian, and multilinear
 interpolation onto the requested points (the approach of KDEpy's FFTKDE; periodic CVs are circular natively). The
-CPU convolves by FFT (numpy); the GPU bins with atomics and convolves one CV at a time (cuda/binned.cu).
+CPU bins in C and convolves by FFT (numpy); the GPU bins with atomics and convolves one CV at a time
+(cuda/binned.cu).
 
 Its error against the direct sum comes from binning and interpolation, both O(spacing^2): it is estimated by
 Richardson's rule from a second pass at twice the spacing, |ln rho_h - ln rho_2h| / 3, doubled for safety, plus the
@@ -9,6 +10,7 @@ underflowed could matter: those points are left as NaN for the caller to compute
 """
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
 from dataclasses import dataclass
@@ -114,18 +116,19 @@ def _kernel_spectrum(fine: _FineGrid, sigma: np.ndarray) -> np.ndarray:
     return spec
 
 
-class _NumpyNodes:
-    """Node sums on the CPU: np.bincount per cell corner, then an FFT convolution (numpy, one core)."""
+class _CpuNodes:
+    """Node sums on the CPU: linear binning in C (cyfes._cpu.bin_linear), then an FFT convolution (numpy)."""
 
     def __init__(self, data: np.ndarray, logw: np.ndarray, sigma: np.ndarray) -> None:
-        self.data, self.weights, self.sigma = data, np.exp(logw - logw.max()), sigma
+        self.data = np.ascontiguousarray(data, dtype=np.float64)
+        self.logw = np.ascontiguousarray(logw, dtype=np.float64)
+        self.top, self.sigma = float(logw.max()), sigma
 
     def __call__(self, fine: _FineGrid) -> np.ndarray:
-        i0, frac = _positions(self.data, fine)
-        total = int(np.prod(fine.shape))
-        bins = np.zeros(total)
-        for flat, w in _corners(i0, frac, fine):
-            bins += np.bincount(flat, weights=w * self.weights, minlength=total)
+        bins = np.zeros(int(np.prod(fine.shape)))
+        importlib.import_module("cyfes._cpu").bin_linear(
+            self.data, self.logw, self.top, np.asarray(fine.shape, dtype=np.int64), fine.origin, fine.spacing,
+            fine.periodic.astype(np.intc), bins)
         spectrum = _kernel_spectrum(fine, self.sigma)
         return np.fft.irfftn(np.fft.rfftn(bins.reshape(fine.shape)) * spectrum, s=fine.shape,
                              axes=list(range(len(fine.shape))))
@@ -165,7 +168,7 @@ def log_density(data: np.ndarray, logw: np.ndarray, points: np.ndarray, sigma: S
     """The binned estimate of log sum_j exp(logw_j - max logw) K(x - s_j) at `points` (finite logw only); on
     the GPU `gpu` when given, else on the CPU."""
     sigma = np.asarray(sigma, dtype=np.float64)
-    nodes = _NumpyNodes(data, logw, sigma) if gpu is None else _GpuNodes(data, logw, sigma, gpu)
+    nodes = _CpuNodes(data, logw, sigma) if gpu is None else _GpuNodes(data, logw, sigma, gpu)
     span = _inputs.joint_range(_inputs.column_range(data), _inputs.column_range(points))
     spacing = _spacing(span, sigma, period)
     fine_rho, peak = _density(nodes, span, points, sigma, period, spacing)

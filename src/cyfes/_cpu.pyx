@@ -226,6 +226,32 @@ def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int6
         free(work)
 
 
+# --- method="binned": linear binning (cpu_binned.h) --------------------------------------------------------------
+cdef extern from "cpu_binned.h" nogil:
+    void cyfes_bin_linear(const double *x, const double *logw, int64_t n, int dim, double top, const int64_t *shape,
+                          const double *origin, const double *spacing, const int *periodic, double *bins)
+
+
+def bin_linear(const double[:, ::1] x, const double[::1] logw, double top, const int64_t[::1] shape,
+               const double[::1] origin, const double[::1] spacing, const int[::1] periodic, double[::1] bins):
+    """Adds the samples' weights exp(logw - top) to `bins` (the fine grid's nodes, matrix order) with multilinear
+    weights over each sample's cell; periodic CVs wrap."""
+    cdef int64_t n = x.shape[0]
+    cdef int dim = x.shape[1]
+    if logw.shape[0] != n or shape.shape[0] != dim or origin.shape[0] != dim or spacing.shape[0] != dim \
+            or periodic.shape[0] != dim or dim > 8:
+        raise ValueError("bin_linear: the fine grid and log-weights must match the samples")
+    cdef int64_t total = 1
+    for d in range(dim):
+        total *= shape[d]
+    if bins.shape[0] != total:
+        raise ValueError(f"bin_linear: expected {total} nodes, got {bins.shape[0]}")
+    if n == 0:
+        return
+    with nogil:
+        cyfes_bin_linear(&x[0, 0], &logw[0], n, dim, top, &shape[0], &origin[0], &spacing[0], &periodic[0], &bins[0])
+
+
 # --- host passes over the inputs (cpu_scan.h) ------------------------------------------------------------
 cdef extern from "cpu_scan.h" nogil:
     int64_t cyfes_scan_rows(const double *x, int64_t n, int dim, double *lo, double *hi, int threads)
