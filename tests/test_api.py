@@ -244,6 +244,26 @@ def test_multi_gpu_split_matches_one_gpu(rng) -> None:
     np.testing.assert_allclose(split.values, one.values, atol=1e-9 * one.kT)
 
 
+@pytest.mark.gpu
+def test_multi_gpu_truncated_far_grid_matches_one_gpu_and_the_reference(rng) -> None:
+    """A regular grid reaching far beyond the data in float32: tiles there are summed again point by point on
+    each GPU; the split, one GPU and the float64 reference agree within the bound and float32's rounding."""
+    ids = gpu_ids()
+    if len(ids) < 2:
+        pytest.skip(f"needs 2 GPUs, found {len(ids)}")
+    samples = rng.normal(scale=0.5, size=(20000, 2))
+    bias = rng.normal(scale=2.0, size=20000) * ref.KB["kJ/mol"] * 300.0
+    kw = dict(bias=bias, bins=(60, 50), ranges=[(-6, 6), (-5, 5)], precision="float32", shift=False)
+    split = cyfes.fes(samples, 0.1, devices=ids[:2], **kw)
+    one = cyfes.fes(samples, 0.1, device=ids[0], **kw)
+    np.testing.assert_allclose(split.values, one.values, rtol=1e-6, atol=1e-6 * one.kT)
+    expected = ref.free_energy(samples, [0.1, 0.1], ref.regular_grid(split.axes), bias=bias, shift=False)
+    finite = np.isfinite(expected)
+    got = split.values.ravel()
+    assert np.array_equal(np.isfinite(got), finite)
+    assert_close_f(got[finite], expected[finite], split.kT, "float32", bound=split.bound)
+
+
 def test_auto_device_picks_what_is_usable() -> None:
     res = cyfes.fes(np.linspace(0, 1, 50), 0.1, bins=5)
     assert res.backend.startswith("cuda" if gpu_ids() else "cpu")
