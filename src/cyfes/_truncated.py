@@ -56,6 +56,20 @@ class Tiles:
         sides = [int(v) for v in self.shape[0]]
         return shape, sides, [-(-n // s) for n, s in zip(shape, sides)]
 
+    def _padding(self) -> Optional[np.ndarray]:
+        """A regular grid padded to whole tiles, as (tile, within tile) axes: True where a real point sits; None
+        when the tiles cover the grid exactly."""
+        shape, sides, ntiles = self._split()
+        if all(t * s == n for t, s, n in zip(ntiles, sides, shape)):
+            return None
+        dim = len(shape)
+        valid = np.ones(ntiles + sides, dtype=bool)
+        for d in range(dim):
+            view = [1] * (2 * dim)
+            view[d], view[dim + d] = ntiles[d], sides[d]
+            valid &= (np.arange(ntiles[d] * sides[d]) < shape[d]).reshape(view)
+        return valid
+
     @functools.cached_property
     def order(self) -> np.ndarray:
         if self.explicit_order is not None:
@@ -77,15 +91,11 @@ class Tiles:
             return out
         shape, sides, ntiles = self._split()
         dim = len(shape)
-        if all(t * s == n for t, s, n in zip(ntiles, sides, shape)):
+        valid = self._padding()
+        if valid is None:
             padded = values.reshape(ntiles + sides)
         else:
             padded = np.empty(ntiles + sides, dtype=values.dtype)
-            valid = np.ones(ntiles + sides, dtype=bool)
-            for d in range(dim):
-                view = [1] * (2 * dim)
-                view[d], view[dim + d] = ntiles[d], sides[d]
-                valid &= (np.arange(ntiles[d] * sides[d]) < shape[d]).reshape(view)
             padded[valid] = values
         interleaved = padded.transpose([k for d in range(dim) for k in (d, dim + d)])
         full = interleaved.reshape([t * s for t, s in zip(ntiles, sides)])
@@ -244,21 +254,18 @@ def grid_in_tile_order(axes: Sequence[np.ndarray], tiles: Tiles, factor: np.ndar
                        dtype: type) -> np.ndarray:
     """The points of the regular grid `axes`, pre-scaled and wrapped as scaled_points, in the order of
     regular_tiles(shape): written by broadcasting each axis into (tile, within tile) axes, no gather."""
-    shape, dim = [len(a) for a in axes], len(axes)
-    sides = [int(s) for s in tiles.shape[0]]
-    ntiles = [-(-n // s) for n, s in zip(shape, sides)]
+    _, sides, ntiles = tiles._split()
+    dim = len(axes)
     out = np.empty(ntiles + sides + [dim], dtype=dtype)
-    valid = np.ones(ntiles + sides, dtype=bool)
     for d, axis in enumerate(axes):
         column = scaled_points(np.asarray(axis, dtype=np.float64)[:, None], factor[d:d + 1], period[d:d + 1])[:, 0]
         padded = np.resize(column, ntiles[d] * sides[d])  # past the end: repeats, dropped below
         view = [1] * (2 * dim)
         view[d], view[dim + d] = ntiles[d], sides[d]
         out[..., d] = padded.reshape(view)
-        if ntiles[d] * sides[d] > shape[d]:
-            valid &= (np.arange(ntiles[d] * sides[d]) < shape[d]).reshape(view)
     out = out.reshape(-1, dim)
-    return out if valid.all() else np.ascontiguousarray(out[valid.ravel()])
+    valid = tiles._padding()
+    return out if valid is None else np.ascontiguousarray(out[valid.ravel()])
 
 
 def in_tile_order(points_scaled: np.ndarray, tiles: Tiles, dtype: type) -> np.ndarray:
