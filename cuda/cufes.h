@@ -43,23 +43,28 @@ CUFES_API int cufes_log_density_f64(const double *samples, const double *logw, i
                                     const double *grid, int64_t m, const double *scale, const double *period,
                                     double *out, int device, char *err, size_t errlen);
 
-/* The truncated sum (src/cyfes/cpu_truncated.h has the bound; cuda/truncated.cu the GPU's way of it). The samples
- * come sorted into cells by the host (cyfes._cpu.build_cells): coordinates pre-scaled by 1 / (sigma sqrt 2),
- * periodic ones wrapped into [0, P'), transposed (dim rows of n), log-weights relative to the block's top. */
+/* The truncated sum (src/cyfes/cpu_truncated.h has the bound; cuda/truncated.cu the GPU's way of it). The raw
+ * samples of one block go to the device, which sorts them into cells (cuda/cells.cuh: the same cells as
+ * cyfes._cpu.build_cells): coordinates pre-scaled by 1 / (sigma sqrt 2), periodic ones wrapped into [0, P'). */
 typedef struct {
   int dim;
-  int64_t n;             /* samples: columns of samples_t */
-  int64_t ncells;        /* non-empty cells */
-  const int64_t *shape;  /* dim: cells per CV of the cell grid */
-  const double *origin, *width, *period; /* dim each, pre-scaled units (period 0: not periodic) */
-  const int64_t *start;  /* ncells + 1: cell k holds samples [start[k], start[k + 1]) */
-  const double *lmass;   /* ncells: log of the cell's summed weight */
-  const double *box;     /* ncells x 2 dim: per CV the lowest and highest coordinate of the cell's samples */
-  const int64_t *dense;  /* product of shape: cell id (matrix order) -> compact index, or -1 when empty */
-} cufes_cells;
+  int64_t n;              /* samples: rows of x */
+  const double *x;        /* n x dim, row-major, as given */
+  const double *logw;     /* n log-weights; a non-finite one leaves its sample out */
+  const double *factor;   /* dim: 1 / (sigma sqrt 2) */
+  const double *period;   /* dim: pre-scaled periods (0: not periodic) */
+  double top;             /* log-weights are kept relative to this */
+  double side;            /* wanted cell side (pre-scaled) */
+  int64_t per_cell, cap;  /* at most one cell per per_cell kept samples and cap cells (src/cyfes/cell_grid.h) */
+} cufes_samples;
+
+/* What the cell build found: samples kept, non-empty cells, log of their summed weight (relative to top). */
+typedef struct {
+  int64_t kept, ncells;
+  double lall;
+} cufes_cells_info;
 
 typedef struct {
-  double lall;      /* log of the summed weight of all samples (relative to the top) */
   double reach;     /* first distance (pre-scaled) within which cells are examined */
   double gap;       /* the first cut assumes a density of at least exp(largest cell bound - gap); checked after */
   double tolerance; /* the neglected mass may change no F by more than this (kT) */
@@ -71,15 +76,26 @@ typedef struct {
  * point per tile on the device (1: a point's sum is beyond the precision's exp range below the tile's largest
  * bound; 2: samples outside the examined window could matter); tile_status = 0 when done, else that reason for
  * a point still unsettled, and the host must sum the tile itself. grid points from row tile_start[0] on. */
-CUFES_API int cufes_truncated_f32(const cufes_cells *cells, const float *samples_t, const float *lw,
-                                  const float *grid, const int64_t *tile_start, int64_t ntiles,
-                                  const cufes_truncation *opt, double *out, double *tile_bound,
-                                  int64_t *tile_pairs, int *tile_status, int device, char *err, size_t errlen);
+CUFES_API int cufes_truncated_f32(const cufes_samples *samples, const float *grid, const int64_t *tile_start,
+                                  int64_t ntiles, const cufes_truncation *opt, double *out, double *tile_bound,
+                                  int64_t *tile_pairs, int *tile_status, cufes_cells_info *info, int device,
+                                  char *err, size_t errlen);
 
-CUFES_API int cufes_truncated_f64(const cufes_cells *cells, const double *samples_t, const double *lw,
-                                  const double *grid, const int64_t *tile_start, int64_t ntiles,
-                                  const cufes_truncation *opt, double *out, double *tile_bound,
-                                  int64_t *tile_pairs, int *tile_status, int device, char *err, size_t errlen);
+CUFES_API int cufes_truncated_f64(const cufes_samples *samples, const double *grid, const int64_t *tile_start,
+                                  int64_t ntiles, const cufes_truncation *opt, double *out, double *tile_bound,
+                                  int64_t *tile_pairs, int *tile_status, cufes_cells_info *info, int device,
+                                  char *err, size_t errlen);
+
+/* The cells alone, copied back in the layout of cyfes._cpu.build_cells: samples_t (dim rows of n; the first
+ * info->kept columns used), lw (n), start (slots + 1), lmass (slots), box (slots x 2 dim), dense (slots), per CV
+ * shape, origin and width of the cell grid; slots = max(cap, 64) bounds the cells of the grid. */
+CUFES_API int cufes_cells_f32(const cufes_samples *samples, float *samples_t, float *lw, int64_t *start,
+                              double *lmass, double *box, int64_t *dense, int64_t *shape, double *origin,
+                              double *width, cufes_cells_info *info, int device, char *err, size_t errlen);
+
+CUFES_API int cufes_cells_f64(const cufes_samples *samples, double *samples_t, double *lw, int64_t *start,
+                              double *lmass, double *box, int64_t *dense, int64_t *shape, double *origin,
+                              double *width, cufes_cells_info *info, int device, char *err, size_t errlen);
 
 /* method="binned" (src/cyfes/_binned.py): the samples (n x dim, row-major) with weights exp(logw - top) binned
  * linearly onto a fine grid (shape nodes per CV in matrix order, node i of CV d at origin[d] + i spacing[d]; a

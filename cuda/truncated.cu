@@ -19,6 +19,7 @@
 // matter after all, or a point whose sum lies too far below u0 for the precision's exp) is summed again one point
 // per tile while the cells are still on the device; what is still unsettled is flagged for the host, which sums
 // it on the CPU (running maxima, a window that widens as far as needed).
+#include "cells.cuh"
 #include "cufes.h"
 #include "host_util.cuh"
 
@@ -663,73 +664,95 @@ int point_pass(Args<T> a, Kernel<T> kernel, const T *grid, const int64_t *tiles,
   return 0;
 }
 
-template <typename T>
-int run(const cufes_cells *cells, const T *samples_t, const T *lw, const T *grid, const int64_t *tile_start,
-        int64_t ntiles, const cufes_truncation *opt, double *out, double *tile_bound, int64_t *tile_pairs,
-        int *tile_status, int device, Error &err) {
-  const int dim = cells->dim;
-  if (dim < 1 || dim > CUFES_MAX_DIM) {
-    err.set(1, "cufes: dim must be 1..%d, got %d", CUFES_MAX_DIM, dim);
-    return err.code;
+// The tile offsets relative to the first, checked: every tile has 1..TILE_MAX points.
+inline bool tile_offsets(const int64_t *tile_start, int64_t ntiles, HostArray<int64_t> &tiles, Error &err) {
+  if (!tiles.ok()) {
+    err.set(2, "cufes: out of host memory for %lld tile offsets", static_cast<long long>(ntiles + 1));
+    return false;
   }
-  if (ntiles <= 0) return 0;
   for (int64_t t = 0; t < ntiles; ++t)
     if (tile_start[t + 1] - tile_start[t] > TILE_MAX || tile_start[t + 1] < tile_start[t]) {
       err.set(1, "cufes: tile %lld has %lld points (1..%d allowed)", static_cast<long long>(t),
               static_cast<long long>(tile_start[t + 1] - tile_start[t]), TILE_MAX);
-      return err.code;
+      return false;
     }
+  for (int64_t t = 0; t <= ntiles; ++t) tiles[t] = tile_start[t] - tile_start[0];
+  return true;
+}
+
+inline bool check_samples(const cufes_samples *s, Error &err) {
+  if (s->dim < 1 || s->dim > CUFES_MAX_DIM) {
+    err.set(1, "cufes: dim must be 1..%d, got %d", CUFES_MAX_DIM, s->dim);
+    return false;
+  }
+  if (s->n < 0 || s->n > INT_MAX || s->cap < 1 || s->cap > INT_MAX / 8 || !(s->side > 0)) {
+    err.set(1, "cufes: %lld samples (at most %d), %lld cells (1..%d) and a cell side > 0 allowed",
+            static_cast<long long>(s->n), INT_MAX, static_cast<long long>(s->cap), INT_MAX / 8);
+    return false;
+  }
+  return true;
+}
+
+// The kernels' view of the device cells.
+template <typename T>
+void describe(const cells::DeviceCells<T> &dc, Args<T> &a, bool &periodic) {
+  const int dim = dc.grid.dim;
+  a.cells.dim = dim;
+  periodic = false;
+  for (int d = 0; d < dim; ++d) {
+    a.cells.shape[d] = dc.grid.shape[d];
+    a.cells.origin[d] = dc.grid.origin[d];
+    a.cells.width[d] = dc.grid.width[d];
+    a.cells.period[d] = dc.grid.period[d];
+    a.period[d] = static_cast<T>(dc.grid.period[d]);
+    periodic = periodic || dc.grid.period[d] > 0;
+  }
+  a.cells.ncells = dc.ncells;
+  a.cells.start = dc.start.template as<int64_t>();
+  a.cells.dense = dc.dense.template as<int64_t>();
+  a.cells.lmass = dc.lmass.template as<double>();
+  a.cells.box = dc.box.template as<double>();
+  a.cells.lall = dc.lall;
+  a.samples_t = dc.samples_t.template as<T>();
+  a.lw = dc.lw.template as<T>();
+  a.n = dc.kept;
+}
+
+template <typename T>
+int run(const cufes_samples *samples, const T *grid, const int64_t *tile_start, int64_t ntiles,
+        const cufes_truncation *opt, double *out, double *tile_bound, int64_t *tile_pairs, int *tile_status,
+        cufes_cells_info *info, int device, Error &err) {
+  if (!check_samples(samples, err)) return err.code;
+  const int dim = samples->dim;
+  HostArray<int64_t> tiles(static_cast<size_t>(ntiles > 0 ? ntiles + 1 : 1));
+  if (ntiles > 0 && !tile_offsets(tile_start, ntiles, tiles, err)) return err.code;
   cudaGetLastError();
   DeviceScope scope(device, err);
   if (!scope.ok) return err.code;
-  const int64_t n = cells->n, ncells = cells->ncells, m = tile_start[ntiles] - tile_start[0];
-  int64_t dense_len = 1;
-  for (int d = 0; d < dim; ++d) dense_len *= cells->shape[d];
-  if (dense_len > INT_MAX / 8) {  // the kernel's window arithmetic is 32-bit
-    err.set(1, "cufes: %lld cells in the cell grid (at most %d)", static_cast<long long>(dense_len), INT_MAX / 8);
-    return err.code;
+  cells::DeviceCells<T> dc;
+  if (!cells::build<T>(*samples, dc, err)) return err.code;
+  info->kept = dc.kept;
+  info->ncells = dc.ncells;
+  info->lall = dc.lall;
+  if (ntiles <= 0) return 0;
+  const int64_t m = tile_start[ntiles] - tile_start[0];
+  if (dc.ncells == 0) {  // no sample kept: nothing to sum
+    for (int64_t i = 0; i < m; ++i) out[i] = -INFINITY;
+    for (int64_t t = 0; t < ntiles; ++t) tile_bound[t] = 0, tile_pairs[t] = 0, tile_status[t] = DONE;
+    return 0;
   }
-  DeviceBuffer d_s, d_w, d_start, d_dense, d_lmass, d_box, d_grid, d_tiles, d_out, d_bound, d_pairs, d_status;
-  HostArray<int64_t> tiles(static_cast<size_t>(ntiles + 1));
-  if (!tiles.ok()) {
-    err.set(2, "cufes: out of host memory for %lld tile offsets", static_cast<long long>(ntiles + 1));
-    return err.code;
-  }
-  for (int64_t t = 0; t <= ntiles; ++t) tiles[t] = tile_start[t] - tile_start[0];
-  if (!upload<T>(d_s, samples_t, n * dim * sizeof(T), err, "cudaMalloc(samples)") ||
-      !upload<T>(d_w, lw, n * sizeof(T), err, "cudaMalloc(logw)") ||
-      !upload<T>(d_start, cells->start, (ncells + 1) * sizeof(int64_t), err, "cudaMalloc(cell starts)") ||
-      !upload<T>(d_dense, cells->dense, dense_len * sizeof(int64_t), err, "cudaMalloc(cell ids)") ||
-      !upload<T>(d_lmass, cells->lmass, ncells * sizeof(double), err, "cudaMalloc(cell masses)") ||
-      !upload<T>(d_box, cells->box, ncells * 2 * dim * sizeof(double), err, "cudaMalloc(cell boxes)") ||
-      !upload<T>(d_grid, grid + tile_start[0] * dim, m * dim * sizeof(T), err, "cudaMalloc(grid)") ||
-      !upload<T>(d_tiles, tiles.data(), tiles.size() * sizeof(int64_t), err, "cudaMalloc(tiles)") ||
+  DeviceBuffer d_grid, d_tiles, d_out, d_bound, d_pairs, d_status;
+  if (!upload<T>(d_grid, grid + tile_start[0] * dim, m * dim * sizeof(T), err, "cudaMalloc(grid)") ||
+      !upload<T>(d_tiles, tiles.data(), (ntiles + 1) * sizeof(int64_t), err, "cudaMalloc(tiles)") ||
       !d_out.alloc(m * sizeof(double), err, "cudaMalloc(out)") ||
       !d_bound.alloc(ntiles * sizeof(double), err, "cudaMalloc(bound)") ||
       !d_pairs.alloc(ntiles * sizeof(int64_t), err, "cudaMalloc(pairs)") ||
       !d_status.alloc(ntiles * sizeof(int), err, "cudaMalloc(status)"))
     return err.code;
   Args<T> a{};
-  a.cells.dim = dim;
   bool periodic = false;
-  for (int d = 0; d < dim; ++d) {
-    a.cells.shape[d] = cells->shape[d];
-    a.cells.origin[d] = cells->origin[d];
-    a.cells.width[d] = cells->width[d];
-    a.cells.period[d] = cells->period[d];
-    a.period[d] = static_cast<T>(cells->period[d]);
-    periodic = periodic || cells->period[d] > 0;
-  }
-  a.cells.ncells = ncells;
-  a.cells.start = d_start.as<int64_t>();
-  a.cells.dense = d_dense.as<int64_t>();
-  a.cells.lmass = d_lmass.as<double>();
-  a.cells.box = d_box.as<double>();
-  a.cells.lall = opt->lall;
-  a.samples_t = d_s.as<T>();
-  a.lw = d_w.as<T>();
+  describe(dc, a, periodic);
   a.grid = d_grid.as<T>();
-  a.n = n;
   a.tile_start = d_tiles.as<int64_t>();
   a.ntiles = ntiles;
   a.reach = opt->reach;
@@ -752,14 +775,37 @@ int run(const cufes_cells *cells, const T *samples_t, const T *lw, const T *grid
                        tile_status, err);
 }
 
+// The cells alone, copied back (cufes_cells_f32 says the layout).
 template <typename T>
-int entry(const cufes_cells *cells, const T *samples_t, const T *lw, const T *grid, const int64_t *tile_start,
-          int64_t ntiles, const cufes_truncation *opt, double *out, double *tile_bound, int64_t *tile_pairs,
-          int *tile_status, int device, char *errbuf, size_t errlen) {
-  Error err{errbuf, errlen};
-  if (errbuf && errlen) errbuf[0] = '\0';
-  return run<T>(cells, samples_t, lw, grid, tile_start, ntiles, opt, out, tile_bound, tile_pairs, tile_status,
-                device, err);
+int copy_cells(const cufes_samples *samples, T *samples_t, T *lw, int64_t *start, double *lmass, double *box,
+               int64_t *dense, int64_t *shape, double *origin, double *width, cufes_cells_info *info, int device,
+               Error &err) {
+  if (!check_samples(samples, err)) return err.code;
+  cudaGetLastError();
+  DeviceScope scope(device, err);
+  if (!scope.ok) return err.code;
+  cells::DeviceCells<T> dc;
+  if (!cells::build<T>(*samples, dc, err)) return err.code;
+  const int dim = samples->dim;
+  const int64_t kept = dc.kept, ncells = dc.ncells;
+  for (int d = 0; d < dim; ++d) {
+    shape[d] = dc.grid.shape[d];
+    origin[d] = dc.grid.origin[d];
+    width[d] = dc.grid.width[d];
+  }
+  // samples_t rows are `kept` long on the device and n long in the caller's array
+  for (int d = 0; d < dim && kept > 0; ++d)
+    if (!CUFES_CHECK(err, cudaMemcpy(samples_t + d * samples->n, dc.samples_t.template as<T>() + d * kept,
+                                     kept * sizeof(T), cudaMemcpyDeviceToHost)))
+      return err.code;
+  if (!cells::download(lw, dc.lw, kept, err) || !cells::download(start, dc.start, ncells + 1, err) ||
+      !cells::download(lmass, dc.lmass, ncells, err) || !cells::download(box, dc.box, ncells * 2 * dim, err) ||
+      !cells::download(dense, dc.dense, dc.cells, err))
+    return err.code;
+  info->kept = kept;
+  info->ncells = ncells;
+  info->lall = dc.lall;
+  return 0;
 }
 
 }  // namespace truncated
@@ -767,20 +813,27 @@ int entry(const cufes_cells *cells, const T *samples_t, const T *lw, const T *gr
 
 extern "C" {
 
-CUFES_API int cufes_truncated_f32(const cufes_cells *cells, const float *samples_t, const float *lw,
-                                  const float *grid, const int64_t *tile_start, int64_t ntiles,
-                                  const cufes_truncation *opt, double *out, double *tile_bound,
-                                  int64_t *tile_pairs, int *tile_status, int device, char *err, size_t errlen) {
-  return cufes_internal::truncated::entry<float>(cells, samples_t, lw, grid, tile_start, ntiles, opt, out,
-                                                 tile_bound, tile_pairs, tile_status, device, err, errlen);
-}
+#define CUFES_TRUNCATED(T, SUFFIX)                                                                             \
+  CUFES_API int cufes_truncated_##SUFFIX(const cufes_samples *samples, const T *grid, const int64_t *tile_start, \
+                                         int64_t ntiles, const cufes_truncation *opt, double *out,              \
+                                         double *tile_bound, int64_t *tile_pairs, int *tile_status,             \
+                                         cufes_cells_info *info, int device, char *err, size_t errlen) {        \
+    cufes_internal::Error e{err, errlen};                                                                      \
+    if (err && errlen) err[0] = '\0';                                                                          \
+    return cufes_internal::truncated::run<T>(samples, grid, tile_start, ntiles, opt, out, tile_bound,          \
+                                             tile_pairs, tile_status, info, device, e);                        \
+  }                                                                                                            \
+  CUFES_API int cufes_cells_##SUFFIX(const cufes_samples *samples, T *samples_t, T *lw, int64_t *start,         \
+                                     double *lmass, double *box, int64_t *dense, int64_t *shape,               \
+                                     double *origin, double *width, cufes_cells_info *info, int device,         \
+                                     char *err, size_t errlen) {                                                \
+    cufes_internal::Error e{err, errlen};                                                                      \
+    if (err && errlen) err[0] = '\0';                                                                          \
+    return cufes_internal::truncated::copy_cells<T>(samples, samples_t, lw, start, lmass, box, dense, shape,   \
+                                                    origin, width, info, device, e);                          \
+  }
 
-CUFES_API int cufes_truncated_f64(const cufes_cells *cells, const double *samples_t, const double *lw,
-                                  const double *grid, const int64_t *tile_start, int64_t ntiles,
-                                  const cufes_truncation *opt, double *out, double *tile_bound,
-                                  int64_t *tile_pairs, int *tile_status, int device, char *err, size_t errlen) {
-  return cufes_internal::truncated::entry<double>(cells, samples_t, lw, grid, tile_start, ntiles, opt, out,
-                                                  tile_bound, tile_pairs, tile_status, device, err, errlen);
-}
+CUFES_TRUNCATED(float, f32)
+CUFES_TRUNCATED(double, f64)
 
 }  // extern "C"

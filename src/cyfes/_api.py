@@ -339,13 +339,13 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
 
     log_dens, log_z, bound, pairs = [], [], 0.0, 0
     for lo, hi in pb.block_ranges:
-        top, kept = pb.stats[lo, hi].top, pb.stats[lo, hi].kept
+        top = pb.stats[lo, hi].top
         if dev.kind == "cpu":
             res = _truncated.cpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
-                                             pb.dtype, pb.tolerance, dev.threads, parts, tick, kept=kept)
+                                             pb.dtype, pb.tolerance, dev.threads, parts, tick)
         else:  # one call per block: the GPUs take every tile at once
             res = _gpu_truncated.gpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
-                                                 pb.dtype, pb.tolerance, dev.ids, _backends.cpu_threads(None), kept)
+                                                 pb.dtype, pb.tolerance, dev.ids, _backends.cpu_threads(None))
             for _ in parts or ():
                 tick()
         dens = _truncated.from_tile_order(res.log_density, tiles)

@@ -101,8 +101,8 @@ cdef extern from "cpu_truncated.h" nogil:
         double bound
         int64_t pairs
     int64_t cyfes_cells_plan(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
-                             const double *factor, const double *period, double h, int64_t max_cells,
-                             cyfes_cell_grid *cg, int threads)
+                             const double *factor, const double *period, double h, int64_t per_cell,
+                             int64_t cap, cyfes_cell_grid *cg, int threads)
     int64_t cyfes_cells_fill_f64(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
                                  const double *factor, double top, const cyfes_cell_grid *cg, int64_t kept,
                                  int64_t *scratch, int64_t *cell, double *samples_t, double *lw, int64_t *start,
@@ -126,17 +126,20 @@ cdef extern from "cpu_truncated.h" nogil:
 
 
 def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int64_t hi, const double[::1] factor,
-                const double[::1] period, double top, double side, int64_t max_cells, dtype, int threads=0):
+                const double[::1] period, double top, double side, int64_t per_cell, int64_t cap, dtype,
+                int threads=0):
     """Samples [lo, hi) of finite log-weight sorted into cells of about `side` (pre-scaled units; see
-    cpu_truncated.h): (samples_t, lw, start, lmass, box, geometry, dense), with lw = logw - top in `dtype`,
-    geometry = (shape, origin, width, period) of the cell grid and dense[cell id] = compact index or -1.
-    threads: OpenMP threads (0: all)."""
+    cpu_truncated.h), at most one cell per `per_cell` kept samples and `cap` in all (cell_grid.h):
+    (samples_t, lw, start, lmass, box, geometry, dense), with lw = logw - top in `dtype`, geometry = (shape,
+    origin, width, period) of the cell grid and dense[cell id] = compact index or -1. threads: OpenMP threads
+    (0: all)."""
     cdef cyfes_cell_grid cg
     cdef int dim = x.shape[1]
     cdef int64_t kept, cells = 1, ncells
     cdef int d, nt = _threads(threads)
     with nogil:
-        kept = cyfes_cells_plan(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], &period[0], side, max_cells, &cg, nt)
+        kept = cyfes_cells_plan(&x[0, 0], &logw[0], lo, hi, dim, &factor[0], &period[0], side, per_cell, cap, &cg,
+                                nt)
     for d in range(dim):
         cells *= cg.shape[d]
     cdef int64_t most = min(cells, kept)
@@ -316,3 +319,68 @@ def block_stats(const double[::1] logw, const int64_t[::1] edges, int threads=0)
     with nogil:
         cyfes_block_stats(&logw[0], nb, &edges[0], &t[0], &k[0], &a[0], &a2[0], nt)
     return top, kept, lz, lz2
+
+
+# --- regular grids in tiles (tile_order.h) ------------------------------------------------------------------
+cdef extern from "tile_order.h" nogil:
+    void cyfes_grid_in_tile_order_f64(const double *axes, const int64_t *shape, const int64_t *side, int dim,
+                                      const int64_t *tile_start, int64_t ntiles, double *out, int threads)
+    void cyfes_grid_in_tile_order_f32(const double *axes, const int64_t *shape, const int64_t *side, int dim,
+                                      const int64_t *tile_start, int64_t ntiles, float *out, int threads)
+    void cyfes_from_tile_order(const double *values, const int64_t *shape, const int64_t *side, int dim,
+                               const int64_t *tile_start, int64_t ntiles, double *out, int threads)
+
+
+def _tile_layout(const int64_t[::1] shape, const int64_t[::1] side, const int64_t[::1] tile_start):
+    cdef int dim = shape.shape[0]
+    cdef int64_t tiles = 1
+    if dim < 1 or dim > 8 or side.shape[0] != dim:
+        raise ValueError("regular tiles: 1..8 CVs, one side per CV")
+    for d in range(dim):
+        if shape[d] < 1 or side[d] < 1:
+            raise ValueError("regular tiles: every axis and side must have at least one point")
+        tiles *= (shape[d] + side[d] - 1) // side[d]
+    if tile_start.shape[0] != tiles + 1:
+        raise ValueError(f"regular tiles: expected {tiles + 1} tile offsets, got {tile_start.shape[0]}")
+    return dim, tiles
+
+
+def grid_in_tile_order(const double[::1] axes, const int64_t[::1] shape, const int64_t[::1] side,
+                       const int64_t[::1] tile_start, dtype, int threads=0):
+    """The points of a regular grid (its axes one after another in `axes`) as (M, dim) rows in the order of the
+    tiles (tile_order.h), in `dtype`."""
+    dim, ntiles = _tile_layout(shape, side, tile_start)
+    if axes.shape[0] != int(np.sum(shape)):
+        raise ValueError("grid_in_tile_order: axes must hold every CV's axis")
+    out = np.empty((tile_start[ntiles], dim), dtype=dtype)
+    cdef double[:, ::1] o64
+    cdef float[:, ::1] o32
+    cdef int nt = _pass_threads(out.size, threads)
+    cdef int cdim = dim
+    cdef int64_t cnt = ntiles
+    if out.dtype == np.float64:
+        o64 = out
+        with nogil:
+            cyfes_grid_in_tile_order_f64(&axes[0], &shape[0], &side[0], cdim, &tile_start[0], cnt, &o64[0, 0], nt)
+    else:
+        o32 = out
+        with nogil:
+            cyfes_grid_in_tile_order_f32(&axes[0], &shape[0], &side[0], cdim, &tile_start[0], cnt, &o32[0, 0], nt)
+    return out
+
+
+def from_tile_order(const double[::1] values, const int64_t[::1] shape, const int64_t[::1] side,
+                    const int64_t[::1] tile_start, int threads=0):
+    """Per-point values in the order of the tiles, back in the grid's matrix order."""
+    dim, ntiles = _tile_layout(shape, side, tile_start)
+    if values.shape[0] != tile_start[ntiles]:
+        raise ValueError("from_tile_order: one value per grid point")
+    out = np.empty(values.shape[0])
+    cdef double[::1] o = out
+    cdef int nt = _pass_threads(values.shape[0], threads)
+    cdef int cdim = dim
+    cdef int64_t cnt = ntiles
+    if values.shape[0]:
+        with nogil:
+            cyfes_from_tile_order(&values[0], &shape[0], &side[0], cdim, &tile_start[0], cnt, &o[0], nt)
+    return out

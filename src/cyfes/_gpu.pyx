@@ -16,27 +16,34 @@ cdef extern from "cufes.h" nogil:
     int cufes_device_info(int device, char *name, size_t namelen, size_t *total_mem, int *cc_major,
                           int *cc_minor, char *err, size_t errlen)
     int cufes_versions(int *runtime, int *driver)
-    ctypedef struct cufes_cells:
+    ctypedef struct cufes_samples:
         int dim
-        int64_t n, ncells
-        const int64_t *shape
-        const double *origin
-        const double *width
+        int64_t n
+        const double *x
+        const double *logw
+        const double *factor
         const double *period
-        const int64_t *start
-        const double *lmass
-        const double *box
-        const int64_t *dense
+        double top, side
+        int64_t per_cell, cap
+    ctypedef struct cufes_cells_info:
+        int64_t kept, ncells
+        double lall
     ctypedef struct cufes_truncation:
-        double lall, reach, gap, tolerance
-    int cufes_truncated_f32(const cufes_cells *cells, const float *samples_t, const float *lw, const float *grid,
-                            const int64_t *tile_start, int64_t ntiles, const cufes_truncation *opt, double *out,
-                            double *tile_bound, int64_t *tile_pairs, int *tile_status, int device, char *err,
+        double reach, gap, tolerance
+    int cufes_truncated_f32(const cufes_samples *samples, const float *grid, const int64_t *tile_start,
+                            int64_t ntiles, const cufes_truncation *opt, double *out, double *tile_bound,
+                            int64_t *tile_pairs, int *tile_status, cufes_cells_info *info, int device, char *err,
                             size_t errlen)
-    int cufes_truncated_f64(const cufes_cells *cells, const double *samples_t, const double *lw,
-                            const double *grid, const int64_t *tile_start, int64_t ntiles,
-                            const cufes_truncation *opt, double *out, double *tile_bound, int64_t *tile_pairs,
-                            int *tile_status, int device, char *err, size_t errlen)
+    int cufes_truncated_f64(const cufes_samples *samples, const double *grid, const int64_t *tile_start,
+                            int64_t ntiles, const cufes_truncation *opt, double *out, double *tile_bound,
+                            int64_t *tile_pairs, int *tile_status, cufes_cells_info *info, int device, char *err,
+                            size_t errlen)
+    int cufes_cells_f32(const cufes_samples *samples, float *samples_t, float *lw, int64_t *start, double *lmass,
+                        double *box, int64_t *dense, int64_t *shape, double *origin, double *width,
+                        cufes_cells_info *info, int device, char *err, size_t errlen)
+    int cufes_cells_f64(const cufes_samples *samples, double *samples_t, double *lw, int64_t *start,
+                        double *lmass, double *box, int64_t *dense, int64_t *shape, double *origin, double *width,
+                        cufes_cells_info *info, int device, char *err, size_t errlen)
     int cufes_binned_density(const double *samples, const double *logw, int64_t n, int dim, double top,
                              const int64_t *shape, const double *origin, const double *spacing,
                              const int *periodic, const double *sigma, double reach, double *out, int device,
@@ -101,40 +108,91 @@ def log_density(const real[:, ::1] samples, const real[::1] logw, const real[:, 
         _raise(err)
 
 
-def truncated_tiles(const real[:, ::1] samples_t, const real[::1] lw, const int64_t[::1] start,
-                    const double[::1] lmass, const double[:, ::1] box, geometry, const int64_t[::1] dense,
-                    double lall, double reach, double gap, const real[:, ::1] grid, const int64_t[::1] tile_start,
+cdef cufes_samples _samples(const double[:, ::1] x, const double[::1] logw, int64_t lo, int64_t hi,
+                           const double[::1] factor, const double[::1] period, double top, double side,
+                           int64_t per_cell, int64_t cap) except *:
+    cdef cufes_samples s
+    cdef int dim = x.shape[1]
+    if not (0 <= lo <= hi <= x.shape[0]) or logw.shape[0] != x.shape[0] or factor.shape[0] != dim \
+            or period.shape[0] != dim:
+        raise ValueError("truncated sum: samples, log-weights, factors and periods must match")
+    s.dim, s.n = dim, hi - lo
+    s.x = &x[lo, 0] if hi > lo else &x[0, 0]
+    s.logw = &logw[lo] if hi > lo else &logw[0]
+    s.factor, s.period = &factor[0], &period[0]
+    s.top, s.side, s.per_cell, s.cap = top, side, per_cell, cap
+    return s
+
+
+def truncated_tiles(const double[:, ::1] x, const double[::1] logw, int64_t lo, int64_t hi,
+                    const double[::1] factor, const double[::1] period, double top, double side, int64_t per_cell,
+                    int64_t cap, double reach, double gap, const real[:, ::1] grid, const int64_t[::1] tile_start,
                     double tol, double[::1] out, double[::1] tile_bound, int64_t[::1] tile_pairs,
                     int[::1] tile_status, int device=0):
-    """The truncated sum of cyfes._cpu.truncated_tiles on one GPU, for the tiles of tile_start (row offsets into
-    grid and out, which hold every tile); tile_status[t] != 0 marks a tile the caller must sum on the CPU (cuda/cufes.h says why)."""
+    """The truncated sum of cyfes._cpu.truncated_tiles on one GPU, which sorts samples [lo, hi) into cells itself
+    (arguments as cyfes._cpu.build_cells), for the tiles of tile_start (row offsets into grid and out, which hold
+    every tile); tile_status[t] != 0 marks a tile the caller must sum on the CPU (cuda/cufes.h says why).
+    Returns (samples kept, non-empty cells, log of the cells' summed weight relative to top)."""
     cdef char err[ERRLEN]
     cdef int rc
     cdef int64_t ntiles = tile_start.shape[0] - 1
-    shape, origin, width, period = geometry
-    cdef const int64_t[::1] sh = shape
-    cdef const double[::1] og = origin, wd = width, pd = period
-    cdef cufes_cells cells
+    cdef cufes_samples s = _samples(x, logw, lo, hi, factor, period, top, side, per_cell, cap)
     cdef cufes_truncation opt
-    if ntiles <= 0:
-        return
-    cells.dim = samples_t.shape[0]
-    cells.n = samples_t.shape[1]
-    cells.ncells = lmass.shape[0]
-    cells.shape, cells.origin, cells.width, cells.period = &sh[0], &og[0], &wd[0], &pd[0]
-    cells.start, cells.lmass, cells.box, cells.dense = &start[0], &lmass[0], &box[0, 0], &dense[0]
-    opt.lall, opt.reach, opt.gap, opt.tolerance = lall, reach, gap, tol
+    cdef cufes_cells_info info
+    if grid.shape[1] != s.dim:
+        raise ValueError("truncated sum: the grid and the samples must have the same CVs")
+    opt.reach, opt.gap, opt.tolerance = reach, gap, tol
     with nogil:
         if real is float:
-            rc = cufes_truncated_f32(&cells, &samples_t[0, 0], &lw[0], &grid[0, 0], &tile_start[0], ntiles, &opt,
-                                     &out[tile_start[0]], &tile_bound[0], &tile_pairs[0], &tile_status[0], device, err,
-                                     ERRLEN)
+            rc = cufes_truncated_f32(&s, &grid[0, 0], &tile_start[0], ntiles, &opt, &out[tile_start[0]],
+                                     &tile_bound[0] if ntiles > 0 else NULL, &tile_pairs[0] if ntiles > 0 else NULL,
+                                     &tile_status[0] if ntiles > 0 else NULL, &info, device, err, ERRLEN)
         else:
-            rc = cufes_truncated_f64(&cells, &samples_t[0, 0], &lw[0], &grid[0, 0], &tile_start[0], ntiles, &opt,
-                                     &out[tile_start[0]], &tile_bound[0], &tile_pairs[0], &tile_status[0], device, err,
-                                     ERRLEN)
+            rc = cufes_truncated_f64(&s, &grid[0, 0], &tile_start[0], ntiles, &opt, &out[tile_start[0]],
+                                     &tile_bound[0] if ntiles > 0 else NULL, &tile_pairs[0] if ntiles > 0 else NULL,
+                                     &tile_status[0] if ntiles > 0 else NULL, &info, device, err, ERRLEN)
     if rc != 0:
         _raise(err)
+    return info.kept, info.ncells, info.lall
+
+
+def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int64_t hi, const double[::1] factor,
+                const double[::1] period, double top, double side, int64_t per_cell, int64_t cap, dtype,
+                int device=0):
+    """cyfes._cpu.build_cells on one GPU, copied back: the same tuple, the same cells."""
+    import numpy as np
+    cdef char err[ERRLEN]
+    cdef int rc
+    cdef cufes_samples s = _samples(x, logw, lo, hi, factor, period, top, side, per_cell, cap)
+    cdef cufes_cells_info info
+    cdef int dim = s.dim
+    cdef int64_t slots = max(cap, 64), n = max(s.n, 1)
+    samples_t, lw = np.empty((dim, n), dtype=dtype), np.empty(n, dtype=dtype)
+    start, lmass, box = np.empty(slots + 1, dtype=np.int64), np.empty(slots), np.empty((slots, 2 * dim))
+    dense, shape = np.empty(slots, dtype=np.int64), np.empty(dim, dtype=np.int64)
+    origin, width = np.empty(dim), np.empty(dim)
+    cdef int64_t[::1] st = start, de = dense, sh = shape
+    cdef double[::1] lm = lmass, og = origin, wd = width
+    cdef double[:, ::1] bx = box
+    cdef double[:, ::1] s64
+    cdef double[::1] w64
+    cdef float[:, ::1] s32
+    cdef float[::1] w32
+    if samples_t.dtype == np.float64:
+        s64, w64 = samples_t, lw
+        with nogil:
+            rc = cufes_cells_f64(&s, &s64[0, 0], &w64[0], &st[0], &lm[0], &bx[0, 0], &de[0], &sh[0], &og[0],
+                                 &wd[0], &info, device, err, ERRLEN)
+    else:
+        s32, w32 = samples_t, lw
+        with nogil:
+            rc = cufes_cells_f32(&s, &s32[0, 0], &w32[0], &st[0], &lm[0], &bx[0, 0], &de[0], &sh[0], &og[0],
+                                 &wd[0], &info, device, err, ERRLEN)
+    if rc != 0:
+        _raise(err)
+    kept, ncells, cells = info.kept, info.ncells, int(np.prod(shape))
+    return (np.ascontiguousarray(samples_t[:, :max(kept, 1)]), lw[:max(kept, 1)], start[:ncells + 1],
+            lmass[:ncells], box[:ncells], (shape, origin, width, np.asarray(period)), dense[:cells])
 
 
 def binned_density(const double[:, ::1] samples, const double[::1] logw, double top, const int64_t[::1] shape,

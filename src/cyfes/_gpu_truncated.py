@@ -1,6 +1,6 @@
-"""The truncated sum on GPUs: the host sorts the samples into cells (as for the CPU), the GPUs sum the tiles
-(cuda/truncated.cu) and sum again, point by point, the tiles they could not settle, and the CPU sums the few
-points left after that.
+"""The truncated sum on GPUs: each GPU takes the block's raw samples, sorts them into cells itself (cuda/cells.cuh:
+the same cells as the CPU's) and sums its share of the tiles (cuda/truncated.cu), then sums again, point by
+point, the tiles it could not settle; the CPU sums the few points left after that.
 
 A tile goes point by point when its points' densities span more than the precision's exp range below the tile's
 largest cell bound (far from the data, where a tile's density falls by e^80 across it), or when far samples could
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, List, Sequence
 
 import numpy as np
 
 from . import _backends
-from ._truncated import FIRST_CUT_GAP, Tiles, Truncated, reach, sorted_cells
+from ._truncated import (CELL_SIDE, FIRST_CUT_GAP, MAX_CELLS, SAMPLES_PER_CELL, Tiles, Truncated, reach,
+                         scaled_factor, sorted_cells)
 
 #: Grid points per tile of a regular grid on the GPU, by the number of CVs (default 16): every tile is one thread
 #: block and its points are summed from registers; the cut must hold at a tile's lowest point and tiles far from the
@@ -30,12 +31,14 @@ def tile_points(dim: int) -> int:
 
 @dataclass
 class _Pass:
-    """One pass over tiles: per grid row the log density, per tile the bound, pairs and status (0: done)."""
+    """One pass over tiles: per grid row the log density, per tile the bound, pairs and status (0: done), and the
+    log of the block's summed weight that the GPUs' cells found (the same on every GPU: the same cells)."""
 
     out: np.ndarray
     bound: np.ndarray
     pairs: np.ndarray
     status: np.ndarray
+    log_mass: List[float]
 
 
 def _rows_of(start: np.ndarray, which: np.ndarray) -> np.ndarray:
@@ -46,19 +49,18 @@ def _rows_of(start: np.ndarray, which: np.ndarray) -> np.ndarray:
     return np.arange(int(lengths.sum())) + offsets
 
 
-def _gpu_pass(gpu: Any, cells: tuple, args: tuple, grid: np.ndarray, start: np.ndarray,
+def _gpu_pass(gpu: Any, samples: tuple, args: tuple, grid: np.ndarray, start: np.ndarray,
               ids: Sequence[int]) -> _Pass:
-    """The tiles of `start` (offsets into grid), split over the GPUs."""
-    samples_t, lw, cstart, lmass, box, geometry, dense = cells
+    """The tiles of `start` (offsets into grid), split over the GPUs; samples: the build_cells arguments."""
     ntiles = len(start) - 1
     res = _Pass(np.empty(len(grid)), np.zeros(ntiles), np.zeros(ntiles, dtype=np.int64),
-                np.zeros(ntiles, dtype=np.intc))
-    lall, first, tol = args
+                np.zeros(ntiles, dtype=np.intc), [])
+    first, tol = args
 
     def work(dev: int, t0: int, t1: int) -> None:
-        gpu.truncated_tiles(samples_t, lw, cstart, lmass, box, geometry, dense, lall, first, FIRST_CUT_GAP, grid,
-                            start[t0:t1 + 1], tol, res.out, res.bound[t0:t1], res.pairs[t0:t1],
-                            res.status[t0:t1], dev)
+        _, _, lall = gpu.truncated_tiles(*samples, first, FIRST_CUT_GAP, grid, start[t0:t1 + 1], tol, res.out,
+                                         res.bound[t0:t1], res.pairs[t0:t1], res.status[t0:t1], dev)
+        res.log_mass.append(lall)
 
     _backends.each_gpu(ids, ntiles, work)
     return res
@@ -66,26 +68,41 @@ def _gpu_pass(gpu: Any, cells: tuple, args: tuple, grid: np.ndarray, start: np.n
 
 def gpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, grid: np.ndarray,
                     tiles: Tiles, sigma: np.ndarray, period: np.ndarray, dtype: type, tolerance: float,
-                    ids: Sequence[int], threads: int, kept: Optional[int] = None) -> Truncated:
-    """As _truncated.cpu_log_density, on the GPUs `ids`; `threads`: CPU threads for the cell build and the points
-    sent back."""
-    cpu = importlib.import_module("cyfes._cpu")
+                    ids: Sequence[int], threads: int) -> Truncated:
+    """As _truncated.cpu_log_density, on the GPUs `ids`; `threads`: CPU threads for the points sent back."""
     gpu = _backends._load_gpu()
-    sorted_ = sorted_cells(data, logw, lo, hi, top, sigma, period, dtype, threads, kept)
-    cells, per, lall = sorted_.arrays, sorted_.period, sorted_.log_mass
-    args = (lall, reach(tolerance), float(tolerance))
-    res = _gpu_pass(gpu, cells, args, grid, tiles.start, ids)
+    x, lw64 = np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(logw, dtype=np.float64)
+    factor = scaled_factor(sigma)
+    per = np.ascontiguousarray(period * factor)
+    samples = (x, lw64, lo, hi, factor, per, float(top), CELL_SIDE, SAMPLES_PER_CELL, MAX_CELLS)
+    args = (reach(tolerance), float(tolerance))
+    res = _gpu_pass(gpu, samples, args, grid, tiles.start, ids)
+    lall = res.log_mass[0] if res.log_mass else float(np.logaddexp.reduce(
+        sorted_cells(x, lw64, lo, hi, top, sigma, period, dtype, threads).arrays[3]))
     out, bound, pairs = res.out, float(res.bound.max(initial=0.0)), int(res.pairs.sum())
     left = np.flatnonzero(res.status)
     if left.size:  # tiles the GPU could not settle even point by point: the CPU sums with running maxima
-        rows = _rows_of(tiles.start, left)
-        sub_out, sub_bound = np.empty(len(rows)), np.zeros(len(rows))
-        sub_pairs = np.zeros(len(rows), dtype=np.int64)
-        samples_t, lw, cstart, lmass, box, geometry, dense = cells
-        cpu.truncated_tiles(samples_t, lw, cstart, lmass, box, geometry, dense, lall, args[1], FIRST_CUT_GAP,
-                            np.ascontiguousarray(grid[rows]), np.arange(len(rows) + 1, dtype=np.int64),
-                            np.zeros((0, grid.shape[1]), dtype=np.int64), per.astype(dtype), args[2],
-                            sub_out, sub_bound, sub_pairs, threads)
-        out[rows] = sub_out
-        bound, pairs = max(bound, float(sub_bound.max(initial=0.0))), pairs + int(sub_pairs.sum())
+        _host_points(x, lw64, lo, hi, top, sigma, period, dtype, threads, grid, tiles, left, args, res)
+        bound, pairs = max(bound, float(res.bound.max(initial=0.0))), int(res.pairs.sum())
     return Truncated(out, bound, pairs, lall)
+
+
+def _host_points(x: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, sigma: np.ndarray,
+                 period: np.ndarray, dtype: type, threads: int, grid: np.ndarray, tiles: Tiles,
+                 left: np.ndarray, args: tuple, res: _Pass) -> None:
+    """The points of the tiles `left`, one tile each, on the CPU (its own cells: the same as the GPU's), into res."""
+    cpu = importlib.import_module("cyfes._cpu")
+    cells = sorted_cells(x, logw, lo, hi, top, sigma, period, dtype, threads)
+    rows = _rows_of(tiles.start, left)
+    sub_out, sub_bound = np.empty(len(rows)), np.zeros(len(rows))
+    sub_pairs = np.zeros(len(rows), dtype=np.int64)
+    samples_t, lw, cstart, lmass, box, geometry, dense = cells.arrays
+    cpu.truncated_tiles(samples_t, lw, cstart, lmass, box, geometry, dense, cells.log_mass, args[0],
+                        FIRST_CUT_GAP, np.ascontiguousarray(grid[rows]), np.arange(len(rows) + 1, dtype=np.int64),
+                        np.zeros((0, grid.shape[1]), dtype=np.int64), cells.period.astype(dtype), args[1],
+                        sub_out, sub_bound, sub_pairs, threads)
+    res.out[rows] = sub_out
+    # the tiles' pairs and bounds: the GPU's so far (its passes were summed too) and the CPU's points
+    owner = np.repeat(left, np.diff(tiles.start)[left])
+    np.maximum.at(res.bound, owner, sub_bound)
+    np.add.at(res.pairs, owner, sub_pairs)

@@ -26,7 +26,8 @@ POINT_TILE_POINTS = 16
 #: Wanted cell side in pre-scaled units (1 = sigma * sqrt(2)); cells grow when there would be too many.
 #: 1.5 against 2: -5% time in 2-D and 3-D (fewer pairs, more cells per tile).
 CELL_SIDE = 1.5
-#: At most this many cells per sample kept, and at most MAX_CELLS cells: each tile looks at every cell.
+#: At most one cell per SAMPLES_PER_CELL samples kept, and at most MAX_CELLS cells: each tile looks at every cell
+#: (src/cyfes/cell_grid.h applies both, on the CPU and the GPU).
 SAMPLES_PER_CELL = 16
 MAX_CELLS = 1 << 15
 #: The first cut of a tile assumes its density is at least exp(largest cell bound - FIRST_CUT_GAP); the check after
@@ -56,20 +57,6 @@ class Tiles:
         sides = [int(v) for v in self.shape[0]]
         return shape, sides, [-(-n // s) for n, s in zip(shape, sides)]
 
-    def _padding(self) -> Optional[np.ndarray]:
-        """A regular grid padded to whole tiles, as (tile, within tile) axes: True where a real point sits; None
-        when the tiles cover the grid exactly."""
-        shape, sides, ntiles = self._split()
-        if all(t * s == n for t, s, n in zip(ntiles, sides, shape)):
-            return None
-        dim = len(shape)
-        valid = np.ones(ntiles + sides, dtype=bool)
-        for d in range(dim):
-            view = [1] * (2 * dim)
-            view[d], view[dim + d] = ntiles[d], sides[d]
-            valid &= (np.arange(ntiles[d] * sides[d]) < shape[d]).reshape(view)
-        return valid
-
     @functools.cached_property
     def order(self) -> np.ndarray:
         if self.explicit_order is not None:
@@ -83,23 +70,21 @@ class Tiles:
         order = split.transpose(list(range(0, 2 * dim, 2)) + list(range(1, 2 * dim, 2))).ravel()
         return order[order >= 0]
 
+    def _layout(self) -> Tuple[np.ndarray, np.ndarray]:
+        """A regular grid's shape and tile sides, as the C loops of tile_order.h take them."""
+        shape, sides, _ = self._split()
+        return np.array(shape, dtype=np.int64), np.array(sides, dtype=np.int64)
+
     def to_matrix_order(self, values: np.ndarray) -> np.ndarray:
-        """Per-point values in tile order, back in the grid's order (a regular grid's by reshaping, no scatter)."""
+        """Per-point values in tile order, back in the grid's order (a regular grid's in one threaded pass, from
+        the tile layout alone)."""
         if self.grid_shape is None:
             out = np.empty_like(values)
             out[self.order] = values
             return out
-        shape, sides, ntiles = self._split()
-        dim = len(shape)
-        valid = self._padding()
-        if valid is None:
-            padded = values.reshape(ntiles + sides)
-        else:
-            padded = np.empty(ntiles + sides, dtype=values.dtype)
-            padded[valid] = values
-        interleaved = padded.transpose([k for d in range(dim) for k in (d, dim + d)])
-        full = interleaved.reshape([t * s for t, s in zip(ntiles, sides)])
-        return np.ascontiguousarray(full[tuple(slice(0, n) for n in shape)]).reshape(-1)
+        cpu = importlib.import_module("cyfes._cpu")
+        shape, sides = self._layout()
+        return cpu.from_tile_order(np.ascontiguousarray(values, dtype=np.float64), shape, sides, self.start)
 
 
 @dataclass
@@ -192,27 +177,26 @@ class Cells:
 
 
 def sorted_cells(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, sigma: np.ndarray,
-                 period: np.ndarray, dtype: type, threads: int, kept: Optional[int] = None) -> Cells:
-    """Samples [lo, hi) of finite log-weight (`kept` of them, when known) in cells of about CELL_SIDE."""
+                 period: np.ndarray, dtype: type, threads: int) -> Cells:
+    """Samples [lo, hi) of finite log-weight in cells of about CELL_SIDE."""
     cpu = importlib.import_module("cyfes._cpu")
     data, logw = np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(logw, dtype=np.float64)
     factor = scaled_factor(sigma)
     per = np.ascontiguousarray(period * factor)
-    kept = int(np.isfinite(logw[lo:hi]).sum()) if kept is None else kept
-    max_cells = max(64, min(MAX_CELLS, kept // SAMPLES_PER_CELL))
-    arrays = cpu.build_cells(data, logw, lo, hi, factor, per, top, CELL_SIDE, max_cells, dtype, threads)
+    arrays = cpu.build_cells(data, logw, lo, hi, factor, per, top, CELL_SIDE, SAMPLES_PER_CELL, MAX_CELLS, dtype,
+                             threads)
     return Cells(arrays, per, float(np.logaddexp.reduce(arrays[3])))
 
 
 def cpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, grid: np.ndarray,
                     tiles: Tiles, sigma: np.ndarray, period: np.ndarray, dtype: type, tolerance: float,
                     threads: int, parts: Optional[Sequence[slice]] = None,
-                    progress: Optional[Callable[[], None]] = None, kept: Optional[int] = None) -> Truncated:
-    """The truncated sum over samples [lo, hi) (those of finite log-weight: `kept` of them, when known) on the
-    CPU; `grid` is pre-scaled and wrapped (scaled_points) and already in tile order. parts: slices of the tiles
-    run one after another, `progress` called after each; None: parts sized by time (timed_parts)."""
+                    progress: Optional[Callable[[], None]] = None) -> Truncated:
+    """The truncated sum over samples [lo, hi) (those of finite log-weight) on the CPU; `grid` is pre-scaled and
+    wrapped (scaled_points) and already in tile order. parts: slices of the tiles run one after another,
+    `progress` called after each; None: parts sized by time (timed_parts)."""
     cpu = importlib.import_module("cyfes._cpu")
-    cells = sorted_cells(data, logw, lo, hi, top, sigma, period, dtype, threads, kept)
+    cells = sorted_cells(data, logw, lo, hi, top, sigma, period, dtype, threads)
     samples_t, lw, start, lmass, box, geometry, dense = cells.arrays
     per, lall = cells.period, cells.log_mass
     ntiles = len(tiles.start) - 1
@@ -253,19 +237,12 @@ def timed_parts(count: int, run: Callable[[int, int], None], seconds: float = PA
 def grid_in_tile_order(axes: Sequence[np.ndarray], tiles: Tiles, factor: np.ndarray, period: np.ndarray,
                        dtype: type) -> np.ndarray:
     """The points of the regular grid `axes`, pre-scaled and wrapped as scaled_points, in the order of
-    regular_tiles(shape): written by broadcasting each axis into (tile, within tile) axes, no gather."""
-    _, sides, ntiles = tiles._split()
-    dim = len(axes)
-    out = np.empty(ntiles + sides + [dim], dtype=dtype)
-    for d, axis in enumerate(axes):
-        column = scaled_points(np.asarray(axis, dtype=np.float64)[:, None], factor[d:d + 1], period[d:d + 1])[:, 0]
-        padded = np.resize(column, ntiles[d] * sides[d])  # past the end: repeats, dropped below
-        view = [1] * (2 * dim)
-        view[d], view[dim + d] = ntiles[d], sides[d]
-        out[..., d] = padded.reshape(view)
-    out = out.reshape(-1, dim)
-    valid = tiles._padding()
-    return out if valid is None else np.ascontiguousarray(out[valid.ravel()])
+    regular_tiles(shape): each axis scaled once, then written point by point in one threaded pass (tile_order.h)."""
+    cpu = importlib.import_module("cyfes._cpu")
+    columns = [scaled_points(np.asarray(axis, dtype=np.float64)[:, None], factor[d:d + 1], period[d:d + 1])[:, 0]
+               for d, axis in enumerate(axes)]
+    shape, sides = tiles._layout()
+    return cpu.grid_in_tile_order(np.ascontiguousarray(np.concatenate(columns)), shape, sides, tiles.start, dtype)
 
 
 def in_tile_order(points_scaled: np.ndarray, tiles: Tiles, dtype: type) -> np.ndarray:

@@ -19,6 +19,7 @@
  */
 #ifndef CYFES_CPU_TRUNCATED_H
 #define CYFES_CPU_TRUNCATED_H
+#include "cell_grid.h"
 #include "cpu_kernel.h"
 
 #include <float.h>
@@ -50,22 +51,6 @@ static inline int omp_get_num_threads(void) { return 1; }
  * at 30, 1.11-1.22 s at 60-100, 24 s when no tile is steep. */
 #define CYFES_STEEP 60.0
 
-/* Per CV: cells along the axis, their origin and width (pre-scaled units). */
-typedef struct {
-  int64_t shape[CYFES_MAX_DIM];
-  double origin[CYFES_MAX_DIM], width[CYFES_MAX_DIM], period[CYFES_MAX_DIM];
-  int dim;
-} cyfes_cell_grid;
-
-static inline double cyfes_scaled(double x, double factor, double period) {
-  double u = x * factor;
-  if (period > 0) {
-    u -= period * floor(u / period);
-    if (u >= period) u -= period; /* floor rounding can leave u == period */
-  }
-  return u;
-}
-
 /* Pre-scaled, wrapped copies for the direct kernel in one pass: out[d * n + j] (transposed) or out[j * dim + d]. */
 #define CYFES_DEFINE_SCALED(T, SUFFIX)                                                                      \
   static void cyfes_scaled_rows_##SUFFIX(const T *x, int64_t n, int dim, const double *factor,              \
@@ -80,10 +65,11 @@ CYFES_DEFINE_SCALED(double, f64)
 CYFES_DEFINE_SCALED(float, f32)
 
 /* Pass 1: the cell grid. x: (n, dim) raw samples; logw: n (non-finite = no sample); [lo, hi) the samples used.
- * h: wanted cell side (pre-scaled); at most max_cells cells (the side grows to fit). Returns the samples kept. */
+ * h: wanted cell side (pre-scaled); at most cyfes_max_cells(kept, per_cell, cap) cells (the side grows to fit).
+ * Returns the samples kept. */
 static int64_t cyfes_cells_plan(const double *x, const double *logw, int64_t lo, int64_t hi, int dim,
-                                const double *factor, const double *period, double h, int64_t max_cells,
-                                cyfes_cell_grid *cg, int threads) {
+                                const double *factor, const double *period, double h, int64_t per_cell,
+                                int64_t cap, cyfes_cell_grid *cg, int threads) {
   double mn[CYFES_MAX_DIM], mx[CYFES_MAX_DIM];
   int64_t kept = 0;
   for (int d = 0; d < dim; ++d) {
@@ -117,39 +103,8 @@ static int64_t cyfes_cells_plan(const double *x, const double *logw, int64_t lo,
       }
     }
   }
-  cg->dim = dim;
-  for (;;) {
-    double total = 1;
-    for (int d = 0; d < dim; ++d) {
-      cg->period[d] = period[d];
-      if (period[d] > 0) {
-        double k = floor(period[d] / h);
-        cg->shape[d] = k < 1 ? 1 : (int64_t)k;
-        cg->origin[d] = 0;
-        cg->width[d] = period[d] / (double)cg->shape[d];
-      } else {
-        double span = kept ? mx[d] - mn[d] : 0;
-        double k = ceil(span / h);
-        cg->shape[d] = k < 1 ? 1 : (int64_t)k;
-        cg->origin[d] = kept ? mn[d] : 0;
-        cg->width[d] = span > 0 ? span / (double)cg->shape[d] : 1.0;
-      }
-      total *= (double)cg->shape[d];
-    }
-    if (total <= (double)max_cells) break;
-    h *= 1.25;
-  }
+  cyfes_cells_geometry(mn, mx, kept, dim, period, h, cyfes_max_cells(kept, per_cell, cap), cg);
   return kept;
-}
-
-static inline int64_t cyfes_cell_of(const cyfes_cell_grid *cg, const double *u) {
-  int64_t id = 0;
-  for (int d = 0; d < cg->dim; ++d) {
-    int64_t k = (int64_t)((u[d] - cg->origin[d]) / cg->width[d]);
-    k = k < 0 ? 0 : (k >= cg->shape[d] ? cg->shape[d] - 1 : k);
-    id = id * cg->shape[d] + k;
-  }
-  return id;
 }
 
 /* Passes 2 and 3: sort the kept samples by cell (counting sort: each thread counts its contiguous share of the
