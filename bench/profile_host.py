@@ -46,6 +46,13 @@ def instrument(spent: Dict[str, float]) -> None:
         for name in names:
             if hasattr(mod, name):
                 setattr(mod, name, _timed(getattr(mod, name), f"{module.split('.')[-1]}.{name}", spent))
+    try:
+        pinned = importlib.import_module("cyfes._gpu").PinnedHost
+    except (ImportError, AttributeError):
+        pinned = None
+    for method in ("__enter__", "__exit__") if pinned is not None else ():
+        # page-locking the samples belongs to their copy to the GPU, which the GPU's entry points time
+        setattr(pinned, method, _timed(getattr(pinned, method), "_gpu.PinnedHost (page-locking)", spent))
 
 
 def main() -> None:

@@ -460,6 +460,27 @@ CUFES_API int cufes_device_info(int device, char *name, size_t namelen, size_t *
   return 0;
 }
 
+CUFES_API int cufes_host_register(void *ptr, size_t bytes, int device, int *registered, char *errbuf,
+                                  size_t errlen) {
+  Error err{errbuf, errlen};
+  *registered = 0;
+  if (!ptr || !bytes) return 0;
+  cufes_internal::DeviceScope scope(device, err);  // a context on the device in use, not device 0's
+  if (!scope.ok) return err.code;
+  const cudaError_t e = cudaHostRegister(ptr, bytes, cudaHostRegisterPortable);
+  if (e == cudaSuccess) {
+    *registered = 1;
+  } else {
+    cudaGetLastError();  // already registered, or memory the driver cannot lock: copies stay pageable
+  }
+  return 0;
+}
+
+CUFES_API int cufes_host_unregister(void *ptr, char *errbuf, size_t errlen) {
+  Error err{errbuf, errlen};
+  return CUFES_CHECK(err, cudaHostUnregister(ptr)) ? 0 : err.code;
+}
+
 CUFES_API int cufes_versions(int *runtime, int *driver) {
   *runtime = 0;
   *driver = 0;

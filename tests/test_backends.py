@@ -154,3 +154,19 @@ def test_running_max_rises_across_blocks(rng, monkeypatch, device: str, dtype: t
     dev = _backends.Device("cpu", threads=2) if device == "cpu" else _backends.Device("cuda", (gpu_ids()[0],))
     out = _backends.log_density(samples, np.ascontiguousarray(logw, dtype=dtype), grid, scale, period, dev)
     np.testing.assert_allclose(out, expected, atol=atol, rtol=1e-4 if dtype is np.float32 else 1e-10)
+
+
+@pytest.mark.gpu
+def test_pinned_host_locks_once_and_unlocks() -> None:
+    """Page-locking around the GPU copies (cufes_host_register): an array is locked by the outermost block only
+    (an inner block finds it locked and leaves it to its owner), small arrays are left alone, and leaving the
+    block unlocks it, so it can be locked again."""
+    gpu = _backends._load_gpu()
+    a = np.ones(5_000_000)  # 40 MB
+    with gpu.PinnedHost([a, np.ones(10)]) as outer:
+        assert len(outer.locked) == 1
+        with gpu.PinnedHost([a]) as inner:
+            assert inner.locked == []
+    assert outer.locked == []
+    with gpu.PinnedHost([a]) as again:
+        assert len(again.locked) == 1

@@ -76,7 +76,8 @@ def gpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: f
     per = np.ascontiguousarray(period * factor)
     samples = (x, lw64, lo, hi, factor, per, float(top), CELL_SIDE, SAMPLES_PER_CELL, MAX_CELLS)
     args = (reach(tolerance), float(tolerance))
-    res = _gpu_pass(gpu, samples, args, grid, tiles.start, ids)
+    with gpu.PinnedHost([x[lo:hi], lw64[lo:hi]], ids[0]):  # every GPU copies the block: at the bus's speed
+        res = _gpu_pass(gpu, samples, args, grid, tiles.start, ids)
     lall = res.log_mass[0] if res.log_mass else float(np.logaddexp.reduce(
         sorted_cells(x, lw64, lo, hi, top, sigma, period, dtype, threads).arrays[3]))
     out, bound, pairs = res.out, float(res.bound.max(initial=0.0)), int(res.pairs.sum())
