@@ -1,8 +1,9 @@
 // The truncated sum on the GPU: the same bound and the same choice of cells as the CPU's
 // (src/cyfes/cpu_truncated.h has the proof), one thread block per tile of grid points.
 //
-// The host sorts the samples into cells (cyfes._cpu.build_cells: pre-scaled coordinates, transposed, log-weights
-// relative to the block's top, per cell its sample range, log of its summed weight L_c and its bounding box).
+// The device sorts the block's samples into cells first (cuda/cells.cuh, the same cells as cyfes._cpu.build_cells:
+// pre-scaled coordinates, transposed, log-weights relative to the block's top, per cell its sample range, log of
+// its summed weight L_c and its bounding box).
 // Per tile T the block
 //   1. finds the cells within `reach` of T's box (a window of the cell grid) and `near`, a lower bound of the
 //      distance from T to any sample outside it; the window widens while those could matter against a first
