@@ -86,47 +86,12 @@ static int64_t cyfes_log_weights(const double *bias, const double *weights, int6
 
 /* Blocks [edges[b], edges[b+1]) of finite-or--inf log-weights: top[b] (largest finite, -DBL_MAX when none),
  * kept[b] (finite entries), lz[b] = log sum exp(logw), lz2[b] = log sum exp(2 logw) (-DBL_MAX when none). One
- * pass: each thread keeps a running top and rescales its sums when it rises. Terms below e^-700 of a running top
- * count as e^-700 of it (at most e^-700 of the block's: a relative change of at most n e^-700). */
+ * pass: each thread keeps a running top and rescales its sums when it rises. Terms below e^-700 of their chunk's
+ * top count as e^-700 of it (at most e^-700 of the block's: a relative change of at most n e^-700). */
 #define CYFES_STATS_CHUNK 2048 /* values per step of the one-pass statistics: read twice, from L1 */
 
-/* One chunk of log-weights: its finite values counted, their largest into *m (raised when a value exceeds it) and
- * sum exp(v - *m), sum exp(2 (v - *m)) added to *s1, *s2 (rescaled first when *m rises; exponents below -700
- * count as -700). Cloned per instruction set, so the exps are vectorised: it is called from inside a parallel
- * region, whose outlined body would otherwise be compiled for the baseline only. */
-CYFES_CLONES static int64_t cyfes_stats_chunk(const double *restrict v, int64_t n, double *m, double *s1,
-                                              double *s2) {
-  double cm = -DBL_MAX;
-  int64_t k = 0;
-  for (int64_t j = 0; j < n; ++j)
-    if (cyfes_finite(v[j])) {
-      ++k;
-      cm = v[j] > cm ? v[j] : cm;
-    }
-  if (!k) return 0;
-  if (cm > *m) {
-    const double r = *m == -DBL_MAX ? 0.0 : cyfes_libm_exp(*m - cm);
-    *s1 *= r;
-    *s2 *= r * r;
-    *m = cm;
-  }
-  const double top = *m;
-  double a1 = 0, a2 = 0;
-#pragma omp simd reduction(+ : a1, a2)
-  for (int64_t j = 0; j < n; ++j) {
-    const int fin = cyfes_finite(v[j]);
-    double x = fin ? v[j] - top : -700.0;
-    x = x > -700.0 ? x : -700.0;
-    const double e = fin ? cyfes_vexp_f64(x) : 0.0;
-    a1 += e;
-    a2 += e * e;
-  }
-  *s1 += a1;
-  *s2 += a2;
-  return k;
-}
-
-/* Merges the running statistics (m, s1, s2) of one share into another's. */
+/* Merges running statistics (m, s1, s2) into another's (into_m, into_s1, into_s2): sums relative to their own
+ * top, rescaled to the larger of the two (m = -DBL_MAX: no finite value yet). */
 static inline void cyfes_stats_merge(double m, double s1, double s2, double *into_m, double *into_s1,
                                      double *into_s2) {
   if (m == -DBL_MAX) return;
@@ -140,6 +105,34 @@ static inline void cyfes_stats_merge(double m, double s1, double s2, double *int
     *into_s1 += s1 * r;
     *into_s2 += s2 * r * r;
   }
+}
+
+/* One chunk of log-weights: its finite values counted, and its own top, sum exp(v - top), sum exp(2 (v - top))
+ * merged into the running (*m, *s1, *s2) (exponents below -700 count as -700). Cloned per instruction set, so the
+ * exps are vectorised: it is called from inside a parallel region, whose outlined body would otherwise be
+ * compiled for the baseline only. */
+CYFES_CLONES static int64_t cyfes_stats_chunk(const double *restrict v, int64_t n, double *m, double *s1,
+                                              double *s2) {
+  double top = -DBL_MAX;
+  int64_t k = 0;
+  for (int64_t j = 0; j < n; ++j)
+    if (cyfes_finite(v[j])) {
+      ++k;
+      top = v[j] > top ? v[j] : top;
+    }
+  if (!k) return 0;
+  double a1 = 0, a2 = 0;
+#pragma omp simd reduction(+ : a1, a2)
+  for (int64_t j = 0; j < n; ++j) {
+    const int fin = cyfes_finite(v[j]);
+    double x = fin ? v[j] - top : -700.0;
+    x = x > -700.0 ? x : -700.0;
+    const double e = fin ? cyfes_vexp_f64(x) : 0.0;
+    a1 += e;
+    a2 += e * e;
+  }
+  cyfes_stats_merge(top, a1, a2, m, s1, s2);
+  return k;
 }
 
 static void cyfes_block_stats(const double *logw, int64_t nblocks, const int64_t *edges, double *top,
