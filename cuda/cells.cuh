@@ -200,17 +200,6 @@ inline unsigned blocks_for(int64_t work, int threads) {
   return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 ? 65535 : b));
 }
 
-template <typename U>
-bool download(U *dst, const DeviceBuffer &src, int64_t count, Error &err) {
-  return count == 0 || CUFES_CHECK(err, cudaMemcpy(dst, src.ptr, count * sizeof(U), cudaMemcpyDeviceToHost));
-}
-
-template <typename U>
-bool upload_to(DeviceBuffer &dst, const U *src, int64_t count, Error &err, const char *what) {
-  return dst.alloc(count * sizeof(U), err, what) &&
-         (count == 0 || CUFES_CHECK(err, cudaMemcpy(dst.ptr, src, count * sizeof(U), cudaMemcpyHostToDevice)));
-}
-
 // Pass 1: copies the samples (and per CV factor then period, read by the kernels from `fp`), finds the kept
 // ones' range and the cell grid. Points r at the device copies.
 inline bool plan(cufes_samples &r, DeviceBuffer &x, DeviceBuffer &logw, DeviceBuffer &fp, cyfes_cell_grid &g,
@@ -226,10 +215,10 @@ inline bool plan(cufes_samples &r, DeviceBuffer &x, DeviceBuffer &logw, DeviceBu
     both[dim + d] = r.period[d];
   }
   DeviceBuffer stats;
-  if (!upload_to(x, r.x, r.n * dim, err, "cudaMalloc(samples)") ||
-      !upload_to(logw, r.logw, r.n, err, "cudaMalloc(log-weights)") ||
-      !upload_to(fp, both, 2 * dim, err, "cudaMalloc(scale factors)") ||
-      !upload_to(stats, stat, 1 + 2 * dim, err, "cudaMalloc(ranges)"))
+  if (!upload(x, r.x, r.n * dim, err, "cudaMalloc(samples)") ||
+      !upload(logw, r.logw, r.n, err, "cudaMalloc(log-weights)") ||
+      !upload(fp, both, 2 * dim, err, "cudaMalloc(scale factors)") ||
+      !upload(stats, stat, 1 + 2 * dim, err, "cudaMalloc(ranges)"))
     return false;
   const double *period = r.period;
   r.x = x.as<double>();
@@ -297,8 +286,8 @@ bool build(cufes_samples raw, DeviceCells<T> &out, Error &err) {
   start[ncells] = run;
   out.ncells = ncells;
   if (!CUFES_CHECK(err, cudaMemcpy(total.ptr, counts.data(), cells * sizeof(int64_t), cudaMemcpyHostToDevice)) ||
-      !upload_to(out.start, start.data(), ncells + 1, err, "cudaMalloc(cell starts)") ||
-      !upload_to(out.dense, dense.data(), cells, err, "cudaMalloc(cell ids)") ||
+      !upload(out.start, start.data(), ncells + 1, err, "cudaMalloc(cell starts)") ||
+      !upload(out.dense, dense.data(), cells, err, "cudaMalloc(cell ids)") ||
       !out.samples_t.alloc(dim * kept * sizeof(T), err, "cudaMalloc(sorted samples)") ||
       !out.lw.alloc(kept * sizeof(T), err, "cudaMalloc(sorted log-weights)") ||
       !out.lmass.alloc(ncells * sizeof(double), err, "cudaMalloc(cell masses)") ||

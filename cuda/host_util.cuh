@@ -52,6 +52,19 @@ struct DeviceBuffer {
   }
 };
 
+// Allocates `dst` for `count` values and copies them from the host.
+template <typename U>
+bool upload(DeviceBuffer &dst, const U *src, int64_t count, Error &err, const char *what) {
+  return dst.alloc(count * sizeof(U), err, what) &&
+         (count == 0 || CUFES_CHECK(err, cudaMemcpy(dst.ptr, src, count * sizeof(U), cudaMemcpyHostToDevice)));
+}
+
+// Copies `count` values of `src` back to the host.
+template <typename U>
+bool download(U *dst, const DeviceBuffer &src, int64_t count, Error &err) {
+  return count == 0 || CUFES_CHECK(err, cudaMemcpy(dst, src.ptr, count * sizeof(U), cudaMemcpyDeviceToHost));
+}
+
 // Selects a device for the call and restores the caller's device afterwards.
 struct DeviceScope {
   int previous = -1;

@@ -595,12 +595,6 @@ Kernel<T> pick(int dim) {
   }
 }
 
-template <typename T>
-bool upload(DeviceBuffer &buf, const void *src, size_t bytes, Error &err, const char *what) {
-  return buf.alloc(bytes, err, what) &&
-         (bytes == 0 || CUFES_CHECK(err, cudaMemcpy(buf.ptr, src, bytes, cudaMemcpyHostToDevice)));
-}
-
 // The tiles that came back, summed again one point per tile while the cells are still on the device: one
 // point has no spread of densities to underflow and its cut is its own. A tile keeps a nonzero status (and the
 // host sums it) when any of its points still could not be settled.
@@ -629,8 +623,8 @@ int point_pass(Args<T> a, Kernel<T> kernel, const T *grid, const int64_t *tiles,
     }
   for (int64_t p = 0; p <= count; ++p) one[p] = p;
   DeviceBuffer d_grid, d_tiles, d_out, d_bound, d_pairs, d_status;
-  if (!upload<T>(d_grid, pts.data(), count * dim * sizeof(T), err, "cudaMalloc(points)") ||
-      !upload<T>(d_tiles, one.data(), (count + 1) * sizeof(int64_t), err, "cudaMalloc(point tiles)") ||
+  if (!upload(d_grid, pts.data(), count * dim, err, "cudaMalloc(points)") ||
+      !upload(d_tiles, one.data(), count + 1, err, "cudaMalloc(point tiles)") ||
       !d_out.alloc(count * sizeof(double), err, "cudaMalloc(out)") ||
       !d_bound.alloc(count * sizeof(double), err, "cudaMalloc(bound)") ||
       !d_pairs.alloc(count * sizeof(int64_t), err, "cudaMalloc(pairs)") ||
@@ -743,8 +737,8 @@ int run(const cufes_samples *samples, const T *grid, const int64_t *tile_start, 
     return 0;
   }
   DeviceBuffer d_grid, d_tiles, d_out, d_bound, d_pairs, d_status;
-  if (!upload<T>(d_grid, grid + tile_start[0] * dim, m * dim * sizeof(T), err, "cudaMalloc(grid)") ||
-      !upload<T>(d_tiles, tiles.data(), (ntiles + 1) * sizeof(int64_t), err, "cudaMalloc(tiles)") ||
+  if (!upload(d_grid, grid + tile_start[0] * dim, m * dim, err, "cudaMalloc(grid)") ||
+      !upload(d_tiles, tiles.data(), ntiles + 1, err, "cudaMalloc(tiles)") ||
       !d_out.alloc(m * sizeof(double), err, "cudaMalloc(out)") ||
       !d_bound.alloc(ntiles * sizeof(double), err, "cudaMalloc(bound)") ||
       !d_pairs.alloc(ntiles * sizeof(int64_t), err, "cudaMalloc(pairs)") ||
@@ -799,9 +793,9 @@ int copy_cells(const cufes_samples *samples, T *samples_t, T *lw, int64_t *start
     if (!CUFES_CHECK(err, cudaMemcpy(samples_t + d * samples->n, dc.samples_t.template as<T>() + d * kept,
                                      kept * sizeof(T), cudaMemcpyDeviceToHost)))
       return err.code;
-  if (!cells::download(lw, dc.lw, kept, err) || !cells::download(start, dc.start, ncells + 1, err) ||
-      !cells::download(lmass, dc.lmass, ncells, err) || !cells::download(box, dc.box, ncells * 2 * dim, err) ||
-      !cells::download(dense, dc.dense, dc.cells, err))
+  if (!download(lw, dc.lw, kept, err) || !download(start, dc.start, ncells + 1, err) ||
+      !download(lmass, dc.lmass, ncells, err) || !download(box, dc.box, ncells * 2 * dim, err) ||
+      !download(dense, dc.dense, dc.cells, err))
     return err.code;
   info->kept = kept;
   info->ncells = ncells;
