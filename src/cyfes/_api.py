@@ -265,6 +265,11 @@ def _log_density(s: np.ndarray, w: np.ndarray, pts: np.ndarray, scale: np.ndarra
     return dens
 
 
+def _rows(arrays: List[np.ndarray]) -> np.ndarray:
+    """Per-block arrays as the rows of one (blocks, M) array; one block's is a view (no copy of M values)."""
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
+
+
 @dataclass
 class _Densities:
     """Per block: log sum_j w_j K(x - s_j) (unnormalised kernel) on every point, and log sum_j w_j; with the
@@ -306,10 +311,11 @@ def _direct(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCall
         with np.errstate(invalid="ignore"):  # logaddexp(-inf, -inf)
             dens = _log_density(s, w, pts, scale, per, dev, tiles, tick)
         _resolve(dens, pb, data, lw, top, dev)
-        log_dens.append(dens + top)
+        dens += top  # in place: a pass over the points, no copy
+        log_dens.append(dens)
         log_z.append(pb.stats[lo, hi].log_z)
         pairs += len(lw) * len(pts)
-    return _Densities(np.array(log_dens), np.array(log_z), 0.0, pairs)
+    return _Densities(_rows(log_dens), np.array(log_z), 0.0, pairs)
 
 
 def _tiles(pb: _Problem, dev: _backends.Device) -> _truncated.Tiles:
@@ -351,10 +357,11 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
         dens = _truncated.from_tile_order(res.log_density, tiles)
         data, kept = _block_samples(pb, lo, hi)
         _resolve(dens, pb, data, kept, top, dev)
-        log_dens.append(dens + top)
+        dens += top  # in place: a pass over the points, no copy
+        log_dens.append(dens)
         log_z.append(res.log_z + top)
         bound, pairs = max(bound, res.bound), pairs + res.pairs
-    return _Densities(np.array(log_dens), np.array(log_z), bound, pairs)
+    return _Densities(_rows(log_dens), np.array(log_z), bound, pairs)
 
 
 def _binned_sum(pb: _Problem, dev: _backends.Device) -> Tuple[_Densities, float]:
@@ -377,7 +384,7 @@ def _binned_sum(pb: _Problem, dev: _backends.Device) -> Tuple[_Densities, float]
         log_dens.append(dens)
         log_z.append(pb.stats[lo, hi].log_z)
         estimate = max(estimate, est.error_estimate)
-    return _Densities(np.array(log_dens), np.array(log_z), bound, pairs), max(estimate, bound)
+    return _Densities(_rows(log_dens), np.array(log_z), bound, pairs), max(estimate, bound)
 
 
 def _block_log_densities(pb: _Problem, dev: _backends.Device,
@@ -483,7 +490,8 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
     sums, estimate = _kernel_sums(pb, dev, progress)
     dens, log_z = sums.log_dens, sums.log_z
     norm = _log_gauss_norm(pb.sigma)
-    values = -pb.kT * (_logsumexp(dens) - _logsumexp(log_z) + norm)
+    values = np.subtract(float(_logsumexp(log_z)) - norm, _logsumexp(dens))  # -(log density): two passes in all
+    values *= pb.kT
     _check_mass(values)
     error = per_block = None
     if len(pb.block_ranges) > 1:
@@ -492,7 +500,7 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
             error = per_block.std(axis=0, ddof=1) / math.sqrt(len(pb.block_ranges))
         error[np.isinf(per_block).any(axis=0)] = np.inf  # a block without mass there: no finite error bar
     if shift:
-        values = values - values.min()
+        values -= values.min()
     shape = tuple(len(a) for a in pb.axes) if pb.axes is not None else (len(pb.points),)
     return FESResult(
         values=values.reshape(shape), axes=pb.axes, grid=pb.points if pb.axes is None else None,
