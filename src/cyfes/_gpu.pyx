@@ -93,7 +93,7 @@ def versions():
 class PinnedHost:
     """Host arrays page-locked for the duration of a `with` block (cuda/cufes.h: cufes_host_register), so their
     copies to the GPUs run at the bus's speed; arrays that are small, not contiguous, already locked or that the
-    driver cannot lock are left as they are."""
+    driver cannot lock are left as they are. The driver's work runs without the GIL (other threads go on)."""
 
     #: Below this many bytes locking costs more than it saves.
     MIN_BYTES = 16 << 20
@@ -103,13 +103,15 @@ class PinnedHost:
 
     def __enter__(self):
         cdef char err[ERRLEN]
-        cdef int registered = 0
+        cdef int registered = 0, rc, device = self.device
         cdef size_t address, nbytes
         for a in self.arrays:
             if a.nbytes < self.MIN_BYTES or not a.flags.c_contiguous:
                 continue
             address, nbytes = a.ctypes.data, a.nbytes
-            if cufes_host_register(<void *>address, nbytes, self.device, &registered, err, ERRLEN) != 0:
+            with nogil:
+                rc = cufes_host_register(<void *>address, nbytes, device, &registered, err, ERRLEN)
+            if rc != 0:
                 self.__exit__(None, None, None)
                 _raise(err)
             if registered:
@@ -119,10 +121,13 @@ class PinnedHost:
     def __exit__(self, *exc):
         cdef char err[ERRLEN]
         cdef size_t address
+        cdef int rc
         failed = None
         while self.locked:
             address = self.locked.pop()
-            if cufes_host_unregister(<void *>address, err, ERRLEN) != 0 and failed is None:
+            with nogil:
+                rc = cufes_host_unregister(<void *>address, err, ERRLEN)
+            if rc != 0 and failed is None:
                 failed = err.decode("utf-8", "replace")
         if failed is not None and exc[0] is None:
             raise BackendError(failed)
