@@ -228,6 +228,34 @@ def test_truncated_grid_far_beyond_the_data(rng, device: str, precision: str, di
     assert 0 < res.pairs < len(samples) * res.values.size
 
 
+@pytest.mark.gpu
+def test_gpu_settles_far_points_in_float64(rng, monkeypatch) -> None:
+    """float32 on the GPU with a 3-D grid reaching ~60 sigma beyond the samples: there a point's cell bounds
+    overstate its density by more than float32's exp range, so the float32 point pass cannot settle it. Those
+    points are summed again on the GPU in float64 (the CPU is never asked) and are within the bound of the float64
+    reference."""
+    from cyfes import _gpu_truncated
+    passes = []
+    again = _gpu_truncated._float64_points
+
+    def counted(*args: Any) -> np.ndarray:
+        passes.append(len(args[5]))  # the tiles sent to the float64 pass
+        return again(*args)
+
+    def refused(*args: Any) -> None:
+        raise AssertionError("points were sent to the CPU")
+
+    monkeypatch.setattr(_gpu_truncated, "_float64_points", counted)
+    monkeypatch.setattr(_gpu_truncated, "_host_points", refused)
+    samples = rng.normal(scale=0.3, size=(3000, 3))
+    bias = rng.normal(scale=2.0, size=3000) * KT
+    res = cyfes.fes(samples, 0.1, bins=15, ranges=[(-6.0, 6.0)] * 3, bias=bias, precision="float32",
+                    device="gpu", shift=False)
+    expected = ref.free_energy(samples, [0.1] * 3, ref.regular_grid(res.axes), bias=bias, shift=False)
+    assert passes and passes[0] > 0
+    check(res, expected, "float32", cyfes._api.TOLERANCE)
+
+
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 def test_cells_match_a_numpy_stable_sort(rng, precision: str) -> None:
     """The threaded counting sort of the cell build against numpy: cell ids from the returned geometry, a stable
