@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "cpu_kernel.h"
+#define CYFES_STATS_EXP cyfes_libm_exp
+#include "log_stats.h"
 
 /* lo/hi: dim entries; returns the flat index of the first non-finite value, or -1 (lo/hi then undefined). */
 static int64_t cyfes_scan_rows(const double *x, int64_t n, int dim, double *lo, double *hi, int threads) {
@@ -84,29 +86,6 @@ static int64_t cyfes_log_weights(const double *bias, const double *weights, int6
   return positive;
 }
 
-/* Blocks [edges[b], edges[b+1]) of finite-or--inf log-weights: top[b] (largest finite, -DBL_MAX when none),
- * kept[b] (finite entries), lz[b] = log sum exp(logw), lz2[b] = log sum exp(2 logw) (-DBL_MAX when none). One
- * pass: each thread keeps a running top and rescales its sums when it rises. Terms below e^-700 of their chunk's
- * top count as e^-700 of it (at most e^-700 of the block's: a relative change of at most n e^-700). */
-#define CYFES_STATS_CHUNK 2048 /* values per step of the one-pass statistics: read twice, from L1 */
-
-/* Merges running statistics (m, s1, s2) into another's (into_m, into_s1, into_s2): sums relative to their own
- * top, rescaled to the larger of the two (m = -DBL_MAX: no finite value yet). */
-static inline void cyfes_stats_merge(double m, double s1, double s2, double *into_m, double *into_s1,
-                                     double *into_s2) {
-  if (m == -DBL_MAX) return;
-  if (m > *into_m) {
-    const double r = *into_m == -DBL_MAX ? 0.0 : cyfes_libm_exp(*into_m - m);
-    *into_s1 = *into_s1 * r + s1;
-    *into_s2 = *into_s2 * r * r + s2;
-    *into_m = m;
-  } else {
-    const double r = cyfes_libm_exp(m - *into_m);
-    *into_s1 += s1 * r;
-    *into_s2 += s2 * r * r;
-  }
-}
-
 /* One chunk of log-weights: its finite values counted, and its own top, sum exp(v - top), sum exp(2 (v - top))
  * merged into the running (*m, *s1, *s2) (exponents below -700 count as -700). Cloned per instruction set, so the
  * exps are vectorised: it is called from inside a parallel region, whose outlined body would otherwise be
@@ -135,6 +114,11 @@ CYFES_CLONES static int64_t cyfes_stats_chunk(const double *restrict v, int64_t 
   return k;
 }
 
+/* Blocks [edges[b], edges[b+1]) of finite-or--inf log-weights: top[b] (largest finite, -DBL_MAX when none),
+ * kept[b] (finite entries), lz[b] = log sum exp(logw), lz2[b] = log sum exp(2 logw) (-DBL_MAX when none). One
+ * pass: each thread keeps a running top and rescales its sums when it rises. Terms below e^-700 of their chunk's
+ * top count as e^-700 of it (at most e^-700 of the block's: a relative change of at most n e^-700); chunks merge by
+ * log_stats.h's rule, shared with the device pass (cuda/stage.cu). */
 static void cyfes_block_stats(const double *logw, int64_t nblocks, const int64_t *edges, double *top,
                               int64_t *kept, double *lz, double *lz2, int threads) {
   for (int64_t b = 0; b < nblocks; ++b) {
