@@ -26,19 +26,6 @@ namespace cells {
 
 constexpr int THREADS = 256;
 
-// Doubles as integers that order the same way, for atomicMin / atomicMax (its own inverse).
-__host__ __device__ inline long long ordered(double v) {
-  long long b;
-  memcpy(&b, &v, sizeof b);
-  return b >= 0 ? b : b ^ 0x7fffffffffffffffLL;
-}
-inline double from_ordered(long long k) {
-  const long long b = k >= 0 ? k : k ^ 0x7fffffffffffffffLL;
-  double v;
-  memcpy(&v, &b, sizeof v);
-  return v;
-}
-
 __global__ void range_kernel(cufes_samples r, unsigned long long *kept, long long *lo, long long *hi) {
   double l[CUFES_MAX_DIM], u[CUFES_MAX_DIM];
   for (int d = 0; d < r.dim; ++d) {
@@ -200,7 +187,7 @@ inline unsigned blocks_for(int64_t work, int threads) {
   return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 ? 65535 : b));
 }
 
-// Pass 1: copies the samples (and per CV factor then period, read by the kernels from `fp`), finds the kept
+// Pass 1: copies the samples unless staged (and per CV factor then period, read by the kernels from `fp`), finds the kept
 // ones' range and the cell grid. Points r at the device copies.
 inline bool plan(cufes_samples &r, DeviceBuffer &x, DeviceBuffer &logw, DeviceBuffer &fp, cyfes_cell_grid &g,
                  int64_t &kept, Error &err) {
@@ -215,14 +202,17 @@ inline bool plan(cufes_samples &r, DeviceBuffer &x, DeviceBuffer &logw, DeviceBu
     both[dim + d] = r.period[d];
   }
   DeviceBuffer stats;
-  if (!upload(x, r.x, r.n * dim, err, "cudaMalloc(samples)") ||
-      !upload(logw, r.logw, r.n, err, "cudaMalloc(log-weights)") ||
+  const bool copy = !r.on_device;  // staged samples (cuda/stage.cu) are on the device already
+  if ((copy && (!upload(x, r.x, r.n * dim, err, "cudaMalloc(samples)") ||
+                !upload(logw, r.logw, r.n, err, "cudaMalloc(log-weights)"))) ||
       !upload(fp, both, 2 * dim, err, "cudaMalloc(scale factors)") ||
       !upload(stats, stat, 1 + 2 * dim, err, "cudaMalloc(ranges)"))
     return false;
   const double *period = r.period;
-  r.x = x.as<double>();
-  r.logw = logw.as<double>();
+  if (copy) {
+    r.x = x.as<double>();
+    r.logw = logw.as<double>();
+  }
   r.factor = fp.as<double>();
   r.period = fp.as<double>() + dim;
   long long *s = stats.as<long long>();

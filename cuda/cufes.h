@@ -56,7 +56,36 @@ typedef struct {
   double top;             /* log-weights are kept relative to this */
   double side;            /* wanted cell side (pre-scaled) */
   int64_t per_cell, cap;  /* at most one cell per per_cell kept samples and cap cells (src/cyfes/cell_grid.h) */
+  int on_device;          /* 1: x and logw are device pointers on the call's device (a cufes_staged's) */
 } cufes_samples;
+
+/* The passes over a call's per-sample inputs on the device that sums them, as src/cyfes/cpu_scan.h does them on
+ * the host: the samples and the bias (and weights) are copied once, checked there and their log-weights computed
+ * there; samples and log-weights stay on the device (cufes_staged) for the truncated sums that follow, which
+ * then copy nothing per sample. */
+typedef struct {
+  int device, dim;
+  int64_t n;
+  double *x;    /* device: n x dim samples, as given */
+  double *logw; /* device: n log-weights, bias / kT + log(weight); -inf for weight 0 */
+} cufes_staged;
+
+typedef struct {
+  int64_t bad_sample;                         /* flat index of the first non-finite coordinate; -1: none */
+  int64_t bad_bias, bad_weight, negative;     /* first non-finite bias or weight, first negative weight; -1: none */
+  int64_t positive;                           /* weights > 0 (n without weights) */
+  double lo[CUFES_MAX_DIM], hi[CUFES_MAX_DIM]; /* per CV the samples' range (when bad_sample < 0) */
+} cufes_scan;
+
+/* Stages x (n x dim, row-major), bias and weights (each may be NULL) on `device`: cyfes_scan_rows's and
+ * cyfes_log_weights's checks and results into scan, and per block [edges[b], edges[b + 1]) cyfes_block_stats's
+ * top, kept, lz and lz2 (meaningless when scan reports a bad value). staged: filled here, freed by cufes_unstage
+ * (also after a failure). */
+CUFES_API int cufes_stage(const double *x, int64_t n, int dim, const double *bias, const double *weights,
+                          double inv_kt, int64_t nblocks, const int64_t *edges, int device, cufes_staged *staged,
+                          cufes_scan *scan, double *top, int64_t *kept, double *lz, double *lz2, char *err,
+                          size_t errlen);
+CUFES_API void cufes_unstage(cufes_staged *staged);
 
 /* What the cell build found: samples kept, non-empty cells, log of their summed weight (relative to top). */
 typedef struct {

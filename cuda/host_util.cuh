@@ -11,6 +11,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace cufes_internal {
 
@@ -77,6 +78,19 @@ struct DeviceScope {
     if (previous >= 0) cudaSetDevice(previous);
   }
 };
+
+// Doubles as integers that order the same way, for atomicMin / atomicMax (its own inverse).
+__host__ __device__ inline long long ordered(double v) {
+  long long b;
+  memcpy(&b, &v, sizeof b);
+  return b >= 0 ? b : b ^ 0x7fffffffffffffffLL;
+}
+inline double from_ordered(long long k) {
+  const long long b = k >= 0 ? k : k ^ 0x7fffffffffffffffLL;
+  double v;
+  memcpy(&v, &b, sizeof v);
+  return v;
+}
 
 inline bool check_launch(Error &err, const char *what) {
   return err.cuda(cudaGetLastError(), what);

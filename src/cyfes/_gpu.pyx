@@ -27,6 +27,20 @@ cdef extern from "cufes.h" nogil:
         const double *period
         double top, side
         int64_t per_cell, cap
+        int on_device
+    ctypedef struct cufes_staged:
+        int device, dim
+        int64_t n
+        double *x
+        double *logw
+    ctypedef struct cufes_scan:
+        int64_t bad_sample, bad_bias, bad_weight, negative, positive
+        double lo[8]
+        double hi[8]
+    int cufes_stage(const double *x, int64_t n, int dim, const double *bias, const double *weights, double inv_kt,
+                    int64_t nblocks, const int64_t *edges, int device, cufes_staged *staged, cufes_scan *scan,
+                    double *top, int64_t *kept, double *lz, double *lz2, char *err, size_t errlen)
+    void cufes_unstage(cufes_staged *staged)
     ctypedef struct cufes_cells_info:
         int64_t kept, ncells
         double lall
@@ -154,17 +168,86 @@ def log_density(const real[:, ::1] samples, const real[::1] logw, const real[:, 
         _raise(err)
 
 
+cdef class Staged:
+    """A call's samples and log-weights held on one GPU (cufes_stage: checked and weighed there), for its truncated
+    sums; free() gives the memory back (so does garbage collection)."""
+    cdef cufes_staged s
+
+    def __cinit__(self):
+        self.s.x = NULL
+        self.s.logw = NULL
+        self.s.n = 0
+
+    def __dealloc__(self):
+        cufes_unstage(&self.s)
+
+    def free(self):
+        cufes_unstage(&self.s)
+
+    @property
+    def device(self):
+        return self.s.device
+
+
+def stage(const double[:, ::1] x, bias, weights, double inv_kt, const int64_t[::1] edges, int device=0):
+    """The host passes of cyfes._cpu (scan_rows, log_weights, block_stats) on one GPU, which keeps the samples and
+    log-weights: (staged, scan, stats) with scan = (bad_sample, bad_bias, bad_weight, negative, positive, lo, hi)
+    as those functions report them, and stats = (top, kept, log_z, log_z2) per block [edges[b], edges[b + 1])."""
+    import numpy as np
+    cdef char err[ERRLEN]
+    cdef int rc, d
+    cdef int64_t n = x.shape[0], nb = edges.shape[0] - 1
+    cdef int dim = x.shape[1]
+    cdef const double[::1] b, w
+    cdef const double *bp = NULL
+    cdef const double *wp = NULL
+    cdef cufes_scan scan
+    staged = Staged()
+    cdef Staged st = staged
+    if bias is not None:
+        b = bias
+        bp = &b[0] if n else NULL
+    if weights is not None:
+        w = weights
+        wp = &w[0] if n else NULL
+    if nb < 1 or dim < 1 or dim > 8 or (bias is not None and b.shape[0] != n) \
+            or (weights is not None and w.shape[0] != n):
+        raise ValueError("stage: bias, weights and blocks must match the samples (1 to 8 CVs)")
+    top, kept, lz, lz2 = np.empty(nb), np.empty(nb, dtype=np.int64), np.empty(nb), np.empty(nb)
+    cdef double[::1] t = top, a = lz, a2 = lz2
+    cdef int64_t[::1] k = kept
+    with nogil:
+        rc = cufes_stage(&x[0, 0] if n else NULL, n, dim, bp, wp, inv_kt, nb, &edges[0], device, &st.s, &scan,
+                         &t[0], &k[0], &a[0], &a2[0], err, ERRLEN)
+    if rc != 0:
+        st.free()
+        _raise(err)
+    lo = np.array([scan.lo[d] for d in range(dim)])
+    hi = np.array([scan.hi[d] for d in range(dim)])
+    found = (int(scan.bad_sample), int(scan.bad_bias), int(scan.bad_weight), int(scan.negative),
+             int(scan.positive), lo, hi)
+    return staged, found, (top, kept, lz, lz2)
+
+
 cdef cufes_samples _samples(const double[:, ::1] x, const double[::1] logw, int64_t lo, int64_t hi,
                            const double[::1] factor, const double[::1] period, double top, double side,
-                           int64_t per_cell, int64_t cap) except *:
+                           int64_t per_cell, int64_t cap, Staged staged, int device) except *:
+    """The block [lo, hi) of x and logw, or of their staged copies on `device` (logw may then be None)."""
     cdef cufes_samples s
     cdef int dim = x.shape[1]
-    if not (0 <= lo <= hi <= x.shape[0]) or logw.shape[0] != x.shape[0] or factor.shape[0] != dim \
-            or period.shape[0] != dim:
-        raise ValueError("truncated sum: samples, log-weights, factors and periods must match")
+    if not (0 <= lo <= hi <= x.shape[0]) or factor.shape[0] != dim or period.shape[0] != dim \
+            or (staged is None and (logw is None or logw.shape[0] != x.shape[0])) \
+            or (staged is not None and (staged.s.n != x.shape[0] or staged.s.dim != dim
+                                        or staged.s.device != device or staged.s.x == NULL)):
+        raise ValueError("truncated sum: samples, log-weights (or their staged copies), factors and periods must "
+                         "match")
     s.dim, s.n = dim, hi - lo
-    s.x = &x[lo, 0] if hi > lo else &x[0, 0]
-    s.logw = &logw[lo] if hi > lo else &logw[0]
+    if staged is not None:
+        s.x, s.logw, s.on_device = staged.s.x + lo * dim, staged.s.logw + lo, 1
+    else:
+        s.x = &x[lo, 0] if hi > lo else &x[0, 0]
+        s.logw = &logw[lo] if hi > lo else &logw[0]
+        s.on_device = 0
     s.factor, s.period = &factor[0], &period[0]
     s.top, s.side, s.per_cell, s.cap = top, side, per_cell, cap
     return s
@@ -174,15 +257,16 @@ def truncated_tiles(const double[:, ::1] x, const double[::1] logw, int64_t lo, 
                     const double[::1] factor, const double[::1] period, double top, double side, int64_t per_cell,
                     int64_t cap, double reach, double gap, const real[:, ::1] grid, const int64_t[::1] tile_start,
                     double tol, double[::1] out, double[::1] tile_bound, int64_t[::1] tile_pairs,
-                    int[::1] tile_status, int device=0):
+                    int[::1] tile_status, int device=0, Staged staged=None):
     """The truncated sum of cyfes._cpu.truncated_tiles on one GPU, which sorts samples [lo, hi) into cells itself
     (arguments as cyfes._cpu.build_cells), for the tiles of tile_start (row offsets into grid and out, which hold
     every tile); tile_status[t] != 0 marks a tile the caller must sum on the CPU (cuda/cufes.h says why).
+    staged: the samples and log-weights already on this GPU (stage()); logw may then be None.
     Returns (samples kept, non-empty cells, log of the cells' summed weight relative to top)."""
     cdef char err[ERRLEN]
     cdef int rc
     cdef int64_t ntiles = tile_start.shape[0] - 1
-    cdef cufes_samples s = _samples(x, logw, lo, hi, factor, period, top, side, per_cell, cap)
+    cdef cufes_samples s = _samples(x, logw, lo, hi, factor, period, top, side, per_cell, cap, staged, device)
     cdef cufes_truncation opt
     cdef cufes_cells_info info
     if grid.shape[1] != s.dim:
@@ -204,12 +288,13 @@ def truncated_tiles(const double[:, ::1] x, const double[::1] logw, int64_t lo, 
 
 def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int64_t hi, const double[::1] factor,
                 const double[::1] period, double top, double side, int64_t per_cell, int64_t cap, dtype,
-                int device=0):
-    """cyfes._cpu.build_cells on one GPU, copied back: the same tuple, the same cells."""
+                int device=0, Staged staged=None):
+    """cyfes._cpu.build_cells on one GPU, copied back: the same tuple, the same cells (of the staged copies of x
+    and logw when given)."""
     import numpy as np
     cdef char err[ERRLEN]
     cdef int rc
-    cdef cufes_samples s = _samples(x, logw, lo, hi, factor, period, top, side, per_cell, cap)
+    cdef cufes_samples s = _samples(x, logw, lo, hi, factor, period, top, side, per_cell, cap, staged, device)
     cdef cufes_cells_info info
     cdef int dim = s.dim
     cdef int64_t slots = max(cap, 64), n = max(s.n, 1)
