@@ -4,8 +4,8 @@
                                  [--tolerance 1e-6] [--method direct] [--sigma 0.1] [--repeats 3]
 
 The kernels are single C calls: the time inside the CPU extension's entry points (cell build, tile sums, direct
-sums) and the GPU's is measured by wrapping them; everything else is host work (validation, log-weights, ranges,
-casts and copies). The split is printed for the fastest of `repeats` calls.
+sums) and the GPU's (the passes over the samples and weights with their copies, tile sums) is measured by wrapping
+them; everything else is host work (validation, log-weights, ranges, casts and copies). The split is printed for the fastest of `repeats` calls.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import cyfes
 
 #: Entry points of the compiled modules that do the sums (the rest of a call is host work).
 KERNELS = {"cyfes._cpu": ("build_cells", "truncated_tiles", "log_density"),
-           "cyfes._gpu": ("log_density", "log_density_multi", "truncated_tiles", "binned_density")}
+           "cyfes._gpu": ("stage", "log_density", "log_density_multi", "truncated_tiles", "binned_density")}
 
 
 def _timed(fn: Callable[..., Any], name: str, spent: Dict[str, float]) -> Callable[..., Any]:

@@ -170,3 +170,72 @@ def test_pinned_host_locks_once_and_unlocks() -> None:
     assert outer.locked == []
     with gpu.PinnedHost([a]) as again:
         assert len(again.locked) == 1
+
+
+def _staged_inputs(rng: np.random.Generator, case: str):
+    """Samples, bias, weights and block edges for the staging tests, with the defect `case` names."""
+    n, dim = 50_000, 3
+    x = rng.normal(size=(n, dim))
+    bias = rng.normal(scale=40.0, size=n)
+    weights = rng.uniform(0.0, 2.0, size=n) if case in ("weights", "negative weight", "bad weight") else None
+    if weights is not None:
+        weights[::7] = 0.0
+    if case == "bad sample":
+        x[3001, 2], x[40_000, 0] = np.nan, np.inf
+    if case == "bad bias":
+        bias[[17, 20_000]] = [np.inf, np.nan]
+    if case == "bad weight":
+        weights[45_000] = np.nan
+    if case == "negative weight":
+        weights[[99, 30_000]] = -1.0
+    edges = np.array([0, 1, 20_000, 20_001, n], dtype=np.int64)  # blocks of one sample too
+    return x, bias, weights, edges
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", ["bias", "weights", "bad sample", "bad bias", "bad weight", "negative weight"])
+def test_gpu_stage_matches_the_host_passes(rng, case: str) -> None:
+    """The passes over samples and weights on the GPU (cuda/stage.cu) against the host's (cpu_scan.h, each checked
+    against numpy in test_inputs): the same first bad indices, ranges, positive count and block statistics; and the
+    staged samples and log-weights give the same cells as the host's arrays."""
+    import cyfes._cpu as cpu
+    from cyfes import _truncated
+    gpu = _backends._load_gpu()
+    x, bias, weights, edges = _staged_inputs(rng, case)
+    inv_kt = 1.0 / 2.494
+    staged, scan, stats = gpu.stage(x, bias, weights, inv_kt, edges, gpu_ids()[0])
+    lo, hi, bad = cpu.scan_rows(x)
+    logw, flags, positive = cpu.log_weights(bias, weights, inv_kt, len(x))
+    assert scan[:5] == (bad, *flags, positive)
+    if bad < 0:
+        np.testing.assert_array_equal(scan[5], lo)
+        np.testing.assert_array_equal(scan[6], hi)
+    if bad >= 0 or max(flags) >= 0:
+        return
+    top, kept, lz, lz2 = cpu.block_stats(logw, edges)
+    np.testing.assert_array_equal(stats[0], top)
+    np.testing.assert_array_equal(stats[1], kept)
+    np.testing.assert_allclose(stats[2], lz, rtol=1e-14)
+    np.testing.assert_allclose(stats[3], lz2, rtol=1e-14)
+    factor = _truncated.scaled_factor(np.full(3, 0.2))
+    per = np.zeros(3)
+    args = (20_000, len(x), factor, per, float(top[3]), 2.0, 16, 4096, np.float64)
+    want = cpu.build_cells(x, logw, *args)
+    got = gpu.build_cells(x, None, *args, device=gpu_ids()[0], staged=staged)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=0, atol=1e-12)  # log(weight): libm and CUDA may differ by an ulp
+    np.testing.assert_array_equal(got[2], want[2])
+    staged.free()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", ["bad sample", "bad bias", "bad weight", "negative weight"])
+def test_gpu_path_refuses_bad_inputs_as_the_cpu_does(rng, case: str) -> None:
+    """fes() on the GPU checks samples and weights on the GPU: the same error, word for word, as on the CPU."""
+    x, bias, weights, _ = _staged_inputs(rng, case)
+    messages = []
+    for device in ("cpu", "gpu"):
+        with pytest.raises(cyfes.InputError) as info:
+            cyfes.fes(x, 0.2, bias=bias, weights=weights, bins=10, device=device, blocks=2)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]

@@ -126,7 +126,10 @@ class _Problem:
 
     data: np.ndarray
     sigma: np.ndarray
-    logw: np.ndarray
+    #: The log-weights from the host's passes; None where the GPUs computed and keep them (see logw).
+    host_logw: Optional[np.ndarray]
+    #: bias and weights (float64 arrays or None) and kT, for the host's log-weights when first needed.
+    weight_inputs: Tuple[Optional[np.ndarray], Optional[np.ndarray], float]
     period: np.ndarray
     #: Explicit query points (M, D), or None for the regular grid of `axes`.
     explicit: Optional[np.ndarray]
@@ -144,6 +147,24 @@ class _Problem:
     #: Per CV the lowest and highest coordinate of the samples and the grid points together.
     joint_range: Tuple[np.ndarray, np.ndarray]
     stats: Dict[Tuple[int, int], _inputs.BlockStats]
+    #: The samples and log-weights held on the GPUs for the truncated sum (None: nothing staged).
+    staged: Optional[_gpu_truncated.Staged] = None
+
+    def __enter__(self) -> "_Problem":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.staged is not None:
+            self.staged.free()
+
+    @functools.cached_property
+    def logw(self) -> np.ndarray:
+        """log w per sample on the host: from the host's passes, else computed on first use (the GPU's truncated
+        sum never asks; the CPU's sums and fallbacks do)."""
+        if self.host_logw is not None:
+            return self.host_logw
+        bias, weights, kT = self.weight_inputs
+        return _inputs.log_weights(bias, weights, len(self.data), kT)
 
     @functools.cached_property
     def points(self) -> np.ndarray:
@@ -176,17 +197,41 @@ def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray, period: np.ndar
     return None, _inputs.regular_axes(bins, ranges, data, period, data_range)
 
 
-def _blocks(logw: np.ndarray, nblocks: int) -> Tuple[List[Tuple[int, int]], Dict[Tuple[int, int], _inputs.BlockStats]]:
-    """[lo, hi) of each block (np.array_split's split) and its statistics; a block with only zero weights is
-    refused up front."""
-    n = len(logw)
+def _block_ranges(n: int, nblocks: int) -> List[Tuple[int, int]]:
+    """[lo, hi) of each block: np.array_split's split."""
     sizes = [n // nblocks + (1 if k < n % nblocks else 0) for k in range(nblocks)]
     edges = np.cumsum([0] + sizes).tolist()
-    blocks = list(zip(edges[:-1], edges[1:]))
-    stats = _inputs.block_stats(logw, blocks)
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _block_stats(blocks: List[Tuple[int, int]], arrays: tuple) -> Dict[Tuple[int, int], _inputs.BlockStats]:
+    """Each block's statistics; a block with only zero weights is refused up front."""
+    stats = _inputs.stats_of(blocks, *arrays)
     if any(st.kept == 0 for st in stats.values()):
-        raise InputError(f"blocks: a block of samples has only zero weights; use fewer than {nblocks} blocks")
-    return blocks, stats
+        raise InputError(f"blocks: a block of samples has only zero weights; use fewer than {len(blocks)} blocks")
+    return stats
+
+
+def _stage_on(dev: _backends.Device, method: Any, tolerance: Any) -> Sequence[int]:
+    """The GPUs that take the passes over the samples and weights and keep them: those of a truncated sum on
+    GPUs (the default there; cuda/stage.cu). None (empty) for the CPU, the binned method or every pair, whose
+    kernels take cast or binned copies from the host."""
+    try:
+        truncated = method == "direct" and float(tolerance) > 0
+    except (TypeError, ValueError):
+        truncated = False  # _validate says what is wrong with it
+    return dev.ids if dev.kind != "cpu" and truncated else ()
+
+
+def _passes(data: np.ndarray, bias: Optional[np.ndarray], weights: Optional[np.ndarray], kT: float,
+            edges: np.ndarray, stage_on: Sequence[int]) -> Tuple[_inputs.Passes, Optional[_gpu_truncated.Staged]]:
+    """The passes over the per-sample inputs: on the GPUs `stage_on`, which keep the samples and log-weights,
+    else on the host."""
+    if not stage_on:
+        return _inputs.host_passes(data, bias, weights, kT, edges), None
+    staged = _gpu_truncated.stage(data, bias, weights, kT, edges, stage_on)
+    bad, bad_bias, bad_weight, negative, positive, lo, hi = staged.scan
+    return _inputs.Passes(bad, lo, hi, (bad_bias, bad_weight, negative, positive), None, staged.stats), staged
 
 
 def _tolerance(value: Any) -> float:
@@ -201,28 +246,48 @@ def _tolerance(value: Any) -> float:
 
 def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: float, units: str, grid: Any,
               bins: Any, ranges: Any, periodic: Any, blocks: int, precision: str,
-              names: Optional[Sequence[str]], tolerance: Any, method: str) -> _Problem:
+              names: Optional[Sequence[str]], tolerance: Any, method: str, stage_on: Sequence[int] = ()) -> _Problem:
+    """Every argument checked, the cheap ones before any pass over the samples. stage_on: the GPUs that take
+    those passes (_stage_on); the problem then holds their copies (freed when its `with` block ends)."""
     kT = _units.kT(temperature, units)
-    scanned = _inputs.scanned_samples(samples)
-    data, data_range = scanned.data, (scanned.lo, scanned.hi)
+    data = _inputs.samples_array(samples)
     n, dim = data.shape
     sig = _inputs.sigma(sigma, dim)
-    logw = _inputs.log_weights(bias, weights, n, kT)
+    b, w = _inputs.weight_arrays(bias, weights, n)
     period = _inputs.periods(periodic, dim)
-    nblocks = _inputs.positive_int(blocks, "blocks", upper=n)
-    precision = _inputs.choice(precision, "precision", PRECISIONS)
+    block_ranges = _block_ranges(n, _inputs.positive_int(blocks, "blocks", upper=n))
+    dtype = np.float64 if _inputs.choice(precision, "precision", PRECISIONS) == "float64" else np.float32
     tol = _tolerance(tolerance)
     method = _inputs.choice(method, "method", METHODS)
     if names is not None and (isinstance(names, str) or not hasattr(names, "__len__") or len(names) != dim):
         raise InputError(f"names: expected a list of {dim} CV names, got {names!r}")
-    explicit, axes = _points(grid, bins, ranges, data, period, data_range)
-    dtype = np.float64 if precision == "float64" else np.float32
+    found, staged = _passes(data, b, w, kT, _inputs.block_edges(block_ranges), stage_on)
+    try:
+        return _checked(found, staged, data, sig, (b, w, kT), period, (grid, bins, ranges), block_ranges, dtype,
+                        tol, method)
+    except BaseException:
+        if staged is not None:
+            staged.free()
+        raise
+
+
+def _checked(found: _inputs.Passes, staged: Optional[_gpu_truncated.Staged], data: np.ndarray, sig: np.ndarray,
+             weighing: tuple, period: np.ndarray, where: tuple, block_ranges: List[Tuple[int, int]], dtype: type,
+             tol: float, method: str) -> _Problem:
+    """The problem from what the passes over the samples and weights found, and the checks that need it: the
+    samples' and weights' values, the grid (`where`: grid, bins, ranges; a default range is the data's), the
+    scaled range and the blocks' weights."""
+    n = len(data)
+    scanned = _inputs.checked_samples(data, found.bad_sample, found.lo, found.hi)
+    data_range = (scanned.lo, scanned.hi)
+    _inputs.check_weights(weighing[1], n, *found.weight_flags)
+    explicit, axes = _points(*where, data, period, data_range)
     joint = _inputs.joint_range(data_range, _inputs.points_range(explicit, axes))
     _inputs.check_scaled_range(*joint, sig, period, dtype)
-    block_ranges, stats = _blocks(logw, nblocks)
+    stats = _block_stats(block_ranges, found.block_arrays)
     zero = sum(st.kept for st in stats.values()) < n
-    return _Problem(data, sig, logw, period, explicit, axes, block_ranges, dtype, kT, tol, method, zero, data_range,
-                    joint, stats)
+    return _Problem(data, sig, found.logw, weighing, period, explicit, axes, block_ranges, dtype, weighing[2],
+                    tol, method, zero, data_range, joint, stats, staged)
 
 
 def _slices(count: int, parts: int) -> List[slice]:
@@ -310,7 +375,7 @@ def _direct(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCall
         count["total"] = count["total"] or len(tiles[0]) * len(pb.block_ranges)
         with np.errstate(invalid="ignore"):  # logaddexp(-inf, -inf)
             dens = _log_density(s, w, pts, scale, per, dev, tiles, tick)
-        _resolve(dens, pb, data, lw, top, dev)
+        _resolve(dens, pb, lo, hi, top, dev)
         dens += top  # in place: a pass over the points, no copy
         log_dens.append(dens)
         log_z.append(pb.stats[lo, hi].log_z)
@@ -350,13 +415,13 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
             res = _truncated.cpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
                                              pb.dtype, pb.tolerance, dev.threads, parts, tick)
         else:  # one call per block: the GPUs take every tile at once
-            res = _gpu_truncated.gpu_log_density(pb.data, pb.logw, lo, hi, top, grid, tiles, pb.sigma, pb.period,
-                                                 pb.dtype, pb.tolerance, dev.ids, _backends.cpu_threads(None))
+            res = _gpu_truncated.gpu_log_density(pb.data, lambda: pb.logw, lo, hi, top, grid, tiles, pb.sigma,
+                                                 pb.period, pb.dtype, pb.tolerance, dev.ids,
+                                                 _backends.cpu_threads(None), pb.staged)
             for _ in parts or ():
                 tick()
         dens = _truncated.from_tile_order(res.log_density, tiles)
-        data, kept = _block_samples(pb, lo, hi)
-        _resolve(dens, pb, data, kept, top, dev)
+        _resolve(dens, pb, lo, hi, top, dev)
         dens += top  # in place: a pass over the points, no copy
         log_dens.append(dens)
         log_z.append(res.log_z + top)
@@ -419,12 +484,13 @@ def _unresolved(dens: np.ndarray, dtype: Any, count: int) -> np.ndarray:
         return ~((dens <= math.log(count) + 1.0) & (dens >= -RESOLVED[np.dtype(dtype)]))
 
 
-def _resolve(dens: np.ndarray, pb: _Problem, data: np.ndarray, logw: np.ndarray, top: float,
-             dev: _backends.Device) -> None:
+def _resolve(dens: np.ndarray, pb: _Problem, lo: int, hi: int, top: float, dev: _backends.Device) -> None:
     """Compute again in float64 on the CPU the points the kernel could not resolve (dens: relative to the top
-    log-weight `top`; logw: the block's own log-weights); -inf (F = +inf) where float64 cannot either."""
-    bad = _unresolved(dens, pb.dtype, len(data))
+    log-weight `top` of block [lo, hi)); -inf (F = +inf) where float64 cannot either."""
+    count = pb.stats[lo, hi].kept
+    bad = _unresolved(dens, pb.dtype, count)
     if bad.any() and (dev.kind != "cpu" or np.dtype(pb.dtype) != np.float64):
+        data, logw = _block_samples(pb, lo, hi)
         cpu = _backends.Device("cpu", threads=_backends.cpu_threads(None))
         f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
         pts = f64(pb.points[bad])
@@ -450,9 +516,9 @@ def log_kernel_sum(samples: Any, sigma: Any, *, grid: Any, bias: Any = None, wei
     the kernel sum that fes() turns into F (it normalises the kernel and divides by sum_j w_j), for callers that
     need the sum itself (CyFES 4.5's mode). Arguments as fes()'s."""
     dev = _backends.parse_device(device, None, None)
-    pb = _validate(samples, sigma, bias, weights, temperature, units, grid, None, None, periodic, 1, precision, None,
-                   tolerance, "direct")
-    return _logsumexp(_kernel_sums(pb, dev, None)[0].log_dens)
+    with _validate(samples, sigma, bias, weights, temperature, units, grid, None, None, periodic, 1, precision,
+                   None, tolerance, "direct", _stage_on(dev, "direct", tolerance)) as pb:
+        return _logsumexp(_kernel_sums(pb, dev, None)[0].log_dens)
 
 
 def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temperature: float = 300.0,
@@ -483,11 +549,11 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
     Every argument is checked before any work starts; a bad one raises InputError naming it.
     """
     dev = _backends.parse_device(device, devices, threads)
-    pb = _validate(samples, sigma, bias, weights, temperature, units, grid, bins, ranges, periodic, blocks,
-                   precision, names, tolerance, method)
-    if progress is not None and not callable(progress):
-        raise InputError(f"progress: expected a callable progress(done, total), got {progress!r}")
-    sums, estimate = _kernel_sums(pb, dev, progress)
+    with _validate(samples, sigma, bias, weights, temperature, units, grid, bins, ranges, periodic, blocks,
+                   precision, names, tolerance, method, _stage_on(dev, method, tolerance)) as pb:
+        if progress is not None and not callable(progress):
+            raise InputError(f"progress: expected a callable progress(done, total), got {progress!r}")
+        sums, estimate = _kernel_sums(pb, dev, progress)
     dens, log_z = sums.log_dens, sums.log_z
     norm = _log_gauss_norm(pb.sigma)
     values = np.subtract(float(_logsumexp(log_z)) - norm, _logsumexp(dens))  # -(log density): two passes in all

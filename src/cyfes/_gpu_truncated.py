@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -42,6 +42,43 @@ class _Pass:
     log_mass: List[float]
 
 
+class Staged:
+    """A call's samples and log-weights on each of its GPUs (cuda/stage.cu), and what the passes over them there
+    found: scan = (bad_sample, bad_bias, bad_weight, negative, positive, lo, hi) and per block (top, kept, log_z,
+    log_z2), as the host's passes (cyfes._cpu) report them. free() gives the GPUs' memory back."""
+
+    def __init__(self, handles: Dict[int, Any], scan: tuple, stats: tuple) -> None:
+        self.handles, self.scan, self.stats = handles, scan, stats
+
+    def on(self, device: int) -> Any:
+        return self.handles[device]
+
+    def free(self) -> None:
+        for handle in self.handles.values():
+            handle.free()
+
+
+def stage(data: np.ndarray, bias: Optional[np.ndarray], weights: Optional[np.ndarray], kT: float,
+          edges: np.ndarray, ids: Sequence[int]) -> Staged:
+    """Copies the samples and bias (and weights) to every GPU of `ids`, each of which checks them, computes the
+    log-weights and keeps both: the host reads no sample. The arrays are page-locked for the copies."""
+    gpu = _backends._load_gpu()
+    found: Dict[int, tuple] = {}
+
+    def work(dev: int, lo: int, hi: int) -> None:
+        found[dev] = gpu.stage(data, bias, weights, 1.0 / kT, edges, dev)
+
+    try:
+        with gpu.PinnedHost([a for a in (data, bias, weights) if a is not None], ids[0]):
+            _backends.each_gpu(ids, len(ids), work)
+    except BaseException:
+        for handle, _, _ in found.values():
+            handle.free()
+        raise
+    _, scan, stats = found[ids[0]]  # the same on every GPU
+    return Staged({dev: handle for dev, (handle, _, _) in found.items()}, scan, stats)
+
+
 def _rows_of(start: np.ndarray, which: np.ndarray) -> np.ndarray:
     """The grid rows of the tiles `which` (tile t is rows start[t]:start[t + 1]), tile after tile."""
     begin, end = start[which], start[which + 1]
@@ -51,8 +88,9 @@ def _rows_of(start: np.ndarray, which: np.ndarray) -> np.ndarray:
 
 
 def _gpu_pass(gpu: Any, samples: tuple, args: tuple, grid: np.ndarray, start: np.ndarray,
-              ids: Sequence[int]) -> _Pass:
-    """The tiles of `start` (offsets into grid), split over the GPUs; samples: the build_cells arguments."""
+              ids: Sequence[int], staged: Optional[Staged]) -> _Pass:
+    """The tiles of `start` (offsets into grid), split over the GPUs; samples: the build_cells arguments (of the
+    samples staged on each GPU when `staged` is given)."""
     ntiles = len(start) - 1
     res = _Pass(np.empty(len(grid)), np.zeros(ntiles), np.zeros(ntiles, dtype=np.int64),
                 np.zeros(ntiles, dtype=np.intc), [])
@@ -60,32 +98,37 @@ def _gpu_pass(gpu: Any, samples: tuple, args: tuple, grid: np.ndarray, start: np
 
     def work(dev: int, t0: int, t1: int) -> None:
         _, _, lall = gpu.truncated_tiles(*samples, first, FIRST_CUT_GAP, grid, start[t0:t1 + 1], tol, res.out,
-                                         res.bound[t0:t1], res.pairs[t0:t1], res.status[t0:t1], dev)
+                                         res.bound[t0:t1], res.pairs[t0:t1], res.status[t0:t1], dev,
+                                         None if staged is None else staged.on(dev))
         res.log_mass.append(lall)
 
     _backends.each_gpu(ids, ntiles, work)
     return res
 
 
-def gpu_log_density(data: np.ndarray, logw: np.ndarray, lo: int, hi: int, top: float, grid: np.ndarray,
-                    tiles: Tiles, sigma: np.ndarray, period: np.ndarray, dtype: type, tolerance: float,
-                    ids: Sequence[int], threads: int) -> Truncated:
-    """As _truncated.cpu_log_density, on the GPUs `ids`; `threads`: CPU threads for the points sent back."""
+def gpu_log_density(data: np.ndarray, logw: Callable[[], np.ndarray], lo: int, hi: int, top: float,
+                    grid: np.ndarray, tiles: Tiles, sigma: np.ndarray, period: np.ndarray, dtype: type,
+                    tolerance: float, ids: Sequence[int], threads: int, staged: Optional[Staged] = None) -> Truncated:
+    """As _truncated.cpu_log_density, on the GPUs `ids`; `threads`: CPU threads for the points sent back. logw():
+    the log-weights on the host (asked for only when the GPUs need a host copy or the CPU must sum points);
+    staged: the samples and log-weights already on the GPUs (stage())."""
     gpu = _backends._load_gpu()
-    x, lw64 = np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(logw, dtype=np.float64)
+    x = np.ascontiguousarray(data, dtype=np.float64)
+    lw64 = None if staged is not None else np.ascontiguousarray(logw(), dtype=np.float64)
     factor = scaled_factor(sigma)
     per = np.ascontiguousarray(period * factor)
     samples = (x, lw64, lo, hi, factor, per, float(top), CELL_SIDE, SAMPLES_PER_CELL, MAX_CELLS)
     args = (reach(tolerance), float(tolerance))
-    with gpu.PinnedHost([x[lo:hi], lw64[lo:hi]], ids[0]):  # every GPU copies the block: at the bus's speed
-        res = _gpu_pass(gpu, samples, args, grid, tiles.start, ids)
+    # every GPU copies the block unless staged: from page-locked memory, at the bus's speed
+    with gpu.PinnedHost([] if staged is not None else [x[lo:hi], lw64[lo:hi]], ids[0]):
+        res = _gpu_pass(gpu, samples, args, grid, tiles.start, ids, staged)
         left = np.flatnonzero(res.status)
         if left.size and grid.dtype != np.float64:
-            left = _float64_points(gpu, samples, args, grid, tiles, left, res, ids)
+            left = _float64_points(gpu, samples, args, grid, tiles, left, res, ids, staged)
     lall = res.log_mass[0] if res.log_mass else float(np.logaddexp.reduce(
-        sorted_cells(x, lw64, lo, hi, top, sigma, period, dtype, threads).arrays[3]))
+        sorted_cells(x, logw(), lo, hi, top, sigma, period, dtype, threads).arrays[3]))
     if left.size:  # tiles not settled even so: the CPU sums their points with running maxima
-        _host_points(x, lw64, lo, hi, top, sigma, period, dtype, threads, grid, tiles, left, args, res)
+        _host_points(x, logw(), lo, hi, top, sigma, period, dtype, threads, grid, tiles, left, args, res)
     return Truncated(res.out, float(res.bound.max(initial=0.0)), int(res.pairs.sum()), lall)
 
 
@@ -100,14 +143,14 @@ def _merge_points(res: _Pass, tiles: Tiles, left: np.ndarray, rows: np.ndarray, 
 
 
 def _float64_points(gpu: Any, samples: tuple, args: tuple, grid: np.ndarray, tiles: Tiles, left: np.ndarray,
-                    res: _Pass, ids: Sequence[int]) -> np.ndarray:
+                    res: _Pass, ids: Sequence[int], staged: Optional[Staged]) -> np.ndarray:
     """The points of the float32 tiles `left` summed again on the GPUs in float64, one point per tile: a point
     left unsettled because its sum fell out of float32's exp range below its largest cell bound (far from the
     data) is within float64's. The GPUs build their cells again in float64 (a few ms at 1e7 samples, against
     tens of ms for the CPU's build). Returns the tiles still not settled."""
     rows = _rows_of(tiles.start, left)
     sub = _gpu_pass(gpu, samples, args, np.ascontiguousarray(grid[rows], dtype=np.float64),
-                    np.arange(len(rows) + 1, dtype=np.int64), ids)
+                    np.arange(len(rows) + 1, dtype=np.int64), ids, staged)
     _merge_points(res, tiles, left, rows, sub.out, sub.bound, sub.pairs)
     owner = np.repeat(left, np.diff(tiles.start)[left])
     return np.unique(owner[sub.status != 0])

@@ -74,18 +74,30 @@ class Samples:
     hi: np.ndarray
 
 
-def scanned_samples(value: Any) -> Samples:
-    """The samples checked (shape, finiteness) and their per-CV range, in one threaded pass over them."""
+def samples_array(value: Any) -> np.ndarray:
+    """The samples as a C-ordered float64 (N, D) array, its shape checked (its values are checked by a pass over
+    them: scanned_samples here, or on the GPU)."""
     arr = _array(value, "samples") if not isinstance(value, np.ndarray) else value
     if arr.ndim == 1:
         arr = arr[:, None]
     arr = np.ascontiguousarray(_checked_array(arr, "samples", 2))
     if not 1 <= arr.shape[1] <= MAX_DIM:
         raise InputError(f"samples: expected 1 to {MAX_DIM} CVs (columns), got {arr.shape[1]}")
-    lo, hi, bad = _cpu().scan_rows(arr)
+    return arr
+
+
+def checked_samples(arr: np.ndarray, bad: int, lo: np.ndarray, hi: np.ndarray) -> Samples:
+    """Samples whose pass found `bad` (flat index of the first non-finite value, -1: none) and the range lo, hi."""
     if bad >= 0:
         raise _not_finite("samples", bad, arr.shape)
     return Samples(arr, lo, hi)
+
+
+def scanned_samples(value: Any) -> Samples:
+    """The samples checked (shape, finiteness) and their per-CV range, in one threaded pass over them."""
+    arr = samples_array(value)
+    lo, hi, bad = _cpu().scan_rows(arr)
+    return checked_samples(arr, bad, lo, hi)
 
 
 def samples(value: Any) -> np.ndarray:
@@ -122,20 +134,32 @@ def _per_sample_unchecked(value: Any, n: int, name: str) -> np.ndarray:
     return arr
 
 
-def log_weights(bias: Any, weights: Any, n: int, kT: float) -> np.ndarray:
-    """log w_j = V_j / kT + log(weight_j); samples of weight 0 get -inf (the caller drops them). One threaded pass
-    over both arrays, with their checks."""
+def weight_arrays(bias: Any, weights: Any, n: int) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """bias and weights as C-ordered float64 arrays of n values (or None), their values not yet checked."""
     b = _per_sample_unchecked(bias, n, "bias") if bias is not None else None
     w = _per_sample_unchecked(weights, n, "weights") if weights is not None else None
-    logw, (bad_bias, bad_weight, negative), positive = _cpu().log_weights(b, w, 1.0 / kT, n)
+    return b, w
+
+
+def check_weights(weights: Optional[np.ndarray], n: int, bad_bias: int, bad_weight: int, negative: int,
+                  positive: int) -> None:
+    """What a pass over bias and weights found (first bad indices, -1: none; weights > 0), as one error."""
     if bad_bias >= 0:
         raise _not_finite("bias", bad_bias, (n,))
     if bad_weight >= 0:
         raise _not_finite("weights", bad_weight, (n,))
     if negative >= 0:
-        raise InputError(f"weights: must be >= 0, found {w.min()!r}")
+        raise InputError(f"weights: must be >= 0, found {weights.min()!r}")
     if positive == 0:
         raise InputError("weights: all weights are zero")
+
+
+def log_weights(bias: Any, weights: Any, n: int, kT: float) -> np.ndarray:
+    """log w_j = V_j / kT + log(weight_j); samples of weight 0 get -inf (the caller drops them). One threaded pass
+    over both arrays, with their checks."""
+    b, w = weight_arrays(bias, weights, n)
+    logw, (bad_bias, bad_weight, negative), positive = _cpu().log_weights(b, w, 1.0 / kT, n)
+    check_weights(w, n, bad_bias, bad_weight, negative, positive)
     return logw
 
 
@@ -150,12 +174,46 @@ class BlockStats:
     log_z2: float
 
 
-def block_stats(logw: np.ndarray, blocks: Sequence[Tuple[int, int]]) -> Dict[Tuple[int, int], BlockStats]:
-    """BlockStats of each block [lo, hi) (contiguous, in order): one threaded pass over the log-weights."""
-    edges = np.array([blocks[0][0]] + [hi for _, hi in blocks], dtype=np.int64)
-    top, kept, lz, lz2 = _cpu().block_stats(np.ascontiguousarray(logw, dtype=np.float64), edges)
+@dataclass(frozen=True)
+class Passes:
+    """What the passes over the per-sample inputs found, on the host (host_passes) or on the GPUs (cuda/stage.cu):
+    the flat index of the first non-finite sample value (-1: none) and per CV the samples' range; the findings on
+    bias and weights (check_weights's arguments); the log-weights (None where the GPUs keep them); and per block
+    the arrays (top, kept, log_z, log_z2) of stats_of."""
+
+    bad_sample: int
+    lo: np.ndarray
+    hi: np.ndarray
+    weight_flags: Tuple[int, int, int, int]
+    logw: Optional[np.ndarray]
+    block_arrays: tuple
+
+
+def host_passes(data: np.ndarray, bias: Optional[np.ndarray], weights: Optional[np.ndarray], kT: float,
+                edges: np.ndarray) -> Passes:
+    """The host's threaded passes (cpu_scan.h): over the samples, over bias and weights, over the log-weights."""
+    cpu = _cpu()
+    lo, hi, bad = cpu.scan_rows(data)
+    logw, (bad_bias, bad_weight, negative), positive = cpu.log_weights(bias, weights, 1.0 / kT, len(data))
+    return Passes(bad, lo, hi, (bad_bias, bad_weight, negative, positive), logw, cpu.block_stats(logw, edges))
+
+
+def block_edges(blocks: Sequence[Tuple[int, int]]) -> np.ndarray:
+    """The edges of contiguous blocks [lo, hi), in order: lo of the first, then each hi."""
+    return np.array([blocks[0][0]] + [hi for _, hi in blocks], dtype=np.int64)
+
+
+def stats_of(blocks: Sequence[Tuple[int, int]], top: np.ndarray, kept: np.ndarray, lz: np.ndarray,
+             lz2: np.ndarray) -> Dict[Tuple[int, int], BlockStats]:
+    """BlockStats per block from the arrays of a pass (cyfes._cpu.block_stats, or the GPU's)."""
     return {blk: BlockStats(float(t), int(k), float(a), float(a2))
             for blk, t, k, a, a2 in zip(blocks, top, kept, lz, lz2)}
+
+
+def block_stats(logw: np.ndarray, blocks: Sequence[Tuple[int, int]]) -> Dict[Tuple[int, int], BlockStats]:
+    """BlockStats of each block [lo, hi) (contiguous, in order): one threaded pass over the log-weights."""
+    arrays = _cpu().block_stats(np.ascontiguousarray(logw, dtype=np.float64), block_edges(blocks))
+    return stats_of(blocks, *arrays)
 
 
 def periods(value: Optional[Sequence[Any]], dim: int) -> np.ndarray:
