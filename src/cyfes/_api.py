@@ -468,6 +468,8 @@ def _kish(stats: Dict[Tuple[int, int], _inputs.BlockStats]) -> float:
 
 def _check_mass(values: np.ndarray) -> None:
     """+inf points are documented (no mass float64 can represent); a surface of nothing else is an error."""
+    if np.isfinite(values.max()):  # one pass without a temporary: nothing to count
+        return
     empty = int(np.isinf(values).sum())
     if empty == len(values):
         raise InputError("sigma: every grid point is more than about 6.7e7 sigma from every sample (no mass in "
@@ -480,8 +482,11 @@ def _check_mass(values: np.ndarray) -> None:
 def _unresolved(dens: np.ndarray, dtype: Any, count: int) -> np.ndarray:
     """Points whose log density is NaN, impossibly high (weights are <= 1 after the shift, so at most
     log(count)) or too low for `dtype` to resolve 1 kT."""
+    high, low = math.log(count) + 1.0, -RESOLVED[np.dtype(dtype)]
+    if dens.size and low <= dens.min() and dens.max() <= high:  # two passes, no temporaries (NaN fails both)
+        return np.zeros(0, dtype=np.intp)
     with np.errstate(invalid="ignore"):
-        return ~((dens <= math.log(count) + 1.0) & (dens >= -RESOLVED[np.dtype(dtype)]))
+        return np.flatnonzero(~((dens <= high) & (dens >= low)))
 
 
 def _resolve(dens: np.ndarray, pb: _Problem, lo: int, hi: int, top: float, dev: _backends.Device) -> None:
@@ -489,7 +494,7 @@ def _resolve(dens: np.ndarray, pb: _Problem, lo: int, hi: int, top: float, dev: 
     log-weight `top` of block [lo, hi)); -inf (F = +inf) where float64 cannot either."""
     count = pb.stats[lo, hi].kept
     bad = _unresolved(dens, pb.dtype, count)
-    if bad.any() and (dev.kind != "cpu" or np.dtype(pb.dtype) != np.float64):
+    if bad.size and (dev.kind != "cpu" or np.dtype(pb.dtype) != np.float64):
         data, logw = _block_samples(pb, lo, hi)
         cpu = _backends.Device("cpu", threads=_backends.cpu_threads(None))
         f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
