@@ -369,6 +369,30 @@ def test_timed_parts_cover_every_tile_once_in_order() -> None:
     assert [hi - lo for lo, hi in seen] == [15, 60, 240, 685]
 
 
+@pytest.mark.parametrize("n", [0, 1, 1000, 200_003])  # 200,003: past the one-thread limit, an odd split
+def test_affine_range_against_numpy(rng, n) -> None:
+    """The surface's passes (one threaded loop: v = a + b v in place, the finite range, the others counted)
+    against numpy, with NaN and infinities among the values."""
+    from cyfes import _cpu
+
+    values = rng.normal(scale=50.0, size=n)
+    if n > 3:
+        values[rng.choice(n, size=3, replace=False)] = [np.nan, np.inf, -np.inf]
+    want = 2.5 + -0.75 * values
+    finite = want[np.isfinite(want)]
+    got = values.copy()
+    lo, hi, other = _cpu.affine_range(got, 2.5, -0.75)
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)  # NaN where NaN (a fused multiply-add may round once)
+    assert other == len(want) - len(finite)
+    big = np.finfo(float).max
+    assert (lo, hi) == pytest.approx((finite.min(), finite.max()) if len(finite) else (big, -big), rel=1e-15)
+    same = values.copy()
+    kept = values[np.isfinite(values)]
+    assert _cpu.affine_range(same, 2.5, -0.75, apply=False) == \
+        ((kept.min(), kept.max(), other) if len(kept) else (big, -big, 0))
+    np.testing.assert_array_equal(same, values)  # a range pass leaves the values as they are
+
+
 @pytest.mark.parametrize("shape, points", [((10, 7), 16), ((9, 10, 11), 8), ((6, 6, 5), None), ((5, 4, 3, 2), None),
                                            ((13,), None), ((8, 12), 16), ((4, 6, 8), 8)])
 def test_regular_tiles_against_a_stable_sort(rng, shape, points) -> None:

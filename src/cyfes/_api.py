@@ -376,7 +376,7 @@ def _direct(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCall
         with np.errstate(invalid="ignore"):  # logaddexp(-inf, -inf)
             dens = _log_density(s, w, pts, scale, per, dev, tiles, tick)
         _resolve(dens, pb, lo, hi, top, dev)
-        dens += top  # in place: a pass over the points, no copy
+        _affine(dens, top)  # in place: a pass over the points, no copy
         log_dens.append(dens)
         log_z.append(pb.stats[lo, hi].log_z)
         pairs += len(lw) * len(pts)
@@ -422,7 +422,7 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
                 tick()
         dens = _truncated.from_tile_order(res.log_density, tiles)
         _resolve(dens, pb, lo, hi, top, dev)
-        dens += top  # in place: a pass over the points, no copy
+        _affine(dens, top)  # in place: a pass over the points, no copy
         log_dens.append(dens)
         log_z.append(res.log_z + top)
         bound, pairs = max(bound, res.bound), pairs + res.pairs
@@ -466,11 +466,17 @@ def _kish(stats: Dict[Tuple[int, int], _inputs.BlockStats]) -> float:
     return float(np.exp(2 * _logsumexp(lz) - _logsumexp(lz2)))
 
 
-def _check_mass(values: np.ndarray) -> None:
-    """+inf points are documented (no mass float64 can represent); a surface of nothing else is an error."""
-    if np.isfinite(values.max()):  # one pass without a temporary: nothing to count
+def _affine(values: np.ndarray, a: float = 0.0, b: float = 1.0, apply: bool = True) -> Tuple[float, float, int]:
+    """values = a + b * values in place (a 1-D float64 array; unless `apply` is False), in one threaded pass that
+    also finds (lo, hi, other): the range of the finite values after it and the number of the others."""
+    return _backends._cpu().affine_range(values, a, b, apply)
+
+
+def _check_mass(values: np.ndarray, empty: int) -> None:
+    """+inf points (`empty` of them) are documented (no mass float64 can represent); a surface of nothing else is
+    an error."""
+    if not empty:
         return
-    empty = int(np.isinf(values).sum())
     if empty == len(values):
         raise InputError("sigma: every grid point is more than about 6.7e7 sigma from every sample (no mass in "
                          "float64); use a larger sigma or a grid over the data")
@@ -483,7 +489,8 @@ def _unresolved(dens: np.ndarray, dtype: Any, count: int) -> np.ndarray:
     """Points whose log density is NaN, impossibly high (weights are <= 1 after the shift, so at most
     log(count)) or too low for `dtype` to resolve 1 kT."""
     high, low = math.log(count) + 1.0, -RESOLVED[np.dtype(dtype)]
-    if dens.size and low <= dens.min() and dens.max() <= high:  # two passes, no temporaries (NaN fails both)
+    lo, hi, other = _affine(dens, apply=False)  # one threaded pass, no temporaries
+    if not other and low <= lo and hi <= high:
         return np.zeros(0, dtype=np.intp)
     with np.errstate(invalid="ignore"):
         return np.flatnonzero(~((dens <= high) & (dens >= low)))
@@ -561,9 +568,10 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
         sums, estimate = _kernel_sums(pb, dev, progress)
     dens, log_z = sums.log_dens, sums.log_z
     norm = _log_gauss_norm(pb.sigma)
-    values = np.subtract(float(_logsumexp(log_z)) - norm, _logsumexp(dens))  # -(log density): two passes in all
-    values *= pb.kT
-    _check_mass(values)
+    # F = -kT log density, in place over the sum of the blocks (one block: its row, used no more)
+    values = _logsumexp(dens)
+    low, _, empty = _affine(values, pb.kT * (float(_logsumexp(log_z)) - norm), -pb.kT)
+    _check_mass(values, empty)
     error = per_block = None
     if len(pb.block_ranges) > 1:
         per_block = -pb.kT * (dens - log_z[:, None] + norm)
@@ -571,7 +579,7 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
             error = per_block.std(axis=0, ddof=1) / math.sqrt(len(pb.block_ranges))
         error[np.isinf(per_block).any(axis=0)] = np.inf  # a block without mass there: no finite error bar
     if shift:
-        values -= values.min()
+        _affine(values, -low)
     shape = tuple(len(a) for a in pb.axes) if pb.axes is not None else (len(pb.points),)
     return FESResult(
         values=values.reshape(shape), axes=pb.axes, grid=pb.points if pb.axes is None else None,

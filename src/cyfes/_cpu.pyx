@@ -391,3 +391,23 @@ def from_tile_order(const double[::1] values, const int64_t[::1] shape, const in
         with nogil:
             cyfes_from_tile_order(&values[0], &shape[0], &side[0], cdim, &tile_start[0], cnt, &o[0], nt)
     return out
+
+
+# --- passes over a surface's values (point_pass.h) ----------------------------------------------------------
+cdef extern from "point_pass.h" nogil:
+    int64_t cyfes_affine_range(double *v, int64_t n, double a, double b, int apply, double *lo, double *hi,
+                               int threads)
+
+
+def affine_range(double[::1] values, double a=0.0, double b=1.0, bint apply=True, int threads=0):
+    """values = a + b * values in place (unless apply is False), in one threaded pass that also returns
+    (lo, hi, other): the lowest and highest finite value after it (1.797e308 / -1.797e308 when none) and the
+    number of non-finite ones."""
+    cdef double lo = 0.0, hi = 0.0
+    cdef int64_t other, n = values.shape[0]
+    cdef int nt = _grid_threads(n, threads)
+    if n == 0:
+        return np.finfo(np.float64).max, -np.finfo(np.float64).max, 0
+    with nogil:
+        other = cyfes_affine_range(&values[0], n, a, b, apply, &lo, &hi, nt)
+    return lo, hi, int(other)
