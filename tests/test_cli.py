@@ -246,7 +246,7 @@ def test_error_from_a_process_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([_script(), "fes", "bad.dat", "--sigma", "1", "-o", "x.dat"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [f"cyfes: error: bad.dat: line 2, column 2: 'four' is not a number"]
+    assert proc.stderr.splitlines() == ["cyfes: error: bad.dat: line 2, column 2: 'four' is not a number"]
     assert not (tmp_path / "x.dat").exists()
 
 

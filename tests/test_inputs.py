@@ -161,7 +161,8 @@ def test_log_weights_refuses_bad_values(bias: Any, weights: Any, message: str) -
 
 def test_block_stats_match_numpy_for_adversarial_weights() -> None:
     """Per block: top, kept, log sum w and log sum w^2 against numpy, with a +150 kT sample, weights of zero
-    (-inf) and every other weight e^-800 below the top (underflowing in exp)."""
+    (-inf) and every other weight e^-800 below the top (underflowing in exp); through the host's passes, the
+    log-weights from a bias (kT = 1) and zero weights."""
     rng = np.random.default_rng(5)
     logw = rng.normal(scale=3.0, size=30_000)
     logw[5] = 150.0
@@ -169,7 +170,10 @@ def test_block_stats_match_numpy_for_adversarial_weights() -> None:
     logw[10_500] = 0.0
     logw[rng.choice(30_000, 500, replace=False)] = -np.inf
     blocks = [(0, 10_000), (10_000, 20_000), (20_000, 30_000)]
-    stats = _inputs.block_stats(logw, blocks)
+    found = _inputs.host_passes(np.zeros((len(logw), 1)), np.where(np.isfinite(logw), logw, 0.0),
+                                np.isfinite(logw).astype(np.float64), 1.0, _inputs.block_edges(blocks))
+    np.testing.assert_array_equal(found.logw, logw)
+    stats = _inputs.stats_of(blocks, *found.block_arrays)
     for lo, hi in blocks:
         lw = logw[lo:hi][np.isfinite(logw[lo:hi])]
         top = lw.max()

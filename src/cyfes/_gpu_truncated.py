@@ -133,13 +133,15 @@ def gpu_log_density(data: np.ndarray, logw: Callable[[], np.ndarray], lo: int, h
 
 
 def _merge_points(res: _Pass, tiles: Tiles, left: np.ndarray, rows: np.ndarray, out: np.ndarray,
-                  bound: np.ndarray, pairs: np.ndarray) -> None:
+                  bound: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """Sums of the points `rows` (those of the tiles `left`, tile after tile) into res: their log densities, and
-    per tile the largest bound and the pairs (every pass's pairs count: they were all summed)."""
+    per tile the largest bound and the pairs (every pass's pairs count: they were all summed). Returns each
+    point's tile."""
     res.out[rows] = out
     owner = np.repeat(left, np.diff(tiles.start)[left])
     np.maximum.at(res.bound, owner, bound)
     np.add.at(res.pairs, owner, pairs)
+    return owner
 
 
 def _float64_points(gpu: Any, samples: tuple, args: tuple, grid: np.ndarray, tiles: Tiles, left: np.ndarray,
@@ -151,8 +153,7 @@ def _float64_points(gpu: Any, samples: tuple, args: tuple, grid: np.ndarray, til
     rows = _rows_of(tiles.start, left)
     sub = _gpu_pass(gpu, samples, args, np.ascontiguousarray(grid[rows], dtype=np.float64),
                     np.arange(len(rows) + 1, dtype=np.int64), ids, staged)
-    _merge_points(res, tiles, left, rows, sub.out, sub.bound, sub.pairs)
-    owner = np.repeat(left, np.diff(tiles.start)[left])
+    owner = _merge_points(res, tiles, left, rows, sub.out, sub.bound, sub.pairs)
     return np.unique(owner[sub.status != 0])
 
 

@@ -210,12 +210,6 @@ def stats_of(blocks: Sequence[Tuple[int, int]], top: np.ndarray, kept: np.ndarra
             for blk, t, k, a, a2 in zip(blocks, top, kept, lz, lz2)}
 
 
-def block_stats(logw: np.ndarray, blocks: Sequence[Tuple[int, int]]) -> Dict[Tuple[int, int], BlockStats]:
-    """BlockStats of each block [lo, hi) (contiguous, in order): one threaded pass over the log-weights."""
-    arrays = _cpu().block_stats(np.ascontiguousarray(logw, dtype=np.float64), block_edges(blocks))
-    return stats_of(blocks, *arrays)
-
-
 def periods(value: Optional[Sequence[Any]], dim: int) -> np.ndarray:
     """Per CV the period, 0 where the CV is not periodic."""
     if value is None:
