@@ -11,6 +11,9 @@ Tolerances, on F in units of kT (the kernels' own scale):
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from typing import Any, Dict
 
 import numpy as np
@@ -276,3 +279,21 @@ def test_effective_sample_size_from_the_block_sums(rng) -> None:
     res = cyfes.fes(samples, 0.5, bins=5, bias=bias, blocks=4, device="cpu", tolerance=0)
     w = np.exp((bias - bias.max()) / res.kT)
     assert res.ess == pytest.approx(w.sum() ** 2 / (w ** 2).sum(), rel=1e-12)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or _b.available_cpus() < 2,
+                    reason="needs Linux's /proc/self/task and two CPUs")
+def test_threads_one_starts_no_thread() -> None:
+    """threads=1 on the CPU: no pass of the call (the samples', the grid's, the kernel's, the surface's) starts an
+    OpenMP thread; counted in a fresh process, whose threads before the call include numpy's own."""
+    code = ("import os, numpy as np, cyfes\n"
+            "x = np.random.default_rng(1).normal(size=(2000, 2))\n"
+            "before = len(os.listdir('/proc/self/task'))\n"
+            "res = cyfes.fes(x, 0.1, bins=300, device='cpu', threads=1)\n"  # 90,000 points: past one-thread limits
+            "assert np.isfinite(res.values).any()\n"
+            "print(before, len(os.listdir('/proc/self/task')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert out.returncode == 0, out.stderr
+    before, after = map(int, out.stdout.split())
+    assert after == before

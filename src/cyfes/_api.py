@@ -376,7 +376,7 @@ def _direct(pb: _Problem, dev: _backends.Device, progress: Optional[ProgressCall
         with np.errstate(invalid="ignore"):  # logaddexp(-inf, -inf)
             dens = _log_density(s, w, pts, scale, per, dev, tiles, tick)
         _resolve(dens, pb, lo, hi, top, dev)
-        _affine(dens, top)  # in place: a pass over the points, no copy
+        _affine(dens, top, threads=dev.threads)  # in place: a pass over the points, no copy
         log_dens.append(dens)
         log_z.append(pb.stats[lo, hi].log_z)
         pairs += len(lw) * len(pts)
@@ -396,7 +396,7 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
     tiles = _tiles(pb, dev)
     factor = _truncated.scaled_factor(pb.sigma)
     if pb.axes is not None:
-        grid = _truncated.grid_in_tile_order(pb.axes, tiles, factor, pb.period, pb.dtype)
+        grid = _truncated.grid_in_tile_order(pb.axes, tiles, factor, pb.period, pb.dtype, dev.threads)
     else:
         grid = _truncated.in_tile_order(_truncated.scaled_points(pb.points, factor, pb.period), tiles, pb.dtype)
     # without a progress callback the parts are sized by time (fewer OpenMP regions, each ending in a barrier)
@@ -420,9 +420,9 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
                                                  _backends.cpu_threads(None), pb.staged)
             for _ in parts or ():
                 tick()
-        dens = _truncated.from_tile_order(res.log_density, tiles)
+        dens = _truncated.from_tile_order(res.log_density, tiles, dev.threads)
         _resolve(dens, pb, lo, hi, top, dev)
-        _affine(dens, top)  # in place: a pass over the points, no copy
+        _affine(dens, top, threads=dev.threads)  # in place: a pass over the points, no copy
         log_dens.append(dens)
         log_z.append(res.log_z + top)
         bound, pairs = max(bound, res.bound), pairs + res.pairs
@@ -466,10 +466,12 @@ def _kish(stats: Dict[Tuple[int, int], _inputs.BlockStats]) -> float:
     return float(np.exp(2 * _logsumexp(lz) - _logsumexp(lz2)))
 
 
-def _affine(values: np.ndarray, a: float = 0.0, b: float = 1.0, apply: bool = True) -> Tuple[float, float, int]:
+def _affine(values: np.ndarray, a: float = 0.0, b: float = 1.0, apply: bool = True,
+            threads: int = 0) -> Tuple[float, float, int]:
     """values = a + b * values in place (a 1-D float64 array; unless `apply` is False), in one threaded pass that
-    also finds (lo, hi, other): the range of the finite values after it and the number of the others."""
-    return _backends._cpu().affine_range(values, a, b, apply)
+    also finds (lo, hi, other): the range of the finite values after it and the number of the others. threads: a
+    CPU device's (0: OpenMP's default, as for GPU devices)."""
+    return _backends._cpu().affine_range(values, a, b, apply, threads)
 
 
 def _check_mass(values: np.ndarray, empty: int) -> None:
@@ -485,11 +487,11 @@ def _check_mass(values: np.ndarray, empty: int) -> None:
                       "F = +inf there", RuntimeWarning, stacklevel=3)
 
 
-def _unresolved(dens: np.ndarray, dtype: Any, count: int) -> np.ndarray:
+def _unresolved(dens: np.ndarray, dtype: Any, count: int, threads: int = 0) -> np.ndarray:
     """Points whose log density is NaN, impossibly high (weights are <= 1 after the shift, so at most
     log(count)) or too low for `dtype` to resolve 1 kT."""
     high, low = math.log(count) + 1.0, -RESOLVED[np.dtype(dtype)]
-    lo, hi, other = _affine(dens, apply=False)  # one threaded pass, no temporaries
+    lo, hi, other = _affine(dens, apply=False, threads=threads)  # one threaded pass, no temporaries
     if not other and low <= lo and hi <= high:
         return np.zeros(0, dtype=np.intp)
     with np.errstate(invalid="ignore"):
@@ -500,7 +502,7 @@ def _resolve(dens: np.ndarray, pb: _Problem, lo: int, hi: int, top: float, dev: 
     """Compute again in float64 on the CPU the points the kernel could not resolve (dens: relative to the top
     log-weight `top` of block [lo, hi)); -inf (F = +inf) where float64 cannot either."""
     count = pb.stats[lo, hi].kept
-    bad = _unresolved(dens, pb.dtype, count)
+    bad = _unresolved(dens, pb.dtype, count, dev.threads)
     if bad.size and (dev.kind != "cpu" or np.dtype(pb.dtype) != np.float64):
         data, logw = _block_samples(pb, lo, hi)
         cpu = _backends.Device("cpu", threads=_backends.cpu_threads(None))
@@ -508,7 +510,7 @@ def _resolve(dens: np.ndarray, pb: _Problem, lo: int, hi: int, top: float, dev: 
         pts = f64(pb.points[bad])
         tiles = _kernel_tiles(len(pts), len(data), 1, None, cpu)
         dens[bad] = _log_density(f64(data), f64(logw - top), pts, f64(1.0 / pb.sigma), f64(pb.period), cpu, tiles)
-        bad = _unresolved(dens, np.float64, len(data))
+        bad = _unresolved(dens, np.float64, len(data), dev.threads)
     dens[bad] = -np.inf
 
 
@@ -570,7 +572,7 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
     norm = _log_gauss_norm(pb.sigma)
     # F = -kT log density, in place over the sum of the blocks (one block: its row, used no more)
     values = _logsumexp(dens)
-    low, _, empty = _affine(values, pb.kT * (float(_logsumexp(log_z)) - norm), -pb.kT)
+    low, _, empty = _affine(values, pb.kT * (float(_logsumexp(log_z)) - norm), -pb.kT, threads=dev.threads)
     _check_mass(values, empty)
     error = per_block = None
     if len(pb.block_ranges) > 1:
@@ -579,7 +581,7 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
             error = per_block.std(axis=0, ddof=1) / math.sqrt(len(pb.block_ranges))
         error[np.isinf(per_block).any(axis=0)] = np.inf  # a block without mass there: no finite error bar
     if shift:
-        _affine(values, -low)
+        _affine(values, -low, threads=dev.threads)
     shape = tuple(len(a) for a in pb.axes) if pb.axes is not None else (len(pb.points),)
     return FESResult(
         values=values.reshape(shape), axes=pb.axes, grid=pb.points if pb.axes is None else None,

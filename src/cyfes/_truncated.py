@@ -75,7 +75,7 @@ class Tiles:
         shape, sides, _ = self._split()
         return np.array(shape, dtype=np.int64), np.array(sides, dtype=np.int64)
 
-    def to_matrix_order(self, values: np.ndarray) -> np.ndarray:
+    def to_matrix_order(self, values: np.ndarray, threads: int = 0) -> np.ndarray:
         """Per-point values in tile order, back in the grid's order (a regular grid's in one threaded pass, from
         the tile layout alone)."""
         if self.grid_shape is None:
@@ -84,7 +84,7 @@ class Tiles:
             return out
         cpu = importlib.import_module("cyfes._cpu")
         shape, sides = self._layout()
-        return cpu.from_tile_order(np.ascontiguousarray(values, dtype=np.float64), shape, sides, self.start)
+        return cpu.from_tile_order(np.ascontiguousarray(values, dtype=np.float64), shape, sides, self.start, threads)
 
 
 @dataclass
@@ -239,19 +239,21 @@ def timed_parts(count: int, run: Callable[[int, int], None], seconds: float = PA
 
 
 def grid_in_tile_order(axes: Sequence[np.ndarray], tiles: Tiles, factor: np.ndarray, period: np.ndarray,
-                       dtype: type) -> np.ndarray:
+                       dtype: type, threads: int = 0) -> np.ndarray:
     """The points of the regular grid `axes`, pre-scaled and wrapped as scaled_points, in the order of
-    regular_tiles(shape): each axis scaled once, then written point by point in one threaded pass (tile_order.h)."""
+    regular_tiles(shape): each axis scaled once, then written point by point in one threaded pass (tile_order.h;
+    threads 0: OpenMP's default)."""
     cpu = importlib.import_module("cyfes._cpu")
     columns = [scaled_points(np.asarray(axis, dtype=np.float64)[:, None], factor[d:d + 1], period[d:d + 1])[:, 0]
                for d, axis in enumerate(axes)]
     shape, sides = tiles._layout()
-    return cpu.grid_in_tile_order(np.ascontiguousarray(np.concatenate(columns)), shape, sides, tiles.start, dtype)
+    return cpu.grid_in_tile_order(np.ascontiguousarray(np.concatenate(columns)), shape, sides, tiles.start, dtype,
+                                  threads)
 
 
 def in_tile_order(points_scaled: np.ndarray, tiles: Tiles, dtype: type) -> np.ndarray:
     return np.ascontiguousarray(points_scaled[tiles.order], dtype=dtype)
 
 
-def from_tile_order(values: np.ndarray, tiles: Tiles) -> np.ndarray:
-    return tiles.to_matrix_order(values)
+def from_tile_order(values: np.ndarray, tiles: Tiles, threads: int = 0) -> np.ndarray:
+    return tiles.to_matrix_order(values, threads)
