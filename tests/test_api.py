@@ -267,6 +267,36 @@ def test_multi_gpu_truncated_far_grid_matches_one_gpu_and_the_reference(rng) -> 
     assert_close_f(got[finite], expected[finite], split.kT, "float32", bound=split.bound)
 
 
+@pytest.mark.gpu
+def test_multi_gpu_binned_matches_one_gpu_and_the_reference(rng, monkeypatch: pytest.MonkeyPatch) -> None:
+    """method="binned" on two GPUs (half the samples each, however few): within its estimate of the float64
+    reference, and the same surface as one GPU up to the order of the shares' sums."""
+    from cyfes import _binned
+    ids = gpu_ids()
+    if len(ids) < 2:
+        pytest.skip(f"needs 2 GPUs, found {len(ids)}")
+    monkeypatch.setattr(_binned, "GPU_SHARE", 1000)
+    shares = []
+
+    class Recorded(_binned._GpuNodes):  # the GPUs each block's node sums run on
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            shares.append(len(self.devices))
+
+    monkeypatch.setattr(_binned, "_GpuNodes", Recorded)
+    samples = rng.normal(scale=[1.0, 0.6], size=(40000, 2))
+    bias = rng.normal(scale=2.0, size=40000) * ref.KB["kJ/mol"] * 300.0
+    kw = dict(bias=bias, bins=(50, 40), method="binned", blocks=2, shift=False)
+    split = cyfes.fes(samples, 0.1, devices=ids[:2], **kw)
+    one = cyfes.fes(samples, 0.1, device=ids[0], **kw)
+    assert split.backend == f"cuda:{ids[0]},{ids[1]}"
+    assert shares == [2, 2, 1, 1]  # per block: both GPUs, then one
+    np.testing.assert_allclose(split.values, one.values, rtol=1e-12, atol=1e-9 * one.kT)
+    expected = ref.free_energy(samples, [0.1, 0.1], ref.regular_grid(split.axes), bias=bias, shift=False)
+    err = np.abs(split.values.ravel() - expected) / split.kT
+    assert err.max() <= split.error_estimate < 0.1
+
+
 def test_auto_device_picks_what_is_usable() -> None:
     res = cyfes.fes(np.linspace(0, 1, 50), 0.1, bins=5)
     assert res.backend.startswith("cuda" if gpu_ids() else "cpu")

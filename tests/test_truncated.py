@@ -187,11 +187,17 @@ def test_bin_linear_matches_numpy_bincount(rng, period) -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("gpus", [1, 2])
 @pytest.mark.parametrize("period", [(0.0, 0.0, 0.0), (2 * math.pi, 0.0, 3.0)], ids=["plain", "periodic"])
-def test_binned_gpu_node_sums_match_the_fft(rng, period) -> None:
-    """The GPU's node sums (atomic binning, direct convolution per CV) against the CPU's (binning in C, FFT) on the
-    same fine grid: two different convolutions for the same sums, equal up to the FFT's round-off."""
-    from cyfes import _binned, _inputs
+def test_binned_gpu_node_sums_match_the_fft(rng, period, gpus: int) -> None:
+    """The GPUs' node sums (atomic binning, direct convolution per CV; on two GPUs half the samples each, the
+    shares added) against the CPU's (binning in C, FFT) on the same fine grid: two different convolutions for the
+    same sums, equal up to the FFT's round-off."""
+    from cyfes import _backends, _binned, _inputs
+
+    ids = [d["id"] for d in _backends.gpu_devices()]
+    if len(ids) < gpus:
+        pytest.skip(f"needs {gpus} GPUs, found {len(ids)}")
 
     data = rng.normal(scale=[1.0, 0.5, 0.7], size=(30000, 3))
     per = np.asarray(period)
@@ -201,7 +207,7 @@ def test_binned_gpu_node_sums_match_the_fft(rng, period) -> None:
     sigma = np.array([0.25, 0.2, 0.3])
     fine = _binned._fine_grid(_inputs.column_range(data), sigma, per, sigma / 4)
     want = _binned._CpuNodes(data, logw, sigma)(fine)
-    got = _binned._GpuNodes(data, logw, sigma, 0)(fine)
+    got = _binned._GpuNodes(data, logw, sigma, ids[:gpus])(fine)
     assert got.shape == want.shape == fine.shape
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * want.max())
 

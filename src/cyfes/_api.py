@@ -430,15 +430,14 @@ def _truncated_sum(pb: _Problem, dev: _backends.Device, progress: Optional[Progr
 
 
 def _binned_sum(pb: _Problem, dev: _backends.Device) -> Tuple[_Densities, float]:
-    """Per block the binned estimate (on the first GPU, else numpy); points where it is unreliable get the direct
+    """Per block the binned estimate (on the GPUs, else numpy); points where it is unreliable get the direct
     (truncated) sum.
     Returns the densities and the estimated largest |dF| (kT)."""
     log_dens, log_z, bound, pairs, estimate = [], [], 0.0, 0, 0.0
     for lo, hi in pb.block_ranges:
         data, lw = _block_samples(pb, lo, hi)
         top = pb.stats[lo, hi].top
-        est = _binned.log_density(data, lw, pb.points, pb.sigma, pb.period,
-                                  gpu=dev.ids[0] if dev.kind != "cpu" else None)
+        est = _binned.log_density(data, lw, pb.points, pb.sigma, pb.period, dev.ids if dev.kind != "cpu" else ())
         dens = est.log_density + top
         bad = _binned.unreliable(est)
         if bad.size:
