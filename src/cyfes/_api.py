@@ -83,8 +83,7 @@ class FESResult:
         """All grid points as an (M, D) array, in the order of values.ravel()."""
         if self.grid is not None:
             return self.grid
-        mesh = np.meshgrid(*self.axes, indexing="ij")
-        return np.stack([m.ravel() for m in mesh], axis=1)
+        return _truncated.grid_rows(self.axes)
 
     def save(self, path: Union[str, Path], fmt: Optional[str] = None) -> Path:
         """Write to `path`; the format follows the extension (see cyfes.formats) unless `fmt` is given."""
@@ -169,16 +168,7 @@ class _Problem:
     @functools.cached_property
     def points(self) -> np.ndarray:
         """The (M, D) query points; a regular grid's are built on first use (its truncated sum needs only the axes)."""
-        return self.explicit if self.explicit is not None else _grid_points(self.axes)
-
-
-def _grid_points(axes: List[np.ndarray]) -> np.ndarray:
-    """The points of a regular grid in matrix order, written by broadcasting (no meshgrid copies)."""
-    dim = len(axes)
-    points = np.empty([len(a) for a in axes] + [dim])
-    for d, axis in enumerate(axes):
-        points[..., d] = axis.reshape([len(axis) if k == d else 1 for k in range(dim)])
-    return points.reshape(-1, dim)
+        return self.explicit if self.explicit is not None else _truncated.grid_rows(self.axes)
 
 
 def _points(grid: Any, bins: Any, ranges: Any, data: np.ndarray, period: np.ndarray,

@@ -135,15 +135,21 @@ def regular_tiles(shape: Sequence[int], points: Optional[int] = None) -> Tiles:
     sides = _tile_sides(shape, points)
     ntiles = [-(-n // s) for n, s in zip(shape, sides)]
     # per axis the extent of each tile (the last one may be short), then every combination in matrix order
-    # (written by broadcasting and outer products: np.prod over rows of 3 took 2 ms for 125,000 tiles)
+    # (by broadcasting and outer products: np.prod over rows of 3 took 2 ms for 125,000 tiles)
     per_axis = [np.minimum(s, n - s * np.arange(t, dtype=np.int64)) for n, s, t in zip(shape, sides, ntiles)]
-    dim = len(per_axis)
-    extent = np.empty(ntiles + [dim], dtype=np.int64)
-    for d, e in enumerate(per_axis):
-        extent[..., d] = e.reshape([len(e) if k == d else 1 for k in range(dim)])
     start = np.zeros(int(np.prod(ntiles)) + 1, dtype=np.int64)
     np.cumsum(functools.reduce(np.multiply.outer, per_axis).ravel(), out=start[1:])
-    return Tiles(start, extent.reshape(-1, dim), grid_shape=tuple(int(n) for n in shape))
+    return Tiles(start, grid_rows(per_axis, np.int64), grid_shape=tuple(int(n) for n in shape))
+
+
+def grid_rows(axes: Sequence[np.ndarray], dtype: Optional[type] = None) -> np.ndarray:
+    """Every combination of the axes' values as (M, D) rows in matrix order (dtype: the axes' common one unless
+    given), written by broadcasting (no meshgrid copies)."""
+    dim = len(axes)
+    rows = np.empty([len(a) for a in axes] + [dim], dtype=dtype or np.result_type(*axes))
+    for d, axis in enumerate(axes):
+        rows[..., d] = np.asarray(axis).reshape([len(axis) if k == d else 1 for k in range(dim)])
+    return rows.reshape(-1, dim)
 
 
 def point_tiles(scaled: np.ndarray) -> Tiles:
