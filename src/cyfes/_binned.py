@@ -32,8 +32,9 @@ SAFETY = 2.0
 #: The GPU's convolution sums neighbours within this many sigmas (the rest is below e^-72 of the peak).
 GPU_REACH_SIGMAS = 12.0
 #: Samples each GPU takes at least before a second one joins: every GPU convolves the whole fine grid and copies
-#: its share over its own bus. 2 x H200, 2-D, 500^2 points: 1e8 samples 1.62 s on one GPU, 1.18 s on two; 1e7
-#: (200^2): 0.17 s on one, 0.21 s on two.
+#: its share over its own bus. bench/bench_binned_gpus.py on 2 x H200, 2-D: 1e8 x 500^2 1.19x and 1.18x faster on
+#: two GPUs (two runs); 1e7 x 200^2 with the split forced 1.18x and 1.11x, but 0.8x in an earlier one-after-the-
+#: other timing. A conservative threshold until more runs settle where the split starts to pay.
 GPU_SHARE = 25_000_000
 
 
