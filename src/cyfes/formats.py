@@ -73,6 +73,8 @@ def read_grid(path: PathLike, fmt: Optional[str] = None) -> Grid:
         return parse_plumed_grid(text, str(p))
     if kind == "cube":
         return parse_cube(text, str(p))
+    if fmt is None and text.lstrip().startswith("#! FIELDS"):  # plumed sum_hills names its grid fes.dat
+        return parse_plumed_grid(text, str(p))
     return _parse_columns(text, str(p))
 
 
