@@ -7,6 +7,7 @@ import argparse
 import io
 import json
 import math
+import re
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -37,6 +38,10 @@ examples:
 exit status: 0 success, 2 bad input or command line, 1 other errors."""
 
 
+#: Command-line words that start with '-' but are coordinates.
+NEGATIVE_VALUE = re.compile(r"^-(\d|\.\d|pi)", re.IGNORECASE)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     from . import cli
     for name, text, run in (("basins", BASINS_DESCRIPTION, run_basins), ("path", PATH_DESCRIPTION, run_path)):
@@ -48,6 +53,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             if action.dest == "sigma":
                 action.required = False
         p.set_defaults(temperature=None, kt=None, run=run)
+        # coordinates such as -1.2,0.5 or -pi/2,0 are values, not options (argparse knows only plain numbers)
+        p._negative_number_matcher = NEGATIVE_VALUE
         p.add_argument("--min-depth", type=float, metavar="F", help="minima shallower than F (in --units) are "
                        "merged into a neighbouring basin (default 2 kT)")
         if name == "path":
