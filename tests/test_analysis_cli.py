@@ -101,3 +101,18 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(two_wells, tmp_path, c
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_fes_basins_prints_the_table_of_the_computed_surface(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(-1, 0.25, 2000), rng.normal(1, 0.3, 1000)])
+    rng.shuffle(x)
+    colvar = tmp_path / "COLVAR"
+    np.savetxt(colvar, np.column_stack([np.arange(len(x)), x]), header="FIELDS time d", comments="#! ")
+    assert cli.main(["fes", str(colvar), "--cv", "d", "--sigma", "0.1", "--bins", "81", "--range", "d=-2,2",
+                     "--blocks", "3", "--device", "cpu", "--basins", "--min-depth", "1.5"]) == 0
+    out = capsys.readouterr().out
+    res = cyfes.fes(x, 0.1, bins=81, ranges=[(-2, 2)], blocks=3, device="cpu", names=["d"])
+    from cyfes import analysis_cli
+    assert analysis_cli.basins_table(res, res.basins(1.5)) in out
+    assert cli.main(["fes", str(colvar), "--cv", "d", "--sigma", "0.1", "--basins", "--min-depth", "-2"]) == 2
