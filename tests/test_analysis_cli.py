@@ -116,3 +116,18 @@ def test_fes_basins_prints_the_table_of_the_computed_surface(tmp_path, capsys):
     from cyfes import analysis_cli
     assert analysis_cli.basins_table(res, res.basins(1.5)) in out
     assert cli.main(["fes", str(colvar), "--cv", "d", "--sigma", "0.1", "--basins", "--min-depth", "-2"]) == 2
+
+
+def test_plots_of_basins_and_path(two_wells, tmp_path):
+    pytest.importorskip("matplotlib")
+    _, grid = two_wells
+    assert cli.main(["basins", str(grid), "--plot", str(tmp_path / "b.png"), "-q"]) == 0
+    assert cli.main(["path", str(grid), "--from", "basin:0", "--to", "basin:1", "--plot", str(tmp_path / "p.svg"),
+                     "--csv", str(tmp_path / "p.csv"), "-q"]) == 0
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "p.svg").read_bytes()[:400]
+    one = FESResult(values=np.array([0.0, 9.0, 0.5, 9.0, 0.1]), axes=[np.arange(5.0)], grid=None, error=None,
+                    kT=1.0, units="kJ/mol", temperature=120.0, backend="t", precision="float64",
+                    sigma=np.array([0.1]), periodic=[None], n_samples=0).save(tmp_path / "one.npz")
+    assert cli.main(["basins", str(one), "--plot", str(tmp_path / "x.png"), "--csv", str(tmp_path / "x.csv")]) == 2
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.csv").exists()

@@ -62,6 +62,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--to", dest="end", required=True, metavar="X,Y", help="end: coordinates or basin:N")
             p.add_argument("--refine", action="store_true", help="relax the grid path as a zero-temperature string")
             p.add_argument("-o", "--output", metavar="FILE", help="write the path (CV columns, free_energy) as CSV")
+        p.add_argument("--plot", metavar="IMAGE", help="draw the basins' borders, minima" + (" and the path, with F "
+                       "along it" if name == "path" else "") + " on the 2-D surface (.png, .pdf, .svg; matplotlib)")
+        p.add_argument("--plot-max", type=float, metavar="F", help="top of the plot's colour scale, in --units")
         p.add_argument("--csv", metavar="FILE", help="write the table as CSV")
         p.add_argument("--json", metavar="FILE", help="write the table as JSON")
         p.add_argument("--force", action="store_true", help="replace an output that is a link, read-only or an input")
@@ -69,7 +72,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _targets(args: argparse.Namespace) -> List[str]:
-    return [p for p in (getattr(args, "output", None), args.csv, args.json) if p]
+    return [p for p in (getattr(args, "output", None), args.csv, args.json, args.plot) if p]
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Before reading or computing: the outputs may be written, and a plot can be drawn."""
+    if args.plot:
+        from . import plot
+        plot.image_format(args.plot)
+        plot.require_matplotlib()
+    _output.check_targets(_targets(args), args.inputs, args.force)
+
+
+def _picture(args: argparse.Namespace, result: Any, found: Any, path: Any = None) -> list:
+    if not args.plot:
+        return []
+    from . import analysis_plot
+    return [(args.plot, analysis_plot.answers_writer(result, args.plot, found, path, args.plot_max))]
 
 
 def surface(args: argparse.Namespace) -> Any:
@@ -149,14 +168,14 @@ def basins_table(result: Any, found: Any) -> str:
 
 
 def run_basins(args: argparse.Namespace) -> int:
-    _output.check_targets(_targets(args), args.inputs, args.force)
+    _check(args)
     result = surface(args)
     found = result.basins(args.min_depth)
     rows = _basin_rows(result, found)
     doc = {"units": result.units, "kT": result.kT, "min_depth": args.min_depth, "basins": rows}
     outputs = [(p, w) for p, w in ((args.csv, _csv_writer(rows) if args.csv else None),
                                    (args.json, _json_writer(doc) if args.json else None)) if p]
-    written = _output.write_all(outputs)
+    written = _output.write_all(outputs + _picture(args, result, found))
     if not args.quiet:
         print(basins_table(result, found))
         if written:
@@ -193,7 +212,7 @@ def path_summary(result: Any, found: Any) -> str:
 
 
 def run_path(args: argparse.Namespace) -> int:
-    _output.check_targets(_targets(args), args.inputs, args.force)
+    _check(args)
     result = surface(args)
     found = result.path(_end(args.start, result.dim, "--from"), _end(args.end, result.dim, "--to"),
                         args.min_depth, args.refine)
@@ -206,7 +225,7 @@ def run_path(args: argparse.Namespace) -> int:
     for path, writer in ((args.output, _csv_writer(rows)), (args.csv, _csv_writer(rows)), (args.json, _json_writer(doc))):
         if path:
             outputs.append((path, writer))
-    written = _output.write_all(outputs)
+    written = _output.write_all(outputs + _picture(args, result, result.basins(args.min_depth), found))
     if not args.quiet:
         print(path_summary(result, found))
         if written:
