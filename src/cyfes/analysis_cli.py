@@ -100,6 +100,11 @@ def surface(args: argparse.Namespace) -> Any:
     if args.sigma is None:
         if len(args.inputs) != 1:
             raise InputError("give one grid file, or --sigma to compute the surface of COLVAR files")
+        try:
+            formats.output_format(args.inputs[0])
+        except InputError:
+            raise InputError(f"{args.inputs[0]}: not a grid file (.grid, .fes, .dat, .txt, .csv, .cube, .npz); "
+                             "give --sigma to compute the surface of samples") from None
         return FESResult.read(args.inputs[0], temperature=args.temperature, units=args.units)
     args.temperature = 300.0 if args.temperature is None else args.temperature
     samples = cli.load_samples(args)

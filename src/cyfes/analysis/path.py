@@ -71,8 +71,8 @@ def _end_point(result: Any, end: Any, labels: np.ndarray, minima: Dict[int, int]
     cell = int(_grid.nearest_cells(result, point)[0])
     label = int(labels.ravel()[cell]) if cell >= 0 else -1
     if label < 0:
-        raise InputError(f"path: {name} = {tuple(point[0])} lies in no basin (outside the grid or where F is "
-                         "not finite)")
+        at = ", ".join(f"{v:g}" for v in point[0])
+        raise InputError(f"path: {name} = ({at}) lies in no basin (outside the grid or where F is not finite)")
     return label, minima[label]
 
 
