@@ -21,7 +21,7 @@ minima shallower than --min-depth merged into the basin across their lowest sadd
 F there, the basin's free energy -kT ln sum e^{-F/kT} dV, Delta F to the lowest basin with its block error
 (--blocks N on samples), its population and its depth.
 
-SURFACE_OR_INPUT is a grid file (PLUMED sum_hills grid, cyfes .grid/.dat/.csv/.npz/.cube), or with --sigma
+INPUT is a grid file (PLUMED sum_hills grid, cyfes .grid/.dat/.csv/.npz/.cube), or with --sigma
 one or more COLVAR files whose surface is computed first, with the options of `cyfes fes`."""
 
 PATH_DESCRIPTION = """\
@@ -44,8 +44,9 @@ NEGATIVE_VALUE = re.compile(r"^-(\d|\.\d|pi)", re.IGNORECASE)
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     from . import cli
-    for name, text, run in (("basins", BASINS_DESCRIPTION, run_basins), ("path", PATH_DESCRIPTION, run_path)):
-        p = sub.add_parser(name, help=text.splitlines()[0].rstrip(":"), description=text, epilog=EPILOG,
+    for name, text, run, short in (("basins", BASINS_DESCRIPTION, run_basins, "basins, their free energies and Delta F"),
+                                   ("path", PATH_DESCRIPTION, run_path, "minimum free energy path and barrier")):
+        p = sub.add_parser(name, help=short, description=text, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         cli._add_input_arguments(p)
         cli._add_estimate_arguments(p)
@@ -62,7 +63,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--to", dest="end", required=True, metavar="X,Y", help="end: coordinates or basin:N")
             p.add_argument("--refine", action="store_true", help="relax the grid path as a zero-temperature string")
             p.add_argument("-o", "--output", metavar="FILE", help="write the path (CV columns, free_energy) as CSV")
-        p.add_argument("--plot", metavar="IMAGE", help="draw the basins' borders, minima" + (" and the path, with F "
+        p.add_argument("--plot", metavar="IMAGE", help="draw the basins' borders and minima" + (", the path and F "
                        "along it" if name == "path" else "") + " on the 2-D surface (.png, .pdf, .svg; matplotlib)")
         p.add_argument("--plot-max", type=float, metavar="F", help="top of the plot's colour scale, in --units")
         p.add_argument("--csv", metavar="FILE", help="write the table as CSV")

@@ -6,6 +6,10 @@ writes files or prints.
     basins       every grid point in a basin; per basin its minimum, -kT ln(population), Delta F, block errors
     regions      Delta F between boxes, basins or any boolean function of the CVs; Delta F against time
     path         the minimum free energy path and barrier between two minima (grid minimax + string method)
+
+The functions minima, basins and path are named like their modules and, imported here, take those names in this
+package: `cyfes.analysis.basins` is the function; import a module's other names from it directly
+(`from cyfes.analysis.basins import point_labels`).
 """
 from __future__ import annotations
 
@@ -17,5 +21,4 @@ from .regions import DeltaFTrace, RegionDeltaF, delta_f, delta_f_of, delta_f_reg
 
 __all__ = ["kish", "silverman", "marginal", "weighted_block_error", "running", "delta_f", "delta_f_of",
            "delta_f_regions", "delta_f_trace", "region_mask", "RegionDeltaF", "DeltaFTrace", "minima", "Minimum",
-           "DEFAULT_DEPTH_KT", "basins", "Basins", "Basin", "basin_of", "path", "Path",
-           "_blocks_of", "_cv_index", "_lse"]
+           "DEFAULT_DEPTH_KT", "basins", "Basins", "Basin", "basin_of", "path", "Path"]

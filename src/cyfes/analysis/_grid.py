@@ -190,7 +190,7 @@ def watershed(values: np.ndarray, wrap: Sequence[bool]) -> Watershed:
     return Watershed(values.shape, flat, rank, parent, raw, minima, depth, saddle, into, tree, merges)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)  # basins then path on one surface; a few arrays of its size each
 def _cached(values_bytes: bytes, shape: Tuple[int, ...], wrap: Tuple[bool, ...]) -> Watershed:
     return watershed(np.frombuffer(values_bytes, dtype=np.float64).reshape(shape), wrap)
 
