@@ -228,3 +228,16 @@ def test_bad_surfaces_are_refused_in_one_line(tmp_path):
         FESResult.read(bad)
     with pytest.raises(cyfes.InputError, match="2 CVs"):
         surface(f.reshape(1, -1), [[0.0], x]).basin_of(np.zeros((3, 3)))
+
+
+def test_a_grid_over_part_of_a_period_does_not_wrap():
+    a = np.linspace(-1.0, 1.0, 41)  # a periodic CV (period 2 pi) gridded over [-1, 1] only
+    f = 10 * (a ** 2 - 0.5) ** 2  # minima at +-0.71, and a rise at both ends of the grid
+    f[0] = f[-1] = -1.0  # the ends are low: joined by the wrap they would be one basin
+    res = surface(f, [a], periodic=[2 * np.pi])
+    labels = res.basins(min_depth=0).labels
+    assert labels[0] != labels[-1]
+    # samples: the period's images fold onto the grid; beyond half a spacing past its ends they are outside
+    h = a[1] - a[0]
+    got = res.basin_of(np.array([-1 - 0.4 * h, -1 - 0.6 * h, 1 + 2 * np.pi - 0.4 * h, 0.0 + 4 * np.pi]), min_depth=0)
+    assert got.tolist() == [labels[0], -1, labels[-1], labels[20]]

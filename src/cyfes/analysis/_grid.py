@@ -37,7 +37,11 @@ def regular(result: Any, what: str) -> np.ndarray:
 
 
 def wraps(result: Any) -> List[bool]:
-    return [bool(p) for p in (result.periodic or [None] * result.dim)]
+    """Per CV: does the grid wrap? Only a periodic CV whose points span one whole period without repeating the
+    end (n * spacing = period, cyfes's and PLUMED's layout); a grid over part of a period has two real ends."""
+    periods = result.periodic or [None] * result.dim
+    return [bool(p) and len(a) > 1 and math.isclose(len(a) * spacing(a), float(p), rel_tol=1e-6)
+            for a, p in zip(result.axes, periods)]
 
 
 def neighbour_tables(shape: Tuple[int, ...], wrap: Sequence[bool]) -> List[np.ndarray]:
@@ -257,11 +261,10 @@ def nearest_cells(result: Any, samples: Any) -> np.ndarray:
     for d, axis in enumerate(result.axes):
         h, n = spacing(axis), len(axis)
         u = x[:, d] - axis[0]
-        if periods[d]:
-            u = np.mod(u, periods[d])
+        gap = float(periods[d]) - (n - 1) * h if periods[d] else -1.0
+        if gap >= 0:  # the period's images: the gap between the grid's ends is split at its middle
+            u = np.mod(u + gap / 2, float(periods[d])) - gap / 2
         k = np.rint(np.where(np.isfinite(u), u, 0) / h).astype(np.int64)
-        if periods[d]:
-            k[k >= n] = 0
         inside &= (k >= 0) & (k < n)
         idx[:, d] = np.clip(k, 0, n - 1)
     flat = np.ravel_multi_index(idx.T, shape) if len(x) else np.zeros(0, dtype=np.int64)
