@@ -54,9 +54,14 @@ def test_basins_from_samples_with_blocks(tmp_path, capsys):
     colvar = tmp_path / "COLVAR"
     np.savetxt(colvar, np.column_stack([np.arange(len(x)), x]), header="FIELDS time d", comments="#! ")
     assert cli.main(["basins", str(colvar), "--cv", "d", "--sigma", "0.1", "--bins", "121", "--range", "d=-2,2",
-                     "--blocks", "4", "--device", "cpu", "--json", str(tmp_path / "b.json"), "-q"]) == 0
-    want = cyfes.fes(x, 0.1, bins=121, ranges=[(-2, 2)], blocks=4, device="cpu").basins()
-    got = json.load(open(tmp_path / "b.json"))["basins"]
+                     "--blocks", "4", "--device", "cpu", "--json", str(tmp_path / "b.json"), "-q", "--trace"]) == 0
+    res = cyfes.fes(x, 0.1, bins=121, ranges=[(-2, 2)], blocks=4, device="cpu")
+    want = res.basins()
+    doc = json.load(open(tmp_path / "b.json"))
+    got = doc["basins"]
+    trace = res.delta_f_trace(0, 1)
+    assert doc["trace"]["samples"] == list(trace.samples)
+    assert doc["trace"]["delta_f"]["1"] == pytest.approx(trace.delta_f, rel=1e-12)
     assert len(got) == len(want) == 2
     assert got[1]["delta_f"] == pytest.approx(want[1].delta_f, rel=1e-9)
     assert got[1]["delta_f_error"] == pytest.approx(want[1].delta_f_error, rel=1e-9)

@@ -58,6 +58,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p._negative_number_matcher = NEGATIVE_VALUE
         p.add_argument("--min-depth", type=float, metavar="F", help="minima shallower than F (in --units) are "
                        "merged into a neighbouring basin (default 2 kT)")
+        if name == "basins":
+            p.add_argument("--trace", action="store_true", help="also Delta F of each basin from the first k of "
+                           "the --blocks N blocks of samples, k = 1..N (has it converged?)")
         if name == "path":
             p.add_argument("--from", dest="start", required=True, metavar="X,Y", help="start: coordinates or basin:N")
             p.add_argument("--to", dest="end", required=True, metavar="X,Y", help="end: coordinates or basin:N")
@@ -173,17 +176,39 @@ def basins_table(result: Any, found: Any) -> str:
     return "\n".join(lines) + f"\n(energies in {result.units}, kT = {result.kT:.6g})"
 
 
+def _trace(result: Any, found: Any) -> Dict[str, Any]:
+    """Delta F of each basin to basin 0 on the running surfaces (blocks 1..k)."""
+    if getattr(result, "block_values", None) is None:
+        raise InputError("--trace: needs a surface from samples with --blocks N (N > 1)")
+    runs = {b.label: result.delta_f_trace(0, b.label) for b in found if b.label}
+    samples = next(iter(runs.values())).samples if runs else ()
+    return {"samples": list(samples), "delta_f": {str(k): list(t.delta_f) for k, t in runs.items()}}
+
+
+def trace_table(trace: Dict[str, Any], units: str) -> str:
+    keys = list(trace["delta_f"])
+    lines = [f"{'samples':>10} " + " ".join(f"{'DeltaF ' + k:>12}" for k in keys) + f"   ({units}, to basin 0)"]
+    for i, n in enumerate(trace["samples"]):
+        lines.append(f"{n:>10} " + " ".join(f"{trace['delta_f'][k][i]:>12.4g}" for k in keys))
+    return "\n".join(lines)
+
+
 def run_basins(args: argparse.Namespace) -> int:
     _check(args)
     result = surface(args)
     found = result.basins(args.min_depth)
     rows = _basin_rows(result, found)
     doc = {"units": result.units, "kT": result.kT, "min_depth": args.min_depth, "basins": rows}
+    trace = _trace(result, found) if args.trace else None
+    if trace is not None:
+        doc["trace"] = trace
     outputs = [(p, w) for p, w in ((args.csv, _csv_writer(rows) if args.csv else None),
                                    (args.json, _json_writer(doc) if args.json else None)) if p]
     written = _output.write_all(outputs + _picture(args, result, found))
     if not args.quiet:
         print(basins_table(result, found))
+        if trace is not None:
+            print(trace_table(trace, result.units))
         if written:
             print("cyfes: wrote " + ", ".join(str(p) for p in written))
     return 0
