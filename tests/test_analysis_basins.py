@@ -191,6 +191,8 @@ def test_block_errors_are_the_standard_error_of_the_per_block_basin_values():
     assert b[0].error == pytest.approx(se(per[:, 0]), rel=1e-9)
     assert b[1].error == pytest.approx(se(per[:, 1]), rel=1e-9)
     assert b[1].delta_f_error == pytest.approx(se(per[:, 1] - per[:, 0]), rel=1e-9)
+    share = 1 / (1 + np.exp(-(per[:, 0] - per[:, 1]) / kT))  # basin 1's population in each block
+    assert b[1].population_error == pytest.approx(se(share), rel=1e-9)
     # the populations sampled: 2 to 1, so Delta F = kT ln 2 up to the kernel's smoothing and noise
     assert b[1].delta_f == pytest.approx(kT * math.log(2), abs=4 * b[1].delta_f_error + 0.05)
 

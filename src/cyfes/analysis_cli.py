@@ -132,7 +132,8 @@ def _basin_rows(result: Any, found: Any) -> List[Dict[str, Any]]:
         row: Dict[str, Any] = {"basin": b.label}
         row.update({n: v for n, v in zip(names, b.minimum)})
         row.update(minimum_free_energy=b.minimum_free_energy, free_energy=b.free_energy, error=b.error,
-                   delta_f=b.delta_f, delta_f_error=b.delta_f_error, population=b.population, points=b.points,
+                   delta_f=b.delta_f, delta_f_error=b.delta_f_error, population=b.population,
+                   population_error=b.population_error, points=b.points,
                    depth=b.depth)
         rows.append(row)
     return rows

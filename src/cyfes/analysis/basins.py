@@ -10,7 +10,8 @@ basin:
 
 With blocks (a surface from samples, blocks > 1) each of these is computed on every block's surface with the
 same assignment of points, and `error` / `delta_f_error` are the standard errors of the block values
-(std with ddof 1 over sqrt(blocks), as the surface's own error). Without blocks they are NaN.
+(std with ddof 1 over sqrt(blocks), as the surface's own error); `population_error` likewise. Without blocks
+they are NaN.
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ class Basin:
     population: float
     points: int
     depth: float
+    #: The population's block standard error (NaN without blocks).
+    population_error: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -96,20 +99,29 @@ def basins(result: Any, min_depth: Optional[float] = None) -> Basins:
     for b in range(count):
         raw = int(kept[order[b]])
         point = _lowest(ws.values, labels, b, int(ws.minima[raw]))
-        err = dferr = math.nan
+        err = dferr = perr = math.nan
         if per_block is not None:
             err = _grid.standard_error(per_block[:, b])
             dferr = _grid.standard_error(per_block[:, b] - per_block[:, 0]) if b else 0.0
+            perr = _grid.standard_error(_populations(per_block, kT)[:, b])
         records.append(Basin(b, _grid.coordinates(result, point), float(ws.values[point]), float(energy[b]), err,
                              float(energy[b] - energy[0]), dferr,
                              float(math.exp(-(energy[b] - total) / kT)), int(sizes[b]),
-                             float(ws.depth[raw])))
+                             float(ws.depth[raw]), perr))
     return Basins(tuple(records), labels.reshape(ws.shape))
 
 
 def _lowest(flat: np.ndarray, labels: np.ndarray, b: int, guess: int) -> int:
     """The basin's lowest point (its kept minimum; merged noise never lies lower, but a tie may)."""
     return guess if labels[guess] == b else int(np.flatnonzero(labels == b)[np.argmin(flat[labels == b])])
+
+
+def _populations(energies: np.ndarray, kT: float) -> np.ndarray:
+    """Per row (a block) each basin's share of the total weight, from the basins' free energies."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        rel = np.exp(-(energies - np.nanmin(np.where(np.isfinite(energies), energies, np.nan), axis=1,
+                                            keepdims=True)) / kT)
+    return rel / rel.sum(axis=1, keepdims=True)
 
 
 def _block_energies(result: Any, labels: np.ndarray, count: int) -> Optional[np.ndarray]:
