@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import cyfes
-from cyfes import analysis
 from cyfes._api import FESResult
 
 KT = 2.5

@@ -8,9 +8,7 @@ import io
 import json
 import math
 import re
-from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _output, formats
 from ._errors import InputError
