@@ -105,6 +105,67 @@ class FESResult:
         from . import plot
         return plot.plot_result(self, path, **options)
 
+    # Answers from the surface (cyfes.analysis; energies in the result's units, min_depth default 2 kT)
+    def minima(self, min_depth: Optional[float] = None) -> list:
+        """The local minima at least `min_depth` deep (coordinates, free_energy, depth), lowest first."""
+        from . import analysis
+        return analysis.minima(self, min_depth)
+
+    def basins(self, min_depth: Optional[float] = None) -> Any:
+        """Every grid point in a basin; per basin its minimum, free_energy, error, delta_f (analysis.basins)."""
+        from . import analysis
+        return analysis.basins(self, min_depth)
+
+    def basin_of(self, samples: Any, min_depth: Optional[float] = None) -> np.ndarray:
+        """Each sample's basin label by its nearest grid point (-1: off the grid or in no basin)."""
+        from . import analysis
+        return analysis.basin_of(self, samples, min_depth)
+
+    def delta_f_regions(self, a: Any, b: Any, min_depth: Optional[float] = None) -> Any:
+        """F(b) - F(a) for boxes, basin labels, functions of the CVs or masks, with its block error."""
+        from . import analysis
+        return analysis.delta_f_regions(self, a, b, min_depth)
+
+    def delta_f_trace(self, a: Any, b: Any, min_depth: Optional[float] = None) -> Any:
+        """F(b) - F(a) from the first k blocks of samples, k = 1..blocks (convergence)."""
+        from . import analysis
+        return analysis.delta_f_trace(self, a, b, min_depth)
+
+    def path(self, a: Any, b: Any, min_depth: Optional[float] = None, refine: bool = False) -> Any:
+        """The minimum free energy path from `a` to `b` (basin labels, minima or coordinates) and its barrier."""
+        from . import analysis
+        return analysis.path(self, a, b, min_depth, refine)
+
+    @classmethod
+    def read(cls, path: Union[str, Path], temperature: Optional[float] = None, units: Optional[str] = None,
+             fmt: Optional[str] = None) -> "FESResult":
+        """A surface from a grid file (any format cyfes.formats.read_grid reads), for the analyses. A .npz keeps
+        its temperature and units; other files take `temperature` (default 300 K) and `units` (default kJ/mol).
+        A PLUMED grid's periodic CV has the period of its points (no end point repeated)."""
+        from . import formats
+        grid = formats.read_grid(path, fmt)
+        saved = _npz_thermal(Path(path)) if formats.output_format(path, fmt) == "npz" else {}
+        temp = float(temperature if temperature is not None else saved.get("temperature", 300.0))
+        unit = units if units is not None else saved.get("units", "kJ/mol")
+        periods = saved.get("periods") or [len(a) * analysis._grid.spacing(a) if per else None
+                                           for a, per in zip(grid.axes, grid.periodic or [False] * len(grid.axes))]
+        return cls(values=np.asarray(grid.values, dtype=np.float64), axes=[np.asarray(a) for a in grid.axes],
+                   grid=None, error=grid.error, kT=_units.kT(temp, unit), units=unit, temperature=temp,
+                   backend="file", precision="float64", sigma=np.full(len(grid.axes), np.nan),
+                   periodic=list(periods), n_samples=0, names=list(grid.names))
+
+
+def _npz_thermal(path: Path) -> Dict[str, Any]:
+    with np.load(path, allow_pickle=False) as z:
+        out: Dict[str, Any] = {}
+        if "temperature" in z.files:
+            out["temperature"] = float(z["temperature"])
+        if "units" in z.files:
+            out["units"] = str(z["units"])
+        if "periodic" in z.files:
+            out["periods"] = [float(p) if np.isfinite(p) else None for p in z["periodic"]]
+        return out
+
 
 def _log_gauss_norm(sigma: np.ndarray) -> float:
     return float(-np.sum(np.log(sigma * math.sqrt(2 * math.pi))))
