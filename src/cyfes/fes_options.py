@@ -81,7 +81,8 @@ def check(args: argparse.Namespace) -> None:
         if args.blocks < 2:
             raise InputError("--plot-convergence: needs --running K or --blocks N")
         from . import plot
-        plot.check_plot_path(args.plot_convergence)
+        plot.image_format(args.plot_convergence)
+        plot.require_matplotlib()
 
 
 def finish(args: argparse.Namespace, result: Any) -> Any:
@@ -93,6 +94,13 @@ def finish(args: argparse.Namespace, result: Any) -> Any:
 def _running_name(path: str, k: int) -> str:
     p = Path(path)
     return str(p.with_name(f"{p.stem}_{k}{p.suffix}"))
+
+
+def output_names(args: argparse.Namespace) -> List[str]:
+    """The files these options add to the run's -o files: each running estimate's, then the convergence plot
+    (checked by the one writer's rules with the others, before any work)."""
+    names = [_running_name(path, k) for k in range(1, (args.running or 0) + 1) for path in args.output]
+    return names + ([args.plot_convergence] if args.plot_convergence else [])
 
 
 def _chunk_counts(result: Any) -> np.ndarray:
