@@ -66,16 +66,30 @@ def restore_signal_handlers(old: Dict[int, Any]) -> None:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM/SIGHUP back (delivered on exit): a commit or a cleanup is never cut in half."""
+    """Hold SIGINT/SIGTERM/SIGHUP back until the block ends: a commit or a cleanup is never cut in half.
+
+    Blocking them in the kernel is not enough: a signal that arrived just before is already queued for Python's
+    handler, which would raise KeyboardInterrupt at the next bytecode of the block. So the block also runs with
+    handlers that only record a signal, and each recorded one is raised again, to the real handler, at the end."""
     try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
     except (AttributeError, ValueError):  # not the main thread, or no pthread_sigmask: nothing to hold
         yield
         return
+    caught: List[int] = []
+    handlers: Dict[int, Any] = {}
     try:
+        for sig in _HELD:
+            if signal.getsignal(sig) is not None:  # None: a handler not set from Python, left alone
+                handlers[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        for sig in dict.fromkeys(caught):
+            if handlers[sig] is not signal.SIG_IGN:
+                signal.raise_signal(sig)
 
 
 def _unlink(path: str) -> None:
@@ -320,6 +334,10 @@ class Staging:
                 self.discard()
                 raise InputError(f"{done[-1][0].target}: cannot put the output in place: "
                                  f"{exc.strerror or exc}") from None
+            except BaseException:  # MemoryError and the like: the set still goes back as it was
+                _roll_back(done)
+                self.discard()
+                raise
             for _, backup in done:
                 if backup:
                     _unlink(backup)
