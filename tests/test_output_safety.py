@@ -141,6 +141,18 @@ def test_sum_hills_refuses_a_grid_over_the_file_size_limit_before_work(work: Pat
             "fes_0.dat: needs about", "file size limit", fsize=100_000)
 
 
+@pytest.mark.parametrize("command", ["sum_hills", "reweight"])
+def test_a_file_growing_past_the_file_size_limit_is_one_error(work: Path, command: str) -> None:
+    """A limit just under the file's real size passes the estimate before the work; the write then fails."""
+    argv = (SUM + ["--hills", "HILLS", "--bin", "2000", "--outfile", "out.dat"] if command == "sum_hills"
+            else REW[:-4] + ["--bin", "2000", "-f", "COLVAR", "-o", "out.dat"] + CPU)
+    assert cyfes(argv + ["-q"], work).returncode == 0
+    size = (work / "out.dat").stat().st_size
+    os.unlink(work / "out.dat")
+    (work / "out.dat").write_text("old")
+    refused(work, argv, "out.dat: ", "file size limit", fsize=size - 1)
+
+
 # ----------------------------------------------------------------------------------------------- reweight
 def test_reweight_never_writes_its_colvar(work: Path) -> None:
     for out, force in (("COLVAR", []), ("./COLVAR", ["--force"])):
@@ -245,6 +257,25 @@ def test_the_commit_refuses_a_target_that_became_an_input(tmp_path: Path) -> Non
         with pytest.raises(InputError, match="b.dat: is an input of this run"):
             staged.commit()
     assert sorted(tree(tmp_path)) == ["b.dat", "in.dat"] and (tmp_path / "in.dat").read_text() == "input"
+
+
+def test_a_worker_thread_writes_a_set_too(tmp_path: Path) -> None:
+    """Signal handlers can only be swapped in the main thread; elsewhere the commit still runs, all or none."""
+    import threading
+    errors: List[BaseException] = []
+
+    def work() -> None:
+        try:
+            _output.write_all([(tmp_path / "a.dat", lambda fh: fh.write(b"a")),
+                               (tmp_path / "b.dat", lambda fh: fh.write(b"b"))])
+        except BaseException as exc:  # reported to the main thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert errors == [] and tree(tmp_path) == {"a.dat": (tree(tmp_path)["a.dat"][0], b"a"),
+                                               "b.dat": (tree(tmp_path)["b.dat"][0], b"b")}
 
 
 def many_hills(path: Path, n: int) -> None:

@@ -21,6 +21,7 @@ import resource
 import signal
 import stat
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
@@ -78,8 +79,9 @@ def signals_held() -> Iterator[None]:
         return
     caught: List[int] = []
     handlers: Dict[int, Any] = {}
+    main = threading.current_thread() is threading.main_thread()  # only there can handlers be set (or run)
     try:
-        for sig in _HELD:
+        for sig in _HELD if main else ():
             if signal.getsignal(sig) is not None:  # None: a handler not set from Python, left alone
                 handlers[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
         yield
