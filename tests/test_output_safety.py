@@ -198,6 +198,8 @@ def test_fes_names_twice_and_empty(work: Path) -> None:
     refused(work, FES + ["COLVAR", "-o", "fes.dat", "-o", "fes_1.dat", "--running", "2"],
             "fes_1.dat: named twice as an output")
     refused(work, FES + ["COLVAR", "-o", ""], "-o: an empty file name")
+    refused(work, FES + ["COLVAR", "-o", "fes.dat", "--running", "100000000"],
+            "--running: at most 100000 estimates")
     (work / "a.dat").write_text("old")
     os.link(work / "a.dat", work / "b.dat")
     refused(work, FES + ["COLVAR", "-o", "a.dat", "-o", "b.dat"], "b.dat: the same output file as a.dat")

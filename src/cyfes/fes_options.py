@@ -96,9 +96,15 @@ def _running_name(path: str, k: int) -> str:
     return str(p.with_name(f"{p.stem}_{k}{p.suffix}"))
 
 
+#: Most --running estimates: each is a file per -o, and their names are all checked before the inputs are read.
+MAX_RUNNING = 100_000
+
+
 def output_names(args: argparse.Namespace) -> List[str]:
     """The files these options add to the run's -o files: each running estimate's, then the convergence plot
     (checked by the one writer's rules with the others, before any work)."""
+    if args.running is not None and args.running > MAX_RUNNING:
+        raise InputError(f"--running: at most {MAX_RUNNING} estimates (a file each), got {args.running}")
     names = [_running_name(path, k) for k in range(1, (args.running or 0) + 1) for path in args.output]
     return names + ([args.plot_convergence] if args.plot_convergence else [])
 
