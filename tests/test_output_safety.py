@@ -290,20 +290,21 @@ def _count(work: Path, suffix: str) -> int:
     return sum(1 for name in os.listdir(work) if name.endswith(suffix))
 
 
-def _interrupt_when(work: Path, proc: subprocess.Popen, ready: Callable[[int, int], bool]) -> None:
-    """Send SIGINT once ready(staged so far, most staged seen) holds, polling the directory's temporary files."""
+def _interrupt_when(work: Path, proc: subprocess.Popen, ready: Callable[[int, int], bool], sig: int) -> None:
+    """Send `sig` once ready(staged so far, most staged seen) holds, polling the directory's temporary files."""
     most = 0
     while proc.poll() is None:
         staged = _count(work, ".part")
         most = max(most, staged)
         if ready(staged, most):
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             return
         time.sleep(0.0005)
 
 
-@pytest.mark.parametrize("when", ["staging", "commit"])
-def test_sigint_leaves_every_new_member_or_none(tmp_path: Path, when: str) -> None:
+@pytest.mark.parametrize("when, sig", [("staging", signal.SIGINT), ("commit", signal.SIGINT),
+                                       ("commit", signal.SIGTERM)])
+def test_a_signal_leaves_every_new_member_or_none(tmp_path: Path, when: str, sig: int) -> None:
     n = 1000
     many_hills(tmp_path / "HILLS", n)
     for k in range(n + 1):
@@ -313,19 +314,22 @@ def test_sigint_leaves_every_new_member_or_none(tmp_path: Path, when: str) -> No
                             "--bin", "8", "-q"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     if when == "staging":  # half the members staged
-        _interrupt_when(tmp_path, proc, lambda staged, most: staged >= n // 2)
+        _interrupt_when(tmp_path, proc, lambda staged, most: staged >= n // 2, sig)
     else:  # the renames have begun: fewer temporary files than at the most
-        _interrupt_when(tmp_path, proc, lambda staged, most: most > n // 2 and staged < most)
+        _interrupt_when(tmp_path, proc, lambda staged, most: most > n // 2 and staged < most, sig)
     _, err = proc.communicate(timeout=120)
     members = _members(tmp_path)
     assert _count(tmp_path, ".part") == 0 and _count(tmp_path, ".old") == 0
     new = [name for name, body in members.items() if body != b"old"]
     assert len(members) == n + 1 and len(new) in (0, n + 1), (len(new), proc.returncode, err)
+    code = 128 + sig
     if when == "staging":
-        assert proc.returncode == 130 and err.strip() == "cyfes: error: interrupted", err
+        assert proc.returncode == code and err.strip() == "cyfes: error: interrupted", err
         assert tree(tmp_path) == before
-    elif proc.returncode == 130:  # the signal came while the renames ran: held until all were done
-        assert len(new) == n + 1
+    elif proc.returncode == code:  # the signal came while the renames ran: held until all were done
+        assert len(new) == n + 1 and len(err.splitlines()) == 1, err
+    else:  # the run had finished before the signal
+        assert (proc.returncode, err, len(new)) == (0, "", n + 1)
 
 
 def test_two_processes_writing_one_output_leave_one_complete_file(work: Path) -> None:
