@@ -372,9 +372,13 @@ def plan_grid(args: argparse.Namespace, samples: Samples) -> GridPlan:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Fail before reading or computing: unknown formats, missing or unwritable directories, paths that must not
-    be written (links, FIFOs, devices, read-only files, inputs: see cyfes._output), missing matplotlib."""
+    be written (links, FIFOs, devices, read-only files, inputs: see cyfes._output), --running members and the
+    convergence plot included, missing matplotlib."""
     if args.format and not args.output:
         raise InputError("--format: give an output file with -o")
+    for flag, names in (("-o", args.output), ("--plot", [args.plot]), ("--plot-convergence", [args.plot_convergence])):
+        if any(name is not None and not name.strip() for name in names):
+            raise InputError(f"{flag}: an empty file name")
     for path in args.output:
         formats.output_format(path, args.format)
     if args.plot:
@@ -383,7 +387,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
         plot.require_matplotlib()
         if args.plot_max is not None and not np.isfinite(args.plot_max):
             raise InputError(f"--plot-max: must be a finite number, got {args.plot_max}")
-    _output.check_targets(list(args.output) + ([args.plot] if args.plot else []), args.inputs, args.force)
+    from . import fes_options
+    _output.check_targets(list(args.output) + ([args.plot] if args.plot else []) + fes_options.output_names(args),
+                          args.inputs, args.force)
 
 
 #: Memory the plot of one grid point needs (matplotlib's contour paths and image), an estimate.
@@ -430,7 +436,7 @@ def write_outputs(result: Any, args: argparse.Namespace,
     if args.plot:
         from . import plot
         outputs.append((args.plot, plot.plot_writer(result, args.plot, vmax=args.plot_max)))
-    return _output.write_all(outputs)
+    return _output.write_all(outputs, args.inputs)
 
 
 def _summary(result: Any, written: Sequence[Path]) -> str:

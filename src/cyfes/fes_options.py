@@ -87,7 +87,8 @@ def check(args: argparse.Namespace) -> None:
         if args.blocks < 2:
             raise InputError("--plot-convergence: needs --running K or --blocks N")
         from . import plot
-        plot.check_plot_path(args.plot_convergence)
+        plot.image_format(args.plot_convergence)
+        plot.require_matplotlib()
 
 
 def finish(args: argparse.Namespace, result: Any) -> Any:
@@ -99,6 +100,19 @@ def finish(args: argparse.Namespace, result: Any) -> Any:
 def _running_name(path: str, k: int) -> str:
     p = Path(path)
     return str(p.with_name(f"{p.stem}_{k}{p.suffix}"))
+
+
+#: Most --running estimates: each is a file per -o, and their names are all checked before the inputs are read.
+MAX_RUNNING = 100_000
+
+
+def output_names(args: argparse.Namespace) -> List[str]:
+    """The files these options add to the run's -o files: each running estimate's, then the convergence plot
+    (checked by the one writer's rules with the others, before any work)."""
+    if args.running is not None and args.running > MAX_RUNNING:
+        raise InputError(f"--running: at most {MAX_RUNNING} estimates (a file each), got {args.running}")
+    names = [_running_name(path, k) for k in range(1, (args.running or 0) + 1) for path in args.output]
+    return names + ([args.plot_convergence] if args.plot_convergence else [])
 
 
 def _chunk_counts(result: Any) -> np.ndarray:
