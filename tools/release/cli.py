@@ -43,9 +43,15 @@ class Progress:
             print(f"[{time.monotonic() - self.start:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
+# Installed (tools/pyproject.toml) the package is cyfes_release and runs as `cyfes-release`; in a checkout it is
+# tools.release and runs as `python -m tools.release`.
+PROG = "python -m tools.release" if __package__ == "tools.release" else "cyfes-release"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.release", description="Build, repair, check and verify "
-                                "cyfes wheels and conda packages (configured by release.yaml).")
+    p = argparse.ArgumentParser(prog=PROG, description="Build, repair, check and verify wheels and conda "
+                                "packages whose libraries must resolve after install (configured by release.yaml).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument("--config", help=f"the release config (default: ./{CONFIG_NAME} when there is one)")
     sub = p.add_subparsers(dest="command")
     w = sub.add_parser("wheel", help="build, repair, fix and verify a wheel per Python")
@@ -70,6 +76,19 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--python", action="append", metavar="X.Y")
     k.add_argument("--strict", action="store_true")
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("cyfes-release")
+    except PackageNotFoundError:  # run from a checkout without installing tools/
+        return "(not installed)"
+
+
+def console_main() -> None:
+    """The `cyfes-release` entry point."""
+    sys.exit(main())
 
 
 class Interrupted(BaseException):

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import yaml
 
-from .conda.variants import VARIANTS
 from .errors import ConfigError, Problem
 from .layouts import WHEEL_SCHEMES
 from .targets import CUDA_FLAVOURS, DEFAULT_CUDA_FLAVOUR, CudaFlavour
-from .verify.smoke import SMOKE
+from .verify.program import SMOKE
 
-CONDA_VARIANTS = tuple(v.tag for v in VARIANTS)
+# conda/variants.py's tags, spelled from the same table (importing it would pull in the CUDA toolchain finder)
+CONDA_VARIANTS = ("cpu",) + tuple(f.conda_tag for f in sorted(CUDA_FLAVOURS.values(), key=lambda f: f.toolkit))
 
 CONFIG_NAME = "release.yaml"
 CONFIG_MAX_BYTES = 1 << 20  # a release config is a page of text
