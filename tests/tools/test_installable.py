@@ -101,3 +101,20 @@ def test_installed_check_on_a_small_wheel(installed, tmp_path, needs_missing):
     if needs_missing:
         assert ("libgone.so", "missing", f"0/{n}") in lines
         assert any("needs libgone.so, not found after install" in f["message"] for f in report["findings"])
+
+
+def test_config_imports_neither_conda_nor_the_smoke_runner():
+    """release.yaml's model names the conda variants and the smoke program without importing what builds or runs
+    them (the toolchain finder, zstd): checked in a fresh interpreter, from the checkout."""
+    probe = ("import tools.release.config as c; from tools.release.conda.variants import VARIANTS; "
+             "from tools.release.verify.smoke import SMOKE; "
+             "print(c.CONDA_VARIANTS == tuple(v.tag for v in VARIANTS) and c.DEFAULT_SMOKE == SMOKE)")
+    fresh = subprocess.run([sys.executable, "-c", "import json, sys, tools.release.config; print(json.dumps(sorted("
+                            "m for m in sys.modules if m.startswith('tools.release'))))"], capture_output=True,
+                           text=True, cwd=ROOT, timeout=60)
+    loaded = set(json.loads(fresh.stdout))
+    assert "tools.release.config" in loaded
+    assert not loaded & {"tools.release.conda.variants", "tools.release.verify.smoke", "tools.release.toolchain.cuda",
+                         "tools.release.conda.archive"}, loaded
+    same = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert same.stdout.strip() == "True", same.stderr
