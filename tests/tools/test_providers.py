@@ -173,6 +173,8 @@ def test_fix_adds_an_rpath_per_declared_provider(fixed, run_release):
         site = "" if site == "." else site + "/"
         assert got == {"libcublas.so.12": ("provided", f"{site}nvidia/cublas/lib/libcublas.so.12"),
                        "libcudart.so.12": ("provided", f"{site}nvidia/cuda_runtime/lib/libcudart.so.12")}, label
+    line = next(x for x in check["libraries"] if x["needed"] == "libcublas.so.12")
+    assert (line["status"], line["resolved"]) == ("provided", f"{len(check['layouts'])}/{len(check['layouts'])}")
     text = run_release("check", "--scheme", "venv", str(wheel)).stdout
     assert f"provided by nvidia-cublas-cu12 at {PLATLIB}/nvidia/cublas/lib" in text
 
@@ -232,3 +234,13 @@ def test_provider_wheel_flag_places_an_undeclared_table_entry(kpkg, run_release,
     assert report["rpath"][f"kpkg/_k{wf.EXT_SUFFIX}"]["new_rpath"][0] == "$ORIGIN/../nvidia/cublas/lib64"
     bad = run_release("check", "--provider-wheel", str(tmp_path / "nope.whl"), str(kpkg["wheel"]))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nope.whl" in bad.stderr
+
+
+def test_release_yaml_row_replaces_the_table_row(kpkg, run_release, tmp_path):
+    cfg = tmp_path / "release.yaml"
+    cfg.write_text("providers:\n  - {dist: NVIDIA_cublas.cu12, path: vendor/blas, libraries: [libcublas.so.12]}\n")
+    proc = run_release("--config", str(cfg), "check", "--json", "--scheme", "venv", str(kpkg["wheel"]))
+    (report,) = json.loads(proc.stdout)
+    res = {r["needed"]: r for r in report["resolutions"][f"venv-{wf.PY}"]}
+    assert res["libcublas.so.12"]["found"] == f"{PLATLIB}/vendor/blas/libcublas.so.12"
+    assert res["libcudart.so.12"]["found"] == f"{PLATLIB}/nvidia/cuda_runtime/lib/libcudart.so.12"  # table row kept
