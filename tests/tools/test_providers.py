@@ -244,3 +244,45 @@ def test_release_yaml_row_replaces_the_table_row(kpkg, run_release, tmp_path):
     res = {r["needed"]: r for r in report["resolutions"][f"venv-{wf.PY}"]}
     assert res["libcublas.so.12"]["found"] == f"{PLATLIB}/vendor/blas/libcublas.so.12"
     assert res["libcudart.so.12"]["found"] == f"{PLATLIB}/nvidia/cuda_runtime/lib/libcudart.so.12"  # table row kept
+
+
+# --- a provider already installed in the site-packages below --user ---------------------------------------------
+
+def _user_install_over_venv(kpkg, wheel: Path, tmp: Path) -> tuple[str, dict[str, str], Path]:
+    """A venv with --system-site-packages holding the providers, then `pip install --user` of the package: pip
+    finds the providers satisfied below and installs only the package into the user site."""
+    import subprocess
+    venv, user = tmp / "venv", tmp / "userbase"
+    subprocess.run([wf.base_python(), "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    py = str(venv / "bin" / "python")
+    pip = [py, "-m", "pip", "--disable-pip-version-check", "install", "-q", "--no-index", "--find-links",
+           str(kpkg["wheelhouse"])]
+    subprocess.run([*pip, "nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12"], check=True, capture_output=True,
+                   timeout=300)
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("PYTHONPATH", "LD_LIBRARY_PATH",
+                                                                          "PYTHONNOUSERSITE", "VIRTUAL_ENV")}
+    env["PYTHONUSERBASE"] = str(user)
+    proc = subprocess.run([*pip, "--user", str(wheel)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return py, env, user / "lib" / f"python{wf.PY}" / "site-packages"
+
+
+def test_user_install_over_a_venv_that_has_the_providers(fixed, kpkg, run_release, tmp_path):
+    """What check calls a limitation of the user scheme happens under real pip and the real loader: the fixed
+    wheel's RPATH looks beside the package, the providers sit in the venv's site-packages, the import fails, and
+    it works once the providers are preloaded."""
+    import subprocess
+    py, env, user_site = _user_install_over_venv(kpkg, fixed[0], tmp_path)
+    assert (user_site / "kpkg").is_dir() and not (user_site / "nvidia").exists()
+    plain = subprocess.run([py, "-c", SMOKE], capture_output=True, text=True, env=env, timeout=120)
+    assert plain.returncode != 0 and "libcublas.so.12: cannot open shared object file" in plain.stderr
+    preload = ("import ctypes, os, sys; site = next(p for p in sys.path if os.path.isdir(p + '/nvidia')); "
+               "[ctypes.CDLL(f'{site}/nvidia/{d}/lib/{n}', ctypes.RTLD_GLOBAL) for d, n in "
+               "(('cublas', 'libcublas.so.12'), ('cuda_runtime', 'libcudart.so.12'))]; " + SMOKE)
+    warm = subprocess.run([py, "-c", preload], capture_output=True, text=True, env=env, timeout=120)
+    assert warm.returncode == 0 and warm.stdout.strip() == "kpkg ok 24100", warm.stderr
+    proc, report = _check(run_release, fixed[0], "--scheme", "user", "--scheme", "venv")
+    assert proc.returncode == 0  # a limitation, said plainly; no RPATH can do better
+    limits = {(f["scheme"], f["message"].split(":")[0]) for f in report["findings"] if f["severity"] == "limitation"}
+    assert limits == {(f"user-{wf.PY}", "needs libcublas.so.12 from nvidia-cublas-cu12"),
+                      (f"user-{wf.PY}", "needs libcudart.so.12 from nvidia-cuda-runtime-cu12")}

@@ -98,10 +98,13 @@ def _layout_findings(artifact: Artifact, lay: InstallLayout, system: SystemLibra
     res = [_preloaded(r, lay, providers) for r in resolve_tree(tree, system)]
     for r in res:
         who = member_of.get(r.file, r.file)
-        if r.ok:
+        if r.ok and not (r.status == "provided" and lay.name in SHARED_SITE_SCHEMES):
             continue
         if r.status == "preloaded":
             findings.append(Finding(who, label, "problem", f"needs {r.needed}, {r.via}"))
+            continue
+        if r.status == "provided" and lay.name in SHARED_SITE_SCHEMES:
+            findings.append(Finding(who, label, "limitation", _elsewhere(r)))
         elif r.status == "missing" and r.needed in dropped:
             findings.append(Finding(dropped[r.needed], label, "limitation", f"not installed: {lay.dropped_reason}; "
                                     f"{who} cannot load it in this scheme"))
@@ -114,6 +117,20 @@ def _layout_findings(artifact: Artifact, lay: InstallLayout, system: SystemLibra
     flags = {p: flag_entries(p, o, tree) for p, o in tree.objects.items()}
     by_member = {placed[m]: m for m in artifact.elfs if placed.get(m)}
     return findings, res, {by_member[p]: fl for p, fl in flags.items()}, member_of
+
+
+# Schemes whose site-packages sits beside another one the interpreter also reads: `pip install --user` (the
+# system's or a --system-site-packages venv's site-packages). A provider already installed there is not installed
+# again next to the package, and an $ORIGIN-relative entry cannot reach a directory whose place is not fixed
+# relative to the package (the case auditwheel's maintainers warn of, pypa/auditwheel #552).
+SHARED_SITE_SCHEMES = ("user",)
+
+
+def _elsewhere(r: Resolution) -> str:
+    dist = r.via.rsplit(", from ", 1)[-1]
+    return (f"needs {r.needed} from {dist}: resolves only when pip installs {dist} into this same site-packages; "
+            f"if {dist} is already installed in the site-packages below it (the system's, or a venv's with "
+            f"--system-site-packages), pip skips it and {r.needed} loads only if preloaded")
 
 
 def _preloaded(r: Resolution, lay: InstallLayout, providers: Sequence[Provider]) -> Resolution:
