@@ -2,13 +2,16 @@
 
     python -m tools.release                      wheels + conda packages for every target, verified, one table
     python -m tools.release wheel [--python X.Y ...] [--strict]
-    python -m tools.release check ARTIFACT... [--json]
-    python -m tools.release fix WHEEL... -o DIR
+    python -m tools.release check ARTIFACT... [--json] [--provider-wheel W]
+    python -m tools.release fix WHEEL... -o DIR [--json] [--allow-problems] [--provider-wheel W]
     python -m tools.release verify ARTIFACT...
     python -m tools.release conda [--python X.Y ...]
 
-Exit codes: 0 ok; 1 check problems, a failed build or verification; 2 bad input (malformed archive, ELF or
-release.yaml; unknown Python with --strict): one line per problem, nothing written to the output directory.
+Installed from tools/ (tools/pyproject.toml) the same commands run as `cyfes-release ...`.
+
+Exit codes: 0 ok; 1 check problems, a failed build or verification, `fix` with a problem left (nothing written
+unless --allow-problems); 2 bad input (malformed archive, ELF or release.yaml; unknown Python with --strict): one
+line per problem, nothing written to the output directory.
 """
 from __future__ import annotations
 
@@ -149,11 +152,11 @@ def _provider_table(config: ReleaseConfig, wheels: Sequence[str]):
     """The provider table for one command: the built-in one, release.yaml's rows, then the rows read from
     --provider-wheel (each replaces the rows of its distribution)."""
     from .providers import CURRENT, ProviderWheel, normalize, rows_from_record, table
+    from .wheel.archive import read_wheel
     rows = [ProviderWheel(p.dist, p.path, p.libraries) for p in config.providers]
     problems: list = []
     for path in wheels:
         try:
-            from .wheel.archive import read_wheel
             w = read_wheel(path)
         except BadInputError as exc:
             problems += [dataclasses.replace(q, artifact=f"--provider-wheel {path}") if hasattr(q, "artifact") else q
