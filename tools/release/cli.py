@@ -98,8 +98,15 @@ def _version() -> str:
 
 
 def console_main() -> None:
-    """The `cyfes-release` entry point."""
-    sys.exit(main())
+    """The `cyfes-release` entry point (and `python -m tools.release`)."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader of stdout went away (`cyfes-release check X | head`): Python's documented way out, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_PROBLEMS
+    sys.exit(code)
 
 
 class Interrupted(BaseException):
