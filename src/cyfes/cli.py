@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _output, compat, formats, progress
 from ._errors import CyfesError, InputError
+from .input_formats import INPUT_FORMATS
 
 PROG = "cyfes"
 #: Grid points per CV when --bins is not given, by number of CVs.
@@ -122,7 +123,8 @@ def _add_fes_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input")
-    g.add_argument("inputs", nargs="+", metavar="INPUT", help="COLVAR / text / CSV / .npy file(s)")
+    g.add_argument("inputs", nargs="+", metavar="INPUT", help="PLUMED COLVAR, Colvars .colvars.traj, GROMACS "
+                   ".xvg, text / CSV or .npy file(s)")
     g.add_argument("--cv", metavar="COLS", help="CV columns, names or 0-based indices: phi,psi or 1,2 "
                    "(default: every column except time, bias and weights, if at most 3)")
     g.add_argument("--bias", metavar="COLS", help="bias column(s) V in --units; several are summed "
@@ -131,6 +133,8 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--skip", type=int, default=0, metavar="N", help="drop the first N rows of each input "
                    "(burn-in)")
     g.add_argument("--stride", type=int, default=1, metavar="N", help="then keep every N-th row")
+    g.add_argument("--input-format", choices=INPUT_FORMATS, help="read every INPUT as this format instead of "
+                   "the one its content suggests (see docs/formats.md)")
 
 
 def _add_estimate_arguments(p: argparse.ArgumentParser) -> None:
@@ -195,7 +199,7 @@ def _split_list(text: Optional[str]) -> List[str]:
 
 
 def _default_cvs(table: formats.Table, used: Sequence[str]) -> List[str]:
-    skip = {"time"} | set(used)
+    skip = {"time", "step"} | set(used)  # step: the first column of a Colvars trajectory
     names = [n for n in table.names if n not in skip and not n.endswith(".bias") and not n.endswith(".rbias")]
     if not names or len(names) > 3:
         raise InputError(f"{table.source}: choose the CVs with --cv; available columns: {', '.join(table.names)}")
@@ -214,7 +218,7 @@ def load_samples(args: argparse.Namespace) -> Samples:
     if args.skip < 0 or args.stride < 1:
         raise InputError("--skip must be >= 0 and --stride >= 1")
     bias_keys, weight_keys = _split_list(args.bias), _split_list(args.weights)
-    tables = [formats.read_table(path) for path in args.inputs]
+    tables = [formats.read_table(path, getattr(args, "input_format", None)) for path in args.inputs]
     for note in (n for table in tables for n in table.notes):
         print(f"{PROG}: warning: {note}", file=sys.stderr)
     cv_keys = _split_list(args.cv) or _default_cvs(tables[0], bias_keys + weight_keys)

@@ -1,0 +1,218 @@
+"""Colvars trajectories, GROMACS xvg files, format detection and --input-format (cyfes.colvars_io, xvg_io,
+input_formats): values against the files' numbers read independently, names, restarts, bad files."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import pytest
+
+from cyfes import cli, colvars_io, formats, input_formats, xvg_io
+from cyfes._errors import InputError
+
+DATA = Path(__file__).parent / "data"
+COLVARS = DATA / "colvars"
+XVG = DATA / "xvg"
+FLOAT = re.compile(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
+
+
+def numbers_of_lines(path: Path, skip: str = "#") -> List[List[float]]:
+    """Every number on each data line, with Python's float(): an independent reading of the file."""
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith(tuple(skip)):
+            rows.append([float(t) for t in FLOAT.findall(line)])
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- Colvars
+def test_vector_variables_become_numbered_components() -> None:
+    path = COLVARS / "distancevec.colvars.traj"
+    table = formats.read_table(path)
+    assert table.names == ["step", "one_1", "one_2", "one_3", "fa_one_1", "fa_one_2", "fa_one_3"]
+    expected = np.array(numbers_of_lines(path))
+    assert expected.shape == (21, 7)
+    np.testing.assert_array_equal(table.data, expected)
+
+
+def test_restart_counts_the_repeated_step_once_and_keeps_the_later_row(tmp_path: Path) -> None:
+    first, second = COLVARS / "distancevec.colvars.traj", COLVARS / "distancevec.restart.colvars.traj"
+    joined = tmp_path / "run.colvars.traj"
+    joined.write_text(first.read_text() + second.read_text())
+    table = formats.read_table(joined)
+    a, b = np.array(numbers_of_lines(first)), np.array(numbers_of_lines(second))
+    assert a[-1, 0] == b[0, 0] == 20  # the step Colvars writes on both sides of the restart
+    np.testing.assert_array_equal(table.data, np.concatenate([a[:-1], b]))
+    np.testing.assert_array_equal(table.column("step"), np.arange(41))
+    assert table.segments == 2
+
+
+def test_header_change_with_repeated_step_keeps_the_new_columns() -> None:
+    path = COLVARS / "fix_modify.restart.colvars.traj"  # `# step one fa_one`, one row, then four columns
+    table = formats.read_table(path)
+    assert table.names == ["step", "one", "fa_one", "two", "fa_two"]
+    rows = numbers_of_lines(path)
+    np.testing.assert_array_equal(table.data, np.array(rows[1:]))
+    assert table.dropped == {}
+
+
+def test_reinitialised_atoms_keep_the_values_after_the_new_header() -> None:
+    path = COLVARS / "reinitatoms.colvars.traj"  # step 0 twice, then step 40 twice with different values
+    table = formats.read_table(path)
+    assert table.names == ["step", "rgyr", "ft_rgyr", "fa_rgyr"]
+    np.testing.assert_array_equal(table.column("step"), np.arange(81))
+    rows = [r for r in numbers_of_lines(path) if len(r) == 4]
+    later_40 = [r for r in rows if r[0] == 40][1]
+    np.testing.assert_array_equal(table.data[40], later_40)
+
+
+def test_segments_with_different_variables_keep_the_common_columns() -> None:
+    text = ("# step a b\n 0 1.5 ( 1 , 2 )\n 1 2.5 ( 3 , 4 )\n"
+            "# step a\n 2 3.5\n 3 4.5\n")
+    table = colvars_io.parse(text, "t.traj")
+    assert table.names == ["step", "a"]
+    np.testing.assert_array_equal(table.data, [[0, 1.5], [1, 2.5], [2, 3.5], [3, 4.5]])
+    assert table.dropped == {"b_1": "only under the headers of lines 1", "b_2": "only under the headers of lines 1"}
+    with pytest.raises(InputError, match="'b_1' is only under the headers of lines 1"):
+        table.column_index("b_1")
+
+
+def test_last_row_cut_short_is_dropped_with_a_note(tmp_path: Path) -> None:
+    src = (COLVARS / "distancevec.colvars.traj").read_text().splitlines()
+    cut = tmp_path / "cut.colvars.traj"
+    cut.write_text("\n".join(src[:-1] + [src[-1][:60]]) + "\n")
+    table = formats.read_table(cut)
+    assert len(table.data) == 20
+    assert len(table.notes) == 1 and "line 22: dropped a row cut short" in table.notes[0]
+
+
+@pytest.mark.parametrize("change, where", [
+    (lambda lines: lines[:6] + [lines[6].replace("6.87", "abc", 1)] + lines[7:], "line 7, value 3 (one_2)"),
+    (lambda lines: lines[:4] + [lines[4][:30] + "\x00" + lines[4][31:]] + lines[5:], "line 5"),
+    (lambda lines: lines[:9] + [lines[9].replace(")", "", 1)] + lines[10:], "line 10: 2 '(' and 1 ')' where the first row has 2 vectors"),
+    (lambda lines: lines[:3] + [lines[3][:50]] + lines[4:], "line 4: 1 '(' and 0 ')' where the first row has 2 vectors"),
+    (lambda lines: lines[:3] + [re.sub(r",\s+\S+\s+,", ",", lines[3], count=1)] + lines[4:], "line 4: 6 values, expected 7"),
+])
+def test_bad_colvars_rows_name_file_and_line(tmp_path: Path, change, where) -> None:
+    lines = (COLVARS / "distancevec.colvars.traj").read_text().splitlines()
+    bad = tmp_path / "bad.colvars.traj"
+    bad.write_text("\n".join(change(lines)) + "\n")
+    with pytest.raises(InputError) as err:
+        formats.read_table(bad)
+    message = str(err.value)
+    assert message.startswith(f"{bad}: {where}"), message
+    assert "read as a Colvars trajectory, guessed because its first line is a '# step' header" in message
+    assert "\n" not in message
+
+
+def test_colvars_header_names_must_match_the_values() -> None:
+    with pytest.raises(InputError, match=r"t: line 2: 2 values \(scalars or vectors\) but the header on line 1 "
+                                         r"names 3"):
+        colvars_io.parse("# step a b\n 0 ( 1 , 2 )\n", "t")
+
+
+# ----------------------------------------------------------------------------------------------- xvg
+def test_xvg_columns_are_named_by_axis_label_and_legends() -> None:
+    path = XVG / "energy.xvg"
+    table = formats.read_table(path)
+    assert table.names == ["Time (ps)", "Potential", "Temperature", "Bias"]
+    np.testing.assert_array_equal(table.data, np.loadtxt(path, comments=["#", "@"]))
+
+
+def test_xvg_single_column_takes_the_y_label() -> None:
+    path = XVG / "distance.xvg"
+    table = formats.read_table(path)
+    assert table.names == ["Time (ps)", "Distance (nm)"]
+    np.testing.assert_array_equal(table.data, np.loadtxt(path, comments=["#", "@", "&"]))
+
+
+def test_xvg_second_data_set_is_refused() -> None:
+    text = (XVG / "distance.xvg").read_text() + "8.0 0.5\n"
+    with pytest.raises(InputError, match=r"d.xvg: line 12: a second data set after the '&' of line 11"):
+        xvg_io.parse(text, "d.xvg")
+
+
+def test_xvg_text_column_names_file_line_and_legend(tmp_path: Path) -> None:
+    lines = (XVG / "energy.xvg").read_text().splitlines()
+    lines[17] = lines[17].replace("301.554382", "nan?")
+    bad = tmp_path / "bad.xvg"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"bad.xvg: line 18, value 3 \(Temperature\): 'nan\?' is not a number "
+                                         r"\(read as a GROMACS xvg file, guessed because it has '@' lines"):
+        formats.read_table(bad)
+
+
+# ----------------------------------------------------------------------------------------------- detection
+@pytest.mark.parametrize("path, kind", [
+    (COLVARS / "distancevec.colvars.traj", "colvars"), (XVG / "energy.xvg", "xvg"),
+    (DATA / "plumed" / "colvar2d.dat", "plumed"), (DATA / "opes" / "metad-bis.State.data", "plumed"),
+])
+def test_detected_by_content(path: Path, kind: str) -> None:
+    assert input_formats.detect(path.read_text())[0] == kind
+
+
+def test_detection_ignores_the_name(tmp_path: Path) -> None:
+    renamed = tmp_path / "samples.dat"
+    renamed.write_bytes((COLVARS / "distancevec.colvars.traj").read_bytes())
+    assert formats.read_table(renamed).names[1] == "one_1"
+    arr = np.arange(12.0).reshape(6, 2)
+    with open(tmp_path / "samples.bin", "wb") as handle:
+        np.save(handle, arr)
+    np.testing.assert_array_equal(formats.read_table(tmp_path / "samples.bin").data, arr)
+    (tmp_path / "plain.txt").write_text("x,y\n1,2\n3,4\n")
+    assert input_formats.detect((tmp_path / "plain.txt").read_text())[0] == "csv"
+    (tmp_path / "plain2.txt").write_text("1 2\n3 4\n")
+    assert input_formats.detect((tmp_path / "plain2.txt").read_text())[0] == "text"
+
+
+def test_forced_format_reads_or_says_it_was_forced(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("0 1.5\n1 2.5\n")
+    forced = formats.read_table(plain, "xvg")
+    assert forced.names == ["col0", "col1"]
+    np.testing.assert_array_equal(forced.data, [[0, 1.5], [1, 2.5]])
+    with pytest.raises(InputError, match=r"plain.txt: no '# step \.\.\.' header line; not a Colvars trajectory "
+                                         r"\(read as a Colvars trajectory, as --input-format colvars asks\)"):
+        formats.read_table(plain, "colvars")
+    with pytest.raises(InputError, match=r"plain.txt: no '#! FIELDS' header line \(read as a PLUMED file"):
+        formats.read_table(plain, "plumed")
+    with pytest.raises(InputError, match="plain.txt: cannot read as a .npy array"):
+        formats.read_table(plain, "npy")
+    with pytest.raises(InputError, match="--input-format: unknown format 'gro'"):
+        formats.read_table(plain, "gro")
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def test_cli_fes_reads_a_colvars_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "fes.dat"
+    code = cli.main(["fes", str(COLVARS / "distancevec.colvars.traj"), "--cv", "one_1,one_2", "--sigma", "0.002",
+                     "--bins", "6", "-o", str(out), "-q"])
+    assert code == 0
+    values = np.loadtxt(out)
+    table = formats.read_table(COLVARS / "distancevec.colvars.traj")
+    assert values[:, 0].min() == pytest.approx(table.column("one_1").min())
+    assert values[:, 1].max() == pytest.approx(table.column("one_2").max())
+
+
+def test_cli_input_format_forces_the_reader(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "fes.dat"
+    code = cli.main(["fes", str(COLVARS / "distancevec.colvars.traj"), "--cv", "1", "--sigma", "0.01",
+                     "--input-format", "xvg", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "line 2, value 2 (col1): '(' is not a number (read as a GROMACS xvg file, as --input-format xvg asks)" \
+        in err
+
+
+def test_cli_bad_file_is_one_line_exit_2_nothing_written(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "bad.xvg"
+    bad.write_text((XVG / "energy.xvg").read_text().replace("298.662415", "298.66\x002415"))
+    out = tmp_path / "fes.dat"
+    code = cli.main(["fes", str(bad), "--cv", "Potential", "--sigma", "10", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{bad}: line 22, value 3 (Temperature)" in err
