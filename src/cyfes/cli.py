@@ -78,7 +78,8 @@ commands:
   cyfes info [--json]     version, build options, backends and GPUs
   cyfes demo [-o DIR]     compute and plot the FES of the bundled example data
   cyfes sum_hills ...     plumed sum_hills, flag for flag (cyfes sum_hills --help)
-  cyfes reweight ...      FES_from_Reweighting.py, flag for flag (cyfes reweight --help)"""
+  cyfes reweight ...      FES_from_Reweighting.py, flag for flag (cyfes reweight --help)
+  cyfes state ...         FES_from_State.py (OPES state files), flag for flag (cyfes state --help)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,9 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="auto (default), cpu, gpu, cuda:N")
     demo.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     demo.set_defaults(run=run_demo)
-    from . import reweight_cli, sumhills_cli
+    from . import reweight_cli, state_cli, sumhills_cli
     sumhills_cli.add_parser(sub)
     reweight_cli.add_parser(sub)
+    state_cli.add_parser(sub)
     return parser
 
 

@@ -7,8 +7,9 @@ Formats (INPUT_FORMATS), tried in this order on the first 64 KiB of text:
   csv      a comma on the first data line
   text     whitespace-separated columns, with or without a header line
   npy      numpy's `.npy` magic bytes (or the .npy extension)
-A file that does not fit the format read gets one error line naming the file, the line, and the format with
-why it was chosen, so a wrong guess is visible and `--input-format` can force another.
+A file that does not fit the format read gets one error line naming the file and the line; for a Colvars or
+xvg file, and for any format forced by name, it also names the format and why it was chosen, so a wrong guess
+is visible and `--input-format` can force another.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ INPUT_FORMATS = ("plumed", "colvars", "xvg", "csv", "text", "npy")
 _NPY_MAGIC = b"\x93NUMPY"
 #: How much of a file the content checks look at.
 HEAD_CHARS = 1 << 16
+#: Formats read before content detection existed: their errors, when detected, need no word on the format.
+_CLASSIC = ("plumed", "csv", "text")
 _LABELS = {"plumed": "a PLUMED file", "colvars": "a Colvars trajectory", "xvg": "a GROMACS xvg file",
            "csv": "a CSV table", "text": "a whitespace table", "npy": "a .npy array"}
 
@@ -80,4 +83,6 @@ def parse_text(text: str, source: str, fmt: Optional[str], plumed_or_plain: Call
             raise InputError(f"{source}: no comma in its first {HEAD_CHARS} characters")
         return plumed_or_plain(text, source)
     except InputError as exc:
+        if fmt is None and kind in _CLASSIC:  # the messages cyfes always gave for its first formats stay as they were
+            raise
         raise InputError(f"{exc} (read as {_LABELS[kind]}, {how})") from None
