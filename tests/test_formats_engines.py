@@ -216,3 +216,43 @@ def test_cli_bad_file_is_one_line_exit_2_nothing_written(tmp_path: Path, capsys:
     assert code == 2 and not out.exists()
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f"{bad}: line 22, value 3 (Temperature)" in err
+
+
+# ----------------------------------------------------------------------------------------------- Colvars hills
+HILLS = [COLVARS / "metadynamics-wt.hills.traj", COLVARS / "metadynamics-wt.restart.hills.traj"]
+
+
+def test_colvars_hills_sum_as_gaussians_of_the_written_sigma() -> None:
+    import cyfes
+    result = cyfes.hills([str(p) for p in HILLS], kernel="untruncated", grid_min=["2"], grid_max=["4.5"],
+                         bins=["25"], device="cpu")
+    rows = np.array([r for p in HILLS for r in numbers_of_lines(p)])  # step, center, sigma, W
+    assert rows.shape == (8, 4)
+    x = np.linspace(2, 4.5, 26)
+    bias = (rows[:, 3] * np.exp(-0.5 * ((x[:, None] - rows[:, 1]) / rows[:, 2]) ** 2)).sum(axis=1)
+    assert result.names == ["cv1"]
+    np.testing.assert_allclose(result.axes[0], x, rtol=1e-12)
+    np.testing.assert_allclose(result.values, -bias, rtol=1e-10, atol=1e-12)
+
+
+def test_cli_sum_hills_reads_colvars_hills(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "fes.dat"
+    code = cli.main(["sum_hills", "--hills", str(HILLS[0]), "--min", "2", "--max", "4.5", "--bin", "5",
+                     "--outfile", str(out)])
+    assert code == 0, capsys.readouterr().err
+    table = formats.read_table(out)
+    rows = np.array(numbers_of_lines(HILLS[0]))
+    x = np.linspace(2, 4.5, 6)
+    s = 0.5 * ((x[:, None] - rows[:, 1]) / rows[:, 2]) ** 2
+    a = 1 / (1 - np.exp(-6.25))  # PLUMED's stretched Gaussian: zero at s = 6.25, cut there
+    bias = (rows[:, 3] * np.where(s < 6.25, a * np.exp(-s) - a * np.exp(-6.25), 0)).sum(axis=1)
+    np.testing.assert_allclose(table.column("cv1"), x, rtol=1e-9)
+    np.testing.assert_allclose(table.data[:, 1], -bias, atol=2e-9)  # PLUMED's %14.9f
+
+
+def test_colvars_hills_with_a_deleted_hill_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "x.hills.traj"
+    lines = HILLS[0].read_text().splitlines()
+    bad.write_text("\n".join(lines + ["# DELETED this hill: " + lines[1]]) + "\n")
+    with pytest.raises(InputError, match=r"x.hills.traj: line 5: Colvars removed a hill during the run"):
+        colvars_io.parse_hills(bad.read_text(), str(bad))

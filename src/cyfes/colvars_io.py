@@ -145,3 +145,44 @@ def _merge(segments: List[_Segment], source: str) -> Tuple[List[str], np.ndarray
                for n in everything if n not in common}
     blocks = [s.data[:, [s.names.index(c) for c in common]] for s in segments]
     return common, np.concatenate(blocks), dropped
+
+
+# ----------------------------------------------------------------------------------------------- hills
+#: A hill Colvars removed later is written again as a comment with this prefix (colvarbias_meta.cpp).
+_DELETED = "# DELETED this hill:"
+
+
+def looks_like_hills(text: str) -> bool:
+    """Whether `text` reads as a Colvars `.hills.traj`: no header, rows `step centers... sigmas... W` (an even
+    number of at least 4 values, the first an integer step)."""
+    for line in text[:1 << 16].splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            tokens = line.split()
+            return len(tokens) >= 4 and len(tokens) % 2 == 0 and tokens[0].isdigit()
+    return False
+
+
+def parse_hills(text: str, source: str = "<hills>") -> Table:
+    """The hills of a Colvars metadynamics `.hills.traj` as a Table with PLUMED's HILLS field names
+    (`time cv1... sigma_cv1... height`): Colvars' hill is W exp(-sum_i (x_i - c_i)^2 / (2 sigma_i^2)) with the
+    sigmas as this file writes them, PLUMED's convention. The file names no variables and no periodicity: the CVs
+    are cv1, cv2, ... and not periodic. A file where Colvars removed a hill (`# DELETED this hill:`) is refused."""
+    lines = text.splitlines()
+    if "(" in text:
+        raise InputError(f"{source}: hills of vector variables ('( ... )') are not supported")
+    first = next((i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")), None)
+    if first is None:
+        raise InputError(f"{source}: has no hills")
+    ncols = len(lines[first].split())
+    dim = (ncols - 2) // 2
+    if ncols < 4 or ncols % 2:
+        raise InputError(f"{source}: line {first + 1}: {ncols} values; a Colvars hill is 'step centers... "
+                         "sigmas... height' (an even number, at least 4)")
+    names = ["time"] + [f"cv{d + 1}" for d in range(dim)] + [f"sigma_cv{d + 1}" for d in range(dim)] + ["height"]
+    body = ["" if line.lstrip().startswith("#") else line for line in lines]
+    data = load_rows(body, 1, ncols, source, None, names)
+    deleted = next((i for i, line in enumerate(lines) if line.startswith(_DELETED)), None)
+    if deleted is not None:  # Colvars writes its last hill there, whichever it removed: the line is no guide
+        raise InputError(f"{source}: line {deleted + 1}: Colvars removed a hill during the run; which one cannot "
+                         "be told from this file, so its hills are not summed")
+    return Table(names, data, source)
