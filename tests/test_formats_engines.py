@@ -256,3 +256,55 @@ def test_colvars_hills_with_a_deleted_hill_are_refused(tmp_path: Path) -> None:
     bad.write_text("\n".join(lines + ["# DELETED this hill: " + lines[1]]) + "\n")
     with pytest.raises(InputError, match=r"x.hills.traj: line 5: Colvars removed a hill during the run"):
         colvars_io.parse_hills(bad.read_text(), str(bad))
+
+
+# ----------------------------------------------------------------------------------------------- grids out
+def _surface(bins, periodic=None):
+    import cyfes
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, len(bins)))
+    return cyfes.fes(x, sigma=0.6, bins=bins, periodic=periodic, device="cpu")
+
+
+def test_colvars_grid_layout_by_hand(tmp_path: Path) -> None:
+    result = _surface((2, 3), periodic=[None, 2 * np.pi])
+    out = formats.write_result(result, tmp_path / "fes.pmf")
+    (x0, x1), (y0, y1, y2) = result.axes
+    dx, dy = x1 - x0, y1 - y0
+    f = result.values
+    e = "%21.14e"
+    expected = ["# 2",
+                f"# {e % (x0 - dx / 2)} {e % dx}          2  0",
+                f"# {e % (y0 - dy / 2)} {e % dy}          3  1", ""]
+    for i, x in enumerate((x0, x1)):
+        expected += [f" {e % x} {e % y}  {e % f[i, j]}" for j, y in enumerate((y0, y1, y2))] + [""]
+    assert out.read_text().split("\n") == expected[:-1] + [""]
+    assert np.isclose(dy * 3, 2 * np.pi)  # a periodic axis covers its period: the bins tile it
+
+
+def test_dx_layout_and_values(tmp_path: Path) -> None:
+    result = _surface((3, 2, 4))
+    out = formats.write_result(result, tmp_path / "fes.dx")
+    lines = out.read_text().splitlines()
+    assert lines[1] == "object 1 class gridpositions counts 3 2 4"
+    origin = [float(v) for v in lines[2].split()[1:]]
+    np.testing.assert_allclose(origin, [a[0] for a in result.axes], rtol=1e-10)
+    deltas = np.array([[float(v) for v in line.split()[1:]] for line in lines[3:6]])
+    np.testing.assert_allclose(deltas, np.diag([a[1] - a[0] for a in result.axes]), rtol=1e-10, atol=0)
+    assert lines[6] == "object 2 class gridconnections counts 3 2 4"
+    assert lines[7] == "object 3 class array type double rank 0 items 24 data follows"
+    values = np.array([float(v) for line in lines[8:16] for v in line.split()])
+    np.testing.assert_allclose(values.reshape(3, 2, 4), result.values, rtol=1e-10)  # z fastest
+    assert all(len(line.split()) == 3 for line in lines[8:16])
+    assert lines[16:] == ['attribute "dep" string "positions"', 'object "free energy" class field',
+                          'component "positions" value 1', 'component "connections" value 2',
+                          'component "data" value 3']
+
+
+def test_dx_needs_three_cvs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(InputError, match="OpenDX maps here hold 3-D grids; this FES has 2 CVs"):
+        formats.write_result(_surface((3, 3)), tmp_path / "fes.dx")
+    code = cli.main(["fes", str(XVG / "energy.xvg"), "--cv", "Potential,Temperature", "--sigma", "10,1",
+                     "-o", str(tmp_path / "f.dx")])
+    assert code == 2 and "the dx format holds 3-D grids; this FES has 2 CVs" in capsys.readouterr().err
+    assert not (tmp_path / "f.dx").exists()

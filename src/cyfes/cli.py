@@ -52,7 +52,7 @@ and `max_phi pi`) are treated as periodic unless --periodic says otherwise; the 
 its period, without repeating the end point, as in PLUMED.
 
 Outputs by extension (or --format): .grid/.fes PLUMED grid (sum_hills layout), .dat/.txt columns,
-.csv, .cube/.cub Gaussian cube (3 CVs), .npz numpy archive; --plot draws a .png/.pdf/.svg (needs
+.csv, .cube/.cub Gaussian cube (3 CVs), .npz numpy archive, .pmf Colvars grid, .dx OpenDX map (3 CVs); --plot draws a .png/.pdf/.svg (needs
 matplotlib: pip install 'cyfes[plot]')."""
 
 FES_EPILOG = """\
@@ -356,8 +356,8 @@ def check_budgets(args: argparse.Namespace, plan: GridPlan) -> None:
         plot.check_plot_shape(plan.bins)
     kinds = [formats.output_format(path, args.format) for path in args.output]
     for path, kind in zip(args.output, kinds):
-        if kind == "cube" and dim != 3:
-            raise InputError(f"{path}: the cube format holds 3-D grids; this FES has {dim} CVs")
+        if kind in ("cube", "dx") and dim != 3:
+            raise InputError(f"{path}: the {kind} format holds 3-D grids; this FES has {dim} CVs")
     memory = max([formats.writer_memory(k, points, dim) for k in kinds]
                  + [PLOT_BYTES_PER_POINT * points if args.plot else 0])
     _inputs.check_grid_fits(points, dim, "--bins", extra=memory)
