@@ -308,3 +308,37 @@ def test_dx_needs_three_cvs(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
                      "-o", str(tmp_path / "f.dx")])
     assert code == 2 and "the dx format holds 3-D grids; this FES has 2 CVs" in capsys.readouterr().err
     assert not (tmp_path / "f.dx").exists()
+
+
+# ----------------------------------------------------------------------------------------------- hostile input
+@pytest.mark.parametrize("token", ["0x1p3", "1_000", "1.0.0", "--1"])
+@pytest.mark.parametrize("kind", ["colvars", "xvg"])
+def test_numbers_numpy_and_plumed_refuse_are_refused_with_file_line(tmp_path: Path, token: str, kind: str) -> None:
+    head = "# step x y\n" if kind == "colvars" else '@ s0 legend "x"\n@ s1 legend "y"\n'
+    path = tmp_path / f"f.{kind}"
+    path.write_text(head + " 0 1.0 2.0\n 1 " + token + " 2.5\n 2 1.5 3.0\n")
+    line = 3 if kind == "colvars" else 4
+    with pytest.raises(InputError, match=rf"f.{kind}: line {line}, value 2 \(\w+\): '{re.escape(token)}' is not a "
+                                         "number"):
+        formats.read_table(path)
+
+
+@pytest.mark.parametrize("kind", ["colvars", "xvg"])
+def test_overflow_and_nan_read_as_the_plumed_reader_reads_them(tmp_path: Path, kind: str) -> None:
+    head = "# step x\n" if kind == "colvars" else '@ s0 legend "x"\n'
+    path = tmp_path / f"f.{kind}"
+    path.write_text(head + " 0 1e999\n 1 nan\n 2 -1e999\n")
+    plumed = formats.parse_table_text("#! FIELDS step x\n 0 1e999\n 1 nan\n 2 -1e999\n", "p")
+    np.testing.assert_array_equal(formats.read_table(path).data, plumed.data)
+
+
+def test_mixed_crlf_and_a_10_mb_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    crlf = tmp_path / "crlf.colvars.traj"
+    crlf.write_bytes(b"# step x\r\n 0 1.0\r\n 1 1.25\n 2 1.5\r\n")
+    np.testing.assert_array_equal(formats.read_table(crlf).data, [[0, 1.0], [1, 1.25], [2, 1.5]])
+    long = tmp_path / "long.xvg"
+    long.write_text('@ s0 legend "x"\n0 1.0\n1 ' + "7" * 10_000_000 + "x\n")
+    code = cli.main(["fes", str(long), "--cv", "x", "--sigma", "0.1", "-o", str(tmp_path / "f.dat")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and len(err) < 400
+    assert "long.xvg: line 3, value 2 (x): '7777" in err and "(10000001 characters)" in err

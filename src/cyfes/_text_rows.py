@@ -15,7 +15,7 @@ from ._numbers import clip
 
 #: What a number may look like (numpy's text parser also takes these; Python's float() takes more: `1_000`,
 #: non-ASCII digits, which are refused here so that both paths agree).
-NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.IGNORECASE | re.ASCII)
+NUMBER = re.compile(r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.IGNORECASE | re.ASCII)
 
 
 def load_rows(lines: List[str], first_line: int, ncols: int, source: str,
