@@ -342,3 +342,22 @@ def test_mixed_crlf_and_a_10_mb_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and len(err) < 400
     assert "long.xvg: line 3, value 2 (x): '7777" in err and "(10000001 characters)" in err
+
+
+def test_real_colvars_pmf_reads_at_bin_centres() -> None:
+    path = COLVARS / "multiple_walkers.rep1.pmf"
+    grid = formats.read_grid(path)
+    rows = np.loadtxt(path)
+    np.testing.assert_array_equal(grid.axes[0], 0.0 + (np.arange(6) + 0.5) * 0.5)
+    np.testing.assert_array_equal(grid.axes[0], rows[:, 0])
+    np.testing.assert_array_equal(grid.values, rows[:, 1])
+    assert grid.periodic == [False]
+
+
+def test_colvars_grid_written_reads_back(tmp_path: Path) -> None:
+    result = _surface((3, 4), periodic=[None, 2 * np.pi])
+    grid = formats.read_grid(formats.write_result(result, tmp_path / "fes.pmf"))
+    for ours, theirs in zip(grid.axes, result.axes):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(grid.values, result.values, rtol=1e-13)
+    assert grid.periodic == [False, True]

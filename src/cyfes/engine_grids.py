@@ -84,3 +84,35 @@ def write_dx(out: IO[str], result: Any) -> None:
               'component "positions" value 1\n'
               'component "connections" value 2\n'
               'component "data" value 3\n')
+
+
+# ----------------------------------------------------------------------------------------------- reading
+def parse_colvars_grid(text: str, source: str = "<pmf>") -> Any:
+    """A Colvars multicolumn grid (`.pmf`, `.czar.pmf`, `.count`, ...) as a formats.Grid: axes at the bin
+    centres, values in matrix order (the file runs the last CV fastest), periodic from the pbc flags."""
+    from .formats import Grid
+    from ._text_rows import load_rows
+    lines = text.splitlines()
+    try:
+        dim = int(lines[0].lstrip("#").split()[0])
+        spec = [lines[1 + d].lstrip("#").split() for d in range(dim)]
+        lows = [float(s[0]) for s in spec]
+        widths = [float(s[1]) for s in spec]
+        counts = [int(s[2]) for s in spec]
+        periodic = [s[3] == "1" for s in spec]
+    except (IndexError, ValueError):
+        raise InputError(f"{source}: lines 1-2: not a Colvars grid header ('# ncv', then per CV "
+                         "'# lower width bins periodic')") from None
+    if dim < 1 or min(counts) < 1:
+        raise InputError(f"{source}: line 1: a Colvars grid needs at least one CV and one bin per CV")
+    body = ["" if line.lstrip().startswith("#") else line for line in lines[1 + dim:]]
+    first = next((line for line in body if line.strip()), "")
+    ncols = len(first.split())
+    if ncols != dim + 1:
+        raise InputError(f"{source}: {ncols} columns for {dim} CVs; cyfes reads grids of one value per point "
+                         "(not gradient grids)")
+    data = load_rows(body, 2 + dim, ncols, source)
+    if len(data) != int(np.prod(counts)):
+        raise InputError(f"{source}: {len(data)} rows where the header's bins make {int(np.prod(counts))}")
+    axes = [lo + (np.arange(n) + 0.5) * w for lo, w, n in zip(lows, widths, counts)]
+    return Grid([f"cv{d + 1}" for d in range(dim)], axes, data[:, -1].reshape(counts), None, periodic)
