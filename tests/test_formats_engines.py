@@ -91,9 +91,12 @@ def test_last_row_cut_short_is_dropped_with_a_note(tmp_path: Path) -> None:
 @pytest.mark.parametrize("change, where", [
     (lambda lines: lines[:6] + [lines[6].replace("6.87", "abc", 1)] + lines[7:], "line 7, value 3 (one_2)"),
     (lambda lines: lines[:4] + [lines[4][:30] + "\x00" + lines[4][31:]] + lines[5:], "line 5"),
-    (lambda lines: lines[:9] + [lines[9].replace(")", "", 1)] + lines[10:], "line 10: 2 '(' and 1 ')' where the first row has 2 vectors"),
-    (lambda lines: lines[:3] + [lines[3][:50]] + lines[4:], "line 4: 1 '(' and 0 ')' where the first row has 2 vectors"),
-    (lambda lines: lines[:3] + [re.sub(r",\s+\S+\s+,", ",", lines[3], count=1)] + lines[4:], "line 4: 6 values, expected 7"),
+    (lambda lines: lines[:9] + [lines[9].replace(")", "", 1)] + lines[10:],
+     "line 10: 2 '(' and 1 ')' where the first row has 2 vectors"),
+    (lambda lines: lines[:3] + [lines[3][:50]] + lines[4:],
+     "line 4: 1 '(' and 0 ')' where the first row has 2 vectors"),
+    (lambda lines: lines[:3] + [re.sub(r",\s+\S+\s+,", ",", lines[3], count=1)] + lines[4:],
+     "line 4: 6 values, expected 7"),
 ])
 def test_bad_colvars_rows_name_file_and_line(tmp_path: Path, change, where) -> None:
     lines = (COLVARS / "distancevec.colvars.traj").read_text().splitlines()

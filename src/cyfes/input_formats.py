@@ -14,10 +14,13 @@ is visible and `--input-format` can force another.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
 from . import colvars_io, xvg_io
 from ._errors import InputError
+
+if TYPE_CHECKING:
+    from ._tables import Table
 
 INPUT_FORMATS = ("plumed", "colvars", "xvg", "csv", "text", "npy")
 _NPY_MAGIC = b"\x93NUMPY"
@@ -65,7 +68,7 @@ def _has_fields(head: str) -> bool:
     return any(line.startswith("#!") and line[2:].split()[:1] == ["FIELDS"] for line in head.splitlines())
 
 
-def parse_text(text: str, source: str, fmt: Optional[str], plumed_or_plain: Callable[[str, str], object]):
+def parse_text(text: str, source: str, fmt: Optional[str], plumed_or_plain: Callable[[str, str], "Table"]) -> "Table":
     """The Table of `text` read as `fmt` (None: detected); `plumed_or_plain` is the PLUMED/plain table parser."""
     if fmt is None:
         kind, why = detect(text)
