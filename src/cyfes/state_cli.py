@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     kbt.add_argument("--temp", dest="temp", type=float, help="the temperature in kelvin (energies in kJ/mol)")
     p.add_argument("--min", dest="grid_min", help="grid lower bounds, comma-separated")
     p.add_argument("--max", dest="grid_max", help="grid upper bounds, comma-separated")
-    p.add_argument("--bin", dest="grid_bin", help="bins per CV (N+1 points on a non-periodic CV; default 100)")
+    p.add_argument("--bin", dest="grid_bin", help="bins per CV (N+1 points, N over a full period; default 100)")
     p.add_argument("--fmt", dest="fmt", default=state.DEFAULT_FMT, help="number format (default '%% 12.6f')")
     p.add_argument("--deltaFat", dest="deltaFat", type=float, help="free energy difference between the two sides "
                    "of this value of the first CV")
