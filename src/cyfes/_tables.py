@@ -93,13 +93,16 @@ class Table:
         return self.data[:, self.column_index(key)]
 
 
-def read_table(path: PathLike) -> Table:
-    """Read samples: `.npy` (1-D or 2-D array), else text (PLUMED COLVAR, whitespace or CSV, optional header),
-    gzip-compressed when the name ends in .gz."""
+def read_table(path: PathLike, fmt: Optional[str] = None) -> Table:
+    """Read samples: `.npy` (1-D or 2-D array), else text (PLUMED COLVAR, Colvars trajectory, GROMACS xvg,
+    whitespace or CSV, optional header), gzip-compressed when the name ends in .gz. The format is told from the
+    content unless `fmt` (one of input_formats.INPUT_FORMATS) names it."""
+    from . import input_formats
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a data file")
-    if p.suffix.lower() == ".npy":
+    input_formats.check_name(fmt)
+    if fmt == "npy" or (fmt is None and (p.suffix.lower() == ".npy" or input_formats.is_npy(p))):
         return _read_npy(p)
     raw = _read_bounded(p, max_input_bytes())
     try:
@@ -107,7 +110,7 @@ def read_table(path: PathLike) -> Table:
     except UnicodeDecodeError as exc:
         raise InputError(f"{p}: not a text file (byte {exc.start} is not UTF-8); "
                          "cyfes reads text tables and .npy arrays") from None
-    return parse_table_text(text, str(p))
+    return input_formats.parse_text(text, str(p), fmt, parse_table_text)
 
 
 def max_input_bytes() -> int:

@@ -17,6 +17,8 @@ FORMATS: Dict[str, Tuple[str, ...]] = {
     "csv": (".csv",),
     "cube": (".cube", ".cub"),
     "npz": (".npz",),
+    "colvars": (".pmf",),
+    "dx": (".dx",),
 }
 #: Name of the free energy field in PLUMED grids, as sum_hills writes it.
 PLUMED_FREE_FIELD = "file.free"
@@ -76,6 +78,12 @@ def result_writer(result: Any, path: PathLike, fmt: Optional[str] = None) -> Cal
     if kind == "cube":
         cube_header(result)  # fails now, before anything is written, for a grid that is not 3-D
         return _text_writer(lambda out: write_cube(out, result))
+    if kind in ("colvars", "dx"):
+        from . import engine_grids
+        if kind == "dx" and result.dim != 3:
+            raise InputError(f"{path}: OpenDX maps here hold 3-D grids; this FES has {result.dim} CVs")
+        write = engine_grids.write_colvars_grid if kind == "colvars" else engine_grids.write_dx
+        return _text_writer(lambda out: write(out, result))
     return _text_writer(lambda out: write_columns(out, result, delimiter))
 
 
@@ -92,7 +100,7 @@ def write_result(result: Any, path: PathLike, fmt: Optional[str] = None, force: 
 
 # ----------------------------------------------------------------------------------------------- budgets
 #: Characters per value written by the text formats (the widest number a format string gives, + separator).
-_TEXT_WIDTH = {"plumed": 15, "dat": 18, "csv": 18, "cube": 14}
+_TEXT_WIDTH = {"plumed": 15, "dat": 18, "csv": 18, "cube": 14, "colvars": 22, "dx": 17}
 #: Rows formatted at a time by the text writers: memory stays bounded whatever the grid size.
 CHUNK_ROWS = 1 << 12
 
@@ -103,7 +111,7 @@ def estimated_bytes(kind: str, points: int, dim: int, error: bool = False) -> in
         return points * 8 * (2 if error else 1) + 4096
     if kind == "plumed":
         per_point = (2 * dim + 1) * _TEXT_WIDTH[kind] + 1
-    elif kind == "cube":
+    elif kind in ("cube", "dx"):
         per_point = _TEXT_WIDTH[kind]
     else:
         per_point = (dim + 2 + int(error)) * _TEXT_WIDTH[kind]

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _output, compat, formats, progress
 from ._errors import CyfesError, InputError
+from .input_formats import INPUT_FORMATS
 
 PROG = "cyfes"
 #: Grid points per CV when --bins is not given, by number of CVs.
@@ -52,7 +53,7 @@ and `max_phi pi`) are treated as periodic unless --periodic says otherwise; the 
 its period, without repeating the end point, as in PLUMED.
 
 Outputs by extension (or --format): .grid/.fes PLUMED grid (sum_hills layout), .dat/.txt columns,
-.csv, .cube/.cub Gaussian cube (3 CVs), .npz numpy archive; --plot draws a .png/.pdf/.svg (needs
+.csv, .cube/.cub Gaussian cube (3 CVs), .npz numpy archive, .pmf Colvars grid, .dx OpenDX map (3 CVs); --plot draws a .png/.pdf/.svg (needs
 matplotlib: pip install 'cyfes[plot]')."""
 
 FES_EPILOG = """\
@@ -79,6 +80,7 @@ commands:
   cyfes demo [-o DIR]     compute and plot the FES of the bundled example data
   cyfes sum_hills ...     plumed sum_hills, flag for flag (cyfes sum_hills --help)
   cyfes reweight ...      FES_from_Reweighting.py, flag for flag (cyfes reweight --help)
+  cyfes state ...         FES_from_State.py (OPES state files), flag for flag (cyfes state --help)
   cyfes basins | path     basins, Delta F and barriers of a surface (cyfes basins --help)"""
 
 
@@ -108,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="auto (default), cpu, gpu, cuda:N")
     demo.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     demo.set_defaults(run=run_demo)
-    from . import analysis_cli, reweight_cli, sumhills_cli
+    from . import analysis_cli, reweight_cli, state_cli, sumhills_cli
     sumhills_cli.add_parser(sub)
     reweight_cli.add_parser(sub)
+    state_cli.add_parser(sub)
     analysis_cli.add_parsers(sub)
     return parser
 
@@ -125,7 +128,8 @@ def _add_fes_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input")
-    g.add_argument("inputs", nargs="+", metavar="INPUT", help="COLVAR / text / CSV / .npy file(s)")
+    g.add_argument("inputs", nargs="+", metavar="INPUT", help="PLUMED COLVAR, Colvars .colvars.traj, GROMACS "
+                   ".xvg, text / CSV or .npy file(s)")
     g.add_argument("--cv", metavar="COLS", help="CV columns, names or 0-based indices: phi,psi or 1,2 "
                    "(default: every column except time, bias and weights, if at most 3)")
     g.add_argument("--bias", metavar="COLS", help="bias column(s) V in --units; several are summed "
@@ -134,6 +138,8 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--skip", type=int, default=0, metavar="N", help="drop the first N rows of each input "
                    "(burn-in)")
     g.add_argument("--stride", type=int, default=1, metavar="N", help="then keep every N-th row")
+    g.add_argument("--input-format", choices=INPUT_FORMATS, help="read every INPUT as this format instead of "
+                   "the one its content suggests (see docs/formats.md)")
 
 
 def _add_estimate_arguments(p: argparse.ArgumentParser) -> None:
@@ -203,7 +209,7 @@ def _split_list(text: Optional[str]) -> List[str]:
 
 
 def _default_cvs(table: formats.Table, used: Sequence[str]) -> List[str]:
-    skip = {"time"} | set(used)
+    skip = {"time", "step"} | set(used)  # step: the first column of a Colvars trajectory
     names = [n for n in table.names if n not in skip and not n.endswith(".bias") and not n.endswith(".rbias")]
     if not names or len(names) > 3:
         raise InputError(f"{table.source}: choose the CVs with --cv; available columns: {', '.join(table.names)}")
@@ -235,6 +241,10 @@ def _table_samples(table: formats.Table, keys: Tuple[List[str], List[str], List[
     return Samples(names, data[:, [table.column_index(k) for k in cv_keys]], bias, weights, domains)
 
 
+def _input_format(args: argparse.Namespace) -> Optional[str]:
+    return getattr(args, "input_format", None)
+
+
 def _warn_notes(table: formats.Table) -> formats.Table:
     for note in table.notes:
         print(f"{PROG}: warning: {note}", file=sys.stderr)
@@ -249,7 +259,7 @@ def _keys(args: argparse.Namespace, first: formats.Table) -> Tuple[List[str], Li
 def load_samples(args: argparse.Namespace) -> Samples:
     """Read every input and pick the CV, bias and weight columns (rows after --skip, every --stride-th)."""
     _check_rows(args)
-    tables = [_warn_notes(formats.read_table(path)) for path in args.inputs]
+    tables = [_warn_notes(formats.read_table(path, _input_format(args))) for path in args.inputs]
     keys = _keys(args, tables[0])
     parts = [_table_samples(table, keys, args.skip, args.stride) for table in tables]
     domains: Dict[str, Tuple[float, float]] = {}
@@ -263,7 +273,7 @@ def load_samples(args: argparse.Namespace) -> Samples:
 def _load_on_worker(path: str, args: argparse.Namespace, keys: Tuple[List[str], List[str], List[str]]) -> Any:
     """One input read where a Dask worker runs (cyfes.cluster)."""
     from . import cluster  # deferred: only runs with --scheduler, which needs Dask
-    got = _table_samples(formats.read_table(path), keys, args.skip, args.stride)
+    got = _table_samples(formats.read_table(path, _input_format(args)), keys, args.skip, args.stride)
     return cluster.FileChunk(got.names, got.values, got.bias, got.weights, got.domains)
 
 
@@ -272,7 +282,7 @@ def load_on_cluster(args: argparse.Namespace, client: Any) -> Samples:
     the first file's header is read here too, for the column names."""
     from . import cluster  # deferred: needs Dask (cyfes[dask])
     _check_rows(args)
-    keys = _keys(args, formats.read_table(args.inputs[0]))
+    keys = _keys(args, formats.read_table(args.inputs[0], _input_format(args)))
     found = cluster.read_on_workers(client, args.inputs, functools.partial(_load_on_worker, args=args, keys=keys))
     return Samples(found.names, found.values, found.bias, found.weights, found.domains, (found.lo, found.hi))
 
@@ -406,8 +416,8 @@ def check_budgets(args: argparse.Namespace, plan: GridPlan) -> None:
         plot.check_plot_shape(plan.bins)
     kinds = [formats.output_format(path, args.format) for path in args.output]
     for path, kind in zip(args.output, kinds):
-        if kind == "cube" and dim != 3:
-            raise InputError(f"{path}: the cube format holds 3-D grids; this FES has {dim} CVs")
+        if kind in ("cube", "dx") and dim != 3:
+            raise InputError(f"{path}: the {kind} format holds 3-D grids; this FES has {dim} CVs")
     memory = max([formats.writer_memory(k, points, dim) for k in kinds]
                  + [PLOT_BYTES_PER_POINT * points if args.plot else 0])
     _inputs.check_grid_fits(points, dim, "--bins", extra=memory)

@@ -73,6 +73,11 @@ def read_grid(path: PathLike, fmt: Optional[str] = None) -> Grid:
         return parse_plumed_grid(text, str(p))
     if kind == "cube":
         return parse_cube(text, str(p))
+    if kind in ("colvars", "dx"):
+        from . import engine_grids
+        if kind == "dx":
+            raise InputError(f"{p}: reading OpenDX maps back is not supported")
+        return engine_grids.parse_colvars_grid(text, str(p))
     if fmt is None and text.lstrip().startswith("#! FIELDS"):  # plumed sum_hills names its grid fes.dat
         return parse_plumed_grid(text, str(p))
     return _parse_columns(text, str(p))

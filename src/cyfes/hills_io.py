@@ -95,7 +95,12 @@ def read_table(path: str) -> HillsTable:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
     if "#! FIELDS" not in text:
-        raise InputError(f"{path}: no '#! FIELDS' header line; not a PLUMED HILLS/COLVAR file")
+        from . import colvars_io
+        if not colvars_io.looks_like_hills(text):
+            raise InputError(f"{path}: no '#! FIELDS' header line; not a PLUMED HILLS/COLVAR file (nor a Colvars "
+                             ".hills.traj)")
+        table = colvars_io.parse_hills(text, str(path))
+        return HillsTable(str(path), table.names, cv_fields(table.names), {}, {}, table.data)
     table = formats.parse_table_text(text, str(path))
     sets = formats._set_values(formats._directives(text))
     cvs = cv_fields(table.names)
