@@ -1,0 +1,232 @@
+/* Rows of numbers out of text tables (PLUMED COLVAR/HILLS, whitespace or CSV), in parallel chunks.
+ *
+ * The caller hands over a piece of text that holds only data, blank and comment lines (the `#!` directives are
+ * found before, in Python: they are few). cyfes_tp_count splits the piece at newlines into chunks and counts
+ * each chunk's data rows; cyfes_tp_parse then converts, in each chunk at once, only the columns the caller asked
+ * for, each row at its final place in the output array.
+ *
+ * Numbers follow the grammar cyfes has always accepted (numpy's text reader, ASCII only):
+ *   [+-]? ( digits [. digits?] | . digits ) ([eE] [+-]? digits)?  |  [+-]? (inf | infinity | nan)  (any case)
+ * so `1_000`, `0x1p3`, `1.5d3` are refused. Conversion is correctly rounded: Clinger's fast path (at most 15
+ * significant digits and a power of ten up to 1e22: both exact in a double, so one IEEE operation rounds once),
+ * else glibc's strtod_l in the C locale (correctly rounded) on a NUL-terminated copy of the token. */
+#ifndef CYFES_TABLE_PARSE_H
+#define CYFES_TABLE_PARSE_H
+
+#include <locale.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { CYFES_TP_OK = 0, CYFES_TP_NOT_NUMBER = 1, CYFES_TP_COUNT = 2, CYFES_TP_NOMEM = 3 };
+
+static locale_t cyfes_tp_c_locale = (locale_t)0;
+
+/* Called once when the module loads: strtod must not read a ',' decimal point from the user's LC_NUMERIC. */
+static void cyfes_tp_init(void) {
+    if (!cyfes_tp_c_locale) cyfes_tp_c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+
+static const double cyfes_tp_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                          1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Separators inside a line: numpy's reader splits at blanks and tabs and strips \r, \v, \f around numbers. */
+static inline int cyfes_tp_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+static inline int cyfes_tp_digit(char c) { return (unsigned char)(c - '0') < 10; }
+
+static int cyfes_tp_word(const char *p, const char *e, const char *word) {
+    size_t n = strlen(word);
+    if ((size_t)(e - p) != n) return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((p[i] | 32) != word[i]) return 0;
+    return 1;
+}
+
+static int cyfes_tp_slow(const char *s, const char *e, double *out) {
+    char local[128];
+    size_t n = (size_t)(e - s);
+    char *copy = n < sizeof local ? local : (char *)malloc(n + 1);
+    if (!copy) return 0;
+    memcpy(copy, s, n);
+    copy[n] = 0;
+    char *end = NULL;
+    *out = cyfes_tp_c_locale ? strtod_l(copy, &end, cyfes_tp_c_locale) : strtod(copy, &end);
+    int ok = end == copy + n; /* overflow gives +-inf and underflow 0 or a subnormal, as float() does */
+    if (copy != local) free(copy);
+    return ok;
+}
+
+/* The number in [s, e); 1 on success, 0 when the token is not a number of the grammar above. */
+static int cyfes_tp_number(const char *s, const char *e, double *out) {
+    const char *p = s;
+    int neg = 0;
+    if (p < e && (*p == '+' || *p == '-')) neg = *p++ == '-';
+    if (p == e) return 0;
+    if ((*p | 32) == 'i' || (*p | 32) == 'n') {
+        if (cyfes_tp_word(p, e, "inf") || cyfes_tp_word(p, e, "infinity")) *out = neg ? -HUGE_VAL : HUGE_VAL;
+        else if (cyfes_tp_word(p, e, "nan")) *out = neg ? -NAN : NAN;
+        else return 0;
+        return 1;
+    }
+    uint64_t m = 0;
+    int nd = 0, any = 0;
+    int64_t e10 = 0;
+    for (; p < e && cyfes_tp_digit(*p); p++) {
+        any = 1;
+        if (m == 0 && *p == '0') continue; /* leading zeros are not significant */
+        if (nd < 19) m = m * 10 + (uint64_t)(*p - '0');
+        nd++;
+    }
+    if (nd > 19) e10 += nd - 19;
+    if (p < e && *p == '.') {
+        for (p++; p < e && cyfes_tp_digit(*p); p++) {
+            any = 1;
+            if (m == 0 && *p == '0') { e10--; continue; }
+            if (nd < 19) { m = m * 10 + (uint64_t)(*p - '0'); e10--; }
+            nd++;
+        }
+    }
+    if (!any) return 0;
+    if (p < e && (*p | 32) == 'e') {
+        int eneg = 0;
+        p++;
+        if (p < e && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+        if (p == e || !cyfes_tp_digit(*p)) return 0;
+        int64_t x = 0;
+        for (; p < e && cyfes_tp_digit(*p); p++)
+            if (x < 1000000) x = x * 10 + (*p - '0');
+        e10 += eneg ? -x : x;
+    }
+    if (p != e) return 0;
+    if (m == 0) { *out = neg ? -0.0 : 0.0; return 1; }
+    if (nd <= 15 && e10 >= -22 && e10 <= 22) {
+        double v = (double)m;
+        v = e10 < 0 ? v / cyfes_tp_pow10[-e10] : v * cyfes_tp_pow10[e10];
+        *out = neg ? -v : v;
+        return 1;
+    }
+    return cyfes_tp_slow(s, e, out);
+}
+
+/* Whether the line [p, e) holds data (is neither blank nor a comment). */
+static inline int cyfes_tp_is_data(const char *p, const char *e) {
+    while (p < e && cyfes_tp_blank(*p)) p++;
+    return p < e && *p != '#';
+}
+
+static inline const char *cyfes_tp_eol(const char *p, const char *e) {
+    const char *nl = (const char *)memchr(p, '\n', (size_t)(e - p));
+    return nl ? nl : e;
+}
+
+/* One data line: the numbers of the columns colmap names (colmap[c] >= 0: output position of file column c).
+ * Returns CYFES_TP_OK, or an error with *ntok the columns found (COUNT) or *bad the column (NOT_NUMBER). */
+static int cyfes_tp_line(const char *p, const char *e, char delim, int ncols, const int *colmap, double *row,
+                         int *ntok, int *bad) {
+    const char *hash = (const char *)memchr(p, '#', (size_t)(e - p));
+    if (hash) e = hash; /* numpy's comments="#": the rest of the line is a comment */
+    int c = 0;
+    if (!delim) {
+        for (;;) {
+            while (p < e && cyfes_tp_blank(*p)) p++;
+            if (p == e) break;
+            const char *s = p;
+            while (p < e && !cyfes_tp_blank(*p)) p++;
+            if (c < ncols && colmap[c] >= 0 && !cyfes_tp_number(s, p, &row[colmap[c]])) { *bad = c; return CYFES_TP_NOT_NUMBER; }
+            c++;
+        }
+    } else {
+        for (;;) {
+            const char *stop = (const char *)memchr(p, delim, (size_t)(e - p));
+            const char *fe = stop ? stop : e, *s = p;
+            while (s < fe && cyfes_tp_blank(*s)) s++;
+            while (fe > s && cyfes_tp_blank(fe[-1])) fe--;
+            if (c < ncols && colmap[c] >= 0 && !cyfes_tp_number(s, fe, &row[colmap[c]])) { *bad = c; return CYFES_TP_NOT_NUMBER; }
+            c++;
+            if (!stop) break;
+            p = stop + 1;
+        }
+    }
+    *ntok = c;
+    return c == ncols ? CYFES_TP_OK : CYFES_TP_COUNT;
+}
+
+/* Split [0, len) into nchunks pieces that start at line starts (bounds[0..nchunks]) and count each one's data
+ * rows (rows[0..nchunks-1]). Returns the total. */
+static int64_t cyfes_tp_count(const char *buf, int64_t len, int nchunks, int64_t *bounds, int64_t *rows) {
+    bounds[0] = 0;
+    for (int k = 1; k < nchunks; k++) {
+        int64_t at = len * k / nchunks;
+        if (at < bounds[k - 1]) at = bounds[k - 1];
+        const char *nl = at < len ? (const char *)memchr(buf + at, '\n', (size_t)(len - at)) : NULL;
+        bounds[k] = nl ? (int64_t)(nl - buf) + 1 : len;
+    }
+    bounds[nchunks] = len;
+    int64_t total = 0;
+#pragma omp parallel for schedule(static, 1) if (nchunks > 1) reduction(+ : total)
+    for (int k = 0; k < nchunks; k++) {
+        const char *p = buf + bounds[k], *e = buf + bounds[k + 1];
+        int64_t n = 0;
+        while (p < e) {
+            const char *eol = cyfes_tp_eol(p, e);
+            n += cyfes_tp_is_data(p, eol);
+            p = eol + 1;
+        }
+        rows[k] = n;
+        total += n;
+    }
+    return total;
+}
+
+/* Parse the chunks cyfes_tp_count made into out (rows x nsel, C order), chunk k from row sum(rows[:k]). On an
+ * error: *err_at the offset of the first bad line, *err_row its row index, *err_kind, *err_info (the columns
+ * found for COUNT, the 0-based column for NOT_NUMBER). Rows before the bad line are all written. */
+static int cyfes_tp_parse(const char *buf, const int64_t *bounds, const int64_t *rows, int nchunks, char delim,
+                          int ncols, const int *colmap, int nsel, double *out, int64_t *err_at, int64_t *err_row,
+                          int *err_info) {
+    int64_t *first = (int64_t *)malloc(sizeof(int64_t) * (size_t)(3 * nchunks + 1));
+    if (!first) return CYFES_TP_NOMEM;
+    int64_t *at = first + nchunks, *kind = at + nchunks;
+    first[0] = 0;
+    for (int k = 1; k < nchunks; k++) first[k] = first[k - 1] + rows[k - 1];
+    double scratch[1];
+#pragma omp parallel for schedule(static, 1) if (nchunks > 1)
+    for (int k = 0; k < nchunks; k++) {
+        const char *p = buf + bounds[k], *e = buf + bounds[k + 1];
+        int64_t r = first[k];
+        kind[k] = CYFES_TP_OK;
+        while (p < e) {
+            const char *eol = cyfes_tp_eol(p, e);
+            if (cyfes_tp_is_data(p, eol)) {
+                int ntok = 0, bad = 0;
+                double *row = nsel ? out + r * nsel : scratch;
+                int rc = cyfes_tp_line(p, eol, delim, ncols, colmap, row, &ntok, &bad);
+                if (rc != CYFES_TP_OK) {
+                    kind[k] = rc;
+                    at[k] = p - buf;
+                    first[k] = r;
+                    /* the last of the three arrays doubles as the detail: kind in low bits, info above */
+                    kind[k] = rc | ((int64_t)(rc == CYFES_TP_COUNT ? ntok : bad) << 8);
+                    break;
+                }
+                r++;
+            }
+            p = eol + 1;
+        }
+    }
+    int rc = CYFES_TP_OK;
+    for (int k = 0; k < nchunks; k++) {
+        if (kind[k] != CYFES_TP_OK) {
+            rc = (int)(kind[k] & 0xff);
+            *err_info = (int)(kind[k] >> 8);
+            *err_at = at[k];
+            *err_row = first[k];
+            break;
+        }
+    }
+    free(first);
+    return rc;
+}
+
+#endif
