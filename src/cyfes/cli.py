@@ -176,6 +176,8 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--force", action="store_true", help="replace an output that is a symbolic link (the link, "
                      "not its target), a read-only file or one of the inputs; FIFOs and devices are never written")
     out.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    out.add_argument("-v", "--verbose", action="store_true", help="also say where the time went (read, surface, "
+                     "write) on stderr")
 
 
 # ----------------------------------------------------------------------------------------------- fes
@@ -214,7 +216,9 @@ def load_samples(args: argparse.Namespace) -> Samples:
     if args.skip < 0 or args.stride < 1:
         raise InputError("--skip must be >= 0 and --stride >= 1")
     bias_keys, weight_keys = _split_list(args.bias), _split_list(args.weights)
-    tables = [formats.read_table(path) for path in args.inputs]
+    # With --cv, only the named columns are converted (a wide COLVAR costs little more than those columns).
+    wanted = _split_list(args.cv) + bias_keys + weight_keys if _split_list(args.cv) else None
+    tables = [formats.read_table(path, columns=wanted) for path in args.inputs]
     for note in (n for table in tables for n in table.notes):
         print(f"{PROG}: warning: {note}", file=sys.stderr)
     cv_keys = _split_list(args.cv) or _default_cvs(tables[0], bias_keys + weight_keys)
@@ -397,15 +401,25 @@ def _summary(result: Any, written: Sequence[Path]) -> str:
 
 def run_fes(args: argparse.Namespace) -> int:
     from . import fes_options
+    import time
     _check_outputs(args)
     fes_options.check(args)
+    clock = [time.perf_counter()]
     samples = load_samples(args)
+    clock.append(time.perf_counter())
     plan = plan_grid(args, samples)
     check_budgets(args, plan)
     result = fes_options.finish(args, compute(args, samples, plan))
+    clock.append(time.perf_counter())
     written = write_outputs(result, args, fes_options.extra_outputs(args, result))
+    clock.append(time.perf_counter())
     if not args.quiet:
         print("\n".join([_summary(result, written)] + fes_options.report(args, result)))
+    if getattr(args, "verbose", False):
+        read, surface, write = (b - a for a, b in zip(clock, clock[1:]))
+        size = sum(Path(p).stat().st_size for p in args.inputs if Path(p).is_file())
+        print(f"{PROG}: time: read {read:.3f} s ({size / 1e6:.1f} MB, {size / 1e6 / max(read, 1e-9):.0f} MB/s), "
+              f"surface {surface:.3f} s, write {write:.3f} s", file=sys.stderr)
     return 0
 
 

@@ -57,56 +57,61 @@ static int cyfes_tp_slow(const char *s, const char *e, double *out) {
     return ok;
 }
 
-/* The number in [s, e); 1 on success, 0 when the token is not a number of the grammar above. */
-static int cyfes_tp_number(const char *s, const char *e, double *out) {
+/* inf, infinity or nan (any case) in [p, e) after the sign. */
+static int cyfes_tp_special(const char *p, const char *e, int neg, double *out) {
+    if (cyfes_tp_word(p, e, "inf") || cyfes_tp_word(p, e, "infinity")) *out = neg ? -HUGE_VAL : HUGE_VAL;
+    else if (cyfes_tp_word(p, e, "nan")) *out = neg ? -NAN : NAN;
+    else return 0;
+    return 1;
+}
+
+/* The number at the start of [s, e): returns where it ends (the caller checks that a separator follows), or
+ * NULL when no number of the grammar starts there. Clinger's fast path: the digits (at most 19, so no overflow)
+ * make an integer of at most 2^53, exact in a double, and 10^|e| <= 10^22 is exact too, so one multiply or
+ * divide rounds once, correctly. */
+static inline const char *cyfes_tp_scan(const char *s, const char *e, double *out) {
     const char *p = s;
     int neg = 0;
     if (p < e && (*p == '+' || *p == '-')) neg = *p++ == '-';
-    if (p == e) return 0;
-    if ((*p | 32) == 'i' || (*p | 32) == 'n') {
-        if (cyfes_tp_word(p, e, "inf") || cyfes_tp_word(p, e, "infinity")) *out = neg ? -HUGE_VAL : HUGE_VAL;
-        else if (cyfes_tp_word(p, e, "nan")) *out = neg ? -NAN : NAN;
-        else return 0;
-        return 1;
-    }
     uint64_t m = 0;
-    int nd = 0, any = 0;
-    int64_t e10 = 0;
-    for (; p < e && cyfes_tp_digit(*p); p++) {
-        any = 1;
-        if (m == 0 && *p == '0') continue; /* leading zeros are not significant */
-        if (nd < 19) m = m * 10 + (uint64_t)(*p - '0');
-        nd++;
-    }
-    if (nd > 19) e10 += nd - 19;
+    const char *d0 = p;
+    while (p < e && cyfes_tp_digit(*p)) m = m * 10 + (uint64_t)(*p++ - '0');
+    int64_t ndig = p - d0, nfrac = 0;
     if (p < e && *p == '.') {
-        for (p++; p < e && cyfes_tp_digit(*p); p++) {
-            any = 1;
-            if (m == 0 && *p == '0') { e10--; continue; }
-            if (nd < 19) { m = m * 10 + (uint64_t)(*p - '0'); e10--; }
-            nd++;
-        }
+        const char *f0 = ++p;
+        while (p < e && cyfes_tp_digit(*p)) m = m * 10 + (uint64_t)(*p++ - '0');
+        nfrac = p - f0;
+        ndig += nfrac;
     }
-    if (!any) return 0;
+    if (ndig == 0) return NULL; /* inf and nan are the caller's: they need the whole token */
+    int64_t e10 = -nfrac;
     if (p < e && (*p | 32) == 'e') {
+        const char *q = p + 1;
         int eneg = 0;
-        p++;
-        if (p < e && (*p == '+' || *p == '-')) eneg = *p++ == '-';
-        if (p == e || !cyfes_tp_digit(*p)) return 0;
+        if (q < e && (*q == '+' || *q == '-')) eneg = *q++ == '-';
+        if (!(q < e && cyfes_tp_digit(*q))) return NULL;
         int64_t x = 0;
-        for (; p < e && cyfes_tp_digit(*p); p++)
-            if (x < 1000000) x = x * 10 + (*p - '0');
+        for (; q < e && cyfes_tp_digit(*q); q++)
+            if (x < 100000000) x = x * 10 + (*q - '0');
         e10 += eneg ? -x : x;
+        p = q;
     }
-    if (p != e) return 0;
-    if (m == 0) { *out = neg ? -0.0 : 0.0; return 1; }
-    if (nd <= 15 && e10 >= -22 && e10 <= 22) {
+    if (ndig <= 19 && m <= ((uint64_t)1 << 53) && e10 >= -22 && e10 <= 22) {
         double v = (double)m;
         v = e10 < 0 ? v / cyfes_tp_pow10[-e10] : v * cyfes_tp_pow10[e10];
         *out = neg ? -v : v;
-        return 1;
+        return p;
     }
-    return cyfes_tp_slow(s, e, out);
+    if (ndig <= 19 && m == 0) { *out = neg ? -0.0 : 0.0; return p; }
+    return cyfes_tp_slow(s, p, out) ? p : NULL;
+}
+
+/* The number in [s, e); 1 on success, 0 when the token is not a number of the grammar above. */
+static int cyfes_tp_number(const char *s, const char *e, double *out) {
+    if (s == e) return 0;
+    const char *p = s + (*s == '+' || *s == '-');
+    if (p < e && ((*p | 32) == 'i' || (*p | 32) == 'n')) return cyfes_tp_special(p, e, *s == '-', out);
+    return cyfes_tp_scan(s, e, out) == e;
 }
 
 /* Whether the line [p, e) holds data (is neither blank nor a comment). */
@@ -132,8 +137,17 @@ static int cyfes_tp_line(const char *p, const char *e, char delim, int ncols, co
             while (p < e && cyfes_tp_blank(*p)) p++;
             if (p == e) break;
             const char *s = p;
-            while (p < e && !cyfes_tp_blank(*p)) p++;
-            if (c < ncols && colmap[c] >= 0 && !cyfes_tp_number(s, p, &row[colmap[c]])) { *bad = c; return CYFES_TP_NOT_NUMBER; }
+            if (c < ncols && colmap[c] >= 0) {
+                const char *q = cyfes_tp_scan(s, e, &row[colmap[c]]);
+                if (q && (q == e || cyfes_tp_blank(*q))) {
+                    p = q;
+                } else { /* not a plain number: inf/nan, or not a number at all */
+                    while (p < e && !cyfes_tp_blank(*p)) p++;
+                    if (!cyfes_tp_number(s, p, &row[colmap[c]])) { *bad = c; return CYFES_TP_NOT_NUMBER; }
+                }
+            } else {
+                while (p < e && !cyfes_tp_blank(*p)) p++;
+            }
             c++;
         }
     } else {
