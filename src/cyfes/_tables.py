@@ -80,6 +80,7 @@ class Table:
     notes: List[str] = field(default_factory=list)
     dropped: Dict[str, str] = field(default_factory=dict)
     file_names: List[str] = field(default_factory=list)  # every column of the file, when only some were read
+    sets: Dict[str, str] = field(default_factory=dict)   # every `#! SET key value`, as written (the last wins)
 
     def column_index(self, key: str) -> int:
         """The index of the column named `key`, or of the 0-based index `key`."""
@@ -105,13 +106,15 @@ class Table:
         return self.data[:, self.column_index(key)]
 
 
-def read_table(path: PathLike, columns: Optional[Sequence[str]] = None, threads: int = 0) -> Table:
+def read_table(path: PathLike, columns: Optional[Sequence[str]] = None, threads: int = 0,
+               fields_required: bool = False) -> Table:
     """Read samples: `.npy` (1-D or 2-D array), else text (PLUMED COLVAR, whitespace or CSV, optional header),
     gzip-compressed when the name ends in .gz.
 
     columns: the names (or 0-based indices) of the columns to convert; the others are only counted, so a wide
     file costs little more than the columns asked for (all columns when None). threads: parser threads (0: all).
-    Memory: the output arrays plus one buffer of BLOCK_BYTES (more only for a longer line)."""
+    Memory: the output arrays plus one buffer of BLOCK_BYTES (more only for a longer line). fields_required:
+    refuse text without a `#! FIELDS` header (PLUMED HILLS files)."""
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a data file")
@@ -121,7 +124,7 @@ def read_table(path: PathLike, columns: Optional[Sequence[str]] = None, threads:
     reader = None
     for buf, stop, size in _text_blocks(p, limit):
         if reader is None:
-            reader = _TextReader(str(p), columns, threads, size)
+            reader = _TextReader(str(p), columns, threads, size, fields_required)
         reader.feed(buf, stop)
     return reader.table()
 
@@ -339,8 +342,9 @@ class _TextReader:
     (memchr-fast, and few), the text between them goes to the C parser (table_parse.h) in parallel chunks."""
 
     def __init__(self, source: str, columns: Optional[Sequence[str]], threads: int = 0,
-                 size_hint: Optional[int] = None) -> None:
+                 size_hint: Optional[int] = None, fields_required: bool = False) -> None:
         self.source, self.threads, self.size_hint = source, threads, size_hint
+        self.fields_required = fields_required
         self.columns = list(columns) if columns else None
         self.wanted: Optional[List[str]] = None
         self.file_names: List[str] = []
@@ -511,6 +515,8 @@ class _TextReader:
             pos = end + 1
         else:
             return stop
+        if self.fields_required:
+            raise InputError(self._no_fields())
         line = self.line + buf.count(b"\n", 0, pos)
         self.mode, self.first_data_line = "plain", line
         delimiter = "," if "," in text else None
@@ -524,10 +530,15 @@ class _TextReader:
         self.seg = self._segment([f"col{i}" for i in range(len(tokens))], delimiter, cut_allowed=False)
         return pos
 
+    def _no_fields(self) -> str:
+        return f"{self.source}: no '#! FIELDS' header line; not a PLUMED HILLS/COLVAR file"
+
     # -- the table
     def table(self) -> Table:
         self._end_segment()
         src = self.source
+        if self.mode is None and self.fields_required:
+            raise InputError(self._no_fields())
         if self.mode is None:
             raise InputError(f"{src}: has only comment lines, no data rows" if self.nonblank else f"{src}: is empty")
         parts = [(p.names, p.array()) for p in self.parts if p.rows]
@@ -536,10 +547,10 @@ class _TextReader:
                              else f"{src}: has a header line but no data rows")
         names, data, dropped = _merge_segments(parts, src)
         if self.mode == "plain":
-            return Table(names, data, src, file_names=self.file_names)
+            return Table(names, data, src, file_names=self.file_names, sets=dict(self.sets))
         notes = self.notes + [f"{src}: column {n!r} is {why}; it is left out" for n, why in dropped.items()]
         return Table(names, data, src, _periodic_domains(self.sets, src), segments=self.heads, notes=notes,
-                     dropped=dropped, file_names=self.file_names)
+                     dropped=dropped, file_names=self.file_names, sets=dict(self.sets))
 
 
 def _is_float(token: str) -> bool:

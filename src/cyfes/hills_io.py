@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -87,17 +88,14 @@ def cv_fields(names: Sequence[str]) -> List[str]:
 
 
 def read_table(path: str) -> HillsTable:
+    """One HILLS (or COLVAR) file through the table reader (bounded memory, .gz, restarts)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{path}: no such file")
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
-    if "#! FIELDS" not in text:
-        raise InputError(f"{path}: no '#! FIELDS' header line; not a PLUMED HILLS/COLVAR file")
-    table = formats.parse_table_text(text, str(path))
-    sets = formats._set_values(formats._directives(text))
+    table = formats.read_table(p, fields_required=True)
+    for note in table.notes:  # a row cut short before a restart, columns not in every segment
+        warnings.warn(note)
+    sets = table.sets
     cvs = cv_fields(table.names)
     if not cvs:
         raise InputError(f"{path}: no CV columns in '#! FIELDS {' '.join(table.names)}'")
