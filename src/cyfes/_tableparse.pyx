@@ -13,10 +13,11 @@ cdef extern from "table_parse.h" nogil:
         CYFES_TP_NOMEM
     void cyfes_tp_init()
     int cyfes_tp_number(const char *s, const char *e, double *out)
-    int64_t cyfes_tp_count(const char *buf, int64_t length, int nchunks, int64_t *bounds, int64_t *rows)
+    int64_t cyfes_tp_count(const char *buf, int64_t length, int nchunks, int64_t *bounds, int64_t *rows,
+                           int nthreads)
     int cyfes_tp_parse(const char *buf, const int64_t *bounds, const int64_t *rows, int nchunks, char delim,
                        int ncols, const int *colmap, int nsel, double *out, int64_t *err_at, int64_t *err_row,
-                       int *err_info)
+                       int *err_info, int nthreads)
 
 cyfes_tp_init()
 
@@ -54,7 +55,7 @@ def first_non_ascii(const unsigned char[::1] text, Py_ssize_t start, Py_ssize_t 
 cdef class Piece:
     """A piece of text split into chunks at newlines, with each chunk's count of data rows."""
     cdef public int64_t rows
-    cdef int nchunks
+    cdef int nchunks, nthreads
     cdef int64_t start
     cdef const unsigned char[::1] text
     cdef int64_t[::1] bounds
@@ -66,15 +67,14 @@ cdef class Piece:
         cdef int nchunks = <int>min(<int64_t>nthreads * 4, max(<int64_t>1, length // MIN_CHUNK_BYTES))
         if nthreads == 1:
             nchunks = 1
-        self.text, self.start, self.nchunks = text, start, nchunks
+        self.text, self.start, self.nchunks, self.nthreads = text, start, nchunks, nthreads
         self.bounds = np.zeros(nchunks + 1, dtype=np.int64)
         self.counts = np.zeros(nchunks, dtype=np.int64)
         self.rows = 0
         if length > 0:
-            openmp.omp_set_num_threads(nthreads)
             with nogil:
                 self.rows = cyfes_tp_count(<const char *>&text[start], length, nchunks, &self.bounds[0],
-                                           &self.counts[0])
+                                           &self.counts[0], nthreads)
 
     def parse(self, double[:, ::1] out, int64_t first_row, str delimiter, int ncols, const int[::1] colmap):
         """Write the rows into out[first_row:first_row + rows]. Returns None, or (kind, offset of the bad
@@ -91,7 +91,8 @@ cdef class Piece:
         dest = &out[first_row, 0] if nsel else NULL
         with nogil:
             rc = cyfes_tp_parse(<const char *>&self.text[self.start], &self.bounds[0], &self.counts[0],
-                                self.nchunks, delim, ncols, &colmap[0], nsel, dest, &err_at, &err_row, &err_info)
+                                self.nchunks, delim, ncols, &colmap[0], nsel, dest, &err_at, &err_row, &err_info,
+                                self.nthreads)
         if rc == CYFES_TP_NOMEM:
             raise MemoryError("table parser: no memory for the chunk table")
         if rc == CYFES_TP_OK:

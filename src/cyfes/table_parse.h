@@ -13,6 +13,7 @@
 #ifndef CYFES_TABLE_PARSE_H
 #define CYFES_TABLE_PARSE_H
 
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <stdint.h>
@@ -30,6 +31,12 @@ static void cyfes_tp_init(void) {
 
 static const double cyfes_tp_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                           1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+#if LDBL_MANT_DIG == 64 && defined(__x86_64__)
+static const long double cyfes_tp_lpow10[28] = {
+    1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
+    1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+#endif
 
 /* Separators inside a line: numpy's reader splits at blanks and tabs and strips \r, \v, \f around numbers. */
 static inline int cyfes_tp_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
@@ -103,6 +110,22 @@ static inline const char *cyfes_tp_scan(const char *s, const char *e, double *ou
         return p;
     }
     if (ndig <= 19 && m == 0) { *out = neg ? -0.0 : 0.0; return p; }
+#if LDBL_MANT_DIG == 64 && defined(__x86_64__)
+    /* 16 to 19 digits (PLUMED's %20.16f): in x87's 64-bit significand m and 10^|e| <= 10^27 are exact and one
+     * operation rounds x to the nearest 64-bit value L. Rounding L to a double gives x's double unless L is
+     * exactly halfway between two doubles (its low 11 bits 0x400: then the side x was on is lost), since a
+     * halfway point is itself a 64-bit value and would have been nearer x than L. That case goes to strtod. */
+    if (ndig <= 19 && e10 >= -27 && e10 <= 27) {
+        long double v = (long double)m;
+        v = e10 < 0 ? v / cyfes_tp_lpow10[-e10] : v * cyfes_tp_lpow10[e10];
+        uint64_t sig;
+        memcpy(&sig, &v, sizeof sig);
+        if ((sig & 0x7ff) != 0x400) {
+            *out = neg ? -(double)v : (double)v;
+            return p;
+        }
+    }
+#endif
     return cyfes_tp_slow(s, p, out) ? p : NULL;
 }
 
@@ -168,7 +191,8 @@ static int cyfes_tp_line(const char *p, const char *e, char delim, int ncols, co
 
 /* Split [0, len) into nchunks pieces that start at line starts (bounds[0..nchunks]) and count each one's data
  * rows (rows[0..nchunks-1]). Returns the total. */
-static int64_t cyfes_tp_count(const char *buf, int64_t len, int nchunks, int64_t *bounds, int64_t *rows) {
+static int64_t cyfes_tp_count(const char *buf, int64_t len, int nchunks, int64_t *bounds, int64_t *rows,
+                              int nthreads) {
     bounds[0] = 0;
     for (int k = 1; k < nchunks; k++) {
         int64_t at = len * k / nchunks;
@@ -178,7 +202,7 @@ static int64_t cyfes_tp_count(const char *buf, int64_t len, int nchunks, int64_t
     }
     bounds[nchunks] = len;
     int64_t total = 0;
-#pragma omp parallel for schedule(static, 1) if (nchunks > 1) reduction(+ : total)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nchunks > 1) reduction(+ : total)
     for (int k = 0; k < nchunks; k++) {
         const char *p = buf + bounds[k], *e = buf + bounds[k + 1];
         int64_t n = 0;
@@ -198,14 +222,14 @@ static int64_t cyfes_tp_count(const char *buf, int64_t len, int nchunks, int64_t
  * found for COUNT, the 0-based column for NOT_NUMBER). Rows before the bad line are all written. */
 static int cyfes_tp_parse(const char *buf, const int64_t *bounds, const int64_t *rows, int nchunks, char delim,
                           int ncols, const int *colmap, int nsel, double *out, int64_t *err_at, int64_t *err_row,
-                          int *err_info) {
+                          int *err_info, int nthreads) {
     int64_t *first = (int64_t *)malloc(sizeof(int64_t) * (size_t)(3 * nchunks + 1));
     if (!first) return CYFES_TP_NOMEM;
     int64_t *at = first + nchunks, *kind = at + nchunks;
     first[0] = 0;
     for (int k = 1; k < nchunks; k++) first[k] = first[k - 1] + rows[k - 1];
     double scratch[1];
-#pragma omp parallel for schedule(static, 1) if (nchunks > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nchunks > 1)
     for (int k = 0; k < nchunks; k++) {
         const char *p = buf + bounds[k], *e = buf + bounds[k + 1];
         int64_t r = first[k];
