@@ -12,6 +12,9 @@ cdef extern from "table_parse.h" nogil:
         CYFES_TP_COUNT
         CYFES_TP_NOMEM
     void cyfes_tp_init()
+    int64_t cyfes_tp_first_high(const unsigned char *p, int64_t n)
+    int64_t cyfes_tp_next_directive(const char *buf, int64_t start, int64_t n)
+    int64_t cyfes_tp_newlines(const unsigned char *p, int64_t n)
     int cyfes_tp_number(const char *s, const char *e, double *out)
     int64_t cyfes_tp_count(const char *buf, int64_t length, int nchunks, int64_t *bounds, int64_t *rows,
                            int nthreads)
@@ -43,13 +46,27 @@ def parse_number(bytes token):
 
 def first_non_ascii(const unsigned char[::1] text, Py_ssize_t start, Py_ssize_t stop):
     """The offset of the first byte >= 0x80 in text[start:stop], or -1 (the text is then ASCII, so UTF-8)."""
-    cdef Py_ssize_t i, found = -1
-    with nogil:
-        for i in range(start, stop):
-            if text[i] >= 0x80:
-                found = i
-                break
-    return found
+    cdef int64_t found = -1
+    if stop > start:
+        with nogil:
+            found = cyfes_tp_first_high(&text[start], stop - start)
+    return start + found if found >= 0 else -1
+
+
+def next_directive(const unsigned char[::1] text, int64_t start, int64_t stop):
+    """The offset of the next line starting with `#!` in text[start:stop] (text[0] starts a line), or -1."""
+    if stop <= start:
+        return -1
+    return cyfes_tp_next_directive(<const char *>&text[0], start, stop)
+
+
+def newlines(const unsigned char[::1] text, int64_t start, int64_t stop):
+    """How many newlines text[start:stop] holds."""
+    cdef int64_t n = 0
+    if stop > start:
+        with nogil:
+            n = cyfes_tp_newlines(&text[start], stop - start)
+    return n
 
 
 cdef class Piece:

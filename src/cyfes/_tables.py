@@ -367,20 +367,19 @@ class _TextReader:
         self._check_text(buf, start, stop)
         pos, mark, mark_line = start, start, self.line
         while True:
-            at = buf.find(b"#!", pos, stop)
-            while at > start and buf[at - 1] != 10:
-                at = buf.find(b"#!", at + 2, stop)
+            bom_line = pos == start == 3 and buf.startswith(b"#!", 3)  # the first line, after a byte order mark
+            at = 3 if bom_line else _tableparse.next_directive(buf, pos, stop)
             if at < 0:
                 break
             self._body(buf, pos, at)
-            mark_line += buf.count(b"\n", mark, at)
+            mark_line += _tableparse.newlines(buf, mark, at)
             mark = at
             end = buf.find(b"\n", at, stop)
             end = stop if end < 0 else end
             self._directive(buf[at:end].decode("utf-8").rstrip("\r"), mark_line)
             pos = end
         self._body(buf, pos, stop)
-        self.line += buf.count(b"\n", 0, stop)
+        self.line += _tableparse.newlines(buf, 0, stop)
         self.offset += stop
 
     def _check_text(self, buf: bytearray, start: int, stop: int) -> None:

@@ -189,6 +189,72 @@ static int cyfes_tp_line(const char *p, const char *e, char delim, int ncols, co
     return c == ncols ? CYFES_TP_OK : CYFES_TP_COUNT;
 }
 
+/* One data line in whitespace mode, read in one pass from its first field at p: returns the line's end (its
+ * '\n', or e) and sets *rc as cyfes_tp_line does. */
+static inline const char *cyfes_tp_ws_line(const char *p, const char *e, int ncols, const int *colmap, double *row,
+                                           int *ntok, int *bad, int *rc) {
+    int c = 0;
+    for (;;) {
+        while (p < e && cyfes_tp_blank(*p)) p++;
+        if (p == e || *p == '\n') break;
+        if (*p == '#') { p = cyfes_tp_eol(p, e); break; }
+        const char *s = p;
+        if (c < ncols && colmap[c] >= 0) {
+            const char *q = cyfes_tp_scan(s, e, &row[colmap[c]]);
+            if (q && (q == e || cyfes_tp_blank(*q) || *q == '\n' || *q == '#')) {
+                p = q;
+            } else { /* inf/nan, or not a number at all */
+                while (p < e && !cyfes_tp_blank(*p) && *p != '\n' && *p != '#') p++;
+                if (!cyfes_tp_number(s, p, &row[colmap[c]])) { *bad = c; *rc = CYFES_TP_NOT_NUMBER; return cyfes_tp_eol(p, e); }
+            }
+        } else {
+            while (p < e && !cyfes_tp_blank(*p) && *p != '\n' && *p != '#') p++;
+        }
+        c++;
+    }
+    *ntok = c;
+    *rc = c == ncols ? CYFES_TP_OK : CYFES_TP_COUNT;
+    return p;
+}
+
+/* The offset of the first byte >= 0x80 in [p, p + n), or -1: eight bytes a step (ASCII text is UTF-8). */
+static int64_t cyfes_tp_first_high(const unsigned char *p, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if (w & 0x8080808080808080ULL) break;
+    }
+    for (; i < n; i++)
+        if (p[i] & 0x80) return i;
+    return -1;
+}
+
+/* The offset of the next `#!` that starts a line in [from, n) (a line starts at 0 and after each '\n'), or -1:
+ * memchr for '#', rare in data. */
+static int64_t cyfes_tp_next_directive(const char *buf, int64_t from, int64_t n) {
+    const char *p = buf + from, *e = buf + n;
+    while (p < e && (p = (const char *)memchr(p, '#', (size_t)(e - p))) != NULL) {
+        if (p + 1 < e && p[1] == '!' && (p == buf || p[-1] == '\n')) return p - buf;
+        p++;
+    }
+    return -1;
+}
+
+/* Newlines in [p, p + n), eight bytes a step. */
+static int64_t cyfes_tp_newlines(const unsigned char *p, int64_t n) {
+    int64_t i = 0, count = 0;
+    const uint64_t ones = 0x0101010101010101ULL, nl = ones * '\n', high = ones * 0x80;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        uint64_t x = w ^ nl; /* zero bytes where the newlines are */
+        count += __builtin_popcountll(~(((x & ~high) + ~high) | x) & high);
+    }
+    for (; i < n; i++) count += p[i] == '\n';
+    return count;
+}
+
 /* Split [0, len) into nchunks pieces that start at line starts (bounds[0..nchunks]) and count each one's data
  * rows (rows[0..nchunks-1]). Returns the total. */
 static int64_t cyfes_tp_count(const char *buf, int64_t len, int nchunks, int64_t *bounds, int64_t *rows,
@@ -235,21 +301,27 @@ static int cyfes_tp_parse(const char *buf, const int64_t *bounds, const int64_t 
         int64_t r = first[k];
         kind[k] = CYFES_TP_OK;
         while (p < e) {
-            const char *eol = cyfes_tp_eol(p, e);
-            if (cyfes_tp_is_data(p, eol)) {
-                int ntok = 0, bad = 0;
-                double *row = nsel ? out + r * nsel : scratch;
-                int rc = cyfes_tp_line(p, eol, delim, ncols, colmap, row, &ntok, &bad);
-                if (rc != CYFES_TP_OK) {
-                    kind[k] = rc;
-                    at[k] = p - buf;
-                    first[k] = r;
-                    /* the last of the three arrays doubles as the detail: kind in low bits, info above */
-                    kind[k] = rc | ((int64_t)(rc == CYFES_TP_COUNT ? ntok : bad) << 8);
-                    break;
-                }
-                r++;
+            const char *q = p;
+            while (q < e && cyfes_tp_blank(*q)) q++;
+            if (q == e) break;
+            if (*q == '\n' || *q == '#') { p = (*q == '\n' ? q : cyfes_tp_eol(q, e)) + 1; continue; }
+            int ntok = 0, bad = 0, rc;
+            double *row = nsel ? out + r * nsel : scratch;
+            const char *eol;
+            if (!delim) {
+                eol = cyfes_tp_ws_line(q, e, ncols, colmap, row, &ntok, &bad, &rc);
+            } else {
+                eol = cyfes_tp_eol(q, e);
+                rc = cyfes_tp_line(q, eol, delim, ncols, colmap, row, &ntok, &bad);
             }
+            if (rc != CYFES_TP_OK) {
+                at[k] = p - buf;
+                first[k] = r;
+                /* the last of the three arrays doubles as the detail: kind in low bits, info above */
+                kind[k] = rc | ((int64_t)(rc == CYFES_TP_COUNT ? ntok : bad) << 8);
+                break;
+            }
+            r++;
             p = eol + 1;
         }
     }
