@@ -183,3 +183,19 @@ def test_fes_runs_under_a_two_gigabyte_address_space(tmp_path: Path) -> None:
     assert "time: read" in run.stderr
     grid = np.loadtxt(tmp_path / "fes.dat")
     assert grid.shape[0] == 50 and np.isfinite(grid[:, 1]).any()
+
+
+@pytest.mark.parametrize("inflate", ["isal", "zlib"])
+def test_gzip_with_and_without_isal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inflate: str) -> None:
+    if inflate == "zlib":
+        monkeypatch.setitem(sys.modules, "isal", None)  # as where python-isal is not installed
+    else:
+        pytest.importorskip("isal")
+    raw = b"\xef\xbb\xbf#! FIELDS t x\n0 1.5\n#! FIELDS t x\n1 2.5\n"  # a byte order mark before a header
+    (tmp_path / "c.gz").write_bytes(gzip.compress(raw))
+    table = formats.read_table(tmp_path / "c.gz")
+    np.testing.assert_array_equal(table.data, [[0, 1.5], [1, 2.5]])
+    assert table.segments == 2
+    (tmp_path / "bad.gz").write_bytes(gzip.compress(raw)[:12] + b"\xff" * 40)
+    with pytest.raises(InputError, match="bad.gz: cannot read"):
+        formats.read_table(tmp_path / "bad.gz")

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import os
 import re
-import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,11 +155,12 @@ def _open_gzip(p: Path):  # type: ignore[no-untyped-def]
 
 
 def _read_errors() -> Tuple[type, ...]:
-    errors: List[type] = [zlib.error]
-    if "isal" in sys.modules or importlib.util.find_spec("isal") is not None:
-        from isal import isal_zlib  # the error class of isal's inflate, when it is the one in use
-        errors.append(isal_zlib.error)
-    return tuple(errors)
+    """What a corrupt gzip stream raises: zlib's error, and isal's when python-isal inflates."""
+    try:
+        from isal import isal_zlib  # optional, as in _open_gzip
+    except ImportError:
+        return (zlib.error,)
+    return (zlib.error, isal_zlib.error)
 
 
 def _text_blocks(p: Path, limit: int) -> Iterator[Tuple[bytearray, int, Optional[int]]]:
