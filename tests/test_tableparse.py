@@ -78,7 +78,10 @@ def test_chunks_and_blocks_agree_with_loadtxt(tmp_path: Path, monkeypatch: pytes
     """Blocks of a few kB put row ends at every kind of boundary; the numbers must equal numpy's reading."""
     rng = np.random.default_rng(4)
     data = rng.normal(size=(5000, 3)) * 10.0 ** rng.integers(-5, 6, size=(5000, 3))
-    _colvar(tmp_path / "c", data, ["a", "b", "c"], fmt="%.17g")
+    lines = _colvar(tmp_path / "c", data, ["a", "b", "c"], fmt="%.17g").decode().splitlines(keepends=True)
+    for k in range(len(lines) - 1, 3, -37):  # comments, blank lines and inline comments between the rows
+        lines[k:k] = ["# note\n", "\n", "   \t\n"] if k % 2 else [lines.pop(k).rstrip("\n") + "  # x\r\n"]
+    (tmp_path / "c").write_text("".join(lines))
     want = np.loadtxt(tmp_path / "c")
     monkeypatch.setattr(_tables, "BLOCK_BYTES", 4099)
     monkeypatch.setattr(_tableparse, "MIN_CHUNK_BYTES", 333)
@@ -199,3 +202,41 @@ def test_gzip_with_and_without_isal(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (tmp_path / "bad.gz").write_bytes(gzip.compress(raw)[:12] + b"\xff" * 40)
     with pytest.raises(InputError, match="bad.gz: cannot read"):
         formats.read_table(tmp_path / "bad.gz")
+
+
+# ----------------------------------------------------------------------------------------------- sum_hills
+HILLS_DATA = Path(__file__).parent / "data" / "plumed"
+
+
+def _sum_hills(tmp_path: Path, hills: str, out: str, capsys: pytest.CaptureFixture) -> int:
+    import os
+    from cyfes import cli
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        return cli.main(["sum_hills", "--hills", hills, "--outfile", out, "--bin", "20,20"])
+    finally:
+        os.chdir(old)
+
+
+def test_sum_hills_reads_gzip_and_gives_the_same_bytes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    raw = (HILLS_DATA / "h2d_periodic.hills").read_bytes()
+    (tmp_path / "h.hills").write_bytes(raw)
+    (tmp_path / "h.hills.gz").write_bytes(gzip.compress(raw))
+    assert _sum_hills(tmp_path, "h.hills", "plain.dat", capsys) == 0
+    assert _sum_hills(tmp_path, "h.hills.gz", "gz.dat", capsys) == 0
+    assert (tmp_path / "gz.dat").read_bytes() == (tmp_path / "plain.dat").read_bytes()
+    assert len(np.loadtxt(tmp_path / "plain.dat", comments="#")) == 400
+
+
+def test_sum_hills_refuses_a_restart_that_changes_a_domain(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    text = (HILLS_DATA / "h2d_periodic.hills").read_text()
+    lines = text.splitlines(keepends=True)
+    head = [line for line in lines if line.startswith("#!")]
+    body = [line for line in lines if not line.startswith("#!")]
+    moved = [line.replace("min_phi -pi", "min_phi 0").replace("max_phi pi", "max_phi 2*pi") for line in head]
+    (tmp_path / "r.hills").write_text("".join(head + body[:3] + moved + body[3:6]))
+    assert _sum_hills(tmp_path, "r.hills", "out.dat", capsys) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "r.hills: line" in err and "changes the domain of 'phi'" in err, err
+    assert not (tmp_path / "out.dat").exists()
