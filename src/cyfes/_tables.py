@@ -86,7 +86,7 @@ class Table:
             return self.names.index(key)
         if key in self.dropped:
             raise InputError(f"{self.source}: column {key!r} is {self.dropped[key]}, so it was left out; "
-                             f"columns every segment has: {', '.join(self.names)}")
+                             f"columns every segment has: {', '.join(self.file_names or self.names)}")
         text = key.strip()
         if re.fullmatch(r"-?\d+", text):
             idx, every = int(text), self.file_names or self.names
@@ -349,6 +349,7 @@ class _TextReader:
         self.file_names: List[str] = []
         self.mode: Optional[str] = None      # None until the first header or data line: "colvar" or "plain"
         self.seg: Optional[_Segment] = None
+        self.segment_names: List[List[str]] = []  # every column of each segment with data rows
         self.parts: List[_Part] = []
         self.notes: List[str] = []
         self.sets: Dict[str, str] = {}
@@ -427,9 +428,10 @@ class _TextReader:
         if self.columns is None:
             picked = list(range(len(names)))
         else:
-            if self.wanted is None:  # keys (names or indices) resolve against the first header
+            if self.wanted is None:  # indices resolve against the first header; names may come in a later one
                 probe = Table(names, np.empty((0, len(names))), self.source)
-                self.wanted = list(dict.fromkeys(names[probe.column_index(k)] for k in self.columns))
+                self.wanted = list(dict.fromkeys(k if k in names or not re.fullmatch(r"\s*-?\d+\s*", k)
+                                                 else names[probe.column_index(k)] for k in self.columns))
                 self.file_names = names
             picked = sorted(names.index(n) for n in self.wanted if n in names)
         colmap = np.full(len(names), -1, dtype=np.intc)
@@ -441,6 +443,8 @@ class _TextReader:
 
     def _end_segment(self) -> None:
         seg = self.seg
+        if seg is not None and seg.rows:
+            self.segment_names.append(seg.names)
         if seg is not None and seg.pending is not None:
             line, message = seg.pending
             self.notes.append(f"{self.source}: line {line}: dropped a row cut short{message}")
@@ -543,12 +547,24 @@ class _TextReader:
         if not parts:
             raise InputError(f"{src}: has a '#! FIELDS' header but no data rows" if self.mode == "colvar"
                              else f"{src}: has a header line but no data rows")
-        names, data, dropped = _merge_segments(parts, src)
+        every, _, dropped = _merge_segments([(n, np.empty((0, len(n)))) for n in self.segment_names], src)
+        names, data = _join_parts(parts)
+        for key in self.wanted or []:
+            if key not in every and key not in dropped:  # as the whole table would say it
+                Table(every, np.empty((0, len(every))), src, dropped=dropped).column_index(key)
         if self.mode == "plain":
             return Table(names, data, src, file_names=self.file_names, sets=dict(self.sets))
         notes = self.notes + [f"{src}: column {n!r} is {why}; it is left out" for n, why in dropped.items()]
         return Table(names, data, src, _periodic_domains(self.sets, src), segments=self.heads, notes=notes,
-                     dropped=dropped, file_names=self.file_names, sets=dict(self.sets))
+                     dropped=dropped, file_names=every if self.wanted is not None else [], sets=dict(self.sets))
+
+
+def _join_parts(parts: List[Tuple[List[str], np.ndarray]]) -> Tuple[List[str], np.ndarray]:
+    """The rows of every part, in the columns all parts have (none, when a column asked for was left out)."""
+    if len(parts) == 1:
+        return parts[0]
+    common = [n for n in parts[0][0] if all(n in other for other, _ in parts)]
+    return common, np.concatenate([d[:, [n_list.index(c) for c in common]] for n_list, d in parts])
 
 
 def _is_float(token: str) -> bool:
