@@ -240,3 +240,26 @@ def test_sum_hills_refuses_a_restart_that_changes_a_domain(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "r.hills: line" in err and "changes the domain of 'phi'" in err, err
     assert not (tmp_path / "out.dat").exists()
+
+
+def test_fes_converts_only_the_columns_it_names(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--cv/--bias on a wide COLVAR: text in a column nobody asked for does not stop the run, and the surface
+    equals the one from the same two columns alone."""
+    from cyfes import cli
+    rng = np.random.default_rng(8)
+    x, bias = rng.normal(size=500), rng.uniform(0, 2, 500)
+    wide = np.column_stack([np.arange(500.0)] + [rng.normal(size=500) for _ in range(10)] + [x, bias])
+    names = ["time"] + [f"d{i}" for i in range(10)] + ["x", "metad.bias"]
+    text = _colvar(tmp_path / "wide", wide, names, fmt="%.17g").decode()
+    lines = text.splitlines()
+    lines[40] = " ".join(["39", "oops"] + lines[40].split()[2:])  # column d0, not asked for
+    (tmp_path / "wide").write_text("\n".join(lines) + "\n")
+    narrow = tmp_path / "narrow"
+    _colvar(narrow, np.column_stack([x, bias]), ["x", "metad.bias"], fmt="%.17g")
+    for src, out in ((tmp_path / "wide", "a.dat"), (narrow, "b.dat")):
+        assert cli.main(["fes", str(src), "--cv", "x", "--bias", "metad.bias", "--sigma", "0.2", "--bins", "30",
+                         "--device", "cpu", "-q", "-o", str(tmp_path / out)]) == 0
+    assert (tmp_path / "a.dat").read_bytes() == (tmp_path / "b.dat").read_bytes()
+    assert cli.main(["fes", str(tmp_path / "wide"), "--cv", "d0", "--sigma", "0.2", "--device", "cpu", "-q", "-o",
+                     str(tmp_path / "c.dat")]) == 2
+    assert "wide: line 41, column 2: 'oops' is not a number" in capsys.readouterr().err
