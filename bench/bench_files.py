@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -131,7 +130,7 @@ def bench_readers(files: Dict[str, Tuple[Path, List[str]]], repeat: int, base: O
     print(f"{'file':<24}{'reader':<24}{'MB/s':>9}{'s':>9}{'MB/cpu-s':>10}  ok")
     for label, (path, columns) in files.items():
         size = text_bytes(path)
-        names = formats.read_table(path).names if not columns else formats.read_table(path).names
+        names = formats.read_table(path).names
         ours = None
         for threads in (1, 0):
             t, table = best(lambda: formats.read_table(path, columns=columns or None, threads=threads), repeat)
