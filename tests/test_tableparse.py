@@ -97,16 +97,18 @@ def test_only_requested_columns_are_converted(tmp_path: Path) -> None:
     names = [f"c{i}" for i in range(30)]
     _colvar(tmp_path / "wide", data, names, fmt="%.17g")
     text = (tmp_path / "wide").read_text().splitlines()
-    text[10] = text[10].replace(text[10].split()[5], "oops", 1)  # column c5 turns to text: not asked for
-    (tmp_path / "wide").write_text("\n".join(text) + "\n")
     table = formats.read_table(tmp_path / "wide", columns=["c17", "2", "c29"])
     assert table.names == ["c2", "c17", "c29"]
     np.testing.assert_array_equal(table.column("c17"), data[:, 17])
     np.testing.assert_array_equal(table.column("2"), data[:, 2])
-    with pytest.raises(InputError, match="line 11, column 6: 'oops' is not a number"):
-        formats.read_table(tmp_path / "wide", columns=["c5"])
+    assert table.data.shape == (300, 3)
     with pytest.raises(InputError, match="no column named 'zz'"):
         formats.read_table(tmp_path / "wide", columns=["zz"])
+    text[10] = " ".join(text[10].split()[:5] + ["1_000"] + text[10].split()[6:])  # c5: not a number, not asked for
+    (tmp_path / "wide").write_text("\n".join(text) + "\n")
+    for columns in (["c5"], ["c17"]):  # every field is checked, as before; only the asked-for are converted
+        with pytest.raises(InputError, match="line 11, column 6: '1_000' is not a number"):
+            formats.read_table(tmp_path / "wide", columns=columns)
 
 
 def test_column_turning_to_text_halfway_names_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,23 +245,23 @@ def test_sum_hills_refuses_a_restart_that_changes_a_domain(tmp_path: Path, capsy
 
 
 def test_fes_converts_only_the_columns_it_names(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """--cv/--bias on a wide COLVAR: text in a column nobody asked for does not stop the run, and the surface
-    equals the one from the same two columns alone."""
+    """--cv/--bias on a wide COLVAR give the surface of the same two columns alone; text in any column is still
+    refused with its line and column."""
     from cyfes import cli
     rng = np.random.default_rng(8)
     x, bias = rng.normal(size=500), rng.uniform(0, 2, 500)
     wide = np.column_stack([np.arange(500.0)] + [rng.normal(size=500) for _ in range(10)] + [x, bias])
     names = ["time"] + [f"d{i}" for i in range(10)] + ["x", "metad.bias"]
     text = _colvar(tmp_path / "wide", wide, names, fmt="%.17g").decode()
-    lines = text.splitlines()
-    lines[40] = " ".join(["39", "oops"] + lines[40].split()[2:])  # column d0, not asked for
-    (tmp_path / "wide").write_text("\n".join(lines) + "\n")
     narrow = tmp_path / "narrow"
     _colvar(narrow, np.column_stack([x, bias]), ["x", "metad.bias"], fmt="%.17g")
     for src, out in ((tmp_path / "wide", "a.dat"), (narrow, "b.dat")):
         assert cli.main(["fes", str(src), "--cv", "x", "--bias", "metad.bias", "--sigma", "0.2", "--bins", "30",
                          "--device", "cpu", "-q", "-o", str(tmp_path / out)]) == 0
     assert (tmp_path / "a.dat").read_bytes() == (tmp_path / "b.dat").read_bytes()
-    assert cli.main(["fes", str(tmp_path / "wide"), "--cv", "d0", "--sigma", "0.2", "--device", "cpu", "-q", "-o",
+    lines = text.splitlines()
+    lines[40] = " ".join(lines[40].split()[:1] + ["oops"] + lines[40].split()[2:])  # column d0
+    (tmp_path / "wide").write_text("\n".join(lines) + "\n")
+    assert cli.main(["fes", str(tmp_path / "wide"), "--cv", "x", "--sigma", "0.2", "--device", "cpu", "-q", "-o",
                      str(tmp_path / "c.dat")]) == 2
     assert "wide: line 41, column 2: 'oops' is not a number" in capsys.readouterr().err

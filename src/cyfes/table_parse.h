@@ -5,7 +5,8 @@
  * each chunk's data rows; cyfes_tp_parse then converts, in each chunk at once, only the columns the caller asked
  * for, each row at its final place in the output array.
  *
- * Numbers follow the grammar cyfes has always accepted (numpy's text reader, ASCII only):
+ * Every field is checked against the grammar (as the numpy-based reader did); only the requested ones are
+ * converted. Numbers follow the grammar cyfes has always accepted (numpy's text reader, ASCII only):
  *   [+-]? ( digits [. digits?] | . digits ) ([eE] [+-]? digits)?  |  [+-]? (inf | infinity | nan)  (any case)
  * so `1_000`, `0x1p3`, `1.5d3` are refused. Conversion is correctly rounded: Clinger's fast path (at most 15
  * significant digits and a power of ten up to 1e22: both exact in a double, so one IEEE operation rounds once),
@@ -129,6 +130,32 @@ static inline const char *cyfes_tp_scan(const char *s, const char *e, double *ou
     return cyfes_tp_slow(s, p, out) ? p : NULL;
 }
 
+/* Whether [s, e) is a number of the grammar, without converting it: a column nobody asked for is checked as the
+ * numpy-based reader checked every column, at the cost of one look at each character. */
+static inline int cyfes_tp_valid(const char *s, const char *e) {
+    const char *p = s + (s < e && (*s == '+' || *s == '-'));
+    if (p < e && ((*p | 32) == 'i' || (*p | 32) == 'n')) {
+        double ignored;
+        return cyfes_tp_special(p, e, 0, &ignored);
+    }
+    const char *d0 = p;
+    while (p < e && cyfes_tp_digit(*p)) p++;
+    int any = p > d0;
+    if (p < e && *p == '.') {
+        const char *f0 = ++p;
+        while (p < e && cyfes_tp_digit(*p)) p++;
+        any |= p > f0;
+    }
+    if (!any) return 0;
+    if (p < e && (*p | 32) == 'e') {
+        p++;
+        if (p < e && (*p == '+' || *p == '-')) p++;
+        if (!(p < e && cyfes_tp_digit(*p))) return 0;
+        while (p < e && cyfes_tp_digit(*p)) p++;
+    }
+    return p == e;
+}
+
 /* The number in [s, e); 1 on success, 0 when the token is not a number of the grammar above. */
 static int cyfes_tp_number(const char *s, const char *e, double *out) {
     if (s == e) return 0;
@@ -148,42 +175,25 @@ static inline const char *cyfes_tp_eol(const char *p, const char *e) {
     return nl ? nl : e;
 }
 
-/* One data line: the numbers of the columns colmap names (colmap[c] >= 0: output position of file column c).
+/* One data line of a delimited (CSV) table: the numbers of the columns colmap names (colmap[c] >= 0: output position of file column c).
  * Returns CYFES_TP_OK, or an error with *ntok the columns found (COUNT) or *bad the column (NOT_NUMBER). */
 static int cyfes_tp_line(const char *p, const char *e, char delim, int ncols, const int *colmap, double *row,
                          int *ntok, int *bad) {
     const char *hash = (const char *)memchr(p, '#', (size_t)(e - p));
     if (hash) e = hash; /* numpy's comments="#": the rest of the line is a comment */
     int c = 0;
-    if (!delim) {
-        for (;;) {
-            while (p < e && cyfes_tp_blank(*p)) p++;
-            if (p == e) break;
-            const char *s = p;
-            if (c < ncols && colmap[c] >= 0) {
-                const char *q = cyfes_tp_scan(s, e, &row[colmap[c]]);
-                if (q && (q == e || cyfes_tp_blank(*q))) {
-                    p = q;
-                } else { /* not a plain number: inf/nan, or not a number at all */
-                    while (p < e && !cyfes_tp_blank(*p)) p++;
-                    if (!cyfes_tp_number(s, p, &row[colmap[c]])) { *bad = c; return CYFES_TP_NOT_NUMBER; }
-                }
-            } else {
-                while (p < e && !cyfes_tp_blank(*p)) p++;
-            }
-            c++;
+    for (;;) {
+        const char *stop = (const char *)memchr(p, delim, (size_t)(e - p));
+        const char *fe = stop ? stop : e, *s = p;
+        while (s < fe && cyfes_tp_blank(*s)) s++;
+        while (fe > s && cyfes_tp_blank(fe[-1])) fe--;
+        if (c < ncols && (colmap[c] >= 0 ? !cyfes_tp_number(s, fe, &row[colmap[c]]) : !cyfes_tp_valid(s, fe))) {
+            *bad = c;
+            return CYFES_TP_NOT_NUMBER;
         }
-    } else {
-        for (;;) {
-            const char *stop = (const char *)memchr(p, delim, (size_t)(e - p));
-            const char *fe = stop ? stop : e, *s = p;
-            while (s < fe && cyfes_tp_blank(*s)) s++;
-            while (fe > s && cyfes_tp_blank(fe[-1])) fe--;
-            if (c < ncols && colmap[c] >= 0 && !cyfes_tp_number(s, fe, &row[colmap[c]])) { *bad = c; return CYFES_TP_NOT_NUMBER; }
-            c++;
-            if (!stop) break;
-            p = stop + 1;
-        }
+        c++;
+        if (!stop) break;
+        p = stop + 1;
     }
     *ntok = c;
     return c == ncols ? CYFES_TP_OK : CYFES_TP_COUNT;
@@ -209,6 +219,7 @@ static inline const char *cyfes_tp_ws_line(const char *p, const char *e, int nco
             }
         } else {
             while (p < e && !cyfes_tp_blank(*p) && *p != '\n' && *p != '#') p++;
+            if (c < ncols && !cyfes_tp_valid(s, p)) { *bad = c; *rc = CYFES_TP_NOT_NUMBER; return cyfes_tp_eol(p, e); }
         }
         c++;
     }
