@@ -156,6 +156,27 @@ static inline int cyfes_tp_valid(const char *s, const char *e) {
     return p == e;
 }
 
+/* Where a plain number (no inf/nan) starting at p ends, or NULL: cyfes_tp_scan's grammar without the value. */
+static inline const char *cyfes_tp_skip(const char *p, const char *e) {
+    if (p < e && (*p == '+' || *p == '-')) p++;
+    const char *d0 = p;
+    while (p < e && cyfes_tp_digit(*p)) p++;
+    int any = p > d0;
+    if (p < e && *p == '.') {
+        const char *f0 = ++p;
+        while (p < e && cyfes_tp_digit(*p)) p++;
+        any |= p > f0;
+    }
+    if (!any) return NULL;
+    if (p < e && (*p | 32) == 'e') {
+        p++;
+        if (p < e && (*p == '+' || *p == '-')) p++;
+        if (!(p < e && cyfes_tp_digit(*p))) return NULL;
+        while (p < e && cyfes_tp_digit(*p)) p++;
+    }
+    return p;
+}
+
 /* The number in [s, e); 1 on success, 0 when the token is not a number of the grammar above. */
 static int cyfes_tp_number(const char *s, const char *e, double *out) {
     if (s == e) return 0;
@@ -217,9 +238,14 @@ static inline const char *cyfes_tp_ws_line(const char *p, const char *e, int nco
                 while (p < e && !cyfes_tp_blank(*p) && *p != '\n' && *p != '#') p++;
                 if (!cyfes_tp_number(s, p, &row[colmap[c]])) { *bad = c; *rc = CYFES_TP_NOT_NUMBER; return cyfes_tp_eol(p, e); }
             }
-        } else {
-            while (p < e && !cyfes_tp_blank(*p) && *p != '\n' && *p != '#') p++;
-            if (c < ncols && !cyfes_tp_valid(s, p)) { *bad = c; *rc = CYFES_TP_NOT_NUMBER; return cyfes_tp_eol(p, e); }
+        } else { /* checked, not converted: one pass over a plain number */
+            const char *q = c < ncols ? cyfes_tp_skip(s, e) : NULL;
+            if (q && (q == e || cyfes_tp_blank(*q) || *q == '\n' || *q == '#')) {
+                p = q;
+            } else {
+                while (p < e && !cyfes_tp_blank(*p) && *p != '\n' && *p != '#') p++;
+                if (c < ncols && !cyfes_tp_valid(s, p)) { *bad = c; *rc = CYFES_TP_NOT_NUMBER; return cyfes_tp_eol(p, e); }
+            }
         }
         c++;
     }
