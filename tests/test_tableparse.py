@@ -265,3 +265,15 @@ def test_fes_converts_only_the_columns_it_names(tmp_path: Path, capsys: pytest.C
     assert cli.main(["fes", str(tmp_path / "wide"), "--cv", "x", "--sigma", "0.2", "--device", "cpu", "-q", "-o",
                      str(tmp_path / "c.dat")]) == 2
     assert "wide: line 41, column 2: 'oops' is not a number" in capsys.readouterr().err
+
+
+def test_first_bad_row_is_named_whichever_chunk_holds_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several chunks fail at once: the error names the earliest bad line of the file."""
+    monkeypatch.setattr(_tableparse, "MIN_CHUNK_BYTES", 64)
+    rows = [f"{i} {i * 0.25}" for i in range(3000)]
+    rows[2500] = "2500 bad"
+    rows[1700] = "1700"  # short, with rows after it: an error, and the first one
+    (tmp_path / "c").write_text("#! FIELDS time x\n" + "\n".join(rows) + "\n")
+    for threads in (1, 3):
+        with pytest.raises(InputError, match=r"c: line 1702: 1 columns, expected 2 \(rows of different lengths\)"):
+            formats.read_table(tmp_path / "c", threads=threads)
