@@ -1,18 +1,20 @@
-"""Sample tables in: PLUMED COLVAR (its `#! FIELDS`, `#! SET` lines), whitespace or CSV text, gzip, .npy, bounded."""
+"""Sample tables in: PLUMED COLVAR (its `#! FIELDS`, `#! SET` lines), whitespace or CSV text, gzip, .npy, bounded.
+
+Text is streamed through one fixed buffer and parsed by table_parse.h (docs/reader.md)."""
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._errors import InputError
+from . import _tableparse
 from ._numbers import clip, parse_number
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -20,6 +22,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: Largest input read, as a fraction of physical memory (after decompression: a .gz is read with a bound, so a
 #: small file that inflates to terabytes fails early). CYFES_MAX_INPUT_BYTES sets the bound in bytes instead.
 INPUT_MEMORY_FRACTION = 0.125
+#: Text held at once: the one buffer a file is read into, block after block (its complete lines are parsed, the
+#: rest moves to the front). 16 MiB keeps every thread of a large machine busy for milliseconds per block.
+BLOCK_BYTES = 16 << 20
+#: A .gz is inflated this much per read into that buffer.
+GZIP_READ_BYTES = 1 << 20
 _NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.IGNORECASE | re.ASCII)
 
 _FIELDS_LINE = re.compile(r"#!\s*FIELDS\b(.*)")
@@ -72,6 +79,8 @@ class Table:
     segments: int = 1
     notes: List[str] = field(default_factory=list)
     dropped: Dict[str, str] = field(default_factory=dict)
+    file_names: List[str] = field(default_factory=list)  # every column of the file, when only some were read
+    sets: Dict[str, str] = field(default_factory=dict)   # every `#! SET key value`, as written (the last wins)
 
     def column_index(self, key: str) -> int:
         """The index of the column named `key`, or of the 0-based index `key`."""
@@ -79,24 +88,35 @@ class Table:
             return self.names.index(key)
         if key in self.dropped:
             raise InputError(f"{self.source}: column {key!r} is {self.dropped[key]}, so it was left out; "
-                             f"columns every segment has: {', '.join(self.names)}")
+                             f"columns every segment has: {', '.join(self.file_names or self.names)}")
         text = key.strip()
         if re.fullmatch(r"-?\d+", text):
-            idx = int(text)
-            if -len(self.names) <= idx < len(self.names):
-                return idx % len(self.names)
+            idx, every = int(text), self.file_names or self.names
+            if -len(every) <= idx < len(every):
+                if every is self.names:
+                    return idx % len(self.names)
+                if every[idx] in self.names:  # an index into the file's columns, when only some were read
+                    return self.names.index(every[idx])
+                raise InputError(f"{self.source}: column {key!r} ({every[idx]}) was not read")
             raise InputError(f"{self.source}: column index {idx} is out of range: the file has "
-                             f"{len(self.names)} columns (0 to {len(self.names) - 1})")
+                             f"{len(every)} columns (0 to {len(every) - 1})")
         raise InputError(f"{self.source}: no column named {key!r}; available columns: {', '.join(self.names)}")
 
     def column(self, key: str) -> np.ndarray:
         return self.data[:, self.column_index(key)]
 
 
-def read_table(path: PathLike, fmt: Optional[str] = None) -> Table:
+def read_table(path: PathLike, fmt: Optional[str] = None, columns: Optional[Sequence[str]] = None,
+               threads: int = 0, fields_required: bool = False) -> Table:
     """Read samples: `.npy` (1-D or 2-D array), else text (PLUMED COLVAR, Colvars trajectory, GROMACS xvg,
     whitespace or CSV, optional header), gzip-compressed when the name ends in .gz. The format is told from the
-    content unless `fmt` (one of input_formats.INPUT_FORMATS) names it."""
+    content unless `fmt` (one of input_formats.INPUT_FORMATS) names it.
+
+    columns: the names (or 0-based indices) of the columns to convert; the others are only counted, so a wide
+    file costs little more than the columns asked for (all columns when None; PLUMED, CSV and plain tables).
+    threads: parser threads (0: all). Memory: the output arrays plus one buffer of BLOCK_BYTES (more only for a
+    longer line); Colvars and xvg files are read whole. fields_required: refuse text without a `#! FIELDS`
+    header (PLUMED HILLS files)."""
     from . import input_formats
     p = Path(path)
     if p.is_dir():
@@ -104,13 +124,49 @@ def read_table(path: PathLike, fmt: Optional[str] = None) -> Table:
     input_formats.check_name(fmt)
     if fmt == "npy" or (fmt is None and (p.suffix.lower() == ".npy" or input_formats.is_npy(p))):
         return _read_npy(p)
-    raw = _read_bounded(p, max_input_bytes())
+    limit = max_input_bytes()
+    kind = fmt or (None if fields_required else _detected(p, limit))
+    if kind in ("colvars", "xvg"):
+        return input_formats.parse_text(whole_text(p, limit), str(p), fmt, parse_table_text)
+    reader = None
+    for buf, stop, size in _text_blocks(p, limit):
+        if reader is None:
+            if kind == "csv" and b"," not in bytes(buf[:input_formats.HEAD_CHARS]):
+                raise InputError(f"{p}: no comma in its first {input_formats.HEAD_CHARS} characters (read as a "
+                                 "CSV file, as --input-format csv asks)")
+            reader = _TextReader(str(p), columns, threads, size, fields_required or kind == "plumed")
+        reader.feed(buf, stop)
+    return reader.table()
+
+
+def _detected(p: Path, limit: int) -> Optional[str]:
+    """The format the start of a text file shows (input_formats.detect), None when it cannot be read (the
+    reader then says why)."""
+    from . import input_formats
+    head = text_head(p, limit)
+    return None if head is None else input_formats.detect(head)[0]
+
+
+def text_head(p: Path, limit: int) -> Optional[str]:
+    """The first characters of a text file (inflated for .gz), enough to tell its format; None when it cannot
+    be read (the reader then says why)."""
+    from . import input_formats
     try:
-        text = raw.decode("utf-8-sig")  # a byte order mark is not part of the first column's name
+        with (_open_gzip(p) if p.suffix.lower() == ".gz" else open(p, "rb")) as handle:
+            head = handle.read(min(limit + 1, input_formats.HEAD_CHARS))
+    except (OSError, EOFError, *_read_errors()):
+        return None
+    return head.decode("utf-8-sig", "replace")
+
+
+def whole_text(p: Path, limit: int) -> str:
+    """The whole file as text (formats parsed in Python), read through the same bounded blocks."""
+    raw = b"".join(bytes(buf[:stop]) for buf, stop, _ in _text_blocks(p, limit))
+    try:
+        return raw.decode("utf-8-sig")  # a byte order mark is not part of the first column's name
     except UnicodeDecodeError as exc:
         raise InputError(f"{p}: not a text file (byte {exc.start} is not UTF-8); "
                          "cyfes reads text tables and .npy arrays") from None
-    return input_formats.parse_text(text, str(p), fmt, parse_table_text)
 
 
 def max_input_bytes() -> int:
@@ -131,21 +187,67 @@ def physical_memory() -> int:
         return 1 << 34
 
 
-def _read_bounded(p: Path, limit: int) -> bytes:
-    """The file's bytes (decompressed for .gz), refused once more than `limit` would be held in memory."""
+def _open_gzip(p: Path):  # type: ignore[no-untyped-def]
+    """The gzip stream, through ISA-L's inflate where python-isal is installed (cyfes[fast-gzip])."""
     try:
-        with (gzip.open(p, "rb") if p.suffix.lower() == ".gz" else open(p, "rb")) as handle:
-            raw = handle.read(limit + 1)
+        from isal import igzip  # optional: several times zlib's inflate speed
+    except ImportError:
+        return gzip.open(p, "rb")
+    return igzip.open(p, "rb")
+
+
+def _read_errors() -> Tuple[type, ...]:
+    """What a corrupt gzip stream raises: zlib's error, and isal's when python-isal inflates."""
+    try:
+        from isal import isal_zlib  # optional, as in _open_gzip
+    except ImportError:
+        return (zlib.error,)
+    return (zlib.error, isal_zlib.error)
+
+
+def _text_blocks(p: Path, limit: int) -> Iterator[Tuple[bytearray, int, Optional[int]]]:
+    """The file's bytes (inflated for .gz) as (buffer, stop, file size) blocks, each ending at a line end:
+    one buffer of BLOCK_BYTES is refilled (grown only to hold a longer line); refused once more than `limit`
+    bytes were read."""
+    gz = p.suffix.lower() == ".gz"
+    corrupt = _read_errors() if gz else ()
+    try:
+        with (_open_gzip(p) if gz else open(p, "rb", buffering=0)) as handle:
+            size = None if gz else os.fstat(handle.fileno()).st_size
+            yield from _fill_blocks(handle, p, limit, size, gz)
     except OSError as exc:  # gzip's BadGzipFile is an OSError too
         raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
     except EOFError:
         raise InputError(f"{p}: cannot read: the gzip stream is cut short") from None
-    except zlib.error as exc:
+    except corrupt as exc:
         raise InputError(f"{p}: cannot read: corrupt gzip data ({exc})") from None
-    if len(raw) > limit:
-        raise InputError(f"{p}: is larger than {limit:,} bytes" + (" decompressed" if p.suffix.lower() == ".gz"
-                         else "") + "; cyfes reads inputs into memory (set CYFES_MAX_INPUT_BYTES to allow more)")
-    return raw
+
+
+def _fill_blocks(handle: BinaryIO, p: Path, limit: int, size: Optional[int],
+                 gz: bool) -> Iterator[Tuple[bytearray, int, Optional[int]]]:
+    cap = min(BLOCK_BYTES, limit + 1, size + 1 if size is not None else BLOCK_BYTES)
+    buf, filled, total = bytearray(cap), 0, 0
+    while True:
+        with memoryview(buf) as view:
+            n = handle.readinto(view[filled:filled + GZIP_READ_BYTES] if gz else view[filled:])
+        total += n
+        if total > limit:
+            raise InputError(f"{p}: is larger than {limit:,} bytes" + (" decompressed" if gz else "")
+                             + "; cyfes reads inputs into memory (set CYFES_MAX_INPUT_BYTES to allow more)")
+        filled += n
+        if n and filled < len(buf):
+            continue
+        cut = filled if not n else buf.rfind(b"\n", 0, filled) + 1
+        if cut == 0 and n:  # one line longer than the buffer: make room for it
+            grown = bytearray(min(2 * len(buf), limit + 1))
+            grown[:filled] = buf
+            buf = grown
+            continue
+        yield buf, cut, size
+        buf[:filled - cut] = buf[cut:filled]
+        filled -= cut
+        if not n:
+            return
 
 
 def _read_npy(p: Path) -> Table:
@@ -200,51 +302,12 @@ def _check_unique(names: Sequence[str], source: str, what: str = "column") -> No
         seen.add(name)
 
 
-def parse_table_text(text: str, source: str = "<text>") -> Table:
+def parse_table_text(text: str, source: str = "<text>", columns: Optional[Sequence[str]] = None) -> Table:
     """Parse a text table; see read_table. `source` names the input in error messages."""
-    if not text.strip():
-        raise InputError(f"{source}: is empty")
-    directives = _directives(text)
-    heads = [(d, m) for d in directives for m in [_FIELDS_LINE.match(d.line)] if m]
-    if not heads:
-        return _plain_table(text, source)
-    periodic = _periodic_domains(_set_values(directives), source)
-    parts: List[Tuple[List[str], np.ndarray]] = []
-    notes: List[str] = []
-    pre = text[:heads[0][0].start]
-    if _has_data(pre):
-        raise InputError(f"{source}: line {_first_data_line(pre, 1)}: data before the first '#! FIELDS' header")
-    for k, (head, match) in enumerate(heads):
-        names = match.group(1).split()
-        line = text.count(chr(10), 0, head.start) + 1
-        if not names:
-            raise InputError(f"{source}: line {line}: '#! FIELDS' names no fields")
-        _check_unique(names, f"{source}: line {line}")
-        end = heads[k + 1][0].start if k + 1 < len(heads) else len(text)
-        first_line = text.count("\n", 0, head.end) + 1  # body starts with the header line's own "\n"
-        body = text[head.end:end]
-        if _has_data(body):
-            parts.append((names, _load_block(body, None, len(names), source, first_line, notes)))
-    if not parts:
-        raise InputError(f"{source}: has a '#! FIELDS' header but no data rows")
-    names, data, dropped = _merge_segments(parts, source)
-    notes += [f"{source}: column {n!r} is {why}; it is left out" for n, why in dropped.items()]
-    return Table(names, data, source, periodic, segments=len(heads), notes=notes, dropped=dropped)
-
-
-_DATA_LINE = re.compile(r"^[ \t]*[^#\s]", re.MULTILINE)
-
-
-def _has_data(text: str) -> bool:
-    """Whether `text` has a line that is neither blank nor a comment (stops at the first one)."""
-    return _DATA_LINE.search(text) is not None
-
-
-def _first_data_line(text: str, first_line: int) -> int:
-    for i, line in enumerate(text.splitlines()):
-        if line.strip() and not line.lstrip().startswith("#"):
-            return first_line + i
-    return first_line
+    raw = bytearray(text.encode("utf-8"))
+    reader = _TextReader(source, columns, threads=1 if len(raw) < BLOCK_BYTES else 0)
+    reader.feed(raw, len(raw))
+    return reader.table()
 
 
 def _periodic_domains(sets: Dict[str, str], source: str) -> Dict[str, Tuple[float, float]]:
@@ -277,60 +340,283 @@ def _merge_segments(parts: List[Tuple[List[str], np.ndarray]],
     return common, np.concatenate(blocks), dropped
 
 
-def _plain_table(text: str, source: str) -> Table:
-    """Whitespace or CSV text; the first non-comment line is a header when it is not all numbers."""
-    lines = text.splitlines()
-    idx = next((i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")), None)
-    if idx is None:
-        raise InputError(f"{source}: has only comment lines, no data rows")
-    first = lines[idx]
-    delimiter = "," if "," in first else None
-    tokens = [t.strip() for t in (first.split(",") if delimiter else first.split())]
-    header = not all(_is_float(t) for t in tokens)
-    if header:
-        names = [t or f"col{i}" for i, t in enumerate(tokens)]
-        _check_unique(names, f"{source}: line {idx + 1}")
-        body = "\n".join(lines[idx + 1:])
-        first_line = idx + 2
-        if not _has_data(body):
-            raise InputError(f"{source}: has a header line but no data rows")
-    else:
-        names, body, first_line = [f"col{i}" for i in range(len(tokens))], "\n".join(lines[idx:]), idx + 1
-    data = _load_block(body, delimiter, len(names), source, first_line)
-    return Table(names, data, source)
+# ----------------------------------------------------------------------------------------------- text, streamed
+@dataclass
+class _Segment:
+    """The rows under one header (`#! FIELDS` line, header line or none): which columns are converted, where."""
+
+    names: List[str]
+    delimiter: Optional[str]
+    colmap: np.ndarray            # per file column its place in the output row, -1: counted, not converted
+    part: "_Part"
+    cut_allowed: bool             # COLVAR segments: a last row cut short is dropped with a note
+    rows: int = 0                 # data rows seen so far (a dropped one included)
+    pending: Optional[Tuple[int, str]] = None  # (line, message) of a short row that is last so far
+
+    @property
+    def ncols(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class _Part:
+    """Output rows of consecutive segments that convert the same named columns: one array grown in place."""
+
+    names: List[str]
+    data: np.ndarray
+    rows: int = 0
+
+    def reserve(self, more: int, hint: float) -> None:
+        """Room for `more` rows; on growth, for `hint` times what is needed (an estimate of the rest of the file).
+        np.empty, not resize: resize zero-fills the new rows first (a tenth of a read's time)."""
+        need = self.rows + more
+        if need > len(self.data):
+            grown = np.empty((max(need, int(need * hint), len(self.data) * 3 // 2), self.data.shape[1]))
+            grown[:self.rows] = self.data[:self.rows]
+            self.data = grown
+
+    def array(self) -> np.ndarray:
+        if len(self.data) - self.rows > self.rows // 16:  # more than 6% unused: give it back
+            return self.data[:self.rows].copy()
+        return self.data[:self.rows]
+
+
+class _TextReader:
+    """A text table fed block by block (each block ends at a line end): `#!` directives are found first (memchr
+    for '#', in C; they are few) and handled here, the text between them goes to the C parser (table_parse.h)
+    in parallel chunks. How and why: docs/reader.md."""
+
+    def __init__(self, source: str, columns: Optional[Sequence[str]], threads: int = 0,
+                 size_hint: Optional[int] = None, fields_required: bool = False) -> None:
+        self.source, self.threads, self.size_hint = source, threads, size_hint
+        self.fields_required = fields_required
+        self.columns = list(columns) if columns else None
+        self.wanted: Optional[List[str]] = None
+        self.file_names: List[str] = []
+        self.mode: Optional[str] = None      # None until the first header or data line: "colvar" or "plain"
+        self.seg: Optional[_Segment] = None
+        self.segment_names: List[List[str]] = []  # every column of each segment with data rows
+        self.parts: List[_Part] = []
+        self.notes: List[str] = []
+        self.sets: Dict[str, str] = {}
+        self.set_lines: Dict[str, int] = {}
+        self.heads = 0
+        self.header = False                  # plain text: the first line held names
+        self.first_data_line = 0
+        self.nonblank = False
+        self.line = 1                        # line number of the block's first byte
+        self.offset = 0                      # bytes fed before this block
+
+    # -- blocks
+    def feed(self, buf: bytearray, stop: int) -> None:
+        start = 3 if self.offset == 0 and buf.startswith(b"\xef\xbb\xbf") else 0  # BOM: not part of a name
+        self._check_text(buf, start, stop)
+        pos, mark, mark_line = start, start, self.line
+        while True:
+            bom_line = pos == start == 3 and buf.startswith(b"#!", 3)  # the first line, after a byte order mark
+            at = 3 if bom_line else _tableparse.next_directive(buf, pos, stop)
+            if at < 0:
+                break
+            self._body(buf, pos, at)
+            mark_line += _tableparse.newlines(buf, mark, at)
+            mark = at
+            end = buf.find(b"\n", at, stop)
+            end = stop if end < 0 else end
+            self._directive(buf[at:end].decode("utf-8").rstrip("\r"), mark_line)
+            pos = end
+        self._body(buf, pos, stop)
+        self.line += _tableparse.newlines(buf, 0, stop)
+        self.offset += stop
+
+    def _check_text(self, buf: bytearray, start: int, stop: int) -> None:
+        bad = _tableparse.first_non_ascii(buf, start, stop)
+        if bad < 0:
+            return
+        try:
+            str(memoryview(buf)[bad:stop], "utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{self.source}: not a text file (byte {self.offset + bad + exc.start} is not UTF-8); "
+                             "cyfes reads text tables and .npy arrays") from None
+
+    def _line_at(self, buf: bytearray, offset: int) -> Tuple[int, str, int]:
+        """(line number, text, end offset) of the line starting at `offset` of the current block."""
+        end = buf.find(b"\n", offset)
+        end = len(buf) if end < 0 else end
+        return self.line + buf.count(b"\n", 0, offset), bytes(buf[offset:end]).decode("utf-8", "replace"), end
+
+    # -- directives
+    def _directive(self, text: str, line: int) -> None:
+        self.nonblank = True
+        head = _FIELDS_LINE.match(text)
+        if head:
+            if self.mode == "plain":
+                raise InputError(f"{self.source}: line {self.first_data_line}: data before the first "
+                                 "'#! FIELDS' header")
+            self._end_segment()
+            self.mode, self.heads = "colvar", self.heads + 1
+            names = head.group(1).split()
+            if not names:
+                raise InputError(f"{self.source}: line {line}: '#! FIELDS' names no fields")
+            _check_unique(names, f"{self.source}: line {line}")
+            self.seg = self._segment(names, None, cut_allowed=True)
+            return
+        match = _SET_LINE.match(text)
+        if match:
+            key, value = match.group(1), match.group(2)
+            old = self.sets.get(key)
+            if old is not None and old != value and key.startswith(("min_", "max_")) and self.heads > 1:
+                raise InputError(f"{self.source}: line {line}: '#! SET {key} {value}' changes the domain of "
+                                 f"'{key[4:]}' set by '#! SET {key} {old}' at line {self.set_lines[key]}; one "
+                                 "file's data must share one domain (split the file at the restart)")
+            self.sets[key], self.set_lines[key] = value, line
+
+    def _segment(self, names: List[str], delimiter: Optional[str], cut_allowed: bool) -> _Segment:
+        if self.columns is None:
+            picked = list(range(len(names)))
+        else:
+            if self.wanted is None:  # indices resolve against the first header; names may come in a later one
+                probe = Table(names, np.empty((0, len(names))), self.source)
+                self.wanted = list(dict.fromkeys(k if k in names or not re.fullmatch(r"\s*-?\d+\s*", k)
+                                                 else names[probe.column_index(k)] for k in self.columns))
+                self.file_names = names
+            picked = sorted(names.index(n) for n in self.wanted if n in names)
+        colmap = np.full(len(names), -1, dtype=np.intc)
+        colmap[picked] = np.arange(len(picked), dtype=np.intc)
+        out_names = [names[i] for i in picked]
+        if not self.parts or self.parts[-1].names != out_names:
+            self.parts.append(_Part(out_names, np.zeros((0, len(out_names)))))
+        return _Segment(names, delimiter, colmap, self.parts[-1], cut_allowed)
+
+    def _end_segment(self) -> None:
+        seg = self.seg
+        if seg is not None and seg.rows:
+            self.segment_names.append(seg.names)
+        if seg is not None and seg.pending is not None:
+            line, message = seg.pending
+            self.notes.append(f"{self.source}: line {line}: dropped a row cut short{message}")
+            seg.pending = None
+
+    # -- bodies
+    def _body(self, buf: bytearray, start: int, stop: int) -> None:
+        if start >= stop:
+            return
+        if self.mode is None:
+            start = self._first_data(buf, start, stop)
+            if start >= stop:
+                return
+        seg = self.seg
+        piece = _tableparse.Piece(buf, start, stop, self.threads)
+        if piece.rows == 0:
+            return
+        if seg.pending is not None:
+            line, message = seg.pending
+            raise InputError(f"{self.source}: line {line}{message}")
+        part = seg.part
+        part.reserve(piece.rows, self._growth(stop))
+        failed = piece.parse(part.data, part.rows, seg.delimiter or "", seg.ncols, seg.colmap)
+        if failed is None:
+            part.rows += piece.rows
+            seg.rows += piece.rows
+            return
+        kind, at, row, found = failed
+        part.rows += row
+        seg.rows += row
+        self._bad_row(buf, at, stop, kind, found)
+
+    def _growth(self, stop: int) -> float:
+        """Rows still to come per row in this block, estimated from the file size (1: unknown)."""
+        if not self.size_hint:
+            return 1.0
+        return max(1.0, 1.02 * self.size_hint / max(1, self.offset + stop))
+
+    def _bad_row(self, buf: bytearray, at: int, stop: int, kind: int, found: int) -> None:
+        """Raise the error for the bad line at `at`, as the numpy-based reader worded it, or keep a short last
+        row of a COLVAR segment aside (dropped with a note unless more rows follow)."""
+        seg, src = self.seg, self.source
+        line, text, end = self._line_at(buf, at)
+        bad = _first_bad_line(text, seg.delimiter, seg.ncols)
+        if bad is None or kind != _tableparse.COUNT or not bad[1].startswith(": "):
+            raise InputError(f"{src}: line {line}" + (bad[1] if bad else f": cannot read the row ({clip(text)})"))
+        message = bad[1]
+        if seg.rows == 0:  # the first row: one count for every row is a header mismatch, else rows differ
+            if _tableparse.Piece(buf, at, stop, self.threads).parse(
+                    np.zeros((0, 0)), 0, seg.delimiter or "", found, np.full(found, -1, dtype=np.intc)) is None:
+                raise InputError(f"{src}: line {line}: {found} columns but the header names {seg.ncols}")
+        elif found < seg.ncols and seg.cut_allowed and _tableparse.Piece(buf, min(end + 1, stop), stop, 1).rows == 0:
+            seg.pending = (line, message)
+            seg.rows += 1
+            return
+        raise InputError(f"{src}: line {line}{message}")
+
+    def _first_data(self, buf: bytearray, start: int, stop: int) -> int:
+        """Before any header: skip comment lines; the first data line makes the file a plain table (its names
+        when it is not all numbers, its commas make it CSV). Returns where the rows start."""
+        pos = start
+        while pos < stop:
+            end = buf.find(b"\n", pos, stop)
+            end = stop if end < 0 else end
+            text = bytes(buf[pos:end]).decode("utf-8")
+            if text.strip():
+                self.nonblank = True
+                if not text.lstrip().startswith("#"):
+                    break
+            pos = end + 1
+        else:
+            return stop
+        if self.fields_required:
+            raise InputError(self._no_fields())
+        line = self.line + buf.count(b"\n", 0, pos)
+        self.mode, self.first_data_line = "plain", line
+        delimiter = "," if "," in text else None
+        tokens = [t.strip() for t in (text.split(",") if delimiter else text.split())]
+        self.header = not all(_is_float(t) for t in tokens)
+        if self.header:
+            names = [t or f"col{i}" for i, t in enumerate(tokens)]
+            _check_unique(names, f"{self.source}: line {line}")
+            self.seg = self._segment(names, delimiter, cut_allowed=False)
+            return min(end + 1, stop)
+        self.seg = self._segment([f"col{i}" for i in range(len(tokens))], delimiter, cut_allowed=False)
+        return pos
+
+    def _no_fields(self) -> str:
+        return f"{self.source}: no '#! FIELDS' header line; not a PLUMED HILLS/COLVAR file"
+
+    # -- the table
+    def table(self) -> Table:
+        self._end_segment()
+        src = self.source
+        if self.mode is None and self.fields_required:
+            raise InputError(self._no_fields())
+        if self.mode is None:
+            raise InputError(f"{src}: has only comment lines, no data rows" if self.nonblank else f"{src}: is empty")
+        parts = [(p.names, p.array()) for p in self.parts if p.rows]
+        if not parts:
+            raise InputError(f"{src}: has a '#! FIELDS' header but no data rows" if self.mode == "colvar"
+                             else f"{src}: has a header line but no data rows")
+        every, _, dropped = _merge_segments([(n, np.empty((0, len(n)))) for n in self.segment_names], src)
+        names, data = _join_parts(parts)
+        for key in self.wanted or []:
+            if key not in every and key not in dropped:  # as the whole table would say it
+                Table(every, np.empty((0, len(every))), src, dropped=dropped).column_index(key)
+        if self.mode == "plain":
+            return Table(names, data, src, file_names=self.file_names, sets=dict(self.sets))
+        notes = self.notes + [f"{src}: column {n!r} is {why}; it is left out" for n, why in dropped.items()]
+        return Table(names, data, src, _periodic_domains(self.sets, src), segments=self.heads, notes=notes,
+                     dropped=dropped, file_names=every if self.wanted is not None else [], sets=dict(self.sets))
+
+
+def _join_parts(parts: List[Tuple[List[str], np.ndarray]]) -> Tuple[List[str], np.ndarray]:
+    """The rows of every part, in the columns all parts have (none, when a column asked for was left out)."""
+    if len(parts) == 1:
+        return parts[0]
+    common = [n for n in parts[0][0] if all(n in other for other, _ in parts)]
+    return common, np.concatenate([d[:, [n_list.index(c) for c in common]] for n_list, d in parts])
 
 
 def _is_float(token: str) -> bool:
     """Whether numpy's text parser reads `token` as a number (Python's float() also takes `1_000` and
     non-ASCII digits, which numpy does not)."""
     return _NUMBER.fullmatch(token.strip()) is not None
-
-
-def _load_block(body: str, delimiter: Optional[str], ncols: int, source: str, first_line: int,
-                notes: Optional[List[str]] = None) -> np.ndarray:
-    """Numbers of a block of lines through numpy's C parser; on failure find the exact line in Python.
-
-    With `notes` (COLVAR segments), a last row cut short (a run killed while writing, then restarted) is dropped
-    and said in `notes` instead of failing."""
-    try:
-        data = np.loadtxt(io.StringIO(body), comments="#", delimiter=delimiter, ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        found = _first_bad_line(body, delimiter, ncols)
-        if found is None:  # numpy refused something this module's check accepts: report numpy's reason
-            raise InputError(f"{source}: cannot read the table from line {first_line}: "
-                             f"{clip(' '.join(str(exc).split()), 160)}") from None
-        index, message, short = found
-        lines = body.splitlines()
-        if notes is not None and short and not _has_data("\n".join(lines[index + 1:])):
-            notes.append(f"{source}: line {first_line + index}: dropped a row cut short{message}")
-            rest = "\n".join(lines[:index])
-            return _load_block(rest, delimiter, ncols, source, first_line) if _has_data(rest) \
-                else np.empty((0, ncols))
-        raise InputError(f"{source}: line {first_line + index}{message}") from None
-    if data.shape[1] != ncols:
-        line = _first_data_line(body, first_line)
-        raise InputError(f"{source}: line {line}: {data.shape[1]} columns but the header names {ncols}")
-    return data
 
 
 def _first_bad_line(body: str, delimiter: Optional[str], ncols: int) -> Optional[Tuple[int, str, bool]]:

@@ -11,6 +11,7 @@ import functools
 import json
 import platform
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,8 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--force", action="store_true", help="replace an output that is a symbolic link (the link, "
                      "not its target), a read-only file or one of the inputs; FIFOs and devices are never written")
     out.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    out.add_argument("-v", "--verbose", action="store_true", help="also say where the time went (read, surface, "
+                     "write) on stderr")
 
 
 # ----------------------------------------------------------------------------------------------- fes
@@ -241,6 +244,12 @@ def _table_samples(table: formats.Table, keys: Tuple[List[str], List[str], List[
     return Samples(names, data[:, [table.column_index(k) for k in cv_keys]], bias, weights, domains)
 
 
+def _wanted(args: argparse.Namespace) -> Optional[List[str]]:
+    """With --cv, only the named columns are converted (a wide COLVAR costs little more than those columns)."""
+    cvs = _split_list(args.cv)
+    return cvs + _split_list(args.bias) + _split_list(args.weights) if cvs else None
+
+
 def _input_format(args: argparse.Namespace) -> Optional[str]:
     return getattr(args, "input_format", None)
 
@@ -259,7 +268,7 @@ def _keys(args: argparse.Namespace, first: formats.Table) -> Tuple[List[str], Li
 def load_samples(args: argparse.Namespace) -> Samples:
     """Read every input and pick the CV, bias and weight columns (rows after --skip, every --stride-th)."""
     _check_rows(args)
-    tables = [_warn_notes(formats.read_table(path, _input_format(args))) for path in args.inputs]
+    tables = [_warn_notes(formats.read_table(path, _input_format(args), columns=_wanted(args))) for path in args.inputs]
     keys = _keys(args, tables[0])
     parts = [_table_samples(table, keys, args.skip, args.stride) for table in tables]
     domains: Dict[str, Tuple[float, float]] = {}
@@ -273,7 +282,8 @@ def load_samples(args: argparse.Namespace) -> Samples:
 def _load_on_worker(path: str, args: argparse.Namespace, keys: Tuple[List[str], List[str], List[str]]) -> Any:
     """One input read where a Dask worker runs (cyfes.cluster)."""
     from . import cluster  # deferred: only runs with --scheduler, which needs Dask
-    got = _table_samples(formats.read_table(path, _input_format(args)), keys, args.skip, args.stride)
+    got = _table_samples(formats.read_table(path, _input_format(args), columns=_wanted(args)), keys, args.skip,
+                         args.stride)
     return cluster.FileChunk(got.names, got.values, got.bias, got.weights, got.domains)
 
 
@@ -472,17 +482,29 @@ def run_fes(args: argparse.Namespace) -> int:
     from . import fes_options
     _check_outputs(args)
     fes_options.check(args)
+    clock = [time.perf_counter()]
     if args.scheduler:
         if args.sigma.strip().lower() == "auto":
             raise InputError("--sigma auto: not with --scheduler (it needs every sample here); give the widths")
         from . import cluster  # deferred: needs Dask (cyfes[dask])
         with cluster.client(args.scheduler) as client:
-            result = _surface(args, load_on_cluster(args, client))
+            samples = load_on_cluster(args, client)
+            clock.append(time.perf_counter())
+            result = _surface(args, samples)
     else:
-        result = _surface(args, load_samples(args))
+        samples = load_samples(args)
+        clock.append(time.perf_counter())
+        result = _surface(args, samples)
+    clock.append(time.perf_counter())
     written = write_outputs(result, args, fes_options.extra_outputs(args, result))
+    clock.append(time.perf_counter())
     if not args.quiet:
         print("\n".join([_summary(result, written)] + fes_options.report(args, result)))
+    if getattr(args, "verbose", False):
+        read, surface, write = (b - a for a, b in zip(clock, clock[1:]))
+        size = sum(Path(p).stat().st_size for p in args.inputs if Path(p).is_file())
+        print(f"{PROG}: time: read {read:.3f} s ({size / 1e6:.1f} MB, {size / 1e6 / max(read, 1e-9):.0f} MB/s), "
+              f"surface {surface:.3f} s, write {write:.3f} s", file=sys.stderr)
     return 0
 
 

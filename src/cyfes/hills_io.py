@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import formats
+from . import _tables, formats
 from ._errors import InputError
 
 #: PLUMED's default number format for grids.
@@ -87,22 +88,22 @@ def cv_fields(names: Sequence[str]) -> List[str]:
 
 
 def read_table(path: str) -> HillsTable:
+    """One HILLS (or COLVAR) file through the table reader (bounded memory, .gz, restarts)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{path}: no such file")
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
-    if "#! FIELDS" not in text:
+    head = _tables.text_head(p, _tables.max_input_bytes())
+    if head is not None and "#! FIELDS" not in head:
         from . import colvars_io
-        if not colvars_io.looks_like_hills(text):
+        if not colvars_io.looks_like_hills(head):
             raise InputError(f"{path}: no '#! FIELDS' header line; not a PLUMED HILLS/COLVAR file (nor a Colvars "
                              ".hills.traj)")
-        table = colvars_io.parse_hills(text, str(path))
+        table = colvars_io.parse_hills(_tables.whole_text(p, _tables.max_input_bytes()), str(path))
         return HillsTable(str(path), table.names, cv_fields(table.names), {}, {}, table.data)
-    table = formats.parse_table_text(text, str(path))
-    sets = formats._set_values(formats._directives(text))
+    table = formats.read_table(p, fields_required=True)
+    for note in table.notes:  # a row cut short before a restart, columns not in every segment
+        warnings.warn(note)
+    sets = table.sets
     cvs = cv_fields(table.names)
     if not cvs:
         raise InputError(f"{path}: no CV columns in '#! FIELDS {' '.join(table.names)}'")
