@@ -128,12 +128,26 @@ def read_table(path: PathLike, fmt: Optional[str] = None, columns: Optional[Sequ
     kind = fmt or (None if fields_required else _detected(p, limit))
     if kind in ("colvars", "xvg"):
         return input_formats.parse_text(whole_text(p, limit), str(p), fmt, parse_table_text)
+    try:
+        return _stream_table(p, limit, kind, columns, threads, fields_required)
+    except InputError as exc:
+        if fmt is None:
+            raise
+        raise InputError(f"{exc} (read as {input_formats.label(fmt)}, as --input-format {fmt} asks)") from None
+
+
+def _stream_table(p: Path, limit: int, kind: Optional[str], columns: Optional[Sequence[str]], threads: int,
+                  fields_required: bool) -> Table:
+    """A PLUMED, CSV or plain table through the C parser, block by block."""
+    from . import input_formats
+    head = text_head(p, limit) if kind in ("plumed", "csv") else None
+    if head is not None and kind == "plumed" and not input_formats.has_fields(head):
+        raise InputError(f"{p}: no '#! FIELDS' header line")
+    if head is not None and kind == "csv" and "," not in head:
+        raise InputError(f"{p}: no comma in its first {input_formats.HEAD_CHARS} characters")
     reader = None
     for buf, stop, size in _text_blocks(p, limit):
         if reader is None:
-            if kind == "csv" and b"," not in bytes(buf[:input_formats.HEAD_CHARS]):
-                raise InputError(f"{p}: no comma in its first {input_formats.HEAD_CHARS} characters (read as a "
-                                 "CSV file, as --input-format csv asks)")
             reader = _TextReader(str(p), columns, threads, size, fields_required or kind == "plumed")
         reader.feed(buf, stop)
     return reader.table()

@@ -32,6 +32,11 @@ _LABELS = {"plumed": "a PLUMED file", "colvars": "a Colvars trajectory", "xvg": 
            "csv": "a CSV table", "text": "a whitespace table", "npy": "a .npy array"}
 
 
+def label(fmt: str) -> str:
+    """How an error names a format: "a PLUMED file", "a Colvars trajectory", ..."""
+    return _LABELS[fmt]
+
+
 def check_name(fmt: Optional[str]) -> Optional[str]:
     if fmt is not None and fmt not in INPUT_FORMATS:
         raise InputError(f"--input-format: unknown format {fmt!r}; choose one of {', '.join(INPUT_FORMATS)}")
@@ -52,7 +57,7 @@ def is_npy(path: Path) -> bool:
 def detect(text: str) -> Tuple[str, str]:
     """(format, why) from the start of a text file."""
     head = text[:HEAD_CHARS]
-    if _has_fields(head):
+    if has_fields(head):
         return "plumed", "it has a '#! FIELDS' line"
     if colvars_io.looks_like(head):
         return "colvars", "its first line is a '# step' header"
@@ -64,7 +69,7 @@ def detect(text: str) -> Tuple[str, str]:
     return "text", "no other format fits"
 
 
-def _has_fields(head: str) -> bool:
+def has_fields(head: str) -> bool:
     return any(line.startswith("#!") and line[2:].split()[:1] == ["FIELDS"] for line in head.splitlines())
 
 
@@ -80,7 +85,7 @@ def parse_text(text: str, source: str, fmt: Optional[str], plumed_or_plain: Call
             return colvars_io.parse(text, source)
         if kind == "xvg":
             return xvg_io.parse(text, source)
-        if kind == "plumed" and not _has_fields(text):
+        if kind == "plumed" and not has_fields(text):
             raise InputError(f"{source}: no '#! FIELDS' header line")
         if kind == "csv" and "," not in text[:HEAD_CHARS]:
             raise InputError(f"{source}: no comma in its first {HEAD_CHARS} characters")
