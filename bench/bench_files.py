@@ -151,9 +151,8 @@ def bench_readers(files: Dict[str, Tuple[Path, List[str]]], repeat: int, base: O
                                                                if t else f"{'-':>9}{'-':>9}  failed"))
 
 
-def bench_command(path: Path, tmp: Path, repeat: int) -> None:
-    cmd = [sys.executable, "-m", "cyfes", "fes", str(path), "--cv", "phi,psi", "--bias", "metad.bias",
-           "--sigma", "0.1", "--bins", "200", "--device", "cpu", "-o", str(tmp / "fes.dat"), "-v", "-q", "--force"]
+def _best_command(cmd: List[str], repeat: int) -> Tuple[float, str]:
+    """The best wall time of a whole command and the last line it printed on stderr."""
     walls, lines = [], []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -161,7 +160,31 @@ def bench_command(path: Path, tmp: Path, repeat: int) -> None:
         walls.append(time.perf_counter() - start)
         lines.append(run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"rc {run.returncode}")
     k = int(np.argmin(walls))
-    print(f"cyfes fes {path.name} --cv phi,psi --bias metad.bias --bins 200: wall {walls[k]:.3f} s; {lines[k]}")
+    return walls[k], lines[k]
+
+
+def bench_sum_hills(path: Path, tmp: Path, repeat: int, device: str) -> None:
+    """The whole `cyfes sum_hills` command on the HILLS file, against the same sum from arrays in this process."""
+    cmd = [sys.executable, "-m", "cyfes", "sum_hills", "--hills", str(path), "--bin", "199,199", "--device", device,
+           "--outfile", str(tmp / "sum.dat"), "-q"]
+    wall, line = _best_command(cmd, repeat)
+    read, _ = best(lambda: formats.read_table(path), repeat)
+    print(f"cyfes sum_hills {path.name} ({path.stat().st_size / 1e6:.0f} MB) --bin 199,199 --device {device}: wall "
+          f"{wall:.3f} s (reading alone {read:.3f} s){'' if line.startswith('rc 0') else '; ' + line}")
+
+
+def bench_command(path: Path, tmp: Path, repeat: int, device: str = "cpu") -> None:
+    cmd = [sys.executable, "-m", "cyfes", "fes", str(path), "--cv", "phi,psi", "--bias", "metad.bias",
+           "--sigma", "0.1", "--bins", "200", "--device", device, "-o", str(tmp / "fes.dat"), "-v", "-q", "--force"]
+    walls, lines = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        walls.append(time.perf_counter() - start)
+        lines.append(run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"rc {run.returncode}")
+    k = int(np.argmin(walls))
+    print(f"cyfes fes {path.name} --cv phi,psi --bias metad.bias --bins 200 --device {device}: wall "
+          f"{walls[k]:.3f} s; {lines[k]}")
     for argv in (["--help"], ["info"]):
         t, _ = best(lambda: subprocess.run([sys.executable, "-m", "cyfes"] + argv, capture_output=True), repeat)
         print(f"cyfes {' '.join(argv)}: {t:.3f} s")
@@ -174,12 +197,14 @@ def main() -> None:
     ap.add_argument("--hills", type=float, default=5e5)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--baseline-python", help="an interpreter whose cyfes is the reader to compare against")
+    ap.add_argument("--device", default="cpu", help="where the whole commands compute (cpu, gpu, auto)")
     args = ap.parse_args()
     print(f"{os.cpu_count()} cores, {_tableparse.max_threads()} OpenMP threads, load {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         files = write_files(Path(tmp), int(args.rows), int(args.wide_rows), int(args.hills))
         bench_readers(files, args.repeat, args.baseline_python)
-        bench_command(files["colvar 4 col"][0], Path(tmp), args.repeat)
+        bench_command(files["colvar 4 col"][0], Path(tmp), args.repeat, args.device)
+        bench_sum_hills(files["hills"][0], Path(tmp), args.repeat, args.device)
 
 
 if __name__ == "__main__":
