@@ -65,19 +65,37 @@ def _periods(hills: Hills) -> np.ndarray:
                      float(formats.parse_number(d[0], "min")) for d in hills.domains])
 
 
-def _kernel_block(points: np.ndarray, hills: Hills, part: slice, heights: np.ndarray, periods: np.ndarray,
-                  stretched: bool) -> np.ndarray:
-    """(n_points, n_hills in part) values of the hills in `part` at `points`."""
-    d = points[:, None, :] - hills.centers[part][None, :, :]
-    wrap = periods > 0
-    if wrap.any():  # the minimum image, as PLUMED's Value::difference
-        d[:, :, wrap] -= periods[wrap] * np.round(d[:, :, wrap] / periods[wrap])
+def _scaled_distance(points: np.ndarray, hills: Hills, part: slice, periods: np.ndarray) -> np.ndarray:
+    """(n_points, n_hills in part) s = 1/2 d^T M d, d the minimum image (PLUMED's Value::difference)."""
+    centers = hills.centers[part]
     if hills.multivariate:
-        s = 0.5 * np.einsum("phi,hij,phj->ph", d, hills.metrics[part], d)
-    else:
-        s = 0.5 * np.sum((d / hills.widths[part][None, :, :]) ** 2, axis=2)
-    a, b = (hillsum.STRETCH_A, hillsum.STRETCH_B) if stretched else (1.0, 0.0)
-    return np.where(s < hillsum.CUT, a * np.exp(-s) + b, 0.0) * heights[part][None, :]
+        d = points[:, None, :] - centers[None, :, :]
+        wrap = periods > 0
+        d[:, :, wrap] -= periods[wrap] * np.round(d[:, :, wrap] / periods[wrap])
+        return 0.5 * np.einsum("phi,hij,phj->ph", d, hills.metrics[part], d)
+    s = np.zeros((len(points), len(centers)))
+    for k in range(points.shape[1]):  # one CV at a time: (P, H) temporaries, not (P, H, D)
+        d = points[:, k, None] - centers[None, :, k]
+        if periods[k] > 0:
+            d -= periods[k] * np.round(d / periods[k])
+        d /= hills.widths[part][None, :, k]
+        s += d * d
+    return 0.5 * s
+
+
+def _kernel_block(points: np.ndarray, hills: Hills, part: slice, periods: np.ndarray, stretched: bool,
+                  keep: Optional[np.ndarray] = None) -> np.ndarray:
+    """(n_points, n_hills in part) kernel values (without heights); exp only where a hill reaches."""
+    s = _scaled_distance(points, hills, part, periods)
+    inside = s < hillsum.CUT
+    if keep is not None:
+        inside &= keep
+    value = np.exp(np.negative(s, out=s), out=s, where=inside)
+    value[~inside] = 0.0
+    if stretched:
+        value *= hillsum.STRETCH_A
+        value += hillsum.STRETCH_B * inside
+    return value
 
 
 def bias_at_points(points: np.ndarray, hills: Hills, heights: np.ndarray, counts: Optional[np.ndarray] = None,
@@ -97,10 +115,11 @@ def bias_at_points(points: np.ndarray, hills: Hills, heights: np.ndarray, counts
         step_p = max(1, BLOCK // (b - a))
         for p in range(first, n, step_p):
             q = min(n, p + step_p)
-            block = _kernel_block(sorted_points[p:q], hills, slice(a, b), heights, periods, stretched)
+            keep = None
             if sorted_counts[p] < b:  # some points stop inside this block of hills
-                block *= np.arange(a, b)[None, :] < sorted_counts[p:q, None]
-            out[p:q] += block.sum(axis=1)
+                keep = np.arange(a, b)[None, :] < sorted_counts[p:q, None]
+            block = _kernel_block(sorted_points[p:q], hills, slice(a, b), periods, stretched, keep)
+            out[p:q] += block @ heights[a:b]
     result = np.empty(n)
     result[order] = out
     return result
