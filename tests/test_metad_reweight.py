@@ -273,3 +273,12 @@ def test_points_multivariate_against_a_float64_reference(tmp_path: Path) -> None
     timed = metad_reweight.read_timed_hills([str(path)], None)
     v = metad_reweight.bias_at_points(points, timed.hills, timed.hills.heights)
     np.testing.assert_allclose(v, want, rtol=1e-11, atol=1e-11)
+
+
+def test_cli_stride_keeps_times_aligned_with_samples(tmp_path: Path) -> None:
+    """--skip/--stride drop rows (the last among them): each kept sample keeps its own time and bias."""
+    rows = ["--skip", "2", "--stride", "3"]
+    ours = _fes(tmp_path, "ct.dat", ["--hills", str(HILLS), "--rct-bin", "150,150"] + rows)
+    plumed = _fes(tmp_path, "rbias.dat", ["--bias", "metad.rbias"] + rows)
+    ok = np.isfinite(plumed.values)
+    assert np.abs(ours.values[ok] - plumed.values[ok]).max() < 2e-3

@@ -187,20 +187,23 @@ def sort_by_time(hills: Hills, times: np.ndarray, gamma: float) -> TimedHills:
     return TimedHills(sorted_hills, times[order], gamma)
 
 
-def _check_times(times: np.ndarray, hill_times: np.ndarray, where: str) -> None:
+def _check_times(times: np.ndarray, hill_times: np.ndarray, where: str, last: Optional[float]) -> None:
     if not (np.isfinite(times).all() and np.isfinite(hill_times).all()):
         raise InputError(f"{where}: a time is not finite")
-    if len(hill_times) and hill_times.max() > times.max():
+    last = float(times.max()) if last is None else last
+    if len(hill_times) and hill_times.max() > last:
         raise InputError(f"{where}: a hill at time {hill_times.max():g} is later than the last sample "
-                         f"({times.max():g}); the HILLS file does not belong to these samples")
+                         f"({last:g}); the HILLS file does not belong to these samples")
 
 
 def compute(points: np.ndarray, times: np.ndarray, timed: TimedHills, kt: float, mode: str,
-            grid: Optional[hillsum.HillsGrid] = None, where: str = "hills") -> MetadBias:
-    """The reweighting bias of each sample (points (N, D) in the hills' CV order, times (N,))."""
+            grid: Optional[hillsum.HillsGrid] = None, where: str = "hills", last: Optional[float] = None
+            ) -> MetadBias:
+    """The reweighting bias of each sample (points (N, D) in the hills' CV order, times (N,)); last: the time
+    of the run's last row, when samples were dropped (default: the last of `times`)."""
     if mode not in MODES:
         raise InputError(f"--reweight {mode}: use one of {', '.join(MODES)}")
-    _check_times(times, timed.times, where)
+    _check_times(times, timed.times, where, last)
     heights = bias_heights(timed.hills, timed.gamma)
     stretched = timed.hills.kernel == "stretched-gaussian"
     if mode == "final":
@@ -289,15 +292,18 @@ def _split(text: Optional[str]) -> Optional[List[str]]:
     return None if text is None else [t.strip() for t in text.split(",")]
 
 
-def _sample_times(args: argparse.Namespace) -> np.ndarray:
-    """The time column of every input, with the rows cyfes fes keeps (--skip, --stride)."""
-    parts = []
+def _sample_times(args: argparse.Namespace) -> Tuple[np.ndarray, float]:
+    """The time column of every input, with the rows cyfes fes keeps (--skip, --stride), and the time of the
+    last row of any input (dropped rows included)."""
+    parts, last = [], -math.inf
     for path in args.inputs:
         table = formats.read_table(path)
         if "time" not in table.names:
             raise InputError(f"{path}: no 'time' column; --hills needs each sample's time")
-        parts.append(table.data[args.skip::args.stride, table.names.index("time")])
-    return np.concatenate(parts)
+        column = table.data[:, table.names.index("time")]
+        parts.append(column[args.skip::args.stride])
+        last = max(last, float(column.max()))
+    return np.concatenate(parts), last
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -316,6 +322,7 @@ def reweight_samples(args: argparse.Namespace, samples: Any, kt: float) -> Tuple
     mode = args.reweight or "ct"
     grid = None if mode == "final" else rct_grid(timed.hills, _split(args.rct_min), _split(args.rct_max),
                                                  _split(args.rct_bin))
-    got = compute(samples.values, _sample_times(args), timed, kt, mode, grid, where)
+    times, last = _sample_times(args)
+    got = compute(samples.values, times, timed, kt, mode, grid, where, last)
     samples.bias = got.bias if samples.bias is None else samples.bias + got.bias
     return samples, got
