@@ -282,3 +282,8 @@ def test_cli_stride_keeps_times_aligned_with_samples(tmp_path: Path) -> None:
     plumed = _fes(tmp_path, "rbias.dat", ["--bias", "metad.rbias"] + rows)
     ok = np.isfinite(plumed.values)
     assert np.abs(ours.values[ok] - plumed.values[ok]).max() < 2e-3
+
+
+def test_refuses_a_ct_grid_with_final(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _refuse(tmp_path, capsys, [str(COLVAR), "--cv", "phi,psi", "--hills", str(HILLS), "--reweight", "final",
+                               "--rct-bin", "50,50"], "only with --reweight ct")

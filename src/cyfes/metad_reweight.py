@@ -260,7 +260,7 @@ def match_cvs(timed: TimedHills, names: Sequence[str], domains: dict, source: st
     hills = timed.hills
     if sorted(hills.names) != sorted(names):
         raise InputError(f"{source}: its CVs ({', '.join(hills.names)}) do not match the chosen CVs of the "
-                         f"COLVAR ({', '.join(names)})")
+                         f"COLVAR ({', '.join(names)}); choose them with --cv")
     for name in names:
         dom = hills.domains[hills.names.index(name)]
         theirs = None if dom is None else tuple(formats.parse_number(x, name) for x in dom)
@@ -311,6 +311,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         for flag in ("reweight", "biasfactor", "rct_min", "rct_max", "rct_bin"):
             if getattr(args, flag) is not None:
                 raise InputError(f"--{flag.replace('_', '-')}: needs --hills")
+    elif args.reweight == "final" and any(getattr(args, f) is not None for f in ("rct_min", "rct_max", "rct_bin")):
+        raise InputError("--rct-min/--rct-max/--rct-bin: only with --reweight ct (final has no c(t))")
     elif getattr(args, "scheduler", None):
         raise InputError("--hills: not with --scheduler (the hills are summed at the samples here)")
 
