@@ -287,3 +287,17 @@ def test_cli_stride_keeps_times_aligned_with_samples(tmp_path: Path) -> None:
 def test_refuses_a_ct_grid_with_final(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     _refuse(tmp_path, capsys, [str(COLVAR), "--cv", "phi,psi", "--hills", str(HILLS), "--reweight", "final",
                                "--rct-bin", "50,50"], "only with --reweight ct")
+
+
+def test_plain_metadynamics_ct_against_a_float64_reference() -> None:
+    """biasf -1 (PLUMED's mark of a run without well-tempering): heights as written, c = kT ln mean exp(V/kT)."""
+    x, t, centers, sigma, heights, hill_t = _synthetic()
+    kt, period = 2.5, 2 * math.pi
+    got = metad_reweight.metad_weights(x, t, centers, sigma, heights, hill_t, kt=kt, biasfactor=-1,
+                                       periodic=[("-pi", "pi")], bins=[2000])
+    fine = -math.pi + np.arange(20000) * period / 20000
+    j = len(x) - 1
+    v = _reference_v(x[j:j + 1], centers[hill_t < t[j]], sigma[hill_t < t[j]], heights[hill_t < t[j]], period)[0]
+    grid_v = _reference_v(fine, centers[hill_t < t[j]], sigma[hill_t < t[j]], heights[hill_t < t[j]], period)
+    c = kt * math.log(np.mean(np.exp(grid_v / kt)))
+    assert got.v[j] == pytest.approx(v, rel=1e-12) and got.c[j] == pytest.approx(c, rel=1e-6)
