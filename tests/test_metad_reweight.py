@@ -230,7 +230,7 @@ def test_api_refuses_mismatched_arrays() -> None:
                                      biasfactor=5.0)
 
 
-# ----------------------------------------------------------------------------------------------- against the grid kernel
+# ------------------------------------------------------------------------------------------ against the grid kernel
 def _grid_points(res) -> np.ndarray:
     mesh = np.meshgrid(*res.axes, indexing="ij")
     return np.column_stack([m.ravel() for m in mesh])
