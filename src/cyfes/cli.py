@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_fes_arguments(p: argparse.ArgumentParser) -> None:
     from . import fes_options
+    from . import metad_reweight
     _add_input_arguments(p)
+    metad_reweight.add_arguments(p.add_argument_group("metadynamics reweighting from HILLS"))
     _add_estimate_arguments(p)
     _add_output_arguments(p)
     fes_options.add_arguments(p)
@@ -275,8 +277,13 @@ def load_samples(args: argparse.Namespace) -> Samples:
     for part in parts:
         domains.update(part.domains)
     join = lambda arrays: None if arrays[0] is None else np.concatenate(arrays)  # noqa: E731
-    return Samples(parts[0].names, np.concatenate([p.values for p in parts]), join([p.bias for p in parts]),
-                   join([p.weights for p in parts]), domains)
+    samples = Samples(parts[0].names, np.concatenate([p.values for p in parts]), join([p.bias for p in parts]),
+                      join([p.weights for p in parts]), domains)
+    if getattr(args, "hills", None):
+        from . import _units, fes_options, metad_reweight
+        kt = _units.kT(fes_options.temperature(args), args.units)
+        samples = metad_reweight.reweight_samples(args, samples, kt)[0]
+    return samples
 
 
 def _load_on_worker(path: str, args: argparse.Namespace, keys: Tuple[List[str], List[str], List[str]]) -> Any:
@@ -482,6 +489,8 @@ def run_fes(args: argparse.Namespace) -> int:
     from . import fes_options
     _check_outputs(args)
     fes_options.check(args)
+    from . import metad_reweight
+    metad_reweight.check_arguments(args)
     clock = [time.perf_counter()]
     if args.scheduler:
         if args.sigma.strip().lower() == "auto":
