@@ -1,16 +1,36 @@
 """cyfes: free energy surfaces from biased molecular dynamics by reweighted Gaussian KDE, on GPU and CPU."""
 from __future__ import annotations
 
-from ._api import FESResult, fes
-from ._backends import backends
+import importlib
+from typing import Any, List
+
 from ._errors import BackendError, CyfesError, InputError
-from .hillsum import hills
 
-try:
-    from importlib.metadata import version as _version
-
-    __version__ = _version("cyfes")
-except Exception:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+#: The public names that live in the engine, each imported on first use (PEP 562): a command line such as
+#: `cyfes --help`, or a script that only reads files, loads no engine and no compiled module it does not call.
+_LAZY = {"fes": "._api", "FESResult": "._api", "hills": ".hillsum", "backends": "._backends"}
 
 __all__ = ["fes", "hills", "FESResult", "backends", "CyfesError", "InputError", "BackendError", "__version__"]
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version  # deferred: its import costs more than the rest of `import cyfes`
+        return version("cyfes")
+    except Exception:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    elif name == "__version__":
+        value = _version()
+    else:
+        raise AttributeError(f"module 'cyfes' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -85,11 +85,19 @@ commands:
   cyfes basins | path     basins, Delta F and barriers of a surface (cyfes basins --help)"""
 
 
+class _Version(argparse.Action):
+    """--version, the version looked up only when asked (importlib.metadata costs a third of `cyfes --help`)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from . import __version__
+        print(f"cyfes {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=MAIN_DESCRIPTION, epilog=MAIN_EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    from . import __version__
-    parser.add_argument("--version", action="version", version=f"cyfes {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     fes = sub.add_parser("fes", help="compute a free energy surface", description=FES_DESCRIPTION,
                          epilog=FES_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -34,7 +34,6 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _inputs, _output, formats
-from ._api import log_kernel_sum
 from ._errors import InputError
 from ._units import BOLTZMANN
 
@@ -350,6 +349,7 @@ def exp45(x: np.ndarray) -> np.ndarray:
 def _log_kernel_sum(samples: np.ndarray, sigma: float, points: np.ndarray, bias: Optional[np.ndarray],
                     precision: str) -> np.ndarray:
     """log sum_j exp(V_j/kT) exp(-|x - s_j|^2 / 2 sigma^2) on `points`, with 4.5's kT (log space)."""
+    from ._api import log_kernel_sum  # deferred: `cyfes --help` (which imports this module) loads no engine
     return log_kernel_sum(samples, sigma, grid=points, bias=bias, units=LEGACY_UNITS,
                           temperature=KT45 / BOLTZMANN[LEGACY_UNITS], precision=precision)
 
