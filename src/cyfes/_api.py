@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _backends, _binned, _gpu_truncated, _inputs, _streamed, _truncated, _units, analysis
-from ._errors import InputError
+from ._errors import BackendError, InputError
 
 #: Kernel calls a run is split into at least when a progress callback is given.
 PROGRESS_STEPS = 64
@@ -640,13 +640,30 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
                           device, None if devices is None else tuple(devices), threads)
         return _chunked_fes(samples, bias, weights, spec, blocks, shift, names, progress)
     dev = _backends.parse_device(device, devices, threads)
-    with _validate(samples, sigma, bias, weights, temperature, units, grid, bins, ranges, periodic, blocks,
-                   precision, names, tolerance, method, _stage_on(dev, method, tolerance)) as pb:
+    args = (samples, sigma, bias, weights, temperature, units, grid, bins, ranges, periodic, blocks, precision,
+            names, tolerance, method)
+    try:
+        sums, estimate, layout = _sums_on(dev, args, progress)
+    except BackendError as exc:
+        if dev.kind == "cpu" or not _backends.is_auto(device, devices):
+            raise
+        # device="auto": a GPU that fails (its memory taken by another process, say) leaves the CPU
+        warnings.warn(f"the GPU failed ({exc}); computing on the CPU instead", RuntimeWarning, stacklevel=2)
+        dev = _backends.parse_device("cpu", None, threads)
+        sums, estimate, layout = _sums_on(dev, args, progress)
+    return surface(sums, estimate, layout, dev.describe(), units=units, temperature=temperature, shift=shift,
+                   names=names, threads=dev.threads)
+
+
+def _sums_on(dev: _backends.Device, args: tuple, progress: Optional[ProgressCallback]
+             ) -> Tuple[_Densities, Optional[float], _Layout]:
+    """fes()'s kernel sums on one device: args are fes()'s (samples ... method), validated here."""
+    method, tolerance = args[-1], args[-2]
+    with _validate(*args, _stage_on(dev, method, tolerance)) as pb:
         if progress is not None and not callable(progress):
             raise InputError(f"progress: expected a callable progress(done, total), got {progress!r}")
         sums, estimate = _kernel_sums(pb, dev, progress)
-    return surface(sums, estimate, pb.layout, dev.describe(), units=units, temperature=temperature, shift=shift,
-                   names=names, threads=dev.threads)
+    return sums, estimate, pb.layout
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,11 @@ def _device_ids(spec: Any, name: str) -> tuple:
     return tuple(int(i) for i in ids)
 
 
+def is_auto(device: Any, devices: Optional[Sequence[int]] = None) -> bool:
+    """Whether the user left the choice of device to cyfes (device="auto", no devices list)."""
+    return devices is None and isinstance(device, str) and device.strip().lower() == "auto"
+
+
 def parse_device(device: Any, devices: Optional[Sequence[int]] = None, threads: Optional[int] = None) -> Device:
     """Turn the user's `device` (and `devices`) argument into a Device, checking that it can run here."""
     _check_threads(threads)
