@@ -125,6 +125,8 @@ def _add_fes_arguments(p: argparse.ArgumentParser) -> None:
     _add_estimate_arguments(p)
     _add_output_arguments(p)
     fes_options.add_arguments(p)
+    from . import scans_cli
+    scans_cli.add_arguments(p)
 
 
 def _add_input_arguments(p: argparse.ArgumentParser) -> None:
@@ -407,9 +409,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
         plot.require_matplotlib()
         if args.plot_max is not None and not np.isfinite(args.plot_max):
             raise InputError(f"--plot-max: must be a finite number, got {args.plot_max}")
-    from . import fes_options
-    _output.check_targets(list(args.output) + ([args.plot] if args.plot else []) + fes_options.output_names(args),
-                          args.inputs, args.force)
+    from . import fes_options, scans_cli
+    _output.check_targets(list(args.output) + ([args.plot] if args.plot else []) + fes_options.output_names(args)
+                          + scans_cli.output_names(args), args.inputs, args.force)
 
 
 #: Memory the plot of one grid point needs (matplotlib's contour paths and image), an estimate.
@@ -479,9 +481,10 @@ def _surface(args: argparse.Namespace, samples: Samples) -> Any:
 
 
 def run_fes(args: argparse.Namespace) -> int:
-    from . import fes_options
+    from . import fes_options, scans_cli
     _check_outputs(args)
     fes_options.check(args)
+    scans_cli.check(args)
     clock = [time.perf_counter()]
     if args.scheduler:
         if args.sigma.strip().lower() == "auto":
@@ -495,11 +498,12 @@ def run_fes(args: argparse.Namespace) -> int:
         samples = load_samples(args)
         clock.append(time.perf_counter())
         result = _surface(args, samples)
+    scan_lines, scan_plots = scans_cli.run(args, samples, plan_grid, result)
     clock.append(time.perf_counter())
-    written = write_outputs(result, args, fes_options.extra_outputs(args, result))
+    written = write_outputs(result, args, fes_options.extra_outputs(args, result) + scan_plots)
     clock.append(time.perf_counter())
     if not args.quiet:
-        print("\n".join([_summary(result, written)] + fes_options.report(args, result)))
+        print("\n".join([_summary(result, written)] + fes_options.report(args, result) + scan_lines))
     if getattr(args, "verbose", False):
         read, surface, write = (b - a for a, b in zip(clock, clock[1:]))
         size = sum(Path(p).stat().st_size for p in args.inputs if Path(p).is_file())
