@@ -1,0 +1,133 @@
+"""Umbrella windows joined by MBAR: a 1-D double well whose windows are sampled exactly (inverse CDF on a fine
+grid), checked against the analytic free energies and against pymbar's own FES on the same samples."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import cyfes
+from cyfes import cli, umbrella
+
+from reference import KB
+
+pymbar = pytest.importorskip("pymbar")
+
+KT = KB["kJ/mol"] * 300.0
+HEIGHT = 3 * KT
+KAPPA = 100.0  # kJ/mol/nm^2: each window about 0.16 wide, 0.2 apart
+CENTRES = np.round(np.arange(-1.6, 1.61, 0.2), 10)
+FINE = np.linspace(-2.5, 2.5, 50001)
+SIGMA = 0.05
+PER_WINDOW = 2000
+
+
+def potential(x: np.ndarray) -> np.ndarray:
+    return HEIGHT * (x ** 2 - 1) ** 2
+
+
+def sample_window(centre: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    e = potential(FINE) + 0.5 * KAPPA * (FINE - centre) ** 2
+    cdf = np.cumsum(np.exp(-(e - e.min()) / KT))
+    return np.interp(rng.random(n), cdf / cdf[-1], FINE)
+
+
+@pytest.fixture(scope="module")
+def windows():
+    rng = np.random.default_rng(1)
+    return [umbrella.Window(sample_window(c, PER_WINDOW, rng)[:, None], np.array([c]), np.array([KAPPA]))
+            for c in CENTRES]
+
+
+def smoothed_free_energy(x: np.ndarray) -> np.ndarray:
+    """-kT ln of the exact density convolved with the kernel: what the KDE converges to."""
+    p = np.exp(-potential(FINE) / KT)
+    return -KT * np.log(np.array([np.sum(p * np.exp(-0.5 * ((xi - FINE) / SIGMA) ** 2)) for xi in x]))
+
+
+def test_window_free_energies_match_the_analytic_integrals(windows):
+    _, f_k = umbrella.mbar_log_weights(windows, KT)
+    z = [np.trapezoid(np.exp(-(potential(FINE) + 0.5 * KAPPA * (FINE - c) ** 2) / KT), FINE) for c in CENTRES]
+    exact = -np.log(np.array(z) / z[0])
+    # 2000 exact samples a window: the f_k (in kT) agree to about 0.1
+    np.testing.assert_allclose(f_k, exact, atol=0.12)
+
+
+def test_fes_matches_the_analytic_double_well_within_0_1_kT(windows):
+    res = umbrella.fes(windows, SIGMA, bins=61, ranges=[(-1.5, 1.5)], device="cpu")
+    diff = res.values - smoothed_free_energy(res.axes[0])
+    diff -= diff.mean()
+    assert np.abs(diff).max() < 0.12 * KT
+    assert np.abs(diff).mean() < 0.06 * KT
+    # and the barrier of the unsmoothed well, 3 kT, within what the kernel's smoothing takes off the top
+    assert res.path(0, 1).barrier == pytest.approx(HEIGHT, abs=0.2 * KT)
+
+
+def test_fes_agrees_with_pymbars_histogram_fes(windows):
+    edges = np.linspace(-1.2, 1.2, 25)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    x = np.concatenate([w.samples for w in windows])
+    ref = pymbar.FES(umbrella.reduced_biases(windows, KT), np.full(len(windows), PER_WINDOW))
+    ref.generate_fes(np.zeros(len(x)), x, fes_type="histogram", histogram_parameters={"bin_edges": [edges]})
+    theirs = ref.get_fes(centres[:, None], reference_point="from-lowest")["f_i"] * KT
+    ours = umbrella.fes(windows, SIGMA, grid=centres[:, None], device="cpu").values
+    diff = ours - theirs
+    diff -= diff.mean()
+    # a 0.1-wide histogram bin against a 0.05 kernel on the same weights
+    assert np.abs(diff).max() < 0.15 * KT
+
+
+def test_windows_without_overlap_are_refused(windows):
+    far = umbrella.Window(windows[0].samples + 10.0, np.array([8.4]), np.array([KAPPA]))
+    with pytest.raises(cyfes.InputError, match="no overlap"):
+        umbrella.mbar_log_weights([windows[0], windows[1], far], KT)
+
+
+def _write_windows(tmp_path, windows, centres):
+    lines = ["cv: [x]", "windows:"]
+    for k, (w, c) in enumerate(zip(windows, centres)):
+        name = f"w{k}.dat"
+        (tmp_path / name).write_text("#! FIELDS time x\n" + "".join(f"{i} {v:.10f}\n" for i, v in
+                                                                   enumerate(w.samples[:, 0])))
+        lines.append(f"  - {{file: {name}, centre: [{c}], kappa: [{KAPPA}]}}")
+    path = tmp_path / "windows.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_windows_writes_the_api_surface(windows, tmp_path, capsys):
+    spec = _write_windows(tmp_path, windows, CENTRES)
+    out = tmp_path / "fes.dat"
+    rc = cli.main(["fes", "--windows", str(spec), "--sigma", str(SIGMA), "--bins", "61", "--range", "x=-1.5,1.5",
+                   "--device", "cpu", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    got = cyfes.read_grid(out)
+    rounded = [umbrella.Window(np.round(w.samples, 10), w.centre, w.kappa) for w in windows]
+    want = umbrella.fes(rounded, SIGMA, bins=61, ranges=[(-1.5, 1.5)], device="cpu")
+    np.testing.assert_allclose(got.values, want.values, atol=1e-5)
+
+
+def test_cli_windows_without_overlap_is_one_line_exit_2(windows, tmp_path, capsys):
+    far = umbrella.Window(windows[1].samples + 10.0, np.array([8.4]), np.array([KAPPA]))
+    spec = _write_windows(tmp_path, [windows[0], far], [CENTRES[0], 8.4])
+    out = tmp_path / "fes.dat"
+    rc = cli.main(["fes", "--windows", str(spec), "--sigma", "0.05", "--device", "cpu", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no overlap" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("windows: []\ncv: [x]\n", "non-empty 'windows'"),
+    ("cv: [x]\nwindows:\n  - {file: w0.dat, centre: [0.0]}\n", "missing 'kappa'"),
+    ("cv: [x]\nwindows:\n  - {file: w0.dat, centre: [0.0, 1.0], kappa: 5}\n", "one per CV"),
+    ("cv: [x]\nwindow: []\n", "non-empty 'windows'"),
+    ("cv: [x]\nwindows:\n  - {file: w0.dat, centre: 0, kappa: 5, spring: 3}\n", "unknown key 'spring'"),
+])
+def test_bad_windows_files_name_the_problem(tmp_path, text, message):
+    (tmp_path / "w0.dat").write_text("#! FIELDS time x\n0 0.1\n1 0.2\n")
+    path = tmp_path / "windows.yaml"
+    path.write_text(text)
+    with pytest.raises(cyfes.InputError, match=message):
+        umbrella.read_windows(path)
