@@ -125,13 +125,14 @@ def _add_fes_arguments(p: argparse.ArgumentParser) -> None:
     _add_estimate_arguments(p)
     _add_output_arguments(p)
     fes_options.add_arguments(p)
-    from . import scans_cli
+    from . import scans_cli, umbrella_cli
     scans_cli.add_arguments(p)
+    umbrella_cli.add_arguments(p)
 
 
 def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input")
-    g.add_argument("inputs", nargs="+", metavar="INPUT", help="PLUMED COLVAR, Colvars .colvars.traj, GROMACS "
+    g.add_argument("inputs", nargs="*", metavar="INPUT", help="PLUMED COLVAR, Colvars .colvars.traj, GROMACS "
                    ".xvg, text / CSV or .npy file(s)")
     g.add_argument("--cv", metavar="COLS", help="CV columns, names or 0-based indices: phi,psi or 1,2 "
                    "(default: every column except time, bias and weights, if at most 3)")
@@ -481,7 +482,8 @@ def _surface(args: argparse.Namespace, samples: Samples) -> Any:
 
 
 def run_fes(args: argparse.Namespace) -> int:
-    from . import fes_options, scans_cli
+    from . import fes_options, scans_cli, umbrella_cli
+    umbrella_cli.check(args)
     _check_outputs(args)
     fes_options.check(args)
     scans_cli.check(args)
@@ -495,7 +497,7 @@ def run_fes(args: argparse.Namespace) -> int:
             clock.append(time.perf_counter())
             result = _surface(args, samples)
     else:
-        samples = load_samples(args)
+        samples = umbrella_cli.load(args, Samples, plan_grid) if args.windows else load_samples(args)
         clock.append(time.perf_counter())
         result = _surface(args, samples)
     scan_lines, scan_plots = scans_cli.run(args, samples, plan_grid, result)
