@@ -131,3 +131,26 @@ def test_bad_windows_files_name_the_problem(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(cyfes.InputError, match=message):
         umbrella.read_windows(path)
+
+
+def test_bias_columns_give_the_same_mbar_as_centre_and_kappa(windows, tmp_path):
+    lines = ["cv: [x]", "windows:"]
+    names = [f"b{k}" for k in range(len(windows))]
+    for k, w in enumerate(windows):
+        x = np.round(w.samples[:, 0], 10)
+        table = np.column_stack([x] + [0.5 * KAPPA * (x - c) ** 2 for c in CENTRES])  # each window's restraint
+        (tmp_path / f"w{k}.dat").write_text("#! FIELDS x " + " ".join(names) + "\n"
+                                            + "".join(" ".join(f"{v:.12g}" for v in row) + "\n" for row in table))
+        lines.append(f"  - {{file: w{k}.dat, biases: [{', '.join(names)}]}}")
+    spec = tmp_path / "windows.yaml"
+    spec.write_text("\n".join(lines) + "\n")
+    read = umbrella.read_windows(spec)
+    assert read.windows[0].biases.shape == (PER_WINDOW, len(windows))
+    logw_cols, f_cols = umbrella.mbar_log_weights(read.windows, KT)
+    rounded = [umbrella.Window(np.round(w.samples, 10), w.centre, w.kappa) for w in windows]
+    logw, f_k = umbrella.mbar_log_weights(rounded, KT)
+    np.testing.assert_allclose(f_cols, f_k, atol=1e-6)
+    np.testing.assert_allclose(logw_cols - logw_cols.max(), logw - logw.max(), atol=1e-6)
+    mixed = [read.windows[0], rounded[1]]
+    with pytest.raises(cyfes.InputError, match="not a mix"):
+        umbrella.mbar_log_weights(mixed, KT)

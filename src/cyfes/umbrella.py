@@ -16,7 +16,9 @@ A windows file (YAML) names the window files, their CV columns and each restrain
       - {file: w0.dat, centre: [-1.0], kappa: [200.0]}
       - {file: w1.dat, centre: [-0.8], kappa: [200.0]}
 
-Relative file names are relative to the windows file. Windows whose samples leave a gap between them (no sample
+Instead of centre and kappa a window may list `biases: [col_1, ..., col_K]`, columns of its file holding every
+window's bias energy at its samples (as PLUMED prints each restraint's bias), window order. Relative file names
+are relative to the windows file. Windows whose samples leave a gap between them (no sample
 range of one window meets the next's) have no overlap for MBAR to join, and are refused.
 """
 from __future__ import annotations
@@ -33,12 +35,14 @@ from ._errors import InputError
 
 @dataclass(frozen=True)
 class Window:
-    """One window: its samples (N_k, D), restraint centre and spring constant per CV (energy / CV unit^2)."""
+    """One window: its samples (N_k, D), restraint centre and spring constant per CV (energy / CV unit^2); or,
+    centre and kappa None, `biases` (N_k, K): every window's bias energy at this window's samples."""
 
     samples: np.ndarray
-    centre: np.ndarray
-    kappa: np.ndarray
+    centre: Optional[np.ndarray]
+    kappa: Optional[np.ndarray]
     source: str = "<window>"
+    biases: Optional[np.ndarray] = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,14 @@ def _displacement(x: np.ndarray, centre: np.ndarray, periods: Sequence[Optional[
 def reduced_biases(windows: Sequence[Window], kT: float, periods: Optional[Sequence[Optional[float]]] = None
                    ) -> np.ndarray:
     """u_kn: window k's restraint over kT at every sample n of every window, (K, N)."""
+    if all(w.biases is not None for w in windows):
+        table = np.concatenate([w.biases for w in windows])
+        if table.shape[1] != len(windows):
+            raise InputError(f"windows: each window needs {len(windows)} bias columns (one per window), "
+                             f"got {table.shape[1]}")
+        return table.T / kT
+    if any(w.biases is not None for w in windows):
+        raise InputError("windows: give every window centre and kappa, or every window bias columns; not a mix")
     x = np.concatenate([w.samples for w in windows])
     per = list(periods or [None] * x.shape[1])
     return np.array([0.5 * (w.kappa * _displacement(x, w.centre, per) ** 2).sum(axis=1) / kT for w in windows])
@@ -102,7 +114,10 @@ def mbar_log_weights(windows: Sequence[Window], kT: float,
                          "install it with: pip install 'cyfes[mbar]'") from None
     u_kn = reduced_biases(windows, kT, periods)
     n_k = np.array([len(w.samples) for w in windows])
-    mbar = pymbar.MBAR(u_kn, n_k, solver_protocol="robust")
+    try:
+        mbar = pymbar.MBAR(u_kn, n_k, solver_protocol="robust")
+    except pymbar.utils.ParameterError as exc:
+        raise InputError(f"windows: MBAR refused the windows: {' '.join(str(exc).split())}") from None
     f_k = np.asarray(mbar.f_k, dtype=np.float64)
     expo = np.log(n_k)[:, None] + f_k[:, None] - u_kn
     top = expo.max(axis=0)
@@ -140,20 +155,29 @@ def _window(entry: Any, k: int, base: Path, cvs: List[Any], source: str) -> Tupl
     where = f"{source}: window {k + 1}"
     if not isinstance(entry, dict) or "file" not in entry:
         raise InputError(f"{where}: expected a mapping with file, centre and kappa")
-    unknown = sorted(set(entry) - {"file", "centre", "center", "kappa"})
+    unknown = sorted(set(entry) - {"file", "centre", "center", "kappa", "biases"})
     if unknown:
-        raise InputError(f"{where}: unknown key '{unknown[0]}' (known: file, centre, kappa)")
+        raise InputError(f"{where}: unknown key '{unknown[0]}' (known: file, centre, kappa, biases)")
     path = base / str(entry["file"])
     table = formats.read_table(path)
     cols = [table.column_index(str(c)) for c in cvs]
     x = np.asarray(table.data[:, cols], dtype=np.float64)
     if len(x) == 0:
         raise InputError(f"{path}: no samples")
+    names = [table.names[c] for c in cols]
+    if "biases" in entry:
+        if "kappa" in entry or "centre" in entry or "center" in entry:
+            raise InputError(f"{where}: give centre and kappa, or biases; not both")
+        spec = entry["biases"]
+        if not isinstance(spec, list) or not spec:
+            raise InputError(f"{where}: 'biases' must list a bias column per window")
+        biases = np.asarray(table.data[:, [table.column_index(str(c)) for c in spec]], dtype=np.float64)
+        return Window(x, None, None, str(path), biases), names, str(path)
     centre = _numbers({**entry, "centre": entry.get("centre", entry.get("center"))}, "centre", len(cols), where)
     kappa = _numbers(entry, "kappa", len(cols), where)
     if (kappa < 0).any():
         raise InputError(f"{where}: 'kappa' must be >= 0, got {entry['kappa']!r}")
-    return Window(x, centre, kappa, str(path)), [table.names[c] for c in cols], str(path)
+    return Window(x, centre, kappa, str(path)), names, str(path)
 
 
 def read_windows(path: Any) -> WindowSet:

@@ -40,7 +40,8 @@ def load(args: argparse.Namespace, make_samples: Callable[..., Any], plan_grid: 
     ws = args.window_set
     if args.skip < 0 or args.stride < 1:
         raise InputError("--skip must be >= 0 and --stride >= 1")
-    windows = [umbrella.Window(w.samples[args.skip::args.stride], w.centre, w.kappa, w.source) for w in ws.windows]
+    windows = [umbrella.Window(w.samples[args.skip::args.stride], w.centre, w.kappa, w.source,
+                               None if w.biases is None else w.biases[args.skip::args.stride]) for w in ws.windows]
     empty = [w.source for w in windows if len(w.samples) == 0]
     if empty:
         raise InputError(f"{empty[0]}: no samples left after --skip {args.skip}")
