@@ -23,7 +23,7 @@ range of one window meets the next's) have no overlap for MBAR to join, and are 
 """
 from __future__ import annotations
 
-import math
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
@@ -101,17 +101,28 @@ def check_overlap(windows: Sequence[Window]) -> None:
                          "any window joined to it (their samples never meet); add windows between them")
 
 
+def _import_pymbar() -> Any:
+    """pymbar, imported without the banners it logs at import (no JAX, the timeseries caveat) on stderr."""
+    log = logging.getLogger("pymbar")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        import pymbar
+    except ImportError:
+        raise InputError("windows: MBAR needs pymbar, which is not installed; "
+                         "install it with: pip install 'cyfes[mbar]'") from None
+    finally:
+        log.setLevel(level)
+    return pymbar
+
+
 def mbar_log_weights(windows: Sequence[Window], kT: float,
                      periods: Optional[Sequence[Optional[float]]] = None) -> Tuple[np.ndarray, np.ndarray]:
     """(log w_j for the concatenated samples, window free energies f_k in kT, f_0 = 0) by pymbar's MBAR."""
     if len(windows) < 2:
         raise InputError(f"windows: MBAR needs at least 2 windows, got {len(windows)}")
     check_overlap(windows)
-    try:
-        import pymbar
-    except ImportError:
-        raise InputError("windows: MBAR needs pymbar, which is not installed; "
-                         "install it with: pip install 'cyfes[mbar]'") from None
+    pymbar = _import_pymbar()
     u_kn = reduced_biases(windows, kT, periods)
     n_k = np.array([len(w.samples) for w in windows])
     try:
