@@ -86,3 +86,15 @@ def test_sigma_scan_matches_separate_fes_calls_and_the_analytic_double_well():
         assert p.delta_f == pytest.approx(KT * math.log(7 / 3), abs=0.01 * KT)
     # the barrier of the smoothed surface falls as sigma grows
     assert points[0].barrier > points[1].barrier > points[2].barrier
+
+
+def test_block_scan_of_reweighted_samples_matches_numpy():
+    rng = np.random.default_rng(8)
+    x = rng.normal(0.0, 1.0, 1500)[:, None]
+    bias = 0.8 * KT * x[:, 0] ** 2 / 2  # reweights N(0, 1) towards a wider Gaussian
+    for p in scans.block_scan(x, 0.25, counts=[3, 6], bias=bias, **OPTS):
+        fb = np.array([free_energy(b, [0.25], GRID[:, None], bias=v, shift=False)
+                       for b, v in zip(np.array_split(x, p.blocks), np.array_split(bias, p.blocks))])
+        se = fb.std(axis=0, ddof=1) / math.sqrt(p.blocks)
+        assert p.f_error == pytest.approx(float(np.median(se[np.isfinite(se)])), rel=1e-7)
+        assert math.isnan(p.delta_f)  # one basin: no Delta F or barrier to report
