@@ -154,3 +154,19 @@ def test_bias_columns_give_the_same_mbar_as_centre_and_kappa(windows, tmp_path):
     mixed = [read.windows[0], rounded[1]]
     with pytest.raises(cyfes.InputError, match="not a mix"):
         umbrella.mbar_log_weights(mixed, KT)
+
+
+def test_windows_that_barely_touch_warn_of_weak_overlap():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.0, 0.1, (500, 1))
+    b = rng.normal(2.0, 0.1, (500, 1))
+    b[0] = a.max() - 0.01  # one sample of b reaches into a: the ranges meet, MBAR has almost nothing to join
+    pair = [umbrella.Window(a, np.array([0.0]), np.array([250.0]), "a.dat"),
+            umbrella.Window(b, np.array([2.0]), np.array([250.0]), "b.dat")]
+    with pytest.warns(UserWarning, match="b.dat has little overlap with a.dat"):
+        umbrella.mbar_log_weights(pair, KT)
+
+
+def test_well_overlapping_windows_do_not_warn(windows, recwarn):
+    umbrella.mbar_log_weights(windows, KT)
+    assert not [w for w in recwarn if "overlap" in str(w.message)]

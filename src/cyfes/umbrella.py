@@ -24,6 +24,7 @@ range of one window meets the next's) have no overlap for MBAR to join, and are 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
@@ -78,27 +79,49 @@ def reduced_biases(windows: Sequence[Window], kT: float, periods: Optional[Seque
     return np.array([0.5 * (w.kappa * _displacement(x, w.centre, per) ** 2).sum(axis=1) / kT for w in windows])
 
 
-def check_overlap(windows: Sequence[Window]) -> None:
-    """Refuse windows that fall into groups whose sample boxes (per CV min..max) never meet."""
-    lo = np.array([w.samples.min(axis=0) for w in windows])
-    hi = np.array([w.samples.max(axis=0) for w in windows])
-    group = list(range(len(windows)))
+def _components(count: int, joined: np.ndarray) -> np.ndarray:
+    """The connected group of each window, by union-find over the boolean (K, K) matrix `joined`."""
+    group = list(range(count))
 
     def root(i: int) -> int:
         while group[i] != i:
             i = group[i]
         return i
 
-    for i in range(len(windows)):
-        for j in range(i + 1, len(windows)):
-            if (lo[i] <= hi[j]).all() and (lo[j] <= hi[i]).all():
-                group[root(i)] = root(j)
-    roots = {root(i) for i in range(len(windows))}
-    if len(roots) > 1:
-        first = [i for i in range(len(windows)) if root(i) == root(0)]
-        other = next(i for i in range(len(windows)) if root(i) != root(0))
-        raise InputError(f"windows: {windows[other].source} has no overlap with {windows[first[-1]].source} or "
-                         "any window joined to it (their samples never meet); add windows between them")
+    for i, j in zip(*np.nonzero(np.triu(joined, 1))):
+        group[root(int(i))] = root(int(j))
+    return np.array([root(i) for i in range(count)])
+
+
+def _split_message(windows: Sequence[Window], roots: np.ndarray, why: str) -> str:
+    first = np.flatnonzero(roots == roots[0])
+    other = int(np.flatnonzero(roots != roots[0])[0])
+    return (f"windows: {windows[other].source} has no overlap with {windows[int(first[-1])].source} or any window "
+            f"joined to it ({why}); add windows between them")
+
+
+def check_overlap(windows: Sequence[Window]) -> None:
+    """Refuse windows that fall into groups whose sample boxes (per CV min..max) never meet."""
+    lo = np.array([w.samples.min(axis=0) for w in windows])
+    hi = np.array([w.samples.max(axis=0) for w in windows])
+    meet = ((lo[:, None, :] <= hi[None, :, :]) & (lo[None, :, :] <= hi[:, None, :])).all(axis=2)
+    roots = _components(len(windows), meet)
+    if len(set(roots.tolist())) > 1:
+        raise InputError(_split_message(windows, roots, "their samples never meet"))
+
+
+#: Least MBAR overlap matrix element that joins two windows well; Klimovich, Shirts and Mobley (J. Comput. Aided
+#: Mol. Des. 2015) advise at least 0.03 between neighbouring states.
+MIN_OVERLAP = 0.03
+
+
+def warn_weak_overlap(windows: Sequence[Window], overlap: np.ndarray) -> None:
+    """Warn (one line) when the windows joined by overlap >= MIN_OVERLAP fall into more than one group."""
+    roots = _components(len(windows), np.asarray(overlap) >= MIN_OVERLAP)
+    if len(set(roots.tolist())) > 1:
+        warnings.warn(_split_message(windows, roots, f"MBAR overlap below {MIN_OVERLAP}").replace(
+            "has no overlap", "has little overlap") + "; the weights across the gap are poorly determined",
+            stacklevel=2)
 
 
 def _import_pymbar() -> Any:
@@ -129,6 +152,7 @@ def mbar_log_weights(windows: Sequence[Window], kT: float,
         mbar = pymbar.MBAR(u_kn, n_k, solver_protocol="robust")
     except pymbar.utils.ParameterError as exc:
         raise InputError(f"windows: MBAR refused the windows: {' '.join(str(exc).split())}") from None
+    warn_weak_overlap(windows, mbar.compute_overlap()["matrix"])
     f_k = np.asarray(mbar.f_k, dtype=np.float64)
     expo = np.log(n_k)[:, None] + f_k[:, None] - u_kn
     top = expo.max(axis=0)
