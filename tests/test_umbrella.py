@@ -170,3 +170,19 @@ def test_windows_that_barely_touch_warn_of_weak_overlap():
 def test_well_overlapping_windows_do_not_warn(windows, recwarn):
     umbrella.mbar_log_weights(windows, KT)
     assert not [w for w in recwarn if "overlap" in str(w.message)]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--windows", "missing.yaml"], "missing.yaml: cannot read"),
+    (["--windows", "windows.yaml", "extra.dat"], "give no INPUT files"),
+    (["--windows", "windows.yaml", "--bias", "b"], "--windows and --bias"),
+    ([], "give INPUT file(s) or --windows"),
+])
+def test_cli_windows_refusals_are_one_line(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "windows.yaml").write_text("cv: [x]\nwindows:\n  - {file: w0.dat, centre: 0, kappa: 5}\n")
+    (tmp_path / "w0.dat").write_text("#! FIELDS time x\n0 0.1\n1 0.2\n")
+    assert cli.main(["fes", *argv, "--sigma", "0.1", "-o", "out.dat"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.dat").exists()

@@ -185,7 +185,8 @@ def _numbers(entry: dict, key: str, dim: int, where: str) -> np.ndarray:
     return out
 
 
-def _window(entry: Any, k: int, base: Path, cvs: List[Any], source: str) -> Tuple[Window, List[str], str]:
+def _window(entry: Any, k: int, base: Path, cvs: List[Any], source: str,
+            fmt: Optional[str]) -> Tuple[Window, List[str], str]:
     from . import formats
     where = f"{source}: window {k + 1}"
     if not isinstance(entry, dict) or "file" not in entry:
@@ -194,7 +195,7 @@ def _window(entry: Any, k: int, base: Path, cvs: List[Any], source: str) -> Tupl
     if unknown:
         raise InputError(f"{where}: unknown key '{unknown[0]}' (known: file, centre, kappa, biases)")
     path = base / str(entry["file"])
-    table = formats.read_table(path)
+    table = formats.read_table(path, fmt)
     cols = [table.column_index(str(c)) for c in cvs]
     x = np.asarray(table.data[:, cols], dtype=np.float64)
     if len(x) == 0:
@@ -215,8 +216,9 @@ def _window(entry: Any, k: int, base: Path, cvs: List[Any], source: str) -> Tupl
     return Window(x, centre, kappa, str(path)), names, str(path)
 
 
-def read_windows(path: Any) -> WindowSet:
-    """The windows file of the module docstring (needs pyyaml, part of cyfes[mbar])."""
+def read_windows(path: Any, fmt: Optional[str] = None) -> WindowSet:
+    """The windows file of the module docstring (needs pyyaml, part of cyfes[mbar]); `fmt`: the window files'
+    table format (read_table's; default: told from each file's content)."""
     try:
         import yaml
     except ImportError:
@@ -237,5 +239,5 @@ def read_windows(path: Any) -> WindowSet:
     cvs = [cvs] if isinstance(cvs, (str, int)) else cvs
     if not isinstance(cvs, list) or not cvs:
         raise InputError(f"{p}: 'cv' must name the CV column(s), e.g. cv: [x]")
-    made = [_window(e, k, p.parent, cvs, str(p)) for k, e in enumerate(doc["windows"])]
+    made = [_window(e, k, p.parent, cvs, str(p), fmt) for k, e in enumerate(doc["windows"])]
     return WindowSet(tuple(w for w, _, _ in made), made[0][1], [f for _, _, f in made])

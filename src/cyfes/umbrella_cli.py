@@ -30,7 +30,7 @@ def check(args: argparse.Namespace) -> None:
                         ("--scheduler", args.scheduler)):
         if value:
             raise InputError(f"--windows and {flag}: the windows file names the CVs; MBAR gives the weights")
-    args.window_set = umbrella.read_windows(args.windows)
+    args.window_set = umbrella.read_windows(args.windows, getattr(args, "input_format", None))
     args.inputs = [args.windows] + args.window_set.files
 
 
