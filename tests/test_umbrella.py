@@ -186,3 +186,16 @@ def test_cli_windows_refusals_are_one_line(tmp_path, capsys, monkeypatch, argv, 
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.dat").exists()
+
+
+def test_reduced_biases_in_2d_with_a_periodic_cv_by_hand():
+    x = np.array([[0.1, 3.0], [-0.2, -3.0], [0.5, 0.0]])
+    wins = [umbrella.Window(x[:2], np.array([0.0, 3.1]), np.array([10.0, 4.0])),
+            umbrella.Window(x[2:], np.array([0.4, -3.1]), np.array([20.0, 0.0]))]
+    period = 2 * math.pi
+    got = umbrella.reduced_biases(wins, 2.0, [None, period])
+    for k, (c, kap) in enumerate([((0.0, 3.1), (10.0, 4.0)), ((0.4, -3.1), (20.0, 0.0))]):
+        for n, (a, b) in enumerate(x):
+            db = (b - c[1] + math.pi) % period - math.pi  # nearest image
+            want = (0.5 * kap[0] * (a - c[0]) ** 2 + 0.5 * kap[1] * db ** 2) / 2.0
+            assert got[k, n] == pytest.approx(want, rel=1e-12)
