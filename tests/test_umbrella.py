@@ -199,3 +199,15 @@ def test_reduced_biases_in_2d_with_a_periodic_cv_by_hand():
             db = (b - c[1] + math.pi) % period - math.pi  # nearest image
             want = (0.5 * kap[0] * (a - c[0]) ** 2 + 0.5 * kap[1] * db ** 2) / 2.0
             assert got[k, n] == pytest.approx(want, rel=1e-12)
+
+
+def test_quiet_windows_run_prints_nothing_not_even_pymbars_banners(windows, tmp_path):
+    import subprocess
+    import sys
+    spec = _write_windows(tmp_path, windows[:4], CENTRES[:4])
+    run = subprocess.run([sys.executable, "-m", "cyfes", "fes", "--windows", str(spec), "--sigma", "0.05",
+                          "--bins", "20", "--device", "cpu", "-q", "-o", str(tmp_path / "f.dat")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "" and run.stderr == ""
+    assert (tmp_path / "f.dat").exists()
