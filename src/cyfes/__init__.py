@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any, List
+from pathlib import Path
+from typing import Any, List, Optional, Union
 
 from ._errors import BackendError, CyfesError, InputError
 
@@ -10,7 +11,16 @@ from ._errors import BackendError, CyfesError, InputError
 #: `cyfes --help`, or a script that only reads files, loads no engine and no compiled module it does not call.
 _LAZY = {"fes": "._api", "FESResult": "._api", "hills": ".hillsum", "backends": "._backends"}
 
-__all__ = ["fes", "hills", "FESResult", "backends", "CyfesError", "InputError", "BackendError", "__version__"]
+__all__ = ["fes", "hills", "FESResult", "read_grid", "backends", "CyfesError", "InputError", "BackendError", "__version__"]
+
+
+def read_grid(path: Union[str, Path], temperature: Optional[float] = None, units: Optional[str] = None,
+              fmt: Optional[str] = None) -> Any:
+    """A surface from a grid file (.npz, PLUMED grid, text, ...: see cyfes.formats) as an FESResult, ready for the
+    analyses (minima, basins, path). The same as FESResult.read: a .npz keeps its temperature and units, other
+    files take `temperature` (default 300 K) and `units` (default kJ/mol)."""
+    from ._api import FESResult  # deferred with the rest of the engine (see _LAZY)
+    return FESResult.read(path, temperature=temperature, units=units, fmt=fmt)
 
 
 def _version() -> str:

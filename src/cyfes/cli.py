@@ -135,11 +135,14 @@ def _add_fes_arguments(p: argparse.ArgumentParser) -> None:
     _add_estimate_arguments(p)
     _add_output_arguments(p)
     fes_options.add_arguments(p)
+    from . import scans_cli, umbrella_cli
+    scans_cli.add_arguments(p)
+    umbrella_cli.add_arguments(p)
 
 
 def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input")
-    g.add_argument("inputs", nargs="+", metavar="INPUT", help="PLUMED COLVAR, Colvars .colvars.traj, GROMACS "
+    g.add_argument("inputs", nargs="*", metavar="INPUT", help="PLUMED COLVAR, Colvars .colvars.traj, GROMACS "
                    ".xvg, text / CSV or .npy file(s)")
     g.add_argument("--cv", metavar="COLS", help="CV columns, names or 0-based indices: phi,psi or 1,2 "
                    "(default: every column except time, bias and weights, if at most 3)")
@@ -422,9 +425,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
         plot.require_matplotlib()
         if args.plot_max is not None and not np.isfinite(args.plot_max):
             raise InputError(f"--plot-max: must be a finite number, got {args.plot_max}")
-    from . import fes_options
-    _output.check_targets(list(args.output) + ([args.plot] if args.plot else []) + fes_options.output_names(args),
-                          args.inputs, args.force)
+    from . import fes_options, scans_cli
+    _output.check_targets(list(args.output) + ([args.plot] if args.plot else []) + fes_options.output_names(args)
+                          + scans_cli.output_names(args), args.inputs, args.force)
 
 
 #: Memory the plot of one grid point needs (matplotlib's contour paths and image), an estimate.
@@ -494,11 +497,13 @@ def _surface(args: argparse.Namespace, samples: Samples) -> Any:
 
 
 def run_fes(args: argparse.Namespace) -> int:
-    from . import fes_options
+    from . import fes_options, scans_cli, umbrella_cli
+    umbrella_cli.check(args)
     _check_outputs(args)
     fes_options.check(args)
     from . import metad_reweight
     metad_reweight.check_arguments(args)
+    scans_cli.check(args)
     clock = [time.perf_counter()]
     if args.scheduler:
         if args.sigma.strip().lower() == "auto":
@@ -509,14 +514,15 @@ def run_fes(args: argparse.Namespace) -> int:
             clock.append(time.perf_counter())
             result = _surface(args, samples)
     else:
-        samples = load_samples(args)
+        samples = umbrella_cli.load(args, Samples, plan_grid) if args.windows else load_samples(args)
         clock.append(time.perf_counter())
         result = _surface(args, samples)
+    scan_lines, scan_plots = scans_cli.run(args, samples, plan_grid, result)
     clock.append(time.perf_counter())
-    written = write_outputs(result, args, fes_options.extra_outputs(args, result))
+    written = write_outputs(result, args, fes_options.extra_outputs(args, result) + scan_plots)
     clock.append(time.perf_counter())
     if not args.quiet:
-        print("\n".join([_summary(result, written)] + fes_options.report(args, result)))
+        print("\n".join([_summary(result, written)] + fes_options.report(args, result) + scan_lines))
     if getattr(args, "verbose", False):
         read, surface, write = (b - a for a, b in zip(clock, clock[1:]))
         size = sum(Path(p).stat().st_size for p in args.inputs if Path(p).is_file())

@@ -6,6 +6,7 @@ writes files or prints.
     basins       every grid point in a basin; per basin its minimum, -kT ln(population), Delta F, block errors
     regions      Delta F between boxes, basins or any boolean function of the CVs; Delta F against time
     path         the minimum free energy path and barrier between two minima (grid minimax + string method)
+    scans        convergence: F error, Delta F and barrier against the block count and against sigma
 
 The functions minima, basins and path are named like their modules and, imported here, take those names in this
 package: `cyfes.analysis.basins` is the function; import a module's other names from it directly
@@ -17,8 +18,10 @@ from ._estimates import _blocks_of, _cv_index, _lse, kish, marginal, running, si
 from .basins import Basin, Basins, basin_of, basins
 from .minima import DEFAULT_DEPTH_KT, Minimum, minima
 from .path import Path, path
+from .scans import BlockScanPoint, SigmaScanPoint, block_scan, sigma_scan
 from .regions import DeltaFTrace, RegionDeltaF, delta_f, delta_f_of, delta_f_regions, delta_f_trace, region_mask
 
 __all__ = ["kish", "silverman", "marginal", "weighted_block_error", "running", "delta_f", "delta_f_of",
            "delta_f_regions", "delta_f_trace", "region_mask", "RegionDeltaF", "DeltaFTrace", "minima", "Minimum",
-           "DEFAULT_DEPTH_KT", "basins", "Basins", "Basin", "basin_of", "path", "Path"]
+           "DEFAULT_DEPTH_KT", "basins", "Basins", "Basin", "basin_of", "path", "Path", "block_scan", "sigma_scan", "BlockScanPoint",
+           "SigmaScanPoint"]
