@@ -331,10 +331,7 @@ def plan(o: Options) -> Plan:
         warnings.append(f"--deltaFat {at:g} is outside the grid of {col.names[0]}; no DeltaF")
         at = None
     formats.check_output_path(o.outfile)
-    try:
-        o.fmt % 1.0
-    except (TypeError, ValueError):
-        raise InputError(f"--fmt {o.fmt!r}: not a printf format for one number (e.g. '% 12.6f')") from None
+    formats.check_number_format(o.fmt)
     return Plan(o, col, grid, sigma, stride, start, wins, block_mode, at, warnings)
 
 

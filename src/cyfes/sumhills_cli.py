@@ -92,6 +92,8 @@ def plan(args: argparse.Namespace) -> List[Tuple[List[str], hillsum.SumHillsRun]
     """Validate everything and return, per kind of output, its file names and the run that fills them."""
     if not args.hills and not args.histo:
         raise InputError("sum_hills: give --hills FILES and/or --histo FILES")
+    _check_input_sizes(_list(args.hills) or [], "--hills")
+    _check_input_sizes(_list(args.histo) or [], "--histo")
     if args.fmt is not None:
         hills_io.check_fmt(" " + args.fmt)
     stride = None if args.stride is None else formats.parse_positive_int(args.stride, "--stride")
@@ -125,6 +127,19 @@ def plan(args: argparse.Namespace) -> List[Tuple[List[str], hillsum.SumHillsRun]
         for name in names:
             formats.check_output_path(name)
     return jobs
+
+
+def _check_input_sizes(paths: List[str], option: str) -> None:
+    """The bound every cyfes reader keeps on one input (CYFES_MAX_INPUT_BYTES), before anything is read."""
+    limit = formats.max_input_bytes()
+    for path in paths:
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            continue  # the reader names a missing or unreadable file
+        if size > limit:
+            raise InputError(f"{option} {path}: is larger than {limit:,} bytes; cyfes reads inputs into memory "
+                             "(set CYFES_MAX_INPUT_BYTES to allow more)")
 
 
 class StagedFiles:
