@@ -24,7 +24,9 @@ from ._errors import InputError
 
 def _lse(a: np.ndarray, axis: Any = None) -> np.ndarray:
     top = np.max(a, axis=axis, keepdims=True)
-    out = np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True)) + top
+    top = np.where(np.isfinite(top), top, 0.0)  # all -inf: the sum is 0, its log -inf (not -inf - -inf = nan)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True)) + top
     return np.squeeze(out, axis=axis) if axis is not None else float(out.ravel()[0])
 
 
@@ -32,6 +34,8 @@ def kish(logw: np.ndarray) -> float:
     """Kish's effective sample size of weights exp(logw) (samples of weight 0, logw = -inf, count for nothing)."""
     lw = np.asarray(logw, dtype=np.float64)
     lw = lw[np.isfinite(lw)]
+    if lw.size == 0:  # no sample has weight: nothing counts
+        return 0.0
     w = np.exp(lw - lw.max())
     return float(w.sum() ** 2 / (w ** 2).sum())
 
@@ -41,6 +45,8 @@ def silverman(samples: np.ndarray, logw: np.ndarray, periods: Sequence[Optional[
     x = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)
     keep = np.isfinite(logw)
     x, lw = x[keep], np.asarray(logw)[keep]
+    if lw.size == 0:
+        raise InputError("sigma auto: every sample has weight 0 (or a bias past float64); no bandwidth to choose")
     w = np.exp(lw - lw.max())
     w /= w.sum()
     dim = x.shape[1]
@@ -65,7 +71,7 @@ def _cv_index(result: Any, cv: Any) -> int:
     names = list(result.names or [f"cv{d + 1}" for d in range(result.dim)])
     if isinstance(cv, str) and cv in names:
         return names.index(cv)
-    if isinstance(cv, (int, np.integer)) and 0 <= int(cv) < result.dim:
+    if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool) and 0 <= int(cv) < result.dim:
         return int(cv)
     raise InputError(f"delta_f: {cv!r} is not one of the CVs ({', '.join(names)})")
 
@@ -75,7 +81,10 @@ def delta_f_of(values: np.ndarray, axis_values: np.ndarray, d: int, at: float, k
     left, right = values[coord < at], values[coord > at]
     if left.size == 0 or right.size == 0:
         raise InputError(f"delta_f: {at:g} does not split the grid (it spans {axis_values[0]:g} to {axis_values[-1]:g})")
-    return float(-kT * _lse(-right / kT) + kT * _lse(-left / kT))
+    high, low = _lse(-right / kT), _lse(-left / kT)
+    if high == low == -math.inf:
+        raise InputError(f"delta_f: F is +inf on both sides of {at:g} (no sample reaches the grid)")
+    return float(-kT * high + kT * low)  # +-inf when one side has no sample within reach
 
 
 def delta_f(result: Any, cv: Any, at: float) -> Tuple[float, Optional[float]]:
@@ -87,15 +96,26 @@ def delta_f(result: Any, cv: Any, at: float) -> Tuple[float, Optional[float]]:
     blocks = getattr(result, "block_values", None)
     if blocks is None:
         return value, None
-    per = np.array([delta_f_of(b, result.axes[d], d, float(at), result.kT) for b in blocks])
+    per = np.array([_block_delta_f(b, result.axes[d], d, float(at), result.kT) for b in blocks])
+    if not np.isfinite(per).all():  # a block with no sample on one side: no finite error bar
+        return value, math.inf
     return value, float(per.std(ddof=1) / math.sqrt(len(per)))
+
+
+def _block_delta_f(values: np.ndarray, axis_values: np.ndarray, d: int, at: float, kT: float) -> float:
+    try:
+        return delta_f_of(values, axis_values, d, at, kT)
+    except InputError:  # this block reaches neither side
+        return math.inf
 
 
 def marginal(result: Any, keep: Sequence[Any]) -> Any:
     """The FES of the CVs in `keep` (names or indices), the others integrated out: -kT ln sum e^{-F/kT}."""
     if result.axes is None:
         raise InputError("marginal: needs a regular grid (bins), not explicit points")
-    dims = [_cv_index(result, k) for k in ([keep] if isinstance(keep, (str, int)) else keep)]
+    if not isinstance(keep, (str, int, np.integer, list, tuple, np.ndarray)) or isinstance(keep, bool):
+        raise InputError(f"marginal: expected CV names or indices to keep, got {keep!r}")
+    dims = [_cv_index(result, k) for k in ([keep] if isinstance(keep, (str, int, np.integer)) else list(keep))]
     if not dims or len(set(dims)) != len(dims):
         raise InputError(f"marginal: name each CV to keep once, got {keep!r}")
     other = tuple(d for d in range(result.dim) if d not in dims)
@@ -124,9 +144,12 @@ def weighted_block_error(result: Any) -> np.ndarray:
     n_eff = float(w.sum() ** 2 / (w ** 2).sum())
     shape = (-1,) + (1,) * (blocks.ndim - 1)
     f = -kT * _lse(np.log(w / w.sum()).reshape(shape) - blocks / kT, axis=0)
+    if not n_eff > 1:  # one effective block: the formula divides by zero; the uncertainty is unbounded
+        return np.full(blocks.shape[1:], np.inf)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         sq = np.expm1(-(blocks - f) / kT) ** 2
-        return kT * np.sqrt((w.reshape(shape) * sq).sum(axis=0) / w.sum() / (n_eff - 1))
+        err = kT * np.sqrt((w.reshape(shape) * sq).sum(axis=0) / w.sum() / (n_eff - 1))
+    return np.where(np.isnan(err), np.inf, err)  # inf - inf where no block reaches a point
 
 
 def running(result: Any) -> list:
