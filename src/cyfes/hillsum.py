@@ -30,7 +30,7 @@ DIVISIONS_PER_SUPPORT = 10
 KERNELS = ("stretched", "gaussian", "untruncated")
 #: Kernel evaluations (grid points of the hills' boxes) per call of the CPU kernel: Python acts on SIGINT and
 #: SIGTERM between calls, so a sum stops within a fraction of a second of a signal.
-SLICE_WORK = 4_000_000
+SLICE_WORK = 20_000_000
 #: A periodic hill's box may wrap the axis (PLUMED's Grid::getNeighbors visits a point once per image); one
 #: longer than this many times its axis is a width error, not a surface, and would loop for hours.
 MAX_BOX_AXES = 100
@@ -273,8 +273,9 @@ def _box_work(nneigh: np.ndarray, grid: HillsGrid) -> np.ndarray:
     return np.prod(sizes, axis=1)
 
 
-def work_slices(work: np.ndarray, budget: float = SLICE_WORK) -> List[slice]:
-    """Consecutive runs of hills of about `budget` evaluations each (at least one hill per run)."""
+def work_slices(work: np.ndarray, budget: Optional[float] = None) -> List[slice]:
+    """Consecutive runs of hills of about `budget` (SLICE_WORK) evaluations each (at least one hill per run)."""
+    budget = SLICE_WORK if budget is None else budget
     ends = np.searchsorted(np.cumsum(work), np.arange(1, int(work.sum() // budget) + 1) * budget, side="right")
     edges = sorted({0, len(work), *(int(e) for e in ends if 0 < e < len(work))})
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
