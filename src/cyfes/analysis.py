@@ -143,7 +143,8 @@ def weighted_block_error(result: Any) -> np.ndarray:
     w = np.exp(lw - lw.max())
     n_eff = float(w.sum() ** 2 / (w ** 2).sum())
     shape = (-1,) + (1,) * (blocks.ndim - 1)
-    f = -kT * _lse(np.log(w / w.sum()).reshape(shape) - blocks / kT, axis=0)
+    with np.errstate(divide="ignore"):  # a block of negligible weight: log 0 = -inf counts for nothing
+        f = -kT * _lse(np.log(w / w.sum()).reshape(shape) - blocks / kT, axis=0)
     if not n_eff > 1:  # one effective block: the formula divides by zero; the uncertainty is unbounded
         return np.full(blocks.shape[1:], np.inf)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
