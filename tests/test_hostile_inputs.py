@@ -414,3 +414,15 @@ def test_sliced_hill_sums_equal_one_call_bit_for_bit(monkeypatch: pytest.MonkeyP
                                                                          run.hills.centers), run.grid))) > 100
     sliced = [f.values.copy() for f in run.files()]
     assert np.array_equal(one[0], sliced[0])
+
+
+def test_histogram_with_no_kernel_on_the_grid_is_inf_not_nan(tmp_path: Path) -> None:
+    """-kT ln 0 = +inf at every point (and -kT / 0 = -inf as the derivative, as PLUMED prints them);
+    --mintozero leaves it so instead of inf - inf."""
+    write_colvar(tmp_path / "COLVAR", np.zeros(50))
+    assert main(["sum_hills", "--histo", str(tmp_path / "COLVAR"), "--idw", "x", "--sigma", "0.1", "--kt", "1",
+                 "--min", "50", "--max", "60", "--bin", "5", "--mintozero", "--outhisto", str(tmp_path / "h.dat"),
+                 "-q"] + CPU) == 0
+    table = np.loadtxt(tmp_path / "h.dat")
+    np.testing.assert_array_equal(table[:, 0], np.linspace(50, 60, 6))
+    assert (table[:, 1] == np.inf).all() and (table[:, 2] == -np.inf).all()

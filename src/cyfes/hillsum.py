@@ -424,8 +424,8 @@ def histogram_file(s: HillSum, grid: HillsGrid, mintozero: bool, kt: float) -> G
     with np.errstate(divide="ignore", invalid="ignore"):
         values = np.log(s.values) * scale
         der = [(1.0 / d) * scale for d in s.der]
-    if mintozero:
-        values = values - values.min()
+    if mintozero and np.isfinite(values).any():  # no kernel reaches the grid: +inf stays (inf - inf is NaN)
+        values = values - values[np.isfinite(values)].min()
     return GridFile(grid, "file.free", values, der)
 
 
