@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -88,7 +89,11 @@ class FESResult:
     def save(self, path: Union[str, Path], fmt: Optional[str] = None) -> Path:
         """Write to `path`; the format follows the extension (see cyfes.formats) unless `fmt` is given."""
         from . import formats
-        return formats.write_result(self, path, fmt)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+            raise InputError(f"path: expected a file name (str or os.PathLike), got {path!r}")
+        return formats.write_result(self, os.fspath(path), fmt)
 
     def delta_f(self, cv: Any, at: float) -> Tuple[float, Optional[float]]:
         """F on the high side of `cv` = `at` minus F on the low side, and its block standard error (or None)."""
@@ -769,8 +774,10 @@ def surface(sums: _Densities, estimate: Optional[float], layout: _Layout, backen
     error = per_block = None
     nblocks = len(layout.stats)
     if nblocks > 1:
-        per_block = -layout.kT * (dens - log_z[:, None] + norm)
         with np.errstate(invalid="ignore"):
+            per_block = -layout.kT * (dens - log_z[:, None] + norm)
+            # a block whose weights are all 0 has no density anywhere (-inf - -inf): its F is +inf
+            per_block[np.isnan(per_block)] = np.inf
             error = per_block.std(axis=0, ddof=1) / math.sqrt(nblocks)
         error[np.isinf(per_block).any(axis=0)] = np.inf  # a block without mass there: no finite error bar
     if shift:

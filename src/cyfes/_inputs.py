@@ -251,15 +251,18 @@ def _memory_bytes() -> int:
         return 1 << 34
 
 
-def check_grid_fits(points: int, dim: int, name: str, extra: int = 0) -> None:
+def check_grid_fits(points: int, dim: int, name: str, extra: int = 0,
+                    advice: str = "use fewer bins or pass `grid` in parts") -> None:
     """Refuse a grid whose coordinates and results (plus `extra` bytes, e.g. for writing it) need more than
     GRID_MEMORY_FRACTION of physical memory."""
     need = points * (dim + 4) * 8 + extra
     limit = int(_memory_bytes() * GRID_MEMORY_FRACTION)
     if need > limit:
-        raise InputError(f"{name}: a grid of {points:,} points needs about {need / 2**30:.1f} GiB"
+        count = f"{points:,}" if points < 10 ** 15 else f"{float(points):.3g}"
+        size = f"{need / 2**30:.1f}" if need < 2 ** 80 else f"{need / 2**30:.3g}"
+        raise InputError(f"{name}: a grid of {count} points needs about {size} GiB"
                          + (" with its outputs" if extra else "") + f", more than {limit / 2**30:.1f} GiB "
-                         "available; use fewer bins or pass `grid` in parts")
+                         f"available; {advice}")
 
 
 def explicit_grid(value: Any, dim: int) -> np.ndarray:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -23,6 +24,27 @@ FORMATS: Dict[str, Tuple[str, ...]] = {
 #: Name of the free energy field in PLUMED grids, as sum_hills writes it.
 PLUMED_FREE_FIELD = "file.free"
 DAT_FREE_FIELD = "free_energy"
+
+
+#: A printf number format cyfes accepts (--fmt): one floating-point conversion (e, f, g in either case) with
+#: optional flags, width and precision, and any text around it that has no other conversion.
+_NUMBER_FORMAT = re.compile(r"^(?:[^%]|%%)*%[-+ #0]*(\d*)(?:\.(\d*))?[eEfFgG](?:[^%]|%%)*$")
+#: Width and precision above which a format is refused: the text of one number grows with both, and a
+#: precision of 100000 writes 100 kB per value (float64 holds 17 significant digits).
+MAX_FORMAT_DIGITS = 100
+
+
+def check_number_format(fmt: str, option: str = "--fmt") -> str:
+    """Refuse a printf format that cannot print every float64 (inf and nan included) in bounded text: %d
+    and %x fail on inf/nan, two conversions need two numbers, a huge width or precision fills the disk."""
+    match = _NUMBER_FORMAT.match(fmt) if isinstance(fmt, str) else None
+    if match is None:
+        raise InputError(f"{option} {fmt!r}: not a printf format for one floating-point number "
+                         "(one %e, %f or %g conversion, e.g. %14.9f)")
+    for part in match.groups():
+        if part and int(part) > MAX_FORMAT_DIGITS:
+            raise InputError(f"{option} {fmt!r}: width and precision must be at most {MAX_FORMAT_DIGITS}")
+    return fmt
 
 
 # ----------------------------------------------------------------------------------------------- writing

@@ -491,6 +491,7 @@ def _summary(result: Any, written: Sequence[Path]) -> str:
 
 def _surface(args: argparse.Namespace, samples: Samples) -> Any:
     from . import fes_options
+    fes_options.check_delta_cvs(args, samples.names)
     plan = plan_grid(args, samples)
     check_budgets(args, plan)
     return fes_options.finish(args, compute(args, samples, plan))
@@ -587,7 +588,6 @@ def demo_data_path() -> Path:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from . import plot
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a directory")
@@ -597,7 +597,36 @@ def run_demo(args: argparse.Namespace) -> int:
         ["fes", str(data), "--cv", s["cv"], "--bias", s["bias"], "--sigma", s["sigma"], "--bins", s["bins"],
          "--units", s["units"], "-T", str(s["temperature"]), "--device", args.device, "--plot-max", s["plot_max"]]
         + [f"--range={r}" for r in s["range"]])
-    out.mkdir(parents=True, exist_ok=True)
+    made = _make_dirs(out)
+    try:
+        return _demo_into(args, out, data, fes_args)
+    except BaseException:
+        for d in reversed(made):  # a refused or failed demo leaves no directory behind
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _make_dirs(out: Path) -> List[Path]:
+    """Create `out` and its missing parents; return those created, outermost first."""
+    missing = [p for p in [out, *out.parents] if not p.exists()][::-1]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        for d in reversed(missing):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        raise InputError(f"-o {out}: cannot create the directory: {exc.strerror or exc}") from None
+    return missing
+
+
+def _demo_into(args: argparse.Namespace, out: Path, data: Path, fes_args: argparse.Namespace) -> int:
+    from . import plot
+    s = DEMO_SETTINGS
     fes_args.output = [str(out / "demo_fes.dat")]
     fes_args.force = False
     try:

@@ -75,6 +75,8 @@ def _delta_specs(specs: Sequence[str]) -> List[Tuple[str, float]]:
 def check(args: argparse.Namespace) -> None:
     """Fail early; --running K makes the K chunks the blocks."""
     _delta_specs(args.delta_f)
+    if args.kt is not None and not (args.kt > 0 and np.isfinite(args.kt)):
+        raise InputError(f"--kt: must be a finite number > 0, got {args.kt}")
     if args.min_depth is not None and not (args.min_depth >= 0 and np.isfinite(args.min_depth)):
         raise InputError(f"--min-depth: expected a number >= 0, got {args.min_depth}")
     if args.running is not None:
@@ -89,6 +91,14 @@ def check(args: argparse.Namespace) -> None:
         from . import plot
         plot.image_format(args.plot_convergence)
         plot.require_matplotlib()
+
+
+def check_delta_cvs(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """Each --delta-f names a CV of the run, checked once the CVs are known and before any work (quiet runs
+    too, though they print no Delta F)."""
+    for cv, _ in _delta_specs(args.delta_f):
+        if cv not in names:
+            raise InputError(f"--delta-f {cv}: not one of the CVs ({', '.join(names)})")
 
 
 def finish(args: argparse.Namespace, result: Any) -> Any:

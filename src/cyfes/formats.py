@@ -30,6 +30,7 @@ from ._errors import InputError
 from ._numbers import MAX_NUMBER_TEXT, parse_number, parse_positive_int
 from ._tables import (INPUT_MEMORY_FRACTION, PathLike, Table, _directives, _is_float, _set_values, max_input_bytes,
                       parse_table_text, physical_memory, read_table)
+from ._writers import check_number_format
 from ._writers import (CHUNK_ROWS, DAT_FREE_FIELD, FORMATS, PLUMED_FREE_FIELD, atomic_write, check_output_path,
                        columns_text, cube_header, cube_text, cube_text_for, cv_names, estimated_bytes, npz_fields,
                        output_format, plumed_grid_text, points_text, result_writer, write_columns, write_cube,
@@ -41,7 +42,7 @@ __all__ = [  # the jobs' names, as cyfes.formats always gave them, and the grid 
     "PLUMED_FREE_FIELD", "atomic_write", "check_output_path", "columns_text", "cube_header", "cube_text",
     "cube_text_for", "cv_names", "estimated_bytes", "npz_fields", "output_format", "plumed_grid_text", "points_text",
     "result_writer", "write_columns", "write_cube", "write_plumed_grid", "write_points", "write_result", "write_text",
-    "writer_memory",
+    "writer_memory", "check_number_format",
     "Grid", "read_grid", "parse_plumed_grid", "parse_cube",
     "_directives", "_set_values", "_is_float",  # PLUMED header helpers other readers share (hills_io, compat)
 ]

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _tables, formats
 from ._errors import InputError
+from ._writers import check_number_format
 
 #: PLUMED's default number format for grids.
 PLUMED_FMT = "%14.9f"
@@ -147,11 +148,70 @@ def _metrics(table: HillsTable) -> np.ndarray:
     for i in range(dim):
         for j in range(dim - i):
             lower[:, j + i, j] = _need(table, f"sigma_{cvs[j + i]}_{cvs[j]}", "multivariate hill width")
+    _check_finite(lower.reshape(n, -1), f"{table.source}: hill", "a multivariate width (sigma_X_Y)")
     cov = lower @ np.swapaxes(lower, 1, 2)
-    try:
-        return np.linalg.inv(cov)
-    except np.linalg.LinAlgError:
-        raise InputError(f"{table.source}: a multivariate hill has a singular width matrix") from None
+    # L L^T of a factor with a zero (or underflowing) diagonal entry is singular: no hill has that shape
+    diag = np.abs(np.diagonal(lower, axis1=1, axis2=2))
+    bad = ~((diag >= MIN_WIDTH) & (diag <= MAX_WIDTH)).all(axis=1)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise InputError(f"{table.source}: hill {j + 1}: the diagonal of its width factor ({_values(diag[j])}) "
+                         f"must lie within [{MIN_WIDTH:g}, {MAX_WIDTH:g}] in size")
+    with np.errstate(all="ignore"):
+        metrics = np.linalg.inv(cov)
+    if not np.isfinite(metrics).all():
+        raise InputError(f"{table.source}: a multivariate hill has a singular width matrix")
+    return metrics
+
+
+#: Sizes of a sigma whose square and inverse square are normal float64 numbers, so that the kernel's
+#: exponent and derivatives neither overflow nor divide by zero.
+MIN_WIDTH, MAX_WIDTH = 1e-150, 1e150
+#: Largest centre coordinate and height accepted: far past any CV or energy of a real run, and small enough
+#: that differences, sums over many hills and derivatives stay finite.
+MAX_VALUE = 1e150
+
+
+def _values(row: np.ndarray) -> str:
+    return ", ".join(f"{v:g}" for v in np.ravel(row))
+
+
+def _check_finite(values: np.ndarray, where: str, what: str) -> None:
+    """Refuse NaN and inf in (N, K) `values`, naming the first hill (1-based) that has one."""
+    bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise InputError(f"{where} {j + 1}: {what} is not finite ({_values(values[j])})")
+
+
+def _first_out_of(values: np.ndarray, lo: float, hi: float) -> int:
+    bad = ~((np.abs(values) >= lo) & (np.abs(values) <= hi)).reshape(len(values), -1).all(axis=1)
+    return int(np.argmax(bad)) if bad.any() else -1
+
+
+def check_hill_values(hills: Hills, source: str) -> None:
+    """Every hill's centre, width and height finite and representable (see MIN_WIDTH, MAX_VALUE), widths > 0.
+    A periodic centre outside its domain is kept: the sum wraps it, as PLUMED's periodic differences do."""
+    where = f"{source}: hill"
+    _check_finite(hills.centers, where, "its centre")
+    _check_finite(hills.heights[:, None], where, "its height")
+    j = _first_out_of(hills.centers, 0.0, MAX_VALUE)
+    if j >= 0:
+        raise InputError(f"{where} {j + 1}: its centre ({_values(hills.centers[j])}) is beyond +-{MAX_VALUE:g}")
+    j = _first_out_of(hills.heights[:, None], 0.0, MAX_VALUE)
+    if j >= 0:
+        raise InputError(f"{where} {j + 1}: its height {hills.heights[j]:g} is beyond +-{MAX_VALUE:g}")
+    if hills.widths is not None:
+        _check_finite(hills.widths, where, "its sigma")
+        bad = ~(hills.widths > 0).all(axis=1)
+        if bad.any():
+            j = int(np.argmax(bad))
+            raise InputError(f"{where} {j + 1}: sigma must be > 0, got {_values(hills.widths[j])}")
+        j = _first_out_of(hills.widths, MIN_WIDTH, MAX_WIDTH)
+        if j >= 0:
+            raise InputError(f"{where} {j + 1}: sigma ({_values(hills.widths[j])}) must lie within "
+                             f"[{MIN_WIDTH:g}, {MAX_WIDTH:g}]")
+    _check_finite(hills.biasf[:, None], where, "its biasf")
 
 
 def hills_from_tables(tables: Sequence[HillsTable]) -> Hills:
@@ -169,16 +229,16 @@ def hills_from_tables(tables: Sequence[HillsTable]) -> Hills:
         else:
             widths.append(np.stack([_need(t, f"sigma_{cv}", "hill width") for cv in t.cvs], axis=1))
     w = None if multi else np.concatenate(widths)
-    if w is not None and not (w > 0).all():
-        raise InputError(f"{first.source}: a hill has sigma <= 0")
     if "lower_int" in first.sets or "upper_int" in first.sets:
         raise InputError(f"{first.source}: INTERVAL hills (#! SET lower_int/upper_int) are not supported")
     kernel = first.sets.get("kerneltype", "stretched-gaussian").lower()
     if kernel not in ("stretched-gaussian", "gaussian", "truncated-gaussian"):
         raise InputError(f"{first.source}: '#! SET kerneltype {kernel}': sum_hills of this kernel is not supported")
-    return Hills(list(first.cvs), np.concatenate(centers), w, np.concatenate(metrics) if multi else None,
-                 np.concatenate(heights), np.concatenate(biasf), [first.domains.get(cv) for cv in first.cvs],
-                 kernel, [t.source for t in tables])
+    hills = Hills(list(first.cvs), np.concatenate(centers), w, np.concatenate(metrics) if multi else None,
+                  np.concatenate(heights), np.concatenate(biasf), [first.domains.get(cv) for cv in first.cvs],
+                  kernel, [t.source for t in tables])
+    check_hill_values(hills, ", ".join(hills.sources))
+    return hills
 
 
 def read_hills(paths: Sequence[str]) -> Hills:
@@ -205,6 +265,11 @@ def read_points(paths: Sequence[str], keep: Optional[Sequence[str]] = None) -> P
         if name not in first.cvs:
             raise InputError(f"--idw {name}: not one of the CVs of {first.source} ({', '.join(first.cvs)})")
     pos = np.concatenate([np.stack([t.column(n) for n in names], axis=1) for t in tables])
+    _check_finite(pos, f"{', '.join(t.source for t in tables)}: row", "a CV value")
+    j = _first_out_of(pos, 0.0, MAX_VALUE)
+    if j >= 0:
+        raise InputError(f"{', '.join(t.source for t in tables)}: row {j + 1}: a CV value ({_values(pos[j])}) is "
+                         f"beyond +-{MAX_VALUE:g}")
     return Points(names, pos, [first.domains.get(n) for n in names])
 
 
@@ -217,10 +282,8 @@ def c_format(fmt: str, value: float) -> str:
 
 
 def check_fmt(fmt: str) -> str:
-    try:
-        fmt % 1.0
-    except (TypeError, ValueError):
-        raise InputError(f"--fmt {fmt!r}: not a printf format for one number (e.g. %14.9f)") from None
+    """`fmt` with its leading space (as PLUMED prints a grid cell): one float conversion, bounded text."""
+    check_number_format(fmt[1:] if fmt.startswith(" ") else fmt)
     return fmt
 
 

@@ -17,7 +17,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _backends, formats, hills_io
+from . import _backends, _inputs, formats, hills_io
 from ._errors import InputError
 from .hills_io import GridHeader, Hills, Points
 
@@ -28,6 +28,14 @@ STRETCH_B = -.00193418799744762399
 #: Bins per kernel support when sum_hills chooses the grid itself (BiasRepresentation::getMinMaxBin).
 DIVISIONS_PER_SUPPORT = 10
 KERNELS = ("stretched", "gaussian", "untruncated")
+#: Kernel evaluations (grid points of the hills' boxes) per call of the CPU kernel: Python acts on SIGINT and
+#: SIGTERM between calls, so a sum stops within a fraction of a second of a signal.
+SLICE_WORK = 20_000_000
+#: A periodic hill's box may wrap the axis (PLUMED's Grid::getNeighbors visits a point once per image); one
+#: longer than this many times its axis is a width error, not a surface, and would loop for hours.
+MAX_BOX_AXES = 100
+#: Grid steps from the grid beyond which a centre's cell index loses its integer precision.
+MAX_CELL = float(2 ** 52)
 
 
 # ----------------------------------------------------------------------------------------------- grid plan
@@ -93,7 +101,12 @@ def _auto_bounds(centers: np.ndarray, extent: np.ndarray, domains: Sequence[Opti
         if dom is not None:
             vmin[d] = max(vmin[d], dom[0])
             vmax[d] = min(vmax[d], dom[1])
-        bins.append(int(math.ceil((vmax[d] - vmin[d]) / binsize[d])))
+        with np.errstate(all="ignore"):
+            count = (vmax[d] - vmin[d]) / binsize[d]
+        if not binsize[d] > 0 or not math.isfinite(count):
+            raise InputError(f"grid of CV {d + 1}: cannot choose its bins (a tenth of the narrowest hill, "
+                             f"{binsize[d]:g}, over a span of {vmax[d] - vmin[d]:g}); give --min, --max and --bin")
+        bins.append(max(1, int(math.ceil(count))))
     return vmin, vmax, bins
 
 
@@ -130,8 +143,11 @@ def plan_grid(names: List[str], domains: Sequence[Optional[Tuple[str, str]]], ce
             step = _number(spacing[d], "--spacing")
             if not step > 0:
                 raise InputError(f"--spacing: must be > 0, got {spacing[d]}")
-            n = int(math.ceil((_number(gmax[d], "--max") - _number(gmin[d], "--min")) / step))
-            bins[d] = max(bins[d], n)
+            with np.errstate(all="ignore"):
+                n = (_number(gmax[d], "--max") - _number(gmin[d], "--min")) / step
+            if not math.isfinite(n):
+                raise InputError(f"--spacing {spacing[d]}: gives more bins than a float64 holds")
+            bins[d] = max(bins[d], int(math.ceil(n)))
     if gmin is None:
         vmin, vmax, auto = _auto_bounds(centers, extent, dom)
         gmin, gmax = [f"{v:g}" for v in vmin], [f"{v:g}" for v in vmax]
@@ -140,7 +156,22 @@ def plan_grid(names: List[str], domains: Sequence[Optional[Tuple[str, str]]], ce
         raise InputError("--min/--max: give the number of bins too (--bin or --spacing)")
     else:
         _check_periodic_bounds(names, domains, dom, gmin, gmax)
+    what = "--spacing" if spacing is not None else "--bin" if gbin is not None else "the grid's bins"
+    check_grid_size(names, dom, bins, what)
     return _grid(names, domains, dom, gmin, gmax, bins)
+
+
+def check_grid_size(names: List[str], dom: List[Optional[Tuple[float, float]]], bins: List[int], what: str) -> None:
+    """Refuse, before any work, a grid that does not fit in memory: the same bound cyfes.fes applies, counting
+    the values, derivatives, their running copies and the text of the rows."""
+    points = math.prod(b if dom[d] is not None else b + 1 for d, b in enumerate(bins))
+    dim = len(names)
+    _inputs.check_grid_fits(points, dim, what, extra=points * (2 * dim + 2) * 16, advice="use fewer bins")
+
+
+def _check_span(name: str, lo: float, hi: float, lo_text: str, hi_text: str) -> None:
+    if not math.isfinite(hi - lo):
+        raise InputError(f"--min/--max of {name}: {lo_text} to {hi_text} spans more than the largest float64")
 
 
 def _check_periodic_bounds(names: List[str], domains: Sequence[Optional[Tuple[str, str]]],
@@ -153,6 +184,7 @@ def _check_periodic_bounds(names: List[str], domains: Sequence[Optional[Tuple[st
             raise InputError(f"--max {gmax[d]}: above the periodic domain of {name} ({domains[d][1]})")
         if dom[d] is None and not hi > lo:
             raise InputError(f"--min/--max of {name}: needs min < max, got {gmin[d]} and {gmax[d]}")
+        _check_span(name, lo, hi, gmin[d], gmax[d])
 
 
 def _grid(names: List[str], domains: Sequence[Optional[Tuple[str, str]]],
@@ -169,6 +201,7 @@ def _grid(names: List[str], domains: Sequence[Optional[Tuple[str, str]]],
             lo, hi = _number(gmin[d], "--min"), _number(gmax[d], "--max")
             if not hi > lo:
                 raise InputError(f"grid of {names[d]}: maximum {gmax[d]} is not above minimum {gmin[d]}")
+            _check_span(names[d], lo, hi, gmin[d], gmax[d])
         first.append(lo)
         step.append((hi - lo) / float(bins[d]))
         points.append(bins[d] if dom[d] is not None else bins[d] + 1)
@@ -185,10 +218,67 @@ class HillSum:
     der: Optional[np.ndarray]
 
 
-def _neighbours(extent: np.ndarray, grid: HillsGrid, kernel: str) -> np.ndarray:
+def _cells(centers: np.ndarray, grid: HillsGrid) -> np.ndarray:
+    """Each centre's grid cell per CV, as the kernels compute it (floor((c - min) / dx)), in float64."""
+    with np.errstate(all="ignore"):
+        return np.floor((centers - grid.gmin[None, :]) / grid.dx[None, :])
+
+
+def check_boxes(hills: Hills, grid: HillsGrid, extent: np.ndarray, kernel: str) -> None:
+    """Refuse hills the kernels cannot place on this grid: a centre so many grid steps away that its cell
+    index is no longer an exact integer, or a box (as the kernels loop over it) longer than MAX_BOX_AXES
+    times its axis: a sigma spanning a hundred periods, or a wide hill far off a small grid."""
+    cells = _cells(hills.centers, grid)
+    bad = ~(np.abs(cells) <= MAX_CELL).all(axis=1)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise InputError(f"hill {j + 1}: its centre ({hills_io._values(hills.centers[j])}) lies more than "
+                         f"{MAX_CELL:.3g} grid steps from the grid; check the HILLS file or the grid bounds")
+    if kernel == "untruncated":
+        return
+    steps = _box_steps(extent, grid, hills.centers)
+    for d in range(len(grid.nbin)):
+        over = ~(2 * steps[:, d] + 1 <= MAX_BOX_AXES * grid.nbin[d])
+        if over.any():
+            j = int(np.argmax(over))
+            raise InputError(f"hill {j + 1}: its kernel along {grid.names[d]} (support {extent[j, d]:g} around "
+                             f"{hills.centers[j, d]:g}) spans more than {MAX_BOX_AXES} times the grid's axis; "
+                             "check its sigma and the grid bounds")
+
+
+def _box_steps(extent: np.ndarray, grid: HillsGrid, centers: np.ndarray) -> np.ndarray:
+    """(N, D) box half-widths in grid steps, as floats (inf for a sigma past the grid's resolution)."""
+    with np.errstate(all="ignore"):
+        steps = np.ceil(extent / grid.dx[None, :])
+    # off a non-periodic axis the kernels skip every offset, so a box reaching past both ends is the same box
+    # cut to the farther end (the same points in the same order), and one that misses the axis adds nothing
+    cells = _cells(centers, grid)
+    last = np.asarray(grid.nbin, dtype=np.float64)[None, :] - 1
+    flat = (grid.period <= 0)[None, :]
+    reach = np.maximum(np.abs(cells), np.abs(last - cells)) + 1
+    steps = np.where(flat & ~(steps <= reach), reach, steps)
+    misses = flat & ((cells + steps < 0) | (cells - steps > last))
+    return np.where(misses, 0.0, steps)
+
+
+def _neighbours(extent: np.ndarray, grid: HillsGrid, kernel: str, centers: np.ndarray) -> np.ndarray:
     if kernel == "untruncated":
         return np.full(extent.shape, -1, dtype=np.int64)
-    return np.ceil(extent / grid.dx[None, :]).astype(np.int64)
+    return _box_steps(extent, grid, centers).astype(np.int64)
+
+
+def _box_work(nneigh: np.ndarray, grid: HillsGrid) -> np.ndarray:
+    """Kernel evaluations per hill (at most): its box's points, the whole axis where the box is -1."""
+    sizes = np.where(nneigh < 0, np.asarray(grid.nbin, dtype=np.float64)[None, :], 2.0 * nneigh + 1)
+    return np.prod(sizes, axis=1)
+
+
+def work_slices(work: np.ndarray, budget: Optional[float] = None) -> List[slice]:
+    """Consecutive runs of hills of about `budget` (SLICE_WORK) evaluations each (at least one hill per run)."""
+    budget = SLICE_WORK if budget is None else budget
+    ends = np.searchsorted(np.cumsum(work), np.arange(1, int(work.sum() // budget) + 1) * budget, side="right")
+    edges = sorted({0, len(work), *(int(e) for e in ends if 0 < e < len(work))})
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def _coefficients(heights: np.ndarray, kernel: str) -> Tuple[np.ndarray, np.ndarray, bool]:
@@ -219,16 +309,21 @@ def add_hills(total: HillSum, hills: Hills, grid: HillsGrid, heights: np.ndarray
     if len(centers) == 0:
         return
     shape = hills.metrics[part] if hills.multivariate else hills.widths[part]
-    args = (np.ascontiguousarray(shape, dtype=np.float64).ravel(), np.ascontiguousarray(h_a),
-            np.ascontiguousarray(h_b), np.ascontiguousarray(_neighbours(extent[part], grid, kernel)), CUT, use_cut,
-            hills.multivariate)
+    shape = np.ascontiguousarray(shape, dtype=np.float64).reshape(len(centers), -1)
+    nneigh = np.ascontiguousarray(_neighbours(extent[part], grid, kernel, centers))
     if device is not None and device.kind == "cuda":
         _backends._load_gpu().add_hills(total.values, total.der, np.asarray(grid.nbin, dtype=np.int64), grid.gmin,
-                                        grid.dx, grid.period, centers, *args, device.ids[0])
-    else:
-        from . import _hills
-        _hills.add_hills(total.values, total.der, grid.nbin, grid.gmin, grid.dx, grid.period, centers, *args,
-                         device.threads if device is not None else 0)
+                                        grid.dx, grid.period, centers, shape.ravel(), np.ascontiguousarray(h_a),
+                                        np.ascontiguousarray(h_b), nneigh, CUT, use_cut, hills.multivariate,
+                                        device.ids[0])
+        return
+    from . import _hills
+    # hills are added to every grid point in hill order, so runs of hills give the sum of one call exactly
+    for run in work_slices(_box_work(nneigh, grid)):
+        _hills.add_hills(total.values, total.der, grid.nbin, grid.gmin, grid.dx, grid.period, centers[run],
+                         np.ascontiguousarray(shape[run]).ravel(), np.ascontiguousarray(h_a[run]),
+                         np.ascontiguousarray(h_b[run]), np.ascontiguousarray(nneigh[run]), CUT, use_cut,
+                         hills.multivariate, device.threads if device is not None else 0)
 
 
 def empty_sum(grid: HillsGrid, derivatives: bool = True) -> HillSum:
@@ -329,8 +424,8 @@ def histogram_file(s: HillSum, grid: HillsGrid, mintozero: bool, kt: float) -> G
     with np.errstate(divide="ignore", invalid="ignore"):
         values = np.log(s.values) * scale
         der = [(1.0 / d) * scale for d in s.der]
-    if mintozero:
-        values = values - values.min()
+    if mintozero and np.isfinite(values).any():  # no kernel reaches the grid: +inf stays (inf - inf is NaN)
+        values = values - values[np.isfinite(values)].min()
     return GridFile(grid, "file.free", values, der)
 
 
@@ -376,8 +471,12 @@ def check_kt(kt: Any, why: str) -> float:
 
 
 def check_idw(idw: Optional[Sequence[str]], names: List[str]) -> Optional[List[str]]:
-    if not idw:
+    if idw is None:
         return None
+    if isinstance(idw, str) or not all(isinstance(n, str) for n in idw):
+        raise InputError(f"idw: expected a list of CV names, got {idw!r}")
+    if not idw:
+        raise InputError(f"--idw: names no CV; give some of {', '.join(names)}")
     for name in idw:
         if name not in names:
             raise InputError(f"--idw {name}: not one of the CVs ({', '.join(names)})")
@@ -401,11 +500,13 @@ def hills_run(hills: Hills, *, gmin: Optional[Sequence[str]] = None, gmax: Optio
         raise InputError(f"--idw {','.join(proj)}: names every CV; leave it out to keep them all")
     if project_all:
         proj = list(hills.names)
-    kt_value = check_kt(kt, "needed by --idw") if proj else None
+    kt_value = check_kt(kt, "needed by --idw" if proj else "the temperature --idw uses") \
+        if proj or kt is not None else None
     heights = negbias_heights(hills) if negbias else hills.heights
     dump_parts(len(hills), stride)
     extent = support(hills)
     grid = plan_grid(hills.names, hills.domains, hills.centers, extent, gmin, gmax, bins, spacing)
+    check_boxes(hills, grid, extent, kernel)
     return SumHillsRun(hills, grid, heights, kernel, stride, nohistory, mintozero, proj, kt_value, False,
                        hills_device(device, threads, hills.dim), extent=extent)
 
@@ -424,6 +525,9 @@ def histogram_run(points: Points, sigma: Sequence[str], kt: Any, *, gmin: Option
     sig = np.array([_number(s, "--sigma") for s in sigma])
     if not (sig > 0).all():
         raise InputError(f"--sigma: every bandwidth must be > 0, got {','.join(sigma)}")
+    if not ((sig >= hills_io.MIN_WIDTH) & (sig <= hills_io.MAX_WIDTH)).all():
+        raise InputError(f"--sigma {','.join(sigma)}: every bandwidth must lie within "
+                         f"[{hills_io.MIN_WIDTH:g}, {hills_io.MAX_WIDTH:g}]")
     kt_value = check_kt(kt, "needed by --histo")
     n = len(points.positions)
     hills = Hills(list(points.names), points.positions, np.tile(sig, (n, 1)), None, np.ones(n), np.ones(n),
@@ -432,6 +536,7 @@ def histogram_run(points: Points, sigma: Sequence[str], kt: Any, *, gmin: Option
     if grid is None:
         grid = plan_grid(points.names, points.domains, points.positions, np.tile(sig, (n, 1)), gmin, gmax, bins,
                          spacing)
+    check_boxes(hills, grid, np.tile(sig * math.sqrt(2.0 * CUT), (n, 1)), "stretched")
     return SumHillsRun(hills, grid, hills.heights, "stretched", stride, nohistory, mintozero, None, kt_value,
                        True, hills_device(device, threads, dim))
 
@@ -440,31 +545,84 @@ def histogram_run(points: Points, sigma: Sequence[str], kt: Any, *, gmin: Option
 def _strings(values: Any, what: str) -> Optional[List[str]]:
     if values is None:
         return None
-    items = [values] if np.ndim(values) == 0 else list(values)
-    return [v if isinstance(v, str) else repr(float(v)) if not isinstance(v, (int, np.integer)) else str(int(v))
-            for v in items]
+    items = [values] if np.ndim(values) == 0 else list(np.ravel(np.asarray(values, dtype=object)))
+    out = []
+    for v in items:
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise InputError(f"{what}: expected numbers (or number strings), got {v!r}")
+        elif isinstance(v, (int, np.integer)):
+            out.append(str(int(v)))
+        else:
+            out.append(repr(float(v)))
+    return out
+
+
+def _real_array(value: Any, name: str) -> np.ndarray:
+    """A float64 array; complex values are refused, not cut to their real part."""
+    raw = _inputs._array(value, name)
+    if np.iscomplexobj(raw):
+        raise InputError(f"{name}: complex values are not accepted")
+    return _inputs._array(raw, name, np.float64)
+
+
+def _per_hill(value: Any, n: int, dim: int, name: str) -> np.ndarray:
+    """`value` per CV (D,), per hill (N, D) or one number, as an (N, D) array."""
+    arr = _real_array(value, name)
+    if arr.ndim == 0 or arr.shape in ((dim,), (1, dim), (n, dim)) or (dim == 1 and arr.shape == (n,)):
+        return np.broadcast_to(arr.reshape(-1, dim) if arr.ndim else arr, (n, dim)).copy()
+    raise InputError(f"{name}: expected one value, {dim} (one per CV) or an ({n}, {dim}) array, got shape "
+                     f"{arr.shape}")
+
+
+def _per_row(value: Any, n: int, name: str) -> np.ndarray:
+    arr = _real_array(value, name)
+    if arr.ndim > 1 or (arr.ndim == 1 and len(arr) not in (1, n)):
+        raise InputError(f"{name}: expected one value or {n} (one per hill), got shape {arr.shape}")
+    return np.broadcast_to(arr, (n,)).copy()
+
+
+def _domain(entry: Any, d: int) -> Optional[Tuple[str, str]]:
+    """periodic[d]: None, or the domain (min, max) of CV d; a bare period is refused (a hill sum's periodic
+    grid spans the domain, so where it starts matters)."""
+    if entry is None:
+        return None
+    if np.ndim(entry) == 0:
+        raise InputError(f"periodic[{d}]: cyfes.hills needs the domain (min, max) of a periodic CV, got {entry!r} "
+                         "(e.g. (-3.141592653589793, 3.141592653589793))")
+    bounds = _strings(entry, f"periodic[{d}]")
+    if len(bounds) != 2:
+        raise InputError(f"periodic[{d}]: expected (min, max), got {entry!r}")
+    lo, hi = (_number(b, f"periodic[{d}]") for b in bounds)
+    if not hi > lo or not math.isfinite(hi - lo):
+        raise InputError(f"periodic[{d}]: needs finite min < max, got {entry!r}")
+    return bounds[0], bounds[1]
 
 
 def _hills_from_arrays(centers: Any, sigma: Any, height: Any, biasf: Any, names: Optional[Sequence[str]],
                        periodic: Any) -> Hills:
-    c = np.asarray(centers, dtype=np.float64)
+    c = _real_array(centers, "hills")
     c = c[:, None] if c.ndim == 1 else c
-    if c.ndim != 2 or c.size == 0 or not np.isfinite(c).all():
-        raise InputError(f"hills: expected a finite (N, D) array of hill centres, got shape {c.shape}")
+    if c.ndim != 2 or c.size == 0:
+        raise InputError(f"hills: expected an (N, D) array of hill centres, got shape {c.shape}")
     n, dim = c.shape
     if sigma is None or height is None:
         raise InputError("hills: with arrays of centres, give sigma (per CV or per hill) and height (per hill)")
-    s = np.broadcast_to(np.asarray(sigma, dtype=np.float64).reshape(-1, dim) if np.ndim(sigma) else
-                        np.full((1, dim), float(sigma)), (n, dim)).copy()
-    h = np.broadcast_to(np.asarray(height, dtype=np.float64), (n,)).copy()
-    b = np.ones(n) if biasf is None else np.broadcast_to(np.asarray(biasf, dtype=np.float64), (n,)).copy()
-    if not (s > 0).all() or not np.isfinite(h).all():
-        raise InputError("hills: sigma must be > 0 and heights finite")
-    doms = [None] * dim if periodic is None else list(periodic)
-    if len(doms) != dim:
-        raise InputError(f"periodic: expected {dim} entries ((min, max) or None per CV), got {len(doms)}")
-    domains = [None if p is None else tuple(_strings(p, "periodic")) for p in doms]
-    return Hills(list(names) if names else [f"cv{d + 1}" for d in range(dim)], c, s, None, h, b, domains)
+    s, h = _per_hill(sigma, n, dim, "sigma"), _per_row(height, n, "height")
+    b = np.ones(n) if biasf is None else _per_row(biasf, n, "biasf")
+    doms = [None] * dim if periodic is None else periodic
+    if not isinstance(doms, (list, tuple)) or len(doms) != dim:
+        raise InputError(f"periodic: expected {dim} entries ((min, max) or None per CV), got {periodic!r}")
+    domains = [_domain(p, d) for d, p in enumerate(doms)]
+    if names is not None and (isinstance(names, str) or len(names) != dim
+                              or not all(isinstance(x, str) and x for x in names)):
+        raise InputError(f"names: expected {dim} CV names (strings), got {names!r}")
+    if names is not None and len(set(names)) != dim:
+        raise InputError(f"names: a CV is named twice in {list(names)!r}")
+    hills = Hills(list(names) if names else [f"cv{d + 1}" for d in range(dim)], c, s, None, h, b, domains)
+    hills_io.check_hill_values(hills, "hills")
+    return hills
 
 
 def to_result(f: GridFile, n_hills: int, kt: Optional[float], backend: str) -> Any:

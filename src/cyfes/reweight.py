@@ -18,13 +18,16 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from . import formats
+from . import _inputs, formats
 from ._errors import InputError
 
 #: The script's Boltzmann constant for --temp (kJ/mol/K).
 KB_KJMOL = 0.0083144621
 DEFAULT_FMT = "% 12.6f"
 DEFAULT_OUTFILE = "fes-rew.dat"
+#: bias/kT beyond which the largest is subtracted from all before summing (below it the script's own numbers
+#: are reproduced to the last digit).
+LOGW_SHIFT_ABOVE = 1e6
 
 
 def logsumexp(x: np.ndarray, axis: Any = None) -> np.ndarray:
@@ -84,10 +87,27 @@ def read_colvar(path: str, cv_spec: str, bias_spec: str, kbt: float, skiprows: i
         raise InputError(f"{path}: no rows left after --skiprows {skiprows} (the file has {len(table.data)})")
     if reverse:
         data = data[::-1]
-    bias = data[:, bias_cols].sum(axis=1) if bias_cols else np.zeros(len(data))
+    with np.errstate(all="ignore"):
+        bias = data[:, bias_cols].sum(axis=1) if bias_cols else np.zeros(len(data))
+        logw = bias / kbt
+    _check_finite_rows(logw, path, "the summed bias / kT")
+    top = float(np.max(logw))
+    if abs(top) > LOGW_SHIFT_ABOVE:
+        # every output is unchanged by one constant added to all bias/kT (it cancels between the kernel sums
+        # and their normalisation), but a bias of 1e300 kT leaves F no digits: remove it first
+        logw = logw - top
+    _check_finite_rows(data[:, cols], path, "a CV value")
     domains = [table.periodic.get(n) for n in names]
-    return Colvar(names, np.ascontiguousarray(data[:, cols]), bias / kbt, [table.names[c] for c in bias_cols],
+    return Colvar(names, np.ascontiguousarray(data[:, cols]), logw, [table.names[c] for c in bias_cols],
                   domains)
+
+
+def _check_finite_rows(values: np.ndarray, path: str, what: str) -> None:
+    """Refuse NaN/inf (a bias past float64 once divided by kT, too), naming the first row after --skiprows."""
+    bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise InputError(f"{path}: row {j + 1} of the kept rows: {what} is not finite")
 
 
 # ----------------------------------------------------------------------------------------------- grid
@@ -126,6 +146,9 @@ def plan_grid(col: Colvar, gmin: Optional[str], gmax: Optional[str], gbin: Optio
     lows = _list(gmin, dim, "--min", formats.parse_number)
     highs = _list(gmax, dim, "--max", formats.parse_number)
     bins = _list(gbin, dim, "--bin", formats.parse_positive_int) if gbin is not None else [100] * dim
+    points = math.prod(b + 1 for b in bins)
+    # the points, a surface per window and the text of its rows: the bound cyfes fes keeps
+    _inputs.check_grid_fits(points, dim, "--bin", extra=points * (dim + 3) * 16, advice="use fewer bins")
     axes, lo_out, hi_out, periods = [], [], [], []
     for d in range(dim):
         dom = col.domains[d]
@@ -134,6 +157,8 @@ def plan_grid(col: Colvar, gmin: Optional[str], gmax: Optional[str], gbin: Optio
         hi = highs[d] if highs else (dom[1] if dom else float(col.cvs[:, d].max()))
         if not hi > lo:
             raise InputError(f"grid of {col.names[d]}: max {hi:g} is not above min {lo:g} (give --min/--max)")
+        if not math.isfinite(hi - lo):
+            raise InputError(f"grid of {col.names[d]}: {lo:g} to {hi:g} spans more than the largest float64")
         axis = np.linspace(lo, hi, bins[d] + 1)  # +1 as in sum_hills
         if period == axis[-1] - axis[0]:  # the script drops the repeated end of a full period
             axis = axis[:-1]
@@ -242,6 +267,8 @@ def delta_f(fes: np.ndarray, first_axis: np.ndarray, at: float, kbt: float) -> f
     x = np.broadcast_to(first_axis.reshape((-1,) + (1,) * (fes.ndim - 1)), fes.shape)
     fes_a = -kbt * logsumexp(-fes[x < at] / kbt)
     fes_b = -kbt * logsumexp(-fes[x > at] / kbt)
+    if not (np.isfinite(fes_a) or np.isfinite(fes_b)):  # inf - inf: no sample reaches the grid at all
+        raise InputError(f"--deltaFat {at:g}: F is +inf on both sides (no sample reaches the grid)")
     return float(fes_b - fes_a)
 
 
@@ -331,10 +358,7 @@ def plan(o: Options) -> Plan:
         warnings.append(f"--deltaFat {at:g} is outside the grid of {col.names[0]}; no DeltaF")
         at = None
     formats.check_output_path(o.outfile)
-    try:
-        o.fmt % 1.0
-    except (TypeError, ValueError):
-        raise InputError(f"--fmt {o.fmt!r}: not a printf format for one number (e.g. '% 12.6f')") from None
+    formats.check_number_format(o.fmt)
     return Plan(o, col, grid, sigma, stride, start, wins, block_mode, at, warnings)
 
 
@@ -384,10 +408,25 @@ def block_average(p: Plan, blocks: List[Estimate]) -> Estimate:
     w = np.exp(block_logw - block_logw.max())
     neff = float(np.sum(w) ** 2 / np.sum(w ** 2))
     stack = np.array([b.fes for b in blocks])
-    fes = -kbt * np.log(np.average(np.exp(-stack / kbt), axis=0, weights=w))
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
+        fes = -kbt * np.log(np.average(np.exp(-stack / kbt), axis=0, weights=w))
+        # where exp(-F_b/kT) over- or underflows the script's formula, the same mean in log space
+        lost = ~np.isfinite(fes)
+        if lost.any():
+            lw = np.log(w)[:, None]
+            fes[lost] = -kbt * (logsumexp(-stack[:, lost] / kbt + lw, axis=0) - logsumexp(lw))
+    return Estimate(fes, len(logw) - p.start, kish(logw[p.start:]), None, block_error(stack, fes, w, neff, kbt),
+                    len(blocks), neff)
+
+
+def block_error(stack: np.ndarray, fes: np.ndarray, w: np.ndarray, neff: float, kbt: float) -> np.ndarray:
+    """The script's uncertainty; +inf where it is undefined: one effective block (N_eff <= 1, the script
+    divides by zero) and points where F or a block's F is not finite (no sample reaches them)."""
+    if not neff > 1:
+        return np.full(fes.shape, np.inf)
+    with np.errstate(all="ignore"):
         err = kbt * np.sqrt(1 / (neff - 1) * np.average(np.expm1(-(stack - fes) / kbt) ** 2, axis=0, weights=w))
-    return Estimate(fes, len(logw) - p.start, kish(logw[p.start:]), None, err, len(blocks), neff)
+    return np.where(np.isnan(err), np.inf, err)
 
 
 # ----------------------------------------------------------------------------------------------- writing

@@ -5,6 +5,7 @@ Only the argument parsing and file writing live here; the sums are in cyfes.hill
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -95,6 +96,8 @@ def plan(args: argparse.Namespace) -> List[Tuple[List[str], hillsum.SumHillsRun]
     """Validate everything and return, per kind of output, its file names and the run that fills them."""
     if not args.hills and not args.histo:
         raise InputError("sum_hills: give --hills FILES and/or --histo FILES")
+    _check_input_sizes(_list(args.hills) or [], "--hills")
+    _check_input_sizes(_list(args.histo) or [], "--histo")
     for flag, name in (("--outfile", args.outfile), ("--outhisto", args.outhisto)):
         if name is not None and not name.strip():
             raise InputError(f"{flag}: an empty file name")
@@ -132,6 +135,19 @@ def plan(args: argparse.Namespace) -> List[Tuple[List[str], hillsum.SumHillsRun]
         jobs.append((output_names(args.outhisto, "histo", stride, count), run_h))
     check_outputs(jobs, input_files(args), args.force, args.fmt or hills_io.PLUMED_FMT)
     return jobs
+
+
+def _check_input_sizes(paths: List[str], option: str) -> None:
+    """The bound every cyfes reader keeps on one input (CYFES_MAX_INPUT_BYTES), before anything is read."""
+    limit = formats.max_input_bytes()
+    for path in paths:
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            continue  # the reader names a missing or unreadable file
+        if size > limit:
+            raise InputError(f"{option} {path}: is larger than {limit:,} bytes; cyfes reads inputs into memory "
+                             "(set CYFES_MAX_INPUT_BYTES to allow more)")
 
 
 def _hills_default(args: argparse.Namespace) -> str:

@@ -24,7 +24,9 @@ from .._errors import InputError
 
 def _lse(a: np.ndarray, axis: Any = None) -> np.ndarray:
     top = np.max(a, axis=axis, keepdims=True)
-    out = np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True)) + top
+    top = np.where(np.isfinite(top), top, 0.0)  # all -inf: the sum is 0, its log -inf (not -inf - -inf = nan)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True)) + top
     return np.squeeze(out, axis=axis) if axis is not None else float(out.ravel()[0])
 
 
@@ -32,6 +34,8 @@ def kish(logw: np.ndarray) -> float:
     """Kish's effective sample size of weights exp(logw) (samples of weight 0, logw = -inf, count for nothing)."""
     lw = np.asarray(logw, dtype=np.float64)
     lw = lw[np.isfinite(lw)]
+    if lw.size == 0:  # no sample has weight: nothing counts
+        return 0.0
     w = np.exp(lw - lw.max())
     return float(w.sum() ** 2 / (w ** 2).sum())
 
@@ -41,6 +45,8 @@ def silverman(samples: np.ndarray, logw: np.ndarray, periods: Sequence[Optional[
     x = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)
     keep = np.isfinite(logw)
     x, lw = x[keep], np.asarray(logw)[keep]
+    if lw.size == 0:
+        raise InputError("sigma auto: every sample has weight 0 (or a bias past float64); no bandwidth to choose")
     w = np.exp(lw - lw.max())
     w /= w.sum()
     dim = x.shape[1]
@@ -65,7 +71,7 @@ def _cv_index(result: Any, cv: Any) -> int:
     names = list(result.names or [f"cv{d + 1}" for d in range(result.dim)])
     if isinstance(cv, str) and cv in names:
         return names.index(cv)
-    if isinstance(cv, (int, np.integer)) and 0 <= int(cv) < result.dim:
+    if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool) and 0 <= int(cv) < result.dim:
         return int(cv)
     raise InputError(f"delta_f: {cv!r} is not one of the CVs ({', '.join(names)})")
 
@@ -74,7 +80,9 @@ def marginal(result: Any, keep: Sequence[Any]) -> Any:
     """The FES of the CVs in `keep` (names or indices), the others integrated out: -kT ln sum e^{-F/kT}."""
     if result.axes is None:
         raise InputError("marginal: needs a regular grid (bins), not explicit points")
-    dims = [_cv_index(result, k) for k in ([keep] if isinstance(keep, (str, int)) else keep)]
+    if not isinstance(keep, (str, int, np.integer, list, tuple, np.ndarray)) or isinstance(keep, bool):
+        raise InputError(f"marginal: expected CV names or indices to keep, got {keep!r}")
+    dims = [_cv_index(result, k) for k in ([keep] if isinstance(keep, (str, int, np.integer)) else list(keep))]
     if not dims or len(set(dims)) != len(dims):
         raise InputError(f"marginal: name each CV to keep once, got {keep!r}")
     other = tuple(d for d in range(result.dim) if d not in dims)
@@ -102,10 +110,14 @@ def weighted_block_error(result: Any) -> np.ndarray:
     w = np.exp(lw - lw.max())
     n_eff = float(w.sum() ** 2 / (w ** 2).sum())
     shape = (-1,) + (1,) * (blocks.ndim - 1)
-    f = -kT * _lse(np.log(w / w.sum()).reshape(shape) - blocks / kT, axis=0)
+    with np.errstate(divide="ignore"):  # a block of negligible weight: log 0 = -inf counts for nothing
+        f = -kT * _lse(np.log(w / w.sum()).reshape(shape) - blocks / kT, axis=0)
+    if not n_eff > 1:  # one effective block: the formula divides by zero; the uncertainty is unbounded
+        return np.full(blocks.shape[1:], np.inf)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         sq = np.expm1(-(blocks - f) / kT) ** 2
-        return kT * np.sqrt((w.reshape(shape) * sq).sum(axis=0) / w.sum() / (n_eff - 1))
+        err = kT * np.sqrt((w.reshape(shape) * sq).sum(axis=0) / w.sum() / (n_eff - 1))
+    return np.where(np.isnan(err), np.inf, err)  # inf - inf where no block reaches a point
 
 
 def running(result: Any) -> list:

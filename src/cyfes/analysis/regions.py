@@ -38,7 +38,17 @@ def delta_f_of(values: np.ndarray, axis_values: np.ndarray, d: int, at: float, k
 
 
 def _delta_of_masks(values: np.ndarray, a: np.ndarray, b: np.ndarray, kT: float) -> float:
-    return float(-kT * _lse(-values[b] / kT) + kT * _lse(-values[a] / kT))
+    high, low = _lse(-values[b] / kT), _lse(-values[a] / kT)
+    if high == low == -math.inf:  # inf - inf: neither region has a sample within reach
+        raise InputError("delta_f: F is +inf on both sides (no sample reaches either region)")
+    return float(-kT * high + kT * low)  # +-inf when one side has no sample within reach
+
+
+def _block_delta(values: np.ndarray, a: np.ndarray, b: np.ndarray, kT: float) -> float:
+    try:
+        return _delta_of_masks(values, a, b, kT)
+    except InputError:  # this block reaches neither side: no finite value, so no finite error bar
+        return math.inf
 
 
 def delta_f(result: Any, cv: Any, at: float) -> Tuple[float, Optional[float]]:
@@ -50,7 +60,11 @@ def delta_f(result: Any, cv: Any, at: float) -> Tuple[float, Optional[float]]:
     blocks = getattr(result, "block_values", None)
     if blocks is None:
         return value, None
-    per = np.array([delta_f_of(b, result.axes[d], d, float(at), result.kT) for b in blocks])
+    coord = np.broadcast_to(result.axes[d].reshape((1,) * d + (-1,) + (1,) * (result.values.ndim - d - 1)),
+                            result.values.shape)
+    per = np.array([_block_delta(np.asarray(b), coord < float(at), coord > float(at), result.kT) for b in blocks])
+    if not np.isfinite(per).all():  # a block with no sample on one side: no finite error bar
+        return value, math.inf
     return value, float(per.std(ddof=1) / math.sqrt(len(per)))
 
 
@@ -141,7 +155,7 @@ def delta_f_regions(result: Any, a: Any, b: Any, min_depth: Optional[float] = No
     blocks = getattr(result, "block_values", None)
     if blocks is None:
         return RegionDeltaF(value, math.nan, ())
-    per = np.array([_delta_of_masks(np.asarray(f, dtype=np.float64), ma, mb, kT) for f in blocks])
+    per = np.array([_block_delta(np.asarray(f, dtype=np.float64), ma, mb, kT) for f in blocks])
     return RegionDeltaF(value, _grid.standard_error(per), tuple(float(v) for v in per))
 
 
