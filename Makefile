@@ -1,4 +1,4 @@
-# The two set-up commands of the README: `make dist` (the release) and `make test` (the tests).
+# The set-up commands of the README: `make test` (the fast tests), `make test-all`, `make docs` and `make dist` (the release).
 # Everything lives in .venv/ at the repo root; nothing is installed outside it.
 PYTHON ?= python3
 VENV := .venv
