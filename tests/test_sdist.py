@@ -1,8 +1,8 @@
 """The sdist: `pip install cyfes-X.tar.gz` in a fresh venv builds the CPU backend where no CUDA compiler can be found,
 and both backends where one can. Each installed copy computes a FES that must match the float64 reference.
 
-The CPU case (slow, in `make test`) packs this tree's sdist itself; the CUDA case (release) installs the one in
-dist/ and fails when there is none. "No CUDA compiler" means one the build cannot find, not CYFES_CUDA=OFF: nvcc's
+The CPU case (slow: `make test-all`, `make dist`) packs this tree's sdist itself; the CUDA case (release)
+installs the one in dist/ and fails when there is none. "No CUDA compiler" means one the build cannot find, not CYFES_CUDA=OFF: nvcc's
 directories leave PATH, CUDACXX/CUDA_HOME/CUDA_PATH are unset, and the toolkit's directory is hidden from the
 build by an empty directory mounted over it in a private mount namespace (CMake looks in /usr/local/cuda by
 itself), which needs `unshare` and root.
