@@ -1,11 +1,11 @@
-# The set-up commands of the README: `make test` (the fast tests), `make test-all` and `make dist` (the release).
+# The README's set-up commands: `make test` (the fast gate), `make test-all`, `make docs`, `make dist` (the release).
 # Everything lives in .venv/ at the repo root; nothing is installed outside it.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all dist test test-all install bench clean
+.PHONY: all dist test test-all docs install bench clean
 
 all: test
 
@@ -27,6 +27,10 @@ test: install
 test-all: install
 	$(PY) -m pytest --durations=15 -m 'not release' tests
 
+# The documentation site (Sphinx) in docs/_build/html; warnings are errors.
+docs: install
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
 # The release: an sdist, verified wheels and conda packages in dist/ (see release.yaml), then the checks that need
 # them (pytest -m release). Reproducible: every archive carries the last commit's time unless SOURCE_DATE_EPOCH says
 # otherwise.
@@ -40,4 +44,4 @@ bench: install
 	$(PY) bench/bench_fes.py
 
 clean:
-	rm -rf build dist
+	rm -rf build dist docs/_build docs/generated
