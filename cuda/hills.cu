@@ -1,14 +1,24 @@
-// Sums of metadynamics hills on a grid (hills.h): one thread per grid point of a tile, the hills streamed
-// through each tile's block, those whose box misses the tile dropped by a cheap test first.
+// Sums of metadynamics hills on a grid (hills.h): a block owns a tile of grid points and one share of the hills,
+// streams its hills through in rounds of 256, keeps those whose box meets the tile (a cheap test, compacted in
+// hill order) and adds them to every point of the tile.
 //
-// Work split: a block owns one tile of grid points (a small box of the grid) and one share of the hills. It
-// reads its hills 256 at a time, keeps those whose box meets the tile (compacted in hill order), and every
-// thread adds them to its point. Shares of the hills write separate partial sums, added in a fixed order at
-// the end, so results are the same from run to run.
+// Diagonal hills (the usual case) are added as the CPU kernel adds them: exp(-r2/2) is a product of per-CV
+// factors, so a batch of kept hills first gets its factor tables for the tile's coordinates on each CV (one
+// division and one exp per hill, CV and coordinate, in shared memory), and then each point costs an add, a
+// compare and a multiply-add per hill: the work per point no longer holds an exp, a division and a periodic
+// difference. The r2 of the cut test is summed from the same (u_d)^2 in the same order as the CPU kernel's, so
+// both keep the same points. Multivariate hills (and, for comparison, diagonal ones under
+// CUFES_HILLS_KERNEL=points) take the per-point kernel: each thread evaluates its point's Gaussian in full.
+//
+// Shares of the hills write separate partial sums, added in a fixed order at the end, so results are the same
+// from run to run.
 #include <cstdint>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "hills.h"
+#include "hills_exp.h"
 #include "host_util.cuh"
 
 // A named namespace: nvcc names anonymous-namespace kernels after a hash of the source file's path, which
@@ -17,7 +27,7 @@ namespace cufes_hills {
 
 constexpr int kThreads = 256;         // points per tile, threads per block
 constexpr int64_t kDefaultChunk = 1 << 21;  // hills per transfer
-constexpr int kMaxShares = 32;        // hill shares per tile when the grid has few tiles
+constexpr int kMaxShares = 64;        // hill shares per tile when the grid has few tiles
 
 struct Grid {
   int dim;
@@ -52,8 +62,8 @@ __host__ __device__ inline int64_t pos_mod(int64_t a, int64_t b) {
   return r < 0 ? r + b : r;
 }
 
-// The grid index of a centre on CV d, as the CPU kernel computes it (on the host: once per hill, not per tile).
-inline int64_t centre_index(const Grid &g, int d, double c) {
+// The grid index of a centre on CV d, as the CPU kernel computes it (once per hill, not per tile).
+__host__ __device__ inline int64_t centre_index(const Grid &g, int d, double c) {
   const double f = floor((c - g.gmin[d]) / g.dx[d]);
   return f < -4e18 ? INT64_MIN / 2 : f > 4e18 ? INT64_MAX / 2 : static_cast<int64_t>(f);
 }
@@ -114,39 +124,51 @@ __device__ inline bool tile_point(const Grid &g, int *lo, int *hi, int *idx) {
   return on && r == 0;
 }
 
-// Per hill kept for a tile: its place in the round and, for diagonal hills, 1/sigma per CV.
-template <int D>
-struct Kept {
+// The hills of a round kept for a tile: their places in the round, in hill order.
+struct Meeting {
   int pos[kThreads];
-  double inv_w[kThreads][D];
   int warp_counts[kThreads / 32];
 };
 
-// The hills of this round ([base, base + 256) within j1) whose box meets the tile, in hill order, into kept;
-// returns how many. ic, nn: per hill and CV, the centre's grid index and the box half-width (hills.cu's host
-// part computes them once).
-template <int D, bool MULTI>
-__device__ inline int meeting_hills(const Grid &g, const int *__restrict__ ic, const int *__restrict__ nn,
-                                    const double *__restrict__ shape, int64_t base, int64_t j1, const int *lo,
-                                    const int *hi, Kept<D> &kept) {
+// The hills of this round ([base, base + 256) within j1) whose box meets the tile [lo, hi], in hill order, into
+// m.pos; returns how many. ic, nn: per hill and CV, the centre's grid index and the box half-width (box_kernel).
+template <int D>
+__device__ inline int meeting_positions(const Grid &g, const int *__restrict__ ic, const int *__restrict__ nn,
+                                        int64_t base, int64_t j1, const int *lo, const int *hi, Meeting &m) {
   const int64_t j = base + threadIdx.x;
   bool meets = j < j1;
   for (int d = 0; d < D && meets; ++d) meets = box_meets(g, d, ic[j * D + d], nn[j * D + d], lo[d], hi[d]);
   const unsigned ballot = __ballot_sync(0xffffffffu, meets);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) kept.warp_counts[warp] = __popc(ballot);
+  if (lane == 0) m.warp_counts[warp] = __popc(ballot);
   __syncthreads();
   int before = 0, total = 0;
   for (int w = 0; w < kThreads / 32; ++w) {
-    before += w < warp ? kept.warp_counts[w] : 0;
-    total += kept.warp_counts[w];
+    before += w < warp ? m.warp_counts[w] : 0;
+    total += m.warp_counts[w];
   }
-  if (meets) {
-    const int at = before + __popc(ballot & ((1u << lane) - 1u));
-    kept.pos[at] = threadIdx.x;
-    for (int d = 0; d < D; ++d) kept.inv_w[at][d] = MULTI ? 0.0 : 1.0 / shape[j * D + d];
-  }
+  if (meets) m.pos[before + __popc(ballot & ((1u << lane) - 1u))] = threadIdx.x;
   __syncthreads();
+  return total;
+}
+
+// Per hill kept for a tile by the per-point kernel: its place in the round and, for diagonal hills, 1/sigma.
+template <int D>
+struct Kept {
+  Meeting m;
+  double inv_w[kThreads][D];
+};
+
+template <int D, bool MULTI>
+__device__ inline int meeting_hills(const Grid &g, const int *__restrict__ ic, const int *__restrict__ nn,
+                                    const double *__restrict__ shape, int64_t base, int64_t j1, const int *lo,
+                                    const int *hi, Kept<D> &kept) {
+  const int total = meeting_positions<D>(g, ic, nn, base, j1, lo, hi, kept.m);
+  if (!MULTI) {
+    for (int q = threadIdx.x; q < total; q += kThreads)
+      for (int d = 0; d < D; ++d) kept.inv_w[q][d] = 1.0 / shape[(base + kept.m.pos[q]) * D + d];
+    __syncthreads();
+  }
   return total;
 }
 
@@ -218,7 +240,7 @@ __global__ void __launch_bounds__(kThreads) hills_kernel(Grid g, const double *_
     const int count = meeting_hills<D, MULTI>(g, ic, nn, shape, base, j1, lo, hi, kept);
     if (on) {
       for (int q = 0; q < count; ++q) {
-        const int64_t j = base + kept.pos[q];
+        const int64_t j = base + kept.m.pos[q];
         add_hill<D, MULTI, DER>(g, x, idx, centers + j * D, shape + j * S, ic + j * D, nn + j * D, kept.inv_w[q],
                                 hA[j], hB[j], cut, use_cut != 0, acc, dacc);
       }
@@ -235,6 +257,250 @@ __global__ void __launch_bounds__(kThreads) hills_kernel(Grid g, const double *_
     for (int d = 0; d < D; ++d) mine[(d + 1) * g.size + flat] += dacc[d];
 }
 
+// ----------------------------------------------------------------------------- diagonal hills: factor tables
+// A tile is TC points along CV 0 (a warp's row) by up to TR rows (the other CVs' tile extents, TE at most each).
+// Threads own one column and RPT rows; factor tables are built for BH kept hills at a time.
+template <int D>
+struct Shape {
+  static constexpr int TC = D == 1 ? kThreads : 32;
+  static constexpr int NG = kThreads / TC;     // row groups (warps for D >= 2)
+  static constexpr int TR = D == 1 ? 1 : 32;
+  static constexpr int RPT = (TR + NG - 1) / NG;
+  static constexpr int BH = D == 1 ? 2 : 8;
+  static constexpr int R = D > 1 ? D - 1 : 1;  // CVs after the first (an array extent)
+  static constexpr int TE = D == 1 ? 1 : D == 2 ? 32 : D == 3 ? 8 : 4;
+};
+
+// Per hill of a batch: on CV 0 and on each other CV, for each coordinate of the tile, q = (u_d)^2 (infinite where
+// the coordinate is outside the hill's box), m e and m f with e = exp(-q/2), f = -(u_d/s_d) e and m the
+// coordinate's multiplicity in the box, and m; per row of the tile the other CVs' q (in CV order) and the row's
+// weights hA prod(m e), hB prod(m), hA (m f)_d prod_{d' != d}(m e) (infinite first q: the row is skipped).
+template <int D, bool DER>
+struct Tables {
+  using S = Shape<D>;
+  static constexpr int BD = DER ? S::BH : 1;
+  double cq[S::BH][S::TC], ce[S::BH][S::TC], cm[S::BH][S::TC], cf[BD][S::TC];
+  double aq[S::BH][S::R][S::TE], ae[S::BH][S::R][S::TE], am[S::BH][S::R][S::TE], af[BD][S::R][S::TE];
+  double rq[S::BH][S::TR][S::R], rw[S::BH][S::TR], rb[S::BH][S::TR], rf[BD][S::TR][S::R];
+  double ha[S::BH], hb[S::BH];
+  int lo[D], hi[D];
+};
+
+// One factor: coordinate i of CV d (hi: the tile's last on-grid index) for a hill of centre c and width w.
+// q rounds as the CPU kernel's (u = dp / w, q = u u); where q alone fails the cut (r2 >= q) e is not needed.
+template <bool DER>
+__device__ inline void factor(const Grid &g, int d, int i, int hi, double c, double w, int ic, int nn, double lim,
+                              double &q, double &e, double &m, double &f) {
+  const int mult = i <= hi ? multiplicity(g, d, i, ic, nn) : 0;
+  q = __longlong_as_double(0x7ff0000000000000LL);  // +inf
+  e = m = f = 0.0;
+  if (mult == 0) return;
+  const double x = __dadd_rn(g.gmin[d], __dmul_rn(static_cast<double>(i), g.dx[d]));
+  const double u = __ddiv_rn(difference(g, d, x, c), w);
+  q = __dmul_rn(u, u);
+  m = mult;
+  if (!(q < lim)) return;
+  const double ex = cyfes_hills_exp(__dmul_rn(-0.5, q));
+  e = m * ex;
+  if (DER) f = m * __dmul_rn(-__ddiv_rn(u, w), ex);
+}
+
+template <int D, bool DER>
+__device__ inline void batch_factors(const Grid &g, const double *__restrict__ centers,
+                                     const double *__restrict__ widths, const double *__restrict__ hA,
+                                     const double *__restrict__ hB, const int *__restrict__ ic,
+                                     const int *__restrict__ nn, int64_t base, const int *pos, int nb, double lim,
+                                     Tables<D, DER> &t) {
+  using S = Shape<D>;
+  constexpr int per = S::TC + (D > 1 ? S::R * S::TE : 0);
+  for (int k = threadIdx.x; k < nb * per; k += kThreads) {
+    const int b = k / per, slot = k % per;
+    const int d = slot < S::TC ? 0 : 1 + (slot - S::TC) / S::TE;
+    const int e = slot < S::TC ? slot : (slot - S::TC) % S::TE;
+    if (d > 0 && e >= g.tile[d]) continue;
+    const int64_t j = (base + pos[b]) * D + d;
+    double q, ev, m, f;
+    factor<DER>(g, d, t.lo[d] + e, t.hi[d], centers[j], widths[j], ic[j], nn[j], lim, q, ev, m, f);
+    if (d == 0) {
+      t.cq[b][e] = q, t.ce[b][e] = ev, t.cm[b][e] = m;
+      if (DER) t.cf[b][e] = f;
+    } else {
+      t.aq[b][d - 1][e] = q, t.ae[b][d - 1][e] = ev, t.am[b][d - 1][e] = m;
+      if (DER) t.af[b][d - 1][e] = f;
+    }
+  }
+  if (threadIdx.x < nb) {
+    const int64_t j = base + pos[threadIdx.x];
+    t.ha[threadIdx.x] = hA[j];
+    t.hb[threadIdx.x] = hB[j];
+  }
+}
+
+// The rows of a batch from the other CVs' factors (D >= 2).
+template <int D, bool DER>
+__device__ inline void batch_rows(const Grid &g, int nb, double lim, Tables<D, DER> &t) {
+  using S = Shape<D>;
+  for (int k = threadIdx.x; k < nb * S::TR; k += kThreads) {
+    const int b = k / S::TR, row = k % S::TR;
+    int at[S::R], r = row;
+#pragma unroll
+    for (int d = 0; d < S::R; ++d) {
+      at[d] = r % g.tile[d + 1];
+      r /= g.tile[d + 1];
+    }
+    double mr = 1.0, er = 1.0, s = 0.0;
+#pragma unroll
+    for (int d = 0; d < S::R; ++d) {
+      mr *= t.am[b][d][at[d]];
+      er *= t.ae[b][d][at[d]];
+      s = d == 0 ? t.aq[b][d][at[d]] : s + t.aq[b][d][at[d]];  // r2 >= this partial sum (rounding is monotone)
+    }
+    if (r != 0 || mr == 0.0 || !(s < lim)) {
+      t.rq[b][row][0] = __longlong_as_double(0x7ff0000000000000LL);
+      continue;
+    }
+#pragma unroll
+    for (int d = 0; d < S::R; ++d) t.rq[b][row][d] = t.aq[b][d][at[d]];
+    t.rw[b][row] = t.ha[b] * er;
+    t.rb[b][row] = t.hb[b] * mr;
+    if (DER) {
+#pragma unroll
+      for (int d = 0; d < S::R; ++d) {
+        double others = 1.0;
+#pragma unroll
+        for (int d2 = 0; d2 < S::R; ++d2) others *= d2 == d ? t.af[b][d][at[d]] : t.ae[b][d2][at[d2]];
+        t.rf[b][row][d] = t.ha[b] * others;
+      }
+    }
+  }
+}
+
+// Each thread adds the batch to its points: per hill and point an add per CV, a compare and a multiply-add.
+template <int D, bool DER>
+__device__ inline void batch_add(int nb, int col, int grp, double lim, const Tables<D, DER> &t,
+                                 double (&acc)[Shape<D>::RPT], double (&dacc)[Shape<D>::RPT][D]) {
+  using S = Shape<D>;
+  for (int b = 0; b < nb; ++b) {
+    const double q0 = t.cq[b][col], e0 = t.ce[b][col], m0 = t.cm[b][col], f0 = DER ? t.cf[b][col] : 0.0;
+#pragma unroll
+    for (int rr = 0; rr < S::RPT; ++rr) {
+      const int row = grp + rr * S::NG;
+      if (row >= S::TR) break;
+      double r2 = q0, w, hb;
+      if constexpr (D == 1) {
+        w = t.ha[b];
+        hb = t.hb[b];
+      } else {
+        const double qa = t.rq[b][row][0];
+        if (!(qa < __longlong_as_double(0x7ff0000000000000LL))) continue;  // the whole row misses (warp-uniform)
+        r2 = r2 + qa;
+#pragma unroll
+        for (int d = 1; d < S::R; ++d) r2 = r2 + t.rq[b][row][d];  // in CV order, as the CPU kernel sums it
+        w = t.rw[b][row];
+        hb = t.rb[b][row];
+      }
+      if (r2 < lim) {  // 0.5 r2 < cut, exactly: both sides are scaled by a power of two
+        acc[rr] += fma(w, e0, hb * m0);
+        if (DER) {
+          dacc[rr][0] += w * f0;
+          if constexpr (D > 1) {
+#pragma unroll
+            for (int d = 1; d < D; ++d) dacc[rr][d] += t.rf[b][row][d - 1] * e0;
+          }
+        }
+      }
+    }
+  }
+}
+
+template <int D, bool DER>
+__global__ void __launch_bounds__(kThreads) diag_kernel(Grid g, const double *__restrict__ centers,
+                                                        const double *__restrict__ widths,
+                                                        const double *__restrict__ hA,
+                                                        const double *__restrict__ hB, const int *__restrict__ ic,
+                                                        const int *__restrict__ nn, int64_t n, int64_t share,
+                                                        double lim, double *__restrict__ partial) {
+  using S = Shape<D>;
+  __shared__ Meeting meet;
+  __shared__ Tables<D, DER> t;
+  if (threadIdx.x == 0) {
+    int64_t r = blockIdx.x;
+    for (int d = 0; d < D; ++d) {
+      t.lo[d] = static_cast<int>(r % g.ntiles[d]) * g.tile[d];
+      r /= g.ntiles[d];
+      t.hi[d] = min(t.lo[d] + g.tile[d], g.nbin[d]) - 1;
+    }
+  }
+  __syncthreads();
+  int lo[D], hi[D];
+#pragma unroll
+  for (int d = 0; d < D; ++d) lo[d] = t.lo[d], hi[d] = t.hi[d];
+  const int col = threadIdx.x % S::TC, grp = threadIdx.x / S::TC;
+  double acc[S::RPT], dacc[S::RPT][D];
+#pragma unroll
+  for (int rr = 0; rr < S::RPT; ++rr) {
+    acc[rr] = 0.0;
+#pragma unroll
+    for (int d = 0; d < D; ++d) dacc[rr][d] = 0.0;
+  }
+  const int64_t j0 = blockIdx.y * share, j1 = min(n, j0 + share);
+  for (int64_t base = j0; base < j1; base += kThreads) {
+    const int count = meeting_positions<D>(g, ic, nn, base, j1, lo, hi, meet);
+    for (int q = 0; q < count; q += S::BH) {
+      const int nb = min(S::BH, count - q);
+      batch_factors<D, DER>(g, centers, widths, hA, hB, ic, nn, base, meet.pos + q, nb, lim, t);
+      __syncthreads();
+      if constexpr (D > 1) {
+        batch_rows<D, DER>(g, nb, lim, t);
+        __syncthreads();
+      }
+      batch_add<D, DER>(nb, col, grp, lim, t, acc, dacc);
+      __syncthreads();  // the tables are refilled next batch, meet.pos next round
+    }
+  }
+  const int nd = DER ? D + 1 : 1;
+  double *mine = partial + static_cast<int64_t>(blockIdx.y) * nd * g.size;
+  if (lo[0] + col > hi[0]) return;
+#pragma unroll
+  for (int rr = 0; rr < S::RPT; ++rr) {
+    int r = grp + rr * S::NG;
+    if (r >= S::TR) break;
+    int64_t flat = lo[0] + col;
+    bool on = true;
+    for (int d = 1; d < D; ++d) {
+      const int i = lo[d] + r % g.tile[d];
+      r /= g.tile[d];
+      on = on && i <= hi[d];
+      flat += static_cast<int64_t>(i) * g.stride[d];
+    }
+    if (!on || r != 0) continue;
+    mine[flat] += acc[rr];
+    if (DER)
+      for (int d = 0; d < D; ++d) mine[(d + 1) * g.size + flat] += dacc[rr][d];
+  }
+}
+
+// Per hill and CV, as ints: the grid index of the centre (modulo the axis on a periodic CV: the same box) and
+// the box half-width (-1: the whole axis). A hill whose box cannot reach the grid gets nn = -2: it is skipped.
+__global__ void box_kernel(Grid g, const double *__restrict__ centers, const int64_t *__restrict__ nneigh,
+                           int64_t n, int *__restrict__ ic, int *__restrict__ nn) {
+  const int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (j >= n) return;
+  const int64_t big = int64_t{1} << 30;
+  bool off = false;
+  for (int d = 0; d < g.dim; ++d) {
+    int64_t i = centre_index(g, d, centers[j * g.dim + d]), h = nneigh[j * g.dim + d];
+    if (g.periodic[d]) i = pos_mod(i, g.nbin[d]);
+    if (h >= 0 && g.periodic[d]) h = h < big ? h : big;
+    if (h >= 0 && !g.periodic[d] && (i + h < 0 || i - h >= g.nbin[d])) off = true;  // box entirely off the grid
+    if (!g.periodic[d]) i = i < -big ? -big : i > big ? big : i;
+    if (h >= 0 && !g.periodic[d]) h = h < 2 * big ? h : 2 * big;
+    ic[j * g.dim + d] = static_cast<int>(i);
+    nn[j * g.dim + d] = static_cast<int>(h < 0 ? -1 : h);
+  }
+  if (off) nn[j * g.dim] = -2;
+}
+
 // partial[0] += partial[1] + ... + partial[shares-1], element by element, in that order.
 __global__ void sum_shares(double *partial, int64_t len, int shares) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -244,64 +510,74 @@ __global__ void sum_shares(double *partial, int64_t len, int shares) {
   partial[i] = s;
 }
 
+// The arrays of one chunk of hills on the device.
+struct Chunk {
+  const double *c, *s, *a, *b;
+  const int *ic, *nn;
+  int64_t n, share;
+};
+
 template <int D, bool MULTI, bool DER>
-void launch(const Grid &g, dim3 blocks, const double *c, const double *s, const double *a, const double *b,
-            const int *ic, const int *nn, int64_t n, int64_t share, double cut, int use_cut, double *partial) {
-  hills_kernel<D, MULTI, DER><<<blocks, kThreads>>>(g, c, s, a, b, ic, nn, n, share, cut, use_cut, partial);
+void launch_points(const Grid &g, dim3 blocks, const Chunk &h, double cut, int use_cut, double *partial) {
+  hills_kernel<D, MULTI, DER><<<blocks, kThreads>>>(g, h.c, h.s, h.a, h.b, h.ic, h.nn, h.n, h.share, cut, use_cut,
+                                                   partial);
 }
 
-using Launcher = void (*)(const Grid &, dim3, const double *, const double *, const double *, const double *,
-                          const int *, const int *, int64_t, int64_t, double, int, double *);
+template <int D, bool MULTI, bool DER>
+void launch_diag(const Grid &g, dim3 blocks, const Chunk &h, double cut, int use_cut, double *partial) {
+  const double lim = use_cut ? 2.0 * cut : HUGE_VAL;
+  diag_kernel<D, DER><<<blocks, kThreads>>>(g, h.c, h.s, h.a, h.b, h.ic, h.nn, h.n, h.share, lim, partial);
+}
+
+using Launcher = void (*)(const Grid &, dim3, const Chunk &, double, int, double *);
 
 template <int D>
-Launcher pick(bool multi, bool der) {
-  if (multi) return der ? launch<D, true, true> : launch<D, true, false>;
-  return der ? launch<D, false, true> : launch<D, false, false>;
+Launcher pick(bool multi, bool der, bool points) {
+  if (multi) return der ? launch_points<D, true, true> : launch_points<D, true, false>;
+  if (points) return der ? launch_points<D, false, true> : launch_points<D, false, false>;
+  return der ? launch_diag<D, false, true> : launch_diag<D, false, false>;
 }
 
-Launcher launcher(int dim, bool multi, bool der) {
+Launcher launcher(int dim, bool multi, bool der, bool points) {
   switch (dim) {
-    case 1: return pick<1>(multi, der);
-    case 2: return pick<2>(multi, der);
-    case 3: return pick<3>(multi, der);
-    default: return pick<4>(multi, der);
+    case 1: return pick<1>(multi, der, points);
+    case 2: return pick<2>(multi, der, points);
+    case 3: return pick<3>(multi, der, points);
+    default: return pick<4>(multi, der, points);
   }
 }
 
-// Tile extents: double the extent of the CV with the smallest one (the first such) until 256 points.
-void plan_tiles(Grid &g) {
-  for (int d = 0; d < g.dim; ++d) g.tile[d] = 1;
+// Tile extents: double the extent of the CV with the smallest one (the first such, from CV `first`) until
+// `points` points, no CV beyond `cap` (or its axis).
+void double_tiles(Grid &g, int first, int points, int cap) {
   for (;;) {
     int best = -1;
-    int64_t points = 1;
-    for (int d = 0; d < g.dim; ++d) points *= g.tile[d];
-    if (points * 2 > kThreads) break;
-    for (int d = 0; d < g.dim; ++d)
-      if (g.tile[d] < g.nbin[d] && (best < 0 || g.tile[d] < g.tile[best])) best = d;
+    int64_t have = 1;
+    for (int d = first; d < g.dim; ++d) have *= g.tile[d];
+    if (have * 2 > points) break;
+    for (int d = first; d < g.dim; ++d)
+      if (g.tile[d] < g.nbin[d] && g.tile[d] < cap && (best < 0 || g.tile[d] < g.tile[best])) best = d;
     if (best < 0) break;
     g.tile[best] *= 2;
   }
-  for (int d = 0; d < g.dim; ++d) g.ntiles[d] = (g.nbin[d] + g.tile[d] - 1) / g.tile[d];
 }
 
-// Per hill and CV, as ints: the grid index of the centre (modulo the axis on a periodic CV: the same box) and
-// the box half-width (-1: the whole axis). A hill whose box cannot reach the grid gets nn = -2: it is skipped.
-void box_indices(const Grid &g, const double *centers, const int64_t *nneigh, int64_t n, int *ic, int *nn) {
-  const int64_t big = int64_t{1} << 30;
-  for (int64_t j = 0; j < n; ++j) {
-    bool off = false;
-    for (int d = 0; d < g.dim; ++d) {
-      int64_t i = centre_index(g, d, centers[j * g.dim + d]), h = nneigh[j * g.dim + d];
-      if (g.periodic[d]) i = pos_mod(i, g.nbin[d]);
-      if (h >= 0 && g.periodic[d]) h = h < big ? h : big;
-      if (h >= 0 && !g.periodic[d] && (i + h < 0 || i - h >= g.nbin[d])) off = true;  // box entirely off the grid
-      if (!g.periodic[d]) i = i < -big ? -big : i > big ? big : i;
-      if (h >= 0 && !g.periodic[d]) h = h < 2 * big ? h : 2 * big;
-      ic[j * g.dim + d] = static_cast<int>(i);
-      nn[j * g.dim + d] = static_cast<int>(h < 0 ? -1 : h);
-    }
-    if (off) nn[j * g.dim] = -2;
-  }
+// The per-point kernel: 256 points per tile. The factor tables: Shape<D>::TC along CV 0 by up to TR rows.
+template <int D>
+void plan_diag_tiles(Grid &g) {
+  g.tile[0] = Shape<D>::TC;
+  for (int d = 1; d < D; ++d) g.tile[d] = 1;
+  double_tiles(g, 1, Shape<D>::TR, Shape<D>::TE);
+}
+
+void plan_tiles(Grid &g, bool diag) {
+  for (int d = 0; d < g.dim; ++d) g.tile[d] = 1;
+  if (!diag) double_tiles(g, 0, kThreads, 1 << 30);
+  else if (g.dim == 1) plan_diag_tiles<1>(g);
+  else if (g.dim == 2) plan_diag_tiles<2>(g);
+  else if (g.dim == 3) plan_diag_tiles<3>(g);
+  else plan_diag_tiles<4>(g);
+  for (int d = 0; d < g.dim; ++d) g.ntiles[d] = (g.nbin[d] + g.tile[d] - 1) / g.tile[d];
 }
 
 int64_t chunk_size() {
@@ -310,9 +586,29 @@ int64_t chunk_size() {
   return v > 0 ? v : kDefaultChunk;
 }
 
-int run(const Grid &g, const double *centers, const double *shape, bool multi, const double *hA, const double *hB,
+// CUFES_HILLS_KERNEL=points: diagonal hills through the per-point kernel (the reference for the factor tables).
+bool points_kernel() {
+  const char *env = getenv("CUFES_HILLS_KERNEL");
+  return env && strcmp(env, "points") == 0;
+}
+
+// Hill shares per tile: enough blocks for several waves on every SM (the last wave's tail is then short), within
+// the chunk and a quarter of the free memory for the partial sums.
+int plan_shares(int64_t ntiles, int sms, int64_t chunk, int64_t partial_doubles, size_t free_mem, bool diag) {
+  const int64_t blocks = (diag ? 16 : 4) * static_cast<int64_t>(sms);
+  int64_t shares = (blocks + ntiles - 1) / ntiles;
+  shares = shares < 1 ? 1 : shares > kMaxShares ? kMaxShares : shares;
+  if (!diag && shares > 32) shares = 32;
+  while (shares > 1 && shares * kThreads > chunk) --shares;
+  while (shares > 1 && static_cast<double>(shares) * partial_doubles * 8 > 0.25 * free_mem) --shares;
+  return static_cast<int>(shares);
+}
+
+int run(Grid &g, const double *centers, const double *shape, bool multi, const double *hA, const double *hB,
         const int64_t *nneigh, int64_t nh, double cut, int use_cut, double *values, double *der, int device,
         Error &err) {
+  const bool points = points_kernel();
+  plan_tiles(g, !multi && !points);
   DeviceScope scope(device, err);
   int sms = 1;
   if (!scope.ok || !CUFES_CHECK(err, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)))
@@ -325,42 +621,39 @@ int run(const Grid &g, const double *centers, const double *shape, bool multi, c
   }
   const int64_t chunk = nh < chunk_size() ? nh : chunk_size();
   const int nd = der ? g.dim + 1 : 1;
-  int shares = static_cast<int>((4 * sms + ntiles - 1) / ntiles);
-  shares = shares < 1 ? 1 : shares > kMaxShares ? kMaxShares : shares;
-  while (shares > 1 && static_cast<int64_t>(shares) * kThreads > chunk) --shares;
   size_t free_mem = 0, total_mem = 0;
   if (!CUFES_CHECK(err, cudaMemGetInfo(&free_mem, &total_mem))) return err.code;
-  while (shares > 1 && static_cast<double>(shares) * nd * g.size * 8 > 0.25 * free_mem) --shares;
+  const int shares = plan_shares(ntiles, sms, chunk, nd * g.size, free_mem, !multi && !points);
   const int ns = multi ? g.dim * g.dim : g.dim;
   const size_t partial_bytes = static_cast<size_t>(shares) * nd * g.size * sizeof(double);
-  DeviceBuffer b_c, b_s, b_a, b_b, b_ic, b_nn, b_partial;
-  HostArray<int> h_ic(static_cast<size_t>(chunk * g.dim)), h_nn(static_cast<size_t>(chunk * g.dim));
-  if (!h_ic.ok() || !h_nn.ok()) return fail(err, 2, "out of host memory for the hills' box indices");
+  DeviceBuffer b_c, b_s, b_a, b_b, b_nb, b_ic, b_nn, b_partial;
   if (!b_c.alloc(chunk * g.dim * sizeof(double), err, "cudaMalloc(centres)") ||
       !b_s.alloc(chunk * ns * sizeof(double), err, "cudaMalloc(widths)") ||
       !b_a.alloc(chunk * sizeof(double), err, "cudaMalloc(heights)") ||
       !b_b.alloc(chunk * sizeof(double), err, "cudaMalloc(heights)") ||
+      !b_nb.alloc(chunk * g.dim * sizeof(int64_t), err, "cudaMalloc(box widths)") ||
       !b_ic.alloc(chunk * g.dim * sizeof(int), err, "cudaMalloc(box centres)") ||
       !b_nn.alloc(chunk * g.dim * sizeof(int), err, "cudaMalloc(box widths)") ||
       !b_partial.alloc(partial_bytes, err, "cudaMalloc(partial sums)") ||
       !CUFES_CHECK(err, cudaMemset(b_partial.ptr, 0, partial_bytes)))
     return err.code;
-  double *d_c = b_c.as<double>(), *d_s = b_s.as<double>(), *d_a = b_a.as<double>(), *d_b = b_b.as<double>();
-  int *d_ic = b_ic.as<int>(), *d_nn = b_nn.as<int>();
-  const Launcher go = launcher(g.dim, multi, der != nullptr);
+  Chunk h{b_c.as<double>(), b_s.as<double>(), b_a.as<double>(), b_b.as<double>(), b_ic.as<int>(), b_nn.as<int>(), 0, 0};
+  const Launcher go = launcher(g.dim, multi, der != nullptr, points);
   for (int64_t j = 0; j < nh; j += chunk) {
     const int64_t n = nh - j < chunk ? nh - j : chunk;
-    box_indices(g, centers + j * g.dim, nneigh + j * g.dim, n, h_ic.data(), h_nn.data());
-    if (!CUFES_CHECK(err, cudaMemcpy(d_c, centers + j * g.dim, n * g.dim * sizeof(double), cudaMemcpyHostToDevice)) ||
-        !CUFES_CHECK(err, cudaMemcpy(d_s, shape + j * ns, n * ns * sizeof(double), cudaMemcpyHostToDevice)) ||
-        !CUFES_CHECK(err, cudaMemcpy(d_a, hA + j, n * sizeof(double), cudaMemcpyHostToDevice)) ||
-        !CUFES_CHECK(err, cudaMemcpy(d_b, hB + j, n * sizeof(double), cudaMemcpyHostToDevice)) ||
-        !CUFES_CHECK(err, cudaMemcpy(d_ic, h_ic.data(), n * g.dim * sizeof(int), cudaMemcpyHostToDevice)) ||
-        !CUFES_CHECK(err, cudaMemcpy(d_nn, h_nn.data(), n * g.dim * sizeof(int), cudaMemcpyHostToDevice)))
+    if (!CUFES_CHECK(err, cudaMemcpy(b_c.ptr, centers + j * g.dim, n * g.dim * sizeof(double), cudaMemcpyHostToDevice)) ||
+        !CUFES_CHECK(err, cudaMemcpy(b_s.ptr, shape + j * ns, n * ns * sizeof(double), cudaMemcpyHostToDevice)) ||
+        !CUFES_CHECK(err, cudaMemcpy(b_a.ptr, hA + j, n * sizeof(double), cudaMemcpyHostToDevice)) ||
+        !CUFES_CHECK(err, cudaMemcpy(b_b.ptr, hB + j, n * sizeof(double), cudaMemcpyHostToDevice)) ||
+        !CUFES_CHECK(err, cudaMemcpy(b_nb.ptr, nneigh + j * g.dim, n * g.dim * sizeof(int64_t), cudaMemcpyHostToDevice)))
       return err.code;
-    const int64_t share = (n + shares - 1) / shares;
-    go(g, dim3(static_cast<unsigned>(ntiles), static_cast<unsigned>((n + share - 1) / share)), d_c, d_s, d_a, d_b,
-       d_ic, d_nn, n, share, cut, use_cut, b_partial.as<double>());
+    box_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(g, h.c, b_nb.as<int64_t>(), n, b_ic.as<int>(),
+                                                                b_nn.as<int>());
+    if (!cufes_internal::check_launch(err, "hills box kernel")) return err.code;
+    h.n = n;
+    h.share = (n + shares - 1) / shares;
+    go(g, dim3(static_cast<unsigned>(ntiles), static_cast<unsigned>((n + h.share - 1) / h.share)), h, cut, use_cut,
+       b_partial.as<double>());
     if (!cufes_internal::check_launch(err, "hills kernel")) return err.code;
   }
   const int64_t len = nd * g.size;
@@ -408,6 +701,5 @@ CUFES_API int cufes_hills_sum(int dim, const int64_t *nbin, const double *gmin, 
     g.inv_period[d] = period[d] > 0 ? 1.0 / period[d] : 0.0;
   }
   g.size = acc;
-  plan_tiles(g);
   return run(g, centers, shape, multivariate != 0, hA, hB, nneigh, nh, cut, use_cut, values, der, device, err);
 }

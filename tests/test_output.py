@@ -68,8 +68,12 @@ def test_force_replaces_the_link_itself_never_its_target(tmp_path: Path) -> None
 
 
 def test_the_same_file_twice_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="the same output file as"):
+    with pytest.raises(InputError, match="a.dat: named twice as an output"):
         _output.check_targets([tmp_path / "a.dat", tmp_path / "." / "a.dat"])
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to("sub")
+    with pytest.raises(InputError, match=f"link/a.dat: the same output file as {tmp_path}/sub/a.dat"):
+        _output.check_targets([tmp_path / "sub" / "a.dat", tmp_path / "link" / "a.dat"])
 
 
 @pytest.mark.parametrize("where", ["/proc", "/sys"])
@@ -133,7 +137,7 @@ def test_file_size_limit_mid_write_is_one_error_and_leaves_nothing(tmp_path: Pat
             print(exc)
         """, tmp_path, 10_000)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "b.dat: cannot write: File too large"
+    assert proc.stdout.strip() == "b.dat: cannot write: File too large (this process's file size limit, ulimit -f)"
     assert sorted(tree(tmp_path)) == ["a.dat"] and (tmp_path / "a.dat").read_text() == "old a"
 
 

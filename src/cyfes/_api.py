@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _backends, _binned, _gpu_truncated, _inputs, _truncated, _units, analysis
+from . import _backends, _binned, _gpu_truncated, _inputs, _streamed, _truncated, _units, analysis
 from ._errors import InputError
 
 #: Kernel calls a run is split into at least when a progress callback is given.
@@ -274,6 +274,67 @@ class FESResult:
         from . import plot
         return plot.plot_result(self, path, **options)
 
+    # Answers from the surface (cyfes.analysis; energies in the result's units, min_depth default 2 kT)
+    def minima(self, min_depth: Optional[float] = None) -> list:
+        """The local minima at least `min_depth` deep (coordinates, free_energy, depth), lowest first."""
+        from . import analysis
+        return analysis.minima(self, min_depth)
+
+    def basins(self, min_depth: Optional[float] = None) -> Any:
+        """Every grid point in a basin; per basin its minimum, free_energy, error, delta_f (analysis.basins)."""
+        from . import analysis
+        return analysis.basins(self, min_depth)
+
+    def basin_of(self, samples: Any, min_depth: Optional[float] = None) -> np.ndarray:
+        """Each sample's basin label by its nearest grid point (-1: off the grid or in no basin)."""
+        from . import analysis
+        return analysis.basin_of(self, samples, min_depth)
+
+    def delta_f_regions(self, a: Any, b: Any, min_depth: Optional[float] = None) -> Any:
+        """F(b) - F(a) for boxes, basin labels, functions of the CVs or masks, with its block error."""
+        from . import analysis
+        return analysis.delta_f_regions(self, a, b, min_depth)
+
+    def delta_f_trace(self, a: Any, b: Any, min_depth: Optional[float] = None) -> Any:
+        """F(b) - F(a) from the first k blocks of samples, k = 1..blocks (convergence)."""
+        from . import analysis
+        return analysis.delta_f_trace(self, a, b, min_depth)
+
+    def path(self, a: Any, b: Any, min_depth: Optional[float] = None, refine: bool = False) -> Any:
+        """The minimum free energy path from `a` to `b` (basin labels, minima or coordinates) and its barrier."""
+        from . import analysis
+        return analysis.path(self, a, b, min_depth, refine)
+
+    @classmethod
+    def read(cls, path: Union[str, Path], temperature: Optional[float] = None, units: Optional[str] = None,
+             fmt: Optional[str] = None) -> "FESResult":
+        """A surface from a grid file (any format cyfes.formats.read_grid reads), for the analyses. A .npz keeps
+        its temperature and units; other files take `temperature` (default 300 K) and `units` (default kJ/mol).
+        A PLUMED grid's periodic CV has the period of its points (no end point repeated)."""
+        from . import formats
+        grid = formats.read_grid(path, fmt)
+        saved = _npz_thermal(Path(path)) if formats.output_format(path, fmt) == "npz" else {}
+        temp = float(temperature if temperature is not None else saved.get("temperature", 300.0))
+        unit = units if units is not None else saved.get("units", "kJ/mol")
+        periods = saved.get("periods") or [len(a) * analysis._grid.spacing(a) if per else None
+                                           for a, per in zip(grid.axes, grid.periodic or [False] * len(grid.axes))]
+        return cls(values=np.asarray(grid.values, dtype=np.float64), axes=[np.asarray(a) for a in grid.axes],
+                   grid=None, error=grid.error, kT=_units.kT(temp, unit), units=unit, temperature=temp,
+                   backend="file", precision="float64", sigma=np.full(len(grid.axes), np.nan),
+                   periodic=list(periods), n_samples=0, names=list(grid.names))
+
+
+def _npz_thermal(path: Path) -> Dict[str, Any]:
+    with np.load(path, allow_pickle=False) as z:
+        out: Dict[str, Any] = {}
+        if "temperature" in z.files:
+            out["temperature"] = float(z["temperature"])
+        if "units" in z.files:
+            out["units"] = str(z["units"])
+        if "periodic" in z.files:
+            out["periods"] = [float(p) if np.isfinite(p) else None for p in z["periodic"]]
+        return out
+
 
 def _log_gauss_norm(sigma: np.ndarray) -> float:
     return float(-np.sum(np.log(sigma * math.sqrt(2 * math.pi))))
@@ -286,6 +347,21 @@ def _logsumexp(x: np.ndarray, axis: int = 0) -> np.ndarray:
     top = np.where(np.isfinite(top), top, 0.0)  # all -inf (no mass): the result is -inf, not NaN
     with np.errstate(divide="ignore"):
         return np.squeeze(top, axis) + np.log(np.sum(np.exp(x - top), axis=axis))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What turns kernel sums into a surface: the thermal energy, the kernel, the grid (explicit points or the
+    axes of a regular one), and per block [lo, hi) its weight statistics."""
+
+    kT: float
+    sigma: np.ndarray
+    period: np.ndarray
+    explicit: Optional[np.ndarray]
+    axes: Optional[List[np.ndarray]]
+    dtype: type
+    method: str
+    stats: Dict[Tuple[int, int], _inputs.BlockStats]
 
 
 @dataclass(frozen=True)
@@ -333,6 +409,11 @@ class _Problem:
             return self.host_logw
         bias, weights, kT = self.weight_inputs
         return _inputs.log_weights(bias, weights, len(self.data), kT)
+
+    @property
+    def layout(self) -> _Layout:
+        return _Layout(self.kT, self.sigma, self.period, self.explicit, self.axes, self.dtype, self.method,
+                       self.stats)
 
     @functools.cached_property
     def points(self) -> np.ndarray:
@@ -405,9 +486,12 @@ def _tolerance(value: Any) -> float:
 
 def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: float, units: str, grid: Any,
               bins: Any, ranges: Any, periodic: Any, blocks: int, precision: str,
-              names: Optional[Sequence[str]], tolerance: Any, method: str, stage_on: Sequence[int] = ()) -> _Problem:
+              names: Optional[Sequence[str]], tolerance: Any, method: str, stage_on: Sequence[int] = (),
+              grid_range: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> _Problem:
     """Every argument checked, the cheap ones before any pass over the samples. stage_on: the GPUs that take
-    those passes (_stage_on); the problem then holds their copies (freed when its `with` block ends)."""
+    those passes (_stage_on); the problem then holds their copies (freed when its `with` block ends).
+    grid_range: the data range a default grid spans, where it is not these samples' own (a chunk of a larger
+    set lays out the whole set's grid)."""
     kT = _units.kT(temperature, units)
     data = _inputs.samples_array(samples)
     n, dim = data.shape
@@ -423,7 +507,7 @@ def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: fl
     found, staged = _passes(data, b, w, kT, _inputs.block_edges(block_ranges), stage_on)
     try:
         return _checked(found, staged, data, sig, (b, w, kT), period, (grid, bins, ranges), block_ranges, dtype,
-                        tol, method)
+                        tol, method, grid_range)
     except BaseException:
         if staged is not None:
             staged.free()
@@ -432,7 +516,7 @@ def _validate(samples: Any, sigma: Any, bias: Any, weights: Any, temperature: fl
 
 def _checked(found: _inputs.Passes, staged: Optional[_gpu_truncated.Staged], data: np.ndarray, sig: np.ndarray,
              weighing: tuple, period: np.ndarray, where: tuple, block_ranges: List[Tuple[int, int]], dtype: type,
-             tol: float, method: str) -> _Problem:
+             tol: float, method: str, grid_range: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> _Problem:
     """The problem from what the passes over the samples and weights found, and the checks that need it: the
     samples' and weights' values, the grid (`where`: grid, bins, ranges; a default range is the data's), the
     scaled range and the blocks' weights."""
@@ -440,7 +524,7 @@ def _checked(found: _inputs.Passes, staged: Optional[_gpu_truncated.Staged], dat
     scanned = _inputs.checked_samples(data, found.bad_sample, found.lo, found.hi)
     data_range = (scanned.lo, scanned.hi)
     _inputs.check_weights(weighing[1], n, *found.weight_flags)
-    explicit, axes = _points(*where, data, period, data_range)
+    explicit, axes = _points(*where, data, period, grid_range or data_range)
     joint = _inputs.joint_range(data_range, _inputs.points_range(explicit, axes))
     _inputs.check_scaled_range(*joint, sig, period, dtype)
     stats = _block_stats(block_ranges, found.block_arrays)
@@ -791,35 +875,139 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
     >>> res.values.shape, res.error.shape, float(res.values.min())
     ((30, 20), (30, 20), 0.0)
     """
+    if _streamed.is_chunked(samples):
+        spec = _ChunkSpec(sigma, temperature, units, grid, bins, ranges, periodic, precision, tolerance, method,
+                          device, None if devices is None else tuple(devices), threads)
+        return _chunked_fes(samples, bias, weights, spec, blocks, shift, names, progress)
     dev = _backends.parse_device(device, devices, threads)
     with _validate(samples, sigma, bias, weights, temperature, units, grid, bins, ranges, periodic, blocks,
                    precision, names, tolerance, method, _stage_on(dev, method, tolerance)) as pb:
         if progress is not None and not callable(progress):
             raise InputError(f"progress: expected a callable progress(done, total), got {progress!r}")
         sums, estimate = _kernel_sums(pb, dev, progress)
+    return surface(sums, estimate, pb.layout, dev.describe(), units=units, temperature=temperature, shift=shift,
+                   names=names, threads=dev.threads)
+
+
+@dataclass(frozen=True)
+class _ChunkSpec:
+    """fes()'s arguments that every chunk of chunked samples is summed with; grid_range: the whole set's data
+    range (for a default grid), block_ranges: the whole set's blocks."""
+
+    sigma: Any
+    temperature: float
+    units: str
+    grid: Any
+    bins: Any
+    ranges: Any
+    periodic: Any
+    precision: str
+    tolerance: Any
+    method: str
+    device: Any
+    devices: Optional[Tuple[int, ...]]
+    threads: Optional[int]
+    grid_range: Optional[Tuple[np.ndarray, np.ndarray]] = None
+    block_ranges: Tuple[Tuple[int, int], ...] = ()
+
+
+def _chunk_range(samples: Any, offset: int) -> Tuple[np.ndarray, np.ndarray]:
+    """One chunk's per-CV range, its values checked (an error names the rows: global row `offset` on)."""
+    try:
+        found = _inputs.scanned_samples(samples)
+    except InputError as exc:
+        raise InputError(f"samples {offset} to {offset + len(samples) - 1}: {exc}") from None
+    return found.lo, found.hi
+
+
+def _chunk_partial(samples: Any, bias: Any, weights: Any, offset: int, spec: _ChunkSpec) -> _streamed.Partial:
+    """The partial sums of one chunk of samples (global rows offset..): per block it meets, the kernel sums of
+    its rows there, computed as fes() computes one block's (where the chunk lives: a Dask worker, or here)."""
+    data = _inputs.samples_array(samples)
+    dev = _backends.parse_device(spec.device, spec.devices, spec.threads)
+    out = None
+    for b, lo, hi in _streamed.pieces(offset, len(data), spec.block_ranges):
+        sub_b = None if bias is None else np.asarray(bias)[lo:hi]
+        sub_w = None if weights is None else np.asarray(weights)[lo:hi]
+        if sub_w is not None and not np.any(sub_w > 0):
+            continue  # no weight here: these rows add nothing (a block with none at all is refused on merging)
+        try:
+            with _validate(data[lo:hi], spec.sigma, sub_b, sub_w, spec.temperature, spec.units, spec.grid,
+                           spec.bins, spec.ranges, spec.periodic, 1, spec.precision, None, spec.tolerance,
+                           spec.method, _stage_on(dev, spec.method, spec.tolerance), spec.grid_range) as pb:
+                sums, estimate = _kernel_sums(pb, dev, None)
+        except InputError as exc:
+            raise InputError(f"samples {offset + lo} to {offset + hi - 1}: {exc}") from None
+        st = next(iter(pb.stats.values()))
+        if out is None:
+            out = _streamed.empty(len(spec.block_ranges), sums.log_dens.shape[1])
+        out.log_dens[b], out.log_z[b], out.log_z2[b] = sums.log_dens[0], sums.log_z[0], st.log_z2
+        out.kept[b] = st.kept
+        out = replace(out, bound=max(out.bound, sums.bound), pairs=out.pairs + sums.pairs,
+                      estimate=max(out.estimate, estimate or 0.0), backends=(dev.describe(),))
+    return out if out is not None else _streamed.empty(len(spec.block_ranges), 0)
+
+
+def _chunked_fes(samples: Any, bias: Any, weights: Any, spec: _ChunkSpec, blocks: int, shift: bool,
+                 names: Optional[Sequence[str]], progress: Optional[ProgressCallback]) -> FESResult:
+    """fes() of samples in chunks (a Dask array, a list of arrays): each chunk's sums where it lives, merged
+    exactly; the grid is laid out first (from the whole set's range unless `ranges` or `grid` is given)."""
+    kT = _units.kT(spec.temperature, spec.units)
+    chunks = _streamed.chunks_of(samples, bias, weights)
+    sig, period = _inputs.sigma(spec.sigma, chunks.dim), _inputs.periods(spec.periodic, chunks.dim)
+    dtype = np.float64 if _inputs.choice(spec.precision, "precision", PRECISIONS) == "float64" else np.float32
+    method = _inputs.choice(spec.method, "method", METHODS)
+    block_ranges = _block_ranges(chunks.total, _inputs.positive_int(blocks, "blocks", upper=chunks.total))
+    if progress is not None and not callable(progress):
+        raise InputError(f"progress: expected a callable progress(done, total), got {progress!r}")
+    grid_range = None
+    if spec.grid is None and spec.ranges is None:
+        grid_range = _streamed.data_range(chunks, _chunk_range)
+    explicit, axes = _points(spec.grid, spec.bins, spec.ranges, np.empty((0, chunks.dim)), period,
+                             grid_range or (np.zeros(chunks.dim), np.ones(chunks.dim)))
+    spec = replace(spec, grid_range=grid_range, block_ranges=tuple(block_ranges))
+    total = _streamed.reduce(chunks, functools.partial(_chunk_partial, spec=spec), progress)
+    if total.log_dens.shape[1] == 0 or np.any(total.kept == 0):
+        raise InputError(f"blocks: a block of samples has only zero weights; use fewer than {len(block_ranges)} "
+                         "blocks" if len(block_ranges) > 1 else "weights: every sample has weight zero")
+    stats = {blk: _inputs.BlockStats(float("nan"), int(k), float(a), float(a2))
+             for blk, k, a, a2 in zip(block_ranges, total.kept, total.log_z, total.log_z2)}
+    layout = _Layout(kT, sig, period, explicit, axes, dtype, method, stats)
+    sums = _Densities(total.log_dens, total.log_z, total.bound, total.pairs)
+    backend = f"{len(chunks.parts)} chunks on " + ", ".join(total.backends)
+    return surface(sums, total.estimate if method == "binned" else None, layout, backend, units=spec.units,
+                   temperature=spec.temperature, shift=shift, names=names, threads=_backends.cpu_threads(None))
+
+
+def surface(sums: _Densities, estimate: Optional[float], layout: _Layout, backend: str, *, units: str,
+            temperature: float, shift: bool, names: Optional[Sequence[str]], threads: int = 0) -> FESResult:
+    """The FESResult of per-block kernel sums: F = -kT log of the normalised density, with block errors (one
+    process's sums, or partial sums merged from chunks, GPUs or Dask workers: the same arithmetic)."""
     dens, log_z = sums.log_dens, sums.log_z
-    norm = _log_gauss_norm(pb.sigma)
+    norm = _log_gauss_norm(layout.sigma)
     # F = -kT log density, in place over the sum of the blocks (one block: its row, used no more)
     values = _logsumexp(dens)
-    low, _, empty = _affine(values, pb.kT * (float(_logsumexp(log_z)) - norm), -pb.kT, threads=dev.threads)
+    low, _, empty = _affine(values, layout.kT * (float(_logsumexp(log_z)) - norm), -layout.kT, threads=threads)
     _check_mass(values, empty)
     error = per_block = None
-    if len(pb.block_ranges) > 1:
-        per_block = -pb.kT * (dens - log_z[:, None] + norm)
+    nblocks = len(layout.stats)
+    if nblocks > 1:
+        per_block = -layout.kT * (dens - log_z[:, None] + norm)
         with np.errstate(invalid="ignore"):
-            error = per_block.std(axis=0, ddof=1) / math.sqrt(len(pb.block_ranges))
+            error = per_block.std(axis=0, ddof=1) / math.sqrt(nblocks)
         error[np.isinf(per_block).any(axis=0)] = np.inf  # a block without mass there: no finite error bar
     if shift:
-        _affine(values, -low, threads=dev.threads)
-    shape = tuple(len(a) for a in pb.axes) if pb.axes is not None else (len(pb.points),)
+        _affine(values, -low, threads=threads)
+    axes = layout.axes
+    shape = tuple(len(a) for a in axes) if axes is not None else (len(layout.explicit),)
     return FESResult(
-        values=values.reshape(shape), axes=pb.axes, grid=pb.points if pb.axes is None else None,
-        error=None if error is None else error.reshape(shape), kT=pb.kT, units=units,
-        temperature=float(temperature), backend=dev.describe(), precision=str(np.dtype(pb.dtype)),
-        sigma=pb.sigma, periodic=[float(p) if p > 0 else None for p in pb.period],
-        n_samples=sum(st.kept for st in pb.stats.values()), blocks=len(pb.block_ranges),
-        names=list(names) if names is not None else None, ess=_kish(pb.stats),
-        blocks_effective=analysis.kish(log_z) if len(pb.block_ranges) > 1 else None,
-        block_values=None if per_block is None else per_block.reshape((len(pb.block_ranges),) + shape),
+        values=values.reshape(shape), axes=axes, grid=layout.explicit if axes is None else None,
+        error=None if error is None else error.reshape(shape), kT=layout.kT, units=units,
+        temperature=float(temperature), backend=backend, precision=str(np.dtype(layout.dtype)),
+        sigma=layout.sigma, periodic=[float(p) if p > 0 else None for p in layout.period],
+        n_samples=sum(st.kept for st in layout.stats.values()), blocks=nblocks,
+        names=list(names) if names is not None else None, ess=_kish(layout.stats),
+        blocks_effective=analysis.kish(log_z) if nblocks > 1 else None,
+        block_values=None if per_block is None else per_block.reshape((nblocks,) + shape),
         block_log_weights=None if per_block is None else np.asarray(log_z),
-        bound=sums.bound, pairs=sums.pairs, method=pb.method, error_estimate=estimate)
+        bound=sums.bound, pairs=sums.pairs, method=layout.method, error_estimate=estimate)

@@ -5,19 +5,23 @@ into place together with SIGINT/SIGTERM held back, so a run either replaces all 
 that existed before is restored when a later rename fails. A signal while writing removes every temporary file
 before the process exits (only SIGKILL or a power cut can leave one behind).
 
-Refused targets (InputError, before any work): a directory, a FIFO, a socket or a device node; a symbolic link,
-a read-only file or a file the run reads (unless `force`, which replaces the link or file itself, never what a
-link points to); the same file named twice; a directory where no file can be created (/proc, /sys, read-only
-mounts). Only regular files are ever written.
+Refused targets (InputError, before any work): an empty name; a directory, a FIFO, a socket or a device node;
+a symbolic link or a read-only file (unless `force`, which replaces the link or file itself, never what a link
+points to); a file the run reads, through whatever path, symbolic or hard link names it (same device and inode;
+`force` does not change this); two outputs that are the same file (same directory and name, or same inode); a
+directory where no file can be created (/proc, /sys, read-only mounts). Only regular files are ever written, and
+the commit checks again that no target has become an input.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
 import signal
 import stat
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
@@ -63,16 +67,31 @@ def restore_signal_handlers(old: Dict[int, Any]) -> None:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM/SIGHUP back (delivered on exit): a commit or a cleanup is never cut in half."""
+    """Hold SIGINT/SIGTERM/SIGHUP back until the block ends: a commit or a cleanup is never cut in half.
+
+    Blocking them in the kernel is not enough: a signal that arrived just before is already queued for Python's
+    handler, which would raise KeyboardInterrupt at the next bytecode of the block. So the block also runs with
+    handlers that only record a signal, and each recorded one is raised again, to the real handler, at the end."""
     try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
     except (AttributeError, ValueError):  # not the main thread, or no pthread_sigmask: nothing to hold
         yield
         return
+    caught: List[int] = []
+    handlers: Dict[int, Any] = {}
+    main = threading.current_thread() is threading.main_thread()  # only there can handlers be set (or run)
     try:
+        for sig in _HELD if main else ():
+            if signal.getsignal(sig) is not None:  # None: a handler not set from Python, left alone
+                handlers[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        for sig in dict.fromkeys(caught):
+            if handlers[sig] is not signal.SIG_IGN:
+                signal.raise_signal(sig)
 
 
 def _unlink(path: str) -> None:
@@ -98,13 +117,34 @@ def _kind(mode: int) -> Optional[str]:
     return None
 
 
-def _same_file(st: os.stat_result, inputs: Iterable[PathLike]) -> Optional[str]:
+Identity = Tuple[int, int]
+
+
+def input_identities(inputs: Iterable[PathLike]) -> Dict[Identity, str]:
+    """(device, inode) of each input that exists, followed through links, to the name it was given as."""
+    out: Dict[Identity, str] = {}
     for src in inputs:
+        with contextlib.suppress(OSError, ValueError):
+            st = os.stat(src)
+            out.setdefault((st.st_dev, st.st_ino), str(src))
+    return out
+
+
+def _input_named(p: Path, st: os.stat_result, inputs: Dict[Identity, str]) -> Optional[str]:
+    """The input that `p` is (its own inode, or what a link at `p` points to), else None."""
+    found = inputs.get((st.st_dev, st.st_ino))
+    if found is None and stat.S_ISLNK(st.st_mode):
         with contextlib.suppress(OSError):
-            other = os.stat(src)
-            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-                return str(src)
-    return None
+            target = os.stat(p)
+            found = inputs.get((target.st_dev, target.st_ino))
+    return found
+
+
+def _refuse_input(p: Path, st: os.stat_result, inputs: Dict[Identity, str]) -> None:
+    source = _input_named(p, st, inputs)
+    if source is not None:
+        raise InputError(f"{p}: is an input of this run ({source}); cyfes never writes over its inputs, "
+                         "not even with --force")
 
 
 def _probe_directory(p: Path) -> None:
@@ -120,36 +160,37 @@ def _probe_directory(p: Path) -> None:
 
 def check_target(path: PathLike, inputs: Sequence[PathLike] = (), force: bool = False) -> Path:
     """`path` as a Path after the refusal rules of this module's docstring; raises InputError naming it."""
+    return check_targets([path], inputs, force)[0]
+
+
+def _lstat_target(path: PathLike) -> Tuple[Path, Optional[os.stat_result]]:
+    """`path` as a Path and its lstat (None when nothing is there), after the name and directory rules."""
+    if not os.fspath(path).strip():
+        raise InputError(f"{os.fspath(path)!r}: an empty output file name")
     p = Path(path)
     if not p.name or p.name in (".", ".."):
         raise InputError(f"{path}: not a file name")
     if not p.parent.is_dir():
         raise InputError(f"{p}: output directory {str(p.parent)!r} does not exist")
     try:
-        st: Optional[os.stat_result] = os.lstat(p)
+        return p, os.lstat(p)
     except FileNotFoundError:
-        st = None
+        return p, None
     except OSError as exc:
         raise InputError(f"{p}: cannot check the output path: {exc.strerror or exc}") from None
-    if st is not None:
-        _refuse_existing(p, st, inputs, force)
-    _probe_directory(p)
-    return p
 
 
-def _refuse_existing(p: Path, st: os.stat_result, inputs: Sequence[PathLike], force: bool) -> None:
+def _refuse_existing(p: Path, st: os.stat_result, inputs: Dict[Identity, str], force: bool) -> None:
     kind = _kind(st.st_mode)
     if kind:
         raise InputError(f"{p}: is {kind}; cyfes writes regular files only")
+    _refuse_input(p, st, inputs)
     hint = "; pass --force to replace it"
     if stat.S_ISLNK(st.st_mode):
         if not force:
             raise InputError(f"{p}: is a symbolic link (to {os.readlink(p)!r}); cyfes does not write through links"
                              f"{hint} (the link itself is replaced, not what it points to)")
         return
-    source = _same_file(st, inputs)
-    if source is not None and not force:
-        raise InputError(f"{p}: is an input of this run ({source}){hint}")
     if not st.st_mode & 0o222 and not force:
         raise InputError(f"{p}: is read-only{hint}")
 
@@ -159,16 +200,27 @@ def _identity(p: Path) -> Tuple[str, str]:
 
 
 def check_targets(paths: Sequence[PathLike], inputs: Sequence[PathLike] = (), force: bool = False) -> List[Path]:
-    """check_target for each path, and no file named twice."""
-    seen: Dict[Tuple[str, str], str] = {}
+    """The refusal rules of this module's docstring for every path, and no file named twice (by directory and
+    name, or by inode); each output directory is probed once."""
+    known = input_identities(inputs)
+    by_name: Dict[Tuple[str, str], str] = {}
+    by_inode: Dict[Identity, str] = {}
     out = []
     for path in paths:
-        p = check_target(path, inputs, force)
+        p, st = _lstat_target(path)
+        if st is not None:
+            _refuse_existing(p, st, known, force)
         key = _identity(p)
-        if key in seen:
-            raise InputError(f"{path}: the same output file as {seen[key]}; name each output once")
-        seen[key] = str(path)
+        twin = by_name.get(key) or (by_inode.get((st.st_dev, st.st_ino)) if st is not None else None)
+        if twin is not None:
+            same = "named twice as an output" if twin == str(path) else f"the same output file as {twin}"
+            raise InputError(f"{path}: {same}; name each output once")
+        by_name[key] = str(path)
+        if st is not None:
+            by_inode[(st.st_dev, st.st_ino)] = str(path)
         out.append(p)
+    for first in {str(p.parent): p for p in out}.values():  # one probe per directory: --stride writes thousands
+        _probe_directory(first)
     return out
 
 
@@ -227,8 +279,9 @@ class Staging:
     Used as a context manager: leaving the block without `commit` (an error, a signal) removes the temporary
     files and leaves every target as it was."""
 
-    def __init__(self) -> None:
+    def __init__(self, inputs: Sequence[PathLike] = ()) -> None:
         self._staged: List[_Staged] = []
+        self._inputs = list(inputs)
 
     def __enter__(self) -> "Staging":
         return self
@@ -251,8 +304,16 @@ class Staging:
                 write(handle)
             os.chmod(tmp, 0o666 & ~_umask())
         except OSError as exc:  # a full disk, the file size limit (EFBIG), an I/O error
-            raise InputError(f"{p}: cannot write: {exc.strerror or exc}") from None
+            why = " (this process's file size limit, ulimit -f)" if exc.errno == errno.EFBIG else ""
+            raise InputError(f"{p}: cannot write: {exc.strerror or exc}{why}") from None
         return p
+
+    def _refuse_inputs(self) -> None:
+        try:
+            _refuse_inputs_of(self._staged, self._inputs)
+        except InputError:
+            self.discard()
+            raise
 
     def discard(self) -> None:
         with signals_held():
@@ -264,6 +325,7 @@ class Staging:
         """Rename every staged file into place, all or none (earlier targets restored when one rename fails)."""
         done: List[Tuple[_Staged, Optional[str]]] = []
         with signals_held():
+            self._refuse_inputs()
             try:
                 for item in self._staged:
                     done.append((item, _backup(item.target)))
@@ -274,12 +336,24 @@ class Staging:
                 self.discard()
                 raise InputError(f"{done[-1][0].target}: cannot put the output in place: "
                                  f"{exc.strerror or exc}") from None
+            except BaseException:  # MemoryError and the like: the set still goes back as it was
+                _roll_back(done)
+                self.discard()
+                raise
             for _, backup in done:
                 if backup:
                     _unlink(backup)
             targets = [item.target for item in self._staged]
             self._staged.clear()
         return targets
+
+
+def _refuse_inputs_of(staged: Sequence[_Staged], inputs: Sequence[PathLike]) -> None:
+    """Before the first rename: no target has become one of the inputs since the checks before the work."""
+    known = input_identities(inputs)
+    for item in staged if known else ():
+        with contextlib.suppress(FileNotFoundError):
+            _refuse_input(item.target, os.lstat(item.target), known)
 
 
 def _backup(target: Path) -> Optional[str]:
@@ -311,9 +385,9 @@ def _umask() -> int:
     return mask
 
 
-def write_all(outputs: Sequence[Tuple[PathLike, Writer]]) -> List[Path]:
-    """Stage every (path, writer) and commit them together."""
-    with Staging() as staging:
+def write_all(outputs: Sequence[Tuple[PathLike, Writer]], inputs: Sequence[PathLike] = ()) -> List[Path]:
+    """Stage every (path, writer) and commit them together (refused if a target is now one of `inputs`)."""
+    with Staging(inputs) as staging:
         for path, write in outputs:
             staging.add(path, write)
         return staging.commit()

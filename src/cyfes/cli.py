@@ -7,6 +7,7 @@ matplotlib); nothing is written when a run fails.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
@@ -77,7 +78,8 @@ commands:
   cyfes info [--json]     version, build options, backends and GPUs
   cyfes demo [-o DIR]     compute and plot the FES of the bundled example data
   cyfes sum_hills ...     plumed sum_hills, flag for flag (cyfes sum_hills --help)
-  cyfes reweight ...      FES_from_Reweighting.py, flag for flag (cyfes reweight --help)"""
+  cyfes reweight ...      FES_from_Reweighting.py, flag for flag (cyfes reweight --help)
+  cyfes basins | path     basins, Delta F and barriers of a surface (cyfes basins --help)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,9 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="auto (default), cpu, gpu, cuda:N")
     demo.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     demo.set_defaults(run=run_demo)
-    from . import reweight_cli, sumhills_cli
+    from . import analysis_cli, reweight_cli, sumhills_cli
     sumhills_cli.add_parser(sub)
     reweight_cli.add_parser(sub)
+    analysis_cli.add_parsers(sub)
     return parser
 
 
@@ -158,6 +161,9 @@ def _add_estimate_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--precision", default="float64", choices=["float64", "float32"],
                      help="kernel precision (default float64)")
     run.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    run.add_argument("--scheduler", metavar="ADDRESS", help="read and sum the inputs on the workers of the Dask "
+                     "cluster at ADDRESS (tcp://host:port or a scheduler file), one chunk per file; needs "
+                     "cyfes[dask]")
     run.add_argument("--tolerance", type=float, default=1e-6, metavar="KT",
                      help="largest change of any F (in kT) the samples left out of a sum may cause (default 1e-6; "
                           "0 sums every pair)")
@@ -188,6 +194,8 @@ class Samples:
     bias: Optional[np.ndarray]
     weights: Optional[np.ndarray]
     domains: Dict[str, Tuple[float, float]]
+    #: per CV the samples' (low, high) where known without a pass over values (Dask arrays on a cluster)
+    data_range: Optional[Tuple[np.ndarray, np.ndarray]] = None
 
 
 def _split_list(text: Optional[str]) -> List[str]:
@@ -209,28 +217,64 @@ def _rows(data: np.ndarray, skip: int, stride: int, source: str) -> np.ndarray:
     return kept
 
 
-def load_samples(args: argparse.Namespace) -> Samples:
-    """Read every input and pick the CV, bias and weight columns (rows after --skip, every --stride-th)."""
+def _check_rows(args: argparse.Namespace) -> None:
     if args.skip < 0 or args.stride < 1:
         raise InputError("--skip must be >= 0 and --stride >= 1")
-    bias_keys, weight_keys = _split_list(args.bias), _split_list(args.weights)
-    tables = [formats.read_table(path) for path in args.inputs]
-    for note in (n for table in tables for n in table.notes):
+
+
+def _table_samples(table: formats.Table, keys: Tuple[List[str], List[str], List[str]], skip: int,
+                   stride: int) -> Samples:
+    """The CV, bias and weight columns (cv, bias, weight keys) of one table's rows after skip, every stride-th."""
+    cv_keys, bias_keys, weight_keys = keys
+    names = [table.names[table.column_index(k)] for k in cv_keys]
+    data = _rows(table.data, skip, stride, table.source)
+    bias = data[:, [table.column_index(k) for k in bias_keys]].sum(axis=1) if bias_keys else None
+    weights = data[:, [table.column_index(k) for k in weight_keys]].prod(axis=1) if weight_keys else None
+    domains = {n: table.periodic[table.names[table.column_index(k)]] for n, k in zip(names, cv_keys)
+               if table.names[table.column_index(k)] in table.periodic}
+    return Samples(names, data[:, [table.column_index(k) for k in cv_keys]], bias, weights, domains)
+
+
+def _warn_notes(table: formats.Table) -> formats.Table:
+    for note in table.notes:
         print(f"{PROG}: warning: {note}", file=sys.stderr)
-    cv_keys = _split_list(args.cv) or _default_cvs(tables[0], bias_keys + weight_keys)
-    names = [tables[0].names[tables[0].column_index(k)] for k in cv_keys]
-    values, bias, weights = [], [], []
+    return table
+
+
+def _keys(args: argparse.Namespace, first: formats.Table) -> Tuple[List[str], List[str], List[str]]:
+    bias_keys, weight_keys = _split_list(args.bias), _split_list(args.weights)
+    return _split_list(args.cv) or _default_cvs(first, bias_keys + weight_keys), bias_keys, weight_keys
+
+
+def load_samples(args: argparse.Namespace) -> Samples:
+    """Read every input and pick the CV, bias and weight columns (rows after --skip, every --stride-th)."""
+    _check_rows(args)
+    tables = [_warn_notes(formats.read_table(path)) for path in args.inputs]
+    keys = _keys(args, tables[0])
+    parts = [_table_samples(table, keys, args.skip, args.stride) for table in tables]
     domains: Dict[str, Tuple[float, float]] = {}
-    for table in tables:
-        data = _rows(table.data, args.skip, args.stride, table.source)
-        values.append(data[:, [table.column_index(k) for k in cv_keys]])
-        bias.append(data[:, [table.column_index(k) for k in bias_keys]].sum(axis=1))
-        if weight_keys:
-            weights.append(data[:, [table.column_index(k) for k in weight_keys]].prod(axis=1))
-        domains.update({n: table.periodic[table.names[table.column_index(k)]] for n, k in zip(names, cv_keys)
-                        if table.names[table.column_index(k)] in table.periodic})
-    return Samples(names, np.concatenate(values), np.concatenate(bias) if bias_keys else None,
-                   np.concatenate(weights) if weight_keys else None, domains)
+    for part in parts:
+        domains.update(part.domains)
+    join = lambda arrays: None if arrays[0] is None else np.concatenate(arrays)  # noqa: E731
+    return Samples(parts[0].names, np.concatenate([p.values for p in parts]), join([p.bias for p in parts]),
+                   join([p.weights for p in parts]), domains)
+
+
+def _load_on_worker(path: str, args: argparse.Namespace, keys: Tuple[List[str], List[str], List[str]]) -> Any:
+    """One input read where a Dask worker runs (cyfes.cluster)."""
+    from . import cluster  # deferred: only runs with --scheduler, which needs Dask
+    got = _table_samples(formats.read_table(path), keys, args.skip, args.stride)
+    return cluster.FileChunk(got.names, got.values, got.bias, got.weights, got.domains)
+
+
+def load_on_cluster(args: argparse.Namespace, client: Any) -> Samples:
+    """--scheduler: every input read on a worker and kept there (Dask arrays), its columns picked as above;
+    the first file's header is read here too, for the column names."""
+    from . import cluster  # deferred: needs Dask (cyfes[dask])
+    _check_rows(args)
+    keys = _keys(args, formats.read_table(args.inputs[0]))
+    found = cluster.read_on_workers(client, args.inputs, functools.partial(_load_on_worker, args=args, keys=keys))
+    return Samples(found.names, found.values, found.bias, found.weights, found.domains, (found.lo, found.hi))
 
 
 def _cv_position(key: str, names: List[str], option: str) -> int:
@@ -299,6 +343,12 @@ class GridPlan:
     ranges: List[Tuple[float, float]]
 
 
+def _data_range(samples: Samples, d: int) -> Tuple[float, float]:
+    if samples.data_range is not None:
+        return float(samples.data_range[0][d]), float(samples.data_range[1][d])
+    return float(samples.values[:, d].min()), float(samples.values[:, d].max())
+
+
 def plan_grid(args: argparse.Namespace, samples: Samples) -> GridPlan:
     """Periods and grid ranges: --periodic, else the COLVAR's domains; --range, else the period or data range."""
     names = samples.names
@@ -311,7 +361,7 @@ def plan_grid(args: argparse.Namespace, samples: Samples) -> GridPlan:
     for d in range(dim):
         dom = domains.get(d)
         periods.append(dom[1] - dom[0] if dom else None)
-        lo, hi = given.get(d) or dom or (float(samples.values[:, d].min()), float(samples.values[:, d].max()))
+        lo, hi = given.get(d) or dom or _data_range(samples, d)
         if given.get(d) is None and dom is not None:
             hi = hi - (hi - lo) / bins[d]  # a periodic grid does not repeat its end point (PLUMED's layout)
         if not hi > lo:
@@ -322,9 +372,13 @@ def plan_grid(args: argparse.Namespace, samples: Samples) -> GridPlan:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Fail before reading or computing: unknown formats, missing or unwritable directories, paths that must not
-    be written (links, FIFOs, devices, read-only files, inputs: see cyfes._output), missing matplotlib."""
+    be written (links, FIFOs, devices, read-only files, inputs: see cyfes._output), --running members and the
+    convergence plot included, missing matplotlib."""
     if args.format and not args.output:
         raise InputError("--format: give an output file with -o")
+    for flag, names in (("-o", args.output), ("--plot", [args.plot]), ("--plot-convergence", [args.plot_convergence])):
+        if any(name is not None and not name.strip() for name in names):
+            raise InputError(f"{flag}: an empty file name")
     for path in args.output:
         formats.output_format(path, args.format)
     if args.plot:
@@ -333,7 +387,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
         plot.require_matplotlib()
         if args.plot_max is not None and not np.isfinite(args.plot_max):
             raise InputError(f"--plot-max: must be a finite number, got {args.plot_max}")
-    _output.check_targets(list(args.output) + ([args.plot] if args.plot else []), args.inputs, args.force)
+    from . import fes_options
+    _output.check_targets(list(args.output) + ([args.plot] if args.plot else []) + fes_options.output_names(args),
+                          args.inputs, args.force)
 
 
 #: Memory the plot of one grid point needs (matplotlib's contour paths and image), an estimate.
@@ -380,7 +436,7 @@ def write_outputs(result: Any, args: argparse.Namespace,
     if args.plot:
         from . import plot
         outputs.append((args.plot, plot.plot_writer(result, args.plot, vmax=args.plot_max)))
-    return _output.write_all(outputs)
+    return _output.write_all(outputs, args.inputs)
 
 
 def _summary(result: Any, written: Sequence[Path]) -> str:
@@ -395,14 +451,25 @@ def _summary(result: Any, written: Sequence[Path]) -> str:
             + f"; minimum at {at}; wrote {files}")
 
 
+def _surface(args: argparse.Namespace, samples: Samples) -> Any:
+    from . import fes_options
+    plan = plan_grid(args, samples)
+    check_budgets(args, plan)
+    return fes_options.finish(args, compute(args, samples, plan))
+
+
 def run_fes(args: argparse.Namespace) -> int:
     from . import fes_options
     _check_outputs(args)
     fes_options.check(args)
-    samples = load_samples(args)
-    plan = plan_grid(args, samples)
-    check_budgets(args, plan)
-    result = fes_options.finish(args, compute(args, samples, plan))
+    if args.scheduler:
+        if args.sigma.strip().lower() == "auto":
+            raise InputError("--sigma auto: not with --scheduler (it needs every sample here); give the widths")
+        from . import cluster  # deferred: needs Dask (cyfes[dask])
+        with cluster.client(args.scheduler) as client:
+            result = _surface(args, load_on_cluster(args, client))
+    else:
+        result = _surface(args, load_samples(args))
     written = write_outputs(result, args, fes_options.extra_outputs(args, result))
     if not args.quiet:
         print("\n".join([_summary(result, written)] + fes_options.report(args, result)))

@@ -531,4 +531,5 @@ def run_legacy(opts: LegacyOptions) -> List[Path]:
             f -= np.min(f)
             texts.append((opts.free_dat, dat_text(cube_text(*header, f))))
     # all files or none: a second output that cannot be written leaves no first one behind
-    return _output.write_all([(path, lambda fh, t=text: fh.write(t.encode("utf-8"))) for path, text in texts])
+    return _output.write_all([(path, lambda fh, t=text: fh.write(t.encode("utf-8"))) for path, text in texts],
+                             [opts.input])

@@ -25,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--running", type=int, metavar="K", help="also write K running estimates, from the first "
                    "1..K of K consecutive chunks of the samples, as <name>_1<ext> ... <name>_K<ext> (the chunks "
                    "are the error blocks too)")
+    g.add_argument("--basins", action="store_true", help="print the basins: minima, free energies, Delta F to "
+                   "the lowest with block errors (see cyfes basins; docs/analysis.md)")
+    g.add_argument("--min-depth", type=float, metavar="F", help="with --basins: minima shallower than F (--units) "
+                   "merge into a neighbouring basin (default 2 kT)")
     g.add_argument("--plot-convergence", metavar="IMAGE", help="draw each --delta-f and F at a few points "
                    "against the number of samples (needs --running or --blocks; matplotlib)")
 
@@ -71,6 +75,8 @@ def _delta_specs(specs: Sequence[str]) -> List[Tuple[str, float]]:
 def check(args: argparse.Namespace) -> None:
     """Fail early; --running K makes the K chunks the blocks."""
     _delta_specs(args.delta_f)
+    if args.min_depth is not None and not (args.min_depth >= 0 and np.isfinite(args.min_depth)):
+        raise InputError(f"--min-depth: expected a number >= 0, got {args.min_depth}")
     if args.running is not None:
         if args.running < 2:
             raise InputError(f"--running: needs at least 2 estimates, got {args.running}")
@@ -81,7 +87,8 @@ def check(args: argparse.Namespace) -> None:
         if args.blocks < 2:
             raise InputError("--plot-convergence: needs --running K or --blocks N")
         from . import plot
-        plot.check_plot_path(args.plot_convergence)
+        plot.image_format(args.plot_convergence)
+        plot.require_matplotlib()
 
 
 def finish(args: argparse.Namespace, result: Any) -> Any:
@@ -93,6 +100,19 @@ def finish(args: argparse.Namespace, result: Any) -> Any:
 def _running_name(path: str, k: int) -> str:
     p = Path(path)
     return str(p.with_name(f"{p.stem}_{k}{p.suffix}"))
+
+
+#: Most --running estimates: each is a file per -o, and their names are all checked before the inputs are read.
+MAX_RUNNING = 100_000
+
+
+def output_names(args: argparse.Namespace) -> List[str]:
+    """The files these options add to the run's -o files: each running estimate's, then the convergence plot
+    (checked by the one writer's rules with the others, before any work)."""
+    if args.running is not None and args.running > MAX_RUNNING:
+        raise InputError(f"--running: at most {MAX_RUNNING} estimates (a file each), got {args.running}")
+    names = [_running_name(path, k) for k in range(1, (args.running or 0) + 1) for path in args.output]
+    return names + ([args.plot_convergence] if args.plot_convergence else [])
 
 
 def _chunk_counts(result: Any) -> np.ndarray:
@@ -159,4 +179,7 @@ def report(args: argparse.Namespace, result: Any) -> List[str]:
         value, err = result.delta_f(cv, at)
         lines.append(f"cyfes: DeltaF({cv} > {at:g}) - ({cv} < {at:g}) = {value:.6g}"
                      + (f" +- {err:.2g}" if err is not None else "") + f" {result.units}")
+    if args.basins:
+        from . import analysis_cli
+        lines.append(analysis_cli.basins_table(result, result.basins(args.min_depth)))
     return lines

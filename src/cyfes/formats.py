@@ -73,6 +73,8 @@ def read_grid(path: PathLike, fmt: Optional[str] = None) -> Grid:
         return parse_plumed_grid(text, str(p))
     if kind == "cube":
         return parse_cube(text, str(p))
+    if fmt is None and text.lstrip().startswith("#! FIELDS"):  # plumed sum_hills names its grid fes.dat
+        return parse_plumed_grid(text, str(p))
     return _parse_columns(text, str(p))
 
 
@@ -113,6 +115,9 @@ def _parse_columns(text: str, source: str) -> Grid:
     else:
         names = lines[0].split(",")
         data = np.loadtxt(io.StringIO("\n".join(lines[1:])), delimiter=",", ndmin=2)
+    if DAT_FREE_FIELD not in names:
+        raise InputError(f"{source}: no {DAT_FREE_FIELD} column in its header ({' '.join(names) or 'empty'}); "
+                         "not a cyfes .dat/.csv grid")
     dim = names.index(DAT_FREE_FIELD)
     axes = [np.unique(data[:, d]) for d in range(dim)]
     shape = tuple(len(a) for a in axes)

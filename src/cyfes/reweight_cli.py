@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 from typing import List
 
-from . import reweight
+import numpy as np
+
+from . import _output, reweight
 from ._errors import InputError
-from .sumhills_cli import StagedFiles
 
 DESCRIPTION = """\
 The free energy surface along 1 or more CVs from a (biased) COLVAR by reweighted kernel density estimation,
@@ -28,7 +29,8 @@ examples:
 
 differences from the script: any number of CVs; any grid shape (the script needs as many bins along both CVs);
 --stride larger than the data, unknown columns and bad values are one-line errors (exit 2) and nothing is
-written; outputs replace existing files atomically.
+written; all outputs replace existing files together or not at all, and never the COLVAR, a link, a read-only
+file (those two with --force), a FIFO or a device.
 exit status: 0 success, 2 bad input or command line, 1 other errors."""
 
 #: Command-line words that start with '-' but are numbers or pi lists.
@@ -65,6 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ours = p.add_argument_group("cyfes options")
     ours.add_argument("--device", default="auto", help="auto (GPU when usable), cpu, gpu, cuda:N")
     ours.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    ours.add_argument("--force", action="store_true", help="replace an output that is a symbolic link (the link, "
+                      "not its target) or a read-only file; the COLVAR, FIFOs and devices are never written")
     ours.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     # values such as -1.5,-1.5 or -pi,-pi are values, not options (PLUMED and the script accept them so)
     p._negative_number_matcher = NEGATIVE_VALUE
@@ -81,28 +85,59 @@ def options(args: argparse.Namespace) -> reweight.Options:
                             der=args.der, fmt=args.fmt, device=args.device, threads=args.threads)
 
 
-def write(p: reweight.Plan) -> List[Path]:
+def output_names(p: reweight.Plan) -> List[str]:
+    """Every file the run writes, in order: one per window (running or per block), then with --blocks the
+    average under the --outfile name; a single window writes --outfile only."""
     o = p.options
-    several = len(p.windows) > 1 or p.block_mode
-    pattern = reweight.iteration_names(o.outfile) if several else None
-    staged = StagedFiles()
-    try:
+    if not (len(p.windows) > 1 or p.block_mode):
+        return [o.outfile]
+    pattern = reweight.iteration_names(o.outfile)
+    return [pattern % it for it in range(1, len(p.windows) + 1)] + ([o.outfile] if p.block_mode else [])
+
+
+def least_bytes(p: reweight.Plan) -> int:
+    """A lower bound of the bytes of each output: its grid rows of numbers, without header or separators."""
+    dim = len(p.grid.axes)
+    rows = int(np.prod([len(a) for a in p.grid.axes], dtype=np.float64))
+    columns = dim + 1 + (dim if p.options.der else 1 if p.block_mode else 0)
+    return rows * (columns * (len(p.options.fmt % 0.0) + 1))
+
+
+def check_outputs(p: reweight.Plan, force: bool) -> List[Path]:
+    """Before any sum: every name passes cyfes._output's rules (never the COLVAR) and fits the file size limit."""
+    paths = _output.check_targets(output_names(p), [p.options.colvar], force)
+    _output.check_sizes([(path, least_bytes(p)) for path in paths])
+    return paths
+
+
+def _text_writer(text: str) -> _output.Writer:
+    data = text.encode("utf-8")
+    return lambda fh: fh.write(data)
+
+
+def write(p: reweight.Plan) -> List[Path]:
+    """Stage each estimate as it is computed, then commit every file at once (cyfes._output): all or none."""
+    names = output_names(p)
+    with _output.Staging([p.options.colvar]) as staging:
         blocks = []
-        for it, est in enumerate(reweight.estimates(p), start=1):
-            staged.write(pattern % it if pattern else o.outfile, reweight.file_text(p, est))
+        for name, est in zip(names, reweight.estimates(p)):
+            staging.add(name, _text_writer(reweight.file_text(p, est)))
             blocks.append(est)
         if p.block_mode:
-            staged.write(o.outfile, reweight.file_text(p, reweight.block_average(p, blocks), final_block=True))
-        return staged.commit()
-    except BaseException:
-        staged.discard()
-        raise
+            average = reweight.block_average(p, blocks)
+            staging.add(names[-1], _text_writer(reweight.file_text(p, average, final_block=True)))
+        return staging.commit()
 
 
 def run(args: argparse.Namespace) -> int:
     if args.temp is not None and not args.temp > 0:
         raise InputError(f"--temp: must be > 0 kelvin, got {args.temp}")
+    if not args.outfile.strip():
+        raise InputError("--outfile: an empty file name")
+    # the main name first, before the COLVAR is read; the per-window names once the windows are known
+    _output.check_targets([args.outfile], [args.filename], args.force)
     p = reweight.plan(options(args))
+    check_outputs(p, args.force)
     for w in p.warnings:
         print(f"cyfes: warning: {w}", file=sys.stderr)
     written = write(p)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import os
-import tempfile
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
-from . import formats, hills_io, hillsum
+import numpy as np
+
+from . import _output, formats, hills_io, hillsum
 from ._errors import InputError
 
 DESCRIPTION = """\
@@ -32,8 +32,9 @@ examples:
   cyfes sum_hills --hills HILLS --negbias                         # negativebias.dat
   cyfes sum_hills --histo COLVAR --idw phi,psi --sigma 0.2,0.2 --kt 2.494   # histo.dat
 
-differences from plumed: existing output files are replaced (PLUMED renames them to bck.N.*); errors are one
-line with exit status 2 and nothing is written; --untruncated is cyfes's own.
+differences from plumed: existing output files are replaced (PLUMED renames them to bck.N.*), all together or
+none, but never an input, a link, a read-only file (those two with --force), a FIFO or a device; errors are one
+line with exit status 2 and nothing is written; --untruncated and --force are cyfes's own.
 exit status: 0 success, 2 bad input or command line, 1 other errors."""
 
 
@@ -73,6 +74,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       "instead of PLUMED's cut ones (not what plumed writes)")
     ours.add_argument("--device", default="auto", help="auto (GPU when usable, default), cpu, gpu, cuda:N")
     ours.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    ours.add_argument("--force", action="store_true", help="replace an output that is a symbolic link (the link, "
+                      "not its target) or a read-only file; inputs, FIFOs and devices are never written")
     ours.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     # values such as -1.5,-1.5 or -pi,-pi are values, not options (PLUMED and the script accept them so)
     p._negative_number_matcher = NEGATIVE_VALUE
@@ -83,7 +86,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def output_names(base: Optional[str], default: str, stride: Optional[int], count: int) -> List[str]:
     """PLUMED's names: the file itself, or with --stride the prefix followed by 0.dat, 1.dat, ..."""
     if stride is None:
-        return [base or default + ".dat"]
+        return [base if base is not None else default + ".dat"]
     prefix = base if base is not None else default + "_"
     return [f"{prefix}{k}.dat" for k in range(count)]
 
@@ -92,9 +95,16 @@ def plan(args: argparse.Namespace) -> List[Tuple[List[str], hillsum.SumHillsRun]
     """Validate everything and return, per kind of output, its file names and the run that fills them."""
     if not args.hills and not args.histo:
         raise InputError("sum_hills: give --hills FILES and/or --histo FILES")
+    for flag, name in (("--outfile", args.outfile), ("--outhisto", args.outhisto)):
+        if name is not None and not name.strip():
+            raise InputError(f"{flag}: an empty file name")
     if args.fmt is not None:
         hills_io.check_fmt(" " + args.fmt)
     stride = None if args.stride is None else formats.parse_positive_int(args.stride, "--stride")
+    if stride is None:  # the names are known before reading: refuse a bad one before a large HILLS is read
+        _output.check_targets(([output_names(args.outfile, _hills_default(args), None, 1)[0]] if args.hills else [])
+                              + ([output_names(args.outhisto, "histo", None, 1)[0]] if args.histo else []),
+                              input_files(args), args.force)
     idw = _list(args.idw)
     grid_opts = dict(gmin=_list(args.min), gmax=_list(args.max), bins=_list(args.bin), spacing=_list(args.spacing))
     jobs = []
@@ -107,9 +117,8 @@ def plan(args: argparse.Namespace) -> List[Tuple[List[str], hillsum.SumHillsRun]
                                     negbias=args.negbias, idw=idw, kt=args.kt, stride=stride,
                                     nohistory=args.nohistory, mintozero=args.mintozero, threads=args.threads,
                                     device=args.device, project_all=bool(args.histo))
-        default = "negativebias" if args.negbias else "fes"
         count = len(hillsum.dump_parts(len(data), stride))
-        jobs.append((output_names(args.outfile, default, stride, count), hills_run))
+        jobs.append((output_names(args.outfile, _hills_default(args), stride, count), hills_run))
     if args.histo:
         points = hills_io.read_points(_list(args.histo), None if args.hills else idw)
         if hills_run is not None and (points.names != hills_run.hills.names
@@ -121,63 +130,62 @@ def plan(args: argparse.Namespace) -> List[Tuple[List[str], hillsum.SumHillsRun]
                                     device=args.device, grid=hills_run.grid if hills_run is not None else None)
         count = len(hillsum.dump_parts(len(points.positions), stride))
         jobs.append((output_names(args.outhisto, "histo", stride, count), run_h))
-    for names, _ in jobs:
-        for name in names:
-            formats.check_output_path(name)
+    check_outputs(jobs, input_files(args), args.force, args.fmt or hills_io.PLUMED_FMT)
     return jobs
 
 
-class StagedFiles:
-    """Files written under temporary names and renamed together at the end: a failed run leaves none."""
-
-    def __init__(self) -> None:
-        self.staged: List[Tuple[str, Path]] = []
-
-    def write(self, path: str, text: str) -> None:
-        target = formats.check_output_path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=str(target.parent))
-        self.staged.append((tmp, target))
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-
-    def commit(self) -> List[Path]:
-        for tmp, target in self.staged:
-            os.replace(tmp, target)
-        done = [t for _, t in self.staged]
-        self.staged = []
-        return done
-
-    def discard(self) -> None:
-        for tmp, _ in self.staged:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        self.staged = []
+def _hills_default(args: argparse.Namespace) -> str:
+    return "negativebias" if args.negbias else "fes"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def input_files(args: argparse.Namespace) -> List[str]:
+    return (_list(args.hills) or []) + (_list(args.histo) or [])
 
 
-def write_all(jobs: Iterable[Tuple[List[str], hillsum.SumHillsRun]], fmt: str) -> List[Path]:
-    staged = StagedFiles()
+def least_bytes(run_: hillsum.SumHillsRun, fmt: str) -> int:
+    """A lower bound of the bytes of one output of `run_` (its rows of numbers, without separators' excess)."""
+    grid = run_.grid
+    if run_.proj and not run_.histogram:
+        rows = int(np.prod([grid.nbin[grid.names.index(n)] for n in run_.proj], dtype=np.float64))
+        columns = len(run_.proj) + 1
+    else:
+        dim = len(grid.names)
+        rows, columns = grid.size, 2 * dim + 1 if run_.derivatives else dim + 1
     try:
+        cell = len(fmt % 0.0) + 1
+    except (TypeError, ValueError):
+        cell = 1
+    return rows * (columns * cell + 1)
+
+
+def check_outputs(jobs: Sequence[Tuple[List[str], hillsum.SumHillsRun]], inputs: Sequence[str], force: bool,
+                  fmt: str) -> None:
+    """Before any sum: every name may be written (cyfes._output's rules; never an input) and every file fits
+    under the file size limit and on the disk."""
+    names = [name for names, _ in jobs for name in names]
+    paths = _output.check_targets(names, inputs, force)
+    sizes = [least_bytes(run_, fmt) for names, run_ in jobs for _ in names]
+    _output.check_sizes(list(zip(paths, sizes)))
+
+
+def _text_writer(text: str) -> _output.Writer:
+    data = text.encode("utf-8")
+    return lambda fh: fh.write(data)
+
+
+def write_all(jobs: Iterable[Tuple[List[str], hillsum.SumHillsRun]], fmt: str,
+              inputs: Sequence[str] = ()) -> List[Path]:
+    """Stage every file as its sum is done, then commit them all at once (cyfes._output): all or none."""
+    with _output.Staging(inputs) as staging:
         for names, run_ in jobs:
             for name, grid_file in zip(names, run_.files()):
-                staged.write(name, grid_file.text(fmt))
-        return staged.commit()
-    except BaseException:
-        staged.discard()
-        raise
+                staging.add(name, _text_writer(grid_file.text(fmt)))
+        return staging.commit()
 
 
 def run(args: argparse.Namespace) -> int:
     jobs = plan(args)
-    written = write_all(jobs, args.fmt or hills_io.PLUMED_FMT)
+    written = write_all(jobs, args.fmt or hills_io.PLUMED_FMT, input_files(args))
     if not args.quiet:
         n = ", ".join(f"{len(r.hills)} {'points' if r.histogram else 'hills'}" for _, r in jobs)
         print(f"cyfes sum_hills: {n}; wrote {', '.join(str(p) for p in written)}")

@@ -21,7 +21,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.release.conda.archive import zstd
+from tools.release.conda.archive import zstd_module
+
+zstd = zstd_module()
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST, VERSION = "seedpkg", "1.0"

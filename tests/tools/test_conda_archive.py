@@ -97,7 +97,8 @@ def _evil_conda(path: Path, name: str) -> Path:
         info = tarfile.TarInfo(name)
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
-    from tools.release.conda.archive import zstd
+    from tools.release.conda.archive import zstd_module
+    zstd = zstd_module()
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("metadata.json", "{}")
         zf.writestr("pkg-e-1-0.tar.zst", zstd.compress(raw.getvalue()))

@@ -21,7 +21,9 @@ import pytest
 
 import hostile as h
 from tools.release import cli
-from tools.release.conda.archive import zstd
+from tools.release.conda.archive import zstd_module
+
+zstd = zstd_module()
 
 MUTATIONS = 200
 TIME_BUDGET_S = 50

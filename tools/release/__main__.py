@@ -1,8 +1,6 @@
 """python -m tools.release: see cli.py."""
 from __future__ import annotations
 
-import sys
+from .cli import console_main
 
-from .cli import main
-
-sys.exit(main())
+console_main()

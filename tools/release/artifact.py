@@ -18,9 +18,10 @@ from .conda.linking import Link, check_links, dependency_names
 from .conda.linking import providers as conda_providers_of
 from .elf.loader import SystemLibraries
 from .elf.model import ELF_MAGIC, ElfFile, check_machine, read_elf
-from .elf.rpath import KNOWN_PROVIDERS, Provider
+from .elf.rpath import Provider
 from .errors import BadInputError, ElfError, Problem, raise_if_any
 from .layouts import WHEEL_SCHEMES, InstallLayout, installed_path, layout, layouts
+from .providers import normalize, providers_of
 from .targets import python_versions, version_key
 from .wheel.archive import Wheel, load_elfs, read_wheel
 
@@ -168,12 +169,17 @@ def wheel_pythons(wheel: Wheel, configured: Sequence[str] = ()) -> list[str]:
 
 def wheel_providers(wheel: Wheel) -> list[Provider]:
     """Libraries the wheel's declared dependencies install (auditwheel #257/#404: RPATHs to them are legitimate)."""
+    return [p for n in declared_dists(wheel) for p in providers_of(n)]
+
+
+def declared_dists(wheel: Wheel) -> list[str]:
+    """The PEP 503-normalised names of the wheel's unconditional Requires-Dist (an extra's are optional)."""
     names = set()
     for req in wheel.requires_dist:
         m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
         if m and "extra ==" not in req:
-            names.add(re.sub(r"[-_.]+", "-", m.group(1)).lower())  # PEP 503 normalised
-    return [p for n in sorted(names) for p in KNOWN_PROVIDERS.get(n, ())]
+            names.add(normalize(m.group(1)))
+    return sorted(names)
 
 
 def conda_elfs(label: str, entries: dict[str, Entry], work: Path) -> dict[str, ElfFile]:

@@ -10,7 +10,9 @@ scheme that drops files the wheel needs: no RPATH can fix that, so it is said pl
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import fnmatch
+import posixpath
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from .artifact import Artifact
@@ -41,13 +43,16 @@ class LibraryLine:
     """The ELF's member name."""
     needed: str
     status: str
-    """The loader's answer (elf.loader.Resolution.status): the first failing one over the layouts, else the first."""
+    """The loader's answer (elf.loader.Resolution.status, or preloaded: a declared dependency installs it but no
+    RPATH entry reaches it): the first failing one over the layouts, else the first."""
     found: str
     """Where it was found, relative to the install's root (tree, provided) or on this host (system, host-only)."""
     via: str
     """The search rule that found it, or why nothing did."""
     resolved: str
     """"k/n": in how many of the layouts checked it resolves."""
+    provider: str = ""
+    """For status provided or preloaded: "<distribution> at <directory>" (the first layout's directory)."""
 
 
 @dataclass
@@ -90,12 +95,17 @@ def _layout_findings(artifact: Artifact, lay: InstallLayout, system: SystemLibra
     dropped = {m.rsplit("/", 1)[-1]: m for m, p in placed.items() if p is None}
     member_of = {p: m for m, p in placed.items() if p is not None}
     findings = []
-    res = resolve_tree(tree, system)
+    res = [_preloaded(r, lay, providers) for r in resolve_tree(tree, system)]
     for r in res:
         who = member_of.get(r.file, r.file)
-        if r.ok:
+        if r.ok and not (r.status == "provided" and lay.name in SHARED_SITE_SCHEMES):
             continue
-        if r.status == "missing" and r.needed in dropped:
+        if r.status == "preloaded":
+            findings.append(Finding(who, label, "problem", f"needs {r.needed}, {r.via}"))
+            continue
+        if r.status == "provided" and lay.name in SHARED_SITE_SCHEMES:
+            findings.append(Finding(who, label, "limitation", _elsewhere(r)))
+        elif r.status == "missing" and r.needed in dropped:
             findings.append(Finding(dropped[r.needed], label, "limitation", f"not installed: {lay.dropped_reason}; "
                                     f"{who} cannot load it in this scheme"))
         elif r.status == "missing":
@@ -109,6 +119,42 @@ def _layout_findings(artifact: Artifact, lay: InstallLayout, system: SystemLibra
     return findings, res, {by_member[p]: fl for p, fl in flags.items()}, member_of
 
 
+# Schemes whose site-packages sits beside another one the interpreter also reads: `pip install --user` (the
+# system's or a --system-site-packages venv's site-packages). A provider already installed there is not installed
+# again next to the package, and an $ORIGIN-relative entry cannot reach a directory whose place is not fixed
+# relative to the package (the case auditwheel's maintainers warn of, pypa/auditwheel #552).
+SHARED_SITE_SCHEMES = ("user",)
+
+
+def _elsewhere(r: Resolution) -> str:
+    dist = r.via.rsplit(", from ", 1)[-1]
+    return (f"needs {r.needed} from {dist}: resolves only when pip installs {dist} into this same site-packages; "
+            f"if {dist} is already installed in the site-packages below it (the system's, or a venv's with "
+            f"--system-site-packages), pip skips it and {r.needed} loads only if preloaded")
+
+
+def _preloaded(r: Resolution, lay: InstallLayout, providers: Sequence[Provider]) -> Resolution:
+    """A library a declared dependency installs but no RPATH reaches loads only if Python code opened it first
+    (NVIDIA's and RAPIDS' packages preload so): say so instead of "not found"."""
+    if r.ok:
+        return r
+    for prov in providers:
+        d = prov.directory(lay)
+        if d is not None and fnmatch.fnmatchcase(r.needed, prov.soname):
+            return replace(r, status="preloaded", found=posixpath.join(d, r.needed),
+                           via=f"provided by {prov.package} at {d} only if preloaded: no RPATH entry reaches it "
+                               "(fix adds one)")
+    return r
+
+
+def _provider_text(r: Resolution) -> str:
+    if r.status == "provided":  # the loader's rule ends ", from <package>" (elf/loader.py)
+        return f"{r.via.rsplit(', from ', 1)[-1]} at {posixpath.dirname(r.found or '')}"
+    if r.status == "preloaded":
+        return r.via.split("provided by ", 1)[1].split(" only if preloaded")[0]
+    return ""
+
+
 def library_lines(per_layout: list[tuple[list[Resolution], dict[str, str]]]) -> list[LibraryLine]:
     """One line per (ELF member, DT_NEEDED) over the layouts: the first failure, else the first answer."""
     hits: dict[tuple[str, str], list[Resolution]] = {}
@@ -119,7 +165,8 @@ def library_lines(per_layout: list[tuple[list[Resolution], dict[str, str]]]) -> 
     for (member, needed), rs in hits.items():
         bad = [r for r in rs if not r.ok]
         r = (bad or rs)[0]
-        lines.append(LibraryLine(member, needed, r.status, r.found or "-", r.via, f"{len(rs) - len(bad)}/{len(rs)}"))
+        lines.append(LibraryLine(member, needed, r.status, r.found or "-", r.via, f"{len(rs) - len(bad)}/{len(rs)}",
+                                 _provider_text(r)))
     return sorted(lines, key=lambda line: (line.file, line.needed))
 
 

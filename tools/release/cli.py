@@ -2,17 +2,21 @@
 
     python -m tools.release                      wheels + conda packages for every target, verified, one table
     python -m tools.release wheel [--python X.Y ...] [--strict]
-    python -m tools.release check ARTIFACT... [--json]
-    python -m tools.release fix WHEEL... -o DIR
+    python -m tools.release check ARTIFACT... [--json] [--provider-wheel W]
+    python -m tools.release fix WHEEL... -o DIR [--json] [--allow-problems] [--provider-wheel W]
     python -m tools.release verify ARTIFACT...
     python -m tools.release conda [--python X.Y ...]
 
-Exit codes: 0 ok; 1 check problems, a failed build or verification; 2 bad input (malformed archive, ELF or
-release.yaml; unknown Python with --strict): one line per problem, nothing written to the output directory.
+Installed from tools/ (tools/pyproject.toml) the same commands run as `cyfes-release ...`.
+
+Exit codes: 0 ok; 1 check problems, a failed build or verification, `fix` with a problem left (nothing written
+unless --allow-problems); 2 bad input (malformed archive, ELF or release.yaml; unknown Python with --strict): one
+line per problem, nothing written to the output directory.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -43,9 +47,15 @@ class Progress:
             print(f"[{time.monotonic() - self.start:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
+# Installed (tools/pyproject.toml) the package is cyfes_release and runs as `cyfes-release`; in a checkout it is
+# tools.release and runs as `python -m tools.release`.
+PROG = "python -m tools.release" if __package__ == "tools.release" else "cyfes-release"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.release", description="Build, repair, check and verify "
-                                "cyfes wheels and conda packages (configured by release.yaml).")
+    p = argparse.ArgumentParser(prog=PROG, description="Build, repair, check and verify wheels and conda "
+                                "packages whose libraries must resolve after install (configured by release.yaml).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument("--config", help=f"the release config (default: ./{CONFIG_NAME} when there is one)")
     sub = p.add_subparsers(dest="command")
     w = sub.add_parser("wheel", help="build, repair, fix and verify a wheel per Python")
@@ -57,11 +67,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("artifacts", nargs="+", metavar="ARTIFACT")
     c.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     c.add_argument("--scheme", action="append", help="schemes to check (default: release.yaml's)")
+    c.add_argument("--provider-wheel", action="append", default=[], metavar="WHEEL",
+                   help="a wheel that provides libraries (its RECORD says where they land); repeatable")
     f = sub.add_parser("fix", help="apply the RPATH plan to already-repaired wheels")
     f.add_argument("wheels", nargs="+", metavar="WHEEL")
     f.add_argument("-o", "--output", required=True, help="directory for the fixed wheels")
     f.add_argument("--dry-run", action="store_true", help="plan and report, write nothing")
     f.add_argument("--scheme", action="append", help="schemes to plan for (default: release.yaml's)")
+    f.add_argument("--provider-wheel", action="append", default=[], metavar="WHEEL",
+                   help="a wheel that provides libraries (its RECORD says where they land); repeatable")
+    f.add_argument("--allow-problems", action="store_true",
+                   help="write the fixed wheels even when a problem remains (the exit code is still 1)")
+    f.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     v = sub.add_parser("verify", help="install into fresh environments and run the smoke test under LD_DEBUG")
     v.add_argument("artifacts", nargs="+", metavar="ARTIFACT")
     v.add_argument("--scheme", action="append", help="schemes to verify (default: release.yaml's)")
@@ -70,6 +87,26 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--python", action="append", metavar="X.Y")
     k.add_argument("--strict", action="store_true")
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("cyfes-release")
+    except PackageNotFoundError:  # run from a checkout without installing tools/
+        return "(not installed)"
+
+
+def console_main() -> None:
+    """The `cyfes-release` entry point (and `python -m tools.release`)."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader of stdout went away (`cyfes-release check X | head`): Python's documented way out, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_PROBLEMS
+    sys.exit(code)
 
 
 class Interrupted(BaseException):
@@ -95,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         token = LIMITS.set(config.limits)
         try:
-            return COMMANDS[args.command or "all"](args, config, progress)
+            with _provider_table(config, getattr(args, "provider_wheel", [])):
+                return COMMANDS[args.command or "all"](args, config, progress)
         finally:
             LIMITS.reset(token)
     except Interrupted as exc:
@@ -115,6 +153,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # --- check / fix / verify ------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _provider_table(config: ReleaseConfig, wheels: Sequence[str]):
+    """The provider table for one command: the built-in one, release.yaml's rows, then the rows read from
+    --provider-wheel (each replaces the rows of its distribution)."""
+    from .providers import CURRENT, ProviderWheel, normalize, rows_from_record, table
+    from .wheel.archive import read_wheel
+    rows = [ProviderWheel(p.dist, p.path, p.libraries) for p in config.providers]
+    problems: list = []
+    for path in wheels:
+        try:
+            w = read_wheel(path)
+        except BadInputError as exc:
+            problems += [dataclasses.replace(q, artifact=f"--provider-wheel {path}") if hasattr(q, "artifact") else q
+                         for q in exc.problems]
+            continue
+        found = rows_from_record(normalize(w.dist), list(w.members))
+        if not found:
+            problems.append(f"In --provider-wheel {path}: installs no shared library into site-packages")
+        rows += found
+    if problems:
+        raise BadInputError(problems)
+    token = CURRENT.set(table(extra=rows))
+    try:
+        yield
+    finally:
+        CURRENT.reset(token)
+
 
 def _schemes(args, config: ReleaseConfig) -> list[str]:
     from .layouts import WHEEL_SCHEMES
@@ -189,7 +255,13 @@ def _print_libraries(lines) -> None:
         if line.file != current:
             current = line.file
             print(f"    {line.file}")
-        print(f"      {line.needed.ljust(width)}  {line.status:9s} {line.found}  [{line.resolved}]")
+        if line.status == "provided":
+            where = f"provided by {line.provider}"
+        elif line.status == "preloaded":
+            where = f"provided only if preloaded: {line.provider} (no RPATH entry reaches it)"
+        else:
+            where = line.found
+        print(f"      {line.needed.ljust(width)}  {line.status:9s} {where}  [{line.resolved}]")
 
 
 def _set_by(floor, with_file: bool = True) -> str:
@@ -267,18 +339,37 @@ def cmd_fix(args, config: ReleaseConfig, progress: Progress) -> int:
         # a dry run plans in the system's temp dir: nothing appears next to the output
         staging = Path(tempfile.mkdtemp(prefix="cyfes-fix-dry-run-")) if args.dry_run else _staging(out.resolve(), "-o")
         results = [fix_wheel(a.path, staging, schemes, config.python, dry_run=args.dry_run) for a in opened]
-        for r in results:
-            _print_fix(r, args.dry_run)
-        if not args.dry_run:
-            _publish([r.output for r in results], out)
+        ok = all(r.report.ok for r in results)
+        # a wheel that would still fail to load is not a release: nothing is written unless asked for
+        write = not args.dry_run and (ok or args.allow_problems)
+        published = _publish([r.output for r in results], out) if write else [None] * len(results)
+        if args.json:
+            print(json.dumps([_fix_json(r, p) for r, p in zip(results, published)], indent=2))
+        else:
+            for r in results:
+                _print_fix(r, args.dry_run, write)
+            if not ok and not args.dry_run and not write:
+                n = sum(len(r.report.problems) for r in results)
+                print(f"wrote nothing: {n} problem(s) remain (--allow-problems writes the wheels anyway)",
+                      file=sys.stderr)
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-    return EXIT_OK if all(r.report.ok for r in results) else EXIT_PROBLEMS
+    return EXIT_OK if ok else EXIT_PROBLEMS
 
 
-def _print_fix(result, dry_run: bool) -> None:
-    verb = "would write" if dry_run else "wrote"
+def _fix_json(result, published: Path | None) -> dict:
+    return {"input": result.input, "output": str(published) if published else None, "written": bool(published),
+            "changed": result.changed, "ok": result.report.ok,
+            "rpath": {p.file: {"old_rpath": list(p.old_rpath), "old_runpath": list(p.old_runpath),
+                               "new_rpath": list(p.new_rpath), "changed": p.changed,
+                               "decisions": [dataclasses.asdict(d) for d in p.decisions]} for p in result.plans},
+            "findings": [dataclasses.asdict(f) for f in result.report.findings],
+            "libraries": [dataclasses.asdict(line) for line in result.report.libraries]}
+
+
+def _print_fix(result, dry_run: bool, written: bool) -> None:
+    verb = "would write" if dry_run else "wrote" if written else "did not write"
     state = "patched" if result.changed else "already right, copied unchanged"
     print(f"{Path(result.input).name}: {state}; {verb} {result.output.name}")
     for plan in result.plans:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import yaml
 
-from .conda.variants import VARIANTS
 from .errors import ConfigError, Problem
 from .layouts import WHEEL_SCHEMES
 from .targets import CUDA_FLAVOURS, DEFAULT_CUDA_FLAVOUR, CudaFlavour
-from .verify.smoke import SMOKE
+from .verify.program import SMOKE
 
-CONDA_VARIANTS = tuple(v.tag for v in VARIANTS)
+# conda/variants.py's tags, spelled from the same table (importing it would pull in the CUDA toolchain finder)
+CONDA_VARIANTS = ("cpu",) + tuple(f.conda_tag for f in sorted(CUDA_FLAVOURS.values(), key=lambda f: f.toolkit))
 
 CONFIG_NAME = "release.yaml"
 CONFIG_MAX_BYTES = 1 << 20  # a release config is a page of text
@@ -99,6 +99,19 @@ class ArchiveLimits:
 
 
 @dataclass(frozen=True)
+class ProviderConfig:
+    """A distribution that installs shared libraries the package links against (a row added to the provider
+    table of tools/release/providers.py; a row of the same distribution there is replaced)."""
+
+    dist: str = ""
+    """Its name as Requires-Dist spells it, e.g. nvidia-cublas-cu12."""
+    path: str = ""
+    """Where its libraries land, relative to site-packages, e.g. nvidia/cublas/lib."""
+    libraries: tuple[str, ...] = ()
+    """The SONAMEs it installs there, e.g. [libcublas.so.12, libcublasLt.so.12]."""
+
+
+@dataclass(frozen=True)
 class ReleaseConfig:
     """The whole of release.yaml."""
 
@@ -120,6 +133,8 @@ class ReleaseConfig:
     """Conda packages."""
     limits: ArchiveLimits = ArchiveLimits()
     """Bounds on reading any wheel or .conda (the tool's own and any given to check, fix or verify)."""
+    providers: tuple[ProviderConfig, ...] = ()
+    """Libraries other wheels provide, beyond NVIDIA's runtime wheels: a list of {dist, path, libraries}."""
 
     @property
     def conda_pythons(self) -> tuple[str, ...]:
@@ -133,6 +148,15 @@ VALIDATORS: dict[str, typing.Callable[[object], str | None]] = {
     else "auto, linux or a policy such as manylinux_2_34",
     "conda.variants": lambda v: None if v in CONDA_VARIANTS else f"a conda variant: {', '.join(CONDA_VARIANTS)}",
     "conda.python": lambda v: None if re.fullmatch(r"3\.\d{1,2}", str(v)) else "a CPython version like 3.12",
+}
+# Keys of list items ("providers[0].path") are checked by their name after the index.
+ITEM_VALIDATORS: dict[str, typing.Callable[[object], str | None]] = {
+    "providers.dist": lambda v: None if re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", str(v))
+    else "a distribution name",
+    "providers.path": lambda v: None if re.fullmatch(r"[^/\\][^\\]*", str(v)) and ".." not in str(v).split("/")
+    else "a relative path inside site-packages",
+    "providers.libraries": lambda v: None if re.fullmatch(r"[A-Za-z0-9._+-]+\.so(\.[0-9]+)*", str(v))
+    else "a SONAME such as libcublas.so.12",
 }
 
 
@@ -178,9 +202,22 @@ class _Loader:
             if not isinstance(node, yaml.SequenceNode):
                 self.fail(key, node, "must be a list")
                 return MISSING
+            item = typing.get_args(tp)[0]
+            if is_dataclass(item):
+                return tuple(self.record(item, n, f"{key}[{i}]") for i, n in enumerate(node.value))
             items = [self.scalar(str, n, key, f) for n in node.value]
             return MISSING if MISSING in items else tuple(items)
         return self.scalar(tp, node, key, f)
+
+    def record(self, cls: type, node: yaml.Node, key: str) -> object:
+        """One mapping of a list of records; every field is required (a record has no sensible default)."""
+        values = self.section(cls, node, key)
+        given = {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)} if isinstance(
+            node, yaml.MappingNode) else set()
+        missing = [f.name for f in fields(cls) if f.name not in given]
+        if isinstance(node, yaml.MappingNode) and missing:
+            self.fail(key, node, f"needs {', '.join(missing)}")
+        return cls(**values)  # only kept when no problem was found (parse_config raises otherwise)
 
     def scalar(self, tp, node: yaml.Node, key: str, f) -> object:
         if not isinstance(node, yaml.ScalarNode):
@@ -205,7 +242,8 @@ class _Loader:
         if choices and raw not in choices:
             self.fail(key, node, f"{raw!r} is not allowed (allowed: {', '.join(choices)})")
             return MISSING
-        why = VALIDATORS.get(key) and VALIDATORS[key](raw)
+        check = VALIDATORS.get(key) or ITEM_VALIDATORS.get(re.sub(r"\[\d+\]", "", key))
+        why = check and check(raw)
         if why:
             self.fail(key, node, f"{raw!r} is not allowed: expected {why}")
             return MISSING

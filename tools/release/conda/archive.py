@@ -16,15 +16,20 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-
-try:  # PEP 784's compression.zstd from Python 3.14; the backport that conda-package-handling 2.6 uses before
-    from compression import zstd
-except ImportError:  # pragma: no cover - depends on the Python version
-    from backports import zstd
+from typing import Any
 
 from ..archive import (LIMITS, ZIP_EPOCH_MIN, Blob, Budget, link_leaves_tree, open_zip, source_date_epoch, tar_members,
                        tree_problems)
 from ..errors import ArchiveError, Problem
+
+def zstd_module() -> Any:
+    """zstd, imported on first use so that checking a wheel needs no conda extra (cyfes-release[conda])."""
+    try:  # PEP 784's compression.zstd from Python 3.14; the backport that conda-package-handling 2.6 uses before
+        from compression import zstd
+    except ImportError:  # pragma: no cover - depends on the Python version
+        from backports import zstd
+    return zstd
+
 
 # conda-package-handling's default level; 19 keeps packages small, and one-shot compression is deterministic.
 ZSTD_LEVEL = 19
@@ -97,7 +102,7 @@ def _tar_zst(entries: list[Entry], mtime: int) -> bytes:
             else:
                 info.size, info.mode = len(e.data), 0o755 if e.executable else 0o644
                 tar.addfile(info, io.BytesIO(e.data))
-    return zstd.compress(raw.getvalue(), level=ZSTD_LEVEL)
+    return zstd_module().compress(raw.getvalue(), level=ZSTD_LEVEL)
 
 
 def _zip_member(name: str, mtime: int) -> zipfile.ZipInfo:
@@ -151,6 +156,7 @@ def read_conda(path: Path) -> dict[str, Entry]:
         tars = sorted(n for n in names if n.endswith(".tar.zst"))
         if "metadata.json" not in names or len(tars) != 2 or len(names) != 3:
             raise ArchiveError([Problem(label, "", "not a .conda: needs metadata.json, pkg-*.tar.zst, info-*.tar.zst")])
+        zstd = zstd_module()
         for name in tars:
             try:
                 with zf.open(name) as member, zstd.ZstdFile(member) as stream:

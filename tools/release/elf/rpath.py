@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from ..layouts import InstallLayout, installed_path
-from ..targets import CUDA_FLAVOURS
 from .loader import Tree, expand
 from .model import ElfFile
 
@@ -42,10 +41,12 @@ class Provider:
         return posixpath.normpath(d)
 
 
-# Providers the tool recognises from a wheel's Requires-Dist (so `check`/`fix` understand third-party wheels):
-# the runtime wheel of each CUDA flavour (CUDA 12's too, which other projects' wheels declare).
-KNOWN_PROVIDERS: dict[str, tuple[Provider, ...]] = {
-    f.pip_runtime: (Provider(f.cudart_soname, f.pip_runtime_dir, f.pip_runtime),) for f in CUDA_FLAVOURS.values()}
+def __getattr__(name: str):
+    # The table of providers is data in providers.py (which imports Provider from here); the old name stays.
+    if name == "KNOWN_PROVIDERS":
+        from ..providers import KNOWN_PROVIDERS
+        return KNOWN_PROVIDERS
+    raise AttributeError(name)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Problem
+from .program import SMOKE  # noqa: F401  (its text lives apart so config.py can name it without this module)
 from .trace import LD_DEBUG, LoaderTrace, inside_outside
 
 SMOKE_TIMEOUT_S = 300
@@ -23,31 +24,6 @@ SMOKE_TIMEOUT_S = 300
 REPORT_MARK = "CYFES-SMOKE "
 CPU_TOLERANCE = 1e-6
 """Largest |F_cyfes - F_numpy| the smoke accepts (the default truncated sum stays well inside it)."""
-
-SMOKE = r"""
-import json
-import numpy as np
-import cyfes, cyfes._build_info as info
-if info.CUDA:
-    import cyfes._gpu  # loads libcufes and the CUDA runtime: a broken RPATH fails here, GPU or not
-backends = cyfes.backends()
-rng = np.random.default_rng(0)
-samples = rng.normal(size=(2000, 2))
-res = cyfes.fes(samples, sigma=0.3, bins=24, device="cpu")
-# independent float64 reference: F = -kT log sum_j exp(-|x - s_j|^2 / 2 sigma^2), shifted to min 0
-pts = res.points()
-d2 = (((pts[:, None, :] - samples[None, :, :]) / 0.3) ** 2).sum(-1)
-m = (-0.5 * d2).max(1)
-ref = -res.kT * (m + np.log(np.exp(-0.5 * d2 - m[:, None]).sum(1)))
-ref -= ref.min()
-out = {"cyfes": cyfes.__file__, "numpy": np.__version__, "backends": backends,
-       "cpu_vs_numpy": float(np.max(np.abs(res.values.ravel() - ref)))}
-if backends["cuda"]["usable"]:
-    gpu = cyfes.fes(samples, sigma=0.3, bins=24, device="gpu")
-    out["gpu_vs_cpu"] = float(np.max(np.abs(gpu.values - res.values)))
-print("CYFES-SMOKE " + json.dumps(out, default=str))
-print("fes ok", res.backend, res.values.shape, float(res.values.max()))
-"""
 
 
 def smoke_report(stdout: str) -> dict:

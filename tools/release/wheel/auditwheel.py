@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from ..elf.rpath import KNOWN_PROVIDERS, Provider
+from ..elf.rpath import Provider
+from ..providers import KNOWN_PROVIDERS
 from ..errors import ToolError
 from ..targets import CUDA_FLAVOURS, flavour_for_requirement
 from .set_rpaths import FixResult, fix_wheel
@@ -36,7 +37,7 @@ def providers_for(strategy: str, requirement: str = "") -> list[Provider]:
     if strategy != "pip":
         return []
     flavour = flavour_for_requirement(requirement) or CUDA_FLAVOURS["cu13"]
-    return list(KNOWN_PROVIDERS[flavour.pip_runtime])
+    return [p for p in KNOWN_PROVIDERS[flavour.pip_runtime] if p.soname == flavour.cudart_soname]
 
 
 def _plat(policy: str) -> list[str]:

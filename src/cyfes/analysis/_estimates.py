@@ -3,7 +3,7 @@ marginal surfaces, and a bandwidth from the data.
 
     Kish's effective sample size       n_eff = (sum_j w_j)^2 / sum_j w_j^2
     effective number of blocks         the same over the blocks' total weights W_b = sum_{j in b} w_j
-    Delta F at x_d = a                 -kT ln sum_{x_d > a} e^{-F/kT} + kT ln sum_{x_d < a} e^{-F/kT}
+    Delta F at x_d = a                 (regions.py) -kT ln sum_{x_d > a} e^{-F/kT} + kT ln sum_{x_d < a} e^{-F/kT}
     marginal on CVs K                  -kT ln sum_{other CVs} e^{-F/kT}   (then shifted like F)
     weighted block error               kT sqrt( sum_b W_b expm1(-(F_b - F)/kT)^2 / sum_b W_b / (N_eff - 1) )
                                        (FES_from_Reweighting.py's), F_b each block's surface
@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._errors import InputError
+from .._errors import InputError
 
 
 def _lse(a: np.ndarray, axis: Any = None) -> np.ndarray:
@@ -68,27 +68,6 @@ def _cv_index(result: Any, cv: Any) -> int:
     if isinstance(cv, (int, np.integer)) and 0 <= int(cv) < result.dim:
         return int(cv)
     raise InputError(f"delta_f: {cv!r} is not one of the CVs ({', '.join(names)})")
-
-
-def delta_f_of(values: np.ndarray, axis_values: np.ndarray, d: int, at: float, kT: float) -> float:
-    coord = np.broadcast_to(axis_values.reshape((1,) * d + (-1,) + (1,) * (values.ndim - d - 1)), values.shape)
-    left, right = values[coord < at], values[coord > at]
-    if left.size == 0 or right.size == 0:
-        raise InputError(f"delta_f: {at:g} does not split the grid (it spans {axis_values[0]:g} to {axis_values[-1]:g})")
-    return float(-kT * _lse(-right / kT) + kT * _lse(-left / kT))
-
-
-def delta_f(result: Any, cv: Any, at: float) -> Tuple[float, Optional[float]]:
-    """(F right of `at` - F left of `at` along `cv`, its block standard error or None)."""
-    if result.axes is None:
-        raise InputError("delta_f: needs a regular grid (bins), not explicit points")
-    d = _cv_index(result, cv)
-    value = delta_f_of(result.values, result.axes[d], d, float(at), result.kT)
-    blocks = getattr(result, "block_values", None)
-    if blocks is None:
-        return value, None
-    per = np.array([delta_f_of(b, result.axes[d], d, float(at), result.kT) for b in blocks])
-    return value, float(per.std(ddof=1) / math.sqrt(len(per)))
 
 
 def marginal(result: Any, keep: Sequence[Any]) -> Any:
