@@ -29,8 +29,9 @@ def test_docstring_examples_print_what_they_show(name: str) -> None:
 
 
 def test_every_public_function_and_method_has_an_example() -> None:
-    documented = [cyfes.fes, cyfes.hills, cyfes.FESResult.points, cyfes.FESResult.save, cyfes.FESResult.delta_f,
-                  cyfes.FESResult.marginal]
+    r = cyfes.FESResult
+    documented = [cyfes.fes, cyfes.hills, r.points, r.save, r.read, r.delta_f, r.marginal, r.minima, r.basins,
+                  r.delta_f_regions, r.path]
     finder = doctest.DocTestFinder(recurse=False)
     missing = [f.__qualname__ for f in documented if not any(t.examples for t in finder.find(f))]
     assert not missing, f"no Examples section: {missing}"

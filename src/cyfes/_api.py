@@ -276,41 +276,222 @@ class FESResult:
 
     # Answers from the surface (cyfes.analysis; energies in the result's units, min_depth default 2 kT)
     def minima(self, min_depth: Optional[float] = None) -> list:
-        """The local minima at least `min_depth` deep (coordinates, free_energy, depth), lowest first."""
+        """The local minima of the surface, lowest first.
+
+        Parameters
+        ----------
+        min_depth : float, optional
+            A minimum counts only if its lowest saddle is at least this far above it (in `units`); default 2 kT.
+
+        Returns
+        -------
+        list of cyfes.analysis.Minimum
+            Per minimum its grid `coordinates`, `free_energy`, `depth` (inf for the lowest), the lowest `saddle`
+            that leaves it and its grid `index`.
+
+        Raises
+        ------
+        InputError
+            An explicit grid, or a bad `min_depth`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cyfes
+        >>> samples = np.r_[np.full(1, -1.0), np.full(4, 1.0)][:, None]  # four times as many at +1 as at -1
+        >>> res = cyfes.fes(samples, 0.3, bins=41, ranges=[(-2, 2)], device="cpu")
+        >>> [(m.coordinates, round(m.free_energy / res.kT, 4)) for m in res.minima()]
+        [((1.0,), 0.0), ((-1.0,), 1.3863)]
+        """
         from . import analysis
         return analysis.minima(self, min_depth)
 
     def basins(self, min_depth: Optional[float] = None) -> Any:
-        """Every grid point in a basin; per basin its minimum, free_energy, error, delta_f (analysis.basins)."""
+        """Every grid point assigned to the basin of a minimum, and each basin's free energy.
+
+        Parameters
+        ----------
+        min_depth : float, optional
+            A minimum counts only if its lowest saddle is at least this far above it (in `units`); default 2 kT.
+
+        Returns
+        -------
+        cyfes.analysis.Basins
+            `records`, lowest basin free energy first: per basin its `label`, `minimum`, `free_energy` with its
+            block `error`, `delta_f` to basin 0 with its error, `population`, `points` and `depth`; and `labels`,
+            each grid point's basin (-1 where F is not finite).
+
+        Raises
+        ------
+        InputError
+            An explicit grid, or a bad `min_depth`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cyfes
+        >>> samples = np.r_[np.full(1, -1.0), np.full(4, 1.0)][:, None]  # four times as many at +1 as at -1
+        >>> res = cyfes.fes(samples, 0.3, bins=41, ranges=[(-2, 2)], device="cpu")
+        >>> [(b.label, b.minimum, round(b.delta_f / res.kT, 2), round(b.population, 2)) for b in res.basins()]
+        [(0, (1.0,), 0.0, 0.8), (1, (-1.0,), 1.39, 0.2)]
+        """
         from . import analysis
         return analysis.basins(self, min_depth)
 
     def basin_of(self, samples: Any, min_depth: Optional[float] = None) -> np.ndarray:
-        """Each sample's basin label by its nearest grid point (-1: off the grid or in no basin)."""
+        """The basin of each sample, by its nearest grid point.
+
+        Parameters
+        ----------
+        samples : array_like
+            (N, D) CV values, or (N,) for one CV.
+        min_depth : float, optional
+            As for `basins`.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N,) basin labels of `basins`; -1 off the grid or in no basin.
+        """
         from . import analysis
         return analysis.basin_of(self, samples, min_depth)
 
     def delta_f_regions(self, a: Any, b: Any, min_depth: Optional[float] = None) -> Any:
-        """F(b) - F(a) for boxes, basin labels, functions of the CVs or masks, with its block error."""
+        """The free energy difference between two regions of the surface.
+
+        Delta F = -kT ln sum over b of exp(-F/kT) + kT ln sum over a of exp(-F/kT).
+
+        Parameters
+        ----------
+        a, b : dict, int, callable or numpy.ndarray
+            A region: a box ``{cv: (low, high)}`` (None leaves a side open; on a periodic CV low > high wraps),
+            a basin label of `basins`, a function of the CVs' grid coordinates returning a boolean array, or a
+            boolean array shaped like the surface.
+        min_depth : float, optional
+            As for `basins`, for basin labels.
+
+        Returns
+        -------
+        cyfes.analysis.RegionDeltaF
+            `value` in `units`, its block standard `error` (NaN without blocks) and the value on each block.
+
+        Raises
+        ------
+        InputError
+            An explicit grid, a region of no grid point of finite F, or a region in none of the forms above.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cyfes
+        >>> samples = np.r_[np.full(1, -1.0), np.full(4, 1.0)][:, None]  # four times as many at +1 as at -1
+        >>> res = cyfes.fes(samples, 0.3, bins=41, ranges=[(-2, 2)], device="cpu")
+        >>> round(res.delta_f_regions({0: (None, 0.0)}, {0: (0.0, None)}).value / res.kT, 2)  # about -ln 4
+        -1.38
+        """
         from . import analysis
         return analysis.delta_f_regions(self, a, b, min_depth)
 
     def delta_f_trace(self, a: Any, b: Any, min_depth: Optional[float] = None) -> Any:
-        """F(b) - F(a) from the first k blocks of samples, k = 1..blocks (convergence)."""
+        """The free energy difference between two regions from the first k blocks of samples, k = 1..blocks.
+
+        Parameters
+        ----------
+        a, b : dict, int, callable or numpy.ndarray
+            Regions, as for `delta_f_regions`.
+        min_depth : float, optional
+            As for `basins`.
+
+        Returns
+        -------
+        cyfes.analysis.DeltaFTrace
+            `samples` (how many samples the first k blocks hold) and `delta_f` (one value each): the convergence
+            of Delta F with simulation time.
+
+        Raises
+        ------
+        InputError
+            A surface computed without ``blocks > 1``, or a bad region.
+        """
         from . import analysis
         return analysis.delta_f_trace(self, a, b, min_depth)
 
     def path(self, a: Any, b: Any, min_depth: Optional[float] = None, refine: bool = False) -> Any:
-        """The minimum free energy path from `a` to `b` (basin labels, minima or coordinates) and its barrier."""
+        """The minimum free energy path between two minima, and the barrier along it.
+
+        Parameters
+        ----------
+        a, b : int, cyfes.analysis.Minimum or sequence of float
+            The ends: basin labels of `basins`, minima of `minima`, or coordinates (the basin they lie in).
+        min_depth : float, optional
+            As for `basins`.
+        refine : bool, default False
+            Relax the grid path with the string method.
+
+        Returns
+        -------
+        cyfes.analysis.Path
+            `points` (K, D) from `a` to `b` and `free_energy` along them, the `saddle` and its F, `barrier` =
+            F(saddle) - F(a) and `barrier_reverse` = F(saddle) - F(b) with their block errors (NaN without
+            blocks), the two ends' `basins`, and whether it was `refined`.
+
+        Raises
+        ------
+        InputError
+            An explicit grid, a basin that does not exist, an end in no basin, both ends in one basin, or no path
+            of finite F between them.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cyfes
+        >>> samples = np.r_[np.full(1, -1.0), np.full(4, 1.0)][:, None]  # four times as many at +1 as at -1
+        >>> res = cyfes.fes(samples, 0.3, bins=41, ranges=[(-2, 2)], device="cpu")
+        >>> p = res.path(1, 0)
+        >>> p.basins, round(p.barrier_reverse - p.barrier, 4), round(res.minima()[1].free_energy, 4)
+        ((1, 0), 3.4579, 3.4579)
+        """
         from . import analysis
         return analysis.path(self, a, b, min_depth, refine)
 
     @classmethod
     def read(cls, path: Union[str, Path], temperature: Optional[float] = None, units: Optional[str] = None,
              fmt: Optional[str] = None) -> "FESResult":
-        """A surface from a grid file (any format cyfes.formats.read_grid reads), for the analyses. A .npz keeps
-        its temperature and units; other files take `temperature` (default 300 K) and `units` (default kJ/mol).
-        A PLUMED grid's periodic CV has the period of its points (no end point repeated)."""
+        """A surface from a grid file, for the analyses.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            A file in any format `save` writes (PLUMED grid, dat, csv, cube, npz).
+        temperature : float, optional
+            In K; default: what a ``.npz`` recorded, else 300.
+        units : str, optional
+            The energy unit of the file's values; default: what a ``.npz`` recorded, else ``"kJ/mol"``.
+        fmt : str, optional
+            The format, as for `save`; default: from the extension.
+
+        Returns
+        -------
+        FESResult
+            The surface on the file's regular grid (no samples: `n_samples` is 0); a PLUMED grid's periodic CV has
+            the period of its points (no end point repeated).
+
+        Raises
+        ------
+        InputError
+            A file that is missing, unreadable or not a grid of the format.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> import numpy as np
+        >>> import cyfes
+        >>> samples = np.r_[np.full(1, -1.0), np.full(4, 1.0)][:, None]  # four times as many at +1 as at -1
+        >>> res = cyfes.fes(samples, 0.3, bins=41, ranges=[(-2, 2)], device="cpu")
+        >>> back = cyfes.FESResult.read(res.save(pathlib.Path(tempfile.mkdtemp()) / "fes.npz"))
+        >>> bool(np.array_equal(back.values, res.values)), back.units, back.temperature
+        (True, 'kJ/mol', 300.0)
+        """
         from . import formats
         grid = formats.read_grid(path, fmt)
         saved = _npz_thermal(Path(path)) if formats.output_format(path, fmt) == "npz" else {}
