@@ -1,8 +1,8 @@
 """The sdist: `pip install cyfes-X.tar.gz` in a fresh venv builds the CPU backend where no CUDA compiler can be found,
 and both backends where one can. Each installed copy computes a FES that must match the float64 reference.
 
-The CPU case (slow, in `make test`) packs this tree's sdist itself; the CUDA case (release) installs the one in
-dist/ and fails when there is none. "No CUDA compiler" means one the build cannot find, not CYFES_CUDA=OFF: nvcc's
+The CPU case (slow: `make test-all`, `make dist`) packs this tree's sdist itself; the CUDA case (release)
+installs the one in dist/ and fails when there is none. "No CUDA compiler" means one the build cannot find, not CYFES_CUDA=OFF: nvcc's
 directories leave PATH, CUDACXX/CUDA_HOME/CUDA_PATH are unset, and the toolkit's directory is hidden from the
 build by an empty directory mounted over it in a private mount namespace (CMake looks in /usr/local/cuda by
 itself), which needs `unshare` and root.
@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +93,19 @@ def install_and_compute(sdist: Path, tmp: Path, env: dict[str, str], wrap=lambda
     assert np.max(np.abs(np.load(tmp / "out.npy") - want)) < 1e-8
     assert info["file"].startswith(str(venv))
     return info
+
+
+def test_sdist_holds_the_tracked_files_it_includes_and_nothing_else(tmp_path):
+    """The fast check of the sdist (the builds from it are slow): its files are exactly git's tracked files under
+    pyproject's `sdist.include`, plus PKG-INFO, so nothing a checkout accumulates (.venv, build/, docs/_build,
+    compiled modules) is packed."""
+    sdist = pack_sdist(tmp_path / "sdist")
+    with tarfile.open(sdist) as tar:
+        packed = {m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile()}
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["scikit-build"]["sdist"]["include"]
+    tracked = run(["git", "ls-files", "--", *(p.strip("/") for p in include)], cwd=ROOT).stdout.split()
+    assert packed - {"PKG-INFO"} == set(tracked)
+    assert "PKG-INFO" in packed
 
 
 @pytest.mark.slow

@@ -37,13 +37,52 @@ TOLERANCE = 1e-6
 
 @dataclass
 class FESResult:
-    """A free energy surface.
+    """A free energy surface, as `cyfes.fes` and `cyfes.hills` return it.
 
-    values: F on the grid, shape `bins` (regular grid, matrix indexing) or (M,) (explicit grid).
-    axes: per CV the grid coordinates of a regular grid, else None.
-    grid: the (M, D) query points of an explicit grid, else None.
-    error: standard error of F per point from block averaging (blocks > 1), else None.
-    kT, units, temperature: the thermal energy and its unit; backend: where it ran; precision: the kernel's.
+    Attributes
+    ----------
+    values : numpy.ndarray
+        F on the grid, shape `bins` (regular grid, matrix indexing) or (M,) (explicit grid).
+    axes : list of numpy.ndarray or None
+        Per CV the grid coordinates of a regular grid, else None.
+    grid : numpy.ndarray or None
+        The (M, D) query points of an explicit grid, else None.
+    error : numpy.ndarray or None
+        Standard error of F per point from block averaging (blocks > 1), else None.
+    kT : float
+        The thermal energy, in `units`.
+    units : str
+        The energy unit of `values`, `error` and `kT`.
+    temperature : float
+        The temperature in K.
+    backend : str
+        Where it ran, e.g. ``"cuda:0"`` or ``"cpu (2 threads)"``.
+    precision : str
+        The kernel's float type, ``"float64"`` or ``"float32"``.
+    sigma : numpy.ndarray
+        The kernel width per CV.
+    periodic : list of float or None
+        Per CV its period, or None.
+    n_samples : int
+        Samples summed (those of weight zero left out).
+    blocks : int
+        Blocks the samples were split into.
+    names : list of str or None
+        CV names, when given.
+    ess, blocks_effective : float or None
+        Kish's effective sample size (sum w)^2 / sum w^2, and the same over the blocks' total weights.
+    block_values : numpy.ndarray or None
+        F of each block (blocks > 1), each normalised on its own: shape (blocks,) + values.shape.
+    block_log_weights : numpy.ndarray or None
+        The log of each block's total weight sum_j w_j.
+    bound : float
+        The largest change of any F (kT) the samples left out of the sum could cause (0: every pair summed).
+    pairs : int
+        Sample-point pairs evaluated by the kernels.
+    method : str
+        ``"direct"`` (kernel sums) or ``"binned"`` (binning + FFT convolution).
+    error_estimate : float or None
+        With ``method="binned"``, the estimated largest abs(dF) (kT) against the direct sum; None otherwise.
     """
 
     values: np.ndarray
@@ -78,16 +117,65 @@ class FESResult:
 
     @property
     def dim(self) -> int:
+        """The number of CVs."""
         return len(self.axes) if self.axes is not None else int(self.grid.shape[1])
 
     def points(self) -> np.ndarray:
-        """All grid points as an (M, D) array, in the order of values.ravel()."""
+        """All grid points as one array.
+
+        Returns
+        -------
+        numpy.ndarray
+            The (M, D) grid points, in the order of ``values.ravel()``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cyfes
+        >>> res = cyfes.fes(np.zeros((1, 2)), 1.0, bins=(2, 3), ranges=[(0, 1), (0, 2)], device="cpu")
+        >>> res.points()
+        array([[0., 0.],
+               [0., 1.],
+               [0., 2.],
+               [1., 0.],
+               [1., 1.],
+               [1., 2.]])
+        """
         if self.grid is not None:
             return self.grid
         return _truncated.grid_rows(self.axes)
 
     def save(self, path: Union[str, Path], fmt: Optional[str] = None) -> Path:
-        """Write to `path`; the format follows the extension (see cyfes.formats) unless `fmt` is given."""
+        """Write the surface to a file.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file to write. It is written under a temporary name and renamed, so it is complete or absent.
+        fmt : str, optional
+            The format: ``"grid"`` (PLUMED grid, as ``.grid``/``.fes``), ``"dat"`` (columns, as ``.dat``/``.txt``),
+            ``"csv"``, ``"cube"`` (3 CVs) or ``"npz"``. Default: from the extension of `path`.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+
+        Raises
+        ------
+        InputError
+            An unknown format or extension, or a surface the format cannot hold.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> import numpy as np
+        >>> import cyfes
+        >>> res = cyfes.fes(np.zeros((1, 1)), 1.0, bins=3, ranges=[(-1, 1)], device="cpu")
+        >>> out = res.save(pathlib.Path(tempfile.mkdtemp()) / "fes.csv")
+        >>> np.loadtxt(out, delimiter=",", skiprows=1, usecols=1).round(4)
+        array([1.2472, 0.    , 1.2472])
+        """
         from . import formats
         if isinstance(path, bytes):
             path = os.fsdecode(path)
@@ -96,57 +184,319 @@ class FESResult:
         return formats.write_result(self, os.fspath(path), fmt)
 
     def delta_f(self, cv: Any, at: float) -> Tuple[float, Optional[float]]:
-        """F on the high side of `cv` = `at` minus F on the low side, and its block standard error (or None)."""
+        """The free energy difference across a dividing value of one CV.
+
+        Parameters
+        ----------
+        cv : str or int
+            The CV, by name (`names`) or index.
+        at : float
+            The dividing value: grid points above it are one state, points below it the other.
+
+        Returns
+        -------
+        delta : float
+            -kT ln sum exp(-F/kT) over the points above `at` minus the same over the points below it.
+        error : float or None
+            Its standard error over the blocks (``blocks > 1``), else None.
+
+        Raises
+        ------
+        InputError
+            An explicit grid, an unknown CV, or `at` outside the grid.
+
+        Examples
+        --------
+        Samples four times as dense right of zero as left of it: F differs by kT ln 4.
+
+        >>> import math
+        >>> import numpy as np
+        >>> import cyfes
+        >>> samples = np.r_[np.full(1, -1.0), np.full(4, 1.0)][:, None]
+        >>> res = cyfes.fes(samples, 0.05, bins=41, ranges=[(-2, 2)], device="cpu")
+        >>> delta, error = res.delta_f(0, 0.0)
+        >>> round(delta / res.kT, 4), round(-math.log(4), 4), error
+        (-1.3863, -1.3863, None)
+        """
         from . import analysis
         return analysis.delta_f(self, cv, at)
 
     def marginal(self, keep: Any) -> "FESResult":
-        """The surface of the CVs in `keep` (names or indices) with the others integrated out."""
+        """The surface of some CVs, the others integrated out.
+
+        Parameters
+        ----------
+        keep : str, int or sequence of them
+            The CVs to keep (names or indices), in the order wanted.
+
+        Returns
+        -------
+        FESResult
+            F = -kT ln sum exp(-F/kT) over the other CVs' grid points, shifted to a minimum of 0, without error
+            bars.
+
+        Raises
+        ------
+        InputError
+            An explicit grid, an unknown CV, or a CV named twice.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cyfes
+        >>> samples = np.random.default_rng(0).normal(size=(500, 2))
+        >>> res = cyfes.fes(samples, 0.3, bins=(20, 30), names=["x", "y"], device="cpu")
+        >>> res.marginal("y").values.shape
+        (30,)
+        """
         from . import analysis
         return analysis.marginal(self, keep)
 
     def plot(self, path: Union[str, Path], **options: Any) -> Path:
-        """Draw the surface into an image file (needs matplotlib: pip install cyfes[plot])."""
+        """Draw the surface into an image file: a curve (with its error band) in 1-D, filled contours in 2-D,
+        slices in 3-D.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The image file; its extension gives the format (``.png``, ``.pdf``, ``.svg``).
+        **options
+            ``title``, ``vmax`` (top of the colour scale, in `units`), ``levels`` (contour bands, 24),
+            ``cmap`` (``"viridis"``), ``dpi`` (150) and ``size`` (inches).
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+
+        Raises
+        ------
+        CyfesError
+            matplotlib is not installed (``pip install 'cyfes[plot]'``).
+        InputError
+            An explicit grid, more than 3 CVs, or an unknown image format.
+        """
         from . import plot
         return plot.plot_result(self, path, **options)
 
     # Answers from the surface (cyfes.analysis; energies in the result's units, min_depth default 2 kT)
     def minima(self, min_depth: Optional[float] = None) -> list:
-        """The local minima at least `min_depth` deep (coordinates, free_energy, depth), lowest first."""
+        """The local minima of the surface, lowest first.
+
+        Parameters
+        ----------
+        min_depth : float, optional
+            A minimum counts only if its lowest saddle is at least this far above it (in `units`); default 2 kT.
+
+        Returns
+        -------
+        list of cyfes.analysis.Minimum
+            Per minimum its grid `coordinates`, `free_energy`, `depth` (inf for the lowest), the lowest `saddle`
+            that leaves it and its grid `index`.
+
+        Raises
+        ------
+        InputError
+            An explicit grid, or a bad `min_depth`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cyfes
+        >>> samples = np.r_[np.full(1, -1.0), np.full(4, 1.0)][:, None]  # four times as many at +1 as at -1
+        >>> res = cyfes.fes(samples, 0.3, bins=41, ranges=[(-2, 2)], device="cpu")
+        >>> [(m.coordinates, round(m.free_energy / res.kT, 4)) for m in res.minima()]
+        [((1.0,), 0.0), ((-1.0,), 1.3863)]
+        """
         from . import analysis
         return analysis.minima(self, min_depth)
 
     def basins(self, min_depth: Optional[float] = None) -> Any:
-        """Every grid point in a basin; per basin its minimum, free_energy, error, delta_f (analysis.basins)."""
+        """Every grid point assigned to the basin of a minimum, and each basin's free energy.
+
+        Parameters
+        ----------
+        min_depth : float, optional
+            A minimum counts only if its lowest saddle is at least this far above it (in `units`); default 2 kT.
+
+        Returns
+        -------
+        cyfes.analysis.Basins
+            `records`, lowest basin free energy first: per basin its `label`, `minimum`, `free_energy` with its
+            block `error`, `delta_f` to basin 0 with its error, `population`, `points` and `depth`; and `labels`,
+            each grid point's basin (-1 where F is not finite).
+
+        Raises
+        ------
+        InputError
+            An explicit grid, or a bad `min_depth`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cyfes
+        >>> samples = np.r_[np.full(1, -1.0), np.full(4, 1.0)][:, None]  # four times as many at +1 as at -1
+        >>> res = cyfes.fes(samples, 0.3, bins=41, ranges=[(-2, 2)], device="cpu")
+        >>> [(b.label, b.minimum, round(b.delta_f / res.kT, 2), round(b.population, 2)) for b in res.basins()]
+        [(0, (1.0,), 0.0, 0.8), (1, (-1.0,), 1.39, 0.2)]
+        """
         from . import analysis
         return analysis.basins(self, min_depth)
 
     def basin_of(self, samples: Any, min_depth: Optional[float] = None) -> np.ndarray:
-        """Each sample's basin label by its nearest grid point (-1: off the grid or in no basin)."""
+        """The basin of each sample, by its nearest grid point.
+
+        Parameters
+        ----------
+        samples : array_like
+            (N, D) CV values, or (N,) for one CV.
+        min_depth : float, optional
+            As for `basins`.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N,) basin labels of `basins`; -1 off the grid or in no basin.
+        """
         from . import analysis
         return analysis.basin_of(self, samples, min_depth)
 
     def delta_f_regions(self, a: Any, b: Any, min_depth: Optional[float] = None) -> Any:
-        """F(b) - F(a) for boxes, basin labels, functions of the CVs or masks, with its block error."""
+        """The free energy difference between two regions of the surface.
+
+        Delta F = -kT ln sum over b of exp(-F/kT) + kT ln sum over a of exp(-F/kT).
+
+        Parameters
+        ----------
+        a, b : dict, int, callable or numpy.ndarray
+            A region: a box ``{cv: (low, high)}`` (None leaves a side open; on a periodic CV low > high wraps),
+            a basin label of `basins`, a function of the CVs' grid coordinates returning a boolean array, or a
+            boolean array shaped like the surface.
+        min_depth : float, optional
+            As for `basins`, for basin labels.
+
+        Returns
+        -------
+        cyfes.analysis.RegionDeltaF
+            `value` in `units`, its block standard `error` (NaN without blocks) and the value on each block.
+
+        Raises
+        ------
+        InputError
+            An explicit grid, a region of no grid point of finite F, or a region in none of the forms above.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cyfes
+        >>> samples = np.r_[np.full(1, -1.0), np.full(4, 1.0)][:, None]  # four times as many at +1 as at -1
+        >>> res = cyfes.fes(samples, 0.3, bins=41, ranges=[(-2, 2)], device="cpu")
+        >>> round(res.delta_f_regions({0: (None, 0.0)}, {0: (0.0, None)}).value / res.kT, 2)  # about -ln 4
+        -1.38
+        """
         from . import analysis
         return analysis.delta_f_regions(self, a, b, min_depth)
 
     def delta_f_trace(self, a: Any, b: Any, min_depth: Optional[float] = None) -> Any:
-        """F(b) - F(a) from the first k blocks of samples, k = 1..blocks (convergence)."""
+        """The free energy difference between two regions from the first k blocks of samples, k = 1..blocks.
+
+        Parameters
+        ----------
+        a, b : dict, int, callable or numpy.ndarray
+            Regions, as for `delta_f_regions`.
+        min_depth : float, optional
+            As for `basins`.
+
+        Returns
+        -------
+        cyfes.analysis.DeltaFTrace
+            `samples` (how many samples the first k blocks hold) and `delta_f` (one value each): the convergence
+            of Delta F with simulation time.
+
+        Raises
+        ------
+        InputError
+            A surface computed without ``blocks > 1``, or a bad region.
+        """
         from . import analysis
         return analysis.delta_f_trace(self, a, b, min_depth)
 
     def path(self, a: Any, b: Any, min_depth: Optional[float] = None, refine: bool = False) -> Any:
-        """The minimum free energy path from `a` to `b` (basin labels, minima or coordinates) and its barrier."""
+        """The minimum free energy path between two minima, and the barrier along it.
+
+        Parameters
+        ----------
+        a, b : int, cyfes.analysis.Minimum or sequence of float
+            The ends: basin labels of `basins`, minima of `minima`, or coordinates (the basin they lie in).
+        min_depth : float, optional
+            As for `basins`.
+        refine : bool, default False
+            Relax the grid path with the string method.
+
+        Returns
+        -------
+        cyfes.analysis.Path
+            `points` (K, D) from `a` to `b` and `free_energy` along them, the `saddle` and its F, `barrier` =
+            F(saddle) - F(a) and `barrier_reverse` = F(saddle) - F(b) with their block errors (NaN without
+            blocks), the two ends' `basins`, and whether it was `refined`.
+
+        Raises
+        ------
+        InputError
+            An explicit grid, a basin that does not exist, an end in no basin, both ends in one basin, or no path
+            of finite F between them.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cyfes
+        >>> samples = np.r_[np.full(1, -1.0), np.full(4, 1.0)][:, None]  # four times as many at +1 as at -1
+        >>> res = cyfes.fes(samples, 0.3, bins=41, ranges=[(-2, 2)], device="cpu")
+        >>> p = res.path(1, 0)
+        >>> p.basins, round(p.barrier_reverse - p.barrier, 4), round(res.minima()[1].free_energy, 4)
+        ((1, 0), 3.4579, 3.4579)
+        """
         from . import analysis
         return analysis.path(self, a, b, min_depth, refine)
 
     @classmethod
     def read(cls, path: Union[str, Path], temperature: Optional[float] = None, units: Optional[str] = None,
              fmt: Optional[str] = None) -> "FESResult":
-        """A surface from a grid file (any format cyfes.formats.read_grid reads), for the analyses. A .npz keeps
-        its temperature and units; other files take `temperature` (default 300 K) and `units` (default kJ/mol).
-        A PLUMED grid's periodic CV has the period of its points (no end point repeated)."""
+        """A surface from a grid file, for the analyses.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            A file in any format `save` writes (PLUMED grid, dat, csv, cube, npz).
+        temperature : float, optional
+            In K; default: what a ``.npz`` recorded, else 300.
+        units : str, optional
+            The energy unit of the file's values; default: what a ``.npz`` recorded, else ``"kJ/mol"``.
+        fmt : str, optional
+            The format, as for `save`; default: from the extension.
+
+        Returns
+        -------
+        FESResult
+            The surface on the file's regular grid (no samples: `n_samples` is 0); a PLUMED grid's periodic CV has
+            the period of its points (no end point repeated).
+
+        Raises
+        ------
+        InputError
+            A file that is missing, unreadable or not a grid of the format.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> import numpy as np
+        >>> import cyfes
+        >>> samples = np.r_[np.full(1, -1.0), np.full(4, 1.0)][:, None]  # four times as many at +1 as at -1
+        >>> res = cyfes.fes(samples, 0.3, bins=41, ranges=[(-2, 2)], device="cpu")
+        >>> back = cyfes.FESResult.read(res.save(pathlib.Path(tempfile.mkdtemp()) / "fes.npz"))
+        >>> bool(np.array_equal(back.values, res.values)), back.units, back.temperature
+        (True, 'kJ/mol', 300.0)
+        """
         from . import formats
         grid = formats.read_grid(path, fmt)
         saved = _npz_thermal(Path(path)) if formats.output_format(path, fmt) == "npz" else {}
@@ -620,25 +970,96 @@ def fes(samples: Any, sigma: Any, *, bias: Any = None, weights: Any = None, temp
         shift: bool = True, names: Optional[Sequence[str]] = None,
         progress: Optional[ProgressCallback] = None, tolerance: float = TOLERANCE,
         method: str = "direct") -> FESResult:
-    """Free energy surface of `samples` (N, D) by reweighted Gaussian kernel density estimation.
+    """Free energy surface of CV samples by reweighted Gaussian kernel density estimation.
 
-    sigma: kernel width, a scalar or one per CV. bias: per-sample bias potential V_j in `units`
-    (reweighting by exp(V/kT)); weights: per-sample weights (on top of the bias). temperature in K;
-    units "kJ/mol" (default, as PLUMED) or "kcal/mol". Give either `grid` (M, D) query points or `bins`
-    (an int or one per CV) with optional `ranges` ((low, high) per CV; default: the data range).
-    periodic: per CV a period or None. blocks > 1 splits the samples into that many blocks and gives a
-    standard error per point. device: "auto" (GPU when usable), "cpu", "gpu", "cuda:N", or GPU ids;
-    devices=[0, 1] splits the grid over GPUs. precision: "float64" or "float32". shift: subtract min F.
-    A periodic CV's default range is one period from the data minimum, without repeating the end point.
-    progress: called as progress(done, total) after each kernel call (the grid is then split into parts).
-    tolerance: the samples left out of each grid point's sum change no F by more than this (kT); samples are
-    grouped into cells and a cell is left out only when its summed weight and nearest distance prove it
-    negligible, whatever the weights. 0 sums every pair. The result's `bound` is the bound achieved, `pairs`
-    the pairs summed.
-    method: "direct" (kernel sums, within `tolerance`) or "binned" (linear binning and an FFT convolution, for
-    many more samples than grid points; `error_estimate` is its estimated largest |dF| in kT; points of very low
-    density fall back to the direct sum).
-    Every argument is checked before any work starts; a bad one raises InputError naming it.
+    F(x) = -kT ln( sum_j w_j prod_d K(x_d - s_jd; sigma_d) / sum_j w_j ), with w_j = exp(V_j / kT) * weight_j,
+    K the normalised Gaussian and periodic CVs taken to the nearest image, computed in log space. Every
+    argument is checked before any work starts.
+
+    Parameters
+    ----------
+    samples : array_like
+        The (N, D) CV values, or (N,) for one CV; 1 to 8 CVs.
+    sigma : float or sequence of float
+        Kernel width, one for all CVs or one per CV.
+    bias : array_like, optional
+        Per-sample bias potential V_j in `units`; the samples are reweighted by exp(V/kT).
+    weights : array_like, optional
+        Per-sample weights, on top of the bias.
+    temperature : float, default 300.0
+        In K.
+    units : {"kJ/mol", "kcal/mol"}, default "kJ/mol"
+        Energy unit of `bias` and of the result (PLUMED's default is kJ/mol).
+    grid : array_like, optional
+        Explicit (M, D) query points; the result's `values` then has shape (M,). Give `grid` or `bins`.
+    bins : int or sequence of int, optional
+        Grid points, for all CVs or one per CV (a regular grid, matrix indexing).
+    ranges : sequence of (float, float), optional
+        (low, high) per CV for `bins`; default: the data range. A periodic CV's default range is one period
+        from the data minimum, without repeating the end point.
+    periodic : sequence of float or None, optional
+        Per CV its period, or None for a CV that is not periodic.
+    blocks : int, default 1
+        Split the samples into this many consecutive blocks; above 1 the result has a standard error per point.
+    device : str or sequence of int, default "auto"
+        ``"auto"`` (the GPU when usable, else the CPU), ``"cpu"``, ``"gpu"``, ``"cuda:N"``, or GPU ids.
+    precision : {"float64", "float32"}, default "float64"
+        The kernels' float type.
+    devices : sequence of int, optional
+        GPUs to split the grid over, e.g. ``[0, 1]``.
+    threads : int, optional
+        CPU threads (default: all CPUs); more than there are CPUs is lowered with a warning.
+    shift : bool, default True
+        Subtract the minimum of F.
+    names : sequence of str, optional
+        CV names, used by `FESResult.delta_f`, `FESResult.marginal`, the plots and the files.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each kernel call (the grid is then split into parts).
+    tolerance : float, default 1e-6
+        The samples left out of each grid point's sum change no F by more than this (kT). Samples are grouped
+        into cells and a cell is left out only when its summed weight and nearest distance prove it negligible,
+        whatever the weights; 0 sums every pair. The result's `bound` is the bound achieved, `pairs` the pairs
+        summed.
+    method : {"direct", "binned"}, default "direct"
+        ``"direct"`` sums kernels (within `tolerance`); ``"binned"`` bins linearly and convolves by FFT, for many
+        more samples than grid points, and reports its estimated largest abs(dF) in kT as `error_estimate`
+        (points of very low density fall back to the direct sum).
+
+    Returns
+    -------
+    FESResult
+        The surface, its axes or points, its error bars (``blocks > 1``) and how it was computed.
+
+    Raises
+    ------
+    InputError
+        A bad argument (NaN or inf, empty, ragged, complex or mis-shaped arrays, mismatched lengths,
+        ``sigma <= 0``, a period <= 0, unknown units, device or precision, a grid too large for memory),
+        named in the message.
+    BackendError
+        The GPU was asked for and is not usable, or CUDA failed (with CUDA's own message).
+
+    Examples
+    --------
+    One sample at 0 with sigma 1: F rises by kT/2 one sigma away (kT = 2.494 kJ/mol at 300 K).
+
+    >>> import numpy as np
+    >>> import cyfes
+    >>> res = cyfes.fes(np.zeros((1, 1)), sigma=1.0, grid=[[0.0], [1.0]], device="cpu")
+    >>> res.values.round(4)
+    array([0.    , 1.2472])
+    >>> round(res.kT / 2, 4)
+    1.2472
+
+    A biased 2-D run with error bars from 5 blocks:
+
+    >>> rng = np.random.default_rng(1)
+    >>> phi_psi = rng.uniform(-np.pi, np.pi, size=(2000, 2))
+    >>> bias = rng.uniform(0, 5, size=2000)
+    >>> res = cyfes.fes(phi_psi, 0.3, bias=bias, bins=(30, 20), periodic=[2 * np.pi, 2 * np.pi], blocks=5,
+    ...                 device="cpu")
+    >>> res.values.shape, res.error.shape, float(res.values.min())
+    ((30, 20), (30, 20), 0.0)
     """
     if _streamed.is_chunked(samples):
         spec = _ChunkSpec(sigma, temperature, units, grid, bins, ranges, periodic, precision, tolerance, method,

@@ -647,17 +647,79 @@ def hills(source: Any, *, sigma: Any = None, height: Any = None, biasf: Any = No
           device: Any = "auto") -> Any:
     """The free energy -V of metadynamics hills, as `plumed sum_hills` computes it.
 
-    source: a HILLS file, a list of them (walkers, read one after the other), or an (N, D) array of hill
-    centres with `sigma` (per CV or (N, D)), `height` (N,), optional `biasf`, `names` and `periodic` ((min, max)
-    or None per CV). Grid as sum_hills: grid_min/grid_max per CV with `bins` (N bins: N + 1 points, N on a
-    periodic CV) or `spacing`; by default the extreme centres -/+ sqrt(12.5) sigma with a tenth of the
-    narrowest support per bin. kernel: "stretched" (PLUMED's, cut at s = 6.25), "untruncated" (plain
-    Gaussians over the whole grid). negbias: the bias V (biasf-1)/biasf instead of F; idw: CVs to keep, the
-    others integrated out at temperature kt (energy units); stride: a list of running surfaces every `stride`
-    hills (nohistory: each from its own hills only); mintozero: shift the minimum to 0.
-    device: as cyfes.fes: "auto" (the GPU when usable, default), "cpu", "gpu", "cuda:N" (the first GPU of a
-    list); the GPU and CPU kernels sum the same hills on the same boxes (GPU: up to 4 CVs).
-    Returns an FESResult (a list of them with `stride`)."""
+    Each hill adds ``h (A exp(-s) + B)`` with ``s = 1/2 sum_d ((x_d - c_d) / sigma_d)^2``, cut at s = 6.25 and
+    shifted so it reaches 0 there (PLUMED's stretched Gaussian), on the box of grid points around its centre.
+
+    Parameters
+    ----------
+    source : str, path, list of them, or array_like
+        A HILLS file, a list of them (walkers, read one after the other), or an (N, D) array of hill centres.
+    sigma : float or array_like, optional
+        With an array `source`: the widths, per CV or (N, D).
+    height : float or array_like, optional
+        With an array `source`: the heights (N,), as written in HILLS files (already well-tempered).
+    biasf : float or array_like, optional
+        With an array `source`: the bias factor, per hill (for `negbias`).
+    names : sequence of str, optional
+        With an array `source`: the CV names.
+    periodic : sequence of (float, float) or None, optional
+        With an array `source`: per CV its (min, max) domain, or None.
+    grid_min, grid_max : float or sequence of float, optional
+        The grid's ends per CV. Default: the extreme centres -/+ sqrt(12.5) sigma.
+    bins : int or sequence of int, optional
+        Bins per CV: N bins are N + 1 points (N on a periodic CV). Default: a tenth of the narrowest support.
+    spacing : float or sequence of float, optional
+        Grid spacing per CV (needs `grid_min` and `grid_max`); the finer of it and `bins` wins.
+    kernel : {"stretched", "untruncated"}, default "stretched"
+        PLUMED's kernel, or plain Gaussians over the whole grid.
+    negbias : bool, default False
+        Return the bias ``V (biasf - 1) / biasf`` instead of F (needs biasf > 1).
+    idw : sequence of str, optional
+        CVs to keep, in this order; the others are integrated out at temperature `kt`.
+    kt : float, optional
+        kT in the hills' energy unit, for `idw`.
+    stride : int, optional
+        Return a list of running surfaces, one after every `stride` hills.
+    nohistory : bool, default False
+        With `stride`: each surface from its own hills only.
+    mintozero : bool, default False
+        Shift the minimum to 0.
+    threads : int, optional
+        CPU threads (default: all CPUs).
+    device : str, default "auto"
+        As `cyfes.fes`: ``"auto"`` (the GPU when usable), ``"cpu"``, ``"gpu"``, ``"cuda:N"``; the GPU and CPU
+        kernels sum the same hills on the same boxes (GPU: up to 4 CVs).
+
+    Returns
+    -------
+    FESResult or list of FESResult
+        The surface on the grid (a list of them with `stride`), without derivatives.
+
+    Raises
+    ------
+    InputError
+        A HILLS file without sigma or height columns, files with different CVs or periodicity, an unknown CV in
+        `idw`, a `stride` larger than the number of hills, `negbias` without biasf > 1, a grid end outside a
+        periodic domain, or a bad value of any argument.
+    BackendError
+        The GPU was asked for and is not usable.
+
+    Examples
+    --------
+    One hill of height 1 at 0: F is -1 at its centre and ``-(exp(-s) - exp(-6.25)) / (1 - exp(-6.25))`` at
+    ``s = 1/2`` (one sigma away).
+
+    >>> import math
+    >>> import numpy as np
+    >>> import cyfes
+    >>> res = cyfes.hills(np.zeros((1, 1)), sigma=1.0, height=1.0, grid_min=-2, grid_max=2, bins=4, device="cpu")
+    >>> res.axes[0]
+    array([-2., -1.,  0.,  1.,  2.])
+    >>> res.values.round(5)
+    array([-0.13366, -0.60577, -1.     , -0.60577, -0.13366])
+    >>> round(-(math.exp(-0.5) - math.exp(-6.25)) / (1 - math.exp(-6.25)), 5)
+    -0.60577
+    """
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         data = hills_io.read_hills([str(source)])
     elif isinstance(source, (list, tuple)) and source and all(isinstance(s, str) or hasattr(s, "__fspath__")
