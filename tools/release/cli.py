@@ -210,13 +210,37 @@ def _open_all(paths: Sequence[str], conda: bool = True) -> list:
 def cmd_check(args, config: ReleaseConfig, progress: Progress) -> int:
     from .check import analyze
     schemes = _schemes(args, config)
-    reports = [analyze(artifact, schemes, config.python) for artifact in _open_all(args.artifacts)]
+    artifacts = _open_all(args.artifacts)
+    reports = [analyze(artifact, schemes, config.python) for artifact in artifacts]
+    vendored = [_vendored_json(a) for a in artifacts]
     if args.json:
-        print(json.dumps([_report_json(r) for r in reports], indent=2))
+        print(json.dumps([dict(_report_json(r), **v) for r, v in zip(reports, vendored)], indent=2))
     else:
-        for r in reports:
+        for r, v in zip(reports, vendored):
             _print_report(r)
+            _print_vendored(v)
     return EXIT_OK if all(r.ok for r in reports) else EXIT_PROBLEMS
+
+
+def _vendored_json(artifact) -> dict:
+    """The libraries a wheel vendors, with SHA-256 and origin (sbom.py), and the SBOMs it carries."""
+    from .sbom import vendored_files
+    if artifact.kind != "wheel":
+        return {"vendored": [], "sboms": []}
+    members = artifact.wheel.members
+    files = vendored_files({n: m.data for n, m in members.items() if n.split("/", 1)[0].endswith(".libs")})
+    sboms = sorted(n for n in members if n.startswith(f"{artifact.wheel.dist_info}/sboms/"))
+    return {"vendored": [dataclasses.asdict(f) for f in files], "sboms": sboms}
+
+
+def _print_vendored(v: dict) -> None:
+    from .sbom import Origin, VendoredFile, origin_text
+    for f in v["vendored"]:
+        origin = Origin(**f["origin"]) if f["origin"] else None
+        vf = VendoredFile(f["member"], f["original"], f["sha256"], f["size"], origin)
+        print(f"  vendored {f['member']} sha256 {f['sha256']}: {origin_text(vf)}")
+    if v["vendored"]:
+        print(f"  SBOM: {', '.join(v['sboms']) or 'none in the wheel (fix or the release writes one)'}")
 
 
 def _glibc_json(floor) -> dict:
