@@ -47,7 +47,7 @@ class SmokeProgram:
     """Console script a conda prefix must hold (run with --help); empty checks none."""
 
     def argv(self, python: str) -> list[str]:
-        return [a.format(python=python) for a in self.command] if self.command else [python, "-c", self.code]
+        return [a.replace("{python}", python) for a in self.command] if self.command else [python, "-c", self.code]
 
     @property
     def is_default(self) -> bool:
