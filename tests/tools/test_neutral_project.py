@@ -71,3 +71,20 @@ def test_ompsum_released_verified_and_computes_after_pip_install(tmp_path):
     omp = next(p for p in inits if "libgomp" in p)
     assert os.path.realpath(lib) == os.path.realpath(env_dir / "lib" / "libompsum.so")
     assert os.path.realpath(omp).startswith(os.path.realpath(env_dir) + "/") and "ompsum.libs/libgomp-" in omp
+
+
+def test_ompsum_conda_package_verified_in_a_fresh_prefix(tmp_path):
+    """The conda half from the same release.yaml (conda switched on): a cpu package whose libgomp comes from the
+    environment, installed by py-rattler into a fresh prefix and run with the project's smoke command."""
+    src = Path(shutil.copytree(PROJECT, tmp_path / "ompsum"))
+    config = src / "release.yaml"
+    config.write_text(config.read_text().replace("conda:\n  enabled: false\n",
+                                                 f"conda:\n  enabled: true\n  python: [{wf.PY}]\n  variants: [cpu]\n"))
+    proc = _release(src, "conda")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (pkg,) = (src / "dist" / "conda" / "linux-64").glob("ompsum-0.1-py*_cpu_0.conda")
+    row = next(ln for ln in proc.stdout.splitlines() if ln.startswith(pkg.name))
+    assert "from conda: libgomp" in row and "ok: libgomp.so.1, libompsum.so from $PREFIX/lib" in row
+    facts = json.loads(row.split("smoke: OMPSUM ", 1)[1])
+    assert facts["squares"] == SCALE * sum(i * i for i in range(1000))
+    assert "/prefix/lib/python" in facts["file"]

@@ -147,7 +147,11 @@ def license_text(wheel: Wheel, root: Path) -> bytes:
     for name in sorted(wheel.members):
         if name.startswith(f"{wheel.dist_info}/") and posixpath.basename(name).startswith(("LICENSE", "COPYING")):
             return wheel.members[name].data
-    return (root / "LICENSE").read_bytes()
+    try:
+        return (root / "LICENSE").read_bytes()
+    except OSError as exc:
+        raise ReleaseError([f"In {wheel.filename}: no LICENSE or COPYING in {wheel.dist_info}/ and none at "
+                            f"{root / 'LICENSE'}; a conda package carries its license"]) from exc
 
 
 def patch_elfs(wheel: Wheel, work: Path, lay: InstallLayout) -> tuple[dict[str, RpathPlan], dict[str, bytes]]:

@@ -210,11 +210,11 @@ def smoke_problems(label: str, smoke: dict, prefix: Path) -> list[Problem]:
 
 
 def verify_packages(pkgs: list[Path], channel: Path, fixture_channel: Path, cache: Path,
-                    work: Path | None = None) -> list[InstallResult]:
+                    work: Path | None = None, code: str | SmokeProgram = SMOKE) -> list[InstallResult]:
     """Verify each package in its own fresh prefix; `cache` keeps numpy installs for host Pythons between runs."""
     with tempfile.TemporaryDirectory(prefix="cyfes-conda-verify-") as tmp:
         base = work or Path(tmp)
-        return [verify_package(p, channel, fixture_channel, base / p.stem, cache) for p in pkgs]
+        return [verify_package(p, channel, fixture_channel, base / p.stem, cache, code) for p in pkgs]
 
 
 def fixtures_cover(channel: Path, python: str, cuda: str | None) -> bool:
