@@ -33,6 +33,7 @@ def test_repository_release_yaml_keeps_cyfes_defaults():
     assert c.cuda.architectures_for(CUDA_FLAVOURS["cu13"]) == CUDA_FLAVOURS["cu13"].cmake_architectures
     assert smoke_program(c).is_default and smoke_program(c).entry_point == "cyfes"
     assert package_name(c, ROOT) == "cyfes"
+    assert c.conda.home == "https://github.com/cyfes/cyfes" and ReleaseConfig().conda.home == ""
 
 
 def test_architectures_per_flavour_and_smoke_command():

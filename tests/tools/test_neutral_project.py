@@ -88,3 +88,10 @@ def test_ompsum_conda_package_verified_in_a_fresh_prefix(tmp_path):
     facts = json.loads(row.split("smoke: OMPSUM ", 1)[1])
     assert facts["squares"] == SCALE * sum(i * i for i in range(1000))
     assert "/prefix/lib/python" in facts["file"]
+    index = json.loads(_index_json(pkg))
+    assert index["name"] == "ompsum" and index.get("home", "") == ""  # no URL in its metadata, none invented
+
+
+def _index_json(pkg: Path) -> str:
+    from tools.release.artifact import open_conda
+    return open_conda(pkg).data("info/index.json").decode()

@@ -125,6 +125,8 @@ class CondaConfig:
     """Build conda packages in a full release."""
     build_number: int = 0
     """The package's build number (index.json)."""
+    home: str = ""
+    """index.json's home URL; empty: the wheel's Home-page or first Project-URL, else none."""
     channel: str = "dist/conda"
     """Local channel directory the packages are written and indexed to."""
     python: tuple[str, ...] = ()

@@ -134,7 +134,7 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[R
         variants += [a.variant] * len(built_wheels)
     channel = Path(config.conda.channel)
     built = make_channel(wheels, channel, config.conda.build_number, tuple(config.conda.depends), root, progress,
-                         variants=variants, pythons=versions)
+                         variants=variants, pythons=versions, home=config.conda.home)
     results = {}
     if config.verify.enabled and built:
         progress(f"conda: fixture channel (TEST FIXTURES, never published) in {FIXTURE_CHANNEL}")
