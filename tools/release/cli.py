@@ -451,8 +451,9 @@ def _verify_conda(path: Path, progress: Progress, code: str):
     from .verify.prefix import verify_artifact
     result = verify_artifact(path, progress, code)
     _print_verify([result])
+    root = os.path.realpath(result.root) + "/" if result.root else None
     for name, where in sorted(result.loaded.items()):
-        if name.startswith(("libcudart", "libgomp", "libcufes", "_gpu", "_cpu")):
+        if root and os.path.realpath(where).startswith(root):  # what the prefix provided, whatever the package
             print(f"    loaded {name} from {where}")
     if "backends" in result.smoke and "cpu_vs_numpy" in result.smoke:  # cyfes's own report
         cuda = result.smoke["backends"]["cuda"]
