@@ -6,6 +6,7 @@ tests run the strings documented in docs/release-tool.md that way, with the inst
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -57,6 +58,11 @@ def test_repair_command_leaves_one_fixed_wheel_and_a_passing_gate(seed, tmp_path
     ext = f"seedpkg/_ext{sysconfig.get_config_var('EXT_SUFFIX')}"
     with zipfile.ZipFile(out) as zf, zipfile.ZipFile(wheel) as zi:
         assert zf.read(ext) != zi.read(ext)
+        # fix changed the wheel, so it also wrote the SBOM of what auditwheel vendored; the gate reports the same
+        doc = json.loads(zf.read("seedpkg-1.0.dist-info/sboms/cyfes-release.cdx.json"))
+        libs = {n: hashlib.sha256(zf.read(n)).hexdigest() for n in zf.namelist() if n.startswith("seedpkg.libs/")}
+    assert libs and {c["hashes"][0]["content"] for c in doc["components"][1:]} == set(libs.values())
+    assert {v["member"]: v["sha256"] for v in report["vendored"]} == libs
 
 
 def test_gate_fails_the_step_on_a_broken_wheel(seed, tmp_path):
