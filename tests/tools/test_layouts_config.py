@@ -53,7 +53,7 @@ def test_errors_name_key_line_and_allowed_values_all_at_once():
     assert msgs == [
         "In release.yaml, cuda.strategy (line 3): 'vendr' is not allowed (allowed: vendor, pip, static)",
         "In release.yaml, cuda.enabld (line 4): unknown key; did you mean 'enabled'? "
-        "(allowed: enabled, strategy, flavour, pip_requirement)",
+        "(allowed: enabled, strategy, flavour, architectures, pip_requirement)",
         "In release.yaml, schemes (line 5): 'conda' is not allowed: expected one of venv, user, debian, prefix, "
         "target",
         "In release.yaml, verify.enabled (line 6): must be true or false, not '2'",

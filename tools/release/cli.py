@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import re
 import os
 import shutil
 import signal
@@ -210,13 +211,37 @@ def _open_all(paths: Sequence[str], conda: bool = True) -> list:
 def cmd_check(args, config: ReleaseConfig, progress: Progress) -> int:
     from .check import analyze
     schemes = _schemes(args, config)
-    reports = [analyze(artifact, schemes, config.python) for artifact in _open_all(args.artifacts)]
+    artifacts = _open_all(args.artifacts)
+    reports = [analyze(artifact, schemes, config.python) for artifact in artifacts]
+    vendored = [_vendored_json(a) for a in artifacts]
     if args.json:
-        print(json.dumps([_report_json(r) for r in reports], indent=2))
+        print(json.dumps([dict(_report_json(r), **v) for r, v in zip(reports, vendored)], indent=2))
     else:
-        for r in reports:
+        for r, v in zip(reports, vendored):
             _print_report(r)
+            _print_vendored(v)
     return EXIT_OK if all(r.ok for r in reports) else EXIT_PROBLEMS
+
+
+def _vendored_json(artifact) -> dict:
+    """The libraries a wheel vendors, with SHA-256 and origin (sbom.py), and the SBOMs it carries."""
+    from .sbom import vendored_files
+    if artifact.kind != "wheel":
+        return {"vendored": [], "sboms": []}
+    members = artifact.wheel.members
+    files = vendored_files({n: m.data for n, m in members.items() if n.split("/", 1)[0].endswith(".libs")})
+    sboms = sorted(n for n in members if n.startswith(f"{artifact.wheel.dist_info}/sboms/"))
+    return {"vendored": [dataclasses.asdict(f) for f in files], "sboms": sboms}
+
+
+def _print_vendored(v: dict) -> None:
+    from .sbom import Origin, VendoredFile, origin_text
+    for f in v["vendored"]:
+        origin = Origin(**f["origin"]) if f["origin"] else None
+        vf = VendoredFile(f["member"], f["original"], f["sha256"], f["size"], origin)
+        print(f"  vendored {f['member']} sha256 {f['sha256']}: {origin_text(vf)}")
+    if v["vendored"]:
+        print(f"  SBOM: {', '.join(v['sboms']) or 'none in the wheel (fix or the release writes one)'}")
 
 
 def _glibc_json(floor) -> dict:
@@ -384,7 +409,7 @@ def cmd_verify(args, config: ReleaseConfig, progress: Progress) -> int:
     from .toolchain.pythons import which_python
     from .verify.schemes import verify_wheel
     schemes = _schemes(args, config)
-    code = args.smoke or config.verify.smoke
+    code = smoke_program(config, args.smoke)
     rows, ok = [], True
     for artifact in _open_all(args.artifacts):
         if artifact.kind == "conda":
@@ -405,6 +430,14 @@ def cmd_verify(args, config: ReleaseConfig, progress: Progress) -> int:
     return EXIT_OK if ok else EXIT_PROBLEMS
 
 
+def smoke_program(config: ReleaseConfig, code: str | None = None):
+    """release.yaml's verify section as the program verify runs (--smoke replaces its snippet and command)."""
+    from .verify.program import SmokeProgram
+    v = config.verify
+    return SmokeProgram(code=code or v.smoke, command=() if code else v.smoke_command, mark=v.report_mark,
+                        entry_point=v.entry_point)
+
+
 def _installed_pythons_for(wheel) -> list[str]:
     """An abi3 or py3 wheel is verified with every Python it serves that is installed here (else this one)."""
     from .artifact import wheel_pythons
@@ -418,10 +451,11 @@ def _verify_conda(path: Path, progress: Progress, code: str):
     from .verify.prefix import verify_artifact
     result = verify_artifact(path, progress, code)
     _print_verify([result])
+    root = os.path.realpath(result.root) + "/" if result.root else None
     for name, where in sorted(result.loaded.items()):
-        if name.startswith(("libcudart", "libgomp", "libcufes", "_gpu", "_cpu")):
+        if root and os.path.realpath(where).startswith(root):  # what the prefix provided, whatever the package
             print(f"    loaded {name} from {where}")
-    if result.smoke:
+    if "backends" in result.smoke and "cpu_vs_numpy" in result.smoke:  # cyfes's own report
         cuda = result.smoke["backends"]["cuda"]
         print(f"    cuda usable: {cuda['usable']} ({cuda.get('reason') or cuda['devices']}); CPU FES vs numpy "
               f"{result.smoke['cpu_vs_numpy']:.1e}; GPU vs CPU {result.smoke.get('gpu_vs_cpu', 'not run')}")
@@ -464,14 +498,41 @@ def _print_table(rows) -> None:
 ABI3_EXTRA_SCHEMES = ("venv",)
 
 
-def _abi3_verifiers(wheel_name: str, built_with: str) -> dict[str, str]:
+def _abi3_verifiers(wheel_name: str, built_with: str, floor: str = "3.11") -> dict[str, str]:
     """For an abi3 wheel: the other supported Pythons it serves that are installed here ("X.Y" -> interpreter)."""
-    from .targets import abi3_pythons
+    from .targets import python_versions, version_key
     from .toolchain.pythons import find_pythons
-    if "-abi3-" not in wheel_name:
+    if "-abi3-" not in wheel_name or not floor:
         return {}
     found = find_pythons()
-    return {v: found[v] for v in abi3_pythons() if v != built_with and v in found}
+    return {v: found[v] for v in python_versions()
+            if version_key(v) >= version_key(floor) and v != built_with and v in found}
+
+
+def package_name(config: ReleaseConfig, source: Path = Path(".")) -> str:
+    """release.yaml's name, else [project] name of the source's pyproject.toml, else the directory's name."""
+    if config.name:
+        return config.name
+    try:
+        text = (source / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    project = text.split("[project]", 1)[1] if "[project]" in text else ""
+    m = re.search(r'^name\s*=\s*["\']([^"\']+)["\']', project, re.M)
+    return m.group(1) if m else source.resolve().name
+
+
+def needs_openmp(raw: Path) -> bool:
+    """Whether an ELF of the built wheel needs libgomp.so.1 (release.yaml openmp: auto vendors it only then)."""
+    from .artifact import open_wheel
+    return any("libgomp.so.1" in elf.needed for elf in open_wheel(raw).elfs.values())
+
+
+def _library_step(config: ReleaseConfig):
+    step = config.build.library
+    if not (step.source or step.command) or (step.cuda_only and not config.cuda.enabled):
+        return None
+    return step
 
 
 def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str, verify: bool,
@@ -486,20 +547,23 @@ def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str
     out = _output_dir(Path(config.output), "release.yaml output")
     rows, good, ok = [], [], True
     staging: Path | None = None
+    gomp: Path | None = None
     try:
         staging = _staging(out.resolve(), "output")
-        gomp = library_dir()
-        progress(f"OpenMP runtime to vendor: {gomp}/libgomp.so.1 (Debian 11's, glibc >= 2.17)")
-        cuda = (build_cuda_library(strategy, log=progress, flavour=config.cuda.flavour)
-                if config.cuda.enabled else None)
+        step = _library_step(config)
+        cuda = (build_cuda_library(strategy, log=progress, flavour=config.cuda.flavour, step=step,
+                                   cuda=config.cuda) if step else None)
         for v, python in pythons.items():
             try:
-                raw = build_wheel(python, v, cuda, strategy, log=progress)
+                raw = build_wheel(python, v, cuda, strategy, log=progress, build=config.build)
+                if gomp is None and config.openmp == "auto" and needs_openmp(raw):
+                    gomp = library_dir()
+                    progress(f"OpenMP runtime to vendor: {gomp}/libgomp.so.1 (Debian 11's, glibc >= 2.17)")
                 progress(f"auditwheel repair + RPATH plan for {raw.name}")
-                extra = _abi3_verifiers(raw.name, v)
+                extra = _abi3_verifiers(raw.name, v, config.abi3)
                 fixed = repair_wheel(raw, staging, strategy, config.schemes, [v, *extra], config.exclude,
                                      config.manylinux, config.cuda.requirement,
-                                     [gomp, *(cuda.library_dirs if cuda else ())])
+                                     [*([gomp] if gomp else []), *(cuda.library_dirs if cuda else ())])
                 for plan in fixed.plans:
                     for d in plan.decisions:
                         if d.action != "kept":
@@ -507,10 +571,10 @@ def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str
                 results = []
                 if verify:
                     progress(f"verify {fixed.output.name}: {', '.join(config.schemes)}")
-                    results = verify_wheel(fixed.output, config.schemes, python, config.verify.smoke)
+                    results = verify_wheel(fixed.output, config.schemes, python, smoke_program(config))
                     for other, exe in extra.items():  # the abi3 wheel on the later Pythons it serves
                         progress(f"verify {fixed.output.name} with Python {other}: {ABI3_EXTRA_SCHEMES[0]}")
-                        results += verify_wheel(fixed.output, ABI3_EXTRA_SCHEMES, exe, config.verify.smoke)
+                        results += verify_wheel(fixed.output, ABI3_EXTRA_SCHEMES, exe, smoke_program(config))
                 wheel = read_wheel(fixed.output)
                 row = wheel_row(fixed.output, wheel.tags, _vendored(wheel), results,
                                 "" if fixed.report.ok else "check: " + "; ".join(f.message for f in fixed.report.problems))
@@ -522,7 +586,7 @@ def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str
                 raise
             except ReleaseError as exc:
                 ok = False
-                rows.append(failed_row(f"cyfes (Python {v})", str(exc)))
+                rows.append(failed_row(f"{package_name(config)} (Python {v})", str(exc)))
                 progress(f"Python {v} failed: {exc}")
         for p in _publish(good, out):
             progress(f"wrote {p}")

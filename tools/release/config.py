@@ -40,6 +40,10 @@ class CudaConfig:
     flavour: str = field(default=DEFAULT_CUDA_FLAVOUR, metadata={"choices": tuple(CUDA_FLAVOURS)})
     """Which CUDA the wheels' GPU backend is built with (a row of tools/release/targets.py): cu11 (CUDA 11.8:
     drivers from R450, SASS sm_60-sm_90) reaches the most machines; cu13 needs R580 and Turing or newer."""
+    architectures: dict[str, str] = field(default_factory=dict, hash=False,
+                                          metadata={"keys": tuple(CUDA_FLAVOURS)})
+    """CMAKE_CUDA_ARCHITECTURES per flavour, e.g. {cu13: "75-real;80-real;90"}; a flavour not named uses its row of
+    tools/release/targets.py (SASS for each, PTX for the newest)."""
     pip_requirement: str = ""
     """The Requires-Dist line the pip strategy adds; empty means the flavour's runtime wheel and range
     (CUDA minor-version compatibility allows any runtime of the same major, no older than the toolkit)."""
@@ -47,6 +51,9 @@ class CudaConfig:
     @property
     def flavour_row(self) -> CudaFlavour:
         return CUDA_FLAVOURS[self.flavour]
+
+    def architectures_for(self, flavour: CudaFlavour) -> str:
+        return self.architectures.get(flavour.name) or flavour.cmake_architectures
 
     @property
     def requirement(self) -> str:
@@ -61,6 +68,53 @@ class VerifyConfig:
     """Verify every artifact the release builds (the `verify` command always verifies)."""
     smoke: str = DEFAULT_SMOKE
     """Python code run in the installed environment under LD_DEBUG=libs; it must exit 0."""
+    smoke_command: tuple[str, ...] = ()
+    """A program to run instead of `smoke` (argv; {python} is the installed environment's interpreter), e.g.
+    [{python}, -m, mypkg.selftest]; it must exit 0."""
+    report_mark: str = "CYFES-SMOKE "
+    """Prefix of the one stdout line holding the smoke program's JSON facts; a program that prints none is judged
+    by its exit code and loader trace alone."""
+    entry_point: str = "cyfes"
+    """The console script a conda prefix's bin/ must hold and run with --help; empty checks none."""
+
+
+@dataclass(frozen=True)
+class LibraryStep:
+    """An optional shared library built once before the per-Python wheels (cyfes: libcufes from cuda/ with CMake),
+    handed to each wheel build through a config setting so that no Python recompiles it."""
+
+    source: str = "cuda"
+    """CMake source directory of the library (cmake -S); empty: no library step."""
+    name: str = "cufes"
+    """Short name for its build directory and log (build/release/<name>-<flavour>-<runtime>)."""
+    cmake_args: tuple[str, ...] = ("-DCYFES_CUDA_RUNTIME={runtime}",)
+    """Extra arguments of the CMake configure step; {runtime} is Shared or Static."""
+    command: tuple[str, ...] = ()
+    """A command to run instead of CMake's configure/build/install (argv; {prefix} is the install prefix to fill,
+    {nvcc} the CUDA compiler, {architectures} the CMake architecture list, {runtime} Shared or Static)."""
+    produces: tuple[str, ...] = ("lib/libcufes.so",)
+    """The libraries the step installs, relative to its prefix; the first is passed to the wheel builds."""
+    cuda_only: bool = True
+    """Run the step only when cuda.enabled (a GPU library); false runs it for CPU-only releases too."""
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """How a wheel is built: one PEP 517 build per Python (`pip wheel --no-deps`, isolated)."""
+
+    config_settings: tuple[str, ...] = ("build-dir={build_dir}", "cmake.define.CYFES_CUDA={cuda}")
+    """PEP 517 config settings of every wheel build; {build_dir} is its fixed build directory (so reruns reuse
+    the cache), {cuda} is ON or OFF."""
+    library_settings: tuple[str, ...] = (
+        "cmake.define.CYFES_CUFES_LIBRARY={library}", "cmake.define.CYFES_CUDA_RUNTIME={runtime}",
+        "cmake.define.CYFES_CUDA_VERSION={nvcc_version}", "cmake.define.CYFES_CUDA_DRIVER_CUDA={driver_cuda}",
+        "cmake.define.CYFES_CUDA_DRIVER_MIN={driver_min}")
+    """Config settings added when the library step ran: {library} its path; the CUDA facts {runtime},
+    {nvcc_version}, {driver_cuda}, {driver_min} for the package to record (it cannot ask a compiler it does not run)."""
+    clean_env: tuple[str, ...] = ("CYFES_CUDA", "CYFES_CUDA_RUNTIME", "CYFES_CUFES_LIBRARY")
+    """Environment variables removed from the build's environment (they would override the config settings)."""
+    library: LibraryStep = LibraryStep()
+    """The optional pre-built shared library."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +125,8 @@ class CondaConfig:
     """Build conda packages in a full release."""
     build_number: int = 0
     """The package's build number (index.json)."""
+    home: str = ""
+    """index.json's home URL; empty: the wheel's Home-page or first Project-URL, else none."""
     channel: str = "dist/conda"
     """Local channel directory the packages are written and indexed to."""
     python: tuple[str, ...] = ()
@@ -115,8 +171,18 @@ class ProviderConfig:
 class ReleaseConfig:
     """The whole of release.yaml."""
 
+    name: str = ""
+    """The package's name in reports; empty reads [project] name from ./pyproject.toml."""
     python: tuple[str, ...] = ()
     """CPython versions "X.Y" to build for; empty means every CPython >= 3.9 found on PATH or in pyenv."""
+    abi3: str = "3.11"
+    """The Limited API floor of the package's abi3 wheel (pyproject's wheel.py-api): that wheel is also verified
+    with every later supported CPython installed here; empty: the package builds no abi3 wheel."""
+    build: BuildConfig = BuildConfig()
+    """How wheels are built."""
+    openmp: str = field(default="auto", metadata={"choices": ("auto", "off")})
+    """auto: vendor Debian 11's libgomp (glibc 2.17) when an ELF of the built wheel needs libgomp.so.1, and fetch
+    it only then; off: never (auditwheel grafts whatever libgomp the host has)."""
     cuda: CudaConfig = CudaConfig()
     """The CUDA backend and runtime strategy."""
     exclude: tuple[str, ...] = ()
@@ -147,6 +213,9 @@ VALIDATORS: dict[str, typing.Callable[[object], str | None]] = {
     "manylinux": lambda v: None if re.fullmatch(r"auto|linux|manylinux_2_\d+|manylinux\d+|manylinux2014", str(v))
     else "auto, linux or a policy such as manylinux_2_34",
     "conda.variants": lambda v: None if v in CONDA_VARIANTS else f"a conda variant: {', '.join(CONDA_VARIANTS)}",
+    "abi3": lambda v: None if v == "" or re.fullmatch(r"3\.\d{1,2}", str(v)) else "empty or a version like 3.11",
+    "cuda.architectures": lambda v: None if re.fullmatch(r"(\d+(-real|-virtual)?)(;\d+(-real|-virtual)?)*|all|all-major|native", str(v))
+    else "a CMake architecture list such as 75-real;90",
     "conda.python": lambda v: None if re.fullmatch(r"3\.\d{1,2}", str(v)) else "a CPython version like 3.12",
 }
 # Keys of list items ("providers[0].path") are checked by their name after the index.
@@ -196,6 +265,8 @@ class _Loader:
     def value(self, tp, node: yaml.Node, key: str, f) -> object:
         if is_dataclass(tp):
             return tp(**self.section(tp, node, key))
+        if typing.get_origin(tp) is dict:
+            return self.mapping(node, key, f)
         if typing.get_origin(tp) is tuple:
             if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
                 return ()
@@ -208,6 +279,26 @@ class _Loader:
             items = [self.scalar(str, n, key, f) for n in node.value]
             return MISSING if MISSING in items else tuple(items)
         return self.scalar(tp, node, key, f)
+
+    def mapping(self, node: yaml.Node, key: str, f) -> object:
+        """A mapping of names to strings (cuda.architectures: flavour -> CMake list); keys are checked by choice."""
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(key, node, "must be a mapping")
+            return MISSING
+        out: dict[str, str] = {}
+        for k, v in node.value:
+            name = self.scalar(str, k, f"{key} key", None)
+            value = self.scalar(str, v, key, None)
+            if name is MISSING or value is MISSING:
+                continue
+            allowed = f.metadata.get("keys", ())
+            if allowed and name not in allowed:
+                close = difflib.get_close_matches(name, list(allowed), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                self.fail(f"{key}.{name}", k, f"unknown key{hint} (allowed: {', '.join(allowed)})")
+                continue
+            out[name] = value
+        return out
 
     def record(self, cls: type, node: yaml.Node, key: str) -> object:
         """One mapping of a list of records; every field is required (a record has no sensible default)."""

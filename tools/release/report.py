@@ -66,8 +66,9 @@ def conda_row(path: Path, tag: str, dependencies: Sequence[str], result: Install
         libdir = os.path.realpath(Path(result.root) / "lib")
         from_prefix = sorted(n for n, p in result.loaded.items() if os.path.dirname(p) == libdir)
         gpu = "GPU used" if "gpu_vs_cpu" in result.smoke else "no GPU here"
-        text = (f"ok: {', '.join(from_prefix)} from $PREFIX/lib; FES vs numpy {result.smoke['cpu_vs_numpy']:.0e}; "
-                f"{gpu}")
+        fes = (f"FES vs numpy {result.smoke['cpu_vs_numpy']:.0e}; {gpu}" if "cpu_vs_numpy" in result.smoke
+               else f"smoke: {result.detail}")
+        text = f"ok: {', '.join(from_prefix)} from $PREFIX/lib; {fes}"
     else:
         text = "FAILED: " + result.detail
     return Row(path.name, tag, size_of(path), "none; from conda: " + ", ".join(dependencies),

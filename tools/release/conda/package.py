@@ -36,7 +36,6 @@ from .linking import Link, check_links, problems_of, providers
 from .meta import PREFIX_PLACEHOLDER, SUBDIR, PackageInfo, entry_point_script, info_entries
 from .variants import CondaVariant
 
-DEFAULT_HOME = "https://github.com/cyfes/cyfes"
 Progress = Callable[[str], None]
 
 
@@ -106,6 +105,16 @@ def metadata_field(wheel: Wheel, key: str) -> str:
     return ""
 
 
+def home_of(wheel: Wheel, configured: str = "") -> str:
+    """index.json's home: release.yaml's conda.home, else the wheel's Home-page or first Project-URL, else none."""
+    if configured:
+        return configured
+    if metadata_field(wheel, "Home-page"):
+        return metadata_field(wheel, "Home-page")
+    url = metadata_field(wheel, "Project-URL")
+    return url.split(",", 1)[1].strip() if "," in url else ""
+
+
 def license_of(wheel: Wheel) -> str:
     """SPDX expression (metadata 2.4 License-Expression), else the older free-text License field."""
     return metadata_field(wheel, "License-Expression") or metadata_field(wheel, "License") or "LicenseRef-unknown"
@@ -147,7 +156,11 @@ def license_text(wheel: Wheel, root: Path) -> bytes:
     for name in sorted(wheel.members):
         if name.startswith(f"{wheel.dist_info}/") and posixpath.basename(name).startswith(("LICENSE", "COPYING")):
             return wheel.members[name].data
-    return (root / "LICENSE").read_bytes()
+    try:
+        return (root / "LICENSE").read_bytes()
+    except OSError as exc:
+        raise ReleaseError([f"In {wheel.filename}: no LICENSE or COPYING in {wheel.dist_info}/ and none at "
+                            f"{root / 'LICENSE'}; a conda package carries its license"]) from exc
 
 
 def patch_elfs(wheel: Wheel, work: Path, lay: InstallLayout) -> tuple[dict[str, RpathPlan], dict[str, bytes]]:
@@ -206,7 +219,7 @@ def package_python(wheel: Wheel, python: str | None) -> str:
 def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),
                  root: Path = Path("."), progress: Progress = lambda s: None,
                  cuda_fallback: str | None = None, variant: CondaVariant | None = None,
-                 python: str | None = None) -> CondaPackage:
+                 python: str | None = None, home: str = "") -> CondaPackage:
     """The `.conda` of one raw wheel, written into `out_dir/linux-64/`; raises before writing on any problem.
     With `variant`, the package is that variant's (its CUDA, checked against the wheel's ELF files); `python`
     picks the Python of a package made from an abi3 wheel (conda packages are per Python)."""
@@ -228,7 +241,7 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
     raise_if_any(problems_of(links, f"{wheel.dist}-{wheel.version} ({target.build_string_stem})"), ReleaseError)
     info = PackageInfo(wheel.dist, wheel.version, f"{target.build_string_stem}_{build_number}", build_number,
                        depends, constrains, license_of(wheel),
-                       metadata_field(wheel, "Summary"), DEFAULT_HOME, package_time() * 1000)
+                       metadata_field(wheel, "Summary"), home_of(wheel, home), package_time() * 1000)
     meta = info_entries(info, pkg, placeholders, license_text(wheel, root))
     progress(f"conda: writing {info.dist}.conda ({len(pkg)} files)")
     path = write_conda(out_dir / SUBDIR / f"{info.dist}.conda", info.dist, pkg, meta)
@@ -238,7 +251,7 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
 def make_channel(wheels: list[Path], channel: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),
                  root: Path = Path("."), progress: Progress = lambda s: None,
                  cuda_fallback: str | None = None, variants: list[CondaVariant | None] | None = None,
-                 pythons: list[str] | None = None) -> list[CondaPackage]:
+                 pythons: list[str] | None = None, home: str = "") -> list[CondaPackage]:
     """Every package into a staging directory first; only when all succeeded are they moved into `channel`
     and the channel indexed, so a bad input leaves `channel` as it was. `variants[i]` is wheel i's variant,
     `pythons[i]` its Python (needed for abi3 wheels)."""
@@ -246,7 +259,8 @@ def make_channel(wheels: list[Path], channel: Path, build_number: int = 0, extra
     chosen = variants or [None] * len(wheels)
     versions = pythons or [None] * len(wheels)
     with tempfile.TemporaryDirectory(prefix=".conda-staging-", dir=channel.parent) as staging:
-        built = [make_package(w, Path(staging), build_number, extra_depends, root, progress, cuda_fallback, v, py)
+        built = [make_package(w, Path(staging), build_number, extra_depends, root, progress, cuda_fallback, v, py,
+                              home)
                  for w, v, py in zip(wheels, chosen, versions)]
         (channel / SUBDIR).mkdir(parents=True, exist_ok=True)
         moved = []

@@ -37,12 +37,14 @@ def built_with_cuda(wheel: Path) -> bool:
 
 
 def conda_wheels(pythons: dict[str, str], avail: Availability, strategy: str, root: Path,
-                 log: Progress) -> dict[str, Path]:
+                 log: Progress, config=None) -> dict[str, Path]:
     """Python -> raw wheel of variant `avail`: the one the wheel half just built when it is of this variant's CUDA
     flavour (raw wheels are kept per flavour, build.raw_wheel_dir) and newer than every source file, else built
     now with the build step's functions (libcufes compiled once per variant)."""
     from ..wheel.build import build_cuda_library, build_wheel, raw_wheels
 
+    from ..config import ReleaseConfig
+    config = config or ReleaseConfig()  # release.yaml's build section (defaults: cyfes's)
     v = avail.variant
     strategy = shared_runtime_strategy(strategy)
     newest = newest_source(root)
@@ -57,8 +59,9 @@ def conda_wheels(pythons: dict[str, str], avail: Availability, strategy: str, ro
             log(f"conda [{v.tag}]: reusing the raw wheel of this build: {have[version]}")
             continue
         if v.flavour is not None and cuda_lib is None:
-            cuda_lib = build_cuda_library(strategy, log=log, flavour=v.flavour.name)
-        have[version] = build_wheel(exe, version, cuda_lib, strategy, log=log)
+            cuda_lib = build_cuda_library(strategy, log=log, flavour=v.flavour.name, step=config.build.library,
+                                          cuda=config.cuda)
+        have[version] = build_wheel(exe, version, cuda_lib, strategy, log=log, build=config.build)
     return {ver: have[ver] for ver in pythons}
 
 
@@ -103,6 +106,7 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[R
     """The conda half of `python -m tools.release [conda]`: one package per Python ("X.Y" -> interpreter) and
     buildable variant in release.yaml's conda.channel, indexed, each verified in a fresh prefix when
     verify.enabled; variants this machine cannot build get a SKIPPED row naming why."""
+    from ..cli import smoke_program
     from ..verify.prefix import FIXTURE_CHANNEL, NUMPY_CACHE, prepare_fixtures, verify_packages
 
     root = Path(".")
@@ -118,7 +122,7 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[R
         progress(f"conda [{a.variant.tag}]: " + (f"nvcc {a.compiler.nvcc}" + (f", host compiler {a.compiler.host_cxx}"
                  if a.compiler.host_cxx else "") if a.compiler else "CPU only (CYFES_CUDA=OFF)"))
         try:
-            built_wheels = conda_wheels(pythons, a, config.cuda.strategy, root, progress)
+            built_wheels = conda_wheels(pythons, a, config.cuda.strategy, root, progress, config)
         except BadInputError:
             raise
         except ReleaseError as exc:  # one variant's compiler failing must not hide the others
@@ -130,14 +134,15 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[R
         variants += [a.variant] * len(built_wheels)
     channel = Path(config.conda.channel)
     built = make_channel(wheels, channel, config.conda.build_number, tuple(config.conda.depends), root, progress,
-                         variants=variants, pythons=versions)
+                         variants=variants, pythons=versions, home=config.conda.home)
     results = {}
     if config.verify.enabled and built:
         progress(f"conda: fixture channel (TEST FIXTURES, never published) in {FIXTURE_CHANNEL}")
         fixtures = prepare_fixtures([p.path for p in built], FIXTURE_CHANNEL)
         for pkg in built:
             progress(f"conda: verify {pkg.path.name}: py-rattler install into a fresh prefix, smoke under LD_DEBUG")
-            (results[pkg.path.name],) = verify_packages([pkg.path], channel, fixtures, NUMPY_CACHE)
+            (results[pkg.path.name],) = verify_packages([pkg.path], channel, fixtures, NUMPY_CACHE,
+                                                        code=smoke_program(config))
     rows = [package_row(p.path, results.get(p.path.name)) for p in built] + failed
     rows += [skipped_row(a) for a in avail if not a.buildable]
     return rows, not failed and all(r.ok for r in results.values())

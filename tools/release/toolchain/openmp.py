@@ -42,6 +42,12 @@ LIBGOMP = DebianLibrary(
 )
 
 
+def debian_version(lib: DebianLibrary) -> tuple[str, str]:
+    """(package, version) from a pool file name such as libgomp1_10.2.1-6_amd64.deb."""
+    package, version, _ = Path(lib.url).name.split("_", 2)
+    return package, version
+
+
 def cache_dir() -> Path:
     """CYFES_CACHE, else $XDG_CACHE_HOME/cyfes, else ~/.cache/cyfes."""
     if os.environ.get("CYFES_CACHE"):

@@ -28,7 +28,7 @@ from ..errors import Problem, VerifyError
 from ..layouts import layout
 from ..toolchain.pythons import which_python
 from .schemes import WHEELHOUSE, clean_env, fill_wheelhouse
-from .smoke import CPU_TOLERANCE, SMOKE, SMOKE_TIMEOUT_S, InstallResult, judge_run, run_smoke
+from .smoke import CPU_TOLERANCE, SMOKE, SMOKE_TIMEOUT_S, InstallResult, SmokeProgram, as_program, judge_run, run_smoke
 
 FIXTURE_CHANNEL = Path("build/release/conda-fixtures")
 """Where the release writes the TEST FIXTURE channel: never under dist/, never published."""
@@ -82,11 +82,14 @@ def numpy_path(python: Path, cache: Path) -> str | None:
     return str(target.resolve())  # the smoke runs in its own directory: PYTHONPATH must not be relative
 
 
-def trace_problems(label: str, loaded: dict[str, str], prefix: Path, cuda: bool) -> list[Problem]:
+def trace_problems(label: str, loaded: dict[str, str], prefix: Path, cuda: bool,
+                   openmp: bool = True) -> list[Problem]:
+    """The environment's runtimes were loaded from $PREFIX/lib: libcudart for a CUDA package, libgomp for one that
+    depends on the OpenMP runtime (a package without OpenMP is not asked for it)."""
     libdir = os.path.realpath(prefix / "lib")
     problems = []
     for lib in ENV_LIBRARIES:
-        if lib == "libcudart.so" and not cuda:
+        if (lib == "libcudart.so" and not cuda) or (lib == "libgomp.so" and not openmp):
             continue
         hits = {n: p for n, p in loaded.items() if n.startswith(lib)}
         if not hits:
@@ -164,7 +167,7 @@ def payload_elf_names(pkg: Path) -> set[str]:
 
 
 def verify_package(pkg: Path, channel: Path, fixture_channel: Path, work: Path, cache: Path,
-                   code: str = SMOKE) -> InstallResult:
+                   code: str | SmokeProgram = SMOKE) -> InstallResult:
     """Install `pkg` (which lives in `channel`) into a fresh prefix under `work` and run the smoke program there."""
     start = time.monotonic()
     index = package_index(pkg)
@@ -179,12 +182,17 @@ def verify_package(pkg: Path, channel: Path, fixture_channel: Path, work: Path, 
     run_dir = work / "cwd"
     run_dir.mkdir(parents=True, exist_ok=True)
     rc, out, trace = run_smoke(str(interpreter), code, smoke_env(prefix, site, extra), run_dir)
-    judge_run(result, rc, out, trace, payload_elf_names(pkg), prefix, SYSTEM_LIBRARIES | frozenset(HOST_PROVIDED))
+    program = as_program(code)
+    judge_run(result, rc, out, trace, payload_elf_names(pkg), prefix, SYSTEM_LIBRARIES | frozenset(HOST_PROVIDED),
+              program.mark)
     if rc == 0:
-        result.fail(*smoke_problems(pkg.name, result.smoke, prefix))
-        result.fail(*trace_problems(pkg.name, result.loaded, prefix, cuda is not None))
-        result.entry_point, problems = check_entry_point(interpreter, prefix, "cyfes", site, extra)
-        result.fail(*problems)
+        if program.is_default:  # cyfes's report; a project's own program is judged by its exit code and trace
+            result.fail(*smoke_problems(pkg.name, result.smoke, prefix))
+        openmp = any(d.split()[0] in ("libgomp", "_openmp_mutex") for d in index.get("depends", []))
+        result.fail(*trace_problems(pkg.name, result.loaded, prefix, cuda is not None, openmp))
+        if program.entry_point:
+            result.entry_point, problems = check_entry_point(interpreter, prefix, program.entry_point, site, extra)
+            result.fail(*problems)
     result.seconds = time.monotonic() - start
     return result
 
@@ -202,11 +210,11 @@ def smoke_problems(label: str, smoke: dict, prefix: Path) -> list[Problem]:
 
 
 def verify_packages(pkgs: list[Path], channel: Path, fixture_channel: Path, cache: Path,
-                    work: Path | None = None) -> list[InstallResult]:
+                    work: Path | None = None, code: str | SmokeProgram = SMOKE) -> list[InstallResult]:
     """Verify each package in its own fresh prefix; `cache` keeps numpy installs for host Pythons between runs."""
     with tempfile.TemporaryDirectory(prefix="cyfes-conda-verify-") as tmp:
         base = work or Path(tmp)
-        return [verify_package(p, channel, fixture_channel, base / p.stem, cache) for p in pkgs]
+        return [verify_package(p, channel, fixture_channel, base / p.stem, cache, code) for p in pkgs]
 
 
 def fixtures_cover(channel: Path, python: str, cuda: str | None) -> bool:
@@ -220,7 +228,8 @@ def fixtures_cover(channel: Path, python: str, cuda: str | None) -> bool:
     return ("python", python) in have and (cuda is None or (runtime, cuda) in have)
 
 
-def verify_artifact(pkg: Path, log: Callable[[str], None] = lambda s: None, code: str = SMOKE) -> InstallResult:
+def verify_artifact(pkg: Path, log: Callable[[str], None] = lambda s: None,
+                    code: str | SmokeProgram = SMOKE) -> InstallResult:
     """`verify PKG.conda`: its own channel when it sits in one (else a temporary one), the release's fixture
     channel when it covers the package (else fixtures built now), a fresh prefix in a temp dir."""
     pkg = pkg.resolve()

@@ -5,6 +5,8 @@ importing the code that runs it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 SMOKE = r"""
 import json
 import numpy as np
@@ -29,3 +31,29 @@ if backends["cuda"]["usable"]:
 print("CYFES-SMOKE " + json.dumps(out, default=str))
 print("fes ok", res.backend, res.values.shape, float(res.values.max()))
 """
+
+
+@dataclass(frozen=True)
+class SmokeProgram:
+    """A project's smoke program (release.yaml verify): a Python snippet or a command, and its output convention."""
+
+    code: str = SMOKE
+    """Python code run with the installed interpreter (`python -c`)."""
+    command: tuple[str, ...] = ()
+    """argv run instead of `code`; {python} is the installed interpreter."""
+    mark: str = "CYFES-SMOKE "
+    """Prefix of the stdout line holding the JSON facts (none printed: judged by exit code and trace alone)."""
+    entry_point: str = "cyfes"
+    """Console script a conda prefix must hold (run with --help); empty checks none."""
+
+    def argv(self, python: str) -> list[str]:
+        return [a.replace("{python}", python) for a in self.command] if self.command else [python, "-c", self.code]
+
+    @property
+    def is_default(self) -> bool:
+        """cyfes's own program, whose report (cyfes's path, the FES against numpy) verify also checks."""
+        return not self.command and self.code == SMOKE
+
+
+def as_program(code: "str | SmokeProgram") -> SmokeProgram:
+    return code if isinstance(code, SmokeProgram) else SmokeProgram(code=code)

@@ -21,7 +21,7 @@ from typing import Sequence
 
 from ..errors import Problem, VerifyError
 from ..layouts import installed_path, layout
-from .smoke import InstallResult, judge_run, run_smoke
+from .smoke import InstallResult, SmokeProgram, as_program, judge_run, run_smoke
 
 WHEELHOUSE = Path("build/release/wheelhouse")
 PIP_TIMEOUT_S = 600
@@ -145,7 +145,7 @@ def _limitation(wheel: Path, scheme: str, v: str) -> str:
     return f"{lay.dropped_reason}: {', '.join(dropped)}" if dropped else ""
 
 
-def verify_scheme(wheel: Path, scheme: str, python: str, code: str, wheelhouse: Path = WHEELHOUSE) -> InstallResult:
+def verify_scheme(wheel: Path, scheme: str, python: str, code: str | SmokeProgram, wheelhouse: Path = WHEELHOUSE) -> InstallResult:
     """Install and smoke-test one wheel in one scheme, in a temp dir removed afterwards."""
     start, v = time.monotonic(), pyver(python)
     result = InstallResult(wheel.name, scheme, v)
@@ -160,7 +160,7 @@ def verify_scheme(wheel: Path, scheme: str, python: str, code: str, wheelhouse: 
             return result
         rc, out, trace = run_smoke(inst.python, code, inst.env, run_dir)
         result.root = str(root)
-        judge_run(result, rc, out, trace, _member_names(wheel), root, _system().allowlist)
+        judge_run(result, rc, out, trace, _member_names(wheel), root, _system().allowlist, as_program(code).mark)
     limit = _limitation(wheel, scheme, v)
     if rc != 0 and limit:
         result.status, result.detail, result.problems = "limitation", limit, []
@@ -183,7 +183,7 @@ def _system():
     return _SYSTEM[0]
 
 
-def verify_wheel(wheel: Path, schemes: Sequence[str], python: str, code: str,
+def verify_wheel(wheel: Path, schemes: Sequence[str], python: str, code: str | SmokeProgram,
                  wheelhouse: Path = WHEELHOUSE) -> list[InstallResult]:
     fill_wheelhouse(_requires(wheel), pyver(python), wheelhouse)
     return [verify_scheme(wheel, s, python, code, wheelhouse) for s in schemes]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Problem
-from .program import SMOKE  # noqa: F401  (its text lives apart so config.py can name it without this module)
+from .program import SMOKE, SmokeProgram, as_program  # noqa: F401  (apart so config.py can name them cheaply)
 from .trace import LD_DEBUG, LoaderTrace, inside_outside
 
 SMOKE_TIMEOUT_S = 300
@@ -26,10 +26,15 @@ CPU_TOLERANCE = 1e-6
 """Largest |F_cyfes - F_numpy| the smoke accepts (the default truncated sum stays well inside it)."""
 
 
-def smoke_report(stdout: str) -> dict:
-    """The facts of the program's report line ({} when a custom program printed none)."""
-    lines = [ln for ln in stdout.splitlines() if ln.startswith(REPORT_MARK)]
-    return json.loads(lines[-1][len(REPORT_MARK):]) if lines else {}
+def smoke_report(stdout: str, mark: str = REPORT_MARK) -> dict:
+    """The facts of the program's report line ({} when a custom program printed none, or its line is no JSON
+    object: a project's own convention is its own business)."""
+    lines = [ln for ln in stdout.splitlines() if mark and ln.startswith(mark)]
+    try:
+        facts = json.loads(lines[-1][len(mark):]) if lines else {}
+    except ValueError:
+        return {}
+    return facts if isinstance(facts, dict) else {}
 
 
 @dataclass
@@ -71,19 +76,21 @@ class InstallResult:
         self.status, self.detail = "failed", "; ".join(p.message for p in self.problems)
 
 
-def run_smoke(python: str, code: str, env: dict[str, str], workdir: Path) -> tuple[int, str, LoaderTrace]:
-    """Run the smoke program under the loader's trace: (exit code, stdout, trace)."""
-    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=dict(env, LD_DEBUG=LD_DEBUG),
+def run_smoke(python: str, code: str | SmokeProgram, env: dict[str, str],
+              workdir: Path) -> tuple[int, str, LoaderTrace]:
+    """Run the smoke program (a snippet, or release.yaml's command) under the loader's trace: (exit code, stdout,
+    trace)."""
+    proc = subprocess.run(as_program(code).argv(python), capture_output=True, text=True, env=dict(env, LD_DEBUG=LD_DEBUG),
                           cwd=workdir, timeout=SMOKE_TIMEOUT_S, check=False)
     return proc.returncode, proc.stdout, LoaderTrace.parse(proc.stderr)
 
 
 def judge_run(result: InstallResult, rc: int, out: str, trace: LoaderTrace, members: set[str], root: Path,
-              allowed: frozenset[str]) -> None:
+              allowed: frozenset[str], mark: str = REPORT_MARK) -> None:
     """What every verify concludes from a smoke run: it exited 0, and nothing the artifact loaded came from
     outside the install (system libraries aside)."""
     result.loaded = trace.by_name()
-    result.smoke = smoke_report(out)
+    result.smoke = smoke_report(out, mark)
     result.inside, result.outside = inside_outside(trace.closure(members, root), root, allowed)
     result.detail = out.strip().splitlines()[-1] if out.strip() else ""
     if rc != 0:

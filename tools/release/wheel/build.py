@@ -1,4 +1,5 @@
-"""Build step: compile libcufes once per CUDA runtime linkage, then one PEP 517 wheel per Python that packages it.
+"""Build step: the optional library step once per CUDA runtime linkage (cyfes: libcufes), then one PEP 517 wheel per
+Python that packages it; release.yaml's `build` section says how (config.BuildConfig, defaults are cyfes's).
 
 Why a standalone CUDA build: with build isolation scikit-build-core clears its CMake cache whenever the isolated
 environment changes, so each Python would recompile the kernels (~45 s for five architectures). The package's
@@ -12,14 +13,15 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
+
+from ..config import BuildConfig, CudaConfig, LibraryStep
 
 from ..errors import BuildError
 from ..targets import CUDA_FLAVOURS, CudaFlavour, cuda_flavour
 from ..toolchain.cuda import CudaToolchain, find_toolchain, nvcc_version
 
 BUILD_ROOT = Path("build/release")
-CUDA_SOURCE = Path("cuda")
 NVCC_CANDIDATES = ("/usr/local/cuda/bin/nvcc",)
 BUILD_TIMEOUT_S = 1800
 
@@ -28,7 +30,7 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class CudaLibrary:
-    """A libcufes.so built once and shared by every Python's wheel."""
+    """A shared library (cyfes: libcufes.so) built once and shared by every Python's wheel."""
 
     path: Path
     runtime: str
@@ -40,13 +42,11 @@ class CudaLibrary:
     library_dirs: tuple[Path, ...] = ()
     """The toolkit's library directories: where auditwheel finds the libcudart to graft."""
 
-    @property
-    def cmake_defines(self) -> list[str]:
-        """What the package's CMake records in _build_info (it cannot ask a compiler it does not run)."""
+    def settings(self, templates: Sequence[str] = BuildConfig.library_settings) -> list[str]:
+        """build.library_settings filled in: what the package's build records (it runs no compiler itself)."""
         f = self.flavour
-        return [f"CYFES_CUFES_LIBRARY={self.path}", f"CYFES_CUDA_RUNTIME={self.runtime}",
-                f"CYFES_CUDA_VERSION={self.nvcc_version or f.toolkit}", f"CYFES_CUDA_DRIVER_CUDA={f.driver_cuda}",
-                f"CYFES_CUDA_DRIVER_MIN={f.driver_min}"]
+        return [t.format(library=self.path, runtime=self.runtime, nvcc_version=self.nvcc_version or f.toolkit,
+                         driver_cuda=f.driver_cuda, driver_min=f.driver_min) for t in templates]
 
 
 def runtime_for(strategy: str) -> str:
@@ -80,11 +80,13 @@ def host_flavour() -> CudaFlavour | None:
 
 
 def build_cuda_library(strategy: str, root: Path = BUILD_ROOT, log: Log = lambda s: None,
-                       flavour: str | None = None) -> CudaLibrary:
-    """cmake -S cuda in build/release/cufes-<flavour>-<runtime>, installed so CMake sets its install RPATH ($ORIGIN).
+                       flavour: str | None = None, step: LibraryStep = LibraryStep(),
+                       cuda: CudaConfig = CudaConfig()) -> CudaLibrary:
+    """release.yaml's build.library step (cyfes: cmake -S cuda) in build/release/<name>-<flavour>-<runtime>,
+    installed so CMake sets its install RPATH ($ORIGIN).
 
     `flavour` names a row of targets.CUDA_FLAVOURS: its toolkit is found or fetched (toolchain/cuda.py) and its
-    architectures compiled. None builds with the host's nvcc, for the row of its major version."""
+    architectures (or cuda.architectures') compiled. None builds with the host's nvcc, for the row of its major."""
     runtime = runtime_for(strategy)
     if flavour is None:
         row = host_flavour()
@@ -94,25 +96,37 @@ def build_cuda_library(strategy: str, root: Path = BUILD_ROOT, log: Log = lambda
     else:
         row = cuda_flavour(flavour)
         chain = find_toolchain(row, log=log)
-    name = f"cufes-{row.name}-{runtime.lower()}"
+    name = f"{step.name}-{row.name}-{runtime.lower()}"
     bdir, prefix, logf = root / name, root / name / "install", root / "logs" / f"{name}.log"
-    cmd = ["cmake", "-S", str(CUDA_SOURCE), "-B", str(bdir), "-DCMAKE_BUILD_TYPE=Release",
-           f"-DCYFES_CUDA_RUNTIME={runtime}", f"-DCMAKE_CUDA_COMPILER={chain.nvcc}",
-           f"-DCMAKE_CUDA_ARCHITECTURES={row.cmake_architectures}"]
+    archs = cuda.architectures_for(row)
+    fill = {"runtime": runtime, "nvcc": chain.nvcc, "architectures": archs, "prefix": prefix.resolve()}
+    log(f"{step.name} ({row.name}: nvcc {chain.version}, {runtime} CUDA runtime): build in {bdir}")
+    if step.command:
+        prefix.mkdir(parents=True, exist_ok=True)
+        _run([a.format(**fill) for a in step.command], f"library step of {step.name}", logf)
+    else:
+        _cmake_library(step, fill, chain, bdir, prefix, logf)
+    lib = prefix / step.produces[0]
+    if not lib.is_file():
+        raise BuildError([f"the library step of {step.name} did not produce {lib} (release.yaml build.library.produces)"])
+    return CudaLibrary(lib.resolve(), runtime, row, chain.version, chain.library_dirs)
+
+
+def _cmake_library(step: LibraryStep, fill: dict, chain: CudaToolchain, bdir: Path, prefix: Path,
+                   logf: Path) -> None:
+    src = step.source
+    cmd = ["cmake", "-S", src, "-B", str(bdir), "-DCMAKE_BUILD_TYPE=Release",
+           *[a.format(**fill) for a in step.cmake_args], f"-DCMAKE_CUDA_COMPILER={chain.nvcc}",
+           f"-DCMAKE_CUDA_ARCHITECTURES={fill['architectures']}"]
     if chain.host_compiler:
         cmd.append(f"-DCMAKE_CUDA_HOST_COMPILER={chain.host_compiler}")
     if shutil.which("ninja"):
         cmd += ["-G", "Ninja"] if not (bdir / "CMakeCache.txt").exists() else []
-    log(f"libcufes ({row.name}: nvcc {chain.version}, {runtime} CUDA runtime): cmake in {bdir}")
-    _run(cmd, "cmake configure of cuda/", logf)
-    _run(["cmake", "--build", str(bdir)], "cmake build of cuda/", logf)
+    _run(cmd, f"cmake configure of {src}/", logf)
+    _run(["cmake", "--build", str(bdir)], f"cmake build of {src}/", logf)
     # --strip: nvcc names a FILE symbol after its temp file, tmpxft_<pid>_..., so an unstripped libcufes differs
     # from build to build by its pid; the symbol table is not needed at run time (kernels live in .nv_fatbin).
-    _run(["cmake", "--install", str(bdir), "--prefix", str(prefix), "--strip"], "cmake install of cuda/", logf)
-    lib = prefix / "lib" / "libcufes.so"
-    if not lib.is_file():
-        raise BuildError([f"cmake install of cuda/ did not produce {lib}"])
-    return CudaLibrary(lib.resolve(), runtime, row, chain.version, chain.library_dirs)
+    _run(["cmake", "--install", str(bdir), "--prefix", str(prefix), "--strip"], f"cmake install of {src}/", logf)
 
 
 def raw_wheel_dir(version: str, strategy: str, root: Path = BUILD_ROOT, flavour: str = "cpu") -> Path:
@@ -121,22 +135,22 @@ def raw_wheel_dir(version: str, strategy: str, root: Path = BUILD_ROOT, flavour:
 
 
 def build_wheel(python: str, version: str, cuda: CudaLibrary | None, strategy: str = "vendor",
-                root: Path = BUILD_ROOT, log: Log = lambda s: None) -> Path:
-    """One PEP 517 build (`pip wheel --no-deps`, isolated) for one interpreter; returns the raw wheel."""
+                root: Path = BUILD_ROOT, log: Log = lambda s: None, build: BuildConfig = BuildConfig(),
+                source: Path = Path(".")) -> Path:
+    """One PEP 517 build (`pip wheel --no-deps`, isolated) of `source` for one interpreter; returns the raw wheel."""
     out = raw_wheel_dir(version, strategy, root, cuda.flavour.name if cuda else "cpu")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     bdir = (root / f"py{version}-{strategy}").resolve()
-    # The long spelling: pip < 23.1 (pyenv's 3.8-3.10) has --config-settings but not -C.
-    settings = [f"build-dir={bdir}", f"cmake.define.CYFES_CUDA={'ON' if cuda else 'OFF'}"]
+    settings = [t.format(build_dir=bdir, cuda="ON" if cuda else "OFF") for t in build.config_settings]
     if cuda:
-        settings += [f"cmake.define.{d}" for d in cuda.cmake_defines]
+        settings += cuda.settings(build.library_settings)
+    # The long spelling: pip < 23.1 (pyenv's 3.8-3.10) has --config-settings but not -C.
     settings = [f"--config-settings={s}" for s in settings]
-    env = {k: v for k, v in os.environ.items() if k not in ("CYFES_CUDA", "CYFES_CUDA_RUNTIME", "CYFES_CUFES_LIBRARY",
-                                                           "PYTHONPATH", "VIRTUAL_ENV")}
+    env = {k: v for k, v in os.environ.items() if k not in (*build.clean_env, "PYTHONPATH", "VIRTUAL_ENV")}
     env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
     log(f"wheel for Python {version} ({python})")
-    _run([python, "-m", "pip", "wheel", "--no-deps", "-w", str(out.resolve()), *settings, "."],
+    _run([python, "-m", "pip", "wheel", "--no-deps", "-w", str(out.resolve()), *settings, str(source)],
          f"wheel build for Python {version}", root / "logs" / f"wheel-py{version}-{strategy}.log", env)
     wheels = sorted(out.glob("*.whl"))
     if len(wheels) != 1:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +17,8 @@ from ..elf.loader import SystemLibraries
 from ..elf.patchelf import Patchelf, apply_plan, find_patchelf
 from ..elf.rpath import Provider, RpathPlan, plan_rpath
 from ..layouts import WHEEL_SCHEMES, layouts
-from .archive import Wheel, extract, load_elfs, with_members, write_wheel
+from ..sbom import sbom, sbom_bytes, sbom_member, vendored_files
+from .archive import Member, Wheel, extract, load_elfs, with_members, write_wheel
 
 
 @dataclass
@@ -42,6 +43,17 @@ def add_requirement(wheel: Wheel, requirement: str) -> Wheel:
     head, sep, body = text.partition("\n\n")
     return with_members(wheel, {name: (head.rstrip("\n") + "\n" + line + "\n" + sep.lstrip("\n") + body
                                        if sep else text.rstrip("\n") + "\n" + line + "\n").encode()})
+
+
+def with_sbom(wheel: Wheel) -> Wheel:
+    """The wheel with a CycloneDX SBOM of its vendored libraries (sbom.py); unchanged when it vendors none."""
+    files = vendored_files({n: m.data for n, m in wheel.members.items() if n.split("/", 1)[0].endswith(".libs")})
+    if not files:
+        return wheel
+    name = sbom_member(wheel.dist_info)
+    members = dict(wheel.members)
+    members[name] = Member(name, sbom_bytes(sbom(wheel.dist, wheel.version, wheel.filename, files)))
+    return replace(wheel, members=members)
 
 
 def _patched_members(wheel: Wheel, plans: list[RpathPlan], tool: Patchelf, workdir: Path) -> dict[str, bytes]:
@@ -75,6 +87,8 @@ def fix_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = WH
         if todo:
             wheel = with_members(wheel, _patched_members(wheel, todo, find_patchelf(), Path(tmp)))
             elfs = load_elfs(wheel, Path(tmp) / "check")
+        if changed or rewrite:
+            wheel = with_sbom(wheel)
         if not dry_run:
             write_wheel(wheel, out) if changed or rewrite else shutil.copyfile(path, out)
     report = analyze(WheelArtifact(Path(wheel.path), elfs, wheel), schemes, pythons, system, provs)
