@@ -278,7 +278,7 @@ def assert_check_cli_on_conda(pkg: Path, library: str, needs: str, tmp: Path) ->
     assert ok.returncode == 0, ok.stdout + ok.stderr
     table = ok.stdout.split("libraries (", 1)[1]
     assert re.search(rf"^    {re.escape(library)}$", table, re.M), table
-    assert re.search(rf"^      {re.escape(needs)} +provided +lib/{re.escape(needs)}  \[1/1\]$", table, re.M), table
+    assert re.search(rf"^      {re.escape(needs)} +provided +provided by [\w.-]+ at lib  \[1/1\]$", table, re.M), table
     broken = repackaged_without_rpath(pkg, library, tmp / "broken")
     bad = subprocess.run([sys.executable, "-m", "tools.release", "check", "--json", str(broken)], cwd=ROOT,
                          capture_output=True, text=True)
