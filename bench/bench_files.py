@@ -176,15 +176,9 @@ def bench_sum_hills(path: Path, tmp: Path, repeat: int, device: str) -> None:
 def bench_command(path: Path, tmp: Path, repeat: int, device: str = "cpu") -> None:
     cmd = [sys.executable, "-m", "cyfes", "fes", str(path), "--cv", "phi,psi", "--bias", "metad.bias",
            "--sigma", "0.1", "--bins", "200", "--device", device, "-o", str(tmp / "fes.dat"), "-v", "-q", "--force"]
-    walls, lines = [], []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run = subprocess.run(cmd, capture_output=True, text=True)
-        walls.append(time.perf_counter() - start)
-        lines.append(run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"rc {run.returncode}")
-    k = int(np.argmin(walls))
+    wall, line = _best_command(cmd, repeat)
     print(f"cyfes fes {path.name} --cv phi,psi --bias metad.bias --bins 200 --device {device}: wall "
-          f"{walls[k]:.3f} s; {lines[k]}")
+          f"{wall:.3f} s; {line}")
     for argv in (["--help"], ["info"]):
         t, _ = best(lambda: subprocess.run([sys.executable, "-m", "cyfes"] + argv, capture_output=True), repeat)
         print(f"cyfes {' '.join(argv)}: {t:.3f} s")
