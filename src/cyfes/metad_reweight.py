@@ -33,6 +33,7 @@ import numpy as np
 
 from . import formats, hills_io, hillsum
 from ._errors import InputError
+from .analysis._estimates import logsumexp
 from .hills_io import Hills
 
 #: Largest (samples x hills) kernel block held at once: 2^20 entries, about 8 MB per float64 temporary.
@@ -126,16 +127,11 @@ def bias_at_points(points: np.ndarray, hills: Hills, heights: np.ndarray, counts
 
 
 # ----------------------------------------------------------------------------------------------- c(t)
-def _logsumexp(x: np.ndarray) -> float:
-    top = float(np.max(x))
-    return top + math.log(float(np.sum(np.exp(x - top))))
-
-
 def rct_of(values: np.ndarray, kt: float, gamma: float) -> float:
     """c for a bias `values` on grid points, in log space (PLUMED's computeReweightingFactor)."""
     if gamma > 1:
-        return kt * (_logsumexp(values * (gamma / (gamma - 1.0) / kt)) - _logsumexp(values / ((gamma - 1.0) * kt)))
-    return kt * (_logsumexp(values / kt) - math.log(len(values)))
+        return kt * (logsumexp(values * (gamma / (gamma - 1.0) / kt)) - logsumexp(values / ((gamma - 1.0) * kt)))
+    return kt * (logsumexp(values / kt) - math.log(len(values)))
 
 
 def rct_grid(hills: Hills, gmin: Optional[Sequence[str]] = None, gmax: Optional[Sequence[str]] = None,

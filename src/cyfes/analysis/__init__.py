@@ -14,7 +14,7 @@ package: `cyfes.analysis.basins` is the function; import a module's other names 
 """
 from __future__ import annotations
 
-from ._estimates import _blocks_of, _cv_index, _lse, kish, marginal, running, silverman, weighted_block_error
+from ._estimates import _blocks_of, _cv_index, kish, logsumexp, marginal, running, silverman, weighted_block_error
 from .basins import Basin, Basins, basin_of, basins
 from .minima import DEFAULT_DEPTH_KT, Minimum, minima
 from .path import Path, path

@@ -22,7 +22,7 @@ import numpy as np
 from .._errors import InputError
 
 
-def _lse(a: np.ndarray, axis: Any = None) -> np.ndarray:
+def logsumexp(a: np.ndarray, axis: Any = None) -> np.ndarray:
     top = np.max(a, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)  # all -inf: the sum is 0, its log -inf (not -inf - -inf = nan)
     with np.errstate(divide="ignore"):
@@ -86,7 +86,7 @@ def marginal(result: Any, keep: Sequence[Any]) -> Any:
     if not dims or len(set(dims)) != len(dims):
         raise InputError(f"marginal: name each CV to keep once, got {keep!r}")
     other = tuple(d for d in range(result.dim) if d not in dims)
-    values = -result.kT * _lse(-result.values / result.kT, axis=other) if other else result.values
+    values = -result.kT * logsumexp(-result.values / result.kT, axis=other) if other else result.values
     order = [sorted(dims).index(d) for d in dims]
     values = np.transpose(values, order)
     if np.isfinite(values).any():
@@ -111,7 +111,7 @@ def weighted_block_error(result: Any) -> np.ndarray:
     n_eff = float(w.sum() ** 2 / (w ** 2).sum())
     shape = (-1,) + (1,) * (blocks.ndim - 1)
     with np.errstate(divide="ignore"):  # a block of negligible weight: log 0 = -inf counts for nothing
-        f = -kT * _lse(np.log(w / w.sum()).reshape(shape) - blocks / kT, axis=0)
+        f = -kT * logsumexp(np.log(w / w.sum()).reshape(shape) - blocks / kT, axis=0)
     if not n_eff > 1:  # one effective block: the formula divides by zero; the uncertainty is unbounded
         return np.full(blocks.shape[1:], np.inf)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -127,7 +127,7 @@ def running(result: Any) -> list:
     out = []
     shape = (-1,) + (1,) * (blocks.ndim - 1)
     for k in range(1, len(blocks) + 1):
-        rel = (lw[:k] - _lse(lw[:k])).reshape(shape)
-        f = -kT * _lse(rel - blocks[:k] / kT, axis=0)
+        rel = (lw[:k] - logsumexp(lw[:k])).reshape(shape)
+        f = -kT * logsumexp(rel - blocks[:k] / kT, axis=0)
         out.append(f - np.nanmin(f))
     return out

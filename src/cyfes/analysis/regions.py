@@ -26,7 +26,7 @@ import numpy as np
 
 from .._errors import InputError
 from . import _estimates, _grid
-from ._estimates import _cv_index, _lse
+from ._estimates import _cv_index, logsumexp
 
 
 def delta_f_of(values: np.ndarray, axis_values: np.ndarray, d: int, at: float, kT: float) -> float:
@@ -38,7 +38,7 @@ def delta_f_of(values: np.ndarray, axis_values: np.ndarray, d: int, at: float, k
 
 
 def _delta_of_masks(values: np.ndarray, a: np.ndarray, b: np.ndarray, kT: float) -> float:
-    high, low = _lse(-values[b] / kT), _lse(-values[a] / kT)
+    high, low = logsumexp(-values[b] / kT), logsumexp(-values[a] / kT)
     if high == low == -math.inf:  # inf - inf: neither region has a sample within reach
         raise InputError("delta_f: F is +inf on both sides (no sample reaches either region)")
     return float(-kT * high + kT * low)  # +-inf when one side has no sample within reach
