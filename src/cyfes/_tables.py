@@ -125,10 +125,13 @@ def read_table(path: PathLike, fmt: Optional[str] = None, columns: Optional[Sequ
     if fmt == "npy" or (fmt is None and (p.suffix.lower() == ".npy" or input_formats.is_npy(p))):
         return _read_npy(p)
     limit = max_input_bytes()
-    kind = fmt or (None if fields_required else _detected(p, limit))
+    head = None if fields_required and fmt is None else text_head(p, limit)  # one read tells and checks the format
+    kind = fmt or (None if head is None else input_formats.detect(head)[0])
     if kind in ("colvars", "xvg"):
         return input_formats.parse_text(whole_text(p, limit), str(p), fmt, parse_table_text)
     try:
+        if fmt is not None and head is not None:
+            _check_forced(p, fmt, head)
         return _stream_table(p, limit, kind, columns, threads, fields_required)
     except InputError as exc:
         if fmt is None:
@@ -139,12 +142,6 @@ def read_table(path: PathLike, fmt: Optional[str] = None, columns: Optional[Sequ
 def _stream_table(p: Path, limit: int, kind: Optional[str], columns: Optional[Sequence[str]], threads: int,
                   fields_required: bool) -> Table:
     """A PLUMED, CSV or plain table through the C parser, block by block."""
-    from . import input_formats
-    head = text_head(p, limit) if kind in ("plumed", "csv") else None
-    if head is not None and kind == "plumed" and not input_formats.has_fields(head):
-        raise InputError(f"{p}: no '#! FIELDS' header line")
-    if head is not None and kind == "csv" and "," not in head:
-        raise InputError(f"{p}: no comma in its first {input_formats.HEAD_CHARS} characters")
     reader = None
     for buf, stop, size in _text_blocks(p, limit):
         if reader is None:
@@ -153,12 +150,13 @@ def _stream_table(p: Path, limit: int, kind: Optional[str], columns: Optional[Se
     return reader.table()
 
 
-def _detected(p: Path, limit: int) -> Optional[str]:
-    """The format the start of a text file shows (input_formats.detect), None when it cannot be read (the
-    reader then says why)."""
+def _check_forced(p: Path, fmt: str, head: str) -> None:
+    """A format forced by --input-format must show in the file's start (detection only picks what shows)."""
     from . import input_formats
-    head = text_head(p, limit)
-    return None if head is None else input_formats.detect(head)[0]
+    if fmt == "plumed" and not input_formats.has_fields(head):
+        raise InputError(f"{p}: no '#! FIELDS' header line")
+    if fmt == "csv" and "," not in head:
+        raise InputError(f"{p}: no comma in its first {input_formats.HEAD_CHARS} characters")
 
 
 def text_head(p: Path, limit: int) -> Optional[str]:
