@@ -20,7 +20,7 @@ from typing import Callable, List, Tuple
 
 import numpy as np
 
-from cyfes._api import FESResult
+from cyfes.engine.result import FESResult
 
 KT = 0.0083144626181532 * 300.0
 MB = ((-200, -1, 0, -10, 1, 0), (-100, -1, 0, -10, 0, 0.5), (-170, -6.5, 11, -6.5, -0.5, 1.5),

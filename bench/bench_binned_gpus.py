@@ -16,7 +16,8 @@ from typing import Dict
 import numpy as np
 
 import cyfes
-from cyfes import _backends, _binned
+from cyfes.engine import backends as _backends
+from cyfes.engine import binned as _binned
 
 
 def _best(variants: Dict[str, dict], x: np.ndarray, bias: np.ndarray, bins: int, repeats: int) -> Dict[str, tuple]:

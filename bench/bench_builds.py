@@ -23,11 +23,11 @@ CHILD = r"""
 import json, sys, time
 import numpy as np
 import cyfes
-from cyfes import _backends
+from cyfes.engine import backends as _backends
 n, m, repeats = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 cpu = _backends.Device("cpu", threads=cyfes.backends()["cpu"]["threads"])
 rng = np.random.default_rng(1)
-out = {"module": cyfes._cpu.__file__}
+out = {"module": cyfes.engine._cpu.__file__}
 for name, dtype, periodic in (("float32", np.float32, False), ("float64", np.float64, False),
                               ("float32 periodic", np.float32, True)):
     dim = 3

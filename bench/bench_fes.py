@@ -5,7 +5,7 @@
 Rows: the CPU backend and (when usable) the GPU backend in float32 and float64; a chunked float64 numpy
 implementation on the CPU; a chunked torch cdist + logsumexp on the GPU (when torch sees a GPU); CyFES 4.5's own
 GPU kernel (one launch per grid point, as its wrapper drives it) when --cyfes45-lib names its libcufes.so. Ratios
-are printed against those baselines. The kernels are timed through cyfes._backends.log_density (host
+are printed against those baselines. The kernels are timed through cyfes.engine.backends.log_density (host
 arrays in, host results out: the copies and the device merge are included, Python validation is not).
 Each rate is the median of several timed runs after a warm-up; inputs are random, never zeros.
 """
@@ -24,7 +24,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 import cyfes
-from cyfes import _backends
+from cyfes.engine import backends as _backends
 
 
 @dataclass

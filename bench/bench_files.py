@@ -9,7 +9,7 @@ Files (PLUMED formatting): a 4-column COLVAR (`--rows`, " %f"-style single space
 pandas' C engine (sep=r"\\s+", comment="#"), pyarrow.csv and polars where installed; `ok` says whether a
 reader's numbers equal cyfes' (pyarrow and polars split at every single space and have no comment-line rule,
 so a PLUMED file's leading and repeated spaces become empty columns). --baseline-python times another
-interpreter's cyfes.formats.read_table on the same files (an older checkout: the reader this one replaced).
+interpreter's cyfes.io.formats.read_table on the same files (an older checkout: the reader this one replaced).
 Each time is the best of --repeat.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from cyfes import _tableparse, formats
+from cyfes.io import _tableparse, formats
 
 
 def write_files(tmp: Path, rows: int, wide_rows: int, hills: int) -> Dict[str, Tuple[Path, List[str]]]:
@@ -113,7 +113,7 @@ def _arrow(table, use):  # type: ignore[no-untyped-def]
 
 
 def baseline(py: str, path: Path, repeat: int) -> Optional[float]:
-    code = (f"import time; from cyfes import formats; t=[]\nfor _ in range({repeat}):\n s=time.perf_counter(); "
+    code = (f"import time; from cyfes.io import formats; t=[]\nfor _ in range({repeat}):\n s=time.perf_counter(); "
             f"formats.read_table({str(path)!r}); t.append(time.perf_counter()-s)\nprint(min(t))")
     run = subprocess.run([py, "-c", code], capture_output=True, text=True)
     return float(run.stdout.split()[-1]) if run.returncode == 0 else None

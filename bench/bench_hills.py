@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import cyfes
-from cyfes import hills_io
+from cyfes.io import hills as hills_io
 
 A = 1.0 / (1.0 - math.exp(-6.25))
 B = -math.exp(-6.25) * A

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cyfes import reweight
+from cyfes.workflows import reweight
 
 KT = 2.494
 

@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 import cyfes
-from cyfes import _backends
+from cyfes.engine import backends as _backends
 
 KT = 0.0083144626181532 * 300.0
 

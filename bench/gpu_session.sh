@@ -37,14 +37,14 @@ cat "$OUT/bench.txt"
 log "time to a surface"
 timeout 400 $PY bench/bench_surface.py --gpu --cpu ${1:-} --json "$OUT/surface.json" >"$OUT/surface.txt" 2>&1
 cat "$OUT/surface.txt"
-if [ "$($PY -c 'from cyfes import _backends; print(len(_backends.gpu_devices()))')" -ge 2 ]; then
+if [ "$($PY -c 'from cyfes.engine import backends; print(len(backends.gpu_devices()))')" -ge 2 ]; then
   log "method=binned on one GPU against two"
   timeout 300 $PY bench/bench_binned_gpus.py 2>&1 | tee -a "$OUT/summary.txt"
 fi
 log "tuning: 8 grid points per thread (float32)"
 CUFES_PPT=8 timeout 60 $PY bench/bench_fes.py --gpu-only --quick 2>&1 | tail -6 | tee -a "$OUT/summary.txt"
 
-lib=/tmp/cy/cyfes/libcufes.so
+lib=/tmp/cy/cyfes/engine/libcufes.so
 cuobjdump --list-elf --list-ptx "$lib" >"$OUT/cuobjdump.txt" 2>&1
 cuobjdump -sass -arch sm_90 "$lib" 2>/dev/null | awk '/Function : .*kde_kernelIfLi3ELb0ELi4/{p=1} p&&/Function : /&&!/kde_kernelIfLi3ELb0ELi4/{p=0} p' \
   >"$OUT/sass-f32-d3-ppt4.txt"

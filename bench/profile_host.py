@@ -22,8 +22,8 @@ import numpy as np
 import cyfes
 
 #: Entry points of the compiled modules that do the sums (the rest of a call is host work).
-KERNELS = {"cyfes._cpu": ("build_cells", "truncated_tiles", "log_density"),
-           "cyfes._gpu": ("stage", "log_density", "log_density_multi", "truncated_tiles", "binned_density")}
+KERNELS = {"cyfes.engine._cpu": ("build_cells", "truncated_tiles", "log_density"),
+           "cyfes.engine._gpu": ("stage", "log_density", "log_density_multi", "truncated_tiles", "binned_density")}
 
 
 def _timed(fn: Callable[..., Any], name: str, spent: Dict[str, float]) -> Callable[..., Any]:
@@ -47,7 +47,7 @@ def instrument(spent: Dict[str, float]) -> None:
             if hasattr(mod, name):
                 setattr(mod, name, _timed(getattr(mod, name), f"{module.split('.')[-1]}.{name}", spent))
     try:
-        pinned = importlib.import_module("cyfes._gpu").PinnedHost
+        pinned = importlib.import_module("cyfes.engine._gpu").PinnedHost
     except (ImportError, AttributeError):
         pinned = None
     for method in ("__enter__", "__exit__") if pinned is not None else ():

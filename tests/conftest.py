@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))  # `import reference` from any tes
 def gpu_ids() -> List[int]:
     """Ids of the usable CUDA devices; [] without a CUDA build, driver or GPU."""
     try:
-        from cyfes import _backends
+        from cyfes.engine import backends as _backends
     except ImportError:
         return []
     return [d["id"] for d in _backends.gpu_devices()]

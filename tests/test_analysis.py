@@ -9,7 +9,7 @@ import pytest
 
 import cyfes
 import reference
-from cyfes import cli
+from cyfes.commands import main as cli
 
 KB = reference.KB["kJ/mol"]
 

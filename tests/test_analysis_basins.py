@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cyfes
-from cyfes._api import FESResult
+from cyfes.engine.result import FESResult
 
 KT = 2.5
 DATA = Path(__file__).parent / "data" / "plumed"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cyfes
-from cyfes._api import FESResult
+from cyfes.engine.result import FESResult
 
 KT = 2.5
 MB = ((-200, -1, 0, -10, 1, 0), (-100, -1, 0, -10, 0, 0.5), (-170, -6.5, 11, -6.5, -0.5, 1.5),

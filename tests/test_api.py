@@ -21,7 +21,7 @@ import pytest
 
 import cyfes
 import reference as ref
-from cyfes import _backends as _b
+from cyfes.engine import backends as _b
 
 
 def gpu_ids() -> list:
@@ -34,7 +34,7 @@ TOL = {"float64": (1e-7, 1e-9), "float32": (2e-3, 1e-4)}
 
 def assert_close_f(values: np.ndarray, expected: np.ndarray, kT: float, precision: str, bound: float = 0.0) -> None:
     """bound: the truncation bound the result reports (kT), allowed on top of the precision's tolerance."""
-    assert 0 <= bound <= cyfes._api.TOLERANCE
+    assert 0 <= bound <= cyfes.engine.fes.TOLERANCE
     atol, rtol = TOL[precision]
     atol += bound
     assert values.shape == expected.shape
@@ -138,7 +138,7 @@ def test_progress_callback_counts_every_kernel_call(rng, tolerance: float) -> No
     res = cyfes.fes(samples, 0.3, bins=(80, 60), blocks=2, device="cpu", progress=lambda d, t: calls.append((d, t)),
                     tolerance=tolerance)
     total = calls[-1][1]
-    assert calls == [(i + 1, total) for i in range(total)] and total == 2 * (cyfes._api.PROGRESS_STEPS // 2)
+    assert calls == [(i + 1, total) for i in range(total)] and total == 2 * (cyfes.engine.fes.PROGRESS_STEPS // 2)
     plain = cyfes.fes(samples, 0.3, bins=(80, 60), blocks=2, device="cpu", tolerance=tolerance)
     np.testing.assert_allclose(res.values, plain.values, atol=1e-12)
     np.testing.assert_allclose(res.error, plain.error, atol=1e-12)
@@ -271,7 +271,7 @@ def test_multi_gpu_truncated_far_grid_matches_one_gpu_and_the_reference(rng) -> 
 def test_multi_gpu_binned_matches_one_gpu_and_the_reference(rng, monkeypatch: pytest.MonkeyPatch) -> None:
     """method="binned" on two GPUs (half the samples each, however few): within its estimate of the float64
     reference, and the same surface as one GPU up to the order of the shares' sums."""
-    from cyfes import _binned
+    from cyfes.engine import binned as _binned
     ids = gpu_ids()
     if len(ids) < 2:
         pytest.skip(f"needs 2 GPUs, found {len(ids)}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import cyfes
-from cyfes import _api
+from cyfes.engine import fes as _api
 
 OK: Dict[str, Any] = dict(samples=[0.0, 0.5, 1.0], sigma=0.3, bins=5, device="cpu")
 
@@ -94,7 +94,7 @@ def test_no_point_within_reach_is_an_error() -> None:
 
 
 def test_work_is_split_into_bounded_near_square_tiles() -> None:
-    from cyfes._backends import Device
+    from cyfes.engine.backends import Device
     for points, samples in ((160_000, 400_000), (1_600, 2_000_000), (40_000, 1_000_000)):
         grid_parts, sample_parts = _api._kernel_tiles(points, samples, 1, None, Device("cpu", threads=2))
         assert sum(p.stop - p.start for p in grid_parts) == points

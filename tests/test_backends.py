@@ -9,13 +9,14 @@ import pytest
 
 import cyfes
 import reference as ref
-from cyfes import _backends as _b
+from cyfes.engine import backends as _b
 
 
 def gpu_ids() -> list:
     """Usable CUDA device ids (a tests/conftest.py helper could be shadowed by tests/tools/conftest.py)."""
     return [d["id"] for d in _b.gpu_devices()]
-from cyfes import _backends, _build_info
+from cyfes import _build_info
+from cyfes.engine import backends as _backends
 
 
 def raw_problem(rng: np.random.Generator, n: int, m: int, dim: int, dtype: type):
@@ -93,7 +94,7 @@ def test_backends_report() -> None:
 
 @pytest.mark.skipif(not _build_info.CUDA, reason="cyfes was built without CUDA")
 def test_device_count_is_not_an_error_without_gpu() -> None:
-    from cyfes import _gpu
+    from cyfes.engine import _gpu
 
     assert _gpu.device_count() == len(gpu_ids())
     runtime, driver = _gpu.versions()
@@ -102,7 +103,7 @@ def test_device_count_is_not_an_error_without_gpu() -> None:
 
 @pytest.mark.skipif(not _build_info.CUDA or bool(gpu_ids()), reason="needs a CUDA build on a machine without GPU")
 def test_cuda_error_carries_cuda_message_without_driver(rng) -> None:
-    from cyfes import _gpu
+    from cyfes.engine import _gpu
 
     args, _ = raw_problem(rng, 10, 5, 2, np.float32)
     with pytest.raises(cyfes.BackendError, match=r"cufes: cuda\w+.* failed: cudaError\w+: "):
@@ -111,7 +112,7 @@ def test_cuda_error_carries_cuda_message_without_driver(rng) -> None:
 
 @pytest.mark.gpu
 def test_cuda_error_carries_cuda_message(rng) -> None:
-    from cyfes import _gpu
+    from cyfes.engine import _gpu
 
     args, _ = raw_problem(rng, 10, 5, 2, np.float32)
     with pytest.raises(cyfes.BackendError, match=r"cudaSetDevice.* failed: cudaErrorInvalidDevice: "):
@@ -161,7 +162,7 @@ def test_pinned_host_locks_once_and_unlocks() -> None:
     """Page-locking around the GPU copies (cufes_host_register): an array is locked by the outermost block only
     (an inner block finds it locked and leaves it to its owner), small arrays are left alone, and leaving the
     block unlocks it, so it can be locked again."""
-    gpu = _backends._load_gpu()
+    gpu = _backends.gpu_module()
     a = np.ones(5_000_000)  # 40 MB
     with gpu.PinnedHost([a, np.ones(10)]) as outer:
         assert len(outer.locked) == 1
@@ -198,9 +199,9 @@ def test_gpu_stage_matches_the_host_passes(rng, case: str) -> None:
     """The passes over samples and weights on the GPU (cuda/stage.cu) against the host's (cpu_scan.h, each checked
     against numpy in test_inputs): the same first bad indices, ranges, positive count and block statistics; and the
     staged samples and log-weights give the same cells as the host's arrays."""
-    import cyfes._cpu as cpu
-    from cyfes import _truncated
-    gpu = _backends._load_gpu()
+    import cyfes.engine._cpu as cpu
+    from cyfes.engine import truncated as _truncated
+    gpu = _backends.gpu_module()
     x, bias, weights, edges = _staged_inputs(rng, case)
     inv_kt = 1.0 / 2.494
     staged, scan, stats = gpu.stage(x, bias, weights, inv_kt, edges, gpu_ids()[0])

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -47,8 +48,11 @@ def dynamic(path: str) -> Dict[str, List[str]]:
 
 
 def one(pattern: str) -> str:
-    paths = glob.glob(os.path.join(PACKAGE, pattern))
-    assert len(paths) == 1, f"expected one {pattern} in {PACKAGE}, found {paths}"
+    """The one file of the installed engine matching `pattern`, found where Python loads cyfes.engine._cpu from
+    (site-packages, or an editable install's build folder)."""
+    where = os.path.dirname(importlib.util.find_spec("cyfes.engine._cpu").origin)
+    paths = glob.glob(os.path.join(where, pattern))
+    assert len(paths) == 1, f"expected one {pattern} in {where}, found {paths}"
     return paths[0]
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import cyfes
-from cyfes import formats
-from cyfes.cli import main
+from cyfes.commands.main import main
+from cyfes.io import formats
 
 NAMES = ["time", "phi", "psi", "metad.bias", "uwall.bias"]
 
@@ -279,7 +279,8 @@ def test_default_cvs_skip_time_and_bias_columns(tmp_path: Path, capsys: pytest.C
 
 def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
-    from cyfes import progress
+
+    from cyfes.commands import progress
     assert progress.wanted(io.StringIO()) is False  # piped: no bar
     with progress.bar("x", enabled=False) as update:
         assert update is None

@@ -15,7 +15,7 @@ from typing import List, Tuple
 import numpy as np
 import pytest
 
-from cyfes.cli import main
+from cyfes.commands.main import main
 from test_output import tree
 
 #: Cases per run and the time bound (CYFES_FUZZ_CASES / CYFES_FUZZ_SECONDS run a longer campaign).

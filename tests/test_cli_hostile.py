@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import cyfes
-from cyfes import formats
-from cyfes.cli import main
+from cyfes.commands.main import main
+from cyfes.io import formats
 from test_output import tree
 
 CPU = ["--device", "cpu"]
@@ -356,7 +356,7 @@ def test_file_size_limit_refuses_before_computing(tmp_path: Path) -> None:
     (tmp_path / "old.grid").write_text("old")
     before = tree(tmp_path)
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, resource.RLIM_INFINITY)); "
-            "from cyfes.cli import main; sys.exit(main(sys.argv[1:]))")
+            "from cyfes.commands.main import main; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", code, "fes", "COLVAR", "--cv", "x,y", "--sigma", "0.2", "--bins",
                            "300", "-o", "small.npz", "-o", "old.grid"] + CPU, cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)

@@ -10,9 +10,9 @@ from typing import List, Tuple
 import numpy as np
 import pytest
 
-from cyfes import compat
 from cyfes import fes as cyfes_fes
-from cyfes.cli import main
+from cyfes.commands.main import main
+from cyfes.workflows import cyfes45 as compat
 
 DATA = Path(__file__).parent / "data" / "cyfes45"
 KT = 0.596128107  # CyFES 4.5's kT, kcal/mol
@@ -425,7 +425,7 @@ def test_python_m_cyfes_legacy_process(tmp_path: Path) -> None:
 def test_log_kernel_sum_is_the_weighted_kernel_sum_fes_normalises(tolerance: float) -> None:
     """The one log kernel sum (fes() and CyFES 4.5's mode share it) against a float64 numpy sum, and fes() as its
     normalisation: F = -kT (L - log sum_j w_j + log N(0; sigma)), F not shifted."""
-    from cyfes._api import log_kernel_sum
+    from cyfes.engine.fes import log_kernel_sum
 
     rng = np.random.default_rng(7)
     samples, bias = rng.normal(size=(400, 2)), rng.uniform(-3.0, 3.0, 400)

@@ -17,7 +17,7 @@ import reference
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The modules whose docstrings carry the public API's examples.
-EXAMPLE_MODULES = ("cyfes._api", "cyfes.hillsum")
+EXAMPLE_MODULES = ("cyfes.engine.fes", "cyfes.workflows.sum_hills")
 
 
 @pytest.mark.parametrize("name", EXAMPLE_MODULES)

@@ -1,4 +1,4 @@
-"""cyfes.formats: sample readers (COLVAR, text, CSV, npy) and grid writers, each read back and checked."""
+"""cyfes.io.formats: sample readers (COLVAR, text, CSV, npy) and grid writers, each read back and checked."""
 from __future__ import annotations
 
 import math
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import cyfes
-from cyfes import formats
 from cyfes._errors import InputError
+from cyfes.io import formats
 
 
 def _write_colvar(path: Path, parts: List[np.ndarray], fields: List[List[str]], sets: str = "") -> None:

@@ -1,4 +1,4 @@
-"""Colvars trajectories, GROMACS xvg files, format detection and --input-format (cyfes.colvars_io, xvg_io,
+"""Colvars trajectories, GROMACS xvg files, format detection and --input-format (cyfes.io.colvars, xvg_io,
 input_formats): values against the files' numbers read independently, names, restarts, bad files."""
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from typing import List
 import numpy as np
 import pytest
 
-from cyfes import cli, colvars_io, formats, input_formats, xvg_io
 from cyfes._errors import InputError
+from cyfes.commands import main as cli
+from cyfes.io import colvars as colvars_io
+from cyfes.io import formats, input_formats
+from cyfes.io import xvg as xvg_io
 
 DATA = Path(__file__).parent / "data"
 COLVARS = DATA / "colvars"

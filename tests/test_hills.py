@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 import cyfes
-from cyfes import cli, hills_io, hillsum
+from cyfes.commands import main as cli
+from cyfes.io import hills as hills_io
+from cyfes.workflows import sum_hills as hillsum
 
 DATA = Path(__file__).parent / "data" / "plumed"
 A = 1.0 / (1.0 - math.exp(-6.25))
@@ -201,7 +203,7 @@ def test_sum_hills_files_read_back_with_cyfes_formats(tmp_path):
     shutil.copy(DATA / "h2d_mixed.hills", tmp_path)
     assert run_cli(["sum_hills", "--hills", "h2d_mixed.hills", "--bin", "30,25", "--min", "-pi,0", "--max", "pi,2.6",
                     "--outfile", "f.fes", "-q"], tmp_path) == 0
-    from cyfes import formats
+    from cyfes.io import formats
     grid = formats.read_grid(tmp_path / "f.fes")
     res = cyfes.hills(str(DATA / "h2d_mixed.hills"), grid_min=["-pi", "0"], grid_max=["pi", "2.6"], bins=[30, 25])
     assert grid.names == ["phi", "dist"] and grid.periodic == [True, False]

@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 
 import cyfes
-from cyfes import InputError, analysis, hills_io, hillsum
-from cyfes.cli import main
+from cyfes import InputError, analysis
+from cyfes.commands.main import main
+from cyfes.io import hills as hills_io
+from cyfes.workflows import sum_hills as hillsum
 from test_output import tree
 
 CPU = ["--device", "cpu"]
@@ -238,7 +240,7 @@ def test_reweight_huge_bias_keeps_the_digits_and_gives_inf_not_nan_errors(tmp_pa
 
 def test_block_error_is_inf_for_one_effective_block() -> None:
     w = np.array([1.0, 0.0, 0.0])
-    from cyfes import reweight
+    from cyfes.workflows import reweight
     stack = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     assert np.isinf(reweight.block_error(stack, stack[0], w, 1.0, 2.5)).all()
     err = reweight.block_error(stack, stack.mean(axis=0), np.ones(3), 3.0, 2.5)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import cyfes
-from cyfes import _backends, _inputs
+from cyfes.engine import backends as _backends
+from cyfes.engine import inputs as _inputs
 
 GOOD: Dict[str, Any] = {"samples": np.random.default_rng(7).normal(size=(50, 2)), "sigma": 0.3, "bins": 8,
                         "device": "cpu"}
@@ -122,12 +123,12 @@ def test_periods_zero_where_not_periodic() -> None:
 def test_scan_rows_ranges_and_first_bad_value() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(scale=50.0, size=(100_003, 3))
-    lo, hi, bad = _inputs._cpu().scan_rows(x, 2)
+    lo, hi, bad = _inputs.backends.cpu_module().scan_rows(x, 2)
     np.testing.assert_array_equal(lo, x.min(axis=0))
     np.testing.assert_array_equal(hi, x.max(axis=0))
     assert bad == -1
     x[70_001, 2], x[90_000, 0], x[80_000, 1] = np.nan, np.inf, -np.inf
-    assert _inputs._cpu().scan_rows(x, 2)[2] == 70_001 * 3 + 2  # the first in memory order, whichever thread saw it
+    assert _inputs.backends.cpu_module().scan_rows(x, 2)[2] == 70_001 * 3 + 2  # the first in memory order, whichever thread saw it
     with pytest.raises(cyfes.InputError, match=r"^samples: contains NaN or infinity \(first at index \(70001, 2\)\)"):
         _inputs.scanned_samples(x)
 

@@ -9,9 +9,10 @@ from typing import List
 import numpy as np
 import pytest
 
-from cyfes import formats, metad_reweight
 from cyfes._errors import InputError
-from cyfes.cli import main
+from cyfes.commands.main import main
+from cyfes.io import formats
+from cyfes.workflows import metad_reweight
 
 DATA = Path(__file__).parent / "data" / "plumed-reweight"
 COLVAR, HILLS = DATA / "COLVAR.reference", DATA / "HILLS.reference"

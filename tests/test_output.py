@@ -1,4 +1,4 @@
-"""cyfes._output: refusal rules, staging, one commit for several files, file size limits, signal cleanup."""
+"""cyfes.io.output: refusal rules, staging, one commit for several files, file size limits, signal cleanup."""
 from __future__ import annotations
 
 import os
@@ -11,8 +11,8 @@ from typing import Dict, Tuple
 
 import pytest
 
-from cyfes import _output
 from cyfes._errors import InputError
+from cyfes.io import output as _output
 
 
 def tree(root: Path) -> Dict[str, Tuple[int, bytes]]:
@@ -128,7 +128,7 @@ def _run_python(code: str, cwd: Path, fsize: int) -> subprocess.CompletedProcess
 def test_file_size_limit_mid_write_is_one_error_and_leaves_nothing(tmp_path: Path) -> None:
     (tmp_path / "a.dat").write_text("old a")
     proc = _run_python("""
-        from cyfes import _output
+        from cyfes.io import output as _output
         from cyfes._errors import InputError
         try:
             _output.write_all([("a.dat", lambda fh: fh.write(b"a" * 100)),
@@ -144,7 +144,7 @@ def test_file_size_limit_mid_write_is_one_error_and_leaves_nothing(tmp_path: Pat
 def test_file_size_limit_is_checked_before_work(tmp_path: Path) -> None:
     proc = _run_python("""
         from pathlib import Path
-        from cyfes import _output
+        from cyfes.io import output as _output
         from cyfes._errors import InputError
         try:
             _output.check_sizes([(Path("big.dat"), 50_000)])

@@ -19,8 +19,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from cyfes import _output, sumhills_cli
 from cyfes._errors import InputError
+from cyfes.commands import sum_hills as sumhills_cli
+from cyfes.io import output as _output
 from test_output import tree
 
 DATA = Path(__file__).parent / "data" / "plumed"
@@ -227,7 +228,7 @@ def test_a_failed_rename_rolls_every_member_back(work: Path) -> None:
     its rename fails, and every member renamed before it goes back to what was there."""
     for k in range(3):
         (work / f"fes_{k}.dat").write_text(f"old {k}")
-    args = sumhills_cli.add_parser(_subparsers()).parse_args(
+    args = sumhills_cli.configure_parser(_subparsers()).parse_args(
         ["--hills", str(work / "HILLS"), "--stride", "50", "--outfile", str(work / "fes_")] + CPU)
     jobs = sumhills_cli.plan(args)
     assert [Path(n).name for n in jobs[0][0]] == [f"fes_{k}.dat" for k in range(4)]

@@ -1,4 +1,4 @@
-"""cyfes.plot: real image files of sensible size for 1-, 2- and 3-D surfaces, and clear failures."""
+"""cyfes.io.plot: real image files of sensible size for 1-, 2- and 3-D surfaces, and clear failures."""
 from __future__ import annotations
 
 import struct
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import cyfes
-from cyfes import plot
 from cyfes._errors import InputError
+from cyfes.io import plot
 
 pytest.importorskip("matplotlib")
 

@@ -11,7 +11,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pytest
 
-from cyfes import cli
+from cyfes.commands import main as cli
 
 KT = 2.494
 

@@ -8,7 +8,6 @@ import pytest
 
 import cyfes
 from cyfes.analysis import scans
-
 from reference import KB, free_energy
 
 KT = KB["kJ/mol"] * 300.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cyfes import cli
 from cyfes.analysis import scans
+from cyfes.commands import main as cli
 
 
 @pytest.fixture()

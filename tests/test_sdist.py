@@ -34,8 +34,8 @@ res = cyfes.fes(d["samples"], sigma=0.3, bias=d["bias"], grid=d["grid"], device=
 np.save({out!r}, res.values)
 gpu = None
 if info.CUDA:
-    import cyfes._gpu  # libcufes and the CUDA runtime load (a GPU is not needed for that)
-    gpu = cyfes._gpu.__file__
+    import cyfes.engine._gpu  # libcufes and the CUDA runtime load (a GPU is not needed for that)
+    gpu = cyfes.engine._gpu.__file__
 print(json.dumps({{"cuda": info.CUDA, "file": cyfes.__file__, "gpu": gpu}}))
 """
 

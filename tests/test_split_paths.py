@@ -4,14 +4,13 @@ and Dask workers that share one GPU. Each gives the one-GPU surface and the floa
 any machine with one GPU; the same paths over two physical GPUs are exercised by tests that skip below two."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 import cyfes
 import reference as ref
-from cyfes import _backends, _binned
+from cyfes.engine import backends as _backends
+from cyfes.engine import binned as _binned
 
 KT = ref.KB["kJ/mol"] * 300.0
 

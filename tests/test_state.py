@@ -1,4 +1,4 @@
-"""`cyfes state` (cyfes.opes_io, cyfes.state, cyfes.state_cli) against FES_from_State.py's own output on real
+"""`cyfes state` (cyfes.io.opes, cyfes.workflows.state, cyfes.commands.state) against FES_from_State.py's own output on real
 OPES state files (tests/data/opes/README.md says how it was made), and against a float64 loop for 3 CVs."""
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from typing import List
 import numpy as np
 import pytest
 
-from cyfes import cli, opes_io, state
 from cyfes._errors import InputError
+from cyfes.commands import main as cli
+from cyfes.io import opes as opes_io
+from cyfes.workflows import state
 
 OPES = Path(__file__).parent / "data" / "opes"
 REF = OPES / "fes_from_state"

@@ -1,4 +1,4 @@
-"""cyfes._tableparse and the streamed text reader: numbers against Python's float(), chunk and block boundaries,
+"""cyfes.io._tableparse and the streamed text reader: numbers against Python's float(), chunk and block boundaries,
 hostile files, columns converted on request, bounded memory."""
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cyfes import _tableparse, _tables, formats
 from cyfes._errors import InputError
+from cyfes.io import _tableparse, formats
+from cyfes.io import tables as _tables
 
 
 def _same(got: float, want: float) -> bool:
@@ -179,7 +180,7 @@ def test_fes_runs_under_a_two_gigabyte_address_space(tmp_path: Path) -> None:
     data = np.column_stack([np.arange(2000.0), rng.normal(size=2000), rng.uniform(0, 1, 2000)])
     _colvar(tmp_path / "COLVAR", data, ["time", "a", "bias"])
     script = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2_000_000 * 1024,) * 2); "
-              "from cyfes.cli import main; sys.exit(main(sys.argv[1:]))")
+              "from cyfes.commands.main import main; sys.exit(main(sys.argv[1:]))")
     run = subprocess.run([sys.executable, "-c", script, "fes", str(tmp_path / "COLVAR"), "--cv", "a", "--bias",
                           "bias", "--sigma", "0.2", "--bins", "50", "--device", "cpu", "-o",
                           str(tmp_path / "fes.dat"), "-v"], capture_output=True, text=True,
@@ -212,7 +213,8 @@ HILLS_DATA = Path(__file__).parent / "data" / "plumed"
 
 def _sum_hills(tmp_path: Path, hills: str, out: str, capsys: pytest.CaptureFixture) -> int:
     import os
-    from cyfes import cli
+
+    from cyfes.commands import main as cli
     old = os.getcwd()
     os.chdir(tmp_path)
     try:
@@ -247,7 +249,7 @@ def test_sum_hills_refuses_a_restart_that_changes_a_domain(tmp_path: Path, capsy
 def test_fes_converts_only_the_columns_it_names(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """--cv/--bias on a wide COLVAR give the surface of the same two columns alone; text in any column is still
     refused with its line and column."""
-    from cyfes import cli
+    from cyfes.commands import main as cli
     rng = np.random.default_rng(8)
     x, bias = rng.normal(size=500), rng.uniform(0, 2, 500)
     wide = np.column_stack([np.arange(500.0)] + [rng.normal(size=500) for _ in range(10)] + [x, bias])

@@ -104,7 +104,7 @@ def test_truncated_blocks(rng, device: str, precision: str) -> None:
     res = cyfes.fes(samples, pb["sigma"], grid=pb["grid"], bias=bias, blocks=3, precision=precision,
                     device=device, shift=False)
     expected = ref.free_energy(samples, pb["sigma"], pb["grid"], bias=bias, shift=False)
-    check(res, expected, precision, cyfes._api.TOLERANCE)
+    check(res, expected, precision, cyfes.engine.fes.TOLERANCE)
     err = ref.block_error(samples, pb["sigma"], pb["grid"], 3, bias=bias)
     atol = (1e-7 if precision == "float64" else 3e-3) * KT + 2 * res.bound * KT
     np.testing.assert_allclose(res.error, err, rtol=1e-3, atol=atol)
@@ -120,7 +120,7 @@ def test_truncated_other_dimensions(rng, device: str, dim: int) -> None:
     bins = {1: 200, 3: 14, 4: 7}[dim]
     res = cyfes.fes(samples, 0.1, bins=bins, bias=bias, device=device, shift=False)
     expected = ref.free_energy(samples, [0.1] * dim, ref.regular_grid(res.axes), bias=bias, shift=False)
-    check(res, expected, "float64", cyfes._api.TOLERANCE)
+    check(res, expected, "float64", cyfes.engine.fes.TOLERANCE)
     assert 0 < res.pairs < len(samples) * res.values.size
 
 
@@ -167,8 +167,9 @@ def test_binned_regular_grid_and_blocks(rng, device: str) -> None:
 def test_bin_linear_matches_numpy_bincount(rng, period) -> None:
     """The C binning against numpy: each sample's weight spread over its cell's corners by np.bincount (periodic
     samples given outside [0, P) too, so the wrap is exercised)."""
-    import cyfes._cpu as cpu
-    from cyfes import _binned, _inputs
+    import cyfes.engine._cpu as cpu
+    from cyfes.engine import binned as _binned
+    from cyfes.engine import inputs as _inputs
 
     data = rng.normal(scale=[1.0, 0.5, 0.7], size=(5000, 3))
     per = np.asarray(period)
@@ -193,7 +194,9 @@ def test_binned_gpu_node_sums_match_the_fft(rng, period, gpus: int) -> None:
     """The GPUs' node sums (atomic binning, direct convolution per CV; on two GPUs half the samples each, the
     shares added) against the CPU's (binning in C, FFT) on the same fine grid: two different convolutions for the
     same sums, equal up to the FFT's round-off."""
-    from cyfes import _backends, _binned, _inputs
+    from cyfes.engine import backends as _backends
+    from cyfes.engine import binned as _binned
+    from cyfes.engine import inputs as _inputs
 
     ids = [d["id"] for d in _backends.gpu_devices()]
     if len(ids) < gpus:
@@ -230,7 +233,7 @@ def test_truncated_grid_far_beyond_the_data(rng, device: str, precision: str, di
                     device=device, shift=False)
     expected = ref.free_energy(samples, [0.1] * dim, ref.regular_grid(res.axes), bias=bias, shift=False)
     assert (expected - expected.min()).max() / KT > 300  # the corners are far indeed
-    check(res, expected, precision, cyfes._api.TOLERANCE)
+    check(res, expected, precision, cyfes.engine.fes.TOLERANCE)
     assert 0 < res.pairs < len(samples) * res.values.size
 
 
@@ -240,7 +243,7 @@ def test_gpu_settles_far_points_in_float64(rng, monkeypatch) -> None:
     overstate its density by more than float32's exp range, so the float32 point pass cannot settle it. Those
     points are summed again on the GPU in float64 (the CPU is never asked) and are within the bound of the float64
     reference."""
-    from cyfes import _gpu_truncated
+    from cyfes.engine import gpu_truncated as _gpu_truncated
     passes = []
     again = _gpu_truncated._float64_points
 
@@ -259,15 +262,15 @@ def test_gpu_settles_far_points_in_float64(rng, monkeypatch) -> None:
                     device="gpu", shift=False)
     expected = ref.free_energy(samples, [0.1] * 3, ref.regular_grid(res.axes), bias=bias, shift=False)
     assert passes and passes[0] > 0
-    check(res, expected, "float32", cyfes._api.TOLERANCE)
+    check(res, expected, "float32", cyfes.engine.fes.TOLERANCE)
 
 
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 def test_cells_match_a_numpy_stable_sort(rng, precision: str) -> None:
     """The threaded counting sort of the cell build against numpy: cell ids from the returned geometry, a stable
     argsort, and each cell's log-sum of weights and bounding box computed here in float64."""
-    import cyfes._cpu as cpu
-    from cyfes import _truncated
+    import cyfes.engine._cpu as cpu
+    from cyfes.engine import truncated as _truncated
 
     n = 200_000  # above the size where the build uses every core
     x = np.c_[rng.normal(size=n), rng.uniform(-np.pi, np.pi, size=n)]
@@ -310,9 +313,9 @@ def test_gpu_cells_match_the_cpu_build(rng, precision: str, case: str) -> None:
     itself checked against numpy above: the same geometry, the same samples in the same order, the same cells and
     boxes to the bit, log masses to 1e-12. "one cell": every sample in one cell, so the order within a cell spans
     every chunk; "few": fewer samples than a warp's chunk."""
-    import cyfes._cpu as cpu
-    import cyfes._gpu as gpu
-    from cyfes import _truncated
+    import cyfes.engine._cpu as cpu
+    import cyfes.engine._gpu as gpu
+    from cyfes.engine import truncated as _truncated
 
     n = {"periodic": 300_000, "3-D": 200_000, "one cell": 50_000, "few": 37}[case]
     dim = 3 if case == "3-D" else 2
@@ -356,7 +359,7 @@ def test_truncated_periodic_regular_tiles_across_the_wrap(rng) -> None:
     res = cyfes.fes(samples, 0.25, bins=61, bias=bias, periodic=period, device="cpu", shift=False)
     expected = ref.free_energy(samples, [0.25, 0.25], ref.regular_grid(res.axes), bias=bias, period=period,
                                shift=False)
-    check(res, expected, "float64", cyfes._api.TOLERANCE)
+    check(res, expected, "float64", cyfes.engine.fes.TOLERANCE)
     assert 0 < res.pairs < len(samples) * res.values.size
 
 
@@ -364,7 +367,7 @@ def test_timed_parts_cover_every_tile_once_in_order() -> None:
     """The parts run without a progress callback: consecutive, each tile once, the first a 64th of the work and
     none more than PART_GROWTH times the one before."""
     seen = []
-    truncated_mod = cyfes._truncated
+    truncated_mod = cyfes.engine.truncated
     truncated_mod.timed_parts(1000, lambda lo, hi: seen.append((lo, hi)), seconds=1e-9)
     assert seen[0] == (0, 1000 // 64) and seen[-1][1] == 1000
     assert all(a[1] == b[0] for a, b in zip(seen, seen[1:]))
@@ -379,7 +382,7 @@ def test_timed_parts_cover_every_tile_once_in_order() -> None:
 def test_affine_range_against_numpy(rng, n) -> None:
     """The surface's passes (one threaded loop: v = a + b v in place, the finite range, the others counted)
     against numpy, with NaN and infinities among the values."""
-    from cyfes import _cpu
+    from cyfes.engine import _cpu
 
     values = rng.normal(scale=50.0, size=n)
     if n > 3:
@@ -404,7 +407,7 @@ def test_affine_range_against_numpy(rng, n) -> None:
 def test_regular_tiles_against_a_stable_sort(rng, shape, points) -> None:
     """Tiles of a regular grid (built by reshaping) against a stable argsort of each point's tile, and the grid in
     tile order (written by broadcasting) against the scaled points gathered in that order."""
-    from cyfes import _truncated
+    from cyfes.engine import truncated as _truncated
 
     tiles = _truncated.regular_tiles(shape, points)
     sides = tiles.shape[0]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import cyfes
-from cyfes import cli, umbrella
-
+from cyfes.commands import main as cli
+from cyfes.workflows import umbrella
 from reference import KB
 
 pymbar = pytest.importorskip("pymbar")

@@ -3,23 +3,25 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any
 
 from ._errors import BackendError, CyfesError, InputError
 
 #: The public names that live in the engine, each imported on first use (PEP 562): a command line such as
 #: `cyfes --help`, or a script that only reads files, loads no engine and no compiled module it does not call.
-_LAZY = {"fes": "._api", "FESResult": "._api", "hills": ".hillsum", "backends": "._backends"}
+_LAZY = {"fes": ".engine.fes", "FESResult": ".engine.result", "hills": ".workflows.sum_hills",
+         "backends": ".engine.backends"}
 
-__all__ = ["fes", "hills", "FESResult", "read_grid", "backends", "CyfesError", "InputError", "BackendError", "__version__"]
+__all__ = ["fes", "hills", "FESResult", "read_grid", "backends", "CyfesError", "InputError", "BackendError",
+           "__version__"]
 
 
-def read_grid(path: Union[str, Path], temperature: Optional[float] = None, units: Optional[str] = None,
-              fmt: Optional[str] = None) -> Any:
+def read_grid(path: str | Path, temperature: float | None = None, units: str | None = None,
+              fmt: str | None = None) -> Any:
     """A surface from a grid file (.npz, PLUMED grid, text, ...: see cyfes.formats) as an FESResult, ready for the
     analyses (minima, basins, path). The same as FESResult.read: a .npz keeps its temperature and units, other
     files take `temperature` (default 300 K) and `units` (default kJ/mol)."""
-    from ._api import FESResult  # deferred with the rest of the engine (see _LAZY)
+    from .engine.result import FESResult  # deferred: the engine loads on first use (see _LAZY)
     return FESResult.read(path, temperature=temperature, units=units, fmt=fmt)
 
 
@@ -42,5 +44,5 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__() -> List[str]:
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))

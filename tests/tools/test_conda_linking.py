@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.tools.wheelfactory import gcc
-from tools.release.elf.model import read_elf
 from tools.release.conda.linking import check_links, problems_of, providers
+from tools.release.elf.model import read_elf
 
 SITE = "lib/python3.11/site-packages/pkg"
 

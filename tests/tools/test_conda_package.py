@@ -17,14 +17,14 @@ from conda_package_streaming.package_streaming import CondaComponent, stream_con
 
 from tests.tools.wheelfactory import EXT_SUFFIX, PY, TAG, gcc, write_raw_wheel
 from tools.release.conda import channel as conda_channel
-from tools.release.conda.package import make_channel, make_package
 from tools.release.conda.archive import read_conda
 from tools.release.conda.fixtures import build_fixture_channel, fixtures
+from tools.release.conda.linking import SYSTEM_LIBRARIES
 from tools.release.conda.meta import PREFIX_PLACEHOLDER
+from tools.release.conda.package import make_channel, make_package
+from tools.release.elf.loader import SystemLibraries, Tree, resolve_tree
 from tools.release.elf.model import read_elf
 from tools.release.errors import BadInputError, ReleaseError
-from tools.release.conda.linking import SYSTEM_LIBRARIES
-from tools.release.elf.loader import SystemLibraries, Tree, resolve_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = f"lib/python{PY}/site-packages"

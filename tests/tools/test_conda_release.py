@@ -73,4 +73,4 @@ def test_check_command_on_the_released_package(pkg: Path, tmp_path: Path) -> Non
     lost its RPATH; 2 on a truncated copy."""
     python = re.search(r"-py3(\d+)_", pkg.name).group(1)
     needs = next(d for d in analyze(open_conda(pkg)).libraries if d.needed.startswith("libcudart.so")).needed
-    assert_check_cli_on_conda(pkg, f"lib/python3.{python}/site-packages/cyfes/libcufes.so", needs, tmp_path)
+    assert_check_cli_on_conda(pkg, f"lib/python3.{python}/site-packages/cyfes/engine/libcufes.so", needs, tmp_path)

@@ -19,12 +19,12 @@ import yaml
 from tests.tools.test_conda_package import BUILD_INFO, EXT_C, cudart_wheel, members, readelf_glibc
 from tests.tools.wheelfactory import EXT_SUFFIX, PY, TAG, gcc, write_raw_wheel
 from tools.release.conda import channel as conda_channel
-from tools.release.conda.package import make_channel, make_package
 from tools.release.conda.fixtures import build_fixture_channel, fixtures
-from tools.release.conda.variants import VARIANTS, find_compiler, variant
-from tools.release.verify.prefix import cudart_wheel_for, trace_problems
-from tools.release.errors import ReleaseError
 from tools.release.conda.linking import providers
+from tools.release.conda.package import make_channel, make_package
+from tools.release.conda.variants import VARIANTS, find_compiler, variant
+from tools.release.errors import ReleaseError
+from tools.release.verify.prefix import cudart_wheel_for, trace_problems
 from tools.release.verify.trace import LoaderTrace
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import wheelfactory as wf
 
+import wheelfactory as wf
 from tools.release.cli import _abi3_verifiers, needs_openmp, package_name, smoke_program
 from tools.release.config import ConfigError, ReleaseConfig, load_config, parse_config
 from tools.release.targets import CUDA_FLAVOURS

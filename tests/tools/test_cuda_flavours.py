@@ -21,12 +21,12 @@ import pytest
 
 from conftest import ROOT
 from tools.release.config import load_config, parse_config
-from tools.release.toolchain.cuda import find_toolchain
 from tools.release.elf.model import read_elf
-from tools.release.errors import ConfigError, ToolError
-from tools.release.wheel.auditwheel import excludes_for, providers_for
 from tools.release.elf.rpath import KNOWN_PROVIDERS
+from tools.release.errors import ConfigError, ToolError
 from tools.release.targets import CUDA_FLAVOURS, flavour_for_requirement
+from tools.release.toolchain.cuda import find_toolchain
+from tools.release.wheel.auditwheel import excludes_for, providers_for
 
 
 def cmake_driver_table() -> dict[str, tuple[str, str]]:
@@ -167,7 +167,7 @@ def fatbinary(lib: Path) -> tuple[set[str], set[str]]:
 def test_released_libcufes_carries_the_flavours_sass_ptx_and_runtime(tmp_path) -> None:
     flavour = CUDA_FLAVOURS[load_config(ROOT / "release.yaml").cuda.flavour]
     for wheel in released_wheels():
-        lib = member(wheel, "cyfes/libcufes.so", tmp_path)
+        lib = member(wheel, "cyfes/engine/libcufes.so", tmp_path)
         sass, ptx = fatbinary(lib)
         assert sass == {f"sm_{a}" for a in flavour.sass}, wheel.name
         assert ptx == {f"sm_{flavour.ptx}"}, wheel.name

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from wheelfactory import gcc
-from tools.release.elf.model import read_elf
 from tools.release.elf.loader import SystemLibraries, Tree, flag_entries, resolve_tree
+from tools.release.elf.model import read_elf
+from wheelfactory import gcc
 
 
 def chain(tmp: Path, new_dtags: bool) -> Path:

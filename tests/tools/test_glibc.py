@@ -11,8 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tools.release.elf.glibc import (BASELINE, GlibcFloor, VersionedSymbol, defined_versions, file_floor, newest_floor,
-                                 oldest_glibc, required_versions)
+from tools.release.elf.glibc import (
+    BASELINE,
+    GlibcFloor,
+    VersionedSymbol,
+    defined_versions,
+    file_floor,
+    newest_floor,
+    oldest_glibc,
+    required_versions,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 

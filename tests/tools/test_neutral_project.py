@@ -18,7 +18,6 @@ import zipfile
 from pathlib import Path
 
 import wheelfactory as wf
-
 from tools.release.toolchain.openmp import LIBGOMP
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -32,7 +32,7 @@ SITE = f"lib/python{PY}/site-packages"
 SMOKE = r"""
 import json, sys, numpy as np, cyfes
 if sys.argv[1] == "cuda":
-    import cyfes._gpu  # loads libcufes and libcudart: their RPATHs are what is tested
+    import cyfes.engine._gpu  # loads libcufes and libcudart: their RPATHs are what is tested
 rng = np.random.default_rng(7)
 s = rng.normal(size=(1500, 2)); bias = rng.uniform(0.0, 3.0, 1500)
 res = cyfes.fes(s, sigma=0.3, bias=bias, temperature=300, bins=(18, 15), device="cpu", tolerance=0)
@@ -81,7 +81,7 @@ def test_rpaths_are_prefix_relative(built, tmp_path: Path) -> None:
     ext = "abi3" if tuple(int(x) for x in PY.split(".")) >= (3, 11) else f"cpython-{PYTAG}-x86_64-linux-gnu"
     expected = {f"{SITE}/cyfes/{m}.{ext}.so" for m in ("_cpu", "_hills", "_tableparse")}
     if cuda:
-        expected |= {f"{SITE}/cyfes/_gpu.{ext}.so", f"{SITE}/cyfes/libcufes.so"}
+        expected |= {f"{SITE}/cyfes/engine/_gpu.{ext}.so", f"{SITE}/cyfes/engine/libcufes.so"}
     assert set(elves) == expected
     for name, entry in elves.items():
         path = tmp_path / "elf.so"

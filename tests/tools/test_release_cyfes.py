@@ -9,11 +9,11 @@ import pytest
 
 import wheelfactory as wf
 from conftest import ROOT
-from tools.release.wheel.build import BUILD_ROOT, _nvcc, build_cuda_library, build_wheel
 from tools.release.config import DEFAULT_SMOKE
-from tools.release.wheel.auditwheel import repair_wheel
 from tools.release.verify.schemes import verify_wheel
 from tools.release.wheel.archive import read_wheel
+from tools.release.wheel.auditwheel import repair_wheel
+from tools.release.wheel.build import BUILD_ROOT, _nvcc, build_cuda_library, build_wheel
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(_nvcc() is None, reason="no CUDA compiler (nvcc) on this host")]
 
@@ -38,7 +38,7 @@ def test_real_wheel_per_strategy_verifies_in_venv(strategy, tmp_path, monkeypatc
     libs, requirement, cudart_entry = EXPECTED[strategy]
     assert grafted == libs
     assert (requirement in wheel.requires_dist) if requirement else not any("nvidia" in r for r in wheel.requires_dist)
-    plan = next(p for p in fixed.plans if p.file == "cyfes/libcufes.so")
+    plan = next(p for p in fixed.plans if p.file == "cyfes/engine/libcufes.so")
     if cudart_entry:
         assert cudart_entry in plan.new_rpath
     assert not any(e.startswith("/") or e == "" for p in fixed.plans for e in p.new_rpath)

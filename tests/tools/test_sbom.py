@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import wheelfactory as wf
-
 from tools.release.sbom import sbom_member
 from tools.release.toolchain.openmp import LIBGOMP, library_dir
 from tools.release.wheel.auditwheel import repair_wheel

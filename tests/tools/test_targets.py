@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tools.release.artifact import wheel_pythons
 from tools.release.config import load_config
-from tools.release.toolchain.pythons import default_pythons
 from tools.release.targets import ABI3_FROM, PYTHONS, REQUIRES_PYTHON, abi3_pythons, build_pythons, python_versions
+from tools.release.toolchain.pythons import default_pythons
 from tools.release.wheel.archive import Wheel
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -38,8 +38,8 @@ if [ -z "$CUOBJDUMP" ] && ls "$WHEELS"/nvidia_cuda_cuobjdump-*.whl >/dev/null 2>
   CUOBJDUMP=$(find "$PWD/cuobjdump-wheel" -name cuobjdump -type f | head -1); chmod +x "$CUOBJDUMP"
 fi
 echo "cuobjdump: ${CUOBJDUMP:-none}"
-[ -n "$CUOBJDUMP" ] && "$CUOBJDUMP" --list-elf --list-ptx "$SITE/cyfes/libcufes.so"
-echo "DT_NEEDED of libcufes: $(readelf -d "$SITE/cyfes/libcufes.so" | grep NEEDED | sed 's/.*\[\(.*\)\]/\1/' | tr '\n' ' ')"
+[ -n "$CUOBJDUMP" ] && "$CUOBJDUMP" --list-elf --list-ptx "$SITE/cyfes/engine/libcufes.so"
+echo "DT_NEEDED of libcufes: $(readelf -d "$SITE/cyfes/engine/libcufes.so" | grep NEEDED | sed 's/.*\[\(.*\)\]/\1/' | tr '\n' ' ')"
 
 LD_DEBUG=libs LD_DEBUG_OUTPUT=$PWD/trace "$VENV/bin/python" - <<'PYEOF'
 import json, time

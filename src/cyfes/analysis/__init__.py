@@ -14,14 +14,15 @@ package: `cyfes.analysis.basins` is the function; import a module's other names 
 """
 from __future__ import annotations
 
-from ._estimates import _blocks_of, _cv_index, kish, logsumexp, marginal, running, silverman, weighted_block_error
+from ._estimates import cv_index as cv_index  # for the commands (not in __all__: an internal helper)
+from ._estimates import kish, logsumexp, marginal, running, silverman, weighted_block_error
 from .basins import Basin, Basins, basin_of, basins
 from .minima import DEFAULT_DEPTH_KT, Minimum, minima
 from .path import Path, path
-from .scans import BlockScanPoint, SigmaScanPoint, block_scan, sigma_scan
 from .regions import DeltaFTrace, RegionDeltaF, delta_f, delta_f_of, delta_f_regions, delta_f_trace, region_mask
+from .scans import BlockScanPoint, SigmaScanPoint, block_scan, sigma_scan
 
-__all__ = ["kish", "silverman", "marginal", "weighted_block_error", "running", "delta_f", "delta_f_of",
+__all__ = ["logsumexp", "kish", "silverman", "marginal", "weighted_block_error", "running", "delta_f", "delta_f_of",
            "delta_f_regions", "delta_f_trace", "region_mask", "RegionDeltaF", "DeltaFTrace", "minima", "Minimum",
-           "DEFAULT_DEPTH_KT", "basins", "Basins", "Basin", "basin_of", "path", "Path", "block_scan", "sigma_scan", "BlockScanPoint",
-           "SigmaScanPoint"]
+           "DEFAULT_DEPTH_KT", "basins", "Basins", "Basin", "basin_of", "path", "Path", "block_scan", "sigma_scan",
+           "BlockScanPoint", "SigmaScanPoint"]

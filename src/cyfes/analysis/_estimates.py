@@ -14,33 +14,17 @@ marginal surfaces, and a bandwidth from the data.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
 from .._errors import InputError
+from ..engine.stats import kish, logsumexp
 
 
-def logsumexp(a: np.ndarray, axis: Any = None) -> np.ndarray:
-    top = np.max(a, axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)  # all -inf: the sum is 0, its log -inf (not -inf - -inf = nan)
-    with np.errstate(divide="ignore"):
-        out = np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True)) + top
-    return np.squeeze(out, axis=axis) if axis is not None else float(out.ravel()[0])
-
-
-def kish(logw: np.ndarray) -> float:
-    """Kish's effective sample size of weights exp(logw) (samples of weight 0, logw = -inf, count for nothing)."""
-    lw = np.asarray(logw, dtype=np.float64)
-    lw = lw[np.isfinite(lw)]
-    if lw.size == 0:  # no sample has weight: nothing counts
-        return 0.0
-    w = np.exp(lw - lw.max())
-    return float(w.sum() ** 2 / (w ** 2).sum())
-
-
-def silverman(samples: np.ndarray, logw: np.ndarray, periods: Sequence[Optional[float]]) -> np.ndarray:
+def silverman(samples: np.ndarray, logw: np.ndarray, periods: Sequence[float | None]) -> np.ndarray:
     """Silverman's rule-of-thumb bandwidth per CV, with the weighted spread and Kish's n_eff."""
     x = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)
     keep = np.isfinite(logw)
@@ -67,7 +51,7 @@ def silverman(samples: np.ndarray, logw: np.ndarray, periods: Sequence[Optional[
     return sig
 
 
-def _cv_index(result: Any, cv: Any) -> int:
+def cv_index(result: Any, cv: Any) -> int:
     names = list(result.names or [f"cv{d + 1}" for d in range(result.dim)])
     if isinstance(cv, str) and cv in names:
         return names.index(cv)
@@ -82,7 +66,7 @@ def marginal(result: Any, keep: Sequence[Any]) -> Any:
         raise InputError("marginal: needs a regular grid (bins), not explicit points")
     if not isinstance(keep, (str, int, np.integer, list, tuple, np.ndarray)) or isinstance(keep, bool):
         raise InputError(f"marginal: expected CV names or indices to keep, got {keep!r}")
-    dims = [_cv_index(result, k) for k in ([keep] if isinstance(keep, (str, int, np.integer)) else list(keep))]
+    dims = [cv_index(result, k) for k in ([keep] if isinstance(keep, (str, int, np.integer)) else list(keep))]
     if not dims or len(set(dims)) != len(dims):
         raise InputError(f"marginal: name each CV to keep once, got {keep!r}")
     other = tuple(d for d in range(result.dim) if d not in dims)
@@ -97,7 +81,7 @@ def marginal(result: Any, keep: Sequence[Any]) -> Any:
                    names=[names[d] for d in dims], block_values=None, block_log_weights=None)
 
 
-def _blocks_of(result: Any, what: str) -> Tuple[np.ndarray, np.ndarray]:
+def _blocks_of(result: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     if getattr(result, "block_values", None) is None:
         raise InputError(f"{what}: needs a surface computed with blocks > 1")
     return np.asarray(result.block_values), np.asarray(result.block_log_weights)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def regular(result: Any, what: str) -> np.ndarray:
     return values
 
 
-def wraps(result: Any) -> List[bool]:
+def wraps(result: Any) -> list[bool]:
     """Per CV: does the grid wrap? Only a periodic CV whose points span one whole period without repeating the
     end (n * spacing = period, cyfes's and PLUMED's layout); a grid over part of a period has two real ends."""
     periods = result.periodic or [None] * result.dim
@@ -44,7 +45,7 @@ def wraps(result: Any) -> List[bool]:
             for a, p in zip(result.axes, periods)]
 
 
-def neighbour_tables(shape: Tuple[int, ...], wrap: Sequence[bool]) -> List[np.ndarray]:
+def neighbour_tables(shape: tuple[int, ...], wrap: Sequence[bool]) -> list[np.ndarray]:
     """Per CV and direction (+1, then -1) the flat index of each point's neighbour, -1 at a non-periodic edge."""
     idx = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
     out = []
@@ -79,7 +80,7 @@ class Watershed:
     and the flat index of the saddle where it meets a lower basin (inf / -1 for none). tree: the Kruskal tree's
     edges as (basin a, basin b, point in a, point in b), the crossing grid edge of their lowest saddle."""
 
-    shape: Tuple[int, ...]
+    shape: tuple[int, ...]
     values: np.ndarray
     rank: np.ndarray
     parent: np.ndarray
@@ -88,11 +89,11 @@ class Watershed:
     depth: np.ndarray
     saddle: np.ndarray
     merged_into: np.ndarray
-    tree: List[Tuple[int, int, int, int]]
+    tree: list[tuple[int, int, int, int]]
     #: The raw basins in the order they met a lower one (the order of their saddles).
     merges: np.ndarray
 
-    def descent(self, point: int) -> List[int]:
+    def descent(self, point: int) -> list[int]:
         """The steepest-descent path from `point` to its minimum."""
         out = [int(point)]
         while self.parent[out[-1]] != out[-1]:
@@ -100,7 +101,7 @@ class Watershed:
         return out
 
 
-def _descent_parents(rank: np.ndarray, tables: List[np.ndarray]) -> np.ndarray:
+def _descent_parents(rank: np.ndarray, tables: list[np.ndarray]) -> np.ndarray:
     n = len(rank)
     parent = np.arange(n, dtype=np.int64)
     best = rank.copy()
@@ -121,7 +122,7 @@ def _roots(parent: np.ndarray) -> np.ndarray:
         root = nxt
 
 
-def _basin_edges(raw: np.ndarray, rank: np.ndarray, tables: List[np.ndarray], count: int) -> np.ndarray:
+def _basin_edges(raw: np.ndarray, rank: np.ndarray, tables: list[np.ndarray], count: int) -> np.ndarray:
     """Per pair of touching raw basins its lowest crossing edge: rows (a, b, point in a, point in b, saddle rank),
     sorted by saddle rank."""
     parts = []
@@ -145,7 +146,7 @@ def _basin_edges(raw: np.ndarray, rank: np.ndarray, tables: List[np.ndarray], co
     return edges[np.argsort(edges[:, 4], kind="stable")]
 
 
-def _find(up: List[int], x: int) -> int:
+def _find(up: list[int], x: int) -> int:
     root = x
     while up[root] != root:
         root = up[root]
@@ -195,7 +196,7 @@ def watershed(values: np.ndarray, wrap: Sequence[bool]) -> Watershed:
 
 
 @functools.lru_cache(maxsize=2)  # basins then path on one surface; a few arrays of its size each
-def _cached(values_bytes: bytes, shape: Tuple[int, ...], wrap: Tuple[bool, ...]) -> Watershed:
+def _cached(values_bytes: bytes, shape: tuple[int, ...], wrap: tuple[bool, ...]) -> Watershed:
     return watershed(np.frombuffer(values_bytes, dtype=np.float64).reshape(shape), wrap)
 
 
@@ -206,7 +207,7 @@ def watershed_of(result: Any, what: str) -> Watershed:
     return _cached(values.tobytes(), values.shape, tuple(wraps(result)))
 
 
-def noise_threshold(result: Any, min_depth: Optional[float]) -> float:
+def noise_threshold(result: Any, min_depth: float | None) -> float:
     """min_depth in the result's units: None is DEFAULT_DEPTH_KT kT."""
     if min_depth is None:
         return DEFAULT_DEPTH_KT * float(result.kT)
@@ -223,7 +224,7 @@ def noise_threshold(result: Any, min_depth: Optional[float]) -> float:
 DEFAULT_DEPTH_KT = 2.0
 
 
-def kept_labels(ws: Watershed, min_depth: float) -> Tuple[np.ndarray, np.ndarray]:
+def kept_labels(ws: Watershed, min_depth: float) -> tuple[np.ndarray, np.ndarray]:
     """(label of each raw basin's merged basin, the raw basins kept): a raw basin shallower than min_depth (or of
     depth 0, a tie) joins the basin across its lowest saddle, in the order the saddles rise, so a chain of shallow
     basins ends in a kept one."""
@@ -271,12 +272,12 @@ def nearest_cells(result: Any, samples: Any) -> np.ndarray:
     return np.where(inside, flat, -1)
 
 
-def coordinates(result: Any, point: int) -> Tuple[float, ...]:
+def coordinates(result: Any, point: int) -> tuple[float, ...]:
     where = np.unravel_index(int(point), tuple(len(a) for a in result.axes))
     return tuple(float(a[i]) for a, i in zip(result.axes, where))
 
 
-def block_surfaces(result: Any) -> Optional[np.ndarray]:
+def block_surfaces(result: Any) -> np.ndarray | None:
     """Each block's F as (blocks, points) float64, or None without blocks."""
     blocks = getattr(result, "block_values", None)
     if blocks is None:

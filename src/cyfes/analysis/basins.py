@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Basin:
     points in it) and the depth of its minimum."""
 
     label: int
-    minimum: Tuple[float, ...]
+    minimum: tuple[float, ...]
     minimum_free_energy: float
     free_energy: float
     error: float
@@ -49,7 +49,7 @@ class Basins:
     """The basins of a surface (`records`, lowest F_B first) and `labels`: each grid point's basin, shaped like the
     surface (-1 where F is not finite)."""
 
-    records: Tuple[Basin, ...]
+    records: tuple[Basin, ...]
     labels: np.ndarray
 
     def __iter__(self) -> Any:
@@ -62,7 +62,7 @@ class Basins:
         return self.records[k]
 
 
-def point_labels(result: Any, min_depth: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, _grid.Watershed]:
+def point_labels(result: Any, min_depth: float | None = None) -> tuple[np.ndarray, np.ndarray, _grid.Watershed]:
     """(flat label per grid point, numbered in raw-basin order, -1 outside; the kept raw basins; the watershed)."""
     ws = _grid.watershed_of(result, "basins")
     roots, kept = _grid.kept_labels(ws, _grid.noise_threshold(result, min_depth))
@@ -83,7 +83,7 @@ def basin_free_energies(flat: np.ndarray, labels: np.ndarray, count: int, kT: fl
         return top - kT * (np.log(sums) + math.log(volume))
 
 
-def basins(result: Any, min_depth: Optional[float] = None) -> Basins:
+def basins(result: Any, min_depth: float | None = None) -> Basins:
     labels, kept, ws = point_labels(result, min_depth)
     kT, volume, count = float(result.kT), _grid.cell_volume(result), len(kept)
     energy = basin_free_energies(ws.values, labels, count, kT, volume)
@@ -124,7 +124,7 @@ def _populations(energies: np.ndarray, kT: float) -> np.ndarray:
     return rel / rel.sum(axis=1, keepdims=True)
 
 
-def _block_energies(result: Any, labels: np.ndarray, count: int) -> Optional[np.ndarray]:
+def _block_energies(result: Any, labels: np.ndarray, count: int) -> np.ndarray | None:
     blocks = _grid.block_surfaces(result)
     if blocks is None:
         return None
@@ -132,7 +132,7 @@ def _block_energies(result: Any, labels: np.ndarray, count: int) -> Optional[np.
     return np.array([basin_free_energies(f, labels, count, kT, volume) for f in blocks])
 
 
-def basin_of(result: Any, samples: Any, min_depth: Optional[float] = None) -> np.ndarray:
+def basin_of(result: Any, samples: Any, min_depth: float | None = None) -> np.ndarray:
     """Each sample's basin label (as basins() numbers them) by its nearest grid point; -1 for a sample outside
     the grid or on a point of no basin."""
     found = basins(result, min_depth)

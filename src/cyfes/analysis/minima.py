@@ -9,7 +9,7 @@ basin across their lowest saddle by basins(). min_depth=0 keeps every strict loc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -23,14 +23,14 @@ class Minimum:
     """A local minimum: its grid coordinates, F there, its depth (inf for the lowest) and the lowest saddle that
     leaves it (coordinates, or None), all energies in the result's units; index: the grid index."""
 
-    coordinates: Tuple[float, ...]
+    coordinates: tuple[float, ...]
     free_energy: float
     depth: float
-    saddle: Optional[Tuple[float, ...]]
-    index: Tuple[int, ...]
+    saddle: tuple[float, ...] | None
+    index: tuple[int, ...]
 
 
-def minima(result: Any, min_depth: Optional[float] = None) -> List[Minimum]:
+def minima(result: Any, min_depth: float | None = None) -> list[Minimum]:
     """The local minima at least `min_depth` deep, lowest F first."""
     ws = _grid.watershed_of(result, "minima")
     threshold = _grid.noise_threshold(result, min_depth)

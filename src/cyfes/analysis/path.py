@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
 from .._errors import InputError
 from . import _grid
-from .basins import basins as _basins, point_labels
+from .basins import basins as _basins
+from .basins import point_labels
 
 #: String method defaults: images along the string, iterations, step as a fraction of the smallest grid spacing.
 STRING_IMAGES = 60
@@ -44,17 +45,17 @@ class Path:
 
     points: np.ndarray
     free_energy: np.ndarray
-    saddle: Tuple[float, ...]
+    saddle: tuple[float, ...]
     saddle_free_energy: float
     barrier: float
     barrier_reverse: float
     barrier_error: float
     barrier_reverse_error: float
-    basins: Tuple[int, int]
+    basins: tuple[int, int]
     refined: bool
 
 
-def _end_point(result: Any, end: Any, labels: np.ndarray, minima: Dict[int, int], name: str) -> Tuple[int, int]:
+def _end_point(result: Any, end: Any, labels: np.ndarray, minima: dict[int, int], name: str) -> tuple[int, int]:
     """(basin label, flat index of its minimum) of an end given as a basin label, a Minimum/Basin record or
     coordinates."""
     if isinstance(end, (int, np.integer)) and not isinstance(end, bool):
@@ -76,13 +77,13 @@ def _end_point(result: Any, end: Any, labels: np.ndarray, minima: Dict[int, int]
     return label, minima[label]
 
 
-def _tree_route(ws: _grid.Watershed, start: int, end: int) -> List[Tuple[int, int]]:
+def _tree_route(ws: _grid.Watershed, start: int, end: int) -> list[tuple[int, int]]:
     """The crossing points (leaving, entering) of each tree edge on the tree path between two raw basins."""
-    links: Dict[int, List[Tuple[int, int, int]]] = {}
+    links: dict[int, list[tuple[int, int, int]]] = {}
     for a, b, p, q in ws.tree:
         links.setdefault(a, []).append((b, p, q))
         links.setdefault(b, []).append((a, q, p))
-    back: Dict[int, Tuple[int, int, int]] = {start: (-1, -1, -1)}
+    back: dict[int, tuple[int, int, int]] = {start: (-1, -1, -1)}
     todo = deque([start])
     while todo and end not in back:
         u = todo.popleft()
@@ -100,7 +101,7 @@ def _tree_route(ws: _grid.Watershed, start: int, end: int) -> List[Tuple[int, in
     return route[::-1]
 
 
-def grid_path(ws: _grid.Watershed, start: int, end: int) -> List[int]:
+def grid_path(ws: _grid.Watershed, start: int, end: int) -> list[int]:
     """Flat indices of the minimax path between the minima of raw basins `start` and `end`."""
     out = [int(ws.minima[start])]
     for leave, enter in _tree_route(ws, start, end):
@@ -109,7 +110,7 @@ def grid_path(ws: _grid.Watershed, start: int, end: int) -> List[int]:
     return out
 
 
-def path(result: Any, a: Any, b: Any, min_depth: Optional[float] = None, refine: bool = False,
+def path(result: Any, a: Any, b: Any, min_depth: float | None = None, refine: bool = False,
          images: int = STRING_IMAGES, steps: int = STRING_STEPS) -> Path:
     """The minimum free energy path from `a` to `b`: basin labels, minima or coordinates (snapped to the minimum
     of the basin they lie in)."""
@@ -135,11 +136,11 @@ def path(result: Any, a: Any, b: Any, min_depth: Optional[float] = None, refine:
                 (la, lb), bool(refine))
 
 
-def _index_of(result: Any, coords: Tuple[float, ...]) -> Tuple[int, ...]:
+def _index_of(result: Any, coords: tuple[float, ...]) -> tuple[int, ...]:
     return tuple(int(np.argmin(np.abs(np.asarray(a) - c))) for a, c in zip(result.axes, coords))
 
 
-def _barrier_errors(result: Any, top: int, pa: int, pb: int) -> Tuple[float, float]:
+def _barrier_errors(result: Any, top: int, pa: int, pb: int) -> tuple[float, float]:
     blocks = _grid.block_surfaces(result)
     if blocks is None:
         return math.nan, math.nan
@@ -170,7 +171,7 @@ class _Surface:
             return np.zeros_like(v)
         return np.gradient(v, self.h[d], axis=d)
 
-    def _corners(self, x: np.ndarray) -> Tuple[List[np.ndarray], List[np.ndarray], List[np.ndarray]]:
+    def _corners(self, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         lo, hi, frac = [], [], []
         for d, axis in enumerate(self.axes):
             n = len(axis)
@@ -224,7 +225,7 @@ def _unwrapped(result: Any, points: np.ndarray) -> np.ndarray:
 
 
 def string(result: Any, points: np.ndarray, images: int = STRING_IMAGES,
-           steps: int = STRING_STEPS) -> Tuple[np.ndarray, np.ndarray]:
+           steps: int = STRING_STEPS) -> tuple[np.ndarray, np.ndarray]:
     """Relax a path (K, D) as a zero-temperature string with fixed ends: (images (M, D), F at them)."""
     if int(images) < 3 or int(steps) < 0:
         raise InputError(f"path: the string needs images >= 3 and steps >= 0, got {images}, {steps}")

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
 from .._errors import InputError
 from . import _estimates, _grid
-from ._estimates import _cv_index, logsumexp
+from ._estimates import cv_index, logsumexp
+from .basins import basins
 
 
 def delta_f_of(values: np.ndarray, axis_values: np.ndarray, d: int, at: float, kT: float) -> float:
@@ -51,11 +52,11 @@ def _block_delta(values: np.ndarray, a: np.ndarray, b: np.ndarray, kT: float) ->
         return math.inf
 
 
-def delta_f(result: Any, cv: Any, at: float) -> Tuple[float, Optional[float]]:
+def delta_f(result: Any, cv: Any, at: float) -> tuple[float, float | None]:
     """(F right of `at` - F left of `at` along `cv`, its block standard error or None)."""
     if result.axes is None:
         raise InputError("delta_f: needs a regular grid (bins), not explicit points")
-    d = _cv_index(result, cv)
+    d = cv_index(result, cv)
     value = delta_f_of(result.values, result.axes[d], d, float(at), result.kT)
     blocks = getattr(result, "block_values", None)
     if blocks is None:
@@ -75,7 +76,7 @@ class RegionDeltaF:
 
     value: float
     error: float
-    blocks: Tuple[float, ...]
+    blocks: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,8 @@ class DeltaFTrace:
     """Delta F from the first k blocks of samples: `samples` (how many samples that is, k = 1..blocks) and
     `delta_f` (one value each)."""
 
-    samples: Tuple[int, ...]
-    delta_f: Tuple[float, ...]
+    samples: tuple[int, ...]
+    delta_f: tuple[float, ...]
 
 
 def _grid_coordinates(result: Any) -> list:
@@ -98,7 +99,7 @@ def _box(result: Any, box: dict, name: str) -> np.ndarray:
     mask = np.ones(coords[0].shape, dtype=bool)
     periods = result.periodic or [None] * result.dim
     for cv, bounds in box.items():
-        d = _cv_index(result, cv)
+        d = cv_index(result, cv)
         try:
             lo, hi = bounds
             lo = -math.inf if lo is None else float(lo)
@@ -115,13 +116,12 @@ def _box(result: Any, box: dict, name: str) -> np.ndarray:
     return mask
 
 
-def region_mask(result: Any, region: Any, name: str = "region", min_depth: Optional[float] = None) -> np.ndarray:
+def region_mask(result: Any, region: Any, name: str = "region", min_depth: float | None = None) -> np.ndarray:
     """The grid points of `region` (see the module's description) as a boolean array shaped like the surface."""
     shape = tuple(len(a) for a in result.axes)
     if isinstance(region, dict):
         mask = _box(result, region, name)
     elif isinstance(region, (int, np.integer)) and not isinstance(region, bool):
-        from .basins import basins  # basins imports nothing from here; deferred to keep the order plain
         labels = basins(result, min_depth).labels
         if not 0 <= int(region) < int(labels.max()) + 1:
             raise InputError(f"{name}: basin {int(region)} does not exist (basins 0..{int(labels.max())})")
@@ -137,7 +137,7 @@ def region_mask(result: Any, region: Any, name: str = "region", min_depth: Optio
     return mask
 
 
-def _checked_masks(result: Any, a: Any, b: Any, min_depth: Optional[float]) -> Tuple[np.ndarray, np.ndarray]:
+def _checked_masks(result: Any, a: Any, b: Any, min_depth: float | None) -> tuple[np.ndarray, np.ndarray]:
     _grid.regular(result, "delta_f_regions")
     ma, mb = region_mask(result, a, "region a", min_depth), region_mask(result, b, "region b", min_depth)
     finite = np.isfinite(result.values)
@@ -147,7 +147,7 @@ def _checked_masks(result: Any, a: Any, b: Any, min_depth: Optional[float]) -> T
     return ma, mb
 
 
-def delta_f_regions(result: Any, a: Any, b: Any, min_depth: Optional[float] = None) -> RegionDeltaF:
+def delta_f_regions(result: Any, a: Any, b: Any, min_depth: float | None = None) -> RegionDeltaF:
     """F(b) - F(a) for two regions (see the module's description), with its block error."""
     ma, mb = _checked_masks(result, a, b, min_depth)
     kT = float(result.kT)
@@ -159,7 +159,7 @@ def delta_f_regions(result: Any, a: Any, b: Any, min_depth: Optional[float] = No
     return RegionDeltaF(value, _grid.standard_error(per), tuple(float(v) for v in per))
 
 
-def delta_f_trace(result: Any, a: Any, b: Any, min_depth: Optional[float] = None) -> DeltaFTrace:
+def delta_f_trace(result: Any, a: Any, b: Any, min_depth: float | None = None) -> DeltaFTrace:
     """F(b) - F(a) on the surface of the first k blocks, k = 1..blocks (needs a surface with blocks > 1)."""
     ma, mb = _checked_masks(result, a, b, min_depth)
     surfaces = _estimates.running(result)

@@ -14,12 +14,14 @@ Both call cyfes.fes once per point with the caller's other arguments; nothing he
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
 from .._errors import InputError
+from ..engine import fes
 
 #: Block counts of a default scan (those above half the sample count are left out).
 DEFAULT_BLOCK_COUNTS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
@@ -45,7 +47,7 @@ class BlockScanPoint:
 class SigmaScanPoint:
     """One bandwidth (per CV): delta_f and barrier between the two lowest basins (NaN with fewer), basins found."""
 
-    sigma: Tuple[float, ...]
+    sigma: tuple[float, ...]
     delta_f: float
     barrier: float
     basins: int
@@ -60,7 +62,7 @@ def median_error(result: Any) -> float:
     return float(np.median(err)) if len(err) else math.nan
 
 
-def two_basin_answers(result: Any, min_depth: Optional[float] = None) -> Tuple[float, float, float, float, int]:
+def two_basin_answers(result: Any, min_depth: float | None = None) -> tuple[float, float, float, float, int]:
     """(delta_f, its error, barrier from basin 0 to 1, its error, number of basins); NaN where undefined."""
     found = result.basins(min_depth)
     if len(found) < 2:
@@ -92,28 +94,26 @@ def plateau_flags(counts: Sequence[int], errors: Sequence[float]) -> list:
 
 
 def block_scan(samples: Any, sigma: Any, counts: Sequence[int] = DEFAULT_BLOCK_COUNTS,
-               min_depth: Optional[float] = None, **options: Any) -> Tuple[BlockScanPoint, ...]:
+               min_depth: float | None = None, **options: Any) -> tuple[BlockScanPoint, ...]:
     """The block scan of the module docstring; `options` go to cyfes.fes (bins, bias, weights, ...)."""
-    from .. import _api
     n = len(samples)
     points = []
     for c in _counts(counts, n):
-        res = _api.fes(samples, sigma, blocks=c, **options)
+        res = fes.fes(samples, sigma, blocks=c, **options)
         df, dfe, bar, bare, _ = two_basin_answers(res, min_depth)
         points.append(BlockScanPoint(c, n // c, median_error(res), df, dfe, bar, bare))
     flags = plateau_flags([p.blocks for p in points], [p.f_error for p in points])
     return tuple(BlockScanPoint(**{**p.__dict__, "on_plateau": f}) for p, f in zip(points, flags))
 
 
-def sigma_scan(samples: Any, sigmas: Sequence[Any], min_depth: Optional[float] = None,
-               **options: Any) -> Tuple[SigmaScanPoint, ...]:
+def sigma_scan(samples: Any, sigmas: Sequence[Any], min_depth: float | None = None,
+               **options: Any) -> tuple[SigmaScanPoint, ...]:
     """Delta F and barrier between the two lowest basins for each bandwidth in `sigmas` (scalar or per CV)."""
-    from .. import _api
     if len(sigmas) == 0:
         raise InputError("sigma scan: give at least one bandwidth")
     out = []
     for s in sigmas:
-        res = _api.fes(samples, s, **options)
+        res = fes.fes(samples, s, **options)
         df, _, bar, _, count = two_basin_answers(res, min_depth)
         out.append(SigmaScanPoint(tuple(float(v) for v in np.asarray(res.sigma).ravel()), df, bar, count))
     return tuple(out)

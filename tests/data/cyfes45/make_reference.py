@@ -47,7 +47,7 @@ import numpy as np
 
 # CyFES 4.5's float32 exp rule, from the one copy in the package. Imported before load_cyfes45 gives the name
 # "cyfes" in sys.modules to 4.5's own package.
-from cyfes.compat import exp45
+from cyfes.workflows.cyfes45 import exp45
 
 HERE = Path(__file__).resolve().parent
 KT = 0.596128107

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import cyfes, cyfes._build_info as info
 if info.CUDA:
-    import cyfes._gpu  # loads libcufes and the CUDA runtime: a broken RPATH fails here, GPU or not
+    import cyfes.engine._gpu  # loads libcufes and the CUDA runtime: a broken RPATH fails here, GPU or not
 backends = cyfes.backends()
 rng = np.random.default_rng(0)
 samples = rng.normal(size=(2000, 2))

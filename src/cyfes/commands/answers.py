@@ -1,0 +1,127 @@
+"""What `cyfes basins`, `cyfes path` and `cyfes fes --basins` share: the surface to answer questions of (a grid
+file, or samples with the options of `cyfes fes`), the flags of both commands, and the tables and files of the
+answers."""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+from typing import IO, Any, Callable
+
+from .._errors import InputError
+from ..engine.result import FESResult
+from ..io import formats, plot, plot_answers
+from ..io import output as _output
+from . import options
+
+EPILOG = """\
+examples:
+  cyfes basins fes.dat --temperature 300 --csv basins.csv --json basins.json
+  cyfes basins COLVAR --cv phi,psi --bias metad.rbias --sigma 0.1 --blocks 5 --csv basins.csv
+  cyfes path fes.grid --from -1.5,1.2 --to 1.0,-0.8 -o path.csv --refine
+
+exit status: 0 success, 2 bad input or command line, 1 other errors."""
+
+
+
+
+def _targets(args: argparse.Namespace) -> list[str]:
+    return [p for p in (getattr(args, "output", None), args.csv, args.json, args.plot) if p]
+
+
+def check(args: argparse.Namespace) -> None:
+    """Before reading or computing: the outputs may be written, and a plot can be drawn."""
+    if args.plot:
+        plot.image_format(args.plot)
+        plot.require_matplotlib()
+    _output.check_targets(_targets(args), args.inputs, args.force)
+
+
+def picture(args: argparse.Namespace, result: Any, found: Any, path: Any = None) -> list:
+    if not args.plot:
+        return []
+    return [(args.plot, plot_answers.answers_writer(result, args.plot, found, path, args.plot_max))]
+
+
+def surface_of(args: argparse.Namespace) -> Any:
+    """The grid file's surface_of, or (with --sigma) the surface_of of the samples, as `cyfes fes` computes it."""
+    if args.min_depth is not None and not (args.min_depth >= 0 and math.isfinite(args.min_depth)):
+        raise InputError(f"--min-depth: expected a number >= 0, got {args.min_depth}")
+    if args.sigma is None:
+        if len(args.inputs) != 1:
+            raise InputError("give one grid file, or --sigma to compute the surface_of of COLVAR files")
+        try:
+            formats.output_format(args.inputs[0])
+        except InputError:
+            raise InputError(f"{args.inputs[0]}: not a grid file (.grid, .fes, .dat, .txt, .csv, .cube, .npz); "
+                             "give --sigma to compute the surface_of of samples") from None
+        return FESResult.read(args.inputs[0], temperature=args.temperature, units=args.units)
+    args.temperature = 300.0 if args.temperature is None else args.temperature
+    samples = options.load_samples(args)
+    plan = options.plan_grid(args, samples)
+    options.check_budgets(_no_outputs(args), plan)
+    return options.compute(args, samples, plan)
+
+
+def _no_outputs(args: argparse.Namespace) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "output": [], "plot": None, "format": None})
+
+
+def _number(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def csv_writer(rows: list[dict[str, Any]]) -> Callable[[IO[bytes]], None]:
+    def write(fh: IO[bytes]) -> None:
+        text = io.StringIO()
+        text.write(",".join(rows[0]) + "\n")
+        for row in rows:
+            text.write(",".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in row.values()) + "\n")
+        fh.write(text.getvalue().encode())
+    return write
+
+
+def json_writer(doc: dict[str, Any]) -> Callable[[IO[bytes]], None]:
+    def clean(v: Any) -> Any:
+        if isinstance(v, float):
+            return _number(v)
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return lambda fh: fh.write((json.dumps(clean(doc), indent=1) + "\n").encode())
+
+
+def trace(result: Any, found: Any) -> dict[str, Any]:
+    """Delta F of each basin to basin 0 on the running surfaces (blocks 1..k)."""
+    if getattr(result, "block_values", None) is None:
+        raise InputError("--trace: needs a surface_of from samples with --blocks N (N > 1)")
+    runs = {b.label: result.delta_f_trace(0, b.label) for b in found if b.label}
+    samples = next(iter(runs.values())).samples if runs else ()
+    return {"samples": list(samples), "delta_f": {str(k): list(t.delta_f) for k, t in runs.items()}}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags `cyfes basins` and `cyfes path` share: the samples' (as `cyfes fes`, --sigma optional: without it
+    INPUT is a grid file) and --min-depth."""
+    options.add_input_arguments(p)
+    options.add_estimate_arguments(p)
+    for action in p._actions:  # --sigma chooses samples over a grid file here, so it is optional
+        if action.dest == "sigma":
+            action.required = False
+    p.set_defaults(temperature=None, kt=None)
+    # coordinates such as -1.2,0.5 or -pi/2,0 are values, not options (argparse knows only plain numbers)
+    p._negative_number_matcher = options.NEGATIVE_VALUE
+    p.add_argument("--min-depth", type=float, metavar="F", help="minima shallower than F (in --units) are "
+                   "merged into a neighbouring basin (default 2 kT)")
+
+
+def add_output_arguments(p: argparse.ArgumentParser, draws: str) -> None:
+    p.add_argument("--plot", metavar="IMAGE", help=f"draw {draws} on the 2-D surface (.png, .pdf, .svg; matplotlib)")
+    p.add_argument("--plot-max", type=float, metavar="F", help="top of the plot's colour scale, in --units")
+    p.add_argument("--csv", metavar="FILE", help="write the table as CSV")
+    p.add_argument("--json", metavar="FILE", help="write the table as JSON")
+    p.add_argument("--force", action="store_true", help="replace an output that is a link, read-only or an input")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")

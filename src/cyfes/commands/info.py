@@ -1,0 +1,62 @@
+"""`cyfes info`: the version, how this cyfes was built, and the backends and GPUs this machine can run."""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from typing import Any
+
+from ..engine.backends import backends
+
+
+def info_report() -> dict[str, Any]:
+    from .. import __version__, _build_info  # deferred: the version lookup (importlib.metadata) costs
+    # more than `cyfes --help`; _build_info with it
+
+    report: dict[str, Any] = {
+        "version": __version__, "python": platform.python_version(), "platform": platform.platform(),
+        "build": {"cuda": bool(_build_info.CUDA), "cuda_version": _build_info.CUDA_VERSION,
+                  "cuda_runtime": _build_info.CUDA_RUNTIME if _build_info.CUDA else None,
+                  "openmp": _build_info.OPENMP, "compiler": _build_info.COMPILER},
+        "backends": backends(), "extras": {}}
+    for module in ("matplotlib", "tqdm"):
+        try:
+            report["extras"][module] = __import__(module).__version__
+        except ImportError:
+            report["extras"][module] = None
+    return report
+
+
+def _info_text(r: dict[str, Any]) -> str:
+    b, cpu, cuda = r["build"], r["backends"]["cpu"], r["backends"]["cuda"]
+    lines = [f"cyfes {r['version']} (Python {r['python']}, {r['platform']})",
+             f"build:   CUDA {'on' if b['cuda'] else 'off'}"
+             + (f" (CUDA {b['cuda_version']}, {b['cuda_runtime']} runtime"
+                + (f"; needs a driver for CUDA >= {cuda['needs_driver_cuda']}, driver >= {cuda['needs_driver']})"
+                   if cuda.get("needs_driver") else ")") if b["cuda"] else "")
+             + f", OpenMP {b['openmp'] or 'off'}, compiler {b['compiler']}",
+             f"cpu:     usable, {cpu['threads']} threads",
+             "cuda:    " + ("usable" if cuda["usable"] else f"not usable: {cuda['reason']}")]
+    if cuda.get("runtime_version"):
+        lines.append(f"         runtime {cuda['runtime_version']}, driver {cuda.get('driver_version')}")
+    elif cuda.get("driver_cuda"):
+        lines.append(f"         driver supports CUDA {cuda['driver_cuda']}")
+    for dev in cuda["devices"]:
+        lines.append("gpu:     " + ", ".join(f"{k} {v}" for k, v in dev.items()))
+    lines.append("extras:  " + ", ".join(f"{k} {v or 'missing'}" for k, v in r["extras"].items())
+                 + ("" if r["extras"].get("matplotlib") else "  (plots: pip install 'cyfes[plot]')"))
+    return "\n".join(lines)
+
+
+def configure_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="version, build options, backends and GPUs",
+                       description="Report the cyfes version, how it was built (CUDA, OpenMP), which backends can "
+                                   "run here and the GPUs found.")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = info_report()
+    print(json.dumps(report, indent=2, default=str) if args.json else _info_text(report))
+    return 0

@@ -1,0 +1,403 @@
+"""The flags and the samples that several commands share: `cyfes fes`, `cyfes demo`, `cyfes basins` and
+`cyfes path` read samples by the same flags (input, estimate, grid, compute, output), plan the same grid and compute
+the same surface. Also the argument parser every command uses (errors in one line) and its error type."""
+from __future__ import annotations
+
+import argparse
+import functools
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _units
+from .._errors import InputError
+from ..engine import fes as _api
+from ..engine import inputs as _inputs
+from ..io import formats, plot
+from ..io import output as _output
+from ..io.input_formats import INPUT_FORMATS
+from ..workflows import metad_reweight
+from . import judging, progress, scanning, windows
+
+#: Command-line words that start with '-' but are values (-1.5, -.5, -pi/2, -pi,pi), not options: argparse alone
+#: knows only plain negative numbers.
+NEGATIVE_VALUE = re.compile(r"^-(\.?\d|pi)", re.IGNORECASE)
+
+
+PROG = "cyfes"
+
+
+#: Grid points per CV when --bins is not given, by number of CVs.
+DEFAULT_BINS = {1: 200, 2: 100, 3: 40}
+
+
+class UsageError(Exception):
+    """A command line argparse could not parse; reported in one line like every other error."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def add_fes_arguments(p: argparse.ArgumentParser) -> None:
+    add_input_arguments(p)
+    metad_reweight.add_arguments(p.add_argument_group("metadynamics reweighting from HILLS"))
+    add_estimate_arguments(p)
+    add_output_arguments(p)
+    judging.add_arguments(p)
+    scanning.add_arguments(p)
+    windows.add_arguments(p)
+
+
+def add_input_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("input")
+    g.add_argument("inputs", nargs="*", metavar="INPUT", help="PLUMED COLVAR, Colvars .colvars.traj, GROMACS "
+                   ".xvg, text / CSV or .npy file(s)")
+    g.add_argument("--cv", metavar="COLS", help="CV columns, names or 0-based indices: phi,psi or 1,2 "
+                   "(default: every column except time, bias and weights, if at most 3)")
+    g.add_argument("--bias", metavar="COLS", help="bias column(s) V in --units; several are summed "
+                   "(metad.rbias,uwall.bias); samples are reweighted by exp(V/kT)")
+    g.add_argument("--weights", metavar="COL", help="column of per-sample weights (on top of the bias)")
+    g.add_argument("--skip", type=int, default=0, metavar="N", help="drop the first N rows of each input "
+                   "(burn-in)")
+    g.add_argument("--stride", type=int, default=1, metavar="N", help="then keep every N-th row")
+    g.add_argument("--input-format", choices=INPUT_FORMATS, help="read every INPUT as this format instead of "
+                   "the one its content suggests (see docs/formats.md)")
+
+
+def add_estimate_arguments(p: argparse.ArgumentParser) -> None:
+    k = p.add_argument_group("estimate")
+    k.add_argument("--sigma", required=True, metavar="S", help="kernel bandwidth in CV units: one value, one "
+                   "per CV (0.1,0.2) or by name (phi=0.1,psi=0.2); pi expressions allowed; auto: Silverman's rule")
+    k.add_argument("--periodic", action="append", default=[], metavar="CV=LO,HI",
+                   help="a periodic CV and its domain, e.g. phi=-pi,pi (period HI-LO); CV=none turns off the "
+                   "periodicity a COLVAR declares; repeat per CV")
+    k.add_argument("-T", "--temperature", type=float, default=300.0, metavar="K", help="temperature in K "
+                   "(default 300)")
+    k.add_argument("--units", default="kJ/mol", choices=["kJ/mol", "kcal/mol"],
+                   help="energy unit of the bias and of F (default kJ/mol, as PLUMED)")
+    k.add_argument("--blocks", type=int, default=1, metavar="N", help="split the samples into N blocks and "
+                   "report the standard error of F (default 1: no error)")
+    grid = p.add_argument_group("grid")
+    grid.add_argument("--bins", metavar="N", help="grid points per CV: one value or one per CV "
+                      "(default 200, 100x100 or 40^3)")
+    grid.add_argument("--range", action="append", default=[], metavar="CV=LO,HI", dest="ranges",
+                      help="grid range of a CV, e.g. psi=-2,2.5 (default: the data range, or the period); "
+                      "repeat per CV")
+    run = p.add_argument_group("compute")
+    run.add_argument("--device", default="auto", help="auto (GPU when usable, default), cpu, gpu, cuda:N, "
+                     "or cuda:0,1 to split the grid over GPUs")
+    run.add_argument("--precision", default="float64", choices=["float64", "float32"],
+                     help="kernel precision (default float64)")
+    run.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    run.add_argument("--scheduler", metavar="ADDRESS", help="read and sum the inputs on the workers of the Dask "
+                     "cluster at ADDRESS (tcp://host:port or a scheduler file), one chunk per file; needs "
+                     "cyfes[dask]")
+    run.add_argument("--tolerance", type=float, default=1e-6, metavar="KT",
+                     help="largest change of any F (in kT) the samples left out of a sum may cause (default 1e-6; "
+                          "0 sums every pair)")
+    run.add_argument("--method", default="direct", choices=["direct", "binned"],
+                     help="direct kernel sums (default) or binning + FFT (estimated error reported)")
+
+
+def add_output_arguments(p: argparse.ArgumentParser) -> None:
+    out = p.add_argument_group("output")
+    out.add_argument("-o", "--output", action="append", default=[], metavar="FILE",
+                     help="write the FES here, format by extension; repeat for several files")
+    out.add_argument("--format", choices=list(formats.FORMATS), help="format of every -o file, whatever "
+                     "its extension")
+    out.add_argument("--plot", metavar="IMAGE", help="draw the FES into IMAGE (.png, .pdf, .svg)")
+    out.add_argument("--plot-max", type=float, metavar="F", help="top of the plot's colour scale, in --units")
+    out.add_argument("--force", action="store_true", help="replace an output that is a symbolic link (the link, "
+                     "not its target), a read-only file or one of the inputs; FIFOs and devices are never written")
+    out.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    out.add_argument("-v", "--verbose", action="store_true", help="also say where the time went (read, surface, "
+                     "write) on stderr")
+
+
+@dataclass
+class Samples:
+    """What `cyfes fes` hands to cyfes.fes, plus where it came from."""
+
+    names: list[str]
+    values: np.ndarray
+    bias: np.ndarray | None
+    weights: np.ndarray | None
+    domains: dict[str, tuple[float, float]]
+    #: per CV the samples' (low, high) where known without a pass over values (Dask arrays on a cluster)
+    data_range: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def split_list(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _default_cvs(table: formats.Table, used: Sequence[str]) -> list[str]:
+    skip = {"time", "step"} | set(used)  # step: the first column of a Colvars trajectory
+    names = [n for n in table.names if n not in skip and not n.endswith(".bias") and not n.endswith(".rbias")]
+    if not names or len(names) > 3:
+        raise InputError(f"{table.source}: choose the CVs with --cv; available columns: {', '.join(table.names)}")
+    return names
+
+
+def _rows(data: np.ndarray, skip: int, stride: int, source: str) -> np.ndarray:
+    kept = data[skip::stride]
+    if len(kept) == 0:
+        raise InputError(f"{source}: no rows left after --skip {skip} (the file has {len(data)} rows)")
+    return kept
+
+
+def _check_rows(args: argparse.Namespace) -> None:
+    if args.skip < 0 or args.stride < 1:
+        raise InputError("--skip must be >= 0 and --stride >= 1")
+
+
+def _table_samples(table: formats.Table, keys: tuple[list[str], list[str], list[str]], skip: int,
+                   stride: int) -> Samples:
+    """The CV, bias and weight columns (cv, bias, weight keys) of one table's rows after skip, every stride-th."""
+    cv_keys, bias_keys, weight_keys = keys
+    names = [table.names[table.column_index(k)] for k in cv_keys]
+    data = _rows(table.data, skip, stride, table.source)
+    bias = data[:, [table.column_index(k) for k in bias_keys]].sum(axis=1) if bias_keys else None
+    weights = data[:, [table.column_index(k) for k in weight_keys]].prod(axis=1) if weight_keys else None
+    domains = {n: table.periodic[table.names[table.column_index(k)]] for n, k in zip(names, cv_keys)
+               if table.names[table.column_index(k)] in table.periodic}
+    return Samples(names, data[:, [table.column_index(k) for k in cv_keys]], bias, weights, domains)
+
+
+def _wanted(args: argparse.Namespace) -> list[str] | None:
+    """With --cv, only the named columns are converted (a wide COLVAR costs little more than those columns)."""
+    cvs = split_list(args.cv)
+    return cvs + split_list(args.bias) + split_list(args.weights) if cvs else None
+
+
+def _input_format(args: argparse.Namespace) -> str | None:
+    return getattr(args, "input_format", None)
+
+
+def _warn_notes(table: formats.Table) -> formats.Table:
+    for note in table.notes:
+        print(f"{PROG}: warning: {note}", file=sys.stderr)
+    return table
+
+
+def _keys(args: argparse.Namespace, first: formats.Table) -> tuple[list[str], list[str], list[str]]:
+    bias_keys, weight_keys = split_list(args.bias), split_list(args.weights)
+    return split_list(args.cv) or _default_cvs(first, bias_keys + weight_keys), bias_keys, weight_keys
+
+
+def load_samples(args: argparse.Namespace) -> Samples:
+    """Read every input and pick the CV, bias and weight columns (rows after --skip, every --stride-th)."""
+    _check_rows(args)
+    tables = [_warn_notes(formats.read_table(path, _input_format(args), columns=_wanted(args))) for path in args.inputs]
+    keys = _keys(args, tables[0])
+    parts = [_table_samples(table, keys, args.skip, args.stride) for table in tables]
+    domains: dict[str, tuple[float, float]] = {}
+    for part in parts:
+        domains.update(part.domains)
+    join = lambda arrays: None if arrays[0] is None else np.concatenate(arrays)  # noqa: E731
+    samples = Samples(parts[0].names, np.concatenate([p.values for p in parts]), join([p.bias for p in parts]),
+                      join([p.weights for p in parts]), domains)
+    if getattr(args, "hills", None):
+        kt = _units.kT(judging.temperature(args), args.units)
+        samples = metad_reweight.reweight_samples(args, samples, kt)[0]
+    return samples
+
+
+def _load_on_worker(path: str, args: argparse.Namespace, keys: tuple[list[str], list[str], list[str]]) -> Any:
+    """One input read where a Dask worker runs (cyfes.cluster)."""
+    from ..io import cluster  # deferred: only runs with --scheduler, which needs Dask
+    got = _table_samples(formats.read_table(path, _input_format(args), columns=_wanted(args)), keys, args.skip,
+                         args.stride)
+    return cluster.FileChunk(got.names, got.values, got.bias, got.weights, got.domains)
+
+
+def load_on_cluster(args: argparse.Namespace, client: Any) -> Samples:
+    """--scheduler: every input read on a worker and kept there (Dask arrays), its columns picked as above;
+    the first file's header is read here too, for the column names."""
+    from ..io import cluster  # deferred: needs Dask (cyfes[dask])
+    _check_rows(args)
+    keys = _keys(args, formats.read_table(args.inputs[0], _input_format(args)))
+    found = cluster.read_on_workers(client, args.inputs, functools.partial(_load_on_worker, args=args, keys=keys))
+    return Samples(found.names, found.values, found.bias, found.weights, found.domains, (found.lo, found.hi))
+
+
+def _cv_position(key: str, names: list[str], option: str) -> int:
+    if key in names:
+        return names.index(key)
+    if key.isdigit() and int(key) < len(names):
+        return int(key)
+    raise InputError(f"{option} {key}: not one of the CVs ({', '.join(names)})")
+
+
+def _named_pairs(specs: Sequence[str], names: list[str], option: str) -> dict[int, tuple[float, float] | None]:
+    """`CV=LO,HI` specs by CV position; `CV=none` maps to None."""
+    out: dict[int, tuple[float, float] | None] = {}
+    for spec in specs:
+        key, eq, rest = spec.partition("=")
+        if not eq:
+            raise InputError(f"{option} {spec}: expected CV=LO,HI, e.g. phi=-pi,pi")
+        pos = _cv_position(key.strip(), names, option)
+        if rest.strip().lower() in ("none", "no", "false", "off"):
+            out[pos] = None
+            continue
+        bounds = rest.split(",")
+        if len(bounds) != 2:
+            raise InputError(f"{option} {spec}: expected two bounds LO,HI")
+        lo, hi = (formats.parse_number(b, f"{option} {key}") for b in bounds)
+        if not hi > lo:
+            raise InputError(f"{option} {spec}: needs LO < HI")
+        out[pos] = (lo, hi)
+    return out
+
+
+def parse_sigma(text: str, names: list[str]) -> list[float]:
+    """--sigma: one value, one per CV, or CV=value pairs."""
+    parts = split_list(text)
+    if parts and all("=" in p for p in parts):
+        given = {_cv_position(k.strip(), names, "--sigma"): formats.parse_number(v, f"--sigma {k}")
+                 for k, _, v in (p.partition("=") for p in parts)}
+        missing = [names[d] for d in range(len(names)) if d not in given]
+        if missing:
+            raise InputError(f"--sigma: no bandwidth for {', '.join(missing)}")
+        return [given[d] for d in range(len(names))]
+    values = [formats.parse_number(p, "--sigma") for p in parts]
+    if len(values) not in (1, len(names)):
+        raise InputError(f"--sigma: expected 1 or {len(names)} values (one per CV), got {len(values)}")
+    return values * len(names) if len(values) == 1 else values
+
+
+def parse_bins(text: str | None, dim: int) -> list[int]:
+    if text is None:
+        return [DEFAULT_BINS.get(dim, 20)] * dim
+    try:
+        values = [int(t) for t in split_list(text)]
+    except ValueError:
+        raise InputError(f"--bins: expected integers, got {text!r}") from None
+    if len(values) not in (1, dim) or min(values) < 1:
+        raise InputError(f"--bins: expected 1 or {dim} positive integers, got {text!r}")
+    return values * dim if len(values) == 1 else values
+
+
+@dataclass
+class GridPlan:
+    """Per CV: the period (or None), the number of points and the (low, high) passed to cyfes.fes."""
+
+    periods: list[float | None]
+    bins: list[int]
+    ranges: list[tuple[float, float]]
+
+
+def _data_range(samples: Samples, d: int) -> tuple[float, float]:
+    if samples.data_range is not None:
+        return float(samples.data_range[0][d]), float(samples.data_range[1][d])
+    return float(samples.values[:, d].min()), float(samples.values[:, d].max())
+
+
+def plan_grid(args: argparse.Namespace, samples: Samples) -> GridPlan:
+    """Periods and grid ranges: --periodic, else the COLVAR's domains; --range, else the period or data range."""
+    names = samples.names
+    dim = len(names)
+    domains: dict[int, tuple[float, float] | None] = {d: samples.domains.get(n) for d, n in enumerate(names)}
+    domains.update(_named_pairs(args.periodic, names, "--periodic"))
+    given = _named_pairs(args.ranges, names, "--range")
+    bins = parse_bins(args.bins, dim)
+    periods, ranges = [], []
+    for d in range(dim):
+        dom = domains.get(d)
+        periods.append(dom[1] - dom[0] if dom else None)
+        lo, hi = given.get(d) or dom or _data_range(samples, d)
+        if given.get(d) is None and dom is not None:
+            hi = hi - (hi - lo) / bins[d]  # a periodic grid does not repeat its end point (PLUMED's layout)
+        if not hi > lo:
+            lo, hi = lo - 0.5, hi + 0.5  # all samples at one value: a unit window around it
+        ranges.append((lo, hi))
+    return GridPlan(periods, bins, ranges)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Fail before reading or computing: unknown formats, missing or unwritable directories, paths that must not
+    be written (links, FIFOs, devices, read-only files, inputs: see cyfes._output), --running members and the
+    convergence plot included, missing matplotlib."""
+    if args.format and not args.output:
+        raise InputError("--format: give an output file with -o")
+    for flag, names in (("-o", args.output), ("--plot", [args.plot]), ("--plot-convergence", [args.plot_convergence])):
+        if any(name is not None and not name.strip() for name in names):
+            raise InputError(f"{flag}: an empty file name")
+    for path in args.output:
+        formats.output_format(path, args.format)
+    if args.plot:
+        plot.image_format(args.plot)
+        plot.require_matplotlib()
+        if args.plot_max is not None and not np.isfinite(args.plot_max):
+            raise InputError(f"--plot-max: must be a finite number, got {args.plot_max}")
+    _output.check_targets(list(args.output) + ([args.plot] if args.plot else []) + judging.output_names(args)
+                          + scanning.output_names(args), args.inputs, args.force)
+
+
+#: Memory the plot of one grid point needs (matplotlib's contour paths and image), an estimate.
+PLOT_BYTES_PER_POINT = 400
+
+
+def check_budgets(args: argparse.Namespace, plan: GridPlan) -> None:
+    """Before computing: the plot can draw this grid, and the outputs fit in memory, on disk and under the
+    file size limit (estimates per format, see formats.estimated_bytes)."""
+    points, dim = int(np.prod(plan.bins, dtype=np.float64)), len(plan.bins)
+    if args.plot:
+        plot.check_plot_shape(plan.bins)
+    kinds = [formats.output_format(path, args.format) for path in args.output]
+    for path, kind in zip(args.output, kinds):
+        if kind in ("cube", "dx") and dim != 3:
+            raise InputError(f"{path}: the {kind} format holds 3-D grids; this FES has {dim} CVs")
+    memory = max([formats.writer_memory(k, points, dim) for k in kinds]
+                 + [PLOT_BYTES_PER_POINT * points if args.plot else 0])
+    _inputs.check_grid_fits(points, dim, "--bins", extra=memory)
+    error = args.blocks > 1
+    _output.check_sizes([(_output.Path(path), formats.estimated_bytes(k, points, dim, error))
+                         for path, k in zip(args.output, kinds)])
+
+
+def compute(args: argparse.Namespace, samples: Samples, plan: GridPlan) -> Any:
+
+    options: dict[str, Any] = dict(
+        bias=samples.bias, weights=samples.weights, temperature=judging.temperature(args), units=args.units,
+        bins=plan.bins, ranges=plan.ranges, periodic=plan.periods, blocks=args.blocks, device=args.device,
+        precision=args.precision, threads=args.threads, names=samples.names, tolerance=args.tolerance,
+        method=args.method)
+    sigma = judging.sigma(args, samples, plan.periods, parse_sigma)
+    with progress.bar("cyfes fes", enabled=None if not args.quiet else False) as update:
+        return _api.fes(samples.values, sigma, progress=update, **options)
+
+
+def write_outputs(result: Any, args: argparse.Namespace,
+                  extra: Sequence[tuple[Path, _output.Writer]] = ()) -> list[Path]:
+    """Every -o file, the plot and `extra`, staged and committed together: all are written or none."""
+    outputs = [(path, formats.result_writer(result, path, args.format)) for path in args.output] + list(extra)
+    if args.plot:
+        outputs.append((args.plot, plot.plot_writer(result, args.plot, vmax=args.plot_max)))
+    return _output.write_all(outputs, args.inputs)
+
+
+def summary(result: Any, written: Sequence[Path]) -> str:
+    shape = "x".join(str(len(a)) for a in result.axes)
+    where = np.unravel_index(int(np.argmin(result.values)), result.values.shape)
+    at = ", ".join(f"{n}={a[i]:.4g}" for n, a, i in zip(formats.cv_names(result), result.axes, where))
+    files = ", ".join(str(p) for p in written) if written else "nothing (give -o FILE or --plot IMAGE)"
+    periodic = [f"{n} (period {p:.6g})" for n, p in zip(formats.cv_names(result), result.periodic) if p]
+    return (f"cyfes: FES of {', '.join(formats.cv_names(result))} from {result.n_samples} samples on a {shape} "
+            f"grid ({result.backend}, {result.precision})"
+            + (f"; periodic: {', '.join(periodic)}" if periodic else "")
+            + f"; minimum at {at}; wrote {files}")
+
+
+def surface(args: argparse.Namespace, samples: Samples) -> Any:
+    judging.check_delta_cvs(args, samples.names)
+    plan = plan_grid(args, samples)
+    check_budgets(args, plan)
+    return judging.finish(args, compute(args, samples, plan))

@@ -1,0 +1,101 @@
+"""`cyfes state`: the command line of the OPES script FES_from_State.py, flag for flag.
+
+Parsing and file writing only; the surface is computed in cyfes.state, the file read in cyfes.opes_io.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .._errors import InputError
+from ..io import opes
+from ..io import output as _output
+from ..workflows import state
+from .options import NEGATIVE_VALUE
+
+DESCRIPTION = """\
+The free energy surface estimated by OPES (OPES_METAD or OPES_METAD_EXPLORE) from its state file
+(STATE_WFILE: the compressed kernels), as FES_from_State.py computes it: the same flags, the same output file
+(`#! FIELDS cv... file.free [der_cv...]`, `#! SET [DeltaF] min_/max_/nbins_/periodic_` per CV) and numbers."""
+
+EPILOG = """\
+examples:
+  cyfes state --state STATE --temp 300 --bin 100,100 -o fes.dat
+  cyfes state -f State.data --kt 2.494 --min -pi,-pi --max pi,pi --deltaFat 0
+  cyfes state -f STATE --kt 2.5 --all_stored -o fes.dat          # fes_1.dat, fes_2.dat, ... one per state
+
+differences from the script: any number of CVs (the script: 1 or 2); one --bin/--min/--max value serves every
+CV; min/max may be pi expressions (pi/2, -2*pi/3); a state file that is not an OPES state, a missing SET line or
+a bad number is a one-line error (exit 2) and nothing is written; outputs replace existing files atomically,
+and an output that is the state file itself is refused.
+exit status: 0 success, 2 bad input or command line, 1 other errors."""
+
+
+def configure_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("state", help="FES of an OPES state file, as FES_from_State.py", description=DESCRIPTION,
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--state", "-f", dest="filename", default="STATE",
+                   help="the state file name, with the compressed kernels (default STATE)")
+    p.add_argument("--outfile", "-o", dest="outfile", default=state.DEFAULT_OUTFILE,
+                   help="output file (default fes.dat)")
+    kbt = p.add_mutually_exclusive_group(required=True)
+    kbt.add_argument("--kt", dest="kbt", type=float, help="the temperature in energy units")
+    kbt.add_argument("--temp", dest="temp", type=float, help="the temperature in kelvin (energies in kJ/mol)")
+    p.add_argument("--min", dest="grid_min", help="grid lower bounds, comma-separated")
+    p.add_argument("--max", dest="grid_max", help="grid upper bounds, comma-separated")
+    p.add_argument("--bin", dest="grid_bin", help="bins per CV (N+1 points, N over a full period; default 100)")
+    p.add_argument("--fmt", dest="fmt", default=state.DEFAULT_FMT, help="number format (default '%% 12.6f')")
+    p.add_argument("--deltaFat", dest="deltaFat", type=float, help="free energy difference between the two sides "
+                   "of this value of the first CV")
+    p.add_argument("--all_stored", dest="all_stored", action="store_true",
+                   help="write the FES of every stored state instead of only the last one")
+    p.add_argument("--nomintozero", dest="nomintozero", action="store_true", help="do not shift the minimum to 0")
+    p.add_argument("--der", dest="der", action="store_true", help="write the FES derivatives too")
+    ours = p.add_argument_group("cyfes options")
+    ours.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p._negative_number_matcher = NEGATIVE_VALUE  # -pi,-pi and -1.5 are values, not options
+    p.set_defaults(run=run)
+    return p
+
+
+def options(args: argparse.Namespace) -> state.Options:
+    if args.temp is not None and not args.temp > 0:
+        raise InputError(f"--temp: must be > 0 kelvin, got {args.temp}")
+    if args.kbt is not None and not args.kbt > 0:
+        raise InputError(f"--kt: must be > 0, got {args.kbt}")
+    kbt = args.kbt if args.kbt is not None else args.temp * state.KB_KJMOL
+    try:
+        args.fmt % 1.0
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"--fmt {args.fmt!r}: not a format for one number ({exc})") from None
+    return state.Options(kbt=kbt, outfile=args.outfile, grid_min=args.grid_min, grid_max=args.grid_max,
+                         grid_bin=args.grid_bin, fmt=args.fmt, delta_f_at=args.deltaFat, all_stored=args.all_stored,
+                         mintozero=not args.nomintozero, der=args.der)
+
+
+def run(args: argparse.Namespace) -> int:
+    o = options(args)
+    states = opes.read_states(args.filename)
+    chosen = len(states) if o.all_stored else 1
+    names = state.stored_names(o.outfile, chosen) if o.all_stored else [o.outfile]
+    _output.check_targets(names, inputs=[args.filename])
+    warnings: list[str] = []
+    texts = state.outputs(states, o, warnings)
+    for w in warnings:
+        print(f"cyfes: warning: {w}", file=sys.stderr)
+    written = _write(texts)
+    if not args.quiet:
+        last = states[-1]
+        print(f"cyfes state: {len(states)} stored state(s) of {', '.join(last.names)} "
+              f"({last.sets['action'][:-6]}), {len(last.heights)} kernels in the last; wrote "
+              + ", ".join(str(w) for w in written[-3:]) + (" ..." if len(written) > 3 else ""))
+    return 0
+
+
+def _write(texts: list[tuple]) -> list[Path]:
+    with _output.Staging() as staging:
+        for name, text in texts:
+            data = text.encode()
+            staging.add(name, lambda handle, data=data: handle.write(data))
+        return staging.commit()

@@ -1,0 +1,647 @@
+"""Sample tables in: PLUMED COLVAR (its `#! FIELDS`, `#! SET` lines), whitespace or CSV text, gzip, .npy, bounded.
+
+Text is streamed through one fixed buffer and parsed by table_parse.h (docs/reader.md)."""
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+
+from .._errors import InputError
+from . import _tableparse
+from .numbers import clip, parse_number
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Largest input read, as a fraction of physical memory (after decompression: a .gz is read with a bound, so a
+#: small file that inflates to terabytes fails early). CYFES_MAX_INPUT_BYTES sets the bound in bytes instead.
+INPUT_MEMORY_FRACTION = 0.125
+#: Text held at once: the one buffer a file is read into, block after block (its complete lines are parsed, the
+#: rest moves to the front). 16 MiB keeps every thread of a large machine busy for milliseconds per block.
+BLOCK_BYTES = 16 << 20
+#: A .gz is inflated this much per read into that buffer.
+GZIP_READ_BYTES = 1 << 20
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.IGNORECASE | re.ASCII)
+
+_FIELDS_LINE = re.compile(r"#!\s*FIELDS\b(.*)")
+_SET_LINE = re.compile(r"#!\s*SET\s+(\S+)\s+(\S+)")
+
+
+@dataclass
+class _Directive:
+    """A `#!` line of a PLUMED file: where it starts and ends in the text, and its content."""
+
+    start: int
+    end: int
+    line: str
+
+
+def _directives(text: str) -> list[_Directive]:
+    """The `#!` lines at line starts, found with str.find (regexes with ^ scan every line: 5x slower)."""
+    out, pos = [], 0
+    while True:
+        pos = text.find("#!", pos)
+        if pos < 0:
+            return out
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        if pos == 0 or text[pos - 1] == "\n":
+            out.append(_Directive(pos, end, text[pos:end]))
+        pos = end
+
+
+def _set_values(directives: list[_Directive]) -> dict[str, str]:
+    sets = (_SET_LINE.match(d.line) for d in directives)
+    return {m.group(1): m.group(2) for m in sets if m}
+
+
+
+# ----------------------------------------------------------------------------------------------- tables
+@dataclass
+class Table:
+    """Columns of samples read from a file.
+
+    names: one per column (from `#! FIELDS` or a header line, else col0, col1, ...). data: (rows, columns).
+    periodic: per column name the (low, high) domain declared by `#! SET min_X`/`max_X` lines (PLUMED writes
+    them for periodic CVs). segments: how many `#! FIELDS` headers (restarts) were read. notes: what the reader
+    forgave (a last row cut short by a crash before a restart), for the caller to tell the user."""
+
+    names: list[str]
+    data: np.ndarray
+    source: str
+    periodic: dict[str, tuple[float, float]] = field(default_factory=dict)
+    segments: int = 1
+    notes: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)
+    file_names: list[str] = field(default_factory=list)  # every column of the file, when only some were read
+    sets: dict[str, str] = field(default_factory=dict)   # every `#! SET key value`, as written (the last wins)
+
+    def column_index(self, key: str) -> int:
+        """The index of the column named `key`, or of the 0-based index `key`."""
+        if key in self.names:
+            return self.names.index(key)
+        if key in self.dropped:
+            raise InputError(f"{self.source}: column {key!r} is {self.dropped[key]}, so it was left out; "
+                             f"columns every segment has: {', '.join(self.file_names or self.names)}")
+        text = key.strip()
+        if re.fullmatch(r"-?\d+", text):
+            idx, every = int(text), self.file_names or self.names
+            if -len(every) <= idx < len(every):
+                if every is self.names:
+                    return idx % len(self.names)
+                if every[idx] in self.names:  # an index into the file's columns, when only some were read
+                    return self.names.index(every[idx])
+                raise InputError(f"{self.source}: column {key!r} ({every[idx]}) was not read")
+            raise InputError(f"{self.source}: column index {idx} is out of range: the file has "
+                             f"{len(every)} columns (0 to {len(every) - 1})")
+        raise InputError(f"{self.source}: no column named {key!r}; available columns: {', '.join(self.names)}")
+
+    def column(self, key: str) -> np.ndarray:
+        return self.data[:, self.column_index(key)]
+
+
+def read_table(path: PathLike, fmt: str | None = None, columns: Sequence[str] | None = None,
+               threads: int = 0, fields_required: bool = False) -> Table:
+    """Read samples: `.npy` (1-D or 2-D array), else text (PLUMED COLVAR, Colvars trajectory, GROMACS xvg,
+    whitespace or CSV, optional header), gzip-compressed when the name ends in .gz. The format is told from the
+    content unless `fmt` (one of input_formats.INPUT_FORMATS) names it.
+
+    columns: the names (or 0-based indices) of the columns to convert; the others are only counted, so a wide
+    file costs little more than the columns asked for (all columns when None; PLUMED, CSV and plain tables).
+    threads: parser threads (0: all). Memory: the output arrays plus one buffer of BLOCK_BYTES (more only for a
+    longer line); Colvars and xvg files are read whole. fields_required: refuse text without a `#! FIELDS`
+    header (PLUMED HILLS files)."""
+    from . import input_formats  # deferred: a cycle (input_formats imports this module)
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not a data file")
+    input_formats.check_name(fmt)
+    if fmt == "npy" or (fmt is None and (p.suffix.lower() == ".npy" or input_formats.is_npy(p))):
+        return _read_npy(p)
+    limit = max_input_bytes()
+    head = None if fields_required and fmt is None else text_head(p, limit)  # one read tells and checks the format
+    kind = fmt or (None if head is None else input_formats.detect(head)[0])
+    if kind in ("colvars", "xvg"):
+        return input_formats.parse_text(whole_text(p, limit), str(p), fmt, parse_table_text)
+    try:
+        if fmt is not None and head is not None:
+            _check_forced(p, fmt, head)
+        return _stream_table(p, limit, kind, columns, threads, fields_required)
+    except InputError as exc:
+        if fmt is None:
+            raise
+        raise InputError(f"{exc} (read as {input_formats.label(fmt)}, as --input-format {fmt} asks)") from None
+
+
+def _stream_table(p: Path, limit: int, kind: str | None, columns: Sequence[str] | None, threads: int,
+                  fields_required: bool) -> Table:
+    """A PLUMED, CSV or plain table through the C parser, block by block."""
+    reader = None
+    for buf, stop, size in _text_blocks(p, limit):
+        if reader is None:
+            reader = _TextReader(str(p), columns, threads, size, fields_required or kind == "plumed")
+        reader.feed(buf, stop)
+    return reader.table()
+
+
+def _check_forced(p: Path, fmt: str, head: str) -> None:
+    """A format forced by --input-format must show in the file's start (detection only picks what shows)."""
+    from . import input_formats  # deferred: a cycle (input_formats imports this module)
+    if fmt == "plumed" and not input_formats.has_fields(head):
+        raise InputError(f"{p}: no '#! FIELDS' header line")
+    if fmt == "csv" and "," not in head:
+        raise InputError(f"{p}: no comma in its first {input_formats.HEAD_CHARS} characters")
+
+
+def text_head(p: Path, limit: int) -> str | None:
+    """The first characters of a text file (inflated for .gz), enough to tell its format; None when it cannot
+    be read (the reader then says why)."""
+    from . import input_formats  # deferred: a cycle (input_formats imports this module)
+    try:
+        with (_open_gzip(p) if p.suffix.lower() == ".gz" else open(p, "rb")) as handle:
+            head = handle.read(min(limit + 1, input_formats.HEAD_CHARS))
+    except (OSError, EOFError, *_read_errors()):
+        return None
+    return head.decode("utf-8-sig", "replace")
+
+
+def whole_text(p: Path, limit: int) -> str:
+    """The whole file as text (formats parsed in Python), read through the same bounded blocks."""
+    raw = b"".join(bytes(buf[:stop]) for buf, stop, _ in _text_blocks(p, limit))
+    try:
+        return raw.decode("utf-8-sig")  # a byte order mark is not part of the first column's name
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not a text file (byte {exc.start} is not UTF-8); "
+                         "cyfes reads text tables and .npy arrays") from None
+
+
+def max_input_bytes() -> int:
+    """The bound on one input's (decompressed) size: CYFES_MAX_INPUT_BYTES, else a fraction of memory."""
+    text = os.environ.get("CYFES_MAX_INPUT_BYTES", "").strip()
+    if text:
+        try:
+            return max(1, int(text))
+        except ValueError:
+            raise InputError(f"CYFES_MAX_INPUT_BYTES: expected a number of bytes, got {text!r}") from None
+    return int(physical_memory() * INPUT_MEMORY_FRACTION)
+
+
+def physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 34
+
+
+def _open_gzip(p: Path):  # type: ignore[no-untyped-def]
+    """The gzip stream, through ISA-L's inflate where python-isal is installed (cyfes[fast-gzip])."""
+    try:
+        from isal import igzip  # deferred: isal is optional (several times zlib's inflate speed)
+    except ImportError:
+        return gzip.open(p, "rb")
+    return igzip.open(p, "rb")
+
+
+def _read_errors() -> tuple[type, ...]:
+    """What a corrupt gzip stream raises: zlib's error, and isal's when python-isal inflates."""
+    try:
+        from isal import isal_zlib  # deferred: isal is optional, as in _open_gzip
+    except ImportError:
+        return (zlib.error,)
+    return (zlib.error, isal_zlib.error)
+
+
+def _text_blocks(p: Path, limit: int) -> Iterator[tuple[bytearray, int, int | None]]:
+    """The file's bytes (inflated for .gz) as (buffer, stop, file size) blocks, each ending at a line end:
+    one buffer of BLOCK_BYTES is refilled (grown only to hold a longer line); refused once more than `limit`
+    bytes were read."""
+    gz = p.suffix.lower() == ".gz"
+    corrupt = _read_errors() if gz else ()
+    try:
+        with (_open_gzip(p) if gz else open(p, "rb", buffering=0)) as handle:
+            size = None if gz else os.fstat(handle.fileno()).st_size
+            yield from _fill_blocks(handle, p, limit, size, gz)
+    except OSError as exc:  # gzip's BadGzipFile is an OSError too
+        raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    except EOFError:
+        raise InputError(f"{p}: cannot read: the gzip stream is cut short") from None
+    except corrupt as exc:
+        raise InputError(f"{p}: cannot read: corrupt gzip data ({exc})") from None
+
+
+def _fill_blocks(handle: BinaryIO, p: Path, limit: int, size: int | None,
+                 gz: bool) -> Iterator[tuple[bytearray, int, int | None]]:
+    cap = min(BLOCK_BYTES, limit + 1, size + 1 if size is not None else BLOCK_BYTES)
+    buf, filled, total = bytearray(cap), 0, 0
+    while True:
+        with memoryview(buf) as view:
+            n = handle.readinto(view[filled:filled + GZIP_READ_BYTES] if gz else view[filled:])
+        total += n
+        if total > limit:
+            raise InputError(f"{p}: is larger than {limit:,} bytes" + (" decompressed" if gz else "")
+                             + "; cyfes reads inputs into memory (set CYFES_MAX_INPUT_BYTES to allow more)")
+        filled += n
+        if n and filled < len(buf):
+            continue
+        cut = filled if not n else buf.rfind(b"\n", 0, filled) + 1
+        if cut == 0 and n:  # one line longer than the buffer: make room for it
+            grown = bytearray(min(2 * len(buf), limit + 1))
+            grown[:filled] = buf
+            buf = grown
+            continue
+        yield buf, cut, size
+        buf[:filled - cut] = buf[cut:filled]
+        filled -= cut
+        if not n:
+            return
+
+
+def _read_npy(p: Path) -> Table:
+    try:
+        mapped = np.load(p, mmap_mode="r", allow_pickle=False)  # the header only: data is read after the checks
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{p}: cannot read as a .npy array: {clip(str(exc), 120)}") from None
+    if not isinstance(mapped, np.ndarray):
+        raise InputError(f"{p}: is not a .npy array")
+    names = list(mapped.dtype.names) if mapped.dtype.names else None
+    width = len(names) if names else (mapped.shape[1] if mapped.ndim == 2 else 1)
+    rows = mapped.shape[0] if mapped.ndim else 0
+    if mapped.ndim not in (1, 2) or mapped.size == 0 or (names and mapped.ndim != 1):
+        raise InputError(f"{p}: expected a non-empty 1-D or 2-D array (or a 1-D array with named fields), "
+                         f"got shape {mapped.shape}")
+    limit = max_input_bytes()
+    if max(mapped.nbytes, rows * width * 8) > limit:
+        raise InputError(f"{p}: {rows:,} x {width} values are more than {limit:,} bytes; "
+                         "set CYFES_MAX_INPUT_BYTES to allow more")
+    if names:
+        columns = [_npy_column(p, mapped, n) for n in names]
+        _check_unique(names, str(p), "field")
+        return Table(names, np.stack(columns, axis=1), str(p))
+    arr = _npy_numbers(p, mapped.dtype, mapped)
+    return Table([f"col{i}" for i in range(width)], arr.reshape(rows, width), str(p))
+
+
+def _npy_column(p: Path, mapped: np.ndarray, name: str) -> np.ndarray:
+    sub = mapped.dtype.fields[name][0]
+    if sub.shape or sub.names:
+        raise InputError(f"{p}: field {name!r} holds {'an array' if sub.shape else 'fields'} ({sub}); "
+                         "cyfes reads one number per field")
+    return _npy_numbers(p, sub, mapped[name], f"field {name!r}: ")
+
+
+def _npy_numbers(p: Path, dtype: np.dtype, values: np.ndarray, what: str = "") -> np.ndarray:
+    """The values as float64: integers and floats only (complex numbers would lose their imaginary part)."""
+    if dtype.kind not in "iuf":
+        kind = "complex numbers" if dtype.kind == "c" else f"dtype {dtype}"
+        raise InputError(f"{p}: {what}holds {kind}; cyfes reads real numbers (integer or float arrays)")
+    try:
+        return np.array(values, dtype=np.float64)
+    except (OSError, ValueError) as exc:  # a file truncated after its header
+        raise InputError(f"{p}: cannot read as a .npy array: {clip(str(exc), 120)}") from None
+
+
+def _check_unique(names: Sequence[str], source: str, what: str = "column") -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"{source}: {what} name {name!r} appears twice; names must be unique")
+        seen.add(name)
+
+
+def parse_table_text(text: str, source: str = "<text>", columns: Sequence[str] | None = None) -> Table:
+    """Parse a text table; see read_table. `source` names the input in error messages."""
+    raw = bytearray(text.encode("utf-8"))
+    reader = _TextReader(source, columns, threads=1 if len(raw) < BLOCK_BYTES else 0)
+    reader.feed(raw, len(raw))
+    return reader.table()
+
+
+def _periodic_domains(sets: dict[str, str], source: str) -> dict[str, tuple[float, float]]:
+    out: dict[str, tuple[float, float]] = {}
+    for key, value in sets.items():
+        if key.startswith("min_") and "max_" + key[4:] in sets:
+            name = key[4:]
+            lo = parse_number(value, f"{source}: #! SET {key}")
+            hi = parse_number(sets["max_" + name], f"{source}: #! SET max_{name}")
+            if hi > lo:
+                out[name] = (lo, hi)
+    return out
+
+
+def _merge_segments(parts: list[tuple[list[str], np.ndarray]],
+                    source: str) -> tuple[list[str], np.ndarray, dict[str, str]]:
+    """Concatenate restart segments; when their FIELDS differ keep the columns every segment has, and say
+    (per left-out column) which segments had it, so asking for one gives that reason."""
+    names = parts[0][0]
+    if all(n == names for n, _ in parts):
+        return names, np.concatenate([d for _, d in parts]) if len(parts) > 1 else parts[0][1], {}
+    common = [n for n in names if all(n in other for other, _ in parts)]
+    if not common:
+        raise InputError(f"{source}: the '#! FIELDS' headers of its restarts have no column in common")
+    everything = dict.fromkeys(n for n_list, _ in parts for n in n_list)
+    dropped = {n: "only in data segments " + ", ".join(str(k + 1) for k, (n_list, _) in enumerate(parts)
+                                                       if n in n_list) + f" of {len(parts)}"
+               for n in everything if n not in common}
+    blocks = [d[:, [n_list.index(c) for c in common]] for n_list, d in parts]
+    return common, np.concatenate(blocks), dropped
+
+
+# ----------------------------------------------------------------------------------------------- text, streamed
+@dataclass
+class _Segment:
+    """The rows under one header (`#! FIELDS` line, header line or none): which columns are converted, where."""
+
+    names: list[str]
+    delimiter: str | None
+    colmap: np.ndarray            # per file column its place in the output row, -1: counted, not converted
+    part: _Part
+    cut_allowed: bool             # COLVAR segments: a last row cut short is dropped with a note
+    rows: int = 0                 # data rows seen so far (a dropped one included)
+    pending: tuple[int, str] | None = None  # (line, message) of a short row that is last so far
+
+    @property
+    def ncols(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class _Part:
+    """Output rows of consecutive segments that convert the same named columns: one array grown in place."""
+
+    names: list[str]
+    data: np.ndarray
+    rows: int = 0
+
+    def reserve(self, more: int, hint: float) -> None:
+        """Room for `more` rows; on growth, for `hint` times what is needed (an estimate of the rest of the file).
+        np.empty, not resize: resize zero-fills the new rows first (a tenth of a read's time)."""
+        need = self.rows + more
+        if need > len(self.data):
+            grown = np.empty((max(need, int(need * hint), len(self.data) * 3 // 2), self.data.shape[1]))
+            grown[:self.rows] = self.data[:self.rows]
+            self.data = grown
+
+    def array(self) -> np.ndarray:
+        if len(self.data) - self.rows > self.rows // 16:  # more than 6% unused: give it back
+            return self.data[:self.rows].copy()
+        return self.data[:self.rows]
+
+
+class _TextReader:
+    """A text table fed block by block (each block ends at a line end): `#!` directives are found first (memchr
+    for '#', in C; they are few) and handled here, the text between them goes to the C parser (table_parse.h)
+    in parallel chunks. How and why: docs/reader.md."""
+
+    def __init__(self, source: str, columns: Sequence[str] | None, threads: int = 0,
+                 size_hint: int | None = None, fields_required: bool = False) -> None:
+        self.source, self.threads, self.size_hint = source, threads, size_hint
+        self.fields_required = fields_required
+        self.columns = list(columns) if columns else None
+        self.wanted: list[str] | None = None
+        self.file_names: list[str] = []
+        self.mode: str | None = None      # None until the first header or data line: "colvar" or "plain"
+        self.seg: _Segment | None = None
+        self.segment_names: list[list[str]] = []  # every column of each segment with data rows
+        self.parts: list[_Part] = []
+        self.notes: list[str] = []
+        self.sets: dict[str, str] = {}
+        self.set_lines: dict[str, int] = {}
+        self.heads = 0
+        self.header = False                  # plain text: the first line held names
+        self.first_data_line = 0
+        self.nonblank = False
+        self.line = 1                        # line number of the block's first byte
+        self.offset = 0                      # bytes fed before this block
+
+    # -- blocks
+    def feed(self, buf: bytearray, stop: int) -> None:
+        start = 3 if self.offset == 0 and buf.startswith(b"\xef\xbb\xbf") else 0  # BOM: not part of a name
+        self._check_text(buf, start, stop)
+        pos, mark, mark_line = start, start, self.line
+        while True:
+            bom_line = pos == start == 3 and buf.startswith(b"#!", 3)  # the first line, after a byte order mark
+            at = 3 if bom_line else _tableparse.next_directive(buf, pos, stop)
+            if at < 0:
+                break
+            self._body(buf, pos, at)
+            mark_line += _tableparse.newlines(buf, mark, at)
+            mark = at
+            end = buf.find(b"\n", at, stop)
+            end = stop if end < 0 else end
+            self._directive(buf[at:end].decode("utf-8").rstrip("\r"), mark_line)
+            pos = end
+        self._body(buf, pos, stop)
+        self.line += _tableparse.newlines(buf, 0, stop)
+        self.offset += stop
+
+    def _check_text(self, buf: bytearray, start: int, stop: int) -> None:
+        bad = _tableparse.first_non_ascii(buf, start, stop)
+        if bad < 0:
+            return
+        try:
+            str(memoryview(buf)[bad:stop], "utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{self.source}: not a text file (byte {self.offset + bad + exc.start} is not UTF-8); "
+                             "cyfes reads text tables and .npy arrays") from None
+
+    def _line_at(self, buf: bytearray, offset: int) -> tuple[int, str, int]:
+        """(line number, text, end offset) of the line starting at `offset` of the current block."""
+        end = buf.find(b"\n", offset)
+        end = len(buf) if end < 0 else end
+        return self.line + buf.count(b"\n", 0, offset), bytes(buf[offset:end]).decode("utf-8", "replace"), end
+
+    # -- directives
+    def _directive(self, text: str, line: int) -> None:
+        self.nonblank = True
+        head = _FIELDS_LINE.match(text)
+        if head:
+            if self.mode == "plain":
+                raise InputError(f"{self.source}: line {self.first_data_line}: data before the first "
+                                 "'#! FIELDS' header")
+            self._end_segment()
+            self.mode, self.heads = "colvar", self.heads + 1
+            names = head.group(1).split()
+            if not names:
+                raise InputError(f"{self.source}: line {line}: '#! FIELDS' names no fields")
+            _check_unique(names, f"{self.source}: line {line}")
+            self.seg = self._segment(names, None, cut_allowed=True)
+            return
+        match = _SET_LINE.match(text)
+        if match:
+            key, value = match.group(1), match.group(2)
+            old = self.sets.get(key)
+            if old is not None and old != value and key.startswith(("min_", "max_")) and self.heads > 1:
+                raise InputError(f"{self.source}: line {line}: '#! SET {key} {value}' changes the domain of "
+                                 f"'{key[4:]}' set by '#! SET {key} {old}' at line {self.set_lines[key]}; one "
+                                 "file's data must share one domain (split the file at the restart)")
+            self.sets[key], self.set_lines[key] = value, line
+
+    def _segment(self, names: list[str], delimiter: str | None, cut_allowed: bool) -> _Segment:
+        if self.columns is None:
+            picked = list(range(len(names)))
+        else:
+            if self.wanted is None:  # indices resolve against the first header; names may come in a later one
+                probe = Table(names, np.empty((0, len(names))), self.source)
+                self.wanted = list(dict.fromkeys(k if k in names or not re.fullmatch(r"\s*-?\d+\s*", k)
+                                                 else names[probe.column_index(k)] for k in self.columns))
+                self.file_names = names
+            picked = sorted(names.index(n) for n in self.wanted if n in names)
+        colmap = np.full(len(names), -1, dtype=np.intc)
+        colmap[picked] = np.arange(len(picked), dtype=np.intc)
+        out_names = [names[i] for i in picked]
+        if not self.parts or self.parts[-1].names != out_names:
+            self.parts.append(_Part(out_names, np.zeros((0, len(out_names)))))
+        return _Segment(names, delimiter, colmap, self.parts[-1], cut_allowed)
+
+    def _end_segment(self) -> None:
+        seg = self.seg
+        if seg is not None and seg.rows:
+            self.segment_names.append(seg.names)
+        if seg is not None and seg.pending is not None:
+            line, message = seg.pending
+            self.notes.append(f"{self.source}: line {line}: dropped a row cut short{message}")
+            seg.pending = None
+
+    # -- bodies
+    def _body(self, buf: bytearray, start: int, stop: int) -> None:
+        if start >= stop:
+            return
+        if self.mode is None:
+            start = self._first_data(buf, start, stop)
+            if start >= stop:
+                return
+        seg = self.seg
+        piece = _tableparse.Piece(buf, start, stop, self.threads)
+        if piece.rows == 0:
+            return
+        if seg.pending is not None:
+            line, message = seg.pending
+            raise InputError(f"{self.source}: line {line}{message}")
+        part = seg.part
+        part.reserve(piece.rows, self._growth(stop))
+        failed = piece.parse(part.data, part.rows, seg.delimiter or "", seg.ncols, seg.colmap)
+        if failed is None:
+            part.rows += piece.rows
+            seg.rows += piece.rows
+            return
+        kind, at, row, found = failed
+        part.rows += row
+        seg.rows += row
+        self._bad_row(buf, at, stop, kind, found)
+
+    def _growth(self, stop: int) -> float:
+        """Rows still to come per row in this block, estimated from the file size (1: unknown)."""
+        if not self.size_hint:
+            return 1.0
+        return max(1.0, 1.02 * self.size_hint / max(1, self.offset + stop))
+
+    def _bad_row(self, buf: bytearray, at: int, stop: int, kind: int, found: int) -> None:
+        """Raise the error for the bad line at `at`, as the numpy-based reader worded it, or keep a short last
+        row of a COLVAR segment aside (dropped with a note unless more rows follow)."""
+        seg, src = self.seg, self.source
+        line, text, end = self._line_at(buf, at)
+        bad = _first_bad_line(text, seg.delimiter, seg.ncols)
+        if bad is None or kind != _tableparse.COUNT or not bad[1].startswith(": "):
+            raise InputError(f"{src}: line {line}" + (bad[1] if bad else f": cannot read the row ({clip(text)})"))
+        message = bad[1]
+        if seg.rows == 0:  # the first row: one count for every row is a header mismatch, else rows differ
+            if _tableparse.Piece(buf, at, stop, self.threads).parse(
+                    np.zeros((0, 0)), 0, seg.delimiter or "", found, np.full(found, -1, dtype=np.intc)) is None:
+                raise InputError(f"{src}: line {line}: {found} columns but the header names {seg.ncols}")
+        elif found < seg.ncols and seg.cut_allowed and _tableparse.Piece(buf, min(end + 1, stop), stop, 1).rows == 0:
+            seg.pending = (line, message)
+            seg.rows += 1
+            return
+        raise InputError(f"{src}: line {line}{message}")
+
+    def _first_data(self, buf: bytearray, start: int, stop: int) -> int:
+        """Before any header: skip comment lines; the first data line makes the file a plain table (its names
+        when it is not all numbers, its commas make it CSV). Returns where the rows start."""
+        pos = start
+        while pos < stop:
+            end = buf.find(b"\n", pos, stop)
+            end = stop if end < 0 else end
+            text = bytes(buf[pos:end]).decode("utf-8")
+            if text.strip():
+                self.nonblank = True
+                if not text.lstrip().startswith("#"):
+                    break
+            pos = end + 1
+        else:
+            return stop
+        if self.fields_required:
+            raise InputError(self._no_fields())
+        line = self.line + buf.count(b"\n", 0, pos)
+        self.mode, self.first_data_line = "plain", line
+        delimiter = "," if "," in text else None
+        tokens = [t.strip() for t in (text.split(",") if delimiter else text.split())]
+        self.header = not all(_is_float(t) for t in tokens)
+        if self.header:
+            names = [t or f"col{i}" for i, t in enumerate(tokens)]
+            _check_unique(names, f"{self.source}: line {line}")
+            self.seg = self._segment(names, delimiter, cut_allowed=False)
+            return min(end + 1, stop)
+        self.seg = self._segment([f"col{i}" for i in range(len(tokens))], delimiter, cut_allowed=False)
+        return pos
+
+    def _no_fields(self) -> str:
+        return f"{self.source}: no '#! FIELDS' header line; not a PLUMED HILLS/COLVAR file"
+
+    # -- the table
+    def table(self) -> Table:
+        self._end_segment()
+        src = self.source
+        if self.mode is None and self.fields_required:
+            raise InputError(self._no_fields())
+        if self.mode is None:
+            raise InputError(f"{src}: has only comment lines, no data rows" if self.nonblank else f"{src}: is empty")
+        parts = [(p.names, p.array()) for p in self.parts if p.rows]
+        if not parts:
+            raise InputError(f"{src}: has a '#! FIELDS' header but no data rows" if self.mode == "colvar"
+                             else f"{src}: has a header line but no data rows")
+        every, _, dropped = _merge_segments([(n, np.empty((0, len(n)))) for n in self.segment_names], src)
+        names, data = _join_parts(parts)
+        for key in self.wanted or []:
+            if key not in every and key not in dropped:  # as the whole table would say it
+                Table(every, np.empty((0, len(every))), src, dropped=dropped).column_index(key)
+        if self.mode == "plain":
+            return Table(names, data, src, file_names=self.file_names, sets=dict(self.sets))
+        notes = self.notes + [f"{src}: column {n!r} is {why}; it is left out" for n, why in dropped.items()]
+        return Table(names, data, src, _periodic_domains(self.sets, src), segments=self.heads, notes=notes,
+                     dropped=dropped, file_names=every if self.wanted is not None else [], sets=dict(self.sets))
+
+
+def _join_parts(parts: list[tuple[list[str], np.ndarray]]) -> tuple[list[str], np.ndarray]:
+    """The rows of every part, in the columns all parts have (none, when a column asked for was left out)."""
+    if len(parts) == 1:
+        return parts[0]
+    common = [n for n in parts[0][0] if all(n in other for other, _ in parts)]
+    return common, np.concatenate([d[:, [n_list.index(c) for c in common]] for n_list, d in parts])
+
+
+def _is_float(token: str) -> bool:
+    """Whether numpy's text parser reads `token` as a number (Python's float() also takes `1_000` and
+    non-ASCII digits, which numpy does not)."""
+    return _NUMBER.fullmatch(token.strip()) is not None
+
+
+def _first_bad_line(body: str, delimiter: str | None, ncols: int) -> tuple[int, str, bool] | None:
+    """(index of the first bad line in `body`, what is wrong, whether it is merely short of columns)."""
+    for i, line in enumerate(body.splitlines()):
+        stripped = line.split("#", 1)[0]
+        if not stripped.strip():
+            continue
+        tokens = [t.strip() for t in stripped.split(delimiter)] if delimiter else stripped.split()
+        for c, tok in enumerate(tokens):
+            if not _is_float(tok):
+                return i, f", column {c + 1}: {clip(tok)} is not a number", False
+        if len(tokens) != ncols:
+            return i, f": {len(tokens)} columns, expected {ncols} (rows of different lengths)", len(tokens) < ncols
+    return None
