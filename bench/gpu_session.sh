@@ -25,8 +25,8 @@ log "build took $(( $(date +%s) - t0 )) s"
 export PYTHONPATH=/tmp/cy${PYTHONPATH:+:$PYTHONPATH}
 
 log "engine tests (GPU included, slow included)"
-timeout 300 $PY -m pytest -q -rs tests/test_api.py tests/test_backends.py tests/test_inputs.py tests/test_build.py \
-  tests/test_truncated.py \
+timeout 300 $PY -m pytest -q -rs tests/engine/test_api.py tests/engine/test_backends.py tests/engine/test_inputs.py tests/test_build.py \
+  tests/engine/test_truncated.py \
   -p no:cacheprovider >"$OUT/engine-tests.log" 2>&1
 log "engine tests rc=$?: $(tail -1 "$OUT/engine-tests.log")"
 grep -E "FAILED|Error" "$OUT/engine-tests.log" | head -20

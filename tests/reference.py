@@ -7,7 +7,10 @@ exponent matrix stays small; the log-sum-exp is taken with the exact maximum of 
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import os
+import stat
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -74,3 +77,17 @@ def regular_grid(axes: Sequence[np.ndarray]) -> np.ndarray:
     """(M, D) points of a regular grid in matrix ('ij') order."""
     mesh = np.meshgrid(*axes, indexing="ij")
     return np.stack([m.ravel() for m in mesh], axis=1)
+
+def tree(root: Path) -> Dict[str, Tuple[int, bytes]]:
+    """Every entry under `root`, hidden ones too: path -> (mode, content or link target)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            body = os.readlink(path).encode()
+        elif stat.S_ISREG(st.st_mode):
+            body = path.read_bytes()
+        else:
+            body = b""
+        out[str(path.relative_to(root))] = (st.st_mode, body)
+    return out

@@ -1,4 +1,4 @@
-"""Write the CyFES 4.5 reference files of tests/test_compat.py with CyFES 4.5's OWN command line code.
+"""Write the CyFES 4.5 reference files of tests/workflows/test_compat.py with CyFES 4.5's OWN command line code.
 
 CyFES 4.5's `cyfes/__main__.py` and `cyfes/utils.py` are taken from its wheel (CyFES==4.5, cp310, from PyPI)
 and run unchanged: its argument parsing, readers, grid (`np.linspace`, float32 -cmin/-cmax, -e, -intg), -a/-b,

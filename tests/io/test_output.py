@@ -7,27 +7,12 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Dict, Tuple
 
 import pytest
 
 from cyfes._errors import InputError
 from cyfes.io import output as _output
-
-
-def tree(root: Path) -> Dict[str, Tuple[int, bytes]]:
-    """Every entry under `root`, hidden ones too: path -> (mode, content or link target)."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        st = path.lstat()
-        if stat.S_ISLNK(st.st_mode):
-            body = os.readlink(path).encode()
-        elif stat.S_ISREG(st.st_mode):
-            body = path.read_bytes()
-        else:
-            body = b""
-        out[str(path.relative_to(root))] = (st.st_mode, body)
-    return out
+from reference import tree
 
 
 def test_refuses_fifo_device_symlink_read_only_and_input(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from cyfes.commands.main import main
 from cyfes.io import formats
 from cyfes.workflows import metad_reweight
 
-DATA = Path(__file__).parent / "data" / "plumed-reweight"
+DATA = Path(__file__).parents[1] / "data" / "plumed-reweight"
 COLVAR, HILLS = DATA / "COLVAR.reference", DATA / "HILLS.reference"
 KT = 2.494339  # TEMP=300 in plumed.dat, in kJ/mol as PLUMED's kB
 GAMMA = 10.0

@@ -12,7 +12,7 @@ import cyfes
 from cyfes.engine.result import FESResult
 
 KT = 2.5
-DATA = Path(__file__).parent / "data" / "plumed"
+DATA = Path(__file__).parents[1] / "data" / "plumed"
 
 
 def surface(values, axes, periodic=None, blocks=None, kT=KT):

@@ -159,7 +159,7 @@ def test_demo_recovers_the_potential(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (code, err) == (0, "")
     assert {p.name for p in (tmp_path / "demo").iterdir()} == {"demo_fes.dat", "demo_fes.png", "demo_colvar.dat"}
     grid = formats.read_grid(tmp_path / "demo" / "demo_fes.dat")
-    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
     try:
         import make_demo_data
     finally:

@@ -17,7 +17,7 @@ from cyfes.commands import main as cli
 from cyfes.io import hills as hills_io
 from cyfes.workflows import sum_hills as hillsum
 
-DATA = Path(__file__).parent / "data" / "plumed"
+DATA = Path(__file__).parents[1] / "data" / "plumed"
 A = 1.0 / (1.0 - math.exp(-6.25))
 B = -math.exp(-6.25) * A
 

@@ -21,7 +21,7 @@ import pytest
 import cyfes
 from cyfes.commands.main import main
 from cyfes.io import formats
-from test_output import tree
+from reference import tree
 
 CPU = ["--device", "cpu"]
 

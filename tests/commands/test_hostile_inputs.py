@@ -22,7 +22,7 @@ from cyfes import InputError, analysis
 from cyfes.commands.main import main
 from cyfes.io import hills as hills_io
 from cyfes.workflows import sum_hills as hillsum
-from test_output import tree
+from reference import tree
 
 CPU = ["--device", "cpu"]
 GOOD = [(1, 0.1, 0.2, 0.3, 0.3, 1.2, 10), (2, 1.0, -1.0, 0.3, 0.3, 1.2, 10)]

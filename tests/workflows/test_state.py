@@ -15,7 +15,7 @@ from cyfes.commands import main as cli
 from cyfes.io import opes as opes_io
 from cyfes.workflows import state
 
-OPES = Path(__file__).parent / "data" / "opes"
+OPES = Path(__file__).parents[1] / "data" / "opes"
 REF = OPES / "fes_from_state"
 KB = 0.0083144621
 

@@ -22,9 +22,9 @@ import pytest
 from cyfes._errors import InputError
 from cyfes.commands import sum_hills as sumhills_cli
 from cyfes.io import output as _output
-from test_output import tree
+from reference import tree
 
-DATA = Path(__file__).parent / "data" / "plumed"
+DATA = Path(__file__).parents[1] / "data" / "plumed"
 CPU = ["--device", "cpu"]
 SUM = ["sum_hills"] + CPU
 REW = ["reweight", "--cv", "d", "--bias", "NO", "--sigma", "0.1", "--kt", "2.5", "--bin", "20"] + CPU

@@ -15,7 +15,7 @@ import reference as ref
 
 KT = ref.KB["kJ/mol"] * 300.0
 BACKENDS = [pytest.param("cpu", id="cpu"), pytest.param("gpu", id="gpu", marks=pytest.mark.gpu)]
-ROUNDING = {"float64": (1e-7, 1e-9), "float32": (2e-3, 1e-4)}  # as tests/test_api.py, in kT
+ROUNDING = {"float64": (1e-7, 1e-9), "float32": (2e-3, 1e-4)}  # as tests/engine/test_api.py, in kT
 
 
 def far_heavy_cluster(rng: np.random.Generator) -> Dict[str, Any]:

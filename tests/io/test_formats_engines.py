@@ -15,7 +15,7 @@ from cyfes.io import colvars as colvars_io
 from cyfes.io import formats, input_formats
 from cyfes.io import xvg as xvg_io
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 COLVARS = DATA / "colvars"
 XVG = DATA / "xvg"
 FLOAT = re.compile(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")

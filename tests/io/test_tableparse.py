@@ -208,7 +208,7 @@ def test_gzip_with_and_without_isal(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 # ----------------------------------------------------------------------------------------------- sum_hills
-HILLS_DATA = Path(__file__).parent / "data" / "plumed"
+HILLS_DATA = Path(__file__).parents[1] / "data" / "plumed"
 
 
 def _sum_hills(tmp_path: Path, hills: str, out: str, capsys: pytest.CaptureFixture) -> int:

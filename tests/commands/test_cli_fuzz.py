@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cyfes.commands.main import main
-from test_output import tree
+from reference import tree
 
 #: Cases per run and the time bound (CYFES_FUZZ_CASES / CYFES_FUZZ_SECONDS run a longer campaign).
 CASES = int(os.environ.get("CYFES_FUZZ_CASES", "300"))

@@ -86,7 +86,6 @@ def compute(device: str, driver_dir: Path | None, tmp: Path) -> dict:
 
 def matches_reference(out: dict) -> None:
     """The CPU fallback really computed the FES: float64 numpy reference (tests/reference.py)."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from reference import free_energy
 
     ref = free_energy(np.array(out["samples"]), [0.4, 0.4], np.array(out["points"]), bias=np.array(out["bias"]))

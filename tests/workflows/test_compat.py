@@ -14,7 +14,7 @@ from cyfes import fes as cyfes_fes
 from cyfes.commands.main import main
 from cyfes.workflows import cyfes45 as compat
 
-DATA = Path(__file__).parent / "data" / "cyfes45"
+DATA = Path(__file__).parents[1] / "data" / "cyfes45"
 KT = 0.596128107  # CyFES 4.5's kT, kcal/mol
 SQRT2PI3 = 15.74961
 A_TO_BOHR = 1.889716164632

@@ -13,7 +13,7 @@ import cyfes
 from cyfes.commands import main as cli
 from cyfes.engine.result import FESResult
 
-DATA = Path(__file__).parent / "data" / "plumed"
+DATA = Path(__file__).parents[1] / "data" / "plumed"
 
 
 @pytest.fixture
