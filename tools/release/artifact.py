@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Sequence
 
-from .conda.archive import Entry, read_conda
+from .archive import Member
+from .conda.archive import read_conda
 from .conda.info import PackageIndex, python_of, read_package_info
 from .conda.linking import Link, check_links, dependency_names
 from .conda.linking import providers as conda_providers_of
@@ -108,7 +109,7 @@ class CondaArtifact(Artifact):
     """A .conda: it installs into one $PREFIX."""
 
     kind: ClassVar[str] = "conda"
-    entries: dict[str, Entry] = field(hash=False)
+    entries: dict[str, Member] = field(hash=False)
     index: PackageIndex = field(hash=False)
 
     @property
@@ -182,11 +183,11 @@ def declared_dists(wheel: Wheel) -> list[str]:
     return sorted(names)
 
 
-def conda_elfs(label: str, entries: dict[str, Entry], work: Path) -> dict[str, ElfFile]:
+def conda_elfs(label: str, entries: dict[str, Member], work: Path) -> dict[str, ElfFile]:
     """Every ELF of a .conda's payload (found by its magic: executables count too), modelled from a copy on disk."""
     out, problems = {}, []
     for name, e in sorted(entries.items()):
-        if name.startswith("info/") or e.link_target is not None or e.blob.size < 4 or e.data[:4] != ELF_MAGIC:
+        if name.startswith("info/") or e.link is not None or e.blob.size < 4 or e.data[:4] != ELF_MAGIC:
             continue
         f = work / name
         f.parent.mkdir(parents=True, exist_ok=True)

@@ -163,7 +163,7 @@ def prepare_fixtures(pkgs: list[Path], out: Path, cudart_wheel: Path | dict[str,
 def payload_elf_names(pkg: Path) -> set[str]:
     """File names of the package's own ELF files: where the trace's closure starts."""
     return {os.path.basename(n) for n, e in read_conda(pkg).items()
-            if not n.startswith("info/") and e.link_target is None and e.data[:4] == ELF_MAGIC}
+            if not n.startswith("info/") and e.link is None and e.data[:4] == ELF_MAGIC}
 
 
 def verify_package(pkg: Path, channel: Path, fixture_channel: Path, work: Path, cache: Path,
