@@ -8,7 +8,8 @@ from wheelfactory import gcc
 from tools.release.elf.model import read_elf
 from tools.release.layouts import layout, layouts
 from tools.release.elf.patchelf import apply_plan, find_patchelf
-from tools.release.elf.rpath import KNOWN_PROVIDERS, Provider, plan_rpath
+from tools.release.elf.rpath import plan_rpath
+from tools.release.providers import KNOWN_PROVIDERS, Provider
 
 
 def test_pip_strategy_restores_entry_auditwheel_dropped(tmp_path):

@@ -19,10 +19,9 @@ from .conda.linking import Link, check_links, dependency_names
 from .conda.linking import providers as conda_providers_of
 from .elf.loader import SystemLibraries
 from .elf.model import ELF_MAGIC, ElfFile, check_machine, read_elf
-from .elf.rpath import Provider
 from .errors import BadInputError, ElfError, Problem, raise_if_any
 from .layouts import WHEEL_SCHEMES, InstallLayout, installed_path, layout, layouts
-from .providers import normalize, providers_of
+from .providers import Provider, normalize, providers_of
 from .targets import python_versions, version_key
 from .wheel.archive import Wheel, load_elfs, read_wheel
 

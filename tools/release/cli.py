@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .archive import LIMITS
-from .config import CONFIG_NAME, ReleaseConfig, load_config
+from .config import CONFIG_NAME, ReleaseConfig, load_config, smoke_program
 from .errors import BadInputError, ReleaseError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT = 0, 1, 2
@@ -428,14 +428,6 @@ def cmd_verify(args, config: ReleaseConfig, progress: Progress) -> int:
             rows.append(wheel_row(artifact.path, artifact.wheel.tags, _vendored(artifact.wheel), results))
     _print_table(rows)
     return EXIT_OK if ok else EXIT_PROBLEMS
-
-
-def smoke_program(config: ReleaseConfig, code: str | None = None):
-    """release.yaml's verify section as the program verify runs (--smoke replaces its snippet and command)."""
-    from .verify.program import SmokeProgram
-    v = config.verify
-    return SmokeProgram(code=code or v.smoke, command=() if code else v.smoke_command, mark=v.report_mark,
-                        entry_point=v.entry_point)
 
 
 def _installed_pythons_for(wheel) -> list[str]:

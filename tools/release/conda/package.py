@@ -26,9 +26,10 @@ from typing import Callable
 from ..archive import Member
 from ..elf.model import ElfFile, read_elf
 from ..elf.patchelf import apply_plan
-from ..elf.rpath import Provider, RpathPlan, plan_rpath
+from ..elf.rpath import RpathPlan, plan_rpath
 from ..errors import BadInputError, Problem, ReleaseError, raise_if_any
 from ..layouts import InstallLayout, installed_path, layout
+from ..providers import Provider
 from ..wheel.archive import Wheel, load_elfs, read_wheel, record_text, shared_objects
 from .archive import package_time, write_conda
 from .channel import index_channel

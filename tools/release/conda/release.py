@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ..artifact import open_conda
+from ..config import smoke_program
 from ..errors import BadInputError, ReleaseError, raise_if_any
 from ..report import Row, conda_row
 from ..verify.smoke import InstallResult
@@ -106,7 +107,6 @@ def release(config, pythons: dict[str, str], progress: Progress) -> tuple[list[R
     """The conda half of `python -m tools.release [conda]`: one package per Python ("X.Y" -> interpreter) and
     buildable variant in release.yaml's conda.channel, indexed, each verified in a fresh prefix when
     verify.enabled; variants this machine cannot build get a SKIPPED row naming why."""
-    from ..cli import smoke_program
     from ..verify.prefix import FIXTURE_CHANNEL, NUMPY_CACHE, prepare_fixtures, verify_packages
 
     root = Path(".")

@@ -26,9 +26,10 @@ from ..elf.loader import SYSTEM_LIBRARIES
 from ..elf.model import ELF_MAGIC
 from ..errors import Problem, VerifyError
 from ..layouts import layout
+from ..program import SMOKE, SmokeProgram, as_program
 from ..toolchain.pythons import which_python
 from .schemes import WHEELHOUSE, clean_env, fill_wheelhouse
-from .smoke import CPU_TOLERANCE, SMOKE, SMOKE_TIMEOUT_S, InstallResult, SmokeProgram, as_program, judge_run, run_smoke
+from .smoke import CPU_TOLERANCE, SMOKE_TIMEOUT_S, InstallResult, judge_run, run_smoke
 
 FIXTURE_CHANNEL = Path("build/release/conda-fixtures")
 """Where the release writes the TEST FIXTURE channel: never under dist/, never published."""

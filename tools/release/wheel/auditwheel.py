@@ -16,8 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from ..elf.rpath import Provider
-from ..providers import KNOWN_PROVIDERS
+from ..providers import KNOWN_PROVIDERS, Provider
 from ..errors import ToolError
 from ..targets import CUDA_FLAVOURS, flavour_for_requirement
 from .set_rpaths import FixResult, fix_wheel

@@ -15,8 +15,9 @@ from ..artifact import WheelArtifact, open_wheel, wheel_providers, wheel_pythons
 from ..check import CheckReport, analyze
 from ..elf.loader import SystemLibraries
 from ..elf.patchelf import Patchelf, apply_plan, find_patchelf
-from ..elf.rpath import Provider, RpathPlan, plan_rpath
+from ..elf.rpath import RpathPlan, plan_rpath
 from ..layouts import WHEEL_SCHEMES, layouts
+from ..providers import Provider
 from ..sbom import sbom, sbom_bytes, sbom_member, vendored_files
 from .archive import Member, Wheel, extract, load_elfs, with_members, write_wheel
 
