@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import wheelfactory as wf
 
-from tools.release.cli import _abi3_verifiers, needs_openmp, package_name
+from tools.release.pipeline import _abi3_verifiers, needs_openmp, package_name
 from tools.release.config import smoke_program
 from tools.release.config import ConfigError, ReleaseConfig, load_config, parse_config
 from tools.release.targets import CUDA_FLAVOURS

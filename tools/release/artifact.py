@@ -6,7 +6,6 @@ installs into one `$PREFIX`, its member paths already relative to it. `check` an
 """
 from __future__ import annotations
 
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,9 @@ from .elf.loader import SystemLibraries
 from .elf.model import ELF_MAGIC, ElfFile, check_machine, read_elf
 from .errors import BadInputError, ElfError, Problem, raise_if_any
 from .layouts import WHEEL_SCHEMES, InstallLayout, installed_path, layout, layouts
-from .providers import Provider, normalize, providers_of
-from .targets import python_versions, version_key
+from .providers import Provider
 from .wheel.archive import Wheel, load_elfs, read_wheel
+from .wheel.declared import wheel_providers, wheel_pythons
 
 
 @dataclass(frozen=True)
@@ -152,34 +151,6 @@ class CondaArtifact(Artifact):
     def link_findings(self) -> list[Problem]:
         return [Problem(self.filename, link.file, f"needs {link.needed}: {link.detail}") for link in self.links()
                 if link.kind == "missing"]
-
-
-def wheel_pythons(wheel: Wheel, configured: Sequence[str] = ()) -> list[str]:
-    """cpXY tags name their Python; py3 wheels are checked for every configured (or supported) Python, abi3
-    wheels for every configured or supported one from their Limited API version on."""
-    if wheel.pythons:
-        return wheel.pythons
-    tag = wheel.tags.split("-")[0]
-    if not (tag.startswith("cp") and "abi3" in wheel.tags):
-        return list(configured or python_versions())
-    low = (int(tag[2]), int(tag[3:] or 0))
-    candidates = sorted(set(configured) | set(python_versions()), key=version_key)
-    return [v for v in candidates if version_key(v) >= low]
-
-
-def wheel_providers(wheel: Wheel) -> list[Provider]:
-    """Libraries the wheel's declared dependencies install (auditwheel #257/#404: RPATHs to them are legitimate)."""
-    return [p for n in declared_dists(wheel) for p in providers_of(n)]
-
-
-def declared_dists(wheel: Wheel) -> list[str]:
-    """The PEP 503-normalised names of the wheel's unconditional Requires-Dist (an extra's are optional)."""
-    names = set()
-    for req in wheel.requires_dist:
-        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
-        if m and "extra ==" not in req:
-            names.add(normalize(m.group(1)))
-    return sorted(names)
 
 
 def conda_elfs(label: str, entries: dict[str, Member], work: Path) -> dict[str, ElfFile]:
