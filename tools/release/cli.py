@@ -285,8 +285,7 @@ def cmd_verify(args, config: ReleaseConfig, progress: Progress) -> int:
             ok &= result.ok
             continue
         for v in artifact.wheel.pythons or pipeline.installed_pythons_for(artifact.wheel):
-            progress(f"verify {artifact.filename} with Python {v}: {', '.join(schemes)}")
-            results = pipeline.verify_wheel_with(artifact, v, schemes, code)
+            results = pipeline.verify_wheel_with(artifact, v, schemes, code, progress)
             _print_verify(results)
             ok &= all(r.ok for r in results)
             rows.append(wheel_row(artifact.path, artifact.wheel.tags, pipeline.vendored_names(artifact.wheel),

@@ -252,12 +252,13 @@ def installed_pythons_for(wheel: Wheel) -> list[str]:
     return [v for v in wheel_pythons(wheel) if v in found] or [f"{sys.version_info[0]}.{sys.version_info[1]}"]
 
 
-def verify_wheel_with(artifact: WheelArtifact, v: str, schemes: Sequence[str],
-                      code: SmokeProgram) -> list[InstallResult]:
+def verify_wheel_with(artifact: WheelArtifact, v: str, schemes: Sequence[str], code: SmokeProgram,
+                      progress: Progress) -> list[InstallResult]:
     """Install the wheel with Python `v` in each scheme and run the smoke program there."""
     python = which_python(v)
     if python is None:
         raise BadInputError([f"In {artifact.filename}: no Python {v} interpreter found to verify it with"])
+    progress(f"verify {artifact.filename} with Python {v}: {', '.join(schemes)}")
     return verify_wheel(artifact.path, schemes, python, code)
 
 
