@@ -33,8 +33,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools.release.archive import Member
 from tools.release.conda import archive as conda_archive
-from tools.release.conda.archive import Entry, write_conda
+from tools.release.conda.archive import write_conda
 from tools.release.conda.channel import index_channel
 from tools.release.conda.meta import PackageInfo, info_entries
 
@@ -56,7 +57,7 @@ class StandIn:
     what: str
     build: str = "fixture_0"
     depends: list[str] = field(default_factory=list)
-    files: list[Entry] = field(default_factory=list)
+    files: list[Member] = field(default_factory=list)
     run_exports: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -85,9 +86,9 @@ def compilers(gcc_major: str) -> list[StandIn]:
     for name, tools, var, runtime in (("gcc_linux-64", ("cc", "gcc"), "CC", "libgcc"),
                                       ("gxx_linux-64", ("c++", "g++"), "CXX", "libstdcxx")):
         real = host_tool(tools[1])
-        files = [Entry(f"bin/{TRIPLET}-{t}", wrapper(real), executable=True) for t in tools]
+        files = [Member(f"bin/{TRIPLET}-{t}", wrapper(real), executable=True) for t in tools]
         script = f'export {var}="{TRIPLET}-{tools[0]}"\n'  # found on PATH: $BUILD_PREFIX/bin comes first
-        files.append(Entry(f"etc/conda/activate.d/fixture-{name}.sh", script.encode()))
+        files.append(Member(f"etc/conda/activate.d/fixture-{name}.sh", script.encode()))
         out.append(StandIn(name, f"{gcc_major}.0.0", f"wraps the system {real}", files=files,
                            run_exports={"strong": [f"{runtime} >={gcc_major}"]}))
     return out
@@ -95,7 +96,7 @@ def compilers(gcc_major: str) -> list[StandIn]:
 
 def sysroot() -> StandIn:
     libdir = Path("/lib/x86_64-linux-gnu")
-    files = [Entry(f"{TRIPLET}/sysroot/lib64/{lib}", (libdir / lib).read_bytes(), executable=True)
+    files = [Member(f"{TRIPLET}/sysroot/lib64/{lib}", (libdir / lib).read_bytes(), executable=True)
              for lib in SYSTEM_LIBS if (libdir / lib).is_file()]
     g = glibc_version()
     return StandIn("sysroot_linux-64", g, f"the host's glibc {g} libraries", files=files,
@@ -105,9 +106,9 @@ def sysroot() -> StandIn:
 def tools() -> list[StandIn]:
     cmake, ninja = host_tool("cmake"), host_tool("ninja")
     return [StandIn("cmake", tool_version([cmake, "--version"]), f"wraps the system {cmake}",
-                    files=[Entry("bin/cmake", wrapper(cmake), executable=True)]),
+                    files=[Member("bin/cmake", wrapper(cmake), executable=True)]),
             StandIn("ninja", tool_version([ninja, "--version"]), f"wraps the system {ninja}",
-                    files=[Entry("bin/ninja", wrapper(ninja), executable=True)])]
+                    files=[Member("bin/ninja", wrapper(ninja), executable=True)])]
 
 
 def python(exe: Path) -> list[StandIn]:
@@ -119,9 +120,9 @@ def python(exe: Path) -> list[StandIn]:
     tag = "cp" + xy.replace(".", "")
     real = (base / "bin" / f"python{xy}").resolve()
     cfg = f"home = {real.parent}\ninclude-system-site-packages = false\nversion = {full}\n"
-    files = [Entry("pyvenv.cfg", cfg.encode()),
-             Entry(f"bin/python{xy}", real.read_bytes(), executable=True),
-             Entry("bin/python3", link_target=f"python{xy}"), Entry("bin/python", link_target=f"python{xy}")]
+    files = [Member("pyvenv.cfg", cfg.encode()),
+             Member(f"bin/python{xy}", real.read_bytes(), executable=True),
+             Member("bin/python3", link=f"python{xy}"), Member("bin/python", link=f"python{xy}")]
     return [StandIn("python", full, f"the host's CPython {full} ({real}) as a venv-style prefix",
                     f"fixture_{tag}", ["libgcc"], files, {"weak": [f"python_abi {xy}.* *_{tag}"]}),
             StandIn("python_abi", xy, f"ABI tag {tag}", f"fixture_{tag}")]
@@ -138,7 +139,7 @@ def wheel_stand_in(wheel: Path, python_xy: str) -> StandIn:
             if member.is_dir() or member.filename.split("/", 1)[0].endswith(".data"):
                 continue
             mode = member.external_attr >> 16
-            files.append(Entry(f"{site}/{member.filename}", zf.read(member), executable=bool(mode & 0o111)))
+            files.append(Member(f"{site}/{member.filename}", zf.read(member), executable=bool(mode & 0o111)))
     depends = ["python"] + {"scikit-build-core": ["packaging", "pathspec"],
                             "numpy": ["libgcc", "libstdcxx"]}.get(name, [])  # numpy's C++ parts
     return StandIn(name, version, f"files of PyPI's {wheel.name}", depends=depends, files=files)
@@ -167,8 +168,8 @@ def gcc_runtime(name: str) -> Path:
 
 def openmp(gcc_major: str) -> list[StandIn]:
     """GCC's runtime libraries, the host's own files, named as conda-forge's packages."""
-    def lib(name: str) -> list[Entry]:
-        return [Entry(f"lib/{name}", gcc_runtime(name).read_bytes(), executable=True)]
+    def lib(name: str) -> list[Member]:
+        return [Member(f"lib/{name}", gcc_runtime(name).read_bytes(), executable=True)]
     return [StandIn("libgomp", f"{gcc_major}.0.0", f"the host's {gcc_runtime('libgomp.so.1')}",
                     files=lib("libgomp.so.1")),
             StandIn("_openmp_mutex", "4.5", "selects GNU OpenMP (libgomp)", "fixture_gnu", ["libgomp"]),
@@ -189,19 +190,19 @@ def cuda_stand_ins(cuda: str, runtime_wheel: Path) -> list[StandIn]:
     with zipfile.ZipFile(runtime_wheel) as zf:
         names = zf.namelist()
         lib = next(n for n in names if re.search(r"/lib/libcudart\.so\.\d+$", n))
-        headers = [Entry("include/" + n.split("/include/", 1)[1], zf.read(n))
+        headers = [Member("include/" + n.split("/include/", 1)[1], zf.read(n))
                    for n in names if "/include/" in n and not n.endswith("/")]
         soname = lib.rsplit("/", 1)[1]
-        runtime = [Entry(f"lib/{soname}", zf.read(lib), executable=True)]
+        runtime = [Member(f"lib/{soname}", zf.read(lib), executable=True)]
     pin = f"cuda-version >={cuda},<{int(cuda.split('.')[0]) + 1}.0a0"
     return [StandIn("cuda-nvcc_linux-64", version, f"wraps the system {found.compiler.nvcc}",
-                    files=[Entry("bin/nvcc", wrapper(found.compiler.nvcc), executable=True)]),
+                    files=[Member("bin/nvcc", wrapper(found.compiler.nvcc), executable=True)]),
             StandIn("cuda-version", cuda, f"pins CUDA {cuda} packages"),
             StandIn("cuda-cudart", version, f"{soname} from NVIDIA's {runtime_wheel.name}", depends=[pin],
                     files=runtime),
             StandIn("cuda-cudart-dev", version, f"headers of NVIDIA's {runtime_wheel.name}",
                     depends=[f"cuda-cudart =={version}", pin],
-                    files=headers + [Entry("lib/libcudart.so", link_target=soname)])]
+                    files=headers + [Member("lib/libcudart.so", link=soname)])]
 
 
 def stand_ins(python_exe: Path, wheel_cache: Path, cuda: str | None = None) -> list[StandIn]:

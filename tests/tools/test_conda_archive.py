@@ -12,12 +12,13 @@ import pytest
 from conda_package_handling import api as cph_api
 from conda_package_streaming.package_streaming import CondaComponent, stream_conda_component
 
-from tools.release.conda.archive import Entry, conda_bytes, read_conda, write_conda
+from tools.release.archive import Member
+from tools.release.conda.archive import conda_bytes, read_conda, write_conda
 from tools.release.errors import ArchiveError
 
-PKG = [Entry("lib/libx.so.1", b"\x7fELF fake", executable=True), Entry("lib/libx.so", link_target="libx.so.1"),
-       Entry("share/x/readme.txt", "héllo\n".encode())]
-INFO = [Entry("info/index.json", b'{"name": "x"}\n'), Entry("info/files", b"lib/libx.so\n")]
+PKG = [Member("lib/libx.so.1", b"\x7fELF fake", executable=True), Member("lib/libx.so", link="libx.so.1"),
+       Member("share/x/readme.txt", "héllo\n".encode())]
+INFO = [Member("info/index.json", b'{"name": "x"}\n'), Member("info/files", b"lib/libx.so\n")]
 
 
 def test_same_input_same_bytes_and_epoch_matters() -> None:
@@ -44,7 +45,7 @@ def test_conda_package_streaming_reads_what_we_wrote(tmp_path: Path) -> None:
             for tar, member in stream_conda_component("x-1-0.conda", f, component):
                 assert (member.uid, member.gid, member.uname, member.mtime) == (0, 0, "", 1700000000)
                 seen[member.name] = member.linkname if member.issym() else tar.extractfile(member).read()
-    assert seen == {e.path: e.link_target or e.data for e in PKG + INFO}
+    assert seen == {e.name: e.link or e.data for e in PKG + INFO}
 
 
 def test_conda_package_handling_extracts_it(tmp_path: Path) -> None:
@@ -73,21 +74,21 @@ def test_conda_package_handling_is_not_reproducible(tmp_path: Path, monkeypatch:
 def test_roundtrip_read(tmp_path: Path) -> None:
     path = write_conda(tmp_path / "x-1-0.conda", "x-1-0", PKG, INFO, 1700000000)
     entries = read_conda(path)
-    assert entries["lib/libx.so"].link_target == "libx.so.1" and entries["lib/libx.so.1"].executable
+    assert entries["lib/libx.so"].link == "libx.so.1" and entries["lib/libx.so.1"].executable
     assert hashlib.sha256(entries["share/x/readme.txt"].data).hexdigest() == hashlib.sha256("héllo\n".encode()).hexdigest()
 
 
 @pytest.mark.parametrize("bad,why", [
-    (Entry("../evil", b""), "leave the package tree"),
-    (Entry("/etc/evil", b""), "absolute"),
-    (Entry("lib/a/../../../evil", b""), "leave the package tree"),
-    (Entry("lib/link", link_target="../../etc/passwd"), "symlink to ../../etc/passwd leaves the package tree"),
-    (Entry("lib/link", link_target="/etc/passwd"), "leaves the package tree"),
+    (Member("../evil", b""), "leave the package tree"),
+    (Member("/etc/evil", b""), "absolute"),
+    (Member("lib/a/../../../evil", b""), "leave the package tree"),
+    (Member("lib/link", link="../../etc/passwd"), "symlink to ../../etc/passwd leaves the package tree"),
+    (Member("lib/link", link="/etc/passwd"), "leaves the package tree"),
 ])
-def test_unsafe_entries_are_refused_and_nothing_is_written(tmp_path: Path, bad: Entry, why: str) -> None:
+def test_unsafe_entries_are_refused_and_nothing_is_written(tmp_path: Path, bad: Member, why: str) -> None:
     with pytest.raises(ArchiveError) as err:
         write_conda(tmp_path / "x-1-0.conda", "x-1-0", PKG + [bad], INFO, 0)
-    assert why in str(err.value) and bad.path in str(err.value)
+    assert why in str(err.value) and bad.name in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -228,9 +228,10 @@ def test_undeclared_library_fails_the_linking_check(tmp_path: Path) -> None:
 def test_check_reports_a_clean_package_and_a_broken_one(built, tmp_path: Path) -> None:
     """`check PKG.conda`: our package is clean; a package whose index drops libgomp and whose library carries an
     absolute RPATH gets one finding per fault, naming the file."""
+    from tools.release.archive import Member
     from tools.release.artifact import open_conda
     from tools.release.check import analyze
-    from tools.release.conda.archive import Entry, write_conda
+    from tools.release.conda.archive import write_conda
 
     pkg, _ = built
     report = analyze(open_conda(pkg.path))
@@ -238,8 +239,8 @@ def test_check_reports_a_clean_package_and_a_broken_one(built, tmp_path: Path) -
     lib = gcc(tmp_path / "b" / "libomp_user.so", {"u.c": "#include <omp.h>\nint u(void) { return omp_get_max_threads(); }\n"},
               "-fopenmp", "-Wl,-rpath,/usr/lib/gcc")
     index = json.dumps({"name": "broken", "version": "1", "build": "0", "depends": ["python"]}).encode()
-    bad = write_conda(tmp_path / "broken-1-0.conda", "broken-1-0", [Entry("lib/libomp_user.so", lib.read_bytes())],
-                      [Entry("info/index.json", index)], 0)
+    bad = write_conda(tmp_path / "broken-1-0.conda", "broken-1-0", [Member("lib/libomp_user.so", lib.read_bytes())],
+                      [Member("info/index.json", index)], 0)
     found = sorted((f.file, f.message) for f in analyze(open_conda(bad)).problems)
     assert [(file, re.split("[:,]", m)[0]) for file, m in found] == [
         ("lib/libomp_user.so", "absolute entry '/usr/lib/gcc'"),  # the RPATH entry itself
@@ -251,7 +252,8 @@ def test_check_reports_a_clean_package_and_a_broken_one(built, tmp_path: Path) -
 def repackaged_without_rpath(pkg: Path, member: str, out: Path) -> Path:
     """A copy of `pkg` whose `member` had its RPATH removed by the real patchelf, with paths.json updated by hand
     (hashlib, not the tool), so the copy is a well-formed package with one broken library."""
-    from tools.release.conda.archive import Entry, write_conda
+    from tools.release.archive import Member
+    from tools.release.conda.archive import write_conda
 
     files = members(pkg)
     work = out / "work"
@@ -264,10 +266,10 @@ def repackaged_without_rpath(pkg: Path, member: str, out: Path) -> Path:
     row = next(r for r in paths["paths"] if r["_path"] == member)
     row.update(sha256=hashlib.sha256(data).hexdigest(), size_in_bytes=len(data))
     files.update({member: data, "info/paths.json": json.dumps(paths).encode()})
-    entries = [Entry(n, d, executable=True) for n, d in sorted(files.items()) if isinstance(d, bytes)]
+    entries = [Member(n, d, executable=True) for n, d in sorted(files.items()) if isinstance(d, bytes)]
     dist = pkg.name[:-len(".conda")]
-    return write_conda(out / pkg.name, dist, [e for e in entries if not e.path.startswith("info/")],
-                       [e for e in entries if e.path.startswith("info/")], 0)
+    return write_conda(out / pkg.name, dist, [e for e in entries if not e.name.startswith("info/")],
+                       [e for e in entries if e.name.startswith("info/")], 0)
 
 
 def assert_check_cli_on_conda(pkg: Path, library: str, needs: str, tmp: Path) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 import wheelfactory as wf
-from tools.release.cli import _abi3_verifiers, needs_openmp, package_name, smoke_program
-from tools.release.config import ConfigError, ReleaseConfig, load_config, parse_config
+from tools.release.config import ConfigError, ReleaseConfig, load_config, parse_config, smoke_program
+from tools.release.pipeline import _abi3_verifiers, needs_openmp, package_name
 from tools.release.targets import CUDA_FLAVOURS
 from tools.release.verify.smoke import smoke_report
 from tools.release.wheel.build import CudaLibrary

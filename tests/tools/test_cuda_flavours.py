@@ -22,8 +22,8 @@ import pytest
 from conftest import ROOT
 from tools.release.config import load_config, parse_config
 from tools.release.elf.model import read_elf
-from tools.release.elf.rpath import KNOWN_PROVIDERS
 from tools.release.errors import ConfigError, ToolError
+from tools.release.providers import KNOWN_PROVIDERS
 from tools.release.targets import CUDA_FLAVOURS, flavour_for_requirement
 from tools.release.toolchain.cuda import find_toolchain
 from tools.release.wheel.auditwheel import excludes_for, providers_for

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from tools.release.elf.model import read_elf
 from tools.release.elf.patchelf import apply_plan, find_patchelf
-from tools.release.elf.rpath import KNOWN_PROVIDERS, Provider, plan_rpath
+from tools.release.elf.rpath import plan_rpath
 from tools.release.layouts import layout, layouts
+from tools.release.providers import KNOWN_PROVIDERS, Provider
 from wheelfactory import gcc
 
 

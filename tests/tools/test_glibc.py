@@ -112,10 +112,11 @@ def _libt(tmp: Path, versions: str, name: str) -> Path:
 
 def test_check_flags_a_version_the_shipped_library_lacks(tmp_path):
     """The loader refuses `user.so` when the wheel's libt defines LIBT_1.0 but not the LIBT_2.0 it was linked to."""
+    from tools.release.archive import Member
     from tools.release.artifact import WheelArtifact
     from tools.release.check import glibc_facts
     from tools.release.elf.model import read_elf
-    from tools.release.wheel.archive import Member, Wheel
+    from tools.release.wheel.archive import Wheel
 
     new = _libt(tmp_path, "LIBT_1.0 { global: a; local: *; };\nLIBT_2.0 { global: b; } LIBT_1.0;\n", "new")
     old = _libt(tmp_path, "LIBT_1.0 { global: a; b; local: *; };\n", "old")

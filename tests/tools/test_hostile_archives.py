@@ -241,11 +241,12 @@ def workdir_with_tmp(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_conda_writer_resolves_links_through_links(tmp_path):
     """The writer applies the same rule: a package whose links escape through another link is never written."""
-    from tools.release.conda.archive import Entry, write_conda
+    from tools.release.archive import Member
+    from tools.release.conda.archive import write_conda
     from tools.release.errors import ArchiveError
-    pkg = [Entry("lib/a", link_target=".."), Entry("lib/b", link_target="a/../escaped"), Entry("lib/c", b"x")]
+    pkg = [Member("lib/a", link=".."), Member("lib/b", link="a/../escaped"), Member("lib/c", b"x")]
     with pytest.raises(ArchiveError) as err:
-        write_conda(tmp_path / "x-1-0.conda", "x-1-0", pkg, [Entry("info/index.json", b"{}")], 0)
+        write_conda(tmp_path / "x-1-0.conda", "x-1-0", pkg, [Member("info/index.json", b"{}")], 0)
     assert [str(p) for p in err.value.problems] == [
         f"In x-1-0.conda, lib/b: symlink to a/../escaped leaves the package tree"]
     assert list(tmp_path.iterdir()) == []

@@ -107,7 +107,7 @@ def test_config_imports_neither_conda_nor_the_smoke_runner():
     """release.yaml's model names the conda variants and the smoke program without importing what builds or runs
     them (the toolchain finder, zstd): checked in a fresh interpreter, from the checkout."""
     probe = ("import tools.release.config as c; from tools.release.conda.variants import VARIANTS; "
-             "from tools.release.verify.smoke import SMOKE; "
+             "from tools.release.program import SMOKE; "
              "print(c.CONDA_VARIANTS == tuple(v.tag for v in VARIANTS) and c.DEFAULT_SMOKE == SMOKE)")
     fresh = subprocess.run([sys.executable, "-c", "import json, sys, tools.release.config; print(json.dumps(sorted("
                             "m for m in sys.modules if m.startswith('tools.release'))))"], capture_output=True,

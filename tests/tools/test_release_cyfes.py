@@ -10,9 +10,9 @@ import pytest
 import wheelfactory as wf
 from conftest import ROOT
 from tools.release.config import DEFAULT_SMOKE
+from tools.release.pipeline import repair_wheel
 from tools.release.verify.schemes import verify_wheel
 from tools.release.wheel.archive import read_wheel
-from tools.release.wheel.auditwheel import repair_wheel
 from tools.release.wheel.build import BUILD_ROOT, _nvcc, build_cuda_library, build_wheel
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(_nvcc() is None, reason="no CUDA compiler (nvcc) on this host")]

@@ -8,9 +8,9 @@ import zipfile
 from pathlib import Path
 
 import wheelfactory as wf
+from tools.release.pipeline import repair_wheel
 from tools.release.sbom import sbom_member
 from tools.release.toolchain.openmp import LIBGOMP, library_dir
-from tools.release.wheel.auditwheel import repair_wheel
 
 OMP_C = r"""
 double omp_sum(int n) { double s = 0; _Pragma("omp parallel for reduction(+:s)") for (int i = 0; i < n; i++) s += i;

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tools.release.artifact import wheel_pythons
 from tools.release.config import load_config
 from tools.release.targets import ABI3_FROM, PYTHONS, REQUIRES_PYTHON, abi3_pythons, build_pythons, python_versions
 from tools.release.toolchain.pythons import default_pythons
 from tools.release.wheel.archive import Wheel
+from tools.release.wheel.declared import wheel_pythons
 
 ROOT = Path(__file__).resolve().parents[2]
 

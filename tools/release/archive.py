@@ -25,7 +25,7 @@ import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import IO, BinaryIO, Iterable, Iterator
+from typing import IO, BinaryIO, Iterator
 
 from .config import ArchiveLimits
 from .errors import ArchiveError, Problem
@@ -96,18 +96,43 @@ class Blob:
         return f"Blob({self.size} bytes, sha256={self.sha256.hex()[:12]}...)"
 
 
-@dataclass(frozen=True)
-class RawMember:
-    """One archive entry as read: kind is "file", "dir" or "symlink"."""
+@dataclass(frozen=True, init=False)
+class Member:
+    """One file or symlink of a wheel or a .conda, its name relative to the archive's root (a .conda's: to $PREFIX).
+
+    The one member type of both formats: the readers below make them, wheel/archive.py and conda/archive.py write
+    them; the bytes live in a Blob (in memory, or spooled to disk when large)."""
 
     name: str
-    kind: str
     blob: Blob = field(repr=False)
     executable: bool = False
     link: str | None = None
-    """The target of a symlink, as stored."""
-    date_time: tuple[int, int, int, int, int, int] = (1980, 1, 1, 0, 0, 0)
-    """The zip entry's timestamp (tar members: the epoch of zip time)."""
+    """For a symlink: its target as stored (relative to the link's directory; checked to stay in the tree)."""
+
+    def __init__(self, name: str, data: bytes | Blob = b"", executable: bool = False, link: str | None = None) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "blob", data if isinstance(data, Blob) else Blob.of(data))
+        object.__setattr__(self, "executable", executable)
+        object.__setattr__(self, "link", link)
+
+    @property
+    def data(self) -> bytes:
+        return self.blob.read()
+
+
+@dataclass
+class Listing:
+    """What a reader found in one archive: its members, the directories it names, its newest zip timestamp."""
+
+    members: list[Member] = field(default_factory=list)
+    dirs: set[str] = field(default_factory=set)
+    newest: tuple[int, int, int, int, int, int] = (1980, 1, 1, 0, 0, 0)
+    """The latest zip entry time (tar members carry none: the epoch of zip time)."""
+
+    def add(self, other: "Listing") -> None:
+        self.members += other.members
+        self.dirs |= other.dirs
+        self.newest = max(self.newest, other.newest)
 
 
 class Budget:
@@ -218,16 +243,15 @@ def link_problem(name: str, links: dict[str, str]) -> str | None:
     return None if inside is not None else f"symlink to {target!r} leaves the archive's tree"
 
 
-def tree_problems(label: str, members: Iterable[RawMember]) -> list[Problem]:
+def tree_problems(label: str, listing: Listing) -> list[Problem]:
     """Whole-tree rules: no name both a file and a directory; every symlink resolves inside the tree."""
-    members = list(members)
-    dirs = {m.name for m in members if m.kind == "dir"}
+    members, dirs = listing.members, set(listing.dirs)
     for m in members:
         parts = m.name.split("/")
         dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
     problems = [Problem(label, shown(m.name), "is both a file and a directory")
-                for m in members if m.kind != "dir" and m.name in dirs]
-    links = {m.name: m.link for m in members if m.kind == "symlink" and m.link is not None}
+                for m in members if m.name in dirs]
+    links = {m.name: m.link for m in members if m.link is not None}
     for name in sorted(links):
         why = link_problem(name, links)
         if why:
@@ -294,7 +318,7 @@ def _zip_header_problems(label: str, infos: list[zipfile.ZipInfo]) -> list[Probl
     return problems
 
 
-def zip_members(path, label: str, limits: ArchiveLimits | None = None) -> list[RawMember]:
+def zip_members(path, label: str, limits: ArchiveLimits | None = None) -> Listing:
     """Every member of a zip, checked and hashed while streaming; ArchiveError names every problem found."""
     limits = limits or LIMITS.get()
     budget = Budget(label, limits)
@@ -303,16 +327,20 @@ def zip_members(path, label: str, limits: ArchiveLimits | None = None) -> list[R
         problems = _zip_header_problems(label, infos)
         if problems:
             raise ArchiveError(problems)
-        out = [_zip_member(zf, info, budget) for info in infos]
+        out = Listing()
+        for info in infos:
+            out.newest = max(out.newest, info.date_time)
+            if info.is_dir():
+                out.dirs.add(info.filename[:-1])
+            else:
+                out.members.append(_zip_member(zf, info, budget))
     problems = tree_problems(label, out)
     if problems:
         raise ArchiveError(problems)
     return out
 
 
-def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget) -> RawMember:
-    if info.is_dir():
-        return RawMember(info.filename[:-1], "dir", Blob(b""), date_time=info.date_time)
+def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget) -> Member:
     budget.admit(info.filename, info.file_size)
     mode = info.external_attr >> 16
     try:
@@ -321,9 +349,8 @@ def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget) -> R
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
         raise budget.fail(info.filename, f"cannot be read: truncated or corrupt ({exc})") from exc
     if stat.S_ISLNK(mode):
-        return RawMember(info.filename, "symlink", blob, link=_link_target(budget, info.filename, blob),
-                         date_time=info.date_time)
-    return RawMember(info.filename, "file", blob, bool(mode & 0o111), date_time=info.date_time)
+        return Member(info.filename, blob, link=_link_target(budget, info.filename, blob))
+    return Member(info.filename, blob, bool(mode & 0o111))
 
 
 def _link_target(budget: Budget, name: str, blob: Blob) -> str:
@@ -355,17 +382,22 @@ class _Bounded(io.RawIOBase):
         return len(data)
 
 
-def tar_members(stream: IO[bytes], budget: Budget, what: str, seen: set[str]) -> list[RawMember]:
+def tar_members(stream: IO[bytes], budget: Budget, what: str, seen: set[str]) -> Listing:
     """Every member of an uncompressed tar stream, read once in order (tarfile's stream mode)."""
     bounded = io.BufferedReader(_Bounded(stream, budget.limits.total_bytes + (64 << 20), budget, what), CHUNK)
-    out = []
+    out = Listing()
     with tarfile.open(fileobj=bounded, mode="r|") as tar:
         for m in tar:
-            out.append(_tar_member(tar, m, budget, seen))
+            member = _tar_member(tar, m, budget, seen)
+            if isinstance(member, str):
+                out.dirs.add(member)
+            else:
+                out.members.append(member)
     return out
 
 
-def _tar_member(tar: tarfile.TarFile, m: tarfile.TarInfo, budget: Budget, seen: set[str]) -> RawMember:
+def _tar_member(tar: tarfile.TarFile, m: tarfile.TarInfo, budget: Budget, seen: set[str]) -> Member | str:
+    """A file or symlink as a Member; a directory as its name."""
     name = m.name[:-1] if m.isdir() and m.name.endswith("/") else m.name
     why = name_problem(name)
     if why is None and name in seen:
@@ -378,17 +410,17 @@ def _tar_member(tar: tarfile.TarFile, m: tarfile.TarInfo, budget: Budget, seen: 
         raise budget.fail(name, why)
     seen.add(name)
     if m.isdir():
-        return RawMember(name, "dir", Blob(b""))
+        return name
     if m.issym():
         budget.admit(name, 0)
         link = m.linkname
         if len(link.encode("utf-8", "surrogateescape")) > PATH_MAX_BYTES:
             raise budget.fail(name, f"symlink target longer than {PATH_MAX_BYTES} bytes")
-        return RawMember(name, "symlink", Blob(b""), link=link)
+        return Member(name, b"", link=link)
     budget.admit(name, m.size)
     data = tar.extractfile(m)
     assert data is not None
-    return RawMember(name, "file", budget.spool(name, data, m.size), bool(m.mode & 0o111))
+    return Member(name, budget.spool(name, data, m.size), bool(m.mode & 0o111))
 
 
 ZIP_EPOCH_MIN = 315532800

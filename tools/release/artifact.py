@@ -6,24 +6,23 @@ installs into one `$PREFIX`, its member paths already relative to it. `check` an
 """
 from __future__ import annotations
 
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Sequence
 
-from .conda.archive import Entry, read_conda
+from .archive import Member
+from .conda.archive import read_conda
 from .conda.info import PackageIndex, python_of, read_package_info
 from .conda.linking import Link, check_links, dependency_names
 from .conda.linking import providers as conda_providers_of
 from .elf.loader import SystemLibraries
 from .elf.model import ELF_MAGIC, ElfFile, check_machine, read_elf
-from .elf.rpath import Provider
 from .errors import BadInputError, ElfError, Problem, raise_if_any
 from .layouts import WHEEL_SCHEMES, InstallLayout, installed_path, layout, layouts
-from .providers import normalize, providers_of
-from .targets import python_versions, version_key
+from .providers import Provider
 from .wheel.archive import Wheel, load_elfs, read_wheel
+from .wheel.declared import wheel_providers, wheel_pythons
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ class CondaArtifact(Artifact):
     """A .conda: it installs into one $PREFIX."""
 
     kind: ClassVar[str] = "conda"
-    entries: dict[str, Entry] = field(hash=False)
+    entries: dict[str, Member] = field(hash=False)
     index: PackageIndex = field(hash=False)
 
     @property
@@ -154,39 +153,11 @@ class CondaArtifact(Artifact):
                 if link.kind == "missing"]
 
 
-def wheel_pythons(wheel: Wheel, configured: Sequence[str] = ()) -> list[str]:
-    """cpXY tags name their Python; py3 wheels are checked for every configured (or supported) Python, abi3
-    wheels for every configured or supported one from their Limited API version on."""
-    if wheel.pythons:
-        return wheel.pythons
-    tag = wheel.tags.split("-")[0]
-    if not (tag.startswith("cp") and "abi3" in wheel.tags):
-        return list(configured or python_versions())
-    low = (int(tag[2]), int(tag[3:] or 0))
-    candidates = sorted(set(configured) | set(python_versions()), key=version_key)
-    return [v for v in candidates if version_key(v) >= low]
-
-
-def wheel_providers(wheel: Wheel) -> list[Provider]:
-    """Libraries the wheel's declared dependencies install (auditwheel #257/#404: RPATHs to them are legitimate)."""
-    return [p for n in declared_dists(wheel) for p in providers_of(n)]
-
-
-def declared_dists(wheel: Wheel) -> list[str]:
-    """The PEP 503-normalised names of the wheel's unconditional Requires-Dist (an extra's are optional)."""
-    names = set()
-    for req in wheel.requires_dist:
-        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
-        if m and "extra ==" not in req:
-            names.add(normalize(m.group(1)))
-    return sorted(names)
-
-
-def conda_elfs(label: str, entries: dict[str, Entry], work: Path) -> dict[str, ElfFile]:
+def conda_elfs(label: str, entries: dict[str, Member], work: Path) -> dict[str, ElfFile]:
     """Every ELF of a .conda's payload (found by its magic: executables count too), modelled from a copy on disk."""
     out, problems = {}, []
     for name, e in sorted(entries.items()):
-        if name.startswith("info/") or e.link_target is not None or e.blob.size < 4 or e.data[:4] != ELF_MAGIC:
+        if name.startswith("info/") or e.link is not None or e.blob.size < 4 or e.data[:4] != ELF_MAGIC:
             continue
         f = work / name
         f.parent.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,9 @@ from typing import Sequence
 from .artifact import Artifact
 from .elf.glibc import GlibcFloor, defined_versions, file_floor, newest_floor, required_versions, unsatisfied_versions
 from .elf.loader import Resolution, SystemLibraries, flag_entries, resolve_tree
-from .elf.rpath import Provider, install_tree
+from .elf.rpath import install_tree
 from .layouts import WHEEL_SCHEMES, InstallLayout
+from .providers import Provider
 
 
 @dataclass(frozen=True)

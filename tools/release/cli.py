@@ -16,23 +16,25 @@ line per problem, nothing written to the output directory.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
-import re
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable, Sequence
 
+from . import pipeline
 from .archive import LIMITS
-from .config import CONFIG_NAME, ReleaseConfig, load_config
+from .artifact import WheelArtifact
+from .check import analyze
+from .config import CONFIG_NAME, ReleaseConfig, load_config, smoke_program
 from .errors import BadInputError, ReleaseError
+from .report import table_lines, wheel_row
+from .sbom import Origin, VendoredFile, origin_text
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -91,7 +93,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
     try:
         return version("cyfes-release")
     except PackageNotFoundError:  # run from a checkout without installing tools/
@@ -133,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         token = LIMITS.set(config.limits)
         try:
-            with _provider_table(config, getattr(args, "provider_wheel", [])):
+            with pipeline.provider_table(config, getattr(args, "provider_wheel", [])):
                 return COMMANDS[args.command or "all"](args, config, progress)
         finally:
             LIMITS.reset(token)
@@ -155,65 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # --- check / fix / verify ------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _provider_table(config: ReleaseConfig, wheels: Sequence[str]):
-    """The provider table for one command: the built-in one, release.yaml's rows, then the rows read from
-    --provider-wheel (each replaces the rows of its distribution)."""
-    from .providers import CURRENT, ProviderWheel, normalize, rows_from_record, table
-    from .wheel.archive import read_wheel
-    rows = [ProviderWheel(p.dist, p.path, p.libraries) for p in config.providers]
-    problems: list = []
-    for path in wheels:
-        try:
-            w = read_wheel(path)
-        except BadInputError as exc:
-            problems += [dataclasses.replace(q, artifact=f"--provider-wheel {path}") if hasattr(q, "artifact") else q
-                         for q in exc.problems]
-            continue
-        found = rows_from_record(normalize(w.dist), list(w.members))
-        if not found:
-            problems.append(f"In --provider-wheel {path}: installs no shared library into site-packages")
-        rows += found
-    if problems:
-        raise BadInputError(problems)
-    token = CURRENT.set(table(extra=rows))
-    try:
-        yield
-    finally:
-        CURRENT.reset(token)
-
-
 def _schemes(args, config: ReleaseConfig) -> list[str]:
-    from .layouts import WHEEL_SCHEMES
-    chosen = args.scheme or list(config.schemes)
-    bad = [s for s in chosen if s not in WHEEL_SCHEMES]
-    if bad:
-        raise BadInputError([f"unknown scheme {', '.join(bad)} (allowed: {', '.join(WHEEL_SCHEMES)})"])
-    return chosen
-
-
-def _open_all(paths: Sequence[str], conda: bool = True) -> list:
-    """Open every input (artifact.py) before doing anything, collecting every problem (exit 2 names them all)."""
-    from .artifact import open_artifact
-    opened, problems = [], []
-    for p in paths:
-        try:
-            if p.endswith(".conda") and not conda:
-                raise BadInputError([f"In {p}: a conda package; this command takes wheels"])
-            opened.append(open_artifact(p))
-        except BadInputError as exc:
-            problems += [dataclasses.replace(q, artifact=p) if hasattr(q, "artifact") else q for q in exc.problems]
-    if problems:
-        raise BadInputError(problems)
-    return opened
+    return pipeline.check_schemes(args.scheme or list(config.schemes))
 
 
 def cmd_check(args, config: ReleaseConfig, progress: Progress) -> int:
-    from .check import analyze
     schemes = _schemes(args, config)
-    artifacts = _open_all(args.artifacts)
+    artifacts = pipeline.open_all(args.artifacts)
     reports = [analyze(artifact, schemes, config.python) for artifact in artifacts]
-    vendored = [_vendored_json(a) for a in artifacts]
+    vendored = [pipeline.vendored_report(a) for a in artifacts]
     if args.json:
         print(json.dumps([dict(_report_json(r), **v) for r, v in zip(reports, vendored)], indent=2))
     else:
@@ -223,19 +174,7 @@ def cmd_check(args, config: ReleaseConfig, progress: Progress) -> int:
     return EXIT_OK if all(r.ok for r in reports) else EXIT_PROBLEMS
 
 
-def _vendored_json(artifact) -> dict:
-    """The libraries a wheel vendors, with SHA-256 and origin (sbom.py), and the SBOMs it carries."""
-    from .sbom import vendored_files
-    if artifact.kind != "wheel":
-        return {"vendored": [], "sboms": []}
-    members = artifact.wheel.members
-    files = vendored_files({n: m.data for n, m in members.items() if n.split("/", 1)[0].endswith(".libs")})
-    sboms = sorted(n for n in members if n.startswith(f"{artifact.wheel.dist_info}/sboms/"))
-    return {"vendored": [dataclasses.asdict(f) for f in files], "sboms": sboms}
-
-
 def _print_vendored(v: dict) -> None:
-    from .sbom import Origin, VendoredFile, origin_text
     for f in v["vendored"]:
         origin = Origin(**f["origin"]) if f["origin"] else None
         vf = VendoredFile(f["member"], f["original"], f["sha256"], f["size"], origin)
@@ -296,93 +235,6 @@ def _set_by(floor, with_file: bool = True) -> str:
     return f"{floor.symbol} from {floor.library}{where}"
 
 
-def _output_dir(out: Path, option: str) -> Path:
-    """`out` must be a directory or not exist yet, in a directory that exists and that we may write to."""
-    parent = out.resolve().parent
-    if out.exists() and not out.is_dir():
-        raise BadInputError([f"In {option} {out}: exists and is not a directory"])
-    if not parent.is_dir():
-        raise BadInputError([f"In {option} {out}: {parent} is not a directory"])
-    if not os.access(out if out.exists() else parent, os.W_OK | os.X_OK):
-        raise BadInputError([f"In {option} {out}: not writable"])
-    return out
-
-
-def _staging(out: Path, option: str) -> Path:
-    """A temp dir next to the output, so the final move is a rename and a failure leaves `out` untouched."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".release-staging-", dir=out.parent))
-    except OSError as exc:
-        raise BadInputError([f"In {option} {out}: cannot create a staging directory next to it "
-                             f"({exc.strerror or exc})"]) from exc
-
-
-def _name_clashes(paths: Sequence[str]) -> list[str]:
-    """Outputs take their input's file name: two inputs of one name would overwrite each other."""
-    by_name: dict[str, list[str]] = {}
-    for p in paths:
-        by_name.setdefault(Path(p).name, []).append(p)
-    return [f"In {' and '.join(ps)}: the same file name twice; outputs are named after their input, so one would "
-            "overwrite the other" for ps in by_name.values() if len(ps) > 1]
-
-
-def _not_onto_inputs(paths: Sequence[str], out: Path) -> None:
-    for p in paths:
-        dest = out / Path(p).name
-        if dest.exists() and Path(p).exists() and os.path.samefile(dest, p):
-            raise BadInputError([f"In -o {out}: would overwrite the input {p}"])
-
-
-def _publish(files: Sequence[Path], out: Path) -> list[Path]:
-    moved = []
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            dest = out / f.name
-            os.replace(f, dest)
-            moved.append(dest)
-    except OSError as exc:
-        raise ReleaseError([f"In {out}: cannot move the results in ({exc.strerror or exc})"]) from exc
-    return moved
-
-
-def cmd_fix(args, config: ReleaseConfig, progress: Progress) -> int:
-    from .wheel.set_rpaths import fix_wheel
-    schemes = _schemes(args, config)
-    out = _output_dir(Path(args.output), "-o")
-    _not_onto_inputs(args.wheels, out)
-    clashes = _name_clashes(args.wheels)
-    try:
-        opened = _open_all(args.wheels, conda=False)
-    except BadInputError as exc:  # every problem in one run: the inputs' own, then the clashes
-        raise BadInputError(list(exc.problems) + clashes) from exc
-    if clashes:
-        raise BadInputError(clashes)
-    staging: Path | None = None
-    try:
-        # a dry run plans in the system's temp dir: nothing appears next to the output
-        staging = Path(tempfile.mkdtemp(prefix="cyfes-fix-dry-run-")) if args.dry_run else _staging(out.resolve(), "-o")
-        results = [fix_wheel(a.path, staging, schemes, config.python, dry_run=args.dry_run) for a in opened]
-        ok = all(r.report.ok for r in results)
-        # a wheel that would still fail to load is not a release: nothing is written unless asked for
-        write = not args.dry_run and (ok or args.allow_problems)
-        published = _publish([r.output for r in results], out) if write else [None] * len(results)
-        if args.json:
-            print(json.dumps([_fix_json(r, p) for r, p in zip(results, published)], indent=2))
-        else:
-            for r in results:
-                _print_fix(r, args.dry_run, write)
-            if not ok and not args.dry_run and not write:
-                n = sum(len(r.report.problems) for r in results)
-                print(f"wrote nothing: {n} problem(s) remain (--allow-problems writes the wheels anyway)",
-                      file=sys.stderr)
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-    return EXIT_OK if ok else EXIT_PROBLEMS
-
-
 def _fix_json(result, published: Path | None) -> dict:
     return {"input": result.input, "output": str(published) if published else None, "written": bool(published),
             "changed": result.changed, "ok": result.report.ok,
@@ -404,52 +256,45 @@ def _print_fix(result, dry_run: bool, written: bool) -> None:
         print(f"  {f.severity.upper()}: {f.file} [{f.scheme}]: {f.message}")
 
 
+def cmd_fix(args, config: ReleaseConfig, progress: Progress) -> int:
+    schemes = _schemes(args, config)
+    results, published = pipeline.fix_wheels(args.wheels, Path(args.output), schemes, config.python, args.dry_run,
+                                             args.allow_problems)
+    ok = all(r.report.ok for r in results)
+    written = any(p is not None for p in published)
+    if args.json:
+        print(json.dumps([_fix_json(r, p) for r, p in zip(results, published)], indent=2))
+    else:
+        for r in results:
+            _print_fix(r, args.dry_run, written)
+        if not ok and not args.dry_run and not written:
+            n = sum(len(r.report.problems) for r in results)
+            print(f"wrote nothing: {n} problem(s) remain (--allow-problems writes the wheels anyway)", file=sys.stderr)
+    return EXIT_OK if ok else EXIT_PROBLEMS
+
+
 def cmd_verify(args, config: ReleaseConfig, progress: Progress) -> int:
-    from .report import wheel_row
-    from .toolchain.pythons import which_python
-    from .verify.schemes import verify_wheel
     schemes = _schemes(args, config)
     code = smoke_program(config, args.smoke)
     rows, ok = [], True
-    for artifact in _open_all(args.artifacts):
-        if artifact.kind == "conda":
-            row, good = _verify_conda(artifact.path, progress, code)
+    for artifact in pipeline.open_all(args.artifacts):
+        if not isinstance(artifact, WheelArtifact):
+            result, row = pipeline.verify_conda(artifact.path, progress, code)
+            _print_conda_verify(result)
             rows.append(row)
-            ok &= good
+            ok &= result.ok
             continue
-        for v in artifact.wheel.pythons or _installed_pythons_for(artifact.wheel):
-            python = which_python(v)
-            if python is None:
-                raise BadInputError([f"In {artifact.filename}: no Python {v} interpreter found to verify it with"])
-            progress(f"verify {artifact.filename} with Python {v}: {', '.join(schemes)}")
-            results = verify_wheel(artifact.path, schemes, python, code)
+        for v in artifact.wheel.pythons or pipeline.installed_pythons_for(artifact.wheel):
+            results = pipeline.verify_wheel_with(artifact, v, schemes, code, progress)
             _print_verify(results)
             ok &= all(r.ok for r in results)
-            rows.append(wheel_row(artifact.path, artifact.wheel.tags, _vendored(artifact.wheel), results))
+            rows.append(wheel_row(artifact.path, artifact.wheel.tags, pipeline.vendored_names(artifact.wheel),
+                                           results))
     _print_table(rows)
     return EXIT_OK if ok else EXIT_PROBLEMS
 
 
-def smoke_program(config: ReleaseConfig, code: str | None = None):
-    """release.yaml's verify section as the program verify runs (--smoke replaces its snippet and command)."""
-    from .verify.program import SmokeProgram
-    v = config.verify
-    return SmokeProgram(code=code or v.smoke, command=() if code else v.smoke_command, mark=v.report_mark,
-                        entry_point=v.entry_point)
-
-
-def _installed_pythons_for(wheel) -> list[str]:
-    """An abi3 or py3 wheel is verified with every Python it serves that is installed here (else this one)."""
-    from .artifact import wheel_pythons
-    from .toolchain.pythons import find_pythons
-    found = find_pythons()
-    return [v for v in wheel_pythons(wheel) if v in found] or [f"{sys.version_info[0]}.{sys.version_info[1]}"]
-
-
-def _verify_conda(path: Path, progress: Progress, code: str):
-    from .conda.release import package_row
-    from .verify.prefix import verify_artifact
-    result = verify_artifact(path, progress, code)
+def _print_conda_verify(result) -> None:
     _print_verify([result])
     root = os.path.realpath(result.root) + "/" if result.root else None
     for name, where in sorted(result.loaded.items()):
@@ -461,7 +306,6 @@ def _verify_conda(path: Path, progress: Progress, code: str):
               f"{result.smoke['cpu_vs_numpy']:.1e}; GPU vs CPU {result.smoke.get('gpu_vs_cpu', 'not run')}")
     for problem in result.problems:
         print(f"    {problem}")
-    return package_row(path, result), result.ok
 
 
 def _print_verify(results) -> None:
@@ -470,177 +314,31 @@ def _print_verify(results) -> None:
         print(f"  {r.artifact} [{r.scheme} {r.python}] {r.status.upper()} ({r.seconds:.1f}s) {r.detail}{extra}")
 
 
-# --- the release ---------------------------------------------------------------------------------------------
-
-def _pythons(requested: Sequence[str] | None, config: ReleaseConfig, strict: bool, progress: Progress) -> dict:
-    from .toolchain.pythons import default_pythons, find_pythons
-    found = find_pythons()
-    wanted = list(requested or config.python or default_pythons(found))
-    missing = [v for v in wanted if v not in found]
-    if missing and strict:
-        raise BadInputError([f"Python {', '.join(missing)} not found on PATH or in pyenv (--strict)"])
-    for v in missing:
-        progress(f"warning: Python {v} not found on PATH or in pyenv; skipped")
-    return {v: found[v] for v in wanted if v in found}
-
-
-def _vendored(wheel) -> list[str]:
-    return sorted(Path(n).name for n in wheel.members if ".libs/" in n)
-
-
 def _print_table(rows) -> None:
-    from .report import table_lines
     for line in table_lines(rows):
         print(line)
 
 
-# The abi3 wheel is verified in every scheme with the Python that built it, and in a venv with each later one.
-ABI3_EXTRA_SCHEMES = ("venv",)
-
-
-def _abi3_verifiers(wheel_name: str, built_with: str, floor: str = "3.11") -> dict[str, str]:
-    """For an abi3 wheel: the other supported Pythons it serves that are installed here ("X.Y" -> interpreter)."""
-    from .targets import python_versions, version_key
-    from .toolchain.pythons import find_pythons
-    if "-abi3-" not in wheel_name or not floor:
-        return {}
-    found = find_pythons()
-    return {v: found[v] for v in python_versions()
-            if version_key(v) >= version_key(floor) and v != built_with and v in found}
-
-
-def package_name(config: ReleaseConfig, source: Path = Path(".")) -> str:
-    """release.yaml's name, else [project] name of the source's pyproject.toml, else the directory's name."""
-    if config.name:
-        return config.name
-    try:
-        text = (source / "pyproject.toml").read_text(encoding="utf-8")
-    except OSError:
-        text = ""
-    project = text.split("[project]", 1)[1] if "[project]" in text else ""
-    m = re.search(r'^name\s*=\s*["\']([^"\']+)["\']', project, re.M)
-    return m.group(1) if m else source.resolve().name
-
-
-def needs_openmp(raw: Path) -> bool:
-    """Whether an ELF of the built wheel needs libgomp.so.1 (release.yaml openmp: auto vendors it only then)."""
-    from .artifact import open_wheel
-    return any("libgomp.so.1" in elf.needed for elf in open_wheel(raw).elfs.values())
-
-
-def _library_step(config: ReleaseConfig):
-    step = config.build.library
-    if not (step.source or step.command) or (step.cuda_only and not config.cuda.enabled):
-        return None
-    return step
-
-
-def release_wheels(pythons: dict[str, str], config: ReleaseConfig, strategy: str, verify: bool,
-                   progress: Progress) -> tuple[list, bool]:
-    """Build the CUDA library once, then per Python: build, repair, fix, verify; publish what passed."""
-    from .report import failed_row, wheel_row
-    from .toolchain.openmp import library_dir
-    from .verify.schemes import verify_wheel
-    from .wheel.archive import read_wheel
-    from .wheel.auditwheel import repair_wheel
-    from .wheel.build import build_cuda_library, build_wheel
-    out = _output_dir(Path(config.output), "release.yaml output")
-    rows, good, ok = [], [], True
-    staging: Path | None = None
-    gomp: Path | None = None
-    try:
-        staging = _staging(out.resolve(), "output")
-        step = _library_step(config)
-        cuda = (build_cuda_library(strategy, log=progress, flavour=config.cuda.flavour, step=step,
-                                   cuda=config.cuda) if step else None)
-        for v, python in pythons.items():
-            try:
-                raw = build_wheel(python, v, cuda, strategy, log=progress, build=config.build)
-                if gomp is None and config.openmp == "auto" and needs_openmp(raw):
-                    gomp = library_dir()
-                    progress(f"OpenMP runtime to vendor: {gomp}/libgomp.so.1 (Debian 11's, glibc >= 2.17)")
-                progress(f"auditwheel repair + RPATH plan for {raw.name}")
-                extra = _abi3_verifiers(raw.name, v, config.abi3)
-                fixed = repair_wheel(raw, staging, strategy, config.schemes, [v, *extra], config.exclude,
-                                     config.manylinux, config.cuda.requirement,
-                                     [*([gomp] if gomp else []), *(cuda.library_dirs if cuda else ())])
-                for plan in fixed.plans:
-                    for d in plan.decisions:
-                        if d.action != "kept":
-                            progress(f"  rpath {d}")
-                results = []
-                if verify:
-                    progress(f"verify {fixed.output.name}: {', '.join(config.schemes)}")
-                    results = verify_wheel(fixed.output, config.schemes, python, smoke_program(config))
-                    for other, exe in extra.items():  # the abi3 wheel on the later Pythons it serves
-                        progress(f"verify {fixed.output.name} with Python {other}: {ABI3_EXTRA_SCHEMES[0]}")
-                        results += verify_wheel(fixed.output, ABI3_EXTRA_SCHEMES, exe, smoke_program(config))
-                wheel = read_wheel(fixed.output)
-                row = wheel_row(fixed.output, wheel.tags, _vendored(wheel), results,
-                                "" if fixed.report.ok else "check: " + "; ".join(f.message for f in fixed.report.problems))
-                ok &= row.ok
-                if row.ok:
-                    good.append(fixed.output)
-                rows.append(row)
-            except BadInputError:
-                raise
-            except ReleaseError as exc:
-                ok = False
-                rows.append(failed_row(f"{package_name(config)} (Python {v})", str(exc)))
-                progress(f"Python {v} failed: {exc}")
-        for p in _publish(good, out):
-            progress(f"wrote {p}")
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-    return rows, ok
-
+# --- the release ---------------------------------------------------------------------------------------------
 
 def cmd_wheel(args, config: ReleaseConfig, progress: Progress) -> int:
-    pythons = _pythons(args.python, config, args.strict, progress)
+    pythons = pipeline.choose_pythons(args.python, config, args.strict, progress)
     strategy = args.strategy or config.cuda.strategy
-    rows, ok = release_wheels(pythons, config, strategy, not args.no_verify and config.verify.enabled, progress)
+    rows, ok = pipeline.wheel_stage(pythons, config, strategy, not args.no_verify and config.verify.enabled, progress)
     _print_table(rows)
     return EXIT_OK if ok else EXIT_PROBLEMS
-
-
-def conda_release(pythons: dict[str, str], config: ReleaseConfig, progress: Progress) -> tuple[list, bool]:
-    """The conda half (tools.release.conda), imported only when conda packages are made."""
-    from .conda.release import release
-    return release(config, pythons, progress)
 
 
 def cmd_conda(args, config: ReleaseConfig, progress: Progress) -> int:
     wanted = args.python or list(config.conda_pythons) or None
-    pythons = _pythons(wanted, config, args.strict, progress)
-    rows, ok = conda_release(pythons, config, progress)
+    pythons = pipeline.choose_pythons(wanted, config, args.strict, progress)
+    rows, ok = pipeline.conda_stage(config, pythons, progress)
     _print_table(rows)
     return EXIT_OK if ok else EXIT_PROBLEMS
 
 
-def release_sdist(config: ReleaseConfig, progress: Progress) -> list:
-    """The sdist next to the wheels (built in a staging dir, then moved)."""
-    from .report import Row, size_of
-    from .wheel.sdist import build_sdist
-    out = Path(config.output)
-    staging = _staging(out.resolve(), "output")
-    try:
-        path = build_sdist(staging, log=progress)
-        (published,) = _publish([path], out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    progress(f"wrote {published}")
-    return [Row(published.name, "sdist", size_of(published), result="ok (install tests: pytest -m release)")]
-
-
 def cmd_all(args, config: ReleaseConfig, progress: Progress) -> int:
-    pythons = _pythons(None, config, False, progress)
-    rows, ok = release_wheels(pythons, config, config.cuda.strategy, config.verify.enabled, progress)
-    rows += release_sdist(config, progress)
-    if config.conda.enabled:
-        conda_pythons = _pythons(list(config.conda_pythons) or None, config, False, progress)
-        crow, cok = conda_release(conda_pythons, config, progress)
-        rows, ok = rows + crow, ok and cok
+    rows, ok = pipeline.release(config, progress)
     _print_table(rows)
     progress(f"release {'done' if ok else 'FAILED'}")
     return EXIT_OK if ok else EXIT_PROBLEMS

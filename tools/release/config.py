@@ -16,8 +16,8 @@ import yaml
 
 from .errors import ConfigError, Problem
 from .layouts import WHEEL_SCHEMES
+from .program import SMOKE, SmokeProgram
 from .targets import CUDA_FLAVOURS, DEFAULT_CUDA_FLAVOUR, CudaFlavour
-from .verify.program import SMOKE
 
 # conda/variants.py's tags, spelled from the same table (importing it would pull in the CUDA toolchain finder)
 CONDA_VARIANTS = ("cpu",) + tuple(f.conda_tag for f in sorted(CUDA_FLAVOURS.values(), key=lambda f: f.toolkit))
@@ -205,6 +205,13 @@ class ReleaseConfig:
     @property
     def conda_pythons(self) -> tuple[str, ...]:
         return self.conda.python or self.python
+
+
+def smoke_program(config: ReleaseConfig, code: str | None = None) -> SmokeProgram:
+    """release.yaml's verify section as the program verify runs (--smoke replaces its snippet and command)."""
+    v = config.verify
+    return SmokeProgram(code=code or v.smoke, command=() if code else v.smoke_command, mark=v.report_mark,
+                        entry_point=v.entry_point)
 
 
 VALIDATORS: dict[str, typing.Callable[[object], str | None]] = {

@@ -18,7 +18,26 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from .elf.rpath import Provider
+from .layouts import InstallLayout
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A library that a declared dependency installs, and where it lands in a layout."""
+
+    soname: str
+    """SONAME or glob, e.g. "libcudart.so.13"."""
+    where: str
+    """Directory template: {platlib} / {purelib} / {libdir} / {root} of the layout, e.g. "{platlib}/nvidia/cu13/lib"."""
+    package: str
+    """The dependency that provides it (nvidia-cuda-runtime, cuda-cudart)."""
+
+    def directory(self, lay: InstallLayout) -> str | None:
+        if "{libdir}" in self.where and lay.libdir is None:
+            return None
+        d = self.where.format(platlib=lay.paths["platlib"], purelib=lay.paths["purelib"],
+                              libdir=lay.libdir or "", root=".")
+        return posixpath.normpath(d)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from .toolchain.openmp import LIBGOMP, debian_version
+
 SBOM_NAME = "cyfes-release.cdx.json"
 SPEC_VERSION = "1.4"
 # auditwheel names a grafted copy <stem>-<8 hex of its hash><suffix>: libgomp-a34b3233.so.1.0.0
@@ -50,7 +52,6 @@ class VendoredFile:
 
 def known_origins() -> dict[str, Origin]:
     """Original file name prefix ("libgomp.so") -> origin, for the libraries the tool fetches itself."""
-    from .toolchain.openmp import LIBGOMP, debian_version
     name, version = debian_version(LIBGOMP)
     origin = Origin(name, version, LIBGOMP.url, LIBGOMP.sha256,
                     f"pkg:deb/debian/{name}@{quote(version, safe='')}?arch=amd64&distro=debian-11")

@@ -14,12 +14,11 @@ import stat
 import tarfile
 import time
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..archive import (LIMITS, ZIP_EPOCH_MIN, Blob, Budget, link_leaves_tree, open_zip, source_date_epoch, tar_members,
-                       tree_problems)
+from ..archive import (LIMITS, ZIP_EPOCH_MIN, Budget, Listing, Member, link_leaves_tree, open_zip, source_date_epoch,
+                       tar_members, tree_problems)
 from ..errors import ArchiveError, Problem
 
 def zstd_module() -> Any:
@@ -37,28 +36,6 @@ ZSTD_LEVEL = 19
 CONDA_FORMAT_VERSION = 2
 
 
-@dataclass(frozen=True, init=False)
-class Entry:
-    """One member of a package tree: a regular file or a symlink, path relative to $PREFIX."""
-
-    path: str
-    blob: Blob = field(repr=False)
-    executable: bool = False
-    link_target: str | None = None
-    """For a symlink: its target, relative to the link's directory."""
-
-    def __init__(self, path: str, data: bytes | Blob = b"", executable: bool = False,
-                 link_target: str | None = None) -> None:
-        object.__setattr__(self, "path", path)
-        object.__setattr__(self, "blob", data if isinstance(data, Blob) else Blob.of(data))
-        object.__setattr__(self, "executable", executable)
-        object.__setattr__(self, "link_target", link_target)
-
-    @property
-    def data(self) -> bytes:
-        return self.blob.read()
-
-
 def package_time() -> int:
     """The packages' timestamp: SOURCE_DATE_EPOCH when set (reproducible builds), else now."""
     epoch = source_date_epoch()
@@ -74,30 +51,30 @@ def safe_member(path: str) -> str | None:
     return None
 
 
-def check_entries(entries: list[Entry], artifact: str) -> list[Problem]:
+def check_entries(entries: list[Member], artifact: str) -> list[Problem]:
     """Every path safe, no duplicates, and no symlink resolving outside the package tree (through other links)."""
     problems, seen = [], set()
     for e in entries:
-        why = safe_member(e.path)
+        why = safe_member(e.name)
         if why:
-            problems.append(Problem(artifact, e.path, why))
-        if e.path in seen:
-            problems.append(Problem(artifact, e.path, "listed twice"))
-        seen.add(e.path)
-    links = {e.path: e.link_target for e in entries if e.link_target is not None}
-    problems += [Problem(artifact, e.path, f"symlink to {e.link_target} leaves the package tree")
-                 for e in entries if e.link_target is not None and link_leaves_tree(e.path, e.link_target, links)]
+            problems.append(Problem(artifact, e.name, why))
+        if e.name in seen:
+            problems.append(Problem(artifact, e.name, "listed twice"))
+        seen.add(e.name)
+    links = {e.name: e.link for e in entries if e.link is not None}
+    problems += [Problem(artifact, e.name, f"symlink to {e.link} leaves the package tree")
+                 for e in entries if e.link is not None and link_leaves_tree(e.name, e.link, links)]
     return problems
 
 
-def _tar_zst(entries: list[Entry], mtime: int) -> bytes:
+def _tar_zst(entries: list[Member], mtime: int) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for e in sorted(entries, key=lambda e: e.path):
-            info = tarfile.TarInfo(e.path)
+        for e in sorted(entries, key=lambda e: e.name):
+            info = tarfile.TarInfo(e.name)
             info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
-            if e.link_target is not None:
-                info.type, info.linkname, info.mode = tarfile.SYMTYPE, e.link_target, 0o777
+            if e.link is not None:
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, e.link, 0o777
                 tar.addfile(info)
             else:
                 info.size, info.mode = len(e.data), 0o755 if e.executable else 0o644
@@ -111,7 +88,7 @@ def _zip_member(name: str, mtime: int) -> zipfile.ZipInfo:
     return info
 
 
-def conda_bytes(dist: str, pkg: list[Entry], info: list[Entry], mtime: int) -> bytes:
+def conda_bytes(dist: str, pkg: list[Member], info: list[Member], mtime: int) -> bytes:
     """The complete `.conda` for `dist` (name-version-build) as bytes."""
     members = [("metadata.json", json.dumps({"conda_pkg_format_version": CONDA_FORMAT_VERSION}).encode()),
                (f"pkg-{dist}.tar.zst", _tar_zst(pkg, mtime)),
@@ -123,7 +100,7 @@ def conda_bytes(dist: str, pkg: list[Entry], info: list[Entry], mtime: int) -> b
     return out.getvalue()
 
 
-def write_conda(path: Path, dist: str, pkg: list[Entry], info: list[Entry], mtime: int | None = None) -> Path:
+def write_conda(path: Path, dist: str, pkg: list[Member], info: list[Member], mtime: int | None = None) -> Path:
     """Write the archive atomically: a temp file in the same directory, renamed once complete."""
     problems = check_entries(pkg + info, path.name)
     if problems:
@@ -139,13 +116,13 @@ def write_conda(path: Path, dist: str, pkg: list[Entry], info: list[Entry], mtim
     return path
 
 
-def read_conda(path: Path) -> dict[str, Entry]:
+def read_conda(path: Path) -> dict[str, Member]:
     """Every member of both tars of a `.conda`, through archive.py's streaming reader (limits, names, links,
     duplicates across both tars); raises ArchiveError on a bad archive."""
     label = str(path)
     budget = Budget(label, LIMITS.get())
     seen: set[str] = set()
-    raw = []
+    raw = Listing()
     try:
         zf = open_zip(path, label, budget.limits)
     except ArchiveError as exc:
@@ -160,10 +137,10 @@ def read_conda(path: Path) -> dict[str, Entry]:
         for name in tars:
             try:
                 with zf.open(name) as member, zstd.ZstdFile(member) as stream:
-                    raw += tar_members(stream, budget, name, seen)
+                    raw.add(tar_members(stream, budget, name, seen))
             except (zipfile.BadZipFile, zstd.ZstdError, tarfile.TarError, EOFError, OSError, RuntimeError) as exc:
                 raise ArchiveError([Problem(label, name, f"not a readable .conda archive ({exc})")]) from exc
     problems = tree_problems(label, raw)
     if problems:
         raise ArchiveError(problems)
-    return {m.name: Entry(m.name, m.blob, m.executable, m.link) for m in raw if m.kind != "dir"}
+    return {m.name: m for m in raw.members}

@@ -20,8 +20,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..archive import Member
 from ..errors import Problem, ReleaseError
-from .archive import Entry, write_conda
+from .archive import write_conda
 from .channel import index_channel
 from .meta import PackageInfo, info_entries
 
@@ -39,7 +40,7 @@ class Fixture:
     build: str
     summary: str
     depends: list[str] = field(default_factory=list)
-    files: list[Entry] = field(default_factory=list)
+    files: list[Member] = field(default_factory=list)
 
 
 def stand_in(name: str, version: str, what: str, build: str = "fixture_0", depends: list[str] | None = None) -> Fixture:
@@ -57,7 +58,7 @@ def cudart_fixture(wheel: Path) -> Fixture:
         data = zf.read(libs[0])
     soname = libs[0].rsplit("/", 1)[1]
     major, minor = version.split(".")[:2]
-    files = [Entry(f"lib/{soname}", data, executable=True)]
+    files = [Member(f"lib/{soname}", data, executable=True)]
     if int(major) < 12:
         return Fixture("cudatoolkit", version, "fixture_0", f"TEST FIXTURE (not for publication): stands in for "
                        f"cudatoolkit {major}.{minor}, holding only {soname} from NVIDIA's {wheel.name}", [], files)
@@ -80,7 +81,7 @@ def libgomp_fixture() -> Fixture:
     path, version = host_libgomp()
     return Fixture("libgomp", version, "fixture_0",
                    f"TEST FIXTURE (not for publication): the build host's {path.name} as libgomp.so.1",
-                   [], [Entry("lib/libgomp.so.1", path.read_bytes(), executable=True)])
+                   [], [Member("lib/libgomp.so.1", path.read_bytes(), executable=True)])
 
 
 def python_fixtures(python: str, full_version: str) -> list[Fixture]:

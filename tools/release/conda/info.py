@@ -12,9 +12,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from ..archive import METADATA_MAX_BYTES
+from ..archive import METADATA_MAX_BYTES, Member
 from ..errors import ArchiveError, Problem
-from .archive import Entry
 
 NAME_RE = re.compile(r"[a-z0-9_][a-z0-9_.-]{0,127}")
 VERSION_RE = re.compile(r"[A-Za-z0-9_.+!]{1,64}")
@@ -36,8 +35,8 @@ class PackageIndex:
         return f"{self.name}-{self.version}-{self.build}"
 
 
-def _json(label: str, entries: dict[str, Entry], name: str) -> dict:
-    if name not in entries or entries[name].link_target is not None:
+def _json(label: str, entries: dict[str, Member], name: str) -> dict:
+    if name not in entries or entries[name].link is not None:
         raise ArchiveError([Problem(label, name, "missing")])
     if entries[name].blob.size > METADATA_MAX_BYTES:
         raise ArchiveError([Problem(label, name, f"larger than {METADATA_MAX_BYTES} bytes")])
@@ -50,7 +49,7 @@ def _json(label: str, entries: dict[str, Entry], name: str) -> dict:
     return value
 
 
-def read_index(label: str, entries: dict[str, Entry]) -> PackageIndex:
+def read_index(label: str, entries: dict[str, Member]) -> PackageIndex:
     """info/index.json with name, version, build and depends as conda allows them."""
     index = _json(label, entries, "info/index.json")
     problems = []
@@ -76,7 +75,7 @@ def python_of(label: str, index: PackageIndex) -> str:
                                 "not a Python package, nothing to verify it with")])
 
 
-def check_paths(label: str, entries: dict[str, Entry]) -> list[Problem]:
+def check_paths(label: str, entries: dict[str, Member]) -> list[Problem]:
     """info/paths.json against the payload: same files, same kinds, same SHA-256 and sizes. A package without
     paths.json (conda's format before 4.3) is read through info/files by installers: nothing to compare."""
     if "info/paths.json" not in entries:
@@ -94,7 +93,7 @@ def check_paths(label: str, entries: dict[str, Entry]) -> list[Problem]:
     return problems
 
 
-def _path_problems(label: str, row: dict, payload: dict[str, Entry], listed: set[str]) -> list[Problem]:
+def _path_problems(label: str, row: dict, payload: dict[str, Member], listed: set[str]) -> list[Problem]:
     path, kind = row["_path"], row.get("path_type")
     where = f"info/paths.json: {path[:120]}"
     if path in listed:
@@ -104,15 +103,15 @@ def _path_problems(label: str, row: dict, payload: dict[str, Entry], listed: set
     if entry is None:
         return [Problem(label, where, "listed but not in the package")]
     if kind == "softlink":
-        return [] if entry.link_target is not None else [Problem(label, where, "listed as a softlink, is a file")]
-    if kind != "hardlink" or entry.link_target is not None:
+        return [] if entry.link is not None else [Problem(label, where, "listed as a softlink, is a file")]
+    if kind != "hardlink" or entry.link is not None:
         return [Problem(label, where, f"path_type {str(kind)[:20]!r} does not match the member")]
     if row.get("sha256") != entry.blob.sha256.hex() or row.get("size_in_bytes") != entry.blob.size:
         return [Problem(label, where, "sha256 or size_in_bytes does not match the file")]
     return []
 
 
-def read_package_info(label: str, entries: dict[str, Entry]) -> PackageIndex:
+def read_package_info(label: str, entries: dict[str, Member]) -> PackageIndex:
     """index.json checked, and paths.json true to the payload; ArchiveError names every problem."""
     index = read_index(label, entries)
     problems = check_paths(label, entries)

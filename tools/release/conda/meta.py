@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from .archive import Entry
+from ..archive import Member
 
 # conda's classic build-prefix placeholder; any installer replaces it in files listed with it in paths.json.
 PREFIX_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
@@ -61,18 +61,18 @@ def about_json(info: PackageInfo) -> dict:
     return {"home": info.home, "license": info.license, "license_file": "LICENSE", "summary": info.summary}
 
 
-def paths_entry(e: Entry, placeholder: str | None) -> dict:
-    if e.link_target is not None:
+def paths_entry(e: Member, placeholder: str | None) -> dict:
+    if e.link is not None:
         # installers recreate the link from the archive; conda-build records no content hash for it either
-        return {"_path": e.path, "path_type": "softlink"}
-    entry = {"_path": e.path, "path_type": "hardlink", "sha256": sha256(e.data), "size_in_bytes": len(e.data)}
+        return {"_path": e.name, "path_type": "softlink"}
+    entry = {"_path": e.name, "path_type": "hardlink", "sha256": sha256(e.data), "size_in_bytes": len(e.data)}
     if placeholder:
         entry.update(file_mode="text", prefix_placeholder=placeholder)
     return entry
 
 
-def paths_json(pkg: list[Entry], placeholders: dict[str, str]) -> dict:
-    return {"paths": [paths_entry(e, placeholders.get(e.path)) for e in sorted(pkg, key=lambda e: e.path)],
+def paths_json(pkg: list[Member], placeholders: dict[str, str]) -> dict:
+    return {"paths": [paths_entry(e, placeholders.get(e.name)) for e in sorted(pkg, key=lambda e: e.name)],
             "paths_version": 1}
 
 
@@ -80,17 +80,17 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def info_entries(info: PackageInfo, pkg: list[Entry], placeholders: dict[str, str], license_text: bytes,
-                 extra: dict[str, bytes] | None = None) -> list[Entry]:
+def info_entries(info: PackageInfo, pkg: list[Member], placeholders: dict[str, str], license_text: bytes,
+                 extra: dict[str, bytes] | None = None) -> list[Member]:
     """Every file of info/ for payload `pkg`; `placeholders` maps payload paths to their prefix placeholder."""
-    files = "".join(f"{e.path}\n" for e in sorted(pkg, key=lambda e: e.path)).encode()
+    files = "".join(f"{e.name}\n" for e in sorted(pkg, key=lambda e: e.name)).encode()
     has_prefix = "".join(f'{ph} text {p}\n' for p, ph in sorted(placeholders.items())).encode()
-    out = [Entry("info/index.json", dumps(index_json(info))),
-           Entry("info/paths.json", dumps(paths_json(pkg, placeholders))),
-           Entry("info/about.json", dumps(about_json(info))),
-           Entry("info/files", files),
-           Entry("info/licenses/LICENSE", license_text)]
+    out = [Member("info/index.json", dumps(index_json(info))),
+           Member("info/paths.json", dumps(paths_json(pkg, placeholders))),
+           Member("info/about.json", dumps(about_json(info))),
+           Member("info/files", files),
+           Member("info/licenses/LICENSE", license_text)]
     if has_prefix:
-        out.append(Entry("info/has_prefix", has_prefix))
-    out += [Entry(f"info/{k}", v) for k, v in sorted((extra or {}).items())]
+        out.append(Member("info/has_prefix", has_prefix))
+    out += [Member(f"info/{k}", v) for k, v in sorted((extra or {}).items())]
     return out

@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..archive import Member
 from ..elf.model import ElfFile, read_elf
 from ..elf.patchelf import apply_plan
-from ..elf.rpath import Provider, RpathPlan, plan_rpath
+from ..elf.rpath import RpathPlan, plan_rpath
 from ..errors import BadInputError, Problem, ReleaseError, raise_if_any
 from ..layouts import InstallLayout, installed_path, layout
-from ..wheel.archive import Member, Wheel, load_elfs, read_wheel, record_text, shared_objects
-from .archive import Entry, package_time, write_conda
+from ..providers import Provider
+from ..wheel.archive import Wheel, load_elfs, read_wheel, record_text, shared_objects
+from .archive import package_time, write_conda
 from .channel import index_channel
 from .depends import ElfFacts, Target, depends_and_constrains, elf_facts
 from .linking import Link, check_links, problems_of, providers
@@ -125,30 +127,30 @@ def run_requirements(wheel: Wheel) -> list[str]:
     return [r for r in wheel.requires_dist if ";" not in r]
 
 
-def payload(wheel: Wheel, lay: InstallLayout, patched: dict[str, bytes]) -> tuple[list[Entry], dict[str, str]]:
+def payload(wheel: Wheel, lay: InstallLayout, patched: dict[str, bytes]) -> tuple[list[Member], dict[str, str]]:
     """Prefix-relative files (entry-point scripts included) and which of them carry the prefix placeholder."""
     record = f"{wheel.dist_info}/RECORD"
     site = lay.site_packages
-    files: dict[str, Entry] = {}
+    files: dict[str, Member] = {}
     for name, member in sorted(wheel.members.items()):
         if name == record or name.endswith(".dist-info/INSTALLER"):
             continue
         path = installed_path(lay, name, wheel.dist).path
-        files[path] = Entry(path, patched.get(name, member.data), member.executable, member.symlink)
+        files[path] = Member(path, patched.get(name, member.data), member.executable, member.link)
     placeholders = {}
     for script, target in sorted(entry_points(wheel).items()):
         path = posixpath.join(lay.paths["scripts"], script)
-        files[path] = Entry(path, entry_point_script(target), executable=True)
+        files[path] = Member(path, entry_point_script(target), executable=True)
         placeholders[path] = PREFIX_PLACEHOLDER
-    files[f"{site}/{wheel.dist_info}/INSTALLER"] = Entry(f"{site}/{wheel.dist_info}/INSTALLER", b"conda\n")
-    files[f"{site}/{record}"] = Entry(f"{site}/{record}", _record(files, site, record))
+    files[f"{site}/{wheel.dist_info}/INSTALLER"] = Member(f"{site}/{wheel.dist_info}/INSTALLER", b"conda\n")
+    files[f"{site}/{record}"] = Member(f"{site}/{record}", _record(files, site, record))
     return list(files.values()), placeholders
 
 
-def _record(files: dict[str, Entry], site: str, record: str) -> bytes:
+def _record(files: dict[str, Member], site: str, record: str) -> bytes:
     """RECORD relative to site-packages (pip's view), so `pip list` sees the package and pip uninstall knows it."""
     members = {posixpath.relpath(p, site): Member(posixpath.relpath(p, site), e.data)
-               for p, e in files.items() if e.link_target is None}
+               for p, e in files.items() if e.link is None}
     return record_text(members, record)
 
 
@@ -173,15 +175,15 @@ def patch_elfs(wheel: Wheel, work: Path, lay: InstallLayout) -> tuple[dict[str, 
     return plans, {m: (work / m).read_bytes() for m in plans}
 
 
-def model_payload(pkg: list[Entry], work: Path) -> tuple[list[ElfFile], list[ElfFacts]]:
+def model_payload(pkg: list[Member], work: Path) -> tuple[list[ElfFile], list[ElfFacts]]:
     """Re-read every patched ELF of the payload, labelled with its prefix path (what the check reports)."""
     elves, facts = [], []
     for e in pkg:
-        if e.link_target is None and e.data[:4] == b"\x7fELF":
-            f = work / "payload" / e.path
+        if e.link is None and e.data[:4] == b"\x7fELF":
+            f = work / "payload" / e.name
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_bytes(e.data)
-            elves.append(read_elf(f, label=e.path))
+            elves.append(read_elf(f, label=e.name))
             facts.append(elf_facts(f))
     return elves, facts
 
@@ -237,7 +239,7 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
         raise_if_any(variant_problems(wheel, elves, variant), ReleaseError)
     depends, constrains = depends_and_constrains(elves, facts, target, run_requirements(wheel))
     depends = sorted(set(depends) | set(extra_depends))
-    links = check_links(elves, {e.path for e in pkg}, depends, lay.libdir or "lib")
+    links = check_links(elves, {e.name for e in pkg}, depends, lay.libdir or "lib")
     raise_if_any(problems_of(links, f"{wheel.dist}-{wheel.version} ({target.build_string_stem})"), ReleaseError)
     info = PackageInfo(wheel.dist, wheel.version, f"{target.build_string_stem}_{build_number}", build_number,
                        depends, constrains, license_of(wheel),
@@ -245,7 +247,7 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
     meta = info_entries(info, pkg, placeholders, license_text(wheel, root))
     progress(f"conda: writing {info.dist}.conda ({len(pkg)} files)")
     path = write_conda(out_dir / SUBDIR / f"{info.dist}.conda", info.dist, pkg, meta)
-    return CondaPackage(path, info, target, plans, links, sorted(e.path for e in pkg))
+    return CondaPackage(path, info, target, plans, links, sorted(e.name for e in pkg))
 
 
 def make_channel(wheels: list[Path], channel: Path, build_number: int = 0, extra_depends: tuple[str, ...] = (),

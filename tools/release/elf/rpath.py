@@ -8,7 +8,7 @@ the order given), so one file works under venv, user, Debian, --prefix (and cond
 
 This also restores entries auditwheel dropped because they point outside the wheel (auditwheel #257, #404): a
 library provided by a declared dependency (NVIDIA's nvidia-cuda-runtime wheel, conda's $PREFIX/lib) is a
-`Provider`, located per layout like any file of the install.
+`Provider` (providers.py), located per layout like any file of the install.
 """
 from __future__ import annotations
 
@@ -18,35 +18,9 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from ..layouts import InstallLayout, installed_path
+from ..providers import Provider
 from .loader import Tree, expand
 from .model import ElfFile
-
-
-@dataclass(frozen=True)
-class Provider:
-    """A library that a declared dependency installs, and where it lands in a layout."""
-
-    soname: str
-    """SONAME or glob, e.g. "libcudart.so.13"."""
-    where: str
-    """Directory template: {platlib} / {purelib} / {libdir} / {root} of the layout, e.g. "{platlib}/nvidia/cu13/lib"."""
-    package: str
-    """The dependency that provides it (nvidia-cuda-runtime, cuda-cudart)."""
-
-    def directory(self, lay: InstallLayout) -> str | None:
-        if "{libdir}" in self.where and lay.libdir is None:
-            return None
-        d = self.where.format(platlib=lay.paths["platlib"], purelib=lay.paths["purelib"],
-                              libdir=lay.libdir or "", root=".")
-        return posixpath.normpath(d)
-
-
-def __getattr__(name: str):
-    # The table of providers is data in providers.py (which imports Provider from here); the old name stays.
-    if name == "KNOWN_PROVIDERS":
-        from ..providers import KNOWN_PROVIDERS
-        return KNOWN_PROVIDERS
-    raise AttributeError(name)
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,10 @@ from ..elf.loader import SYSTEM_LIBRARIES
 from ..elf.model import ELF_MAGIC
 from ..errors import Problem, VerifyError
 from ..layouts import layout
+from ..program import SMOKE, SmokeProgram, as_program
 from ..toolchain.pythons import which_python
 from .schemes import WHEELHOUSE, clean_env, fill_wheelhouse
-from .smoke import CPU_TOLERANCE, SMOKE, SMOKE_TIMEOUT_S, InstallResult, SmokeProgram, as_program, judge_run, run_smoke
+from .smoke import CPU_TOLERANCE, SMOKE_TIMEOUT_S, InstallResult, judge_run, run_smoke
 
 FIXTURE_CHANNEL = Path("build/release/conda-fixtures")
 """Where the release writes the TEST FIXTURE channel: never under dist/, never published."""
@@ -163,7 +164,7 @@ def prepare_fixtures(pkgs: list[Path], out: Path, cudart_wheel: Path | dict[str,
 def payload_elf_names(pkg: Path) -> set[str]:
     """File names of the package's own ELF files: where the trace's closure starts."""
     return {os.path.basename(n) for n, e in read_conda(pkg).items()
-            if not n.startswith("info/") and e.link_target is None and e.data[:4] == ELF_MAGIC}
+            if not n.startswith("info/") and e.link is None and e.data[:4] == ELF_MAGIC}
 
 
 def verify_package(pkg: Path, channel: Path, fixture_channel: Path, work: Path, cache: Path,

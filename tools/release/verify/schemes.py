@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..elf.loader import SystemLibraries
 from ..errors import Problem, VerifyError
 from ..layouts import installed_path, layout
-from .smoke import InstallResult, SmokeProgram, as_program, judge_run, run_smoke
+from ..program import SmokeProgram, as_program
+from ..wheel.archive import read_wheel, shared_objects
+from .smoke import InstallResult, judge_run, run_smoke
 
 WHEELHOUSE = Path("build/release/wheelhouse")
 PIP_TIMEOUT_S = 600
@@ -132,13 +135,11 @@ def _install_debian(wheel: Path, python: str, v: str, root: Path, wheelhouse: Pa
 
 
 def _requires(wheel: Path) -> list[str]:
-    from ..wheel.archive import read_wheel
     return [r for r in read_wheel(wheel).requires_dist if "extra ==" not in r]
 
 
 def _limitation(wheel: Path, scheme: str, v: str) -> str:
     """The scheme's own reason when it drops members of this wheel (pip --target and .data/data)."""
-    from ..wheel.archive import read_wheel
     lay = layout(scheme, v)
     w = read_wheel(wheel)
     dropped = [m for m in w.members if installed_path(lay, m, w.dist).path is None]
@@ -169,7 +170,6 @@ def verify_scheme(wheel: Path, scheme: str, python: str, code: str | SmokeProgra
 
 
 def _member_names(wheel: Path) -> set[str]:
-    from ..wheel.archive import read_wheel, shared_objects
     return {n.rsplit("/", 1)[-1] for n in shared_objects(read_wheel(wheel))}
 
 
@@ -177,7 +177,6 @@ _SYSTEM = []
 
 
 def _system():
-    from ..elf.loader import SystemLibraries
     if not _SYSTEM:
         _SYSTEM.append(SystemLibraries.from_host())
     return _SYSTEM[0]

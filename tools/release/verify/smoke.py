@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Problem
-from .program import SMOKE, SmokeProgram, as_program  # noqa: F401  (apart so config.py can name them cheaply)
+from ..program import SmokeProgram, as_program
 from .trace import LD_DEBUG, LoaderTrace, inside_outside
 
 SMOKE_TIMEOUT_S = 300

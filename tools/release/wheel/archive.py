@@ -22,7 +22,7 @@ import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..archive import METADATA_MAX_BYTES, ZIP_EPOCH_MIN, Blob, shown, source_date_epoch, zip_members
+from ..archive import METADATA_MAX_BYTES, ZIP_EPOCH_MIN, Blob, Member, shown, source_date_epoch, zip_members
 from ..elf.model import ElfFile, check_machine, looks_like_shared_object, read_elf
 from ..errors import ArchiveError, ElfError, Problem, raise_if_any
 
@@ -30,28 +30,6 @@ COMPRESS_LEVEL = 6
 FILENAME_RE = re.compile(r"^(?P<dist>[^-]+)-(?P<version>[^-]+)(-(?P<build>\d[^-]*))?-(?P<py>[^-]+)-(?P<abi>[^-]+)"
                          r"-(?P<plat>[^-]+)\.whl$")
 SIGNATURE_FILES = ("RECORD.jws", "RECORD.p7s")
-
-
-@dataclass(frozen=True, init=False)
-class Member:
-    """One archive entry; its bytes live in a Blob (in memory, or spooled to disk when large)."""
-
-    name: str
-    blob: Blob = field(repr=False)
-    executable: bool = False
-    symlink: str | None = None
-    """Target of a symlink entry (validated to stay in the tree), else None."""
-
-    def __init__(self, name: str, data: bytes | Blob = b"", executable: bool = False,
-                 symlink: str | None = None) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "blob", data if isinstance(data, Blob) else Blob.of(data))
-        object.__setattr__(self, "executable", executable)
-        object.__setattr__(self, "symlink", symlink)
-
-    @property
-    def data(self) -> bytes:
-        return self.blob.read()
 
 
 @dataclass(frozen=True)
@@ -158,13 +136,9 @@ def read_wheel(path: str | Path) -> Wheel:
         raise ArchiveError([Problem(label, "", "file name is not <dist>-<version>-<python>-<abi>-<platform>.whl")])
     if not path.is_file():
         raise ArchiveError([Problem(label, "", "no such file")])
-    members: dict[str, Member] = {}
-    latest = (1980, 1, 1, 0, 0, 0)
-    for raw in zip_members(path, label):
-        latest = max(latest, raw.date_time)
-        if raw.kind != "dir":
-            members[raw.name] = Member(raw.name, raw.blob, raw.executable, raw.link)
-    wheel = Wheel(str(path), m["dist"], m["version"], f"{m['py']}-{m['abi']}-{m['plat']}", members, latest)
+    listing = zip_members(path, label)
+    members = {member.name: member for member in listing.members}
+    wheel = Wheel(str(path), m["dist"], m["version"], f"{m['py']}-{m['abi']}-{m['plat']}", members, listing.newest)
     problems = []
     for name in ("WHEEL", "METADATA"):
         problems += _metadata_text(label, members, f"{wheel.dist_info}/{name}")[1]
@@ -233,7 +207,7 @@ def _write_member(zf: zipfile.ZipFile, member: Member, stamp) -> None:
 def _zipinfo(member: Member, stamp) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(member.name, date_time=stamp)
     info.create_system = 3  # unix, so external_attr carries the mode
-    if member.symlink is not None:
+    if member.link is not None:
         info.external_attr = (stat.S_IFLNK | 0o777) << 16
     else:
         info.external_attr = (stat.S_IFREG | (0o755 if member.executable else 0o644)) << 16
@@ -245,7 +219,7 @@ def with_members(wheel: Wheel, changed: dict[str, bytes]) -> Wheel:
     members = dict(wheel.members)
     for name, data in changed.items():
         old = members[name]
-        members[name] = Member(name, data, old.executable, old.symlink)
+        members[name] = Member(name, data, old.executable, old.link)
     return replace(wheel, members=members)
 
 
@@ -264,7 +238,7 @@ def extract(wheel: Wheel, dest: str | Path, names: list[str] | None = None) -> P
 
 
 def shared_objects(wheel: Wheel) -> list[str]:
-    return sorted(n for n, m in wheel.members.items() if looks_like_shared_object(n) and m.symlink is None)
+    return sorted(n for n, m in wheel.members.items() if looks_like_shared_object(n) and m.link is None)
 
 
 def load_elfs(wheel: Wheel, workdir: str | Path) -> dict[str, ElfFile]:

@@ -1,4 +1,5 @@
-"""Repair step: the real `auditwheel repair` (vendor libraries), then set_rpaths.py for every configured scheme.
+"""Repair step: the real `auditwheel repair` (vendor libraries); pipeline.py then runs set_rpaths.py for every
+configured scheme.
 
 auditwheel grafts external libraries into `<pkg>.libs/` and writes RPATHs relative to where files sit in the
 wheel; it drops entries that point outside the wheel (auditwheel #257, #404), which is why the pip strategy's
@@ -12,15 +13,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from ..elf.rpath import Provider
-from ..providers import KNOWN_PROVIDERS
+from ..providers import KNOWN_PROVIDERS, Provider
 from ..errors import ToolError
 from ..targets import CUDA_FLAVOURS, flavour_for_requirement
-from .set_rpaths import FixResult, fix_wheel
 
 CUDART_SONAMES = tuple(f.cudart_soname for f in CUDA_FLAVOURS.values())
 AUDITWHEEL_TIMEOUT_S = 600
@@ -66,13 +64,3 @@ def auditwheel_repair(wheel: Path, out_dir: Path, excludes: Sequence[str] = (), 
     if len(wheels) != 1:
         raise ToolError([f"auditwheel repair {wheel.name} left {len(wheels)} wheels in {out_dir}"])
     return wheels[0]
-
-
-def repair_wheel(raw: Path, out_dir: Path, strategy: str, schemes: Sequence[str], pythons: Sequence[str] = (),
-                 excludes: Sequence[str] = (), policy: str = "auto", requirement: str = "",
-                 library_dirs: Sequence[Path] = ()) -> FixResult:
-    """auditwheel repair + RPATH fix; the fixed wheel lands in out_dir."""
-    with tempfile.TemporaryDirectory(prefix="cyfes-repair-", dir=out_dir.parent) as tmp:
-        repaired = auditwheel_repair(raw, Path(tmp), excludes_for(strategy, excludes), policy, library_dirs)
-        reqs = [requirement] if strategy == "pip" and requirement else []
-        return fix_wheel(repaired, out_dir, schemes, pythons, providers_for(strategy, requirement), reqs, rewrite=True)

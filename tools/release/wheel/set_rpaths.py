@@ -1,4 +1,5 @@
-"""`fix`: apply the RPATH plan to an already-repaired wheel (ours or anyone's) and write it deterministically.
+"""`fix`'s wheel step: apply the RPATH plan to an already-repaired wheel (ours or anyone's) and write it
+deterministically. The check of the result is the caller's (pipeline.py runs check.analyze on what this returns).
 
 A wheel whose plan changes nothing is copied byte for byte, so fixing a right wheel is a no-op; fixing twice
 gives the same bytes because the plan of a fixed wheel is empty and writing is deterministic (wheel/archive.py).
@@ -11,26 +12,30 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from ..artifact import WheelArtifact, open_wheel, wheel_providers, wheel_pythons
-from ..check import CheckReport, analyze
-from ..elf.loader import SystemLibraries
+from ..archive import Member
+from ..elf.model import ElfFile
 from ..elf.patchelf import Patchelf, apply_plan, find_patchelf
-from ..elf.rpath import Provider, RpathPlan, plan_rpath
+from ..elf.rpath import RpathPlan, plan_rpath
 from ..layouts import WHEEL_SCHEMES, layouts
+from ..providers import Provider
 from ..sbom import sbom, sbom_bytes, sbom_member, vendored_files
-from .archive import Member, Wheel, extract, load_elfs, with_members, write_wheel
+from .archive import Wheel, extract, load_elfs, read_wheel, with_members, write_wheel
+from .declared import wheel_providers, wheel_pythons
 
 
 @dataclass
-class FixResult:
-    """What `fix` did to one wheel."""
+class Patched:
+    """What the RPATH step did to one wheel, and the wheel it made (written to `output` unless a dry run)."""
 
     input: str
     output: Path
     changed: bool
     plans: list[RpathPlan]
-    report: CheckReport
-    """The check of the output: limitations (e.g. pip --target) are listed here, plainly."""
+    wheel: Wheel
+    elfs: dict[str, ElfFile]
+    """The ELF models of `wheel` (re-read after patching)."""
+    providers: list[Provider]
+    """The providers the plan reached for (the check of the output must use the same)."""
 
 
 def add_requirement(wheel: Wheel, requirement: str) -> Wheel:
@@ -64,26 +69,24 @@ def _patched_members(wheel: Wheel, plans: list[RpathPlan], tool: Patchelf, workd
     return {n: (workdir / n).read_bytes() for n in names}
 
 
-def fix_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = WHEEL_SCHEMES,
-              pythons: Sequence[str] = (), providers: Sequence[Provider] | None = None,
-              requirements: Sequence[str] = (), system: SystemLibraries | None = None,
-              dry_run: bool = False, rewrite: bool = False) -> FixResult:
-    """Fix one wheel into `out_dir` (same file name); dry_run plans and checks without writing.
+def patch_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = WHEEL_SCHEMES,
+                pythons: Sequence[str] = (), providers: Sequence[Provider] | None = None,
+                requirements: Sequence[str] = (), dry_run: bool = False, rewrite: bool = False) -> Patched:
+    """Fix one wheel into `out_dir` (same file name); dry_run plans without writing.
 
     rewrite=True writes through the deterministic writer even when nothing changed (the release does this so
     its output does not depend on how auditwheel stamped the zip); `fix` leaves right wheels byte-identical."""
-    opened = open_wheel(path)
-    wheel, elfs = opened.wheel, opened.elfs
-    original = wheel
-    for req in requirements:
-        wheel = add_requirement(wheel, req)
-    provs = list(wheel_providers(wheel) if providers is None else providers)
-    lays = layouts(list(schemes), wheel_pythons(wheel, pythons))
-    plans = plan_rpath(elfs, lays, list(wheel.members), provs, wheel.dist)
-    todo = [p for p in plans.values() if p.changed]
-    out = Path(out_dir) / wheel.filename
-    changed = bool(todo) or wheel is not original
+    wheel = original = read_wheel(path)
     with tempfile.TemporaryDirectory(prefix="cyfes-fix-") as tmp:
+        elfs = load_elfs(wheel, Path(tmp) / "in")
+        for req in requirements:
+            wheel = add_requirement(wheel, req)
+        provs = list(wheel_providers(wheel) if providers is None else providers)
+        lays = layouts(list(schemes), wheel_pythons(wheel, pythons))
+        plans = plan_rpath(elfs, lays, list(wheel.members), provs, wheel.dist)
+        todo = [p for p in plans.values() if p.changed]
+        out = Path(out_dir) / wheel.filename
+        changed = bool(todo) or wheel is not original
         if todo:
             wheel = with_members(wheel, _patched_members(wheel, todo, find_patchelf(), Path(tmp)))
             elfs = load_elfs(wheel, Path(tmp) / "check")
@@ -91,6 +94,4 @@ def fix_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = WH
             wheel = with_sbom(wheel)
         if not dry_run:
             write_wheel(wheel, out) if changed or rewrite else shutil.copyfile(path, out)
-    report = analyze(WheelArtifact(Path(wheel.path), elfs, wheel), schemes, pythons, system, provs)
-    return FixResult(str(path), out, changed, list(plans.values()), report)
-
+    return Patched(str(path), out, changed, list(plans.values()), wheel, elfs, provs)

@@ -1,7 +1,7 @@
-"""The text of the one smoke program (smoke.py runs it and reads its report line).
+"""The smoke program as data: its text and `SmokeProgram` (verify/smoke.py runs it and reads its report line).
 
-Kept apart from smoke.py so that release.yaml's model (config.py) can use it as verify.smoke's default without
-importing the code that runs it.
+A foundation module (no imports from the tool) so that release.yaml's model (config.py) can use it as
+verify.smoke's default without importing the code that runs it.
 """
 from __future__ import annotations
 
@@ -55,5 +55,5 @@ class SmokeProgram:
         return not self.command and self.code == SMOKE
 
 
-def as_program(code: "str | SmokeProgram") -> SmokeProgram:
+def as_program(code: str | SmokeProgram) -> SmokeProgram:
     return code if isinstance(code, SmokeProgram) else SmokeProgram(code=code)
