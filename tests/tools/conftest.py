@@ -39,7 +39,7 @@ def cyfes_release(tmp_path_factory) -> Path:
     inst = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                            f"{src}[conda]"], capture_output=True, text=True, env=env, timeout=600)
     if inst.returncode != 0:  # offline without the dependencies in pip's cache or a local index
-        pytest.skip(f"cannot pip install ./tools[conda] into a fresh venv: {inst.stderr.strip().splitlines()[-1:]}")
+        pytest.skip(f"cannot pip install ./tools[conda] into a fresh venv: {wf.pip_error(inst.stderr)}")
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import cyfes_release; print(cyfes_release.__file__)"],
                            capture_output=True, text=True, cwd=tmp, env=env, timeout=60)
     assert where.stdout.startswith(str(venv)), where.stdout + where.stderr  # the installed copy, not the checkout

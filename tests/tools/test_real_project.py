@@ -57,7 +57,7 @@ def source(tmp_path_factory) -> Path:
                str(req), "-d", str(tmp / "sdist"), cwd=tmp)
     assert "DO NOT MATCH THE HASHES" not in got.stderr, got.stderr  # fetched, but not the sdist the README names
     if got.returncode != 0:
-        pytest.skip(f"pykdtree {VERSION}'s sdist cannot be fetched here: {got.stderr.strip().splitlines()[-1:]}")
+        pytest.skip(f"pykdtree {VERSION}'s sdist cannot be fetched here: {wf.pip_error(got.stderr)}")
     (sdist,) = (tmp / "sdist").glob("pykdtree-*.tar.gz")
     with tarfile.open(sdist) as tar:
         tar.extractall(tmp, filter="data")
