@@ -176,12 +176,15 @@ def snapshot(root: Path) -> dict[str, tuple[int, str]]:
 
 
 def tool_env(tmpdir: Path) -> dict[str, str]:
-    """The tool importable from anywhere, temporary files under `tmpdir`, no bytecode written into the tree."""
-    return dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmpdir), PYTHONDONTWRITEBYTECODE="1")
+    """Temporary files under `tmpdir`, no bytecode written, nothing of the checkout on the path: the installed tool
+    imports only its own package."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return dict(env, TMPDIR=str(tmpdir), PYTHONDONTWRITEBYTECODE="1")
 
 
-def run_tool(work: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m tools.release ARGS` with `work` as the working directory and `work/tmp` as TMPDIR."""
+def run_tool(tool: Path, work: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The installed console script `tool` (conftest's cyfes_release) with ARGS, `work` as the working directory
+    and `work/tmp` as TMPDIR."""
     (work / "tmp").mkdir(exist_ok=True)
-    return subprocess.run([sys.executable, "-m", "tools.release", *args], cwd=work, env=tool_env(work / "tmp"),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(tool), *args], cwd=work, env=tool_env(work / "tmp"), capture_output=True, text=True,
+                          timeout=timeout)

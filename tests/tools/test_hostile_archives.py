@@ -94,7 +94,7 @@ def assert_refused(proc, lines: list[str], work: Path, before: dict, marker: Pat
 
 
 @pytest.mark.parametrize("case", sorted(WHEEL_CASES))
-def test_hostile_wheel_check(case, tmp_path):
+def test_hostile_wheel_check(cyfes_release, case, tmp_path):
     work, marker = tmp_path / "work", tmp_path / "ran"
     (work / "in").mkdir(parents=True)
     (work / "tmp").mkdir()
@@ -104,13 +104,13 @@ def test_hostile_wheel_check(case, tmp_path):
     if config:
         (work / "release.yaml").write_text(config)
     before = h.snapshot(work)
-    proc = h.run_tool(work, *args)
+    proc = h.run_tool(cyfes_release, work, *args)
     assert_refused(proc, [f"error: In in/{wheel.name}{line}" for line in lines], work, before, marker)
 
 
 @pytest.mark.parametrize("case", ["link-through-link", "empty-hash", "duplicate-member", "metadata-not-utf8"])
 @pytest.mark.parametrize("command", ["fix", "verify"])
-def test_hostile_wheel_fix_and_verify_write_and_run_nothing(case, command, tmp_path):
+def test_hostile_wheel_fix_and_verify_write_and_run_nothing(cyfes_release, case, command, tmp_path):
     """fix publishes nothing; verify installs nothing and so never imports the tampered module."""
     work, marker = tmp_path / "work", tmp_path / "ran"
     (work / "in").mkdir(parents=True)
@@ -118,17 +118,17 @@ def test_hostile_wheel_fix_and_verify_write_and_run_nothing(case, command, tmp_p
     build, lines, _ = WHEEL_CASES[case]
     wheel = build(work / "in", marker)
     before = h.snapshot(work)
-    proc = h.run_tool(work, command, f"in/{wheel.name}", *(["-o", "out"] if command == "fix" else []))
+    proc = h.run_tool(cyfes_release, work, command, f"in/{wheel.name}", *(["-o", "out"] if command == "fix" else []))
     assert_refused(proc, [f"error: In in/{wheel.name}{line}" for line in lines], work, before, marker)
 
 
-def test_honest_wheel_passes(tmp_path):
+def test_honest_wheel_passes(cyfes_release, tmp_path):
     """The builders make a valid wheel when nothing hostile is added: each refusal above is the one fault's."""
     work, marker = tmp_path / "work", tmp_path / "ran"
     (work / "in").mkdir(parents=True)
     wheel = h.write_wheel(work / "in" / W, {**h.wheel_files(marker), "seedpkg/a": h.Link("data.txt"),
                                            "seedpkg/sub/b": h.Link("../a")})
-    proc = h.run_tool(work, "check", f"in/{wheel.name}")
+    proc = h.run_tool(cyfes_release, work, "check", f"in/{wheel.name}")
     assert proc.returncode == 0, proc.stderr
     assert f"{W}: OK" in proc.stdout and not marker.exists()
 
@@ -181,50 +181,49 @@ CONDA_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CONDA_CASES))
 @pytest.mark.parametrize("command", ["check", "verify"])
-def test_hostile_conda(case, command, tmp_path):
+def test_hostile_conda(cyfes_release, case, command, tmp_path):
     work, marker = tmp_path / "work", tmp_path / "ran"
     (work / "in").mkdir(parents=True)
     (work / "tmp").mkdir()
     build, lines = CONDA_CASES[case]
     pkg = build(work / "in", marker)
     before = h.snapshot(work)
-    proc = h.run_tool(work, command, f"in/{pkg.name}")
+    proc = h.run_tool(cyfes_release, work, command, f"in/{pkg.name}")
     assert_refused(proc, [f"error: In in/{pkg.name}{line}" for line in lines], work, before, marker)
 
 
-def test_conda_without_python_is_checked_but_not_verified(tmp_path):
+def test_conda_without_python_is_checked_but_not_verified(cyfes_release, tmp_path):
     """A package without a python dependency is a valid package (check: exit 0) that verify cannot run."""
     work, marker = tmp_path / "work", tmp_path / "ran"
     (work / "in").mkdir(parents=True)
     (work / "tmp").mkdir()
     pkg = _conda(depends=["libgcc >=12"])(work / "in", marker)
-    assert h.run_tool(work, "check", f"in/{pkg.name}").returncode == 0
+    assert h.run_tool(cyfes_release, work, "check", f"in/{pkg.name}").returncode == 0
     before = h.snapshot(work)
-    proc = h.run_tool(work, "verify", f"in/{pkg.name}")
+    proc = h.run_tool(cyfes_release, work, "verify", f"in/{pkg.name}")
     assert_refused(proc, [f"error: In {pkg.name}, info/index.json: depends names no `python >=X.Y,...`: not a "
                           "Python package, nothing to verify it with"], work, before, marker)
 
 
-def test_honest_conda_passes_check(tmp_path):
+def test_honest_conda_passes_check(cyfes_release, tmp_path):
     work, marker = tmp_path / "work", tmp_path / "ran"
     (work / "in").mkdir(parents=True)
     pkg = _conda({"lib/a": h.Link("../bin/seed")})(work / "in", marker)
-    proc = h.run_tool(work, "check", f"in/{pkg.name}")
+    proc = h.run_tool(cyfes_release, work, "check", f"in/{pkg.name}")
     assert proc.returncode == 0, proc.stderr
     assert f"{C}: OK" in proc.stdout and not marker.exists()
 
 
 @pytest.mark.slow
-def test_a_large_member_streams_through_little_memory(tmp_path):
+def test_a_large_member_streams_through_little_memory(cyfes_release, tmp_path):
     """A 384 MiB member (within the default limits) is hashed and spooled to disk: `check` stays far below the
     member's size in resident memory (the reader that held every member needed more than the member itself)."""
     work, marker = workdir_with_tmp(tmp_path)
     wheel = h.write_wheel(work / "in" / W, {**h.wheel_files(marker), "seedpkg/zeros.bin": bytes(384 << 20)})
     measure = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
-    proc = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "tools.release", "check",
-                           f"in/{wheel.name}"], cwd=work, env=h.tool_env(work / "tmp"), capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", measure, str(cyfes_release), "check", f"in/{wheel.name}"], cwd=work,
+                          env=h.tool_env(work / "tmp"), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert f"{W}: OK" in proc.stdout
     max_rss_mib = int(proc.stdout.splitlines()[-1]) / 1024

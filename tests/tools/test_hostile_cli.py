@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,69 +32,69 @@ def refused(proc, line: str, work: Path, before: dict, marker: Path) -> None:
     assert not marker.exists()
 
 
-def test_fix_two_inputs_of_one_name(tmp_path):
+def test_fix_two_inputs_of_one_name(cyfes_release, tmp_path):
     work, marker = workdir(tmp_path)
     for d in ("a", "b"):
         (work / d).mkdir()
         honest_wheel(work / d, marker)
     before = h.snapshot(work)
-    proc = h.run_tool(work, "fix", f"a/{h.WHEEL_NAME}", f"b/{h.WHEEL_NAME}", "-o", "out")
+    proc = h.run_tool(cyfes_release, work, "fix", f"a/{h.WHEEL_NAME}", f"b/{h.WHEEL_NAME}", "-o", "out")
     refused(proc, f"In a/{h.WHEEL_NAME} and b/{h.WHEEL_NAME}: the same file name twice; outputs are named after "
                   "their input, so one would overwrite the other", work, before, marker)
 
 
-def test_fix_output_is_an_existing_file(tmp_path):
+def test_fix_output_is_an_existing_file(cyfes_release, tmp_path):
     work, marker = workdir(tmp_path)
     honest_wheel(work / "in", marker)
     (work / "out").write_text("keep me\n")
     before = h.snapshot(work)
-    proc = h.run_tool(work, "fix", f"in/{h.WHEEL_NAME}", "-o", "out")
+    proc = h.run_tool(cyfes_release, work, "fix", f"in/{h.WHEEL_NAME}", "-o", "out")
     refused(proc, "In -o out: exists and is not a directory", work, before, marker)
 
 
-def test_fix_output_in_a_missing_directory(tmp_path):
+def test_fix_output_in_a_missing_directory(cyfes_release, tmp_path):
     work, marker = workdir(tmp_path)
     honest_wheel(work / "in", marker)
     before = h.snapshot(work)
-    proc = h.run_tool(work, "fix", f"in/{h.WHEEL_NAME}", "-o", "no/such/out")
+    proc = h.run_tool(cyfes_release, work, "fix", f"in/{h.WHEEL_NAME}", "-o", "no/such/out")
     refused(proc, f"In -o no/such/out: {work}/no/such is not a directory", work, before, marker)
 
 
-def test_fix_output_where_nothing_can_be_written(tmp_path):
+def test_fix_output_where_nothing_can_be_written(cyfes_release, tmp_path):
     """/proc takes no new directories, whoever we are (root passes os.access, so mkdtemp's error is the one)."""
     work, marker = workdir(tmp_path)
     honest_wheel(work / "in", marker)
     before = h.snapshot(work)
-    proc = h.run_tool(work, "fix", f"in/{h.WHEEL_NAME}", "-o", "/proc/cyfes-out")
+    proc = h.run_tool(cyfes_release, work, "fix", f"in/{h.WHEEL_NAME}", "-o", "/proc/cyfes-out")
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith("error: In -o /proc/cyfes-out") and "Traceback" not in proc.stderr
     assert h.snapshot(work) == before and not marker.exists()
 
 
-def test_fix_output_onto_its_input(tmp_path):
+def test_fix_output_onto_its_input(cyfes_release, tmp_path):
     work, marker = workdir(tmp_path)
     honest_wheel(work / "in", marker)
     before = h.snapshot(work)
-    proc = h.run_tool(work, "fix", f"in/{h.WHEEL_NAME}", "-o", "in")
+    proc = h.run_tool(cyfes_release, work, "fix", f"in/{h.WHEEL_NAME}", "-o", "in")
     refused(proc, f"In -o in: would overwrite the input in/{h.WHEEL_NAME}", work, before, marker)
 
 
-def test_fix_dry_run_creates_nothing(tmp_path):
+def test_fix_dry_run_creates_nothing(cyfes_release, tmp_path):
     work, marker = workdir(tmp_path)
     honest_wheel(work / "in", marker)
     before = h.snapshot(work)
-    proc = h.run_tool(work, "fix", "--dry-run", f"in/{h.WHEEL_NAME}", "-o", "out")
+    proc = h.run_tool(cyfes_release, work, "fix", "--dry-run", f"in/{h.WHEEL_NAME}", "-o", "out")
     assert proc.returncode == 0, proc.stderr
     assert f"would write {h.WHEEL_NAME}" in proc.stdout
     assert h.snapshot(work) == before and not marker.exists()
 
 
-def test_fix_publishes_and_leaves_nothing_else(tmp_path):
+def test_fix_publishes_and_leaves_nothing_else(cyfes_release, tmp_path):
     """The control for the tests above: a good run writes the output and nothing besides it."""
     work, marker = workdir(tmp_path)
     honest_wheel(work / "in", marker)
     before = h.snapshot(work)
-    proc = h.run_tool(work, "fix", f"in/{h.WHEEL_NAME}", "-o", "out")
+    proc = h.run_tool(cyfes_release, work, "fix", f"in/{h.WHEEL_NAME}", "-o", "out")
     assert proc.returncode == 0, proc.stderr
     after = h.snapshot(work)
     assert {k: v for k, v in after.items() if not k.startswith("out")} == before
@@ -104,14 +103,13 @@ def test_fix_publishes_and_leaves_nothing_else(tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_during_fix_leaves_no_staging(signum, tmp_path):
+def test_signal_during_fix_leaves_no_staging(cyfes_release, signum, tmp_path):
     work, marker = workdir(tmp_path)
     big = {"seedpkg/blob.bin": os.urandom(12 << 20)}  # incompressible: each wheel takes a moment to re-read
     names = [honest_wheel(work / "in", marker, str(i), big).name for i in range(1, 7)]
     before = h.snapshot(work)
-    proc = subprocess.Popen([sys.executable, "-m", "tools.release", "fix", *(f"in/{n}" for n in names), "-o", "out"],
-                            cwd=work, env=h.tool_env(work / "tmp"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([str(cyfes_release), "fix", *(f"in/{n}" for n in names), "-o", "out"], cwd=work,
+                            env=h.tool_env(work / "tmp"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not any(p.name.startswith(".release-staging-") for p in work.iterdir()):
         assert proc.poll() is None, "finished before its staging directory was seen"
@@ -148,19 +146,20 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("case", sorted(CONFIGS))
-def test_hostile_release_yaml(case, tmp_path):
+def test_hostile_release_yaml(cyfes_release, case, tmp_path):
     work, marker = workdir(tmp_path)
     honest_wheel(work / "in", marker)
     text, line = CONFIGS[case]
     (work / "release.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
     before = h.snapshot(work)
-    refused(h.run_tool(work, "fix", f"in/{h.WHEEL_NAME}", "-o", "out"), line, work, before, marker)
+    refused(h.run_tool(cyfes_release, work, "fix", f"in/{h.WHEEL_NAME}", "-o", "out"), line, work, before, marker)
 
 
 @pytest.mark.parametrize("where, line", [("missing.yaml", "In missing.yaml: no such file"),
                                          ("in", "In in: not a regular file")])
-def test_config_path_missing_or_a_directory(where, line, tmp_path):
+def test_config_path_missing_or_a_directory(cyfes_release, where, line, tmp_path):
     work, marker = workdir(tmp_path)
     honest_wheel(work / "in", marker)
     before = h.snapshot(work)
-    refused(h.run_tool(work, "--config", where, "check", f"in/{h.WHEEL_NAME}"), line, work, before, marker)
+    proc = h.run_tool(cyfes_release, work, "--config", where, "check", f"in/{h.WHEEL_NAME}")
+    refused(proc, line, work, before, marker)

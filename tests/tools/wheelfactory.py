@@ -101,3 +101,10 @@ def base_python() -> str:
     """The interpreter behind this venv (installs must not see the venv's site-packages; --user needs no venv)."""
     from tools.release.toolchain.pythons import which_python
     return which_python(PY) or getattr(sys, "_base_executable", sys.executable)
+
+
+def pip_error(stderr: str) -> str:
+    """The line of a failed pip run that says why: its first ERROR: line, a build subprocess's included (pip's last
+    line is often a generic note)."""
+    lines = [ln.strip() for ln in stderr.strip().splitlines()]
+    return next((ln for ln in lines if ln.startswith("ERROR:")), lines[-1] if lines else "no output")
