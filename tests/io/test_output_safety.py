@@ -349,3 +349,15 @@ def test_two_processes_writing_one_output_leave_one_complete_file(work: Path) ->
             p.stderr.close()  # type: ignore[union-attr]
         assert (work / "out.dat").read_bytes() in want.values()
         assert sorted(os.listdir(work)) == ["COLVAR", "HILLS", "out.dat", "ref.dat"]
+
+
+@pytest.mark.parametrize("argv", [SUM + ["--hills", "HILLS", "--outfile", "{name}"],
+                                  SUM + ["--histo", "COLVAR", "--sigma", "0.1", "--kt", "2.5", "--outhisto", "{name}"],
+                                  REW + ["-f", "COLVAR", "-o", "{name}"],
+                                  FES + ["COLVAR", "-o", "{name}"]],
+                         ids=["sum_hills", "histo", "reweight", "fes"])
+@pytest.mark.parametrize("name", ["newdir/", "sub/"])
+def test_a_name_ending_in_a_slash_is_refused_not_written_as_a_file(work: Path, argv: List[str], name: str) -> None:
+    """`-o newdir/` names a directory: refused (whether it exists or not), never written as a file `newdir`."""
+    (work / "sub").mkdir()
+    refused(work, [a.format(name=name) for a in argv], f"{name}: names a directory (it ends in '/')")

@@ -331,6 +331,7 @@ def check_outputs(args: argparse.Namespace) -> None:
         if any(name is not None and not name.strip() for name in names):
             raise InputError(f"{flag}: an empty file name")
     for path in args.output:
+        _output.check_name(path)
         formats.output_format(path, args.format)
     if args.plot:
         plot.image_format(args.plot)

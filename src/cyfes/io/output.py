@@ -5,11 +5,12 @@ into place together with SIGINT/SIGTERM held back, so a run either replaces all 
 that existed before is restored when a later rename fails. A signal while writing removes every temporary file
 before the process exits (only SIGKILL or a power cut can leave one behind).
 
-Refused targets (InputError, before any work): an empty name; a directory, a FIFO, a socket or a device node;
-a symbolic link or a read-only file (unless `force`, which replaces the link or file itself, never what a link
-points to); a file the run reads, through whatever path, symbolic or hard link names it (same device and inode;
-`force` does not change this); two outputs that are the same file (same directory and name, or same inode); a
-directory where no file can be created (/proc, /sys, read-only mounts). Only regular files are ever written, and
+Refused targets (InputError, before any work): an empty name; a name ending in '/'; a directory, a FIFO, a socket
+or a device node; a symbolic link or a read-only file (unless `force`, which replaces the link or file itself,
+never what a link points to); a file the run reads, through whatever path, symbolic or hard link names it (same
+device and inode; `force` does not change this); two outputs that are the same file (same directory and name, or
+same inode); a directory where no file can be created (/proc, /sys, read-only mounts). Only regular files are ever
+written, and
 the commit checks again that no target has become an input.
 """
 from __future__ import annotations
@@ -164,10 +165,18 @@ def check_target(path: PathLike, inputs: Sequence[PathLike] = (), force: bool = 
     return check_targets([path], inputs, force)[0]
 
 
-def _lstat_target(path: PathLike) -> tuple[Path, os.stat_result | None]:
-    """`path` as a Path and its lstat (None when nothing is there), after the name and directory rules."""
+def check_name(path: PathLike) -> None:
+    """The rules on an output's name alone (no file system access): not empty, not ending in '/'."""
     if not os.fspath(path).strip():
         raise InputError(f"{os.fspath(path)!r}: an empty output file name")
+    if os.fspath(path).endswith(("/", os.sep)):  # Path() drops the slash: `newdir/` would be written as a file
+        raise InputError(f"{os.fspath(path)}: names a directory (it ends in '/'); give a file name, e.g. "
+                         f"{os.fspath(path)}fes.dat")
+
+
+def _lstat_target(path: PathLike) -> tuple[Path, os.stat_result | None]:
+    """`path` as a Path and its lstat (None when nothing is there), after the name and directory rules."""
+    check_name(path)
     p = Path(path)
     if not p.name or p.name in (".", ".."):
         raise InputError(f"{path}: not a file name")
