@@ -10,8 +10,7 @@ or a device node; a symbolic link or a read-only file (unless `force`, which rep
 never what a link points to); a file the run reads, through whatever path, symbolic or hard link names it (same
 device and inode; `force` does not change this); two outputs that are the same file (same directory and name, or
 same inode); a directory where no file can be created (/proc, /sys, read-only mounts). Only regular files are ever
-written, and
-the commit checks again that no target has become an input.
+written, and the commit checks again that no target has become an input.
 """
 from __future__ import annotations
 
