@@ -32,7 +32,7 @@ PYTAG = PY.replace(".", "")
 SITE = f"lib/python{PY}/site-packages"
 
 
-def variant_wheel(tmp: Path, soname: str | None, cuda_version: str = "") -> Path:
+def variant_wheel(tmp: Path, soname: str | None, cuda_version: str = "", dist: str = "condapkg") -> Path:
     """A cyfes-shaped raw wheel: _ext (OpenMP) -> libcore.so -> `soname` (a stub at link time; none: CPU)."""
     flags: tuple[str, ...] = ()
     if soname:
@@ -46,9 +46,9 @@ def variant_wheel(tmp: Path, soname: str | None, cuda_version: str = "") -> Path
              "condapkg/libcore.so": core.read_bytes(),
              "condapkg/_build_info.py": BUILD_INFO.format(on="ON" if soname else "OFF", ver=cuda_version).encode(),
              "condapkg/cli.py": b"def main():\n    print('condapkg cli ok')\n    return 0\n",
-             "condapkg-1.0.dist-info/entry_points.txt": b"[console_scripts]\ncondapkg = condapkg.cli:main\n",
-             "condapkg-1.0.dist-info/LICENSE": b"MIT test licence\n"}
-    return write_raw_wheel(tmp / f"condapkg-1.0-{TAG}-{TAG}-linux_x86_64.whl", files, dist="condapkg",
+             f"{dist}-1.0.dist-info/entry_points.txt": b"[console_scripts]\ncondapkg = condapkg.cli:main\n",
+             f"{dist}-1.0.dist-info/LICENSE": b"MIT test licence\n"}
+    return write_raw_wheel(tmp / f"{dist}-1.0-{TAG}-{TAG}-linux_x86_64.whl", files, dist=dist,
                            requires=("numpy>=1.21",))
 
 
