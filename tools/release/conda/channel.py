@@ -9,7 +9,16 @@ import json
 from pathlib import Path
 
 import rattler
-from rattler import BuildString, Channel, ChannelConfig, GenericVirtualPackage, PackageName, Subdir, Version, VirtualPackage
+from rattler import (
+    BuildString,
+    Channel,
+    ChannelConfig,
+    GenericVirtualPackage,
+    PackageName,
+    Subdir,
+    Version,
+    VirtualPackage,
+)
 from rattler.exceptions import SolverError
 from rattler.index import index_fs
 

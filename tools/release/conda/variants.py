@@ -19,7 +19,6 @@ from ..errors import BadInputError, ToolError
 from ..targets import CUDA_FLAVOURS, CudaFlavour
 from ..toolchain.cuda import find_toolchain
 
-
 CUDA_BUILD_NUMBER_OFFSET = 200
 """Added to a CUDA variant's build number so the solver prefers it where `__cuda` exists (conda-forge's
 pytorch-cpu-feedstock adds 200; its docs: give the CUDA variant a higher build number)."""
