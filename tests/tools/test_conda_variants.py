@@ -21,7 +21,7 @@ from tests.tools.wheelfactory import EXT_SUFFIX, PY, TAG, gcc, write_raw_wheel
 from tools.release.conda import channel as conda_channel
 from tools.release.conda.package import make_channel, make_package
 from tools.release.conda.fixtures import build_fixture_channel, fixtures
-from tools.release.conda.variants import VARIANTS, find_compiler, variant
+from tools.release.conda.variants import DEFAULT_VARIANTS, VARIANTS, find_compiler, variant
 from tools.release.verify.prefix import cudart_wheel_for, trace_problems
 from tools.release.errors import ReleaseError
 from tools.release.conda.linking import providers
@@ -59,7 +59,9 @@ def index_of(path: Path) -> dict:
 def test_table_matches_the_recipe_variants() -> None:
     cfg = yaml.safe_load((ROOT / "recipe/conda_build_config.yaml").read_text())
     recipe = {None if str(v) == "None" else str(v) for v in cfg["cuda_compiler_version"]}
-    assert {v.cuda for v in VARIANTS} == recipe
+    assert {v.cuda for v in DEFAULT_VARIANTS} == recipe
+    legacy = yaml.safe_load((ROOT / "recipe/cuda118.yaml").read_text())["cuda_compiler_version"]
+    assert {v.cuda for v in VARIANTS if not v.default} == {str(c) for c in legacy}
     for v in VARIANTS:
         assert v.name == ("cpu" if v.cuda is None else v.flavour.conda_variant)
         expected = "cpu" if v.cuda is None else "cuda" + v.cuda.replace(".", "")
