@@ -98,14 +98,14 @@ def test_index_json(built) -> None:
     py = PY.replace(".", "")
     minor = int(PY.split(".")[1])
     assert {k: index[k] for k in ("name", "version", "build", "build_number", "subdir", "platform", "arch")} == {
-        "name": "condapkg", "version": "1.0", "build": f"py{py}_cuda130_0", "build_number": 0,
+        "name": "condapkg", "version": "1.0", "build": f"py{py}_cuda130_200", "build_number": 200,
         "subdir": "linux-64", "platform": "linux", "arch": "x86_64"}
     assert index["timestamp"] == int(EPOCH) * 1000
     gcc_major = subprocess.run(["gcc", "-dumpversion"], capture_output=True, text=True).stdout.strip().split(".")[0]
     assert index["depends"] == sorted([
         f"python >={PY},<3.{minor + 1}.0a0", f"python_abi {PY}.* *_cp{py}", "numpy >=1.21",
         f"libgomp >={gcc_major}", "_openmp_mutex >=4.5",
-        "cuda-cudart >=13.0,<14.0a0", "cuda-version >=13.0,<14.0a0"])  # no libstdcxx: nothing needs libstdc++
+        "__cuda", "cuda-cudart >=13.0,<14.0a0", "cuda-version >=13.0,<14"])  # no libstdcxx: nothing needs libstdc++
     assert index["constrains"][1] == "__glibc >=" + readelf_glibc(pkg.path)
     assert index["constrains"][0] == "__cuda >=13"
 

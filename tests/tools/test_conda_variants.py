@@ -22,7 +22,7 @@ from tools.release.conda import channel as conda_channel
 from tools.release.conda.fixtures import build_fixture_channel, fixtures
 from tools.release.conda.linking import providers
 from tools.release.conda.package import make_channel, make_package
-from tools.release.conda.variants import VARIANTS, find_compiler, variant
+from tools.release.conda.variants import DEFAULT_VARIANTS, VARIANTS, find_compiler, variant
 from tools.release.errors import ReleaseError
 from tools.release.verify.prefix import cudart_wheel_for, trace_problems
 from tools.release.verify.trace import LoaderTrace
@@ -32,7 +32,7 @@ PYTAG = PY.replace(".", "")
 SITE = f"lib/python{PY}/site-packages"
 
 
-def variant_wheel(tmp: Path, soname: str | None, cuda_version: str = "") -> Path:
+def variant_wheel(tmp: Path, soname: str | None, cuda_version: str = "", dist: str = "condapkg") -> Path:
     """A cyfes-shaped raw wheel: _ext (OpenMP) -> libcore.so -> `soname` (a stub at link time; none: CPU)."""
     flags: tuple[str, ...] = ()
     if soname:
@@ -46,9 +46,9 @@ def variant_wheel(tmp: Path, soname: str | None, cuda_version: str = "") -> Path
              "condapkg/libcore.so": core.read_bytes(),
              "condapkg/_build_info.py": BUILD_INFO.format(on="ON" if soname else "OFF", ver=cuda_version).encode(),
              "condapkg/cli.py": b"def main():\n    print('condapkg cli ok')\n    return 0\n",
-             "condapkg-1.0.dist-info/entry_points.txt": b"[console_scripts]\ncondapkg = condapkg.cli:main\n",
-             "condapkg-1.0.dist-info/LICENSE": b"MIT test licence\n"}
-    return write_raw_wheel(tmp / f"condapkg-1.0-{TAG}-{TAG}-linux_x86_64.whl", files, dist="condapkg",
+             f"{dist}-1.0.dist-info/entry_points.txt": b"[console_scripts]\ncondapkg = condapkg.cli:main\n",
+             f"{dist}-1.0.dist-info/LICENSE": b"MIT test licence\n"}
+    return write_raw_wheel(tmp / f"{dist}-1.0-{TAG}-{TAG}-linux_x86_64.whl", files, dist=dist,
                            requires=("numpy>=1.21",))
 
 
@@ -59,8 +59,11 @@ def index_of(path: Path) -> dict:
 def test_table_matches_the_recipe_variants() -> None:
     cfg = yaml.safe_load((ROOT / "recipe/conda_build_config.yaml").read_text())
     recipe = {None if str(v) == "None" else str(v) for v in cfg["cuda_compiler_version"]}
-    assert {v.cuda for v in VARIANTS} == recipe
+    assert {v.cuda for v in DEFAULT_VARIANTS} == recipe
+    legacy = yaml.safe_load((ROOT / "recipe/cuda118.yaml").read_text())["cuda_compiler_version"]
+    assert {v.cuda for v in VARIANTS if not v.default} == {str(c) for c in legacy}
     for v in VARIANTS:
+        assert v.name == ("cpu" if v.cuda is None else v.flavour.conda_variant)
         expected = "cpu" if v.cuda is None else "cuda" + v.cuda.replace(".", "")
         assert v.tag == expected
         if v.cuda is not None:
@@ -70,16 +73,18 @@ def test_table_matches_the_recipe_variants() -> None:
 
 @pytest.mark.parametrize("tag, soname, depends, constrains", [
     ("cpu", None, [], []),
-    ("cuda118", "libcudart.so.11.0", ["cudatoolkit >=11.8,<12.0a0"], ["__cuda >=11"]),
-    ("cuda130", "libcudart.so.13", ["cuda-cudart >=13.0,<14.0a0", "cuda-version >=13.0,<14.0a0"], ["__cuda >=13"]),
+    ("cuda118", "libcudart.so.11.0", ["__cuda", "cudatoolkit >=11.8,<12.0a0"], ["__cuda >=11"]),
+    ("cuda13x", "libcudart.so.13", ["__cuda", "cuda-cudart >=13.0,<14.0a0", "cuda-version >=13.0,<14"],
+     ["__cuda >=13"]),
 ])
 def test_package_of_each_variant(tmp_path: Path, tag: str, soname: str | None, depends: list[str],
                                  constrains: list[str]) -> None:
     v = variant(tag)
     (pkg,) = make_channel([variant_wheel(tmp_path, soname, v.cuda or "")], tmp_path / "ch", root=ROOT, variants=[v])
     index = index_of(pkg.path)
-    assert index["build"] == f"py{PYTAG}_{tag}_0"
-    cuda_deps = sorted(d for d in index["depends"] if re.match(r"(cuda|cudatoolkit)", d))
+    assert index["build"] == f"py{PYTAG}_{v.tag}_{200 if soname else 0}"  # CUDA builds +200: preferred
+    assert index["build_number"] == (200 if soname else 0)
+    cuda_deps = sorted(d for d in index["depends"] if re.match(r"(__cuda|cuda|cudatoolkit)", d))
     assert cuda_deps == depends
     glibc = readelf_glibc(pkg.path)
     assert sorted(index["constrains"]) == sorted(constrains + [f"__glibc >={glibc}"])
@@ -131,7 +136,7 @@ def test_compiler_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 @pytest.mark.parametrize("tag, runtime_package, runtime_wheel", [
-    ("cuda130", "cuda-cudart", cudart_wheel),
+    ("cuda13x", "cuda-cudart", cudart_wheel),
     pytest.param("cuda118", "cudatoolkit", lambda: cudart_wheel_for("11.8"), marks=pytest.mark.slow),
 ])
 def test_package_installs_and_loads_the_runtime_from_the_prefix(tmp_path: Path, tag: str, runtime_package: str,
@@ -145,7 +150,7 @@ def test_package_installs_and_loads_the_runtime_from_the_prefix(tmp_path: Path, 
     wheel = runtime_wheel()
     fxch = tmp_path / "fixtures"
     build_fixture_channel(fxch, fixtures({v.cuda: wheel}, {PY: sys.version.split()[0]}, [v.cuda]))
-    records = conda_channel.solve([pkg.path.parent.parent, fxch], ["condapkg"])
+    records = conda_channel.solve([pkg.path.parent.parent, fxch], ["condapkg"], v.cuda)
     names = {r.name.normalized for r in records}
     assert {"condapkg", runtime_package, "libgomp", "python_abi"} <= names
     assert not names & ({"cuda-cudart", "cudatoolkit"} - {runtime_package}), names

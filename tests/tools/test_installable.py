@@ -108,7 +108,7 @@ def test_config_imports_neither_conda_nor_the_smoke_runner():
     them (the toolchain finder, zstd): checked in a fresh interpreter, from the checkout."""
     probe = ("import tools.release.config as c; from tools.release.conda.variants import VARIANTS; "
              "from tools.release.program import SMOKE; "
-             "print(c.CONDA_VARIANTS == tuple(v.tag for v in VARIANTS) and c.DEFAULT_SMOKE == SMOKE)")
+             "print(c.CONDA_VARIANTS == tuple(v.name for v in VARIANTS) and c.DEFAULT_SMOKE == SMOKE)")
     fresh = subprocess.run([sys.executable, "-c", "import json, sys, tools.release.config; print(json.dumps(sorted("
                             "m for m in sys.modules if m.startswith('tools.release'))))"], capture_output=True,
                            text=True, cwd=ROOT, timeout=60)

@@ -64,8 +64,8 @@ def test_index_json_depends(built) -> None:
     index = json.loads(members(build.package)["info/index.json"])
     gcc = tool_version(["gcc", "-dumpfullversion"]).split(".")[0]
     tag = "cpu" if cuda is None else "cuda" + cuda.replace(".", "")
-    assert index["build"] == f"py{PYTAG}_{tag}_0"
-    cuda_run = set() if cuda is None else {"cuda-version >=13.0,<14.0a0", "cuda-cudart >=13.0,<14.0a0"}
+    assert index["build"] == f"py{PYTAG}_{tag}_{0 if cuda is None else 200}"
+    cuda_run = set() if cuda is None else {"__cuda", "cuda-version >=13.0,<14", "cuda-cudart >=13.0,<14.0a0"}
     assert set(index["depends"]) == {
         "python", "numpy >=1.21", f"python_abi {PY}.* *_cp{PYTAG}",  # the run_export of the python stand-in
         "libgomp", "_openmp_mutex >=4.5",  # recipe run

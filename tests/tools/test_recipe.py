@@ -37,11 +37,17 @@ def apply_selectors(text: str) -> str:
     return "\n".join(kept) + "\n"
 
 
-def variants() -> list[dict[str, str]]:
-    """The zipped variants of conda_build_config.yaml, values as strings (as conda-build passes them)."""
-    config = yaml.safe_load(apply_selectors((RECIPE / "conda_build_config.yaml").read_text()))
+VARIANT_FILES = ("conda_build_config.yaml", "cuda118.yaml")  # the default variants, then the opt-in legacy one
+
+
+def variants(path: Path | None = None) -> list[dict[str, str]]:
+    """The zipped variants of one variant file (every file of VARIANT_FILES when None), values as strings (as
+    conda-build passes them)."""
+    if path is None:
+        return [v for name in VARIANT_FILES for v in variants(RECIPE / name)]
+    config = yaml.safe_load(apply_selectors(path.read_text()))
     zipped = [k for group in config.get("zip_keys", []) for k in group]
-    count = len(config[zipped[0]])
+    count = len(config[zipped[0]]) if zipped else 1
     assert all(len(config[k]) == count for k in zipped), "zip_keys of unequal length"
     base = {k: str(v[0]) for k, v in config.items() if k != "zip_keys" and k not in zipped}
     return [{**base, **{k: str(config[k][i]) for k in zipped}} for i in range(count)]
@@ -127,6 +133,8 @@ IDS = [f"cuda{v['cuda_compiler_version']}-py{py}" for v, py in CASES]
 def test_variants_cover_cpu_legacy_and_split_cuda() -> None:
     found = {(v["cuda_compiler"], v["cuda_compiler_version"]) for v in variants()}
     assert found == {("None", "None"), ("nvcc", "11.8"), ("cuda-nvcc", "12.9"), ("cuda-nvcc", "13.0")}
+    default = {v["cuda_compiler_version"] for v in variants(RECIPE / "conda_build_config.yaml")}
+    assert default == {"None", "12.9", "13.0"}  # cuda118 only through recipe/cuda118.yaml
 
 
 @pytest.mark.parametrize("variant,python", CASES, ids=IDS)
@@ -156,16 +164,17 @@ def test_meta_yaml_cuda_requirements(variant: dict[str, str], python: str) -> No
     assert {"gcc_linux-64 " + variant["c_compiler_version"], "sysroot_linux-64 " + variant["c_stdlib_version"]} <= build
     py = python.replace(".", "")
     if cuda == "None":
-        assert meta["build"]["string"] == f"py{py}_cpu_0"
+        assert meta["build"]["string"] == f"py{py}_cpu_0" and meta["build"]["number"] == 0
         assert not any("nvcc" in s or "cuda" in s for s in build | host | run)
         assert "run_constrained" not in reqs
         return
     major = int(cuda.split(".")[0])
-    assert meta["build"]["string"] == f"py{py}_cuda{cuda.replace('.', '')}_0"
+    assert meta["build"]["string"] == f"py{py}_cuda{cuda.replace('.', '')}_200" and meta["build"]["number"] == 200
+    assert "__cuda" in run
     assert f"{variant['cuda_compiler']}_linux-64" in {s.split()[0] for s in build}
     assert reqs["run_constrained"] == [f"__cuda >={major}"]
     if major >= 12:
-        assert {f"cuda-version {cuda}.*", "cuda-cudart-dev"} <= host
+        assert {f"cuda-version {cuda}.*", "cuda-cudart-dev"} <= host and f"cuda-version >={cuda},<{major + 1}" in run
         assert f"cuda-cudart >={cuda},<{major + 1}.0a0" in run and not any("cudatoolkit" in s for s in run)
     else:
         assert f"cudatoolkit {cuda}.*" in host and f"cudatoolkit >={cuda},<{major + 1}.0a0" in run

@@ -19,8 +19,8 @@ from .layouts import WHEEL_SCHEMES
 from .program import SMOKE, SmokeProgram
 from .targets import CUDA_FLAVOURS, DEFAULT_CUDA_FLAVOUR, CudaFlavour
 
-# conda/variants.py's tags, spelled from the same table (importing it would pull in the CUDA toolchain finder)
-CONDA_VARIANTS = ("cpu",) + tuple(f.conda_tag for f in sorted(CUDA_FLAVOURS.values(), key=lambda f: f.toolkit))
+# conda/variants.py's variant names, spelled from the same table (importing it would pull in the CUDA toolchain finder)
+CONDA_VARIANTS = ("cpu",) + tuple(f.conda_variant for f in sorted(CUDA_FLAVOURS.values(), key=lambda f: f.toolkit))
 
 CONFIG_NAME = "release.yaml"
 CONFIG_MAX_BYTES = 1 << 20  # a release config is a page of text
@@ -134,8 +134,8 @@ class CondaConfig:
     depends: tuple[str, ...] = ()
     """Extra run dependencies (conda match specs) added to index.json."""
     variants: tuple[str, ...] = ()
-    """Variants to build (cpu and one per CUDA flavour: cuda118, cuda129, cuda130); each must be buildable
-    here. Empty: every variant this machine has a compiler for, the others shown as skipped in the table."""
+    """Variants to build (cpu, cuda12x, cuda13x, and the opt-in legacy cuda118); each must be buildable here.
+    Empty: cpu, cuda12x and cuda13x where this machine has their compiler, the others shown as skipped."""
 
 
 @dataclass(frozen=True)

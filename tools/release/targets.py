@@ -52,6 +52,11 @@ class CudaFlavour:
     """The conda package that provides the runtime, with its pin."""
     host_gcc_max: int | None
     """Newest GCC major this nvcc accepts as host compiler (None: any the host has)."""
+    conda_variant: str = ""
+    """The conda variant's name in release.yaml (conda.variants): conda-forge's per-major spelling, cuda12x."""
+    conda_opt_in: bool = False
+    """Left out of the default conda variants (conda-forge builds CUDA 11.8 only on request); listed in
+    conda.variants it is built."""
 
     @property
     def cmake_architectures(self) -> str:
@@ -88,7 +93,9 @@ CUDA_FLAVOURS: dict[str, CudaFlavour] = {
         sass=(60, 70, 75, 80, 86, 89, 90), ptx=90,
         pip_runtime="nvidia-cuda-runtime-cu11", pip_runtime_range=">=11.8,<12",
         pip_runtime_dir="{platlib}/nvidia/cuda_runtime/lib",
-        conda_cuda_version="11.8", conda_runtime="cudatoolkit >=11.8,<12", host_gcc_max=11),
+        conda_cuda_version="11.8", conda_runtime="cudatoolkit >=11.8,<12", host_gcc_max=11,
+        # conda-forge dropped CUDA 11.8 from its default matrix (a paused, opt-in migrator re-adds it)
+        conda_variant="cuda118", conda_opt_in=True),
     # CUDA 12.9: drivers from R525, still Pascal and Volta; conda-forge's cuda129 variant (no fetch recipe here).
     "cu12": CudaFlavour(
         name="cu12", toolkit="12.9", cudart_soname="libcudart.so.12",
@@ -96,7 +103,8 @@ CUDA_FLAVOURS: dict[str, CudaFlavour] = {
         sass=(60, 70, 75, 80, 86, 89, 90), ptx=90,
         pip_runtime="nvidia-cuda-runtime-cu12", pip_runtime_range=">=12.9,<13",
         pip_runtime_dir="{platlib}/nvidia/cuda_runtime/lib",
-        conda_cuda_version="12.9", conda_runtime="cuda-cudart >=12.9,<13", host_gcc_max=14),
+        conda_cuda_version="12.9", conda_runtime="cuda-cudart >=12.9,<13", host_gcc_max=14,
+        conda_variant="cuda12x"),
     # CUDA 13 cannot target below sm_75 and needs R580; kept for sites that want the newest toolkit.
     "cu13": CudaFlavour(
         name="cu13", toolkit="13.0", cudart_soname="libcudart.so.13",
@@ -104,7 +112,8 @@ CUDA_FLAVOURS: dict[str, CudaFlavour] = {
         sass=(75, 80, 86, 89, 90), ptx=90,
         pip_runtime="nvidia-cuda-runtime", pip_runtime_range=">=13.0,<14",
         pip_runtime_dir="{platlib}/nvidia/cu13/lib",
-        conda_cuda_version="13.0", conda_runtime="cuda-cudart >=13.0,<14", host_gcc_max=None),
+        conda_cuda_version="13.0", conda_runtime="cuda-cudart >=13.0,<14", host_gcc_max=None,
+        conda_variant="cuda13x"),
 }
 
 DEFAULT_CUDA_FLAVOUR = "cu11"

@@ -9,7 +9,16 @@ import json
 from pathlib import Path
 
 import rattler
-from rattler import Channel, ChannelConfig, Subdir, VirtualPackage
+from rattler import (
+    BuildString,
+    Channel,
+    ChannelConfig,
+    GenericVirtualPackage,
+    PackageName,
+    Subdir,
+    Version,
+    VirtualPackage,
+)
 from rattler.exceptions import SolverError
 from rattler.index import index_fs
 
@@ -37,13 +46,23 @@ def channel_of(path: Path) -> Channel:
     return Channel(str(path.resolve()), ChannelConfig())
 
 
-def solve(channels: list[Path], specs: list[str]) -> list[rattler.RepoDataRecord]:
-    """Solve against the host's detected virtual packages (__glibc, and __cuda where an NVIDIA driver is
-    installed): the package's `__cuda >=N` constraint then holds on a GPU host and does not apply elsewhere."""
+def virtual_packages(cuda: str | None = None) -> list:
+    """The host's detected virtual packages (__glibc, and __cuda where an NVIDIA driver is installed). With
+    `cuda` ("major.minor") and no driver found, `__cuda` of that version is added, as conda-forge's CPU-only test
+    runners set CONDA_OVERRIDE_CUDA: a CUDA package then installs to be tested (its CPU path runs)."""
+    found = [v.into_generic() for v in VirtualPackage.detect()]
+    if cuda is None or any(v.name.normalized == "__cuda" for v in found):
+        return found
+    return found + [GenericVirtualPackage(PackageName("__cuda"), Version(cuda), BuildString("0"))]
+
+
+def solve(channels: list[Path], specs: list[str], cuda: str | None = None) -> list[rattler.RepoDataRecord]:
+    """Solve against virtual_packages(cuda): a CUDA package's `__cuda` dependency and `__cuda >=N` constraint
+    hold on a GPU host, and on a host without a driver when `cuda` says which CUDA to stand in for."""
     try:
         return asyncio.run(rattler.solve([channel_of(c) for c in channels], specs,
                                          platforms=[Subdir(SUBDIR), Subdir("noarch")],
-                                         virtual_packages=VirtualPackage.detect()))
+                                         virtual_packages=virtual_packages(cuda)))
     except SolverError as exc:
         raise VerifyError([Problem(", ".join(specs), "", f"no solution from {[str(c) for c in channels]}: {exc}")]) from exc
 

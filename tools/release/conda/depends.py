@@ -61,14 +61,17 @@ def python_specs(python: str) -> list[str]:
 
 
 def cuda_specs(cuda: str, needed: set[str]) -> list[str]:
-    """CUDA >= 12: cuda-version always (it ties every CUDA package to one release), cuda-cudart when the
-    shared runtime is linked (a static runtime needs none); CUDA 11: the legacy monolithic cudatoolkit."""
+    """What a CUDA build depends on, as conda-forge spells it. `__cuda` (the NVIDIA driver's virtual package,
+    as conda-forge's CUDA builds declare it): a host without a driver cannot install the package and the solver
+    takes the CPU build. CUDA >= 12: `cuda-version >=X.Y,<X+1` (the run_export of conda-forge's nvcc; it ties every
+    CUDA package to one release) and cuda-cudart when the shared runtime is linked (a static runtime needs none);
+    CUDA 11: the legacy monolithic cudatoolkit."""
     major, minor = (int(x) for x in cuda.split(".")[:2])
     pin = f">={major}.{minor},<{major + 1}.0a0"
     if major < 12:
-        return [f"cudatoolkit {pin}"]
+        return ["__cuda", f"cudatoolkit {pin}"]
     shared = any(providers(n) == ("cuda-cudart",) for n in needed)
-    return [f"cuda-version {pin}"] + ([f"cuda-cudart {pin}"] if shared else [])
+    return ["__cuda", f"cuda-version >={major}.{minor},<{major + 1}"] + ([f"cuda-cudart {pin}"] if shared else [])
 
 
 def requirement_to_spec(requirement: str) -> str:

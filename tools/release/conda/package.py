@@ -36,7 +36,7 @@ from .channel import index_channel
 from .depends import ElfFacts, Target, depends_and_constrains, elf_facts
 from .linking import Link, check_links, problems_of, providers
 from .meta import PREFIX_PLACEHOLDER, SUBDIR, PackageInfo, entry_point_script, info_entries
-from .variants import CondaVariant
+from .variants import CondaVariant, conda_name, variant_of_cuda
 
 Progress = Callable[[str], None]
 
@@ -224,7 +224,9 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
                  python: str | None = None, home: str = "") -> CondaPackage:
     """The `.conda` of one raw wheel, written into `out_dir/linux-64/`; raises before writing on any problem.
     With `variant`, the package is that variant's (its CUDA, checked against the wheel's ELF files); `python`
-    picks the Python of a package made from an abi3 wheel (conda packages are per Python)."""
+    picks the Python of a package made from an abi3 wheel (conda packages are per Python). The package is named
+    after the wheel's distribution the conda way (variants.conda_name); a CUDA variant's build number is
+    `build_number` + CUDA_BUILD_NUMBER_OFFSET, so the solver prefers it where the driver is present."""
     wheel = read_wheel(wheel_path)
     cuda = variant.cuda if variant is not None else cuda_version(wheel, cuda_fallback)
     target = Target(package_python(wheel, python), cuda)
@@ -241,7 +243,8 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
     depends = sorted(set(depends) | set(extra_depends))
     links = check_links(elves, {e.name for e in pkg}, depends, lay.libdir or "lib")
     raise_if_any(problems_of(links, f"{wheel.dist}-{wheel.version} ({target.build_string_stem})"), ReleaseError)
-    info = PackageInfo(wheel.dist, wheel.version, f"{target.build_string_stem}_{build_number}", build_number,
+    number = build_number + (variant or variant_of_cuda(cuda)).build_number_offset
+    info = PackageInfo(conda_name(wheel.dist), wheel.version, f"{target.build_string_stem}_{number}", number,
                        depends, constrains, license_of(wheel),
                        metadata_field(wheel, "Summary"), home_of(wheel, home), package_time() * 1000)
     meta = info_entries(info, pkg, placeholders, license_text(wheel, root))

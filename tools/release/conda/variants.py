@@ -1,28 +1,57 @@
-"""The conda variants of cyfes: one package per Python and variant, like recipe/conda_build_config.yaml.
+"""The conda variants: one package per Python and variant, like recipe/conda_build_config.yaml.
 
 A variant is the CPU build or one CUDA flavour of targets.CUDA_FLAVOURS (the one table of CUDA versions, runtime
-sonames and conda pins); its build-string tag is conda-forge's spelling (cpu, cuda118, cuda129, cuda130). Which
+sonames and conda pins). Its name (release.yaml's conda.variants) is cpu, cuda12x or cuda13x, and the opt-in
+legacy cuda118; its build-string tag is conda-forge's spelling of the compiler (cpu, cuda129, cuda130, cuda118).
+The solver prefers a CUDA build the way conda-forge's CUDA feedstocks (pytorch-cpu-feedstock) do: the CUDA
+variants' build number is CUDA_BUILD_NUMBER_OFFSET higher, and they depend on the `__cuda` virtual package, so a
+host with an NVIDIA driver gets the CUDA build and one without cannot install it and gets the CPU build. Which
 variants a machine can build depends on the CUDA compilers it has: `find_compiler` asks toolchain/cuda.py for the
 flavour's nvcc and host compiler and keeps its reason when there is none, so the release shows a skipped variant
 instead of hiding it.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..errors import BadInputError, ToolError
 from ..targets import CUDA_FLAVOURS, CudaFlavour
 from ..toolchain.cuda import find_toolchain
 
+CUDA_BUILD_NUMBER_OFFSET = 200
+"""Added to a CUDA variant's build number so the solver prefers it where `__cuda` exists (conda-forge's
+pytorch-cpu-feedstock adds 200; its docs: give the CUDA variant a higher build number)."""
+
+
+def conda_name(dist: str) -> str:
+    """A wheel's distribution name as a conda package name: lowercase, `_` and `.` runs as `-` (PEP 503's
+    normalisation, which is also conda-forge's naming rule: my_pkg -> my-pkg)."""
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
 
 @dataclass(frozen=True)
 class CondaVariant:
     """One conda variant: what it is built with and what its package needs at run time."""
 
-    tag: str
-    """The build-string part after pyXY: cpu, cuda118, cuda130."""
+    name: str
+    """release.yaml's name of the variant: cpu, cuda12x, cuda13x, cuda118."""
     flavour: CudaFlavour | None = None
     """The CUDA flavour libcufes is compiled with; None for the CPU variant."""
+
+    @property
+    def tag(self) -> str:
+        """The build-string part after pyXY, conda-forge's spelling of the compiler: cpu, cuda129, cuda130."""
+        return self.flavour.conda_tag if self.flavour else "cpu"
+
+    @property
+    def build_number_offset(self) -> int:
+        return CUDA_BUILD_NUMBER_OFFSET if self.flavour else 0
+
+    @property
+    def default(self) -> bool:
+        """Built when release.yaml lists no conda.variants (cuda118 is opt-in)."""
+        return not (self.flavour and self.flavour.conda_opt_in)
 
     @property
     def cuda(self) -> str | None:
@@ -40,20 +69,23 @@ class CondaVariant:
 
 
 VARIANTS: tuple[CondaVariant, ...] = (CondaVariant("cpu"),) + tuple(
-    CondaVariant(f.conda_tag, f) for f in sorted(CUDA_FLAVOURS.values(), key=lambda f: f.toolkit))
+    CondaVariant(f.conda_variant, f) for f in sorted(CUDA_FLAVOURS.values(), key=lambda f: f.toolkit))
+
+DEFAULT_VARIANTS: tuple[CondaVariant, ...] = tuple(v for v in VARIANTS if v.default)
 
 
-def variant(tag: str) -> CondaVariant:
+def variant(name: str) -> CondaVariant:
     for v in VARIANTS:
-        if v.tag == tag:
+        if v.name == name:
             return v
-    raise BadInputError([f"unknown conda variant {tag!r} (known: {', '.join(v.tag for v in VARIANTS)})"])
+    raise BadInputError([f"unknown conda variant {name!r} (known: {', '.join(v.name for v in VARIANTS)})"])
 
 
 def variant_of_cuda(cuda: str | None) -> CondaVariant:
-    """The variant of CUDA "major.minor" (None: cpu)."""
+    """The variant of CUDA "major.minor" (None: cpu): the one of its major, as conda-forge's variants are per
+    major (a wheel built with nvcc 12.4 is a cuda12x build)."""
     for v in VARIANTS:
-        if v.cuda == cuda:
+        if (v.cuda or "").split(".")[0] == (cuda or "").split(".")[0]:
             return v
     raise BadInputError([f"no conda variant for CUDA {cuda} (known: {', '.join(str(v.cuda) for v in VARIANTS)})"])
 
@@ -92,6 +124,7 @@ def find_compiler(v: CondaVariant, fetch: bool = False) -> Availability:
 
 
 def availability(tags: tuple[str, ...] = (), fetch: bool = False) -> list[Availability]:
-    """Every variant asked for (all when `tags` is empty), each with its compiler or the reason it cannot build."""
-    chosen = [variant(t) for t in tags] if tags else list(VARIANTS)
+    """Every variant asked for by name (the default ones when `tags` is empty), each with its compiler or the
+    reason it cannot build."""
+    chosen = [variant(t) for t in tags] if tags else list(DEFAULT_VARIANTS)
     return [find_compiler(v, fetch) for v in chosen]

@@ -175,7 +175,7 @@ def verify_package(pkg: Path, channel: Path, fixture_channel: Path, work: Path, 
     python, cuda = package_target(index)
     interpreter = host_python(python)
     prefix = work / "prefix"
-    records = solve([channel, fixture_channel], [f"{index['name']} =={index['version']} {index['build']}"])
+    records = solve([channel, fixture_channel], [f"{index['name']} =={index['version']} {index['build']}"], cuda)
     install(records, prefix, work / "pkgs")
     site = layout("conda", python).site_packages
     result = InstallResult(pkg.name, "conda", python, root=str(prefix))
