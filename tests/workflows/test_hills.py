@@ -70,7 +70,7 @@ def test_1d_grid_values_and_derivatives_match_a_direct_numpy_sum(tmp_path):
     assert fields == ["d", "file.free", "der_d"]
     assert sets["nbins_d"].strip() == "61" and sets["min_d"] == "-1" and sets["periodic_d"] == "false"
     np.testing.assert_allclose(rows[:, 0], -1 + np.arange(61) * (3.5 / 60), atol=1e-9)
-    table = hills_io.read_table(str(DATA / "h1d.hills"))
+    table = hills_io.read_hills_table(str(DATA / "h1d.hills"))
     v, der = stretched_sum(table.column("d")[:, None], table.column("sigma_d")[:, None], table.column("height"),
                            rows[:, :1])
     np.testing.assert_allclose(rows[:, 1], -v, atol=2e-9)
@@ -218,7 +218,7 @@ def test_histo_is_minus_kt_log_of_a_kernel_histogram(tmp_path):
     assert run_cli(["sum_hills", "--histo", "colvar1d.dat", "--sigma", "0.1", "--kt", "2.5", "--outhisto", "h.dat",
                     "-q"], tmp_path) == 0
     fields, sets, rows, _ = read_plumed_grid(tmp_path / "h.dat")
-    x = hills_io.read_table(str(DATA / "colvar1d.dat")).column("d")
+    x = hills_io.read_hills_table(str(DATA / "colvar1d.dat")).column("d")
     assert fields == ["d", "file.free", "der_d"]
     assert sets["min_d"] == "%g" % (x.min() - 0.1) and sets["max_d"] == "%g" % (x.max() + 0.1)  # points -/+ sigma
     nbins = math.ceil((x.max() + 0.1 - (x.min() - 0.1)) / 0.01)  # a tenth of sigma per bin

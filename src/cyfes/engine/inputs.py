@@ -65,7 +65,7 @@ def _finite_array(value: Any, name: str, ndim: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Samples:
+class ValidSamples:
     """Validated samples (N, D), float64 and C-ordered, with each CV's range (from the same pass)."""
 
     data: np.ndarray
@@ -85,14 +85,14 @@ def samples_array(value: Any) -> np.ndarray:
     return arr
 
 
-def checked_samples(arr: np.ndarray, bad: int, lo: np.ndarray, hi: np.ndarray) -> Samples:
-    """Samples whose pass found `bad` (flat index of the first non-finite value, -1: none) and the range lo, hi."""
+def checked_samples(arr: np.ndarray, bad: int, lo: np.ndarray, hi: np.ndarray) -> ValidSamples:
+    """ValidSamples whose pass found `bad` (flat index of the first non-finite value, -1: none) and the range lo, hi."""
     if bad >= 0:
         raise _not_finite("samples", bad, arr.shape)
-    return Samples(arr, lo, hi)
+    return ValidSamples(arr, lo, hi)
 
 
-def scanned_samples(value: Any) -> Samples:
+def scanned_samples(value: Any) -> ValidSamples:
     """The samples checked (shape, finiteness) and their per-CV range, in one threaded pass over them."""
     arr = samples_array(value)
     lo, hi, bad = backends.cpu_module().scan_rows(arr)

@@ -89,7 +89,7 @@ def cv_fields(names: Sequence[str]) -> list[str]:
     return cvs
 
 
-def read_table(path: str) -> HillsTable:
+def read_hills_table(path: str) -> HillsTable:
     """One HILLS (or COLVAR) file through the table reader (bounded memory, .gz, restarts)."""
     p = Path(path)
     if not p.is_file():
@@ -243,7 +243,7 @@ def hills_from_tables(tables: Sequence[HillsTable]) -> Hills:
 
 def read_hills(paths: Sequence[str]) -> Hills:
     """The hills of `paths`, concatenated in order (PLUMED reads them one after the other)."""
-    return hills_from_tables([read_table(p) for p in paths])
+    return hills_from_tables([read_hills_table(p) for p in paths])
 
 
 @dataclass
@@ -256,7 +256,7 @@ class Points:
 
 
 def read_points(paths: Sequence[str], keep: Sequence[str] | None = None) -> Points:
-    tables = [read_table(p) for p in paths]
+    tables = [read_hills_table(p) for p in paths]
     first = tables[0]
     for other in tables[1:]:
         _check_same_header(first, other)

@@ -37,6 +37,7 @@ import numpy as np
 from .._errors import InputError
 from .._units import BOLTZMANN
 from ..engine import inputs as _inputs
+from ..engine.truncated import grid_rows
 from ..io import formats
 from ..io import output as _output
 
@@ -322,12 +323,6 @@ def legacy_axes(opts: LegacyOptions, cv: np.ndarray) -> tuple[np.ndarray, np.nda
     return cv_min, cv_max, axes
 
 
-def grid_points(axes: list[np.ndarray], dtype: type) -> np.ndarray:
-    """(M, 3) points, x slowest and z fastest, in `dtype` as 4.5's `path.astype(DTYPE)`."""
-    mesh = np.meshgrid(*axes, indexing="ij")
-    return np.stack([m.ravel() for m in mesh], axis=1).astype(dtype)
-
-
 # ----------------------------------------------------------------------------------------------- math
 def exp45_class(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CyFES 4.5's float32 device exp(x), the one copy of its rule here: (where it is exactly 0, where it is +inf).
@@ -507,7 +502,7 @@ def run_legacy(opts: LegacyOptions) -> list[Path]:
     cv = cv64.astype(dtype)
     bias = bias64.astype(dtype)
     cv_min, _, axes = legacy_axes(opts, cv)
-    points = grid_points(axes, dtype).astype(np.float64)
+    points = grid_rows(axes, dtype).astype(np.float64)
     samples = cv.astype(np.float64)
     counts = [len(a) for a in axes]
     header = (cv_min, counts[0], axes[0][1] - axes[0][0], counts[1], axes[1][1] - axes[1][0],

@@ -245,7 +245,7 @@ def metad_weights(points: Any, times: Any, centers: Any, sigma: Any, height: Any
 # ----------------------------------------------------------------------------------------------- files
 def read_timed_hills(paths: Sequence[str], biasfactor: float | None) -> TimedHills:
     """HILLS files (walkers, restarts) merged by time."""
-    tables = [hills_io.read_table(p) for p in paths]
+    tables = [hills_io.read_hills_table(p) for p in paths]
     for t in tables:
         if not t.has("time"):
             raise InputError(f"{t.source}: no 'time' column; reweighting needs each hill's deposition time")
