@@ -23,8 +23,8 @@ WIDTH = 100
 
 def commands() -> Iterator[tuple[str, argparse.ArgumentParser]]:
     """(title, parser) for `cyfes`, each of its subcommands, and the CyFES 4.5 command line."""
+    from cyfes.commands import cyfes45 as compat
     from cyfes.commands import main as cli
-    from cyfes.workflows import cyfes45 as compat
 
     parser = cli.build_parser()
     yield "cyfes", parser

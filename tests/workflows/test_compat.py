@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cyfes import fes as cyfes_fes
+from cyfes.commands import cyfes45 as legacy_cli
 from cyfes.commands.main import main
 from cyfes.workflows import cyfes45 as compat
 
@@ -347,10 +348,10 @@ def test_ignored_flags_warn(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
 
 def test_switch_values_read_as_45_reads_them(tmp_path: Path) -> None:
     argv = ["-i", str(tmp_path / "d.txt"), "-odat", str(tmp_path / "f.dat")]
-    opts = compat.parse_legacy(argv + ["-no_bias", "1", "-f32", "0"])
+    opts = legacy_cli.parse_legacy(argv + ["-no_bias", "1", "-f32", "0"])
     assert opts.no_bias is False and opts.float32 is True  # 4.5: == 'true' / != 'false'
     assert len(opts.warnings) == 2
-    opts = compat.parse_legacy(argv)
+    opts = legacy_cli.parse_legacy(argv)
     assert (opts.no_bias, opts.no_rbias, opts.float32, opts.intg, opts.sigma, opts.edge, opts.intervals,
             opts.a, opts.b, opts.rows) == (False, True, False, False, 1.0, 0.0, [10, 10, 10], 1.0, 0.0, None)
 
@@ -360,7 +361,7 @@ def test_switch_values_read_as_45_reads_them(tmp_path: Path) -> None:
     (["fes", "x"], False), (["--help"], False), (["-h"], False), (["info"], False), ([], False),
 ])
 def test_legacy_detection(argv: List[str], legacy: bool) -> None:
-    assert compat.is_legacy(argv) is legacy
+    assert legacy_cli.is_legacy(argv) is legacy
 
 
 @pytest.mark.parametrize("extra, message", [
