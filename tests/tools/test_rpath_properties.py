@@ -170,6 +170,13 @@ def materialise(art: Artifact, lay: InstallLayout, root: Path) -> dict[str, Path
     return placed
 
 
+def sandbox_root(tmp: str, i: int) -> Path:
+    """Layout i's root, 16 uppercase levels deep: entries planned for one layout may climb above the root of
+    another (the same file serves both; a deeper site-packages needs more '..'), and must find nothing there, as
+    they find nothing above a real install unless a stray copy of the library sits next to it."""
+    return Path(tmp, f"L{i}", *["UP"] * 16, "ROOT")
+
+
 def glibc_expand(entry: str, origin: Path) -> Path | None:
     """The directory ld.so searches for this entry: $ORIGIN / ${ORIGIN} is a token only when followed by '/' or
     the end of the entry ("$ORIGINAL" is not one); anything else that is not absolute is cwd-relative (None)."""
@@ -194,7 +201,7 @@ def check(art: Artifact, lays: list[InstallLayout]) -> None:
         for entry in plan.new_rpath:
             assert re.fullmatch(r"(\$ORIGIN|\$\{ORIGIN\})(/[^:]*)?", entry), (plan.file, entry)
     with tempfile.TemporaryDirectory() as tmp:
-        roots = [Path(tmp, str(i)) for i in range(len(lays))]
+        roots = [sandbox_root(tmp, i) for i in range(len(lays))]
         installs = [materialise(art, lay, r) for lay, r in zip(lays, roots)]
         indexes = [files_by_name(r) for r in roots]
         for member, elf in art.elves.items():
@@ -311,7 +318,7 @@ def test_real_loader_finds_libraries_through_the_patched_rpath(built, data, lays
     plans = plan_rpath(art.elves, lays, list(art.members), art.providers, art.dist)
     with tempfile.TemporaryDirectory() as tmp:
         for i, lay in enumerate(lays):
-            root = Path(tmp, str(i))
+            root = sandbox_root(tmp, i)
             placed = materialise(art, lay, root)
             for lib in LOADER_LIBS:  # the empty files materialise wrote become the real ELFs
                 for p in root.rglob(lib):
