@@ -132,7 +132,10 @@ class Resolution:
 def expand(entry: str, origin: str) -> str | None:
     """An RPATH entry as a root-relative path ('..' prefix = outside the root), an absolute path, or None."""
     e = entry.replace("${ORIGIN}", "$ORIGIN")
-    if e.startswith("$ORIGIN"):
+    # glibc (dl-load.c, is_dst) reads $ORIGIN as a token only before a non-identifier character: "$ORIGINAL" is a
+    # literal, cwd-relative name. "$ORIGIN.x" (the origin's sibling "<dir>.x") is left to the cwd case too: rare,
+    # and its root-relative form is not this path arithmetic's.
+    if e == "$ORIGIN" or e.startswith("$ORIGIN/"):
         return posixpath.normpath(posixpath.join(origin, "." + e[len("$ORIGIN"):]))
     if e.startswith("/"):
         return posixpath.normpath(e)
