@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 LIMIT_KIB = 2097152
 KT = 8.314462618e-3 * 300.0  # kJ/mol at 300 K
 SIGMA = 0.2
