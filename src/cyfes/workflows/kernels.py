@@ -29,50 +29,74 @@ def _wrap(diff: np.ndarray, periods: np.ndarray) -> np.ndarray:
 
 
 class Compressed:
-    """The compressed kernels, grown as OPESmetad::addKernel does (same merge choice, same arithmetic)."""
+    """The compressed kernels, grown as OPESmetad::addKernel does (same merge choice, same arithmetic), in
+    buffers that double when full (a run deposits up to millions of kernels; each is one numpy pass)."""
 
     def __init__(self, dim: int, periods: np.ndarray, lows: np.ndarray, threshold: float) -> None:
-        self.centers, self.sigmas, self.heights = np.empty((0, dim)), np.empty((0, dim)), np.empty(0)
+        self.n = 0
+        self._c, self._s, self._h = np.empty((64, dim)), np.empty((64, dim)), np.empty(64)
         self.periods, self.lows, self.threshold2 = periods, lows, threshold * threshold
+        self.pcols = np.flatnonzero(periods > 0)  # the periodic CVs: only they need the minimum image
+        self.pp = periods[self.pcols]
+
+    centers = property(lambda self: self._c[:self.n])
+    sigmas = property(lambda self: self._s[:self.n])
+    heights = property(lambda self: self._h[:self.n])
 
     def nearest(self, x: np.ndarray, skip: int) -> int:
         """The first kernel at the smallest squared distance below threshold^2 from x (not `skip`), else -1."""
-        norm2 = np.sum((_wrap(x - self.centers, self.periods) / self.sigmas) ** 2, axis=1)
+        if not self.n:
+            return -1
+        diff = x - self.centers
+        if len(self.pcols):
+            d = diff[:, self.pcols]
+            diff[:, self.pcols] = d - self.pp * np.floor(d / self.pp + 0.5)
+        diff /= self.sigmas
+        norm2 = np.einsum("ij,ij->i", diff, diff)
         if skip >= 0:
             norm2[skip] = np.inf
-        k = int(np.argmin(norm2)) if len(norm2) else -1
-        return k if k >= 0 and norm2[k] < self.threshold2 else -1
+        k = int(np.argmin(norm2))
+        return k if norm2[k] < self.threshold2 else -1
 
     def merge(self, k: int, height: float, center: np.ndarray, sigma: np.ndarray) -> None:
         """Kernel (height, center, sigma) into kernel k (mergeKernels: k is moved next to it first on PBC)."""
         periodic = self.periods > 0
-        c1 = np.where(periodic, center + _wrap(self.centers[k] - center, self.periods), self.centers[k])
-        h1, s1 = self.heights[k], self.sigmas[k]
+        c1 = np.where(periodic, center + _wrap(self._c[k] - center, self.periods), self._c[k])
+        h1, s1 = self._h[k], self._s[k]
         h = h1 + height
         c = (h1 * c1 + height * center) / h
         ss = (h1 * (s1 * s1 + c1 * c1) + height * (sigma * sigma + center * center)) / h - c * c
         half = self.lows + self.periods / 2
-        self.centers[k] = np.where(periodic, half + _wrap(c - half, self.periods), c)
-        self.sigmas[k], self.heights[k] = np.sqrt(ss), h
+        self._c[k] = np.where(periodic, half + _wrap(c - half, self.periods), c)
+        self._s[k], self._h[k] = np.sqrt(ss), h
+
+    def _append(self, height: float, center: np.ndarray, sigma: np.ndarray) -> None:
+        if self.n == len(self._h):
+            self._c, self._s = np.concatenate([self._c, self._c]), np.concatenate([self._s, self._s])
+            self._h = np.concatenate([self._h, self._h])
+        self._c[self.n], self._s[self.n], self._h[self.n] = center, sigma, height
+        self.n += 1
+
+    def _erase(self, k: int) -> None:
+        """Remove kernel k, keeping the order of the rest (as std::vector::erase: indices matter for ties)."""
+        for a in (self._c, self._s, self._h):
+            a[k:self.n - 1] = a[k + 1:self.n].copy()
+        self.n -= 1
 
     def add(self, height: float, center: np.ndarray, sigma: np.ndarray, recursive: bool) -> None:
         taker = self.nearest(center, -1) if self.threshold2 else -1
         if taker < 0:
-            self.centers = np.vstack([self.centers, center])
-            self.sigmas = np.vstack([self.sigmas, sigma])
-            self.heights = np.append(self.heights, height)
+            self._append(height, center, sigma)
             return
         self.merge(taker, height, center, sigma)
         giver = taker
-        taker = self.nearest(self.centers[giver], giver) if recursive else -1
+        taker = self.nearest(self._c[giver], giver) if recursive else -1
         while taker >= 0:
             taker, giver = min(taker, giver), max(taker, giver)  # the lower index takes (saves time erasing)
-            self.merge(taker, self.heights[giver], self.centers[giver].copy(), self.sigmas[giver].copy())
-            self.centers = np.delete(self.centers, giver, axis=0)
-            self.sigmas = np.delete(self.sigmas, giver, axis=0)
-            self.heights = np.delete(self.heights, giver)
+            self.merge(taker, self._h[giver], self._c[giver].copy(), self._s[giver].copy())
+            self._erase(giver)
             giver = taker
-            taker = self.nearest(self.centers[giver], giver)
+            taker = self.nearest(self._c[giver], giver)
 
 
 def mean_density(c: Compressed, cutoff: float) -> float:
@@ -110,5 +134,5 @@ def to_state(kernels: OpesKernels, recursive: bool = True) -> OpesState:
     sets = dict(kernels.sets, action=kernels.sets["action"].replace("_kernels", "_state"), zed=repr(zed),
                 sum_weights=repr(sum_weights), counter=str(counter))
     times = np.full(len(c.heights), kernels.times[-1])
-    return OpesState(list(kernels.names), c.centers, c.sigmas, c.heights, sets, list(kernels.domains), 1,
-                     kernels.source, times)
+    return OpesState(list(kernels.names), c.centers.copy(), c.sigmas.copy(), c.heights.copy(), sets,
+                     list(kernels.domains), 1, kernels.source, times)
