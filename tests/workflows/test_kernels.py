@@ -206,3 +206,32 @@ def test_input_size_bound(tmp_path: Path, capsys: pytest.CaptureFixture, monkeyp
     assert cli.main(["state", "-f", str(OPES / "metad-restart.KERNELS"), "--temp", "300",
                      "-o", str(tmp_path / "f")]) == 2
     assert "is larger than 100 bytes" in capsys.readouterr().err
+
+
+def test_three_cvs_mixed_periodicity_merging_across_the_boundary() -> None:
+    """TEST FIXTURE: 300 kernels on 3 CVs (the first periodic on [-pi, pi), centers crowding its boundary, so
+    merges go through the periodic image), against the by-hand rebuild, recursive merging on and off."""
+    rng = np.random.default_rng(11)
+    n = 300
+    a = np.pi - np.abs(rng.normal(0, 0.3, n)) * rng.choice([-1, 1], n)  # near +-pi
+    a = np.where(a > np.pi, a - 2 * np.pi, a)
+    rows = "\n".join(" ".join(f"{v:.6f}" for v in [t, x, y, z, sx, sy, sz, h, lw]) for t, x, y, z, sx, sy, sz, h, lw
+                     in zip(range(n), a, rng.normal(0, 1, n), rng.uniform(0, 3, n), rng.uniform(0.2, 0.4, n),
+                            rng.uniform(0.3, 0.6, n), rng.uniform(0.3, 0.6, n), rng.uniform(0.1, 2, n),
+                            rng.normal(0, 1, n)))
+    text = ("#! FIELDS time a b c sigma_a sigma_b sigma_c height logweight\n#! SET action OPES_METAD_kernels\n"
+            "#! SET biasfactor 10\n#! SET epsilon 0.001\n#! SET kernel_cutoff 3\n#! SET compression_threshold 1\n"
+            "#! SET min_a -pi\n#! SET max_a pi\n" + rows + "\n")
+    k = opes_io.parse_opes(text, "three.KERNELS")
+    assert isinstance(k, opes_io.OpesKernels)
+    for recursive in (True, False):
+        st = kernels_wf.to_state(k, recursive=recursive)
+        kers, zed_norm = plumed_restart(k, recursive)
+        assert len(st.heights) == len(kers) < n // 3
+        np.testing.assert_allclose(st.heights, [g[0] for g in kers], rtol=1e-12)
+        np.testing.assert_allclose(st.centers, [g[1] for g in kers], rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(st.sigmas, [g[2] for g in kers], rtol=1e-11)
+        assert st.number("zed") * st.number("sum_weights") == pytest.approx(zed_norm, rel=1e-12)
+        assert np.all((st.centers[:, 0] >= -np.pi) & (st.centers[:, 0] < np.pi))
+    flat = opes_io.parse_opes(text.replace("#! SET min_a -pi\n#! SET max_a pi\n", ""), "flat.KERNELS")
+    assert len(kernels_wf.to_state(flat).heights) > len(kernels_wf.to_state(k).heights)  # merges through the image
