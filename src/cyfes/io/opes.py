@@ -112,7 +112,7 @@ def parse_states(text: str, source: str) -> list[OpesState]:
     lines = text.splitlines()
     heads = [i for i, line in enumerate(lines) if _is_fields(line)]
     if not heads:
-        raise InputError(f"{source}: no '#! FIELDS' line; not an OPES state file (STATE_WFILE)")
+        raise InputError(f"{source}: no '#! FIELDS' line; not an OPES state (STATE_WFILE) or KERNELS (FILE=) file")
     first = next((i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")), None)
     if first is not None and first < heads[0]:
         raise InputError(f"{source}: line {first + 1}: data before the first '#! FIELDS' line")
