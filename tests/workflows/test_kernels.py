@@ -185,6 +185,9 @@ RESTART = GOOD.index("#! FIELDS", 1)  # the second run's header, line 21
     (GOOD.replace("#! SET max_psi pi\n", "", 1), "line 1: min_psi and max_psi must come together"),
     (GOOD[:RESTART] + GOOD[RESTART:].replace("OPES_METAD_kernels", "OPES_METAD_EXPLORE_kernels"),
      "line 21: the restart changes action of the first header"),
+    ("".join(line for line in GOOD.splitlines(True) if line.startswith("#")), "a KERNELS file with no kernels"),
+    (GOOD[:RESTART] + GOOD[RESTART:].replace("sigma_psi height", "sigma_chi height", 1),
+     "line 21: FIELDS 'time phi psi sigma_phi sigma_chi height logweight' differ from the first header's"),
     (GOOD.replace("#! SET compression_threshold  1.000000\n", "", 1),
      "line 1: the KERNELS header has no '#! SET compression_threshold' line"),
 ])
