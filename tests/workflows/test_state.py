@@ -113,7 +113,8 @@ def test_three_cvs_against_a_float64_loop() -> None:
     (lambda t: t.replace("79.079946", "79.07x946"), "line 22, value 6 (height): '79.07x946' is not a number"),
     (lambda t: t.replace("sigma_psi", "sigma_chi"), "line 1: FIELDS 'time phi psi sigma_phi sigma_chi height'"),
     (lambda t: t.replace("-1.498879", "-1.49\x008879"), "line 22, value 2 (phi)"),
-    (lambda t: t.split("#! FIELDS")[0] + "", "no '#! FIELDS' line; not an OPES state file"),
+    (lambda t: t.replace("79.079946", "-79.079946"), "line 22, value 6 (height): '-79.079946' is not > 0"),
+    (lambda t: t.split("#! FIELDS")[0] + "", "no '#! FIELDS' line; not an OPES state (STATE_WFILE) or KERNELS (FILE=) file"),
 ])
 def test_bad_state_files_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, edit,
                                              message: str) -> None:
