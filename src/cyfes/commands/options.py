@@ -323,7 +323,7 @@ def plan_grid(args: argparse.Namespace, samples: Samples) -> GridPlan:
 
 def check_outputs(args: argparse.Namespace) -> None:
     """Fail before reading or computing: unknown formats, missing or unwritable directories, paths that must not
-    be written (links, FIFOs, devices, read-only files, inputs: see cyfes._output), --running members and the
+    be written (links, FIFOs, devices, read-only files, inputs: see cyfes.io.output), --running members and the
     convergence plot included, missing matplotlib."""
     if args.format and not args.output:
         raise InputError("--format: give an output file with -o")

@@ -103,7 +103,7 @@ def least_bytes(p: reweight.Plan) -> int:
 
 
 def check_outputs(p: reweight.Plan, force: bool) -> list[Path]:
-    """Before any sum: every name passes cyfes._output's rules (never the COLVAR) and fits the file size limit."""
+    """Before any sum: every name passes cyfes.io.output's rules (never the COLVAR) and fits the file size limit."""
     paths = _output.check_targets(output_names(p), [p.options.colvar], force)
     _output.check_sizes([(path, least_bytes(p)) for path in paths])
     return paths
@@ -115,7 +115,7 @@ def _text_writer(text: str) -> _output.Writer:
 
 
 def write(p: reweight.Plan) -> list[Path]:
-    """Stage each estimate as it is computed, then commit every file at once (cyfes._output): all or none."""
+    """Stage each estimate as it is computed, then commit every file at once (cyfes.io.output): all or none."""
     names = output_names(p)
     with _output.Staging([p.options.colvar]) as staging:
         blocks = []

@@ -1,6 +1,6 @@
 """`cyfes state`: the command line of the OPES script FES_from_State.py, flag for flag.
 
-Parsing and file writing only; the surface is computed in cyfes.state, the file read in cyfes.opes_io.
+Parsing and file writing only; the surface is computed in cyfes.workflows.state, the file read in cyfes.io.opes.
 """
 from __future__ import annotations
 

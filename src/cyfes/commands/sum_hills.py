@@ -178,7 +178,7 @@ def least_bytes(run_: hillsum.SumHillsRun, fmt: str) -> int:
 
 def check_outputs(jobs: Sequence[tuple[list[str], hillsum.SumHillsRun]], inputs: Sequence[str], force: bool,
                   fmt: str) -> None:
-    """Before any sum: every name may be written (cyfes._output's rules; never an input) and every file fits
+    """Before any sum: every name may be written (cyfes.io.output's rules; never an input) and every file fits
     under the file size limit and on the disk."""
     names = [name for names, _ in jobs for name in names]
     paths = _output.check_targets(names, inputs, force)
@@ -193,7 +193,7 @@ def _text_writer(text: str) -> _output.Writer:
 
 def write_all(jobs: Iterable[tuple[list[str], hillsum.SumHillsRun]], fmt: str,
               inputs: Sequence[str] = ()) -> list[Path]:
-    """Stage every file as its sum is done, then commit them all at once (cyfes._output): all or none."""
+    """Stage every file as its sum is done, then commit them all at once (cyfes.io.output): all or none."""
     with _output.Staging(inputs) as staging:
         for names, run_ in jobs:
             for name, grid_file in zip(names, run_.files()):

@@ -150,7 +150,7 @@ class PinnedHost:
 
 def log_density(const real[:, ::1] samples, const real[::1] logw, const real[:, ::1] grid,
                 const real[::1] scale, const real[::1] period, double[::1] out, int device=0):
-    """Same contract as cyfes._cpu.log_density, on one GPU."""
+    """Same contract as cyfes.engine._cpu.log_density, on one GPU."""
     cdef char err[ERRLEN]
     cdef int rc
     cdef int64_t n = samples.shape[0], m = grid.shape[0]
@@ -190,7 +190,7 @@ cdef class Staged:
 
 
 def stage(const double[:, ::1] x, bias, weights, double inv_kt, const int64_t[::1] edges, int device=0):
-    """The host passes of cyfes._cpu (scan_rows, log_weights, block_stats) on one GPU, which keeps the samples and
+    """The host passes of cyfes.engine._cpu (scan_rows, log_weights, block_stats) on one GPU, which keeps the samples and
     log-weights: (staged, scan, stats) with scan = (bad_sample, bad_bias, bad_weight, negative, positive, lo, hi)
     as those functions report them, and stats = (top, kept, log_z, log_z2) per block [edges[b], edges[b + 1])."""
     import numpy as np
@@ -258,8 +258,8 @@ def truncated_tiles(const double[:, ::1] x, const double[::1] logw, int64_t lo, 
                     int64_t cap, double reach, double gap, const real[:, ::1] grid, const int64_t[::1] tile_start,
                     double tol, double[::1] out, double[::1] tile_bound, int64_t[::1] tile_pairs,
                     int[::1] tile_status, int device=0, Staged staged=None):
-    """The truncated sum of cyfes._cpu.truncated_tiles on one GPU, which sorts samples [lo, hi) into cells itself
-    (arguments as cyfes._cpu.build_cells), for the tiles of tile_start (row offsets into grid and out, which hold
+    """The truncated sum of cyfes.engine._cpu.truncated_tiles on one GPU, which sorts samples [lo, hi) into cells itself
+    (arguments as cyfes.engine._cpu.build_cells), for the tiles of tile_start (row offsets into grid and out, which hold
     every tile); tile_status[t] != 0 marks a tile the caller must sum on the CPU (cuda/cufes.h says why).
     staged: the samples and log-weights already on this GPU (stage()); logw may then be None.
     Returns (samples kept, non-empty cells, log of the cells' summed weight relative to top)."""
@@ -289,7 +289,7 @@ def truncated_tiles(const double[:, ::1] x, const double[::1] logw, int64_t lo, 
 def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int64_t hi, const double[::1] factor,
                 const double[::1] period, double top, double side, int64_t per_cell, int64_t cap, dtype,
                 int device=0, Staged staged=None):
-    """cyfes._cpu.build_cells on one GPU, copied back: the same tuple, the same cells (of the staged copies of x
+    """cyfes.engine._cpu.build_cells on one GPU, copied back: the same tuple, the same cells (of the staged copies of x
     and logw when given)."""
     import numpy as np
     cdef char err[ERRLEN]
@@ -362,7 +362,7 @@ def add_hills(double[::1] values, double[:, ::1] der, const int64_t[::1] nbin, c
               const double[::1] dx, const double[::1] period, const double[:, ::1] centers, const double[::1] shape,
               const double[::1] h_a, const double[::1] h_b, const int64_t[:, ::1] nneigh, double cut, bint use_cut,
               bint multivariate, int device=0):
-    """Same contract as cyfes._hills.add_hills (der may be None), on one GPU."""
+    """Same contract as cyfes.engine._hills.add_hills (der may be None), on one GPU."""
     cdef char err[ERRLEN]
     cdef int rc
     cdef int dim = centers.shape[1]

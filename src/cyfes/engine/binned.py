@@ -123,7 +123,7 @@ def _kernel_spectrum(fine: _FineGrid, sigma: np.ndarray) -> np.ndarray:
 
 
 class _CpuNodes:
-    """Node sums on the CPU: linear binning in C (cyfes._cpu.bin_linear), then an FFT convolution (numpy)."""
+    """Node sums on the CPU: linear binning in C (cyfes.engine._cpu.bin_linear), then an FFT convolution (numpy)."""
 
     def __init__(self, data: np.ndarray, logw: np.ndarray, sigma: np.ndarray) -> None:
         self.data = np.ascontiguousarray(data, dtype=np.float64)

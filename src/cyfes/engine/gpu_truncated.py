@@ -54,7 +54,7 @@ class _Pass:
 class Staged:
     """A call's samples and log-weights on each of its GPUs (cuda/stage.cu), and what the passes over them there
     found: scan = (bad_sample, bad_bias, bad_weight, negative, positive, lo, hi) and per block (top, kept, log_z,
-    log_z2), as the host's passes (cyfes._cpu) report them. free() gives the GPUs' memory back."""
+    log_z2), as the host's passes (cyfes.engine._cpu) report them. free() gives the GPUs' memory back."""
 
     def __init__(self, handles: dict[int, Any], scan: tuple, stats: tuple) -> None:
         self.handles, self.scan, self.stats = handles, scan, stats

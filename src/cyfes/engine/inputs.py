@@ -204,7 +204,7 @@ def block_edges(blocks: Sequence[tuple[int, int]]) -> np.ndarray:
 
 def stats_of(blocks: Sequence[tuple[int, int]], top: np.ndarray, kept: np.ndarray, lz: np.ndarray,
              lz2: np.ndarray) -> dict[tuple[int, int], BlockStats]:
-    """BlockStats per block from the arrays of a pass (cyfes._cpu.block_stats, or the GPU's)."""
+    """BlockStats per block from the arrays of a pass (cyfes.engine._cpu.block_stats, or the GPU's)."""
     return {blk: BlockStats(float(t), int(k), float(a), float(a2))
             for blk, t, k, a, a2 in zip(blocks, top, kept, lz, lz2)}
 

@@ -178,7 +178,7 @@ def scaled_points(points: np.ndarray, factor: np.ndarray, period: np.ndarray) ->
 
 @dataclass
 class Cells:
-    """The samples of one block sorted into cells (cyfes._cpu.build_cells: samples, log-weights, cell starts, log
+    """The samples of one block sorted into cells (cyfes.engine._cpu.build_cells: samples, log-weights, cell starts, log
     masses, boxes, geometry, dense ids), the pre-scaled periods and the block's log sum of weights (relative to
     its top log-weight)."""
 

@@ -3,7 +3,7 @@
 Each file is read by one worker (the same reader and column rules as a local run); the columns `cyfes fes` needs
 stay in that worker's memory as one chunk of a Dask array, and only each file's row count, per-CV range and
 periodic domains come back to this process. cyfes.fes then sums every chunk on the worker that holds it (on its
-GPU where it has one) and merges the grid-sized partial sums (cyfes._streamed). Dask's distributed scheduler is an
+GPU where it has one) and merges the grid-sized partial sums (cyfes.engine.streamed). Dask's distributed scheduler is an
 optional dependency: ``pip install cyfes[dask]``.
 """
 from __future__ import annotations

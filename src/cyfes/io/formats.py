@@ -1,7 +1,7 @@
 """Files in and out, cyfes's one place to import them from: sample tables, number expressions, surface files.
 
-The jobs live in their own modules: `_numbers` (numbers and pi expressions), `_tables` (sample tables in: PLUMED
-COLVAR, whitespace/CSV text, gzip, .npy), `_writers` (surfaces out). This module gives their public names and
+The jobs live in their own modules: `numbers` (numbers and pi expressions), `tables` (sample tables in: PLUMED
+COLVAR, whitespace/CSV text, gzip, .npy), `writers` (surfaces out). This module gives their public names and
 reads surfaces back: `read_grid(path)` returns the `Grid` (names, axes, values, error, periodic) of any file
 `write_result` writes, and of PLUMED's own grids (public API, for checking and post-processing a run).
 
@@ -31,13 +31,13 @@ from .tables import (
     INPUT_MEMORY_FRACTION,
     PathLike,
     Table,
-    _directives,
-    _is_float,
-    _set_values,
+    directives,
+    is_float,
     max_input_bytes,
     parse_table_text,
     physical_memory,
     read_table,
+    set_values,
 )
 from .writers import (
     CHUNK_ROWS,
@@ -67,7 +67,7 @@ from .writers import (
     writer_memory,
 )
 
-__all__ = [  # the jobs' names, as cyfes.formats always gave them, and the grid readers below
+__all__ = [  # the jobs' names, as cyfes.io.formats gives them, and the grid readers below
     "MAX_NUMBER_TEXT", "parse_number", "parse_positive_int", "INPUT_MEMORY_FRACTION", "PathLike", "Table", "max_input_bytes",
     "parse_table_text", "physical_memory", "read_table", "CHUNK_ROWS", "DAT_FREE_FIELD", "FORMATS",
     "PLUMED_FREE_FIELD", "atomic_write", "check_output_path", "columns_text", "cube_header", "cube_text",
@@ -75,7 +75,7 @@ __all__ = [  # the jobs' names, as cyfes.formats always gave them, and the grid 
     "result_writer", "write_columns", "write_cube", "write_plumed_grid", "write_points", "write_result", "write_text",
     "writer_memory", "check_number_format",
     "Grid", "read_grid", "parse_plumed_grid", "parse_cube",
-    "_directives", "_set_values", "_is_float",  # PLUMED header helpers other readers share (hills_io, compat)
+    "directives", "set_values", "is_float",  # PLUMED header rules the other readers share (hills, cyfes45)
 ]
 
 
@@ -126,7 +126,7 @@ def _read_npz_grid(p: Path) -> Grid:
 
 def parse_plumed_grid(text: str, source: str = "<grid>") -> Grid:
     table = parse_table_text(text, source)
-    sets = _set_values(_directives(text))
+    sets = set_values(directives(text))
     names = [n for n in table.names if f"nbins_{n}" in sets]
     dim = len(names)
     if dim == 0:

@@ -66,7 +66,7 @@ def output_format(path: PathLike, fmt: str | None = None) -> str:
 
 
 def check_output_path(path: PathLike, inputs: Sequence[PathLike] = (), force: bool = False) -> Path:
-    """`path` as a Path, after the refusal rules of cyfes._output (directory exists and takes files; not a
+    """`path` as a Path, after the refusal rules of cyfes.io.output (directory exists and takes files; not a
     FIFO, device, link, read-only file or input unless `force`)."""
     return _output.check_target(path, inputs, force)
 

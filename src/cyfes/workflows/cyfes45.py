@@ -21,7 +21,7 @@ Differences (deliberate): the grid order is right for any point counts (CyFES 4.
 y counts differ); bad input is one error line and exit status 2, files are written atomically; `-device` and
 `-sink` (which 4.5 parsed but never used) are accepted with a warning; where 4.5's float32 weights overflow
 (a bias above 52.89 kcal/mol), 4.5 writes NaN and cyfes computes the right surface, with a warning.
-Only cli.py prints: warnings come back as strings.
+Only the commands print: warnings come back as strings.
 """
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def _columns(path: Path, lines: list[str], sep: str | None, wanted: list[tuple[i
         try:
             values = np.array([float(t) for t in texts])
         except ValueError:
-            bad = next(k for k, t in enumerate(texts) if not formats._is_float(t))
+            bad = next(k for k, t in enumerate(texts) if not formats.is_float(t))
             raise InputError(f"{path}: line {bad + 1}, column {col}: {texts[bad].strip()!r} is not a number"
                              + ("" if bad else " (CyFES 4.5 inputs have no header line)")) from None
         if not np.isfinite(values).all():

@@ -1,5 +1,5 @@
 /* method="binned" on the CPU: linear binning of the samples' weights exp(logw - top) onto a fine grid, each sample
- * spread over the 2^dim nodes of its cell with multilinear weights (cyfes._binned places cells the same way, and
+ * spread over the 2^dim nodes of its cell with multilinear weights (cyfes.engine.binned places cells the same way, and
  * so does cuda/binned.cu). One pass in C, one thread: numpy's bincount per corner took about 1 s per 1e6 samples.
  * Grid: shape[d] nodes per CV in matrix order, node i of CV d at origin[d] + i spacing[d]; a periodic CV's nodes
  * span one period and wrap. */
