@@ -12,7 +12,7 @@ scheduler is given.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -69,9 +69,30 @@ def is_dask(value: Any) -> bool:
     return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "chunks")
 
 
+@dataclass(frozen=True)
+class Stream:
+    """Samples read anew each time they are iterated (a file larger than memory): read() yields (samples, bias,
+    weights) per chunk, numpy arrays (bias, weights None where not given), of the row counts `sizes` (known
+    from a first pass, so blocks can be laid out) and `dim` columns. Memory holds one chunk and the grid."""
+
+    read: Callable[[], Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]]
+    sizes: list[int]
+    dim: int
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        for k, (part, size) in enumerate(zip(self.read(), self.sizes)):
+            if len(part[0]) != size:
+                raise InputError(f"samples: chunk {k} has {len(part[0])} rows, the first pass found {size} "
+                                 "(did the input change while it was read?)")
+            yield part
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+
 def is_chunked(value: Any) -> bool:
-    """Samples given in chunks: a Dask array, or a list or tuple of 2-D numpy arrays (one chunk each)."""
-    if is_dask(value):
+    """Samples given in chunks: a Dask array, a Stream, or a list or tuple of 2-D numpy arrays (one chunk each)."""
+    if is_dask(value) or isinstance(value, Stream):
         return True
     return (isinstance(value, (list, tuple)) and len(value) > 0
             and all(isinstance(v, np.ndarray) and v.ndim == 2 for v in value))
@@ -82,7 +103,7 @@ class Chunks:
     """Samples in chunks: per chunk (samples, bias, weights), numpy arrays or Dask delayed objects (bias and
     weights None where not given), each chunk's row count, and the number of CVs."""
 
-    parts: list[tuple[Any, Any, Any]]
+    parts: list[tuple[Any, Any, Any]]  # or a Stream: read each time it is iterated
     sizes: list[int]
     dim: int
     dask: bool
@@ -121,6 +142,10 @@ def _dask_vector(value: Any, name: str, row_chunks: tuple[int, ...], n: int) -> 
 
 def chunks_of(samples: Any, bias: Any, weights: Any) -> Chunks:
     """The chunks of chunked samples (is_chunked), with bias and weights split to match."""
+    if isinstance(samples, Stream):
+        if bias is not None or weights is not None:
+            raise InputError("bias, weights: a Stream yields them with its samples; give them there")
+        return Chunks(samples, list(samples.sizes), samples.dim, False)  # type: ignore[arg-type]
     if not is_dask(samples):
         sizes = [len(s) for s in samples]
         dims = {s.shape[1] for s in samples}
