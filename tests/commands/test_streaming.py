@@ -115,6 +115,22 @@ def test_a_column_only_some_restarts_have_is_refused_as_in_memory(tmp_path, smal
     assert "'extra' is only in data segments 3 of 3" in whole
 
 
+def test_inputs_above_the_in_memory_bound_stream_by_themselves(tmp_path, small_buffer, capsys, monkeypatch):
+    inp = tmp_path / "COLVAR"
+    _colvar(inp)
+    mem = _run(tmp_path, inp, "mem.npz")
+    monkeypatch.setenv("CYFES_MAX_INPUT_BYTES", str(inp.stat().st_size - 1))
+    out = tmp_path / "auto.npz"
+    assert main(["fes", str(inp), *[a for a in ARGS if a != "-q"], "--chunk-rows", "300", "-o", str(out)]) == 0
+    assert "cyfes: streamed 1 input(s) in " in capsys.readouterr().out
+    np.testing.assert_allclose(np.load(out)["values"], mem["values"], rtol=0, atol=1e-10)
+    np.save(tmp_path / "x.npy", np.zeros((50_000, 2)))  # an array above the bound is refused as before, not streamed
+    assert main(["fes", str(tmp_path / "x.npy"), "--sigma", "0.1", "--device", "cpu"]) == 2
+    assert "set CYFES_MAX_INPUT_BYTES to allow more" in capsys.readouterr().err
+    assert main(["fes", str(tmp_path / "x.npy"), "--sigma", "0.1", "--device", "cpu", "--stream"]) == 2
+    assert "x.npy: a .npy array is not read in chunks" in capsys.readouterr().err
+
+
 def test_options_that_need_every_sample_are_refused_with_stream(tmp_path, capsys):
     inp = tmp_path / "COLVAR"
     _colvar(inp, 300)

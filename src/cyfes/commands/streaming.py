@@ -14,7 +14,7 @@ import numpy as np
 
 from .._errors import InputError
 from ..engine import streamed
-from ..io import tables
+from ..io import input_formats, tables
 from . import options
 
 
@@ -45,8 +45,10 @@ def wanted(args: argparse.Namespace) -> bool:
         if why:
             raise InputError(why)
         return True
-    size = sum(Path(p).stat().st_size for p in args.inputs if Path(p).is_file())
-    return size > tables.max_input_bytes() and _refusal(args) is None
+    files = [Path(p) for p in args.inputs if Path(p).is_file()]
+    if any(p.suffix.lower() == ".npy" or input_formats.is_npy(p) for p in files):
+        return False  # .npy arrays are not read in chunks: the in-memory path says whether one fits
+    return sum(p.stat().st_size for p in files) > tables.max_input_bytes() and _refusal(args) is None
 
 
 @dataclass

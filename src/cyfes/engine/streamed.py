@@ -1,11 +1,12 @@
 """Samples that come in chunks, summed chunk by chunk and merged exactly.
 
-Three sources: a list of (N_i, D) arrays (summed one after the other in this process: memory holds one chunk and
-the grid), a Dask array (each chunk summed on the worker that holds it, on that worker's GPU where it has one;
-only grid-sized partial sums travel and merge on the workers, so the samples never gather on the client), and
-files read on the workers (`cyfes fes --scheduler`). A chunk's contribution to a block is the pair (log sum_j w_j
-K(x - s_j) on every grid point, log sum_j w_j): log-sums of disjoint sets of samples add by log-add-exp, so the
-merged sums are the one-process sums up to rounding, whatever the chunking.
+Four sources: a list of (N_i, D) arrays (summed one after the other in this process: memory holds one chunk and the
+grid), a Stream (chunks read anew from files each time it is iterated: `cyfes fes --stream`), a Dask array (each
+chunk summed on the worker that holds it, on that worker's GPU where it has one; only grid-sized partial sums travel
+and merge on the workers, so the samples never gather on the client), and files read on the workers (`cyfes fes
+--scheduler`). A chunk's contribution to a block is the pair (log sum_j w_j K(x - s_j) on every grid point, log
+sum_j w_j): log-sums of disjoint sets of samples add by log-add-exp, so the merged sums are the one-process sums up
+to rounding, whatever the chunking.
 
 Dask is an optional dependency (``pip install cyfes[dask]``); nothing here imports it unless a Dask array or a
 scheduler is given.
