@@ -81,11 +81,16 @@ class Stream:
     dim: int
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
-        for k, (part, size) in enumerate(zip(self.read(), self.sizes)):
-            if len(part[0]) != size:
-                raise InputError(f"samples: chunk {k} has {len(part[0])} rows, the first pass found {size} "
-                                 "(did the input change while it was read?)")
+        count = 0
+        for part in self.read():
+            if count >= len(self.sizes) or len(part[0]) != self.sizes[count]:
+                raise InputError(f"samples: chunk {count} differs from the first pass's (did the input change "
+                                 "while it was read?)")
+            count += 1
             yield part
+        if count != len(self.sizes):
+            raise InputError(f"samples: {count} chunks, the first pass found {len(self.sizes)} (did the input "
+                             "change while it was read?)")
 
     def __len__(self) -> int:
         return len(self.sizes)
