@@ -112,14 +112,15 @@ class Plan:
 
     def memory(self, grid_points: int, blocks: int) -> str:
         """The memory bound, in words: buffer + one block's parsed rows + one chunk + the grid's sums."""
-        width = max(len(f.table.file_names or f.table.names) for f in self.files)
-        parsed = max(f.block_rows for f in self.files) * width * 8
-        chunk = self.args.chunk_rows * width * 8
+        width = max(len(f.table.file_names or f.table.names) for f in self.files)  # at most, the columns converted
+        block_rows = max(f.block_rows for f in self.files)
+        rows = min(self.args.chunk_rows, block_rows)  # a chunk is cut from one block's rows
+        parsed, chunk = block_rows * width * 8, rows * width * 8
         grid = 3 * grid_points * blocks * 8  # a chunk's partial sums, the running total, the merged copy
         total = tables.BLOCK_BYTES + parsed + chunk + grid
         mib = lambda n: f"{n / 2**20:.1f} MiB"  # noqa: E731
         return (f"memory bound about {mib(total)}: read buffer {mib(tables.BLOCK_BYTES)} + one block's parsed rows "
-                f"{mib(parsed)} + chunk of {self.args.chunk_rows:,} rows {mib(chunk)} + grid sums "
+                f"{mib(parsed)} + chunk of {rows:,} rows {mib(chunk)} + grid sums "
                 f"{grid_points:,} points x {blocks} blocks {mib(grid)} (plus the kernels' working set per chunk)")
 
 
