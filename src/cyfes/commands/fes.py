@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .._errors import InputError
 from ..workflows import metad_reweight
-from . import judging, options, scanning, windows
+from . import judging, options, scanning, streaming, windows
 
 FES_DESCRIPTION = """\
 Compute the free energy surface F(x) = -kT ln P(x) of collective variables (CVs) sampled in a (biased)
@@ -41,6 +41,7 @@ def configure_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fes", help="compute a free energy surface", description=FES_DESCRIPTION, epilog=FES_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     options.add_fes_arguments(p)
+    streaming.add_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     judging.check(args)
     metad_reweight.check_arguments(args)
     scanning.check(args)
-    clock = [time.perf_counter()]
+    clock, stream_line = [time.perf_counter()], []
     if args.scheduler:
         if args.sigma.strip().lower() == "auto":
             raise InputError("--sigma auto: not with --scheduler (it needs every sample here); give the widths")
@@ -59,6 +60,14 @@ def run(args: argparse.Namespace) -> int:
             samples = options.load_on_cluster(args, client)
             clock.append(time.perf_counter())
             result = options.surface(args, samples)
+    elif streaming.wanted(args):
+        samples, plan = streaming.load(args)
+        clock.append(time.perf_counter())
+        bins = options.parse_bins(args.bins, len(samples.names))
+        if getattr(args, "verbose", False):  # the bound up front, before the second pass
+            print(f"{options.PROG}: {streaming.describe(plan, bins, args.blocks)}", file=sys.stderr)
+        result = options.surface(args, samples)
+        stream_line = [f"{options.PROG}: {streaming.describe(plan, bins, args.blocks)}"]
     else:
         samples = windows.load(args, options.Samples, options.plan_grid) if args.windows else options.load_samples(args)
         clock.append(time.perf_counter())
@@ -68,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     written = options.write_outputs(result, args, judging.extra_outputs(args, result) + scan_plots)
     clock.append(time.perf_counter())
     if not args.quiet:
-        print("\n".join([options.summary(result, written)] + judging.report(args, result) + scan_lines))
+        print("\n".join([options.summary(result, written)] + stream_line + judging.report(args, result) + scan_lines))
     if getattr(args, "verbose", False):
         read, surface, write = (b - a for a, b in zip(clock, clock[1:]))
         size = sum(Path(p).stat().st_size for p in args.inputs if Path(p).is_file())

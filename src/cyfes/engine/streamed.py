@@ -1,18 +1,19 @@
 """Samples that come in chunks, summed chunk by chunk and merged exactly.
 
-Three sources: a list of (N_i, D) arrays (summed one after the other in this process: memory holds one chunk and
-the grid), a Dask array (each chunk summed on the worker that holds it, on that worker's GPU where it has one;
-only grid-sized partial sums travel and merge on the workers, so the samples never gather on the client), and
-files read on the workers (`cyfes fes --scheduler`). A chunk's contribution to a block is the pair (log sum_j w_j
-K(x - s_j) on every grid point, log sum_j w_j): log-sums of disjoint sets of samples add by log-add-exp, so the
-merged sums are the one-process sums up to rounding, whatever the chunking.
+Four sources: a list of (N_i, D) arrays (summed one after the other in this process: memory holds one chunk and the
+grid), a Stream (chunks read anew from files each time it is iterated: `cyfes fes --stream`), a Dask array (each
+chunk summed on the worker that holds it, on that worker's GPU where it has one; only grid-sized partial sums travel
+and merge on the workers, so the samples never gather on the client), and files read on the workers (`cyfes fes
+--scheduler`). A chunk's contribution to a block is the pair (log sum_j w_j K(x - s_j) on every grid point, log
+sum_j w_j): log-sums of disjoint sets of samples add by log-add-exp, so the merged sums are the one-process sums up
+to rounding, whatever the chunking.
 
 Dask is an optional dependency (``pip install cyfes[dask]``); nothing here imports it unless a Dask array or a
 scheduler is given.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -69,9 +70,35 @@ def is_dask(value: Any) -> bool:
     return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "chunks")
 
 
+@dataclass(frozen=True)
+class Stream:
+    """Samples read anew each time they are iterated (a file larger than memory): read() yields (samples, bias,
+    weights) per chunk, numpy arrays (bias, weights None where not given), of the row counts `sizes` (known
+    from a first pass, so blocks can be laid out) and `dim` columns. Memory holds one chunk and the grid."""
+
+    read: Callable[[], Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]]
+    sizes: list[int]
+    dim: int
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        count = 0
+        for part in self.read():
+            if count >= len(self.sizes) or len(part[0]) != self.sizes[count]:
+                raise InputError(f"samples: chunk {count} differs from the first pass's (did the input change "
+                                 "while it was read?)")
+            count += 1
+            yield part
+        if count != len(self.sizes):
+            raise InputError(f"samples: {count} chunks, the first pass found {len(self.sizes)} (did the input "
+                             "change while it was read?)")
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+
 def is_chunked(value: Any) -> bool:
-    """Samples given in chunks: a Dask array, or a list or tuple of 2-D numpy arrays (one chunk each)."""
-    if is_dask(value):
+    """Samples given in chunks: a Dask array, a Stream, or a list or tuple of 2-D numpy arrays (one chunk each)."""
+    if is_dask(value) or isinstance(value, Stream):
         return True
     return (isinstance(value, (list, tuple)) and len(value) > 0
             and all(isinstance(v, np.ndarray) and v.ndim == 2 for v in value))
@@ -82,7 +109,7 @@ class Chunks:
     """Samples in chunks: per chunk (samples, bias, weights), numpy arrays or Dask delayed objects (bias and
     weights None where not given), each chunk's row count, and the number of CVs."""
 
-    parts: list[tuple[Any, Any, Any]]
+    parts: list[tuple[Any, Any, Any]]  # or a Stream: read each time it is iterated
     sizes: list[int]
     dim: int
     dask: bool
@@ -121,6 +148,10 @@ def _dask_vector(value: Any, name: str, row_chunks: tuple[int, ...], n: int) -> 
 
 def chunks_of(samples: Any, bias: Any, weights: Any) -> Chunks:
     """The chunks of chunked samples (is_chunked), with bias and weights split to match."""
+    if isinstance(samples, Stream):
+        if bias is not None or weights is not None:
+            raise InputError("bias, weights: a Stream yields them with its samples; give them there")
+        return Chunks(samples, list(samples.sizes), samples.dim, False)  # type: ignore[arg-type]
     if not is_dask(samples):
         sizes = [len(s) for s in samples]
         dims = {s.shape[1] for s in samples}

@@ -3,6 +3,7 @@
 Text is streamed through one fixed buffer and parsed by table_parse.h (docs/reader.md)."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
@@ -126,18 +127,83 @@ def read_table(path: PathLike, fmt: str | None = None, columns: Sequence[str] | 
     if fmt == "npy" or (fmt is None and (p.suffix.lower() == ".npy" or input_formats.is_npy(p))):
         return _read_npy(p)
     limit = max_input_bytes()
-    head = None if fields_required and fmt is None else text_head(p, limit)  # one read tells and checks the format
-    kind = fmt or (None if head is None else input_formats.detect(head)[0])
+    kind = _text_kind(p, fmt, limit, fields_required)
     if kind in ("colvars", "xvg"):
         return input_formats.parse_text(whole_text(p, limit), str(p), fmt, parse_table_text)
-    try:
-        if fmt is not None and head is not None:
-            _check_forced(p, fmt, head)
+    with _forced_format(fmt):
         return _stream_table(p, limit, kind, columns, threads, fields_required)
+
+
+def _text_kind(p: Path, fmt: str | None, limit: int, fields_required: bool) -> str | None:
+    """The format of a text file, from --input-format (checked against the file's start) or its content."""
+    from . import input_formats  # deferred: a cycle (input_formats imports this module)
+    head = None if fields_required and fmt is None else text_head(p, limit)  # one read tells and checks the format
+    if fmt is not None and head is not None and fmt not in ("colvars", "xvg"):
+        with _forced_format(fmt):
+            _check_forced(p, fmt, head)
+    return fmt or (None if head is None else input_formats.detect(head)[0])
+
+
+@contextlib.contextmanager
+def _forced_format(fmt: str | None) -> Iterator[None]:
+    """An error reading a file as --input-format asks says so."""
+    from . import input_formats  # deferred: a cycle (input_formats imports this module)
+    try:
+        yield
     except InputError as exc:
         if fmt is None:
             raise
         raise InputError(f"{exc} (read as {input_formats.label(fmt)}, as --input-format {fmt} asks)") from None
+
+
+#: Rows per chunk of a ChunkedTable when none is asked for (1e6 rows of 3 columns: 24 MB).
+CHUNK_ROWS_DEFAULT = 1_000_000
+
+
+class ChunkedTable:
+    """A PLUMED, CSV or plain text table (.gz too) read chunk by chunk, each time it is iterated: every rule of
+    read_table (FIELDS and SET lines, restarts, headers that change mid-file, the same errors with file:line),
+    through the same C parser and its one buffer of BLOCK_BYTES, with no bound on the file's size.
+
+    Iterating yields (column names, rows) chunks of at most `rows` rows (a copy each); the names are those of
+    the part of the file the rows come from (restarts whose FIELDS differ give parts of other columns). Once
+    the file was read to its end, `table` is the Table read_table would give, with no rows (its names: the
+    columns every part has; periodic domains, notes, dropped columns), and `block_rows` the most rows one block
+    of text held (the parsed rows held at once: block_rows x columns x 8 bytes)."""
+
+    def __init__(self, path: PathLike, fmt: str | None = None, columns: Sequence[str] | None = None,
+                 rows: int = CHUNK_ROWS_DEFAULT, threads: int = 0) -> None:
+        from . import input_formats  # deferred: a cycle (input_formats imports this module)
+        p = Path(path)
+        if p.is_dir():
+            raise InputError(f"{p}: is a directory, not a data file")
+        input_formats.check_name(fmt)
+        if fmt == "npy" or (fmt is None and (p.suffix.lower() == ".npy" or input_formats.is_npy(p))):
+            raise InputError(f"{p}: a .npy array is not read in chunks; give a text table, or the array itself "
+                             "to cyfes.fes (np.load with mmap_mode='r', in slices)")
+        self.kind = _text_kind(p, fmt, _NO_LIMIT, False)
+        if self.kind in ("colvars", "xvg"):
+            raise InputError(f"{p}: {input_formats.label(self.kind)} is read whole, not in chunks; chunked reading "
+                             "takes PLUMED, CSV and plain text tables")
+        self.path, self.fmt, self.columns, self.threads = p, fmt, columns, threads
+        self.rows = max(1, int(rows))
+        self.table: Table | None = None
+        self.block_rows = 0
+
+    def __iter__(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        reader = _TextReader(str(self.path), self.columns, self.threads, None, self.kind == "plumed")
+        with _forced_format(self.fmt):
+            for buf, stop, _ in _text_blocks(self.path, _NO_LIMIT):
+                reader.feed(buf, stop)
+                for names, data in reader.take():
+                    self.block_rows = max(self.block_rows, len(data))
+                    for lo in range(0, len(data), self.rows):
+                        yield names, data[lo:lo + self.rows].copy()
+            self.table = reader.described()
+
+
+#: The size bound of a chunked read: none.
+_NO_LIMIT = 1 << 62
 
 
 def _stream_table(p: Path, limit: int, kind: str | None, columns: Sequence[str] | None, threads: int,
@@ -246,7 +312,8 @@ def _fill_blocks(handle: BinaryIO, p: Path, limit: int, size: int | None,
         total += n
         if total > limit:
             raise InputError(f"{p}: is larger than {limit:,} bytes" + (" decompressed" if gz else "")
-                             + "; cyfes reads inputs into memory (set CYFES_MAX_INPUT_BYTES to allow more)")
+                             + "; cyfes reads inputs into memory (set CYFES_MAX_INPUT_BYTES to allow more, or "
+                              "read it in chunks: cyfes fes --stream)")
         filled += n
         if n and filled < len(buf):
             continue
@@ -419,6 +486,8 @@ class _TextReader:
         self.nonblank = False
         self.line = 1                        # line number of the block's first byte
         self.offset = 0                      # bytes fed before this block
+        self.part_names: list[list[str]] = []  # chunked: the columns of every part taken so far
+        self.taken = False                   # chunked: whether any rows were taken
 
     # -- blocks
     def feed(self, buf: bytearray, stop: int) -> None:
@@ -594,20 +663,46 @@ class _TextReader:
     def _no_fields(self) -> str:
         return f"{self.source}: no '#! FIELDS' header line; not a PLUMED HILLS/COLVAR file"
 
+    # -- chunks (ChunkedTable)
+    def take(self) -> list[tuple[list[str], np.ndarray]]:
+        """The rows parsed since the last take, per part (their column names, a view valid until the next feed);
+        the parts are emptied for the next block, their arrays kept."""
+        out = [(p.names, p.data[:p.rows]) for p in self.parts if p.rows]
+        for part in self.parts:
+            if part.rows and part.names not in self.part_names:
+                self.part_names.append(part.names)
+            part.rows = 0
+        self.taken = self.taken or bool(out)
+        self.parts = self.parts[-1:]
+        return out
+
+    def described(self) -> Table:
+        """After every chunk was taken: the Table the whole-file reader would give, with no rows."""
+        self._end_segment()
+        self._check_rows(self.taken)
+        common = [n for n in self.part_names[0] if all(n in other for other in self.part_names)]
+        return self._described(common, np.empty((0, len(common))))
+
     # -- the table
     def table(self) -> Table:
         self._end_segment()
+        parts = [(p.names, p.array()) for p in self.parts if p.rows]
+        self._check_rows(bool(parts))
+        return self._described(*_join_parts(parts))
+
+    def _check_rows(self, any_rows: bool) -> None:
         src = self.source
         if self.mode is None and self.fields_required:
             raise InputError(self._no_fields())
         if self.mode is None:
             raise InputError(f"{src}: has only comment lines, no data rows" if self.nonblank else f"{src}: is empty")
-        parts = [(p.names, p.array()) for p in self.parts if p.rows]
-        if not parts:
+        if not any_rows:
             raise InputError(f"{src}: has a '#! FIELDS' header but no data rows" if self.mode == "colvar"
                              else f"{src}: has a header line but no data rows")
+
+    def _described(self, names: list[str], data: np.ndarray) -> Table:
+        src = self.source
         every, _, dropped = _merge_segments([(n, np.empty((0, len(n)))) for n in self.segment_names], src)
-        names, data = _join_parts(parts)
         for key in self.wanted or []:
             if key not in every and key not in dropped:  # as the whole table would say it
                 Table(every, np.empty((0, len(every))), src, dropped=dropped).column_index(key)

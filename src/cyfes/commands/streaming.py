@@ -1,0 +1,154 @@
+"""`cyfes fes --stream`: inputs larger than memory read in chunks, twice. The first pass checks every line (the
+errors of the whole-file reader, with file:line, before any sum), counts the rows each chunk keeps after --skip
+and --stride, and finds each column's range (for a grid without --range) and the `#! SET` domains; the second
+pass sums chunk by chunk through cyfes.fes's exact merge (engine/streamed.py). Memory: the read buffer, one
+block's parsed rows, one chunk and the grid's partial sums, whatever the file's size."""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._errors import InputError
+from ..engine import streamed
+from ..io import input_formats, tables
+from . import options
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("streaming (inputs larger than memory)")
+    g.add_argument("--stream", action="store_true", help="read the inputs in chunks, in two passes (check and "
+                   "range, then sums): memory stays bounded whatever their size (default: only when they are "
+                   "larger than the in-memory bound, CYFES_MAX_INPUT_BYTES or 1/8 of memory)")
+    g.add_argument("--chunk-rows", type=int, default=tables.CHUNK_ROWS_DEFAULT, metavar="N",
+                   help=f"rows summed at once when streaming (default {tables.CHUNK_ROWS_DEFAULT:,})")
+
+
+def _refusal(args: argparse.Namespace) -> str | None:
+    """Why these options need every sample in memory, or None."""
+    needs = [("--sigma auto", args.sigma.strip().lower() == "auto"), ("--hills", bool(args.hills)),
+             ("--windows", bool(args.windows)), ("--scheduler", bool(args.scheduler)),
+             ("--block-scan", bool(args.block_scan)), ("--sigma-scan", bool(args.sigma_scan))]
+    found = [flag for flag, on in needs if on]
+    return f"{found[0]}: needs every sample in memory; not with --stream" if found else None
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    """--stream, or inputs larger than the in-memory bound (and no option that needs them in memory)."""
+    if args.chunk_rows < 1:
+        raise InputError(f"--chunk-rows: must be >= 1, got {args.chunk_rows}")
+    if args.stream:
+        why = _refusal(args)
+        if why:
+            raise InputError(why)
+        return True
+    files = [Path(p) for p in args.inputs if Path(p).is_file()]
+    if any(p.suffix.lower() == ".npy" or input_formats.is_npy(p) for p in files):
+        return False  # .npy arrays are not read in chunks: the in-memory path says whether one fits
+    return sum(p.stat().st_size for p in files) > tables.max_input_bytes() and _refusal(args) is None
+
+
+@dataclass
+class _File:
+    """One input after the first pass: its Table (no rows), per chunk the file row it starts at, its rows and
+    the kept rows' per-column range."""
+
+    path: str
+    table: tables.Table = None  # type: ignore[assignment]
+    chunks: list[tuple[int, int, list[str], np.ndarray, np.ndarray]] = field(default_factory=list)
+    block_rows: int = 0
+
+
+def _kept(data: np.ndarray, start: int, skip: int, stride: int) -> np.ndarray:
+    """The rows of a chunk starting at file row `start` that --skip and --stride keep."""
+    first = skip - start if start < skip else (-(start - skip)) % stride
+    return data[first::stride]
+
+
+def _reader(path: str, args: argparse.Namespace) -> tables.ChunkedTable:
+    return tables.ChunkedTable(path, options._input_format(args), options._wanted(args), args.chunk_rows)
+
+
+def _first_pass(path: str, args: argparse.Namespace) -> _File:
+    got, start, reader = _File(path), 0, _reader(path, args)
+    for names, data in reader:
+        kept = _kept(data, start, args.skip, args.stride)
+        lo, hi = (kept.min(axis=0), kept.max(axis=0)) if len(kept) else (None, None)
+        got.chunks.append((start, len(kept), names, lo, hi))
+        start += len(data)
+    got.table, got.block_rows = reader.table, reader.block_rows
+    if not any(n for _, n, *_ in got.chunks):
+        raise InputError(f"{path}: no rows left after --skip {args.skip} (the file has {start} rows)")
+    return got
+
+
+def _pick(rows: np.ndarray, names: list[str], keys: list[str]) -> np.ndarray:
+    return rows[:, [names.index(k) for k in keys]]
+
+
+@dataclass
+class Plan:
+    """What the second pass reads: the files, the columns by name (cv, bias, weights), the memory bound."""
+
+    files: list[_File]
+    columns: tuple[list[str], list[str], list[str]]
+    skip: int
+    stride: int
+    args: argparse.Namespace
+
+    def read(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        cvs, bias, weights = self.columns
+        for f in self.files:
+            start = 0
+            for names, data in _reader(f.path, self.args):
+                kept = _kept(data, start, self.skip, self.stride)
+                start += len(data)
+                if len(kept):
+                    yield (_pick(kept, names, cvs), _pick(kept, names, bias).sum(axis=1) if bias else None,
+                           _pick(kept, names, weights).prod(axis=1) if weights else None)
+
+    def memory(self, grid_points: int, blocks: int) -> str:
+        """The memory bound, in words: buffer + one block's parsed rows + one chunk + the grid's sums."""
+        width = max(len(f.table.file_names or f.table.names) for f in self.files)  # at most, the columns converted
+        block_rows = max(f.block_rows for f in self.files)
+        rows = min(self.args.chunk_rows, block_rows)  # a chunk is cut from one block's rows
+        parsed, chunk = block_rows * width * 8, rows * width * 8
+        grid = 3 * grid_points * blocks * 8  # a chunk's partial sums, the running total, the merged copy
+        total = tables.BLOCK_BYTES + parsed + chunk + grid
+        mib = lambda n: f"{n / 2**20:.1f} MiB"  # noqa: E731
+        return (f"memory bound about {mib(total)}: read buffer {mib(tables.BLOCK_BYTES)} + one block's parsed rows "
+                f"{mib(parsed)} + chunk of {rows:,} rows {mib(chunk)} + grid sums "
+                f"{grid_points:,} points x {blocks} blocks {mib(grid)} (plus the kernels' working set per chunk)")
+
+
+def load(args: argparse.Namespace) -> tuple[options.Samples, Plan]:
+    """The first pass over every input; Samples whose values are a streamed.Stream (the second pass)."""
+    options._check_rows(args)
+    files = [_first_pass(path, args) for path in args.inputs]
+    for f in files:
+        options._warn_notes(f.table)
+    cv_keys, bias_keys, weight_keys = options._keys(args, files[0].table)
+    by_name = lambda t, keys: [t.names[t.column_index(k)] for k in keys]  # noqa: E731
+    for f in files[1:]:
+        by_name(f.table, cv_keys + bias_keys + weight_keys)  # each file must have them (the same error)
+    first = files[0].table
+    columns = (by_name(first, cv_keys), by_name(first, bias_keys), by_name(first, weight_keys))
+    names = columns[0]
+    domains = {n: f.table.periodic[n] for f in files for n in names if n in f.table.periodic}
+    plan = Plan(files, columns, args.skip, args.stride, args)
+    spans = [(lo[[cn.index(n) for n in names]], hi[[cn.index(n) for n in names]])
+             for f in files for _, count, cn, lo, hi in f.chunks if count]
+    data_range = (np.min([s[0] for s in spans], axis=0), np.max([s[1] for s in spans], axis=0))
+    sizes = [count for f in files for _, count, *_ in f.chunks if count]
+    stream = streamed.Stream(plan.read, sizes, len(names))
+    return options.Samples(names, stream, None, None, domains, data_range), plan
+
+
+def describe(plan: Plan, bins: list[int], blocks: int) -> str:
+    """The line on streaming: chunks, passes and the memory bound."""
+    count = sum(1 for f in plan.files for c in f.chunks if c[1])
+    return (f"streamed {len(plan.files)} input(s) in {count} chunks, read twice (a first pass for the checks, "
+            "row counts and ranges, then the sums); " + plan.memory(int(np.prod(bins)), max(1, blocks)))

@@ -1,0 +1,173 @@
+"""`cyfes fes --stream`: a file read in chunks (a small read buffer and --chunk-rows force many) gives the
+surface and block errors of the in-memory run, and of the float64 numpy reference; errors name file:line."""
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cyfes.commands.main import main
+from cyfes.io import tables
+from reference import block_error, free_energy, regular_grid
+
+KT = 0.0083144626181532 * 300.0
+
+
+def _colvar(path: Path, n: int = 3000, seed: int = 0) -> np.ndarray:
+    """TEST FIXTURE: a COLVAR with two restarts inside the file, the second of which reorders its FIELDS and
+    adds a column; returns the rows as (phi, psi, metad.bias), rounded as written."""
+    rng = np.random.default_rng(seed)
+    rows = np.round(np.column_stack([rng.uniform(-math.pi, math.pi, n), rng.normal(0.3, 0.7, n),
+                                     rng.uniform(0, 6, n)]), 6)
+    a, b = n // 3, 2 * n // 3
+    with open(path, "w") as out:
+        out.write("#! FIELDS time phi psi metad.bias\n#! SET min_phi -pi\n#! SET max_phi pi\n")
+        np.savetxt(out, np.column_stack([np.arange(a), rows[:a]]), fmt="%.6f")
+        out.write("#! FIELDS time phi psi metad.bias\n#! SET min_phi -pi\n#! SET max_phi pi\n")
+        np.savetxt(out, np.column_stack([np.arange(a, b), rows[a:b]]), fmt="%.6f")
+        out.write("#! FIELDS time metad.bias psi extra phi\n#! SET min_phi -pi\n#! SET max_phi pi\n")
+        part = rows[b:]
+        np.savetxt(out, np.column_stack([np.arange(b, n), part[:, 2], part[:, 1], np.zeros(len(part)), part[:, 0]]),
+                   fmt="%.6f")
+    return rows
+
+
+ARGS = ["--cv", "phi,psi", "--bias", "metad.bias", "--sigma", "0.3,0.25", "--bins", "12,10", "--range", "psi=-2,2.5",
+        "--skip", "101", "--stride", "3", "--blocks", "4", "--tolerance", "0", "--device", "cpu", "-q"]
+
+
+@pytest.fixture
+def small_buffer(monkeypatch):
+    monkeypatch.setattr(tables, "BLOCK_BYTES", 8192)  # many blocks of text, so restarts fall between and inside
+
+
+def _run(tmp_path: Path, inp: Path, name: str, *extra: str) -> dict:
+    out = tmp_path / name
+    assert main(["fes", str(inp), *ARGS, "-o", str(out), *extra]) == 0
+    return dict(np.load(out))
+
+
+def test_streamed_surface_and_block_errors_equal_the_in_memory_run(tmp_path, small_buffer, capsys):
+    inp = tmp_path / "COLVAR"
+    rows = _colvar(inp)
+    mem = _run(tmp_path, inp, "mem.npz")
+    got = _run(tmp_path, inp, "stream.npz", "--stream", "--chunk-rows", "97")
+    np.testing.assert_allclose(got["values"], mem["values"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got["error"], mem["error"], rtol=0, atol=1e-10)
+    assert np.array_equal(got["axis0"], mem["axis0"]) and np.array_equal(got["axis1"], mem["axis1"])
+    kept = rows[101::3]  # the independent reference: numpy, from the rows as written
+    grid = regular_grid([got["axis0"], got["axis1"]])
+    period = np.array([2 * math.pi, 0.0])
+    ref = free_energy(kept[:, :2], [0.3, 0.25], grid, bias=kept[:, 2], period=period).reshape(12, 10)
+    np.testing.assert_allclose(got["values"], ref, rtol=0, atol=1e-9)
+    err = block_error(kept[:, :2], [0.3, 0.25], grid, 4, bias=kept[:, 2], period=period).reshape(12, 10)
+    np.testing.assert_allclose(got["error"], err, rtol=0, atol=1e-9)
+
+
+def test_streamed_gzip_without_range_takes_the_data_range_from_the_first_pass(tmp_path, small_buffer, capsys):
+    inp = tmp_path / "COLVAR"
+    _colvar(inp)
+    gz = tmp_path / "COLVAR.gz"
+    gz.write_bytes(gzip.compress(inp.read_bytes()))
+    args = [a for a in ARGS if a not in ("--range", "psi=-2,2.5")]
+    outs = []
+    for name, extra in (("mem.npz", []), ("stream.npz", ["--stream", "--chunk-rows", "50", "-v"])):
+        assert main(["fes", str(gz), *args, "-o", str(tmp_path / name), *extra]) == 0
+        outs.append(np.load(tmp_path / name))
+    np.testing.assert_allclose(outs[1]["values"], outs[0]["values"], rtol=0, atol=1e-10)
+    assert np.array_equal(outs[1]["axis1"], outs[0]["axis1"])
+    err = capsys.readouterr().err
+    assert "memory bound about" in err and "chunk of 50 rows" in err
+
+
+def test_a_bad_row_in_the_third_chunk_names_its_file_and_line(tmp_path, small_buffer, capsys):
+    inp = tmp_path / "COLVAR"
+    _colvar(inp)
+    lines = inp.read_text().splitlines(keepends=True)
+    lines[2500] = "17 0.5 oops 1.0\n"  # line 2501: past two restarts and many buffers of text
+    inp.write_text("".join(lines))
+    assert main(["fes", str(inp), *ARGS, "--stream", "--chunk-rows", "400", "-o", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"cyfes: error: {inp}: line 2501, column 3: 'oops' is not a number"], err
+    assert not (tmp_path / "x.npz").exists()
+    chunks = 0
+    with pytest.raises(Exception, match="line 2501"):  # the chunked reader itself: rows come first, then the error
+        for _ in tables.ChunkedTable(inp, columns=["phi", "psi"], rows=400):
+            chunks += 1
+    assert chunks >= 3
+
+
+def test_a_column_only_some_restarts_have_is_refused_as_in_memory(tmp_path, small_buffer, capsys):
+    inp = tmp_path / "COLVAR"
+    _colvar(inp)
+    base = ["fes", str(inp), "--cv", "phi,extra", "--sigma", "0.3", "--device", "cpu", "-q"]
+    assert main(base) == 2
+    whole = capsys.readouterr().err
+    assert main(base + ["--stream", "--chunk-rows", "100"]) == 2
+    assert capsys.readouterr().err == whole
+    assert "'extra' is only in data segments 3 of 3" in whole
+
+
+def test_inputs_above_the_in_memory_bound_stream_by_themselves(tmp_path, small_buffer, capsys, monkeypatch):
+    inp = tmp_path / "COLVAR"
+    _colvar(inp)
+    mem = _run(tmp_path, inp, "mem.npz")
+    monkeypatch.setenv("CYFES_MAX_INPUT_BYTES", str(inp.stat().st_size - 1))
+    out = tmp_path / "auto.npz"
+    assert main(["fes", str(inp), *[a for a in ARGS if a != "-q"], "--chunk-rows", "300", "-o", str(out)]) == 0
+    assert "cyfes: streamed 1 input(s) in " in capsys.readouterr().out
+    np.testing.assert_allclose(np.load(out)["values"], mem["values"], rtol=0, atol=1e-10)
+    np.save(tmp_path / "x.npy", np.zeros((50_000, 2)))  # an array above the bound is refused as before, not streamed
+    assert main(["fes", str(tmp_path / "x.npy"), "--sigma", "0.1", "--device", "cpu"]) == 2
+    assert "set CYFES_MAX_INPUT_BYTES to allow more" in capsys.readouterr().err
+    assert main(["fes", str(tmp_path / "x.npy"), "--sigma", "0.1", "--device", "cpu", "--stream"]) == 2
+    assert "x.npy: a .npy array is not read in chunks" in capsys.readouterr().err
+
+
+def test_options_that_need_every_sample_are_refused_with_stream(tmp_path, capsys):
+    inp = tmp_path / "COLVAR"
+    _colvar(inp, 300)
+    assert main(["fes", str(inp), "--cv", "phi,psi", "--sigma", "auto", "--stream"]) == 2
+    assert capsys.readouterr().err.strip() == ("cyfes: error: --sigma auto: needs every sample in memory; "
+                                               "not with --stream")
+
+
+@pytest.mark.slow
+def test_a_file_larger_than_the_address_space_limit_streams(tmp_path):
+    """Under `ulimit -v` smaller than the file's data: the in-memory run is refused (out of memory), the streamed
+    run gives the surface of a reference computed from a few rows repeated (a TEST FIXTURE)."""
+    base = np.array([[-1.0, 0.5, 0.0], [1.0, -0.5, 1.0], [0.2, 0.1, 2.0], [2.5, 1.5, 0.5]])
+    reps = 7_500_000  # 3e7 rows: 450 MB of text, 720 MB as float64 (the three columns read)
+    inp = tmp_path / "COLVAR"
+    line = "".join(f"0 {a:.1f} {b:.1f} {c:.1f}\n" for a, b, c in base).encode()
+    with open(inp, "wb") as out:
+        out.write(b"#! FIELDS time phi psi metad.bias\n")
+        for _ in range(reps // 100_000):
+            out.write(line * 100_000)
+    limit = 500 << 20  # address space: the interpreter, numpy, the engine and a few chunks, not 720 MB of data
+    script = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+        from cyfes.commands.main import main
+        sys.exit(main(sys.argv[1:]))""")
+    args = [str(inp), "--cv", "phi,psi", "--bias", "metad.bias", "--sigma", "0.4", "--bins", "9",
+            "--range", "phi=-3,3", "--range", "psi=-2,2", "--device", "cpu", "--threads", "1", "-q"]
+    env = {**os.environ, "CYFES_MAX_INPUT_BYTES": str(1 << 40)}  # the in-memory reader tries, and fails
+    mem = subprocess.run([sys.executable, "-c", script, "fes", *args, "-o", str(tmp_path / "m.npz")],
+                         capture_output=True, text=True, env=env)
+    assert mem.returncode != 0 and not (tmp_path / "m.npz").exists()
+    assert "memory" in mem.stderr.lower(), mem.stderr  # it failed for memory, not for another reason
+    got = subprocess.run([sys.executable, "-c", script, "fes", *args, "--stream", "-o", str(tmp_path / "s.npz")],
+                         capture_output=True, text=True, env=env)
+    assert got.returncode == 0, got.stderr
+    res = np.load(tmp_path / "s.npz")
+    grid = regular_grid([res["axis0"], res["axis1"]])
+    ref = free_energy(base[:, :2], [0.4, 0.4], grid, bias=base[:, 2]).reshape(9, 9)  # repeating rows: same F
+    np.testing.assert_allclose(res["values"], ref, rtol=0, atol=1e-8)

@@ -1,0 +1,61 @@
+"""ChunkedTable: the chunks of a file read with a small buffer, joined, are read_table's rows, and what it says
+after the last chunk (names, domains, notes, dropped columns, restarts) is read_table's too."""
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from cyfes import InputError
+from cyfes.io import tables
+
+
+def _file(path):
+    """TEST FIXTURE: three segments; the first ends in a row cut short (a crash before the restart), the third
+    reorders its FIELDS and drops psi; SET lines give phi a domain."""
+    rng = np.random.default_rng(2)
+    with open(path, "w") as out:
+        out.write("#! FIELDS time phi psi b\n#! SET min_phi -pi\n#! SET max_phi pi\n")
+        np.savetxt(out, rng.normal(size=(700, 4)), fmt="%.5f")
+        out.write("1.0 2.0\n")
+        out.write("#! FIELDS time phi psi b\n#! SET min_phi -pi\n#! SET max_phi pi\n")
+        np.savetxt(out, rng.normal(size=(900, 4)), fmt="%.5f")
+        out.write("#! FIELDS b time phi\n")
+        np.savetxt(out, rng.normal(size=(400, 3)), fmt="%.5f")
+
+
+@pytest.mark.parametrize("columns", [None, ["phi", "b"], ["2", "0"]])
+@pytest.mark.parametrize("gz", [False, True])
+def test_chunks_joined_are_the_whole_table(tmp_path, monkeypatch, columns, gz):
+    monkeypatch.setattr(tables, "BLOCK_BYTES", 4096)
+    path = tmp_path / "COLVAR"
+    _file(path)
+    if gz:
+        path = tmp_path / "COLVAR.gz"
+        path.write_bytes(gzip.compress((tmp_path / "COLVAR").read_bytes()))
+    whole = tables.read_table(path, columns=columns)
+    reader = tables.ChunkedTable(path, columns=columns, rows=64)
+    chunks = list(reader)
+    assert max(len(d) for _, d in chunks) == 64 and len(chunks) > 30
+    joined = np.concatenate([d[:, [n.index(c) for c in whole.names]] for n, d in chunks])
+    assert np.array_equal(joined, whole.data)
+    got = reader.table
+    assert (got.names, got.periodic, got.notes, got.dropped, got.segments, got.file_names) == \
+        (whole.names, whole.periodic, whole.notes, whole.dropped, whole.segments, whole.file_names)
+    assert got.data.shape == (0, len(whole.names))
+    assert "line 704: dropped a row cut short" in " ".join(got.notes)
+
+
+def test_a_bad_line_fails_where_read_table_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "BLOCK_BYTES", 4096)
+    path = tmp_path / "COLVAR"
+    _file(path)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1500] = "0.1 0.2 0.3\n"
+    path.write_text("".join(lines))
+    with pytest.raises(InputError) as whole:
+        tables.read_table(path)
+    with pytest.raises(InputError) as chunked:
+        list(tables.ChunkedTable(path, rows=100))
+    assert str(chunked.value) == str(whole.value) and "line 1501" in str(whole.value)
