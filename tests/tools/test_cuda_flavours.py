@@ -188,3 +188,29 @@ def test_release_build_dir_libcufes_needs_the_flavour_soname() -> None:
     if not lib.is_file():
         pytest.skip(f"{lib} not built (run make dist)")
     assert flavour.cudart_soname in read_elf(lib, lib.name).needed
+
+
+# ------------------------------------------------------------------------------------------------ fetched cu12
+@pytest.mark.slow
+def test_fetched_cuda_124_builds_libcufes_with_the_cu12_sass_and_ptx(tmp_path) -> None:
+    """Debian trixie's nvcc 12.4.131, fetched (or taken from the cache) by toolchain/cuda.py, builds cuda/ for the
+    cu12 architectures: cuobjdump lists SASS for exactly the table's architectures, PTX for its PTX arch, and the
+    library needs libcudart.so.12. About 5 minutes on 2 cores (first fetch: about 1 GB download)."""
+    flavour = CUDA_FLAVOURS["cu12"]
+    if shutil.which("cmake") is None:
+        pytest.skip("no cmake on PATH")
+    try:
+        chain = find_toolchain(flavour, fetch=True)
+    except ToolError as exc:
+        pytest.skip(f"CUDA {flavour.toolkit} cannot be fetched or found here: {exc}")
+    assert chain.version == "12.4.131"
+    host = [f"-DCMAKE_CUDA_HOST_COMPILER={chain.host_compiler}"] if chain.host_compiler else []
+    subprocess.run(["cmake", "-S", str(ROOT / "cuda"), "-B", str(tmp_path), f"-DCMAKE_CUDA_COMPILER={chain.nvcc}",
+                    f"-DCMAKE_CUDA_ARCHITECTURES={flavour.cmake_architectures}", "-DCMAKE_BUILD_TYPE=Release", *host],
+                   check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(tmp_path), f"-j{os.cpu_count() or 1}"], check=True, capture_output=True)
+    lib = tmp_path / "libcufes.so"
+    sass, ptx = fatbinary(lib)
+    assert sass == {f"sm_{a}" for a in (60, 70, 75, 80, 86, 89, 90)} == {f"sm_{a}" for a in flavour.sass}
+    assert ptx == {"sm_90"}
+    assert "libcudart.so.12" in read_elf(lib, lib.name).needed
