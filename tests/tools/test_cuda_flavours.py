@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from tools.release.conda.variants import find_compiler, variant
 from tools.release.config import load_config, parse_config
 from tools.release.elf.model import read_elf
 from tools.release.errors import ConfigError, ToolError
@@ -125,6 +126,22 @@ def test_missing_toolkit_names_what_to_install(tmp_path, monkeypatch) -> None:
         pytest.skip("this host has a CUDA 11.8 toolkit installed")
     with pytest.raises(ToolError, match=r"no CUDA 11.8 compiler found .* install CUDA 11.8 .* g\+\+-11"):
         find_toolchain(CUDA_FLAVOURS["cu11"], fetch=False)
+
+
+def test_cu12_wheels_take_nvcc_124_and_its_conda_variant_nvcc_129(tmp_path, monkeypatch) -> None:
+    """cu12's wheels are compiled by CUDA 12.4 (fetchable from Debian trixie) with cu11's GPU list; its conda
+    variant cuda12x stays conda-forge's 12.9, so the same nvcc 12.4 serves the one and is refused by the other."""
+    cu12 = CUDA_FLAVOURS["cu12"]
+    assert cu12.cmake_architectures == CUDA_FLAVOURS["cu11"].cmake_architectures
+    assert (cu12.pip_requirement, cu12.driver_min, cu12.conda_tag) == ("nvidia-cuda-runtime-cu12>=12.4,<13",
+                                                                        "525.60.13", "cuda129")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CYFES_CUDA_HOST_COMPILER", str(fake_gxx(tmp_path / "gcc" / "g++-12", "12")))
+    nvcc = fake_nvcc(tmp_path, "12.4.131")
+    monkeypatch.setenv("CYFES_NVCC_CU12", str(nvcc))
+    assert find_toolchain(cu12).version == "12.4.131"
+    conda = find_compiler(variant("cuda12x"))
+    assert conda.compiler is None and f"CYFES_NVCC_CU12={nvcc} is nvcc 12.4.131, not CUDA 12.9" in conda.reason
 
 
 # ------------------------------------------------------------------------------------------------ release
