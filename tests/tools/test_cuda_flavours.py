@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from tools.release.conda.variants import find_compiler, variant
 from tools.release.config import load_config, parse_config
 from tools.release.elf.model import read_elf
 from tools.release.errors import ConfigError, ToolError
@@ -127,6 +128,22 @@ def test_missing_toolkit_names_what_to_install(tmp_path, monkeypatch) -> None:
         find_toolchain(CUDA_FLAVOURS["cu11"], fetch=False)
 
 
+def test_cu12_wheels_take_nvcc_124_and_its_conda_variant_nvcc_129(tmp_path, monkeypatch) -> None:
+    """cu12's wheels are compiled by CUDA 12.4 (fetchable from Debian trixie) with cu11's GPU list; its conda
+    variant cuda12x stays conda-forge's 12.9, so the same nvcc 12.4 serves the one and is refused by the other."""
+    cu12 = CUDA_FLAVOURS["cu12"]
+    assert cu12.cmake_architectures == CUDA_FLAVOURS["cu11"].cmake_architectures
+    assert (cu12.pip_requirement, cu12.driver_min, cu12.conda_tag) == ("nvidia-cuda-runtime-cu12>=12.4,<13",
+                                                                        "525.60.13", "cuda129")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CYFES_CUDA_HOST_COMPILER", str(fake_gxx(tmp_path / "gcc" / "g++-12", "12")))
+    nvcc = fake_nvcc(tmp_path, "12.4.131")
+    monkeypatch.setenv("CYFES_NVCC_CU12", str(nvcc))
+    assert find_toolchain(cu12).version == "12.4.131"
+    conda = find_compiler(variant("cuda12x"))
+    assert conda.compiler is None and f"CYFES_NVCC_CU12={nvcc} is nvcc 12.4.131, not CUDA 12.9" in conda.reason
+
+
 # ------------------------------------------------------------------------------------------------ release
 def cuobjdump() -> str | None:
     """NVIDIA's cuobjdump from the nvidia-cuda-cuobjdump wheel (requirements-dev), else one on PATH."""
@@ -188,3 +205,29 @@ def test_release_build_dir_libcufes_needs_the_flavour_soname() -> None:
     if not lib.is_file():
         pytest.skip(f"{lib} not built (run make dist)")
     assert flavour.cudart_soname in read_elf(lib, lib.name).needed
+
+
+# ------------------------------------------------------------------------------------------------ fetched cu12
+@pytest.mark.slow
+def test_fetched_cuda_124_builds_libcufes_with_the_cu12_sass_and_ptx(tmp_path) -> None:
+    """Debian trixie's nvcc 12.4.131, fetched (or taken from the cache) by toolchain/cuda.py, builds cuda/ for the
+    cu12 architectures: cuobjdump lists SASS for exactly the table's architectures, PTX for its PTX arch, and the
+    library needs libcudart.so.12. About 5 minutes on 2 cores (first fetch: about 1 GB download)."""
+    flavour = CUDA_FLAVOURS["cu12"]
+    if shutil.which("cmake") is None:
+        pytest.skip("no cmake on PATH")
+    try:
+        chain = find_toolchain(flavour, fetch=True)
+    except ToolError as exc:
+        pytest.skip(f"CUDA {flavour.toolkit} cannot be fetched or found here: {exc}")
+    assert chain.version == "12.4.131"
+    host = [f"-DCMAKE_CUDA_HOST_COMPILER={chain.host_compiler}"] if chain.host_compiler else []
+    subprocess.run(["cmake", "-S", str(ROOT / "cuda"), "-B", str(tmp_path), f"-DCMAKE_CUDA_COMPILER={chain.nvcc}",
+                    f"-DCMAKE_CUDA_ARCHITECTURES={flavour.cmake_architectures}", "-DCMAKE_BUILD_TYPE=Release", *host],
+                   check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(tmp_path), f"-j{os.cpu_count() or 1}"], check=True, capture_output=True)
+    lib = tmp_path / "libcufes.so"
+    sass, ptx = fatbinary(lib)
+    assert sass == {f"sm_{a}" for a in (60, 70, 75, 80, 86, 89, 90)} == {f"sm_{a}" for a in flavour.sass}
+    assert ptx == {"sm_90"}
+    assert "libcudart.so.12" in read_elf(lib, lib.name).needed

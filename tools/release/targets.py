@@ -47,7 +47,8 @@ class CudaFlavour:
     pip_runtime_dir: str
     """Where pip_runtime installs the library, as an rpath.Provider directory template."""
     conda_cuda_version: str
-    """conda-forge's `cuda-version` of this flavour (the variant key)."""
+    """conda-forge's `cuda-version` of this flavour (the variant key), and the nvcc its conda variant is compiled
+    with; it may be newer than `toolkit` (cu12: conda-forge's 12.9, the wheels' fetchable 12.4)."""
     conda_runtime: str
     """The conda package that provides the runtime, with its pin."""
     host_gcc_max: int | None
@@ -70,7 +71,7 @@ class CudaFlavour:
     @property
     def conda_tag(self) -> str:
         """conda-forge's build-string tag of this flavour's variant: cuda118, cuda129, cuda130."""
-        return "cuda" + self.toolkit.replace(".", "")
+        return "cuda" + self.conda_cuda_version.replace(".", "")
 
     @property
     def conda_runtime_packages(self) -> tuple[str, ...]:
@@ -96,14 +97,17 @@ CUDA_FLAVOURS: dict[str, CudaFlavour] = {
         conda_cuda_version="11.8", conda_runtime="cudatoolkit >=11.8,<12", host_gcc_max=11,
         # conda-forge dropped CUDA 11.8 from its default matrix (a paused, opt-in migrator re-adds it)
         conda_variant="cuda118", conda_opt_in=True),
-    # CUDA 12.9: drivers from R525, still Pascal and Volta; conda-forge's cuda129 variant (no fetch recipe here).
+    # CUDA 12.4: drivers from R525 (12.0's floor, minor-version compatibility), the same Pascal-to-Hopper SASS as
+    # cu11. Toolchain: Debian trixie's non-free nvidia-cuda-toolkit 12.4.131 (toolchain/cuda.py), which takes the
+    # host's g++ up to 13. Its conda variant stays conda-forge's cuda12x (CUDA 12.9, conda_cuda_version), compiled
+    # by an nvcc 12.9 of the host.
     "cu12": CudaFlavour(
-        name="cu12", toolkit="12.9", cudart_soname="libcudart.so.12",
+        name="cu12", toolkit="12.4", cudart_soname="libcudart.so.12",
         driver_cuda="12.0", driver_min="525.60.13", driver_branch="R525",
         sass=(60, 70, 75, 80, 86, 89, 90), ptx=90,
-        pip_runtime="nvidia-cuda-runtime-cu12", pip_runtime_range=">=12.9,<13",
+        pip_runtime="nvidia-cuda-runtime-cu12", pip_runtime_range=">=12.4,<13",
         pip_runtime_dir="{platlib}/nvidia/cuda_runtime/lib",
-        conda_cuda_version="12.9", conda_runtime="cuda-cudart >=12.9,<13", host_gcc_max=14,
+        conda_cuda_version="12.9", conda_runtime="cuda-cudart >=12.9,<13", host_gcc_max=13,
         conda_variant="cuda12x"),
     # CUDA 13 cannot target below sm_75 and needs R580; kept for sites that want the newest toolkit.
     "cu13": CudaFlavour(

@@ -13,7 +13,7 @@ instead of hiding it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import BadInputError, ToolError
 from ..targets import CUDA_FLAVOURS, CudaFlavour
@@ -56,7 +56,7 @@ class CondaVariant:
     @property
     def cuda(self) -> str | None:
         """CUDA major.minor of the nvcc that compiles libcufes; None for the CPU variant."""
-        return self.flavour.toolkit if self.flavour else None
+        return self.flavour.conda_cuda_version if self.flavour else None
 
     @property
     def runtime_soname(self) -> str | None:
@@ -113,11 +113,11 @@ class Availability:
 
 def find_compiler(v: CondaVariant, fetch: bool = False) -> Availability:
     """The nvcc (and host compiler) that builds variant `v` on this machine, or why there is none; `fetch` lets
-    toolchain/cuda.py fetch a toolkit it knows how to fetch (CUDA 11.8)."""
+    toolchain/cuda.py fetch a toolkit it knows how to fetch (CUDA 11.8; cuda12x's 12.9 is not one)."""
     if v.flavour is None:
         return Availability(v, None)
     try:
-        chain = find_toolchain(v.flavour, fetch=fetch)
+        chain = find_toolchain(replace(v.flavour, toolkit=v.flavour.conda_cuda_version), fetch=fetch)
     except ToolError as exc:
         return Availability(v, None, str(exc).strip())
     return Availability(v, CudaCompiler(str(chain.nvcc), str(chain.host_compiler) if chain.host_compiler else None))

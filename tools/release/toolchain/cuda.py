@@ -1,11 +1,13 @@
 """Find the CUDA compiler of a flavour (targets.CUDA_FLAVOURS), or fetch it into a per-user cache.
 
-Why Debian's packages for CUDA 11.8: NVIDIA's PyPI compiler wheels for CUDA 11 and 12 hold only ptxas and libnvvm
-(no nvcc), and CUDA 12/13 cannot give both Pascal/Volta SASS and an R450 driver floor. Debian bookworm's non-free
-`nvidia-cuda-toolkit` 11.8.89 is a complete nvcc, and its host compiler g++-11 is in main. The .deb files are
-downloaded with apt-get's own resolver but a private configuration (no root, nothing installed system-wide),
-unpacked with dpkg-deb into ~/.cache/cyfes/cuda-11.8/ and rearranged into the layout of NVIDIA's toolkit (bin/,
-include/, lib64/, nvvm/libdevice), which nvcc's profile and CMake's CUDA detection understand without patches.
+Why Debian's packages: NVIDIA's PyPI compiler wheels for CUDA 11 and 12 hold only ptxas and libnvvm (no nvcc).
+Debian's non-free `nvidia-cuda-toolkit` is a complete nvcc: 11.8.89 in bookworm (cu11, with its host compiler
+g++-11 from bookworm's main) and 12.4.131 in trixie (cu12; nvcc 12.4 takes g++ up to 13, so the host's g++ serves
+where it is old enough). The .deb files are downloaded with apt-get's own resolver but a private configuration (no
+root, nothing installed system-wide), unpacked with dpkg-deb into ~/.cache/cyfes/cuda-<toolkit>/ and rearranged
+into the layout of NVIDIA's toolkit (bin/, include/, lib64/, nvvm/libdevice), which nvcc's profile and CMake's CUDA
+detection understand without patches. Both suites package CUDA in the same layout, so one code path serves both;
+DEBIAN_TOOLKITS holds what differs.
 
 Order of search for a flavour: $CYFES_NVCC_<FLAVOUR> (e.g. CYFES_NVCC_CU11), nvcc on PATH and the usual toolkit
 places when their version matches, the cache, and last the fetch. A flavour with no fetch recipe (cu13: the system
@@ -24,22 +26,46 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ToolError
-from ..targets import CUDA_FLAVOURS, CudaFlavour
+from ..targets import CudaFlavour
 
 Log = Callable[[str], None]
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
-# Pinned so a mirror update cannot change the compiler under a release; gcc's packages follow bookworm.
-CUDA_118_VERSION = "11.8.89~11.8.0-5~deb12u1"
-CUDA_118_DEBS = ("nvidia-cuda-toolkit", "nvidia-cuda-dev", "libcudart11.0", "libnvvm4")
-CUDA_118_UNVERSIONED = ("libcub-dev", "libthrust-dev", "libcu++-dev")
-GCC_11_DEBS = ("gcc-11-base", "cpp-11", "libasan6", "libtsan0", "libgcc-11-dev", "gcc-11", "libstdc++-11-dev", "g++-11")
+
+
+@dataclass(frozen=True)
+class DebianToolkit:
+    """Where a flavour's toolkit comes from in Debian: the suite and the packages, pinned so a mirror update
+    cannot change the compiler under a release (the header-only CUB/Thrust/libcu++ follow the suite)."""
+
+    suite: str
+    pinned: tuple[tuple[str, str], ...]
+    """(package, version): the compiler and runtime packages."""
+    unversioned: tuple[str, ...] = ("libcub-dev", "libthrust-dev", "libcu++-dev")
+    host_compiler: tuple[str, ...] = ()
+    """gcc packages of the same suite unpacked into gcc/, for an nvcc that refuses the host's g++."""
+
+    def apt_names(self) -> list[str]:
+        return [f"{p}={v}" for p, v in self.pinned] + list(self.unversioned) + list(self.host_compiler)
+
+
+_CUDA_118 = "11.8.89~11.8.0-5~deb12u1"
+# Keyed by toolkit version: the fetch serves the flavour whose toolkit it is, and nothing else (cuda12x's CUDA 12.9).
+DEBIAN_TOOLKITS: dict[str, DebianToolkit] = {
+    "11.8": DebianToolkit(
+        "bookworm", tuple((p, _CUDA_118) for p in ("nvidia-cuda-toolkit", "nvidia-cuda-dev", "libcudart11.0",
+                                                  "libnvvm4")),
+        host_compiler=("gcc-11-base", "cpp-11", "libasan6", "libtsan0", "libgcc-11-dev", "gcc-11",
+                       "libstdc++-11-dev", "g++-11")),
+    # trixie's compiler packages are 12.4.131, its runtime and headers 12.4.127 (both CUDA 12.4.1)
+    "12.4": DebianToolkit(
+        "trixie", (("nvidia-cuda-toolkit", "12.4.131~12.4.1-2"), ("nvidia-cuda-dev", "12.4.127~12.4.1-2"),
+                   ("libcudart12", "12.4.127~12.4.1-2"), ("libnvvm4", "12.4.131~12.4.1-2"))),
+}
 # What of nvidia-cuda-dev's 2.7 GB a CUDA runtime build needs; the math libraries' static archives are dropped.
 KEEP_LIBS = re.compile(r"libcudart.*|libcudadevrt\.a|libculibos\.a|stubs|libnvvm.*")
 TOOL_TIMEOUT_S = 3600
-FETCHABLE = "cu11"
-"""The flavour this module can fetch; others must be on the host."""
 NVCC_PROFILE = """\
 TOP = $(_HERE_)/..
 NVVMIR_LIBRARY_DIR = $(TOP)/nvvm/libdevice
@@ -88,7 +114,8 @@ def cache_dir(flavour: CudaFlavour) -> Path:
 
 
 def _host_compiler(flavour: CudaFlavour, cached: Path | None) -> Path | None:
-    """nvcc 11.8 refuses gcc newer than 11: $CYFES_CUDA_HOST_COMPILER, else g++-11 (cached or on PATH), else None
+    """nvcc refuses a gcc newer than it knows (11.8: 11, 12.4: 13): $CYFES_CUDA_HOST_COMPILER, else g++-<max> (cached
+    or on PATH), else None
     when the default g++ is old enough for nvcc; ToolError when there is no g++ this nvcc accepts."""
     if os.environ.get("CYFES_CUDA_HOST_COMPILER"):
         return Path(os.environ["CYFES_CUDA_HOST_COMPILER"])
@@ -139,9 +166,9 @@ def find_toolchain(flavour: CudaFlavour, fetch: bool = True, log: Log = lambda s
                              f"not CUDA {flavour.toolkit}"])
     cached = cache_dir(flavour)
     if not (cached / "toolkit" / "bin" / "nvcc").is_file():
-        if not fetch or flavour.name != FETCHABLE:
+        if not fetch or flavour.toolkit not in DEBIAN_TOOLKITS:
             raise ToolError([missing_message(flavour)])
-        fetch_cuda_118(cached, log)
+        fetch_toolkit(flavour, cached, log)
     nvcc = cached / "toolkit" / "bin" / "nvcc"
     version = nvcc_version(nvcc)
     if not _matches(version, flavour):
@@ -150,10 +177,13 @@ def find_toolchain(flavour: CudaFlavour, fetch: bool = True, log: Log = lambda s
 
 
 def missing_message(flavour: CudaFlavour) -> str:
-    if flavour.name == "cu11":
+    debian = DEBIAN_TOOLKITS.get(flavour.toolkit)
+    if debian is not None:
+        nvidia = "cuda-toolkit-" + flavour.toolkit.replace(".", "-")
+        gxx = f" with g++-{flavour.host_gcc_max} or older" if flavour.host_gcc_max else ""
         return (f"no CUDA {flavour.toolkit} compiler found and it cannot be fetched here (needs apt-get and "
-                f"{DEBIAN_KEYRING}): install CUDA {flavour.toolkit} (NVIDIA's cuda-toolkit-11-8, or Debian 12's "
-                f"non-free nvidia-cuda-toolkit) with g++-11, or set CYFES_NVCC_CU11 to its nvcc")
+                f"{DEBIAN_KEYRING}): install CUDA {flavour.toolkit} (NVIDIA's {nvidia}, or Debian {debian.suite}'s "
+                f"non-free nvidia-cuda-toolkit){gxx}, or set CYFES_NVCC_{flavour.name.upper()} to its nvcc")
     return (f"no CUDA {flavour.toolkit} compiler (nvcc {flavour.toolkit}) found: install the CUDA {flavour.toolkit} "
             f"toolkit, or set CYFES_NVCC_{flavour.name.upper()} to its nvcc, or choose cuda.flavour: cu11 in "
             "release.yaml")
@@ -177,20 +207,22 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None) -> None:
         raise ToolError([f"{what} failed: " + "\n    ".join(tail)])
 
 
-def download_debs(dest: Path, log: Log) -> list[Path]:
-    """The CUDA 11.8 and g++-11 .deb files from Debian bookworm (main + non-free) into `dest`."""
+def download_debs(flavour: CudaFlavour, dest: Path, log: Log) -> list[Path]:
+    """The flavour's CUDA (and host compiler) .deb files from its Debian suite (main + non-free) into `dest`."""
+    debian = DEBIAN_TOOLKITS[flavour.toolkit]
     if not shutil.which("apt-get") or not shutil.which("dpkg-deb") or not DEBIAN_KEYRING.is_file():
-        raise ToolError([missing_message(CUDA_FLAVOURS["cu11"])])
+        raise ToolError([missing_message(flavour)])
     state = dest / "apt"
     for sub in ("lists/partial", "cache/archives/partial", "sources.list.d"):
         (state / sub).mkdir(parents=True, exist_ok=True)
     (state / "sources.list").write_text(
-        f"deb [signed-by={DEBIAN_KEYRING}] {DEBIAN_MIRROR} bookworm main contrib non-free\n", encoding="utf-8")
-    log(f"CUDA 11.8: apt-get update (private lists in {state})")
-    _run(["apt-get", *_apt_options(state), "update"], "apt-get update for Debian bookworm non-free")
-    pkgs = [f"{p}={CUDA_118_VERSION}" for p in CUDA_118_DEBS] + list(CUDA_118_UNVERSIONED) + list(GCC_11_DEBS)
-    log(f"CUDA 11.8: downloading {len(pkgs)} Debian packages (about 0.9 GB) to {dest}")
-    _run(["apt-get", *_apt_options(state), "download", *pkgs], "apt-get download of CUDA 11.8", cwd=dest)
+        f"deb [signed-by={DEBIAN_KEYRING}] {DEBIAN_MIRROR} {debian.suite} main contrib non-free\n", encoding="utf-8")
+    what = f"CUDA {flavour.toolkit}"
+    log(f"{what}: apt-get update (private lists in {state})")
+    _run(["apt-get", *_apt_options(state), "update"], f"apt-get update for Debian {debian.suite} non-free")
+    pkgs = debian.apt_names()
+    log(f"{what}: downloading {len(pkgs)} Debian packages (about 1 GB) to {dest}")
+    _run(["apt-get", *_apt_options(state), "download", *pkgs], f"apt-get download of {what}", cwd=dest)
     return sorted(dest.glob("*.deb"))
 
 
@@ -221,22 +253,23 @@ def assemble_toolkit(staged: Path, toolkit: Path) -> None:
             shutil.move(str(lib), toolkit / "lib64" / lib.name)
 
 
-def fetch_cuda_118(target: Path, log: Log) -> None:
-    """Download, unpack and assemble CUDA 11.8 + g++-11 into `target` (toolkit/ and gcc/); idempotent, locked
-    against a concurrent fetch, and renamed into place only when complete."""
+def fetch_toolkit(flavour: CudaFlavour, target: Path, log: Log) -> None:
+    """Download, unpack and assemble the flavour's Debian toolkit (and host compiler, if it has one) into `target`
+    (toolkit/ and gcc/); idempotent, locked against a concurrent fetch, and renamed into place only when complete."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    what = f"CUDA {flavour.toolkit}"
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "toolkit" / "bin" / "nvcc").is_file():
             return
         with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as tmp:
             work = Path(tmp)
-            debs = download_debs(work / "debs", log)
-            log(f"CUDA 11.8: unpacking {len(debs)} packages")
-            gcc_debs = [d for d in debs if d.name.split("_")[0] in GCC_11_DEBS]
+            debs = download_debs(flavour, work / "debs", log)
+            log(f"{what}: unpacking {len(debs)} packages")
+            gcc_debs = [d for d in debs if d.name.split("_")[0] in DEBIAN_TOOLKITS[flavour.toolkit].host_compiler]
             _extract(gcc_debs, work / "out" / "gcc")
             _extract([d for d in debs if d not in gcc_debs], work / "staged")
             assemble_toolkit(work / "staged", work / "out" / "toolkit")
             shutil.rmtree(target, ignore_errors=True)
             os.replace(work / "out", target)
-    log(f"CUDA 11.8: toolkit ready in {target}")
+    log(f"{what}: toolkit ready in {target}")
