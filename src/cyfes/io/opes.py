@@ -18,7 +18,7 @@ import numpy as np
 
 from .._errors import InputError
 from .numbers import clip, parse_number
-from .tables import max_input_bytes
+from .tables import max_input_bytes, whole_text
 from .text_rows import load_rows
 
 ACTIONS = ("OPES_METAD_state", "OPES_METAD_EXPLORE_state")
@@ -75,20 +75,11 @@ class OpesKernels:
 
 
 def read_text(path: str) -> str:
-    """The file as text, refused before reading when larger than CYFES_MAX_INPUT_BYTES (as every cyfes input)."""
+    """The file as text, through the bounded reader every cyfes input goes through (CYFES_MAX_INPUT_BYTES)."""
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not an OPES state or KERNELS file")
-    try:
-        size = p.stat().st_size
-        if size > max_input_bytes():
-            raise InputError(f"{p}: is larger than {max_input_bytes():,} bytes; cyfes reads inputs into memory "
-                             "(set CYFES_MAX_INPUT_BYTES to allow more)")
-        return p.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{p}: not a text file (byte {exc.start} is not UTF-8)") from None
+    return whole_text(p, max_input_bytes())
 
 
 def read_states(path: str) -> list[OpesState]:
