@@ -63,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
     elif streaming.wanted(args):
         samples, plan = streaming.load(args)
         clock.append(time.perf_counter())
-        bins = options.parse_bins(args.bins, len(samples.names))
+        stream_line = [f"{options.PROG}: "
+                       f"{streaming.describe(plan, options.parse_bins(args.bins, len(samples.names)), args.blocks)}"]
         if getattr(args, "verbose", False):  # the bound up front, before the second pass
-            print(f"{options.PROG}: {streaming.describe(plan, bins, args.blocks)}", file=sys.stderr)
+            print(stream_line[0], file=sys.stderr)
         result = options.surface(args, samples)
-        stream_line = [f"{options.PROG}: {streaming.describe(plan, bins, args.blocks)}"]
     else:
         samples = windows.load(args, options.Samples, options.plan_grid) if args.windows else options.load_samples(args)
         clock.append(time.perf_counter())

@@ -153,7 +153,7 @@ def _rows(data: np.ndarray, skip: int, stride: int, source: str) -> np.ndarray:
     return kept
 
 
-def _check_rows(args: argparse.Namespace) -> None:
+def check_rows(args: argparse.Namespace) -> None:
     if args.skip < 0 or args.stride < 1:
         raise InputError("--skip must be >= 0 and --stride >= 1")
 
@@ -171,32 +171,33 @@ def _table_samples(table: formats.Table, keys: tuple[list[str], list[str], list[
     return Samples(names, data[:, [table.column_index(k) for k in cv_keys]], bias, weights, domains)
 
 
-def _wanted(args: argparse.Namespace) -> list[str] | None:
+def wanted_columns(args: argparse.Namespace) -> list[str] | None:
     """With --cv, only the named columns are converted (a wide COLVAR costs little more than those columns)."""
     cvs = split_list(args.cv)
     return cvs + split_list(args.bias) + split_list(args.weights) if cvs else None
 
 
-def _input_format(args: argparse.Namespace) -> str | None:
+def input_format(args: argparse.Namespace) -> str | None:
     return getattr(args, "input_format", None)
 
 
-def _warn_notes(table: formats.Table) -> formats.Table:
+def warn_notes(table: formats.Table) -> formats.Table:
     for note in table.notes:
         print(f"{PROG}: warning: {note}", file=sys.stderr)
     return table
 
 
-def _keys(args: argparse.Namespace, first: formats.Table) -> tuple[list[str], list[str], list[str]]:
+def column_keys(args: argparse.Namespace, first: formats.Table) -> tuple[list[str], list[str], list[str]]:
     bias_keys, weight_keys = split_list(args.bias), split_list(args.weights)
     return split_list(args.cv) or _default_cvs(first, bias_keys + weight_keys), bias_keys, weight_keys
 
 
 def load_samples(args: argparse.Namespace) -> Samples:
     """Read every input and pick the CV, bias and weight columns (rows after --skip, every --stride-th)."""
-    _check_rows(args)
-    tables = [_warn_notes(formats.read_table(path, _input_format(args), columns=_wanted(args))) for path in args.inputs]
-    keys = _keys(args, tables[0])
+    check_rows(args)
+    tables = [warn_notes(formats.read_table(path, input_format(args), columns=wanted_columns(args)))
+              for path in args.inputs]
+    keys = column_keys(args, tables[0])
     parts = [_table_samples(table, keys, args.skip, args.stride) for table in tables]
     domains: dict[str, tuple[float, float]] = {}
     for part in parts:
@@ -213,7 +214,7 @@ def load_samples(args: argparse.Namespace) -> Samples:
 def _load_on_worker(path: str, args: argparse.Namespace, keys: tuple[list[str], list[str], list[str]]) -> Any:
     """One input read where a Dask worker runs (cyfes.cluster)."""
     from ..io import cluster  # deferred: only runs with --scheduler, which needs Dask
-    got = _table_samples(formats.read_table(path, _input_format(args), columns=_wanted(args)), keys, args.skip,
+    got = _table_samples(formats.read_table(path, input_format(args), columns=wanted_columns(args)), keys, args.skip,
                          args.stride)
     return cluster.FileChunk(got.names, got.values, got.bias, got.weights, got.domains)
 
@@ -222,8 +223,8 @@ def load_on_cluster(args: argparse.Namespace, client: Any) -> Samples:
     """--scheduler: every input read on a worker and kept there (Dask arrays), its columns picked as above;
     the first file's header is read here too, for the column names."""
     from ..io import cluster  # deferred: needs Dask (cyfes[dask])
-    _check_rows(args)
-    keys = _keys(args, formats.read_table(args.inputs[0], _input_format(args)))
+    check_rows(args)
+    keys = column_keys(args, formats.read_table(args.inputs[0], input_format(args)))
     found = cluster.read_on_workers(client, args.inputs, functools.partial(_load_on_worker, args=args, keys=keys))
     return Samples(found.names, found.values, found.bias, found.weights, found.domains, (found.lo, found.hi))
 

@@ -69,7 +69,7 @@ def _kept(data: np.ndarray, start: int, skip: int, stride: int) -> np.ndarray:
 
 
 def _reader(path: str, args: argparse.Namespace) -> tables.ChunkedTable:
-    return tables.ChunkedTable(path, options._input_format(args), options._wanted(args), args.chunk_rows)
+    return tables.ChunkedTable(path, options.input_format(args), options.wanted_columns(args), args.chunk_rows)
 
 
 def _first_pass(path: str, args: argparse.Namespace) -> _File:
@@ -126,11 +126,11 @@ class Plan:
 
 def load(args: argparse.Namespace) -> tuple[options.Samples, Plan]:
     """The first pass over every input; Samples whose values are a streamed.Stream (the second pass)."""
-    options._check_rows(args)
+    options.check_rows(args)
     files = [_first_pass(path, args) for path in args.inputs]
     for f in files:
-        options._warn_notes(f.table)
-    cv_keys, bias_keys, weight_keys = options._keys(args, files[0].table)
+        options.warn_notes(f.table)
+    cv_keys, bias_keys, weight_keys = options.column_keys(args, files[0].table)
     by_name = lambda t, keys: [t.names[t.column_index(k)] for k in keys]  # noqa: E731
     for f in files[1:]:
         by_name(f.table, cv_keys + bias_keys + weight_keys)  # each file must have them (the same error)
