@@ -136,3 +136,17 @@ def test_plots_of_basins_and_path(two_wells, tmp_path):
                     sigma=np.array([0.1]), periodic=[None], n_samples=0).save(tmp_path / "one.npz")
     assert cli.main(["basins", str(one), "--plot", str(tmp_path / "x.png"), "--csv", str(tmp_path / "x.csv")]) == 2
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["basins", "a.grid", "b.grid"], "give one grid file, or --sigma to compute the surface of COLVAR files"),
+    (["basins", "{colvar}"], "not a grid file (.grid, .fes, .dat, .txt, .csv, .cube, .npz); give --sigma to compute "
+                             "the surface of samples"),
+])
+def test_basins_says_which_input_it_needs(tmp_path, capsys, argv, message) -> None:
+    colvar = tmp_path / "COLVAR"
+    colvar.write_text("#! FIELDS time x\n0 0.1\n1 0.2\n")
+    args = [a.format(colvar=colvar) for a in argv]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err

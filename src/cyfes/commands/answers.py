@@ -45,17 +45,17 @@ def picture(args: argparse.Namespace, result: Any, found: Any, path: Any = None)
 
 
 def surface_of(args: argparse.Namespace) -> Any:
-    """The grid file's surface_of, or (with --sigma) the surface_of of the samples, as `cyfes fes` computes it."""
+    """The grid file's surface, or (with --sigma) the surface of the samples, as `cyfes fes` computes it."""
     if args.min_depth is not None and not (args.min_depth >= 0 and math.isfinite(args.min_depth)):
         raise InputError(f"--min-depth: expected a number >= 0, got {args.min_depth}")
     if args.sigma is None:
         if len(args.inputs) != 1:
-            raise InputError("give one grid file, or --sigma to compute the surface_of of COLVAR files")
+            raise InputError("give one grid file, or --sigma to compute the surface of COLVAR files")
         try:
             formats.output_format(args.inputs[0])
         except InputError:
             raise InputError(f"{args.inputs[0]}: not a grid file (.grid, .fes, .dat, .txt, .csv, .cube, .npz); "
-                             "give --sigma to compute the surface_of of samples") from None
+                             "give --sigma to compute the surface of samples") from None
         return FESResult.read(args.inputs[0], temperature=args.temperature, units=args.units)
     args.temperature = 300.0 if args.temperature is None else args.temperature
     samples = options.load_samples(args)
@@ -97,7 +97,7 @@ def json_writer(doc: dict[str, Any]) -> Callable[[IO[bytes]], None]:
 def trace(result: Any, found: Any) -> dict[str, Any]:
     """Delta F of each basin to basin 0 on the running surfaces (blocks 1..k)."""
     if getattr(result, "block_values", None) is None:
-        raise InputError("--trace: needs a surface_of from samples with --blocks N (N > 1)")
+        raise InputError("--trace: needs a surface from samples with --blocks N (N > 1)")
     runs = {b.label: result.delta_f_trace(0, b.label) for b in found if b.label}
     samples = next(iter(runs.values())).samples if runs else ()
     return {"samples": list(samples), "delta_f": {str(k): list(t.delta_f) for k, t in runs.items()}}
