@@ -118,8 +118,8 @@ def test_fes_basins_prints_the_table_of_the_computed_surface(tmp_path, capsys):
                      "--blocks", "3", "--device", "cpu", "--basins", "--min-depth", "1.5"]) == 0
     out = capsys.readouterr().out
     res = cyfes.fes(x, 0.1, bins=81, ranges=[(-2, 2)], blocks=3, device="cpu", names=["d"])
-    from cyfes.commands import tables
-    assert tables.basins_table(res, res.basins(1.5)) in out
+    from cyfes.commands import answer_tables
+    assert answer_tables.basins_table(res, res.basins(1.5)) in out
     assert cli.main(["fes", str(colvar), "--cv", "d", "--sigma", "0.1", "--basins", "--min-depth", "-2"]) == 2
 
 

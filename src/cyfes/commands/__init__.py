@@ -1,4 +1,5 @@
 """The `cyfes` command line: one module per command, each with `configure_parser` and `run`, and main.py that
 dispatches to them. The only room that prints or exits. No command imports another; what several share is in
 options.py (flags and the samples they name), judging.py, scanning.py and windows.py (the option groups of
-`cyfes fes`) and progress.py."""
+`cyfes fes`), answers.py and answer_tables.py (what `cyfes basins`, `cyfes path` and `cyfes fes --basins` share),
+streaming.py (`cyfes fes --stream`) and progress.py."""

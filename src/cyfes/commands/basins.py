@@ -7,7 +7,7 @@ from typing import Any
 
 from ..io import formats
 from ..io import output as _output
-from . import answers, tables
+from . import answer_tables, answers
 
 BASINS_DESCRIPTION = """\
 The basins of a free energy surface: every grid point assigned to the basin its steepest descent ends in,
@@ -56,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
                                    (args.json, answers.json_writer(doc) if args.json else None)) if p]
     written = _output.write_all(outputs + answers.picture(args, result, found))
     if not args.quiet:
-        print(tables.basins_table(result, found))
+        print(answer_tables.basins_table(result, found))
         if trace is not None:
-            print(tables.trace_table(trace, result.units))
+            print(answer_tables.trace_table(trace, result.units))
         if written:
             print("cyfes: wrote " + ", ".join(str(p) for p in written))
     return 0

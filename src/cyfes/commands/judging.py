@@ -14,7 +14,7 @@ import numpy as np
 from .. import _units, analysis
 from .._errors import InputError
 from ..io import formats, plot
-from . import tables
+from . import answer_tables
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -191,5 +191,5 @@ def report(args: argparse.Namespace, result: Any) -> list[str]:
         lines.append(f"cyfes: DeltaF({cv} > {at:g}) - ({cv} < {at:g}) = {value:.6g}"
                      + (f" +- {err:.2g}" if err is not None else "") + f" {result.units}")
     if args.basins:
-        lines.append(tables.basins_table(result, result.basins(args.min_depth)))
+        lines.append(answer_tables.basins_table(result, result.basins(args.min_depth)))
     return lines

@@ -8,7 +8,7 @@ from typing import IO, Any, Callable
 from .._errors import InputError
 from ..io import formats
 from ..io import output as _output
-from . import answers, tables
+from . import answer_tables, answers
 
 PATH_DESCRIPTION = """\
 The minimum free energy path between two basins and the barrier along it: the grid path whose highest point
@@ -52,8 +52,8 @@ def path_summary(result: Any, found: Any) -> str:
     saddle = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, found.saddle))
     return (f"cyfes: path from basin {found.basins[0]} to basin {found.basins[1]}, {len(found.points)} points"
             f"{' (string)' if found.refined else ''}; saddle at {saddle}, F = {found.saddle_free_energy:.4g}; "
-            f"barrier {tables.pm(found.barrier, found.barrier_error)}, reverse "
-            f"{tables.pm(found.barrier_reverse, found.barrier_reverse_error)} {result.units}")
+            f"barrier {answer_tables.pm(found.barrier, found.barrier_error)}, reverse "
+            f"{answer_tables.pm(found.barrier_reverse, found.barrier_reverse_error)} {result.units}")
 
 
 def run(args: argparse.Namespace) -> int:
