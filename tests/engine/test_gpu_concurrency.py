@@ -1,8 +1,9 @@
 """The GPU under concurrency: threads calling cyfes.fes and cyfes.hills on one GPU at once give the serial
-results, and a GPU whose memory another process holds gives BackendError with CUDA's message (device="gpu") or
-the CPU's surface with a warning (device="auto"), never a crash."""
+results, and a GPU with little memory left sums in smaller chunks, and one whose memory another process holds gives
+BackendError with CUDA's message (device="gpu") or the CPU's surface with a warning (device="auto"), never a crash."""
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -42,36 +43,59 @@ def test_threads_summing_hills_on_one_gpu(rng) -> None:
 
 HOLD = """
 import sys, time, torch
+leave = int(sys.argv[1]) * 2**20
 free, _ = torch.cuda.mem_get_info()
-held = torch.empty(int(free - 48 * 2**20), dtype=torch.uint8, device="cuda")
-print("held", flush=True)
+held = []
+while free > leave + 2**21:
+    try:
+        held.append(torch.empty(free - leave, dtype=torch.uint8, device="cuda"))
+    except RuntimeError:
+        leave += 2**21
+    free, _ = torch.cuda.mem_get_info()
+print("held", free, flush=True)
 time.sleep(300)
 """
 
 
-@pytest.fixture
-def gpu_memory_taken():
-    """Another process holding all but ~48 MB of GPU 0 (through PyTorch, where it is installed)."""
+@contextlib.contextmanager
+def gpu_memory_left(mib: int):
+    """Another process holds all but about `mib` MiB of GPU 0 (through PyTorch, where it is installed)."""
     pytest.importorskip("torch")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(mib)], stdout=subprocess.PIPE, text=True)
     try:
-        if holder.stdout.readline().strip() != "held":
+        line = holder.stdout.readline().split()
+        if not line or line[0] != "held":
             pytest.skip("could not take the GPU's memory from another process")
-        yield
+        yield int(line[1])
     finally:
         holder.kill()
         holder.wait()
 
 
+PROBLEM = dict(bins=30, tolerance=0)
+
+
 @pytest.mark.gpu
-def test_a_gpu_whose_memory_is_taken(rng, gpu_memory_taken) -> None:
+def test_a_gpu_with_little_memory_left_sums_in_smaller_chunks(rng) -> None:
+    """The engine plans its chunks from the free memory, so 48 MiB left still gives the surface of a 3e6-sample
+    problem whose arrays alone are larger (3e6 x 4 float32 = 48 MB)."""
     x, v = rng.normal(size=(3_000_000, 3)), rng.normal(size=3_000_000)
-    kw = dict(bias=v, bins=30, tolerance=0)
-    with pytest.raises(BackendError) as err:
-        cyfes.fes(x, 0.3, device="gpu", **kw)
-    assert "memory" in str(err.value).lower()
-    with pytest.warns(RuntimeWarning, match="the GPU failed"):
-        auto = cyfes.fes(x, 0.3, device="auto", **kw)
+    roomy = cyfes.fes(x, 0.3, bias=v, device="gpu", **PROBLEM)
+    with gpu_memory_left(48) as free:
+        assert free < 64 * 2**20
+        tight = cyfes.fes(x, 0.3, bias=v, device="gpu", **PROBLEM)
+    np.testing.assert_allclose(tight.values, roomy.values, rtol=1e-6, atol=1e-6 * roomy.kT)
+
+
+@pytest.mark.gpu
+def test_a_gpu_whose_memory_is_taken(rng) -> None:
+    x, v = rng.normal(size=(200_000, 3)), rng.normal(size=200_000)
+    want = cyfes.fes(x, 0.3, bias=v, device="cpu", **PROBLEM)
+    with gpu_memory_left(4):
+        with pytest.raises(BackendError) as err:
+            cyfes.fes(x, 0.3, bias=v, device="gpu", **PROBLEM)
+        assert "memory" in str(err.value).lower()
+        with pytest.warns(RuntimeWarning, match="the GPU failed"):
+            auto = cyfes.fes(x, 0.3, bias=v, device="auto", **PROBLEM)
     assert auto.backend.startswith("cpu")
-    want = cyfes.fes(x, 0.3, device="cpu", **kw)
     np.testing.assert_array_equal(auto.values, want.values)

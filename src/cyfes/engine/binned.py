@@ -158,10 +158,10 @@ class _GpuNodes:
             gpu.binned_density(self.data[lo:hi], self.logw[lo:hi], self.top, np.asarray(fine.shape, dtype=np.int64),
                                fine.origin, fine.spacing, fine.periodic.astype(np.intc), self.sigma,
                                GPU_REACH_SIGMAS, out.reshape(-1), dev)
-            shares[dev] = out
+            shares[lo] = out  # by where the share starts: one device may take two shares
 
         backends.each_gpu(self.devices, len(self.data), work)
-        return functools.reduce(np.add, [shares[d] for d in self.devices if d in shares])  # in device order
+        return functools.reduce(np.add, [shares[lo] for lo in sorted(shares)])  # in sample order
 
 
 def _density(nodes: Callable[[_FineGrid], np.ndarray], span: Range, points: np.ndarray, sigma: np.ndarray,

@@ -73,13 +73,14 @@ def stage(data: np.ndarray, bias: np.ndarray | None, weights: np.ndarray | None,
     log-weights and keeps both: the host reads no sample. The arrays are page-locked for the copies."""
     gpu = backends.gpu_module()
     found: dict[int, tuple] = {}
+    devices = list(dict.fromkeys(ids))  # once per device, however often it is listed
 
     def work(dev: int, lo: int, hi: int) -> None:
         found[dev] = gpu.stage(data, bias, weights, 1.0 / kT, edges, dev)
 
     try:
         with gpu.PinnedHost([a for a in (data, bias, weights) if a is not None], ids[0]):
-            backends.each_gpu(ids, len(ids), work)
+            backends.each_gpu(devices, len(devices), work)
     except BaseException:
         for handle, _, _ in found.values():
             handle.free()
