@@ -362,3 +362,53 @@ def test_gpu_writes_plumeds_files(tmp_path, args):
                                         printed_decimals(args))
         assert ulp <= 1.0 + 1e-6, (name, ulp)
         assert same >= 0.99, (name, same)
+
+
+def _box_rows(centers, extent, gmin, dx, nbin, period):
+    """Box half-widths in grid steps, written from the rule: ceil(extent/dx); on a non-periodic axis a box
+    reaching past both ends is cut to the farther end, and one that misses the axis is empty (0)."""
+    out = np.empty(centers.shape)
+    for j, (c, e) in enumerate(zip(centers, extent)):
+        for d in range(len(nbin)):
+            steps = math.ceil(e[d] / dx[d])
+            if period[d] <= 0:
+                cell, last = math.floor((c[d] - gmin[d]) / dx[d]), nbin[d] - 1
+                steps = min(steps, max(abs(cell), abs(last - cell)) + 1)
+                steps = 0 if cell + steps < 0 or cell - steps > last else steps
+            out[j, d] = steps
+    return out
+
+
+def _grid_of(centers, sigma, bins, periodic):
+    hills = hillsum._hills_from_arrays(centers, sigma, np.ones(len(centers)), None, None, periodic)
+    extent = hillsum.support(hills)
+    grid = hillsum.plan_grid(hills.names, hills.domains, hills.centers, extent, ["-1", "-2"], ["1", "2"],
+                             [str(b) for b in bins], None)
+    return hills, extent, grid
+
+
+def test_box_steps_follow_the_rule_on_and_off_a_flat_axis(rng):
+    centers = np.c_[rng.uniform(-6, 6, 400), rng.uniform(-9, 9, 400)]  # many off the grid of CV 2
+    sigma = rng.uniform(0.01, 3.0, size=(400, 2))
+    hills, extent, grid = _grid_of(centers, sigma, (40, 30), [("-1", "1"), None])
+    want = _box_rows(hills.centers, extent, grid.gmin, grid.dx, grid.nbin, grid.period)
+    np.testing.assert_array_equal(hillsum._box_steps(extent, grid, hills.centers), want)
+
+
+@pytest.mark.parametrize("where", [0, 137, 999])
+def test_the_first_hill_too_wide_or_too_far_is_named(rng, where):
+    centers = np.c_[rng.uniform(-1, 1, 1000), rng.uniform(-2, 2, 1000)]
+    sigma = np.full((1000, 2), 0.1)
+    wide = sigma.copy()
+    wide[where:, 1] = 200.0  # a box of ~350 periods of 10 bins (on a flat axis the box is cut to the grid)
+    hills, extent, grid = _grid_of(centers, wide, (10, 10), [None, ("-2", "2")])
+    with pytest.raises(cyfes.InputError, match=rf"^hill {where + 1}: its kernel along cv2 "):
+        hillsum.check_boxes(hills, grid, extent, "stretched")
+    hillsum.check_boxes(hills, grid, extent, "untruncated")  # the whole axis: no box to bound
+    far = centers.copy()
+    far[where:, 0] = 1e16  # 5e16 grid steps away: past 2^52, where cell indices stop being integers
+    hills, extent, grid = _grid_of(far, sigma, (10, 10), [None, None])
+    with pytest.raises(cyfes.InputError, match=rf"^hill {where + 1}: its centre .* grid steps from the grid"):
+        hillsum.check_boxes(hills, grid, extent, "untruncated")
+    hills, extent, grid = _grid_of(centers, sigma, (10, 10), [None, None])
+    hillsum.check_boxes(hills, grid, extent, "stretched")

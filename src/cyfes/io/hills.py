@@ -178,6 +178,8 @@ def _values(row: np.ndarray) -> str:
 
 def _check_finite(values: np.ndarray, where: str, what: str) -> None:
     """Refuse NaN and inf in (N, K) `values`, naming the first hill (1-based) that has one."""
+    if np.isfinite(values).all():  # the usual case, in one flat pass; rows are looked at only to name one
+        return
     bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
     if bad.any():
         j = int(np.argmax(bad))
@@ -185,8 +187,19 @@ def _check_finite(values: np.ndarray, where: str, what: str) -> None:
 
 
 def _first_out_of(values: np.ndarray, lo: float, hi: float) -> int:
+    """The first row (0-based) holding a value whose magnitude is outside [lo, hi], or -1."""
+    if values.size and _magnitudes_within(values, lo, hi):  # the usual case, from two flat reductions
+        return -1
     bad = ~((np.abs(values) >= lo) & (np.abs(values) <= hi)).reshape(len(values), -1).all(axis=1)
     return int(np.argmax(bad)) if bad.any() else -1
+
+
+def _magnitudes_within(values: np.ndarray, lo: float, hi: float) -> bool:
+    """Whether every |value| lies in [lo, hi], from the extremes alone (False for NaN: the caller then looks)."""
+    low, high = float(values.min()), float(values.max())
+    if lo <= 0.0:
+        return -hi <= low and high <= hi
+    return lo <= low and high <= hi  # values of one sign only where lo > 0: else the rows are looked at
 
 
 def check_hill_values(hills: Hills, source: str) -> None:
@@ -203,8 +216,8 @@ def check_hill_values(hills: Hills, source: str) -> None:
         raise InputError(f"{where} {j + 1}: its height {hills.heights[j]:g} is beyond +-{MAX_VALUE:g}")
     if hills.widths is not None:
         _check_finite(hills.widths, where, "its sigma")
-        bad = ~(hills.widths > 0).all(axis=1)
-        if bad.any():
+        bad = None if (hills.widths > 0).all() else ~(hills.widths > 0).all(axis=1)
+        if bad is not None:
             j = int(np.argmax(bad))
             raise InputError(f"{where} {j + 1}: sigma must be > 0, got {_values(hills.widths[j])}")
         j = _first_out_of(hills.widths, MIN_WIDTH, MAX_WIDTH)
