@@ -26,6 +26,7 @@ import numpy as np
 
 import cyfes
 from cyfes.io import hills as hills_io
+from cyfes.workflows import sum_hills as hillsum
 
 A = 1.0 / (1.0 - math.exp(-6.25))
 B = -math.exp(-6.25) * A
@@ -86,6 +87,19 @@ def compare_with_plumed(plumed: str, n: int, bins: int, sigma: float, device: st
           f"{len(theirs)} lines, {100 * same:.3f}% identical, max |difference| {diff:.1e}")
 
 
+def time_the_sum_itself(centers, widths, heights, bins: int, device: str, threads, repeat: int) -> float:
+    """Best time of the kernel call alone (sum_hills.add_hills on a checked run), as cyfes.hills makes it."""
+    hills = hillsum._hills_from_arrays(centers, widths, heights, None, ["phi", "psi"], [("-pi", "pi")] * 2)
+    run = hillsum.hills_run(hills, bins=[str(bins)] * 2, device=device, threads=threads)
+    best = math.inf
+    for _ in range(max(1, repeat)):
+        total = hillsum.empty_sum(run.grid, derivatives=False)
+        t = time.perf_counter()
+        hillsum.add_hills(total, run.hills, run.grid, run.heights, run.extent, run.kernel, run.device)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hills", type=float, default=3e6)
@@ -127,6 +141,9 @@ def main() -> None:
     print(f"cyfes.hills, {n:.3g} hills: {t_all:.2f} s  ({t_all / n * 1e6:.3f} us/hill; CPU time of all threads "
           f"{c_all:.2f} s); numpy would take {t_np / a.subset * n:.0f} s: ratio {t_np / a.subset * n / t_all:.0f}x")
     print(f"kernel evaluations (box points x hills) per second of the whole call: {box * n / t_all:.3g}")
+    t_sum = time_the_sum_itself(centers, widths, heights, a.bins, a.device, a.threads or None, a.repeat)
+    print(f"the sum itself (the kernel call after the checks, transfers included): {t_sum:.3f} s, "
+          f"{box * n / t_sum:.3g} evaluations/s; the checks and set-up took {t_all - t_sum:.3f} s of the call")
     if a.read:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "HILLS"
