@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import platform
 from typing import Any
@@ -19,10 +20,10 @@ def info_report() -> dict[str, Any]:
                   "cuda_runtime": _build_info.CUDA_RUNTIME if _build_info.CUDA else None,
                   "openmp": _build_info.OPENMP, "compiler": _build_info.COMPILER},
         "backends": backends(), "extras": {}}
-    for module in ("matplotlib", "tqdm"):
+    for module in ("matplotlib", "tqdm"):  # from their metadata: importing matplotlib costs more than the report
         try:
-            report["extras"][module] = __import__(module).__version__
-        except ImportError:
+            report["extras"][module] = importlib.metadata.version(module)
+        except importlib.metadata.PackageNotFoundError:
             report["extras"][module] = None
     return report
 

@@ -1,6 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""CPU backend of cyfes: OpenMP over groups of grid points, a vectorised block kernel (cpu_kernel.h) over samples."""
-import numpy as np
+"""CPU backend of cyfes: OpenMP over groups of grid points, a vectorised block kernel (cpu_kernel.h) over samples.
+
+numpy is imported inside the functions that make arrays, not with the module: `cyfes info` loads this module for
+its thread count without paying numpy's import."""
 
 from cython.parallel cimport prange
 cimport openmp
@@ -45,6 +47,7 @@ def _pass_threads(int64_t values, int threads):
 def _prepared(const real[:, ::1] x, const double[::1] factor, const double[::1] period, bint transpose):
     """x pre-scaled by scale / sqrt(2) in its own dtype, periodic coordinates wrapped into [0, P') (the kernel's
     nearest image is then min(|dx|, P - |dx|)), transposed (one contiguous row per CV) when asked: one pass."""
+    import numpy as np
     cdef int64_t n = x.shape[0]
     cdef int dim = x.shape[1]
     shape = (int(dim), int(n)) if transpose else (int(n), int(dim))
@@ -63,6 +66,7 @@ def log_density(const real[:, ::1] samples, const real[::1] logw, const real[:, 
     """out[m] = log sum_j exp(logw[j] - 1/2 sum_d (wrap(grid[m,d] - samples[j,d]) * scale[d])^2).
 
     Inputs are validated by cyfes.fes; this function trusts shapes and finiteness."""
+    import numpy as np
     cdef int64_t n = samples.shape[0], m = grid.shape[0], groups, k, lo, count
     cdef int dim = samples.shape[1]
     if n == 0 or m == 0:
@@ -133,6 +137,7 @@ def build_cells(const double[:, ::1] x, const double[::1] logw, int64_t lo, int6
     (samples_t, lw, start, lmass, box, geometry, dense), with lw = logw - top in `dtype`, geometry = (shape,
     origin, width, period) of the cell grid and dense[cell id] = compact index or -1. threads: OpenMP threads
     (0: all)."""
+    import numpy as np
     cdef cyfes_cell_grid cg
     cdef int dim = x.shape[1]
     cdef int64_t kept, cells = 1, ncells
@@ -267,6 +272,7 @@ cdef extern from "cpu_scan.h" nogil:
 def scan_rows(const double[:, ::1] x, int threads=0):
     """(lo, hi, bad): per column the lowest and highest value of x, and the flat index of its first non-finite
     value (-1: none; lo and hi are then meaningless). One threaded pass."""
+    import numpy as np
     cdef int64_t n = x.shape[0], bad
     cdef int dim = x.shape[1], nt = _pass_threads(x.shape[0] * x.shape[1], threads)
     lo = np.empty(dim)
@@ -282,6 +288,7 @@ def scan_rows(const double[:, ::1] x, int threads=0):
 def log_weights(bias, weights, double inv_kt, int64_t n, int threads=0):
     """(logw, bad, positive): logw = bias * inv_kt + log(weights) (either may be None; -inf for weight 0), bad =
     first index of (a non-finite bias, a non-finite weight, a negative weight), -1 for none; positive = weights > 0."""
+    import numpy as np
     cdef const double[::1] b, w
     cdef const double *bp = NULL
     cdef const double *wp = NULL
@@ -306,6 +313,7 @@ def log_weights(bias, weights, double inv_kt, int64_t n, int threads=0):
 def block_stats(const double[::1] logw, const int64_t[::1] edges, int threads=0):
     """Per block [edges[b], edges[b+1]) of log-weights: (top, kept, log_z, log_z2) = the largest finite value,
     the number of finite values, log sum exp(logw) and log sum exp(2 logw) (-1.797e308 for a block of none)."""
+    import numpy as np
     cdef int64_t nb = edges.shape[0] - 1
     cdef int nt = _pass_threads(logw.shape[0], threads)
     top = np.empty(nb)
@@ -356,6 +364,7 @@ def grid_in_tile_order(const double[::1] axes, const int64_t[::1] shape, const i
                        const int64_t[::1] tile_start, dtype, int threads=0):
     """The points of a regular grid (its axes one after another in `axes`) as (M, dim) rows in the order of the
     tiles (tile_order.h), in `dtype`."""
+    import numpy as np
     dim, ntiles = _tile_layout(shape, side, tile_start)
     if axes.shape[0] != int(np.sum(shape)):
         raise ValueError("grid_in_tile_order: axes must hold every CV's axis")
@@ -379,6 +388,7 @@ def grid_in_tile_order(const double[::1] axes, const int64_t[::1] shape, const i
 def from_tile_order(const double[::1] values, const int64_t[::1] shape, const int64_t[::1] side,
                     const int64_t[::1] tile_start, int threads=0):
     """Per-point values in the order of the tiles, back in the grid's matrix order."""
+    import numpy as np
     dim, ntiles = _tile_layout(shape, side, tile_start)
     if values.shape[0] != tile_start[ntiles]:
         raise ValueError("from_tile_order: one value per grid point")
@@ -403,6 +413,7 @@ def affine_range(double[::1] values, double a=0.0, double b=1.0, bint apply=True
     """values = a + b * values in place (unless apply is False), in one threaded pass that also returns
     (lo, hi, other): the lowest and highest finite value after it (1.797e308 / -1.797e308 when none) and the
     number of non-finite ones."""
+    import numpy as np
     cdef double lo = 0.0, hi = 0.0
     cdef int64_t other, n = values.shape[0]
     cdef int nt = _grid_threads(n, threads)

@@ -6,14 +6,16 @@ Both backends compute the same function (see cuda/cufes.h):
 from __future__ import annotations
 
 import importlib
+import numbers
 import os
 import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrays are made: `cyfes info` runs without it
+    import numpy as np
 
 from .. import _build_info
 from .._errors import BackendError, InputError
@@ -127,7 +129,7 @@ def available_cpus() -> int:
 
 
 def _check_threads(threads: Any) -> None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
                                 or not 1 <= threads <= MAX_THREADS):
         raise InputError(f"threads: expected a positive integer of at most {MAX_THREADS}, got {threads!r}")
 
@@ -148,10 +150,10 @@ def cpu_threads(threads: Any) -> int:
 
 def _device_ids(spec: Any, name: str) -> tuple:
     try:
-        ids = [spec] if isinstance(spec, (int, np.integer)) else list(spec)
+        ids = [spec] if isinstance(spec, numbers.Integral) else list(spec)
     except TypeError:
         raise InputError(f"{name}: expected 'auto', 'cpu', 'gpu', 'cuda:N' or GPU ids, got {spec!r}") from None
-    if not ids or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and i >= 0 for i in ids):
+    if not ids or not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= 0 for i in ids):
         raise InputError(f"{name}: expected GPU ids as non-negative integers, got {spec!r}")
     if len(set(ids)) != len(ids):
         raise InputError(f"{name}: GPU id listed twice in {spec!r}")
@@ -238,6 +240,8 @@ def _run_on_gpus(gpu: Any, ids: Sequence[int], args: tuple, grid: np.ndarray, ou
 def log_density(samples: np.ndarray, logw: np.ndarray, grid: np.ndarray, scale: np.ndarray,
                 period: np.ndarray, device: Device) -> np.ndarray:
     """Run the kernel of `device` on arrays already validated and cast to one float dtype."""
+    import numpy as np
+
     out = np.empty(len(grid), dtype=np.float64)
     if device.kind == "cpu":
         cpu_module().log_density(samples, logw, grid, scale, period, out, device.threads)
