@@ -49,9 +49,8 @@ def _info_text(r: dict[str, Any]) -> str:
 
 
 def configure_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="version, build options, backends and GPUs",
-                       description="Report the cyfes version, how it was built (CUDA, OpenMP), which backends can "
-                                   "run here and the GPUs found.")
+    p = sub.add_parser("info", description="Report the cyfes version, how it was built (CUDA, OpenMP), which "
+                                           "backends can run here and the GPUs found.")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run)
 

@@ -16,7 +16,7 @@ from ..io import formats
 from ..io import hills as hills_io
 from ..io import output as _output
 from ..workflows import sum_hills as hillsum
-from .options import NEGATIVE_VALUE
+from .parsing import NEGATIVE_VALUE
 
 DESCRIPTION = """\
 Sum the Gaussian hills of a metadynamics HILLS file into a free energy surface F = -V on a grid, as
@@ -51,8 +51,8 @@ def _list(text: str | None) -> list[str] | None:
 
 
 def configure_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("sum_hills", help="sum metadynamics hills as plumed sum_hills does",
-                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("sum_hills", description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hills", metavar="FILES", help="HILLS file(s), comma-separated")
     p.add_argument("--histo", metavar="FILES", help="COLVAR/HILLS file(s) to histogram with Gaussian kernels "
                    "(needs --sigma and --kt)")
