@@ -8,8 +8,6 @@ from pathlib import Path
 
 from .._errors import CyfesError, InputError
 from ..io import output as _output
-from ..io import plot
-from . import options
 from .parsing import Parser
 
 DEMO_FILE = "demo_colvar.dat"
@@ -36,6 +34,7 @@ def configure_parser(sub: argparse._SubParsersAction) -> None:
 
 def _fes_parser() -> argparse.ArgumentParser:
     """The flags of `cyfes fes`, which the demo runs with its own settings."""
+    from . import options  # deferred: numpy and the engine, which `cyfes demo --help` does not need
     p = Parser(prog="cyfes demo")
     options.add_fes_arguments(p)
     return p
@@ -87,6 +86,8 @@ def _make_dirs(out: Path) -> list[Path]:
 
 
 def _demo_into(args: argparse.Namespace, out: Path, data: Path, fes_args: argparse.Namespace) -> int:
+    from ..io import plot  # deferred: numpy and the engine, which `cyfes demo --help` does not need
+    from . import options  # deferred: as plot
     s = DEMO_SETTINGS
     fes_args.output = [str(out / "demo_fes.dat")]
     fes_args.force = False

@@ -6,12 +6,11 @@ import json
 import platform
 from typing import Any
 
-from ..engine.backends import backends
-
 
 def info_report() -> dict[str, Any]:
-    from .. import __version__, _build_info  # deferred: the version lookup (importlib.metadata) costs
-    # more than `cyfes --help`; _build_info with it
+    # deferred: the version lookup (importlib.metadata) costs more than `cyfes --help`, the engine more still
+    from .. import __version__, _build_info  # deferred: see above
+    from ..engine.backends import backends  # deferred: see above
 
     report: dict[str, Any] = {
         "version": __version__, "python": platform.python_version(), "platform": platform.platform(),
