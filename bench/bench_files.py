@@ -179,9 +179,23 @@ def bench_command(path: Path, tmp: Path, repeat: int, device: str = "cpu") -> No
     wall, line = _best_command(cmd, repeat)
     print(f"cyfes fes {path.name} --cv phi,psi --bias metad.bias --bins 200 --device {device}: wall "
           f"{wall:.3f} s; {line}")
-    for argv in (["--help"], ["info"]):
-        t, _ = best(lambda: subprocess.run([sys.executable, "-m", "cyfes"] + argv, capture_output=True), repeat)
-        print(f"cyfes {' '.join(argv)}: {t:.3f} s")
+    bench_start_up(repeat)
+
+
+def bench_start_up(repeat: int) -> None:
+    """`cyfes --help` (which loads no numpy) beside what any start costs, measured in the same run: an empty
+    interpreter and `import numpy`."""
+    script = Path(sys.executable).with_name("cyfes")
+    runs = {"python -c pass": [sys.executable, "-c", "pass"],
+            "python -c 'import numpy'": [sys.executable, "-c", "import numpy"],
+            "cyfes --help": [sys.executable, "-m", "cyfes", "--help"],
+            "cyfes info": [sys.executable, "-m", "cyfes", "info"]}
+    if script.is_file():
+        runs["console script cyfes --help"] = [str(script), "--help"]
+    walls = {label: best(lambda cmd=cmd: subprocess.run(cmd, capture_output=True), repeat)[0]
+             for label, cmd in runs.items()}
+    for label, t in walls.items():
+        print(f"{label}: {t:.3f} s ({t / walls['python -c pass']:.1f}x python -c pass)")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from ..engine.result import FESResult
 from ..io import formats, plot, plot_answers
 from ..io import output as _output
 from . import options
+from .parsing import NEGATIVE_VALUE
 
 EPILOG = """\
 examples:
@@ -113,7 +114,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             action.required = False
     p.set_defaults(temperature=None, kt=None)
     # coordinates such as -1.2,0.5 or -pi/2,0 are values, not options (argparse knows only plain numbers)
-    p._negative_number_matcher = options.NEGATIVE_VALUE
+    p._negative_number_matcher = NEGATIVE_VALUE
     p.add_argument("--min-depth", type=float, metavar="F", help="minima shallower than F (in --units) are "
                    "merged into a neighbouring basin (default 2 kT)")
 

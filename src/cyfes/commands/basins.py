@@ -20,7 +20,7 @@ one or more COLVAR files whose surface is computed first, with the options of `c
 
 
 def configure_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("basins", help="basins, their free energies and Delta F", description=BASINS_DESCRIPTION,
+    p = sub.add_parser("basins", description=BASINS_DESCRIPTION,
                        epilog=answers.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     answers.add_arguments(p)
     p.add_argument("--trace", action="store_true", help="also Delta F of each basin from the first k of "

@@ -7,10 +7,12 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._errors import InputError
-from ..workflows import cyfes45
-from ..workflows.cyfes45 import LegacyOptions, check_legacy_grid
+
+if TYPE_CHECKING:
+    from ..workflows.cyfes45 import LegacyOptions
 
 #: Flags CyFES 4.5 parsed; a command line starting with one of them is a CyFES 4.5 command line.
 LEGACY_FLAGS = ("-i", "-ic", "-ib", "-ir", "-no_bias", "-no_rbias", "-s", "-e", "-g", "-cmin", "-cmax", "-intg",
@@ -120,6 +122,8 @@ def _glue_values(argv: Sequence[str]) -> list[str]:
 
 def parse_legacy(argv: Sequence[str]) -> LegacyOptions:
     """Parse a CyFES 4.5 command line (argv without the program name)."""
+    from ..workflows.cyfes45 import LegacyOptions, check_legacy_grid  # deferred: numpy and the engine, which
+    # main.py's is_legacy test on every command line (`cyfes --help` too) must not load
     ns = legacy_parser().parse_args(_glue_values(argv))
     warnings: list[str] = []
     if ns.device is not None:
@@ -159,6 +163,7 @@ def run(argv: Sequence[str]) -> int:
     for warning in opts.warnings:
         print(f"cyfes: warning: {warning}", file=sys.stderr)
     shown = len(opts.warnings)
+    from ..workflows import cyfes45  # deferred: as in parse_legacy
     written = cyfes45.run_legacy(opts)
     for warning in opts.warnings[shown:]:  # found in the data (a bias CyFES 4.5's float32 weights overflow)
         print(f"cyfes: warning: {warning}", file=sys.stderr)

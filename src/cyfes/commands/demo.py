@@ -8,8 +8,7 @@ from pathlib import Path
 
 from .._errors import CyfesError, InputError
 from ..io import output as _output
-from ..io import plot
-from . import options
+from .parsing import Parser
 
 DEMO_FILE = "demo_colvar.dat"
 
@@ -21,8 +20,7 @@ DEMO_SETTINGS = {"cv": "x,y", "bias": "static.bias", "sigma": "0.03", "bins": "1
 
 
 def configure_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="compute and plot the FES of the bundled example data",
-                       description="Compute the free energy surface of the example data shipped with cyfes "
+    p = sub.add_parser("demo", description="Compute the free energy surface of the example data shipped with cyfes "
                                    "(a biased 2-D simulation of a double-well potential) and plot it.",
                        epilog="example:\n  cyfes demo -o /tmp/cyfes-demo",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,7 +34,8 @@ def configure_parser(sub: argparse._SubParsersAction) -> None:
 
 def _fes_parser() -> argparse.ArgumentParser:
     """The flags of `cyfes fes`, which the demo runs with its own settings."""
-    p = options.Parser(prog="cyfes demo")
+    from . import options  # deferred: numpy and the engine, which `cyfes demo --help` does not need
+    p = Parser(prog="cyfes demo")
     options.add_fes_arguments(p)
     return p
 
@@ -87,6 +86,8 @@ def _make_dirs(out: Path) -> list[Path]:
 
 
 def _demo_into(args: argparse.Namespace, out: Path, data: Path, fes_args: argparse.Namespace) -> int:
+    from ..io import plot  # deferred: numpy and the engine, which `cyfes demo --help` does not need
+    from . import options  # deferred: as plot
     s = DEMO_SETTINGS
     fes_args.output = [str(out / "demo_fes.dat")]
     fes_args.force = False

@@ -9,6 +9,7 @@ from pathlib import Path
 from .._errors import InputError
 from ..workflows import metad_reweight
 from . import judging, options, scanning, streaming, windows
+from .parsing import PROG
 
 FES_DESCRIPTION = """\
 Compute the free energy surface F(x) = -kT ln P(x) of collective variables (CVs) sampled in a (biased)
@@ -38,7 +39,7 @@ exit status: 0 success, 2 bad input or command line, 1 other errors (no GPU, no 
 
 
 def configure_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fes", help="compute a free energy surface", description=FES_DESCRIPTION, epilog=FES_EPILOG,
+    p = sub.add_parser("fes", description=FES_DESCRIPTION, epilog=FES_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     options.add_fes_arguments(p)
     streaming.add_arguments(p)
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     elif streaming.wanted(args):
         samples, plan = streaming.load(args)
         clock.append(time.perf_counter())
-        stream_line = [f"{options.PROG}: "
+        stream_line = [f"{PROG}: "
                        f"{streaming.describe(plan, options.parse_bins(args.bins, len(samples.names)), args.blocks)}"]
         if getattr(args, "verbose", False):  # the bound up front, before the second pass
             print(stream_line[0], file=sys.stderr)
@@ -81,6 +82,6 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "verbose", False):
         read, surface, write = (b - a for a, b in zip(clock, clock[1:]))
         size = sum(Path(p).stat().st_size for p in args.inputs if Path(p).is_file())
-        print(f"{options.PROG}: time: read {read:.3f} s ({size / 1e6:.1f} MB, {size / 1e6 / max(read, 1e-9):.0f} MB/s), "
+        print(f"{PROG}: time: read {read:.3f} s ({size / 1e6:.1f} MB, {size / 1e6 / max(read, 1e-9):.0f} MB/s), "
               f"surface {surface:.3f} s, write {write:.3f} s", file=sys.stderr)
     return 0

@@ -7,12 +7,11 @@ import json
 import platform
 from typing import Any
 
-from ..engine.backends import backends
-
 
 def info_report() -> dict[str, Any]:
-    from .. import __version__, _build_info  # deferred: the version lookup (importlib.metadata) costs
-    # more than `cyfes --help`; _build_info with it
+    # deferred: the version lookup (importlib.metadata) costs more than `cyfes --help`, the engine more still
+    from .. import __version__, _build_info  # deferred: see above
+    from ..engine.backends import backends  # deferred: see above
 
     report: dict[str, Any] = {
         "version": __version__, "python": platform.python_version(), "platform": platform.platform(),
@@ -50,9 +49,8 @@ def _info_text(r: dict[str, Any]) -> str:
 
 
 def configure_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="version, build options, backends and GPUs",
-                       description="Report the cyfes version, how it was built (CUDA, OpenMP), which backends can "
-                                   "run here and the GPUs found.")
+    p = sub.add_parser("info", description="Report the cyfes version, how it was built (CUDA, OpenMP), which "
+                                           "backends can run here and the GPUs found.")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run)
 

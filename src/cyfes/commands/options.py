@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,26 +22,10 @@ from ..io import output as _output
 from ..io.input_formats import INPUT_FORMATS
 from ..workflows import metad_reweight
 from . import judging, progress, scanning, windows
-
-#: Command-line words that start with '-' but are values (-1.5, -.5, -pi/2, -pi,pi), not options: argparse alone
-#: knows only plain negative numbers.
-NEGATIVE_VALUE = re.compile(r"^-(\.?\d|pi)", re.IGNORECASE)
-
-
-PROG = "cyfes"
-
+from .parsing import PROG
 
 #: Grid points per CV when --bins is not given, by number of CVs.
 DEFAULT_BINS = {1: 200, 2: 100, 3: 40}
-
-
-class UsageError(Exception):
-    """A command line argparse could not parse; reported in one line like every other error."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def add_fes_arguments(p: argparse.ArgumentParser) -> None:

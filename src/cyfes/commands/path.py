@@ -17,7 +17,7 @@ is lowest (steepest descent on both sides of the saddle), optionally relaxed as 
 
 
 def configure_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("path", help="minimum free energy path and barrier", description=PATH_DESCRIPTION,
+    p = sub.add_parser("path", description=PATH_DESCRIPTION,
                        epilog=answers.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     answers.add_arguments(p)
     p.add_argument("--from", dest="start", required=True, metavar="X,Y", help="start: coordinates or basin:N")

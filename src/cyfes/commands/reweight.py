@@ -13,7 +13,7 @@ import numpy as np
 from .._errors import InputError
 from ..io import output as _output
 from ..workflows import reweight
-from .options import NEGATIVE_VALUE
+from .parsing import NEGATIVE_VALUE
 
 DESCRIPTION = """\
 The free energy surface along 1 or more CVs from a (biased) COLVAR by reweighted kernel density estimation,
@@ -37,8 +37,8 @@ exit status: 0 success, 2 bad input or command line, 1 other errors."""
 
 
 def configure_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("reweight", help="FES by reweighting, as FES_from_Reweighting.py",
-                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("reweight", description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--colvar", "-f", dest="filename", default="COLVAR", help="the COLVAR file (default COLVAR)")
     p.add_argument("--outfile", "-o", dest="outfile", default=reweight.DEFAULT_OUTFILE,
                    help="output file (default fes-rew.dat)")

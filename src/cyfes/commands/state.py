@@ -13,7 +13,7 @@ from ..io import opes
 from ..io import output as _output
 from ..workflows import kernels as _kernels
 from ..workflows import state
-from .options import NEGATIVE_VALUE
+from .parsing import NEGATIVE_VALUE
 
 DESCRIPTION = """\
 The free energy surface estimated by OPES (OPES_METAD or OPES_METAD_EXPLORE) from its state file
@@ -40,7 +40,7 @@ exit status: 0 success, 2 bad input or command line, 1 other errors."""
 
 
 def configure_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("state", help="FES of an OPES state file, as FES_from_State.py", description=DESCRIPTION,
+    p = sub.add_parser("state", description=DESCRIPTION,
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--state", "-f", dest="filename", default="STATE",
                    help="the state file name, with the compressed kernels (default STATE), or a KERNELS file")

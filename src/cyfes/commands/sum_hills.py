@@ -8,15 +8,14 @@ import argparse
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .._errors import InputError
-from ..io import formats
-from ..io import hills as hills_io
 from ..io import output as _output
-from ..workflows import sum_hills as hillsum
-from .options import NEGATIVE_VALUE
+from .parsing import NEGATIVE_VALUE
+
+if TYPE_CHECKING:
+    from ..workflows import sum_hills as hillsum
 
 DESCRIPTION = """\
 Sum the Gaussian hills of a metadynamics HILLS file into a free energy surface F = -V on a grid, as
@@ -51,8 +50,8 @@ def _list(text: str | None) -> list[str] | None:
 
 
 def configure_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("sum_hills", help="sum metadynamics hills as plumed sum_hills does",
-                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("sum_hills", description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hills", metavar="FILES", help="HILLS file(s), comma-separated")
     p.add_argument("--histo", metavar="FILES", help="COLVAR/HILLS file(s) to histogram with Gaussian kernels "
                    "(needs --sigma and --kt)")
@@ -96,6 +95,9 @@ def output_names(base: str | None, default: str, stride: int | None, count: int)
 
 def plan(args: argparse.Namespace) -> list[tuple[list[str], hillsum.SumHillsRun]]:
     """Validate everything and return, per kind of output, its file names and the run that fills them."""
+    from ..io import formats  # deferred: numpy, unneeded for --help
+    from ..io import hills as hills_io  # deferred: numpy, unneeded for --help
+    from ..workflows import sum_hills as hillsum  # deferred: numpy, unneeded for --help
     if not args.hills and not args.histo:
         raise InputError("sum_hills: give --hills FILES and/or --histo FILES")
     _check_input_sizes(_list(args.hills) or [], "--hills")
@@ -141,6 +143,7 @@ def plan(args: argparse.Namespace) -> list[tuple[list[str], hillsum.SumHillsRun]
 
 def _check_input_sizes(paths: list[str], option: str) -> None:
     """The bound every cyfes reader keeps on one input (CYFES_MAX_INPUT_BYTES), before anything is read."""
+    from ..io import formats  # deferred: numpy, unneeded for --help
     limit = formats.max_input_bytes()
     for path in paths:
         try:
@@ -162,6 +165,7 @@ def input_files(args: argparse.Namespace) -> list[str]:
 
 def least_bytes(run_: hillsum.SumHillsRun, fmt: str) -> int:
     """A lower bound of the bytes of one output of `run_` (its rows of numbers, without separators' excess)."""
+    import numpy as np  # deferred: numpy, unneeded for --help
     grid = run_.grid
     if run_.proj and not run_.histogram:
         rows = int(np.prod([grid.nbin[grid.names.index(n)] for n in run_.proj], dtype=np.float64))
@@ -202,6 +206,7 @@ def write_all(jobs: Iterable[tuple[list[str], hillsum.SumHillsRun]], fmt: str,
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io import hills as hills_io  # deferred: numpy, unneeded for --help
     jobs = plan(args)
     written = write_all(jobs, args.fmt or hills_io.PLUMED_FMT, input_files(args))
     if not args.quiet:
