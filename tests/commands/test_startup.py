@@ -123,3 +123,13 @@ def test_errors_read_as_before(argv: list[str], message: str) -> None:
     with contextlib.redirect_stderr(err):
         assert cli.main(argv) == 2
     assert err.getvalue().strip() == message
+
+
+def test_info_reports_the_backends_without_numpy() -> None:
+    """`cyfes info` loads the engine's backends (the extensions' thread count, the GPU probe) but not numpy."""
+    code, modules, out = _start(["info", "--json"])
+    assert code == 0
+    report = json.loads(out)
+    from cyfes.engine import backends
+    assert report["backends"]["cpu"]["threads"] == backends.cpu_module().max_threads()
+    assert "numpy" not in modules and "matplotlib" not in modules

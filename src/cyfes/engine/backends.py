@@ -240,7 +240,7 @@ def _run_on_gpus(gpu: Any, ids: Sequence[int], args: tuple, grid: np.ndarray, ou
 def log_density(samples: np.ndarray, logw: np.ndarray, grid: np.ndarray, scale: np.ndarray,
                 period: np.ndarray, device: Device) -> np.ndarray:
     """Run the kernel of `device` on arrays already validated and cast to one float dtype."""
-    import numpy as np
+    import numpy as np  # deferred: `cyfes info` loads this module without numpy
 
     out = np.empty(len(grid), dtype=np.float64)
     if device.kind == "cpu":
