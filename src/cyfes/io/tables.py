@@ -562,11 +562,11 @@ class _TextReader:
             self._directive(buf[at:end].decode("utf-8").rstrip("\r"), mark_line)
             pos = end
         self._body(buf, pos, stop)
-        self.line += _tableparse.newlines(buf, 0, stop, self.threads)
+        self.line += _tableparse.newlines(buf, 0, stop)
         self.offset += stop
 
     def _check_text(self, buf: bytearray, start: int, stop: int) -> None:
-        bad = _tableparse.first_non_ascii(buf, start, stop, self.threads)
+        bad = _tableparse.first_non_ascii(buf, start, stop)
         if bad < 0:
             return
         try:
