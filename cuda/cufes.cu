@@ -481,6 +481,12 @@ CUFES_API int cufes_host_unregister(void *ptr, char *errbuf, size_t errlen) {
   return CUFES_CHECK(err, cudaHostUnregister(ptr)) ? 0 : err.code;
 }
 
+CUFES_API int cufes_warm_up(int device, char *errbuf, size_t errlen) {
+  Error err{errbuf, errlen};
+  if (!CUFES_CHECK(err, cudaSetDevice(device))) return err.code;
+  return CUFES_CHECK(err, cudaFree(0)) ? 0 : err.code;  // the first runtime call on a device makes its context
+}
+
 CUFES_API int cufes_versions(int *runtime, int *driver) {
   *runtime = 0;
   *driver = 0;

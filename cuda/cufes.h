@@ -149,6 +149,11 @@ CUFES_API int cufes_device_count(int *count, char *err, size_t errlen);
 CUFES_API int cufes_device_info(int device, char *name, size_t namelen, size_t *total_mem, int *cc_major,
                                 int *cc_minor, char *err, size_t errlen);
 
+/* Makes the primary context of `device` (cudaSetDevice, cudaFree(0)): a process's first CUDA call spends
+ * 0.1-0.3 s there, which `cyfes fes` spends while it reads its input (another thread) instead of before its
+ * surface. Later calls use the same context; nothing else changes. */
+CUFES_API int cufes_warm_up(int device, char *err, size_t errlen);
+
 /* CUDA runtime version this library was built against (e.g. 13000) and the driver's (0 if none). */
 CUFES_API int cufes_versions(int *runtime, int *driver);
 

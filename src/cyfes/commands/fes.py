@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +53,16 @@ def run(args: argparse.Namespace) -> int:
     judging.check(args)
     metad_reweight.check_arguments(args)
     scanning.check(args)
+    from ..engine import backends  # deferred: loads numpy, which the checks above do not need
+    warm = backends.warm_up(args.device)  # the GPU's context is made while the inputs are read
+    try:
+        return _run(args, warm)
+    finally:
+        if warm is not None:  # never exit while the thread is inside CUDA
+            warm.join()
+
+
+def _run(args: argparse.Namespace, warm: threading.Thread | None) -> int:
     clock, stream_line = [time.perf_counter()], []
     if args.scheduler:
         if args.sigma.strip().lower() == "auto":
@@ -60,10 +71,12 @@ def run(args: argparse.Namespace) -> int:
         with cluster.client(args.scheduler) as client:
             samples = options.load_on_cluster(args, client)
             clock.append(time.perf_counter())
+            _join(warm)
             result = options.surface(args, samples)
     elif streaming.wanted(args):
         samples, plan = streaming.load(args)
         clock.append(time.perf_counter())
+        _join(warm)
         stream_line = [f"{PROG}: "
                        f"{streaming.describe(plan, options.parse_bins(args.bins, len(samples.names)), args.blocks)}"]
         if getattr(args, "verbose", False):  # the bound up front, before the second pass
@@ -72,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         samples = windows.load(args, options.Samples, options.plan_grid) if args.windows else options.load_samples(args)
         clock.append(time.perf_counter())
+        _join(warm)
         result = options.surface(args, samples)
     scan_lines, scan_plots = scanning.run(args, samples, options.plan_grid, result)
     clock.append(time.perf_counter())
@@ -85,3 +99,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: time: read {read:.3f} s ({size / 1e6:.1f} MB, {size / 1e6 / max(read, 1e-9):.0f} MB/s), "
               f"surface {surface:.3f} s, write {write:.3f} s", file=sys.stderr)
     return 0
+
+
+def _join(warm: threading.Thread | None) -> None:
+    """Wait for the GPU's context (what is left of it after the read) before the surface asks for it."""
+    if warm is not None:
+        warm.join()

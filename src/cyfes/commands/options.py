@@ -144,14 +144,25 @@ def check_rows(args: argparse.Namespace) -> None:
 def _table_samples(table: formats.Table, keys: tuple[list[str], list[str], list[str]], skip: int,
                    stride: int) -> Samples:
     """The CV, bias and weight columns (cv, bias, weight keys) of one table's rows after skip, every stride-th."""
-    cv_keys, bias_keys, weight_keys = keys
-    names = [table.names[table.column_index(k)] for k in cv_keys]
     data = _rows(table.data, skip, stride, table.source)
-    bias = data[:, [table.column_index(k) for k in bias_keys]].sum(axis=1) if bias_keys else None
-    weights = data[:, [table.column_index(k) for k in weight_keys]].prod(axis=1) if weight_keys else None
-    domains = {n: table.periodic[table.names[table.column_index(k)]] for n, k in zip(names, cv_keys)
-               if table.names[table.column_index(k)] in table.periodic}
-    return Samples(names, data[:, [table.column_index(k) for k in cv_keys]], bias, weights, domains)
+    return _group_samples(table, [data[:, [table.column_index(k) for k in group]] for group in keys], keys)
+
+
+def _group_samples(table: formats.Table, arrays: Sequence[np.ndarray], keys: tuple[list[str], list[str], list[str]],
+                   skip: int = 0, stride: int = 1) -> Samples:
+    """The Samples of the (cv, bias, weight) columns of `table` given as one array per group of keys (as
+    formats.read_groups parses them): the CVs as they are, one bias or weight column as a view of its array
+    (the engine takes C-ordered arrays: no copy of a file's rows after the parse), several summed (bias) or
+    multiplied (weights)."""
+    values, bias, weights = (_rows(a, skip, stride, table.source) for a in arrays)
+    names = [table.names[table.column_index(k)] for k in keys[0]]
+    domains = {n: table.periodic[n] for n in names if n in table.periodic}
+    return Samples(names, values, _combined(bias, np.sum) if keys[1] else None,
+                   _combined(weights, np.prod) if keys[2] else None, domains)
+
+
+def _combined(columns: np.ndarray, combine: Any) -> np.ndarray:
+    return columns[:, 0] if columns.shape[1] == 1 else combine(columns, axis=1)
 
 
 def wanted_columns(args: argparse.Namespace) -> list[str] | None:
@@ -170,7 +181,8 @@ def warn_notes(table: formats.Table) -> formats.Table:
     return table
 
 
-def column_keys(args: argparse.Namespace, first: formats.Table) -> tuple[list[str], list[str], list[str]]:
+def column_keys(args: argparse.Namespace, first: formats.Table | None) -> tuple[list[str], list[str], list[str]]:
+    """(cv, bias, weight) keys: --cv, else the CVs among the first table's columns (`first`: None with --cv)."""
     bias_keys, weight_keys = split_list(args.bias), split_list(args.weights)
     return split_list(args.cv) or _default_cvs(first, bias_keys + weight_keys), bias_keys, weight_keys
 
@@ -178,20 +190,37 @@ def column_keys(args: argparse.Namespace, first: formats.Table) -> tuple[list[st
 def load_samples(args: argparse.Namespace) -> Samples:
     """Read every input and pick the CV, bias and weight columns (rows after --skip, every --stride-th)."""
     check_rows(args)
-    tables = [warn_notes(formats.read_table(path, input_format(args), columns=wanted_columns(args)))
-              for path in args.inputs]
-    keys = column_keys(args, tables[0])
-    parts = [_table_samples(table, keys, args.skip, args.stride) for table in tables]
+    parts = _file_samples(args) if wanted_columns(args) else _table_parts(args)
     domains: dict[str, tuple[float, float]] = {}
     for part in parts:
         domains.update(part.domains)
-    join = lambda arrays: None if arrays[0] is None else np.concatenate(arrays)  # noqa: E731
-    samples = Samples(parts[0].names, np.concatenate([p.values for p in parts]), join([p.bias for p in parts]),
-                      join([p.weights for p in parts]), domains)
+    join = lambda arrays: arrays[0] if len(arrays) == 1 else np.concatenate(arrays)  # noqa: E731
+    samples = Samples(parts[0].names, join([p.values for p in parts]),
+                      None if parts[0].bias is None else join([p.bias for p in parts]),
+                      None if parts[0].weights is None else join([p.weights for p in parts]), domains)
     if getattr(args, "hills", None):
         kt = _units.kT(judging.temperature(args), args.units)
         samples = metad_reweight.reweight_samples(args, samples, kt)[0]
     return samples
+
+
+def _file_samples(args: argparse.Namespace) -> list[Samples]:
+    """--cv given: every input parsed straight into its CV and bias arrays (formats.read_groups), picked after
+    all were read, as _table_parts does."""
+    keys = column_keys(args, None)
+    reads = []
+    for path in args.inputs:
+        reads.append(formats.read_groups(path, keys, input_format(args)))
+        warn_notes(reads[-1][0])
+    return [_table_samples(table, keys, args.skip, args.stride) if arrays is None
+            else _group_samples(table, arrays, keys, args.skip, args.stride) for table, arrays in reads]
+
+
+def _table_parts(args: argparse.Namespace) -> list[Samples]:
+    """No --cv: every column of every input read, the CVs chosen from the first one's names."""
+    tables = [warn_notes(formats.read_table(path, input_format(args))) for path in args.inputs]
+    keys = column_keys(args, tables[0])
+    return [_table_samples(table, keys, args.skip, args.stride) for table in tables]
 
 
 def _load_on_worker(path: str, args: argparse.Namespace, keys: tuple[list[str], list[str], list[str]]) -> Any:

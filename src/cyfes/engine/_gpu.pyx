@@ -16,6 +16,7 @@ cdef extern from "cufes.h" nogil:
     int cufes_device_info(int device, char *name, size_t namelen, size_t *total_mem, int *cc_major,
                           int *cc_minor, char *err, size_t errlen)
     int cufes_versions(int *runtime, int *driver)
+    int cufes_warm_up(int device, char *err, size_t errlen)
     int cufes_host_register(void *ptr, size_t bytes, int device, int *registered, char *err, size_t errlen)
     int cufes_host_unregister(void *ptr, char *err, size_t errlen)
     ctypedef struct cufes_samples:
@@ -95,6 +96,17 @@ def device_info(int device):
         _raise(err)
     return {"id": device, "name": name.decode("utf-8", "replace"), "memory": mem,
             "compute_capability": f"{major}.{minor}"}
+
+
+def warm_up(int device):
+    """Make the CUDA context of `device` now (the first CUDA call's cost), without the GIL: a thread does it
+    while the caller reads its input. A BackendError when the device cannot be used."""
+    cdef char err[ERRLEN]
+    cdef int rc
+    with nogil:
+        rc = cufes_warm_up(device, err, ERRLEN)
+    if rc != 0:
+        _raise(err)
 
 
 def versions():

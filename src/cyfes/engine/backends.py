@@ -199,6 +199,41 @@ def parse_device(device: Any, devices: Sequence[int] | None = None, threads: int
     return Device("cuda", ids)
 
 
+def _warm_ids(device: Any) -> tuple:
+    """The GPUs a --device text would use ("auto" and "gpu": GPU 0), () for the CPU or a text parse_device
+    refuses."""
+    text = device.strip().lower() if isinstance(device, str) else ""
+    if text in ("auto", "gpu", "cuda"):
+        return (0,)
+    if text.startswith("cuda:") and text[5:].replace(",", "").isdigit():
+        return tuple(int(t) for t in text[5:].split(",") if t)
+    return ()
+
+
+def warm_up(device: Any) -> threading.Thread | None:
+    """Start making the CUDA contexts of the GPUs `device` names (a --device text), in a thread, while the
+    caller reads its input: a process's first CUDA call costs 0.1-0.3 s, which the read then hides. The thread
+    changes nothing the caller sees: any failure (no CUDA build, no driver, no such GPU) is dropped there, and
+    parse_device reports it as it always did. Join the thread before computing. None when there is nothing to
+    warm up."""
+    ids = _warm_ids(device)
+    if not ids or not _build_info.CUDA:
+        return None
+
+    def run() -> None:
+        try:
+            gpu = gpu_module()
+            if driver_problem() is None:
+                for i in ids:
+                    gpu.warm_up(i)
+        except Exception:  # noqa: BLE001 - the real call says what is wrong, in the caller's thread
+            pass
+
+    thread = threading.Thread(target=run, name="cyfes-cuda-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def split_grid(m: int, parts: int) -> list[tuple[int, int]]:
     """Contiguous [lo, hi) ranges of m grid points for `parts` devices, sizes differing by at most one;
     empty ranges are left out (more devices than points)."""

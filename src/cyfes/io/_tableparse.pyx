@@ -3,7 +3,7 @@
 import numpy as np
 
 cimport openmp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, intptr_t
 
 cdef extern from "table_parse.h" nogil:
     enum:
@@ -19,8 +19,8 @@ cdef extern from "table_parse.h" nogil:
     int64_t cyfes_tp_count(const char *buf, int64_t length, int nchunks, int64_t *bounds, int64_t *rows,
                            int nthreads)
     int cyfes_tp_parse(const char *buf, const int64_t *bounds, const int64_t *rows, int nchunks, char delim,
-                       int ncols, const int *colmap, int nsel, double *out, int64_t *err_at, int64_t *err_row,
-                       int *err_info, int nthreads)
+                       int ncols, const int *colmap, int nsel, int nslot, const int *src, double *const *dest,
+                       const int64_t *step, int64_t *err_at, int64_t *err_row, int *err_info, int nthreads)
 
 cyfes_tp_init()
 
@@ -93,23 +93,39 @@ cdef class Piece:
                 self.rows = cyfes_tp_count(<const char *>&text[start], length, nchunks, &self.bounds[0],
                                            &self.counts[0], nthreads)
 
-    def parse(self, double[:, ::1] out, int64_t first_row, str delimiter, int ncols, const int[::1] colmap):
-        """Write the rows into out[first_row:first_row + rows]. Returns None, or (kind, offset of the bad
-        line in the text, its row index in this piece, detail: columns found or the bad column)."""
+    def parse(self, list outs, const int[::1] src, int64_t first_row, str delimiter, int ncols,
+              const int[::1] colmap):
+        """Write the rows into the arrays `outs` (2-D, float64, C-ordered), rows first_row to first_row + rows:
+        their columns in turn are the targets, target s taking the converted value src[s] (colmap: per file
+        column its place among the converted values, -1: checked, not converted). Returns None, or (kind,
+        offset of the bad line in the text, its row index in this piece, detail: columns found or the bad
+        column)."""
         cdef int64_t err_at = 0, err_row = 0
-        cdef int err_info = 0, rc
+        cdef int err_info = 0, rc, nsel = 0, nslot = src.shape[0], s = 0, c
         cdef char delim = ord(delimiter) if delimiter else 0
-        cdef int nsel = out.shape[1]
-        cdef double *dest
+        cdef double[:, ::1] out
+        cdef intptr_t[::1] dest = np.zeros(max(nslot, 1), dtype=np.intp)
+        cdef int64_t[::1] step = np.zeros(max(nslot, 1), dtype=np.int64)
         if self.rows == 0:
             return None
-        if (nsel and first_row + self.rows > out.shape[0]) or colmap.shape[0] != ncols:
-            raise ValueError("output too small for the rows or colmap of the wrong length")
-        dest = &out[first_row, 0] if nsel else NULL
+        if colmap.shape[0] != ncols:
+            raise ValueError("colmap of the wrong length")
+        for c in range(ncols):
+            nsel = max(nsel, colmap[c] + 1)
+        for out in outs:
+            if out.shape[1] and first_row + self.rows > out.shape[0]:
+                raise ValueError("output too small for the rows")
+            for c in range(out.shape[1]):
+                if s >= nslot or not 0 <= src[s] < nsel:
+                    raise ValueError("src does not name a converted value for every output column")
+                dest[s], step[s] = <intptr_t>&out[first_row, c], out.shape[1]
+                s += 1
+        if s != nslot:
+            raise ValueError("src names more targets than the outputs have columns")
         with nogil:
             rc = cyfes_tp_parse(<const char *>&self.text[self.start], &self.bounds[0], &self.counts[0],
-                                self.nchunks, delim, ncols, &colmap[0], nsel, dest, &err_at, &err_row, &err_info,
-                                self.nthreads)
+                                self.nchunks, delim, ncols, &colmap[0], nsel, nslot, &src[0] if nslot else NULL,
+                                <double *const *>&dest[0], &step[0], &err_at, &err_row, &err_info, self.nthreads)
         if rc == CYFES_TP_NOMEM:
             raise MemoryError("table parser: no memory for the chunk table")
         if rc == CYFES_TP_OK:

@@ -36,6 +36,7 @@ from .tables import (
     max_input_bytes,
     parse_table_text,
     physical_memory,
+    read_groups,
     read_table,
     set_values,
 )
@@ -69,7 +70,7 @@ from .writers import (
 
 __all__ = [  # the jobs' names, as cyfes.io.formats gives them, and the grid readers below
     "MAX_NUMBER_TEXT", "parse_number", "parse_positive_int", "INPUT_MEMORY_FRACTION", "PathLike", "Table", "max_input_bytes",
-    "parse_table_text", "physical_memory", "read_table", "CHUNK_ROWS", "DAT_FREE_FIELD", "FORMATS",
+    "parse_table_text", "physical_memory", "read_groups", "read_table", "CHUNK_ROWS", "DAT_FREE_FIELD", "FORMATS",
     "PLUMED_FREE_FIELD", "atomic_write", "check_output_path", "columns_text", "cube_header", "cube_text",
     "cube_text_for", "cv_names", "estimated_bytes", "npz_fields", "output_format", "plumed_grid_text", "points_text",
     "result_writer", "write_columns", "write_cube", "write_plumed_grid", "write_points", "write_result", "write_text",

@@ -119,19 +119,34 @@ def read_table(path: PathLike, fmt: str | None = None, columns: Sequence[str] | 
     threads: parser threads (0: all). Memory: the output arrays plus one buffer of BLOCK_BYTES (more only for a
     longer line); Colvars and xvg files are read whole. fields_required: refuse text without a `#! FIELDS`
     header (PLUMED HILLS files)."""
+    return _read(path, fmt, columns, threads, fields_required, None)[0]
+
+
+def read_groups(path: PathLike, groups: Sequence[Sequence[str]], fmt: str | None = None,
+                threads: int = 0) -> tuple[Table, list[np.ndarray] | None]:
+    """read_table(path, fmt, columns=<every key of `groups`>), with a PLUMED, CSV or plain table parsed straight
+    into one float64 C-ordered (rows, len(group)) array per group of keys (names or 0-based indices), its
+    columns in the group's order: `cyfes fes` gets the samples (N, D) and the bias columns the engine takes with
+    no copy after the parse. Returns (table, arrays): the table's names, domains and notes, no rows. Other
+    formats, and restarts whose columns differ, give (read_table's table, None): the rows are in its data."""
+    return _read(path, fmt, [k for g in groups for k in g], threads, False, [list(g) for g in groups])
+
+
+def _read(path: PathLike, fmt: str | None, columns: Sequence[str] | None, threads: int, fields_required: bool,
+          groups: list[list[str]] | None) -> tuple[Table, list[np.ndarray] | None]:
     from . import input_formats  # deferred: a cycle (input_formats imports this module)
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a data file")
     input_formats.check_name(fmt)
     if fmt == "npy" or (fmt is None and (p.suffix.lower() == ".npy" or input_formats.is_npy(p))):
-        return _read_npy(p)
+        return _read_npy(p), None
     limit = max_input_bytes()
     kind = _text_kind(p, fmt, limit, fields_required)
     if kind in ("colvars", "xvg"):
-        return input_formats.parse_text(whole_text(p, limit), str(p), fmt, parse_table_text)
+        return input_formats.parse_text(whole_text(p, limit), str(p), fmt, parse_table_text), None
     with _forced_format(fmt):
-        return _stream_table(p, limit, kind, columns, threads, fields_required)
+        return _stream_table(p, limit, kind, columns, threads, fields_required, groups)
 
 
 def _text_kind(p: Path, fmt: str | None, limit: int, fields_required: bool) -> str | None:
@@ -202,19 +217,22 @@ class ChunkedTable:
             self.table = reader.described()
 
 
+#: Piece.parse's targets when the rows are only checked and counted.
+_NO_TARGETS = np.zeros(0, dtype=np.intc)
+
 #: The size bound of a chunked read: none.
 _NO_LIMIT = 1 << 62
 
 
 def _stream_table(p: Path, limit: int, kind: str | None, columns: Sequence[str] | None, threads: int,
-                  fields_required: bool) -> Table:
+                  fields_required: bool, groups: list[list[str]] | None) -> tuple[Table, list[np.ndarray] | None]:
     """A PLUMED, CSV or plain table through the C parser, block by block."""
     reader = None
     for buf, stop, size in _text_blocks(p, limit):
         if reader is None:
-            reader = _TextReader(str(p), columns, threads, size, fields_required or kind == "plumed")
+            reader = _TextReader(str(p), columns, threads, size, fields_required or kind == "plumed", groups)
         reader.feed(buf, stop)
-    return reader.table()
+    return reader.finish()
 
 
 def _check_forced(p: Path, fmt: str, head: str) -> None:
@@ -440,25 +458,59 @@ class _Segment:
 
 @dataclass
 class _Part:
-    """Output rows of consecutive segments that convert the same named columns: one array grown in place."""
+    """Output rows of consecutive segments that convert the same named columns, grown in place: one (rows, names)
+    array, or (read_groups) one array per group of columns, every column of the groups in `names`."""
 
     names: list[str]
-    data: np.ndarray
+    arrays: list[np.ndarray]
+    src: np.ndarray                   # per column of the arrays in turn: its place in `names` (the parser's targets)
+    groups: list[list[str]] | None    # the names of each array's columns, when the arrays are groups
     rows: int = 0
+
+    @classmethod
+    def of(cls, names: list[str], groups: list[list[str]] | None) -> _Part:
+        """The part for `names`, in groups when every column of the groups is among them."""
+        if groups is None or any(n not in names for g in groups for n in g):
+            return cls(names, [np.zeros((0, len(names)))], np.arange(len(names), dtype=np.intc), None)
+        return cls(names, [np.zeros((0, len(g))) for g in groups],
+                   np.array([names.index(n) for g in groups for n in g], dtype=np.intc), groups)
 
     def reserve(self, more: int, hint: float) -> None:
         """Room for `more` rows; on growth, for `hint` times what is needed (an estimate of the rest of the file).
         np.empty, not resize: resize zero-fills the new rows first (a tenth of a read's time)."""
         need = self.rows + more
-        if need > len(self.data):
-            grown = np.empty((max(need, int(need * hint), len(self.data) * 3 // 2), self.data.shape[1]))
-            grown[:self.rows] = self.data[:self.rows]
-            self.data = grown
+        if need > len(self.arrays[0]):
+            size = max(need, int(need * hint), len(self.arrays[0]) * 3 // 2)
+            self.arrays = [_grown(a, self.rows, size) for a in self.arrays]
+
+    def matrix(self) -> np.ndarray:
+        """The rows parsed so far as one (rows, names) array (a view unless the part is in groups)."""
+        if self.groups is None:
+            return self.arrays[0][:self.rows]
+        out, k = np.empty((self.rows, len(self.names))), 0
+        for a in self.arrays:
+            for c in range(a.shape[1]):
+                out[:, self.src[k]] = a[:self.rows, c]
+                k += 1
+        return out
 
     def array(self) -> np.ndarray:
-        if len(self.data) - self.rows > self.rows // 16:  # more than 6% unused: give it back
-            return self.data[:self.rows].copy()
-        return self.data[:self.rows]
+        return _trimmed(self.arrays[0], self.rows) if self.groups is None else self.matrix()
+
+    def group_arrays(self) -> list[np.ndarray]:
+        return [_trimmed(a, self.rows) for a in self.arrays]
+
+
+def _grown(a: np.ndarray, rows: int, size: int) -> np.ndarray:
+    grown = np.empty((size, a.shape[1]))
+    grown[:rows] = a[:rows]
+    return grown
+
+
+def _trimmed(a: np.ndarray, rows: int) -> np.ndarray:
+    if len(a) - rows > rows // 16:  # more than 6% unused: give it back
+        return a[:rows].copy()
+    return a[:rows]
 
 
 class _TextReader:
@@ -467,11 +519,14 @@ class _TextReader:
     in parallel chunks. How and why: docs/reader.md."""
 
     def __init__(self, source: str, columns: Sequence[str] | None, threads: int = 0,
-                 size_hint: int | None = None, fields_required: bool = False) -> None:
+                 size_hint: int | None = None, fields_required: bool = False,
+                 groups: list[list[str]] | None = None) -> None:
         self.source, self.threads, self.size_hint = source, threads, size_hint
         self.fields_required = fields_required
         self.columns = list(columns) if columns else None
+        self.groups = groups if columns else None  # read_groups: keys of the arrays the parser fills
         self.wanted: list[str] | None = None
+        self.group_names: list[list[str]] | None = None
         self.file_names: list[str] = []
         self.mode: str | None = None      # None until the first header or data line: "colvar" or "plain"
         self.seg: _Segment | None = None
@@ -558,15 +613,17 @@ class _TextReader:
         else:
             if self.wanted is None:  # indices resolve against the first header; names may come in a later one
                 probe = Table(names, np.empty((0, len(names))), self.source)
-                self.wanted = list(dict.fromkeys(k if k in names or not re.fullmatch(r"\s*-?\d+\s*", k)
-                                                 else names[probe.column_index(k)] for k in self.columns))
+                resolved = {k: k if k in names or not re.fullmatch(r"\s*-?\d+\s*", k)
+                            else names[probe.column_index(k)] for k in self.columns}
+                self.wanted = list(dict.fromkeys(resolved[k] for k in self.columns))
+                self.group_names = None if self.groups is None else [[resolved[k] for k in g] for g in self.groups]
                 self.file_names = names
             picked = sorted(names.index(n) for n in self.wanted if n in names)
         colmap = np.full(len(names), -1, dtype=np.intc)
         colmap[picked] = np.arange(len(picked), dtype=np.intc)
         out_names = [names[i] for i in picked]
         if not self.parts or self.parts[-1].names != out_names:
-            self.parts.append(_Part(out_names, np.zeros((0, len(out_names)))))
+            self.parts.append(_Part.of(out_names, self.group_names))
         return _Segment(names, delimiter, colmap, self.parts[-1], cut_allowed)
 
     def _end_segment(self) -> None:
@@ -595,7 +652,7 @@ class _TextReader:
             raise InputError(f"{self.source}: line {line}{message}")
         part = seg.part
         part.reserve(piece.rows, self._growth(stop))
-        failed = piece.parse(part.data, part.rows, seg.delimiter or "", seg.ncols, seg.colmap)
+        failed = piece.parse(part.arrays, part.src, part.rows, seg.delimiter or "", seg.ncols, seg.colmap)
         if failed is None:
             part.rows += piece.rows
             seg.rows += piece.rows
@@ -622,7 +679,7 @@ class _TextReader:
         message = bad[1]
         if seg.rows == 0:  # the first row: one count for every row is a header mismatch, else rows differ
             if _tableparse.Piece(buf, at, stop, self.threads).parse(
-                    np.zeros((0, 0)), 0, seg.delimiter or "", found, np.full(found, -1, dtype=np.intc)) is None:
+                    [], _NO_TARGETS, 0, seg.delimiter or "", found, np.full(found, -1, dtype=np.intc)) is None:
                 raise InputError(f"{src}: line {line}: {found} columns but the header names {seg.ncols}")
         elif found < seg.ncols and seg.cut_allowed and _tableparse.Piece(buf, min(end + 1, stop), stop, 1).rows == 0:
             seg.pending = (line, message)
@@ -667,7 +724,7 @@ class _TextReader:
     def take(self) -> list[tuple[list[str], np.ndarray]]:
         """The rows parsed since the last take, per part (their column names, a view valid until the next feed);
         the parts are emptied for the next block, their arrays kept."""
-        out = [(p.names, p.data[:p.rows]) for p in self.parts if p.rows]
+        out = [(p.names, p.matrix()) for p in self.parts if p.rows]
         for part in self.parts:
             if part.rows and part.names not in self.part_names:
                 self.part_names.append(part.names)
@@ -685,10 +742,17 @@ class _TextReader:
 
     # -- the table
     def table(self) -> Table:
+        return self.finish()[0]
+
+    def finish(self) -> tuple[Table, list[np.ndarray] | None]:
+        """The table; read in groups (one part, every column of the groups in it): its arrays, and no rows in
+        the table (a restart whose columns differ joins its parts into the table's data instead)."""
         self._end_segment()
-        parts = [(p.names, p.array()) for p in self.parts if p.rows]
-        self._check_rows(bool(parts))
-        return self._described(*_join_parts(parts))
+        full = [p for p in self.parts if p.rows]
+        self._check_rows(bool(full))
+        if len(full) == 1 and full[0].groups is not None:
+            return self._described(full[0].names, np.empty((0, len(full[0].names)))), full[0].group_arrays()
+        return self._described(*_join_parts([(p.names, p.array()) for p in full])), None
 
     def _check_rows(self, any_rows: bool) -> None:
         src = self.source
