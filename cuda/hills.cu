@@ -19,6 +19,7 @@
 
 #include "hills.h"
 #include "hills_exp.h"
+#include "hills_points.h"
 #include "host_util.cuh"
 
 // A named namespace: nvcc names anonymous-namespace kernels after a hash of the source file's path, which
@@ -669,6 +670,95 @@ int run(Grid &g, const double *centers, const double *shape, bool multi, const d
   return 0;
 }
 
+// ---------------------------------------------------------------------------------------------- hills at points
+// The bias of the first counts[j] hills at each point j (metadynamics reweighting): a thread per point, the
+// hills staged through shared memory a tile at a time, each added with hills_points.h's cyfes_hill_at in hill
+// order (so the GPU adds what the CPU kernel adds, in the same order). Points come sorted by count, so the
+// threads of a block stop at about the same hill.
+constexpr int kPointsTile = 128;
+constexpr int64_t kPointsChunk = 1 << 22;  // points per transfer
+
+template <int D, bool MULTI>
+__global__ void points_kernel(const double *__restrict__ pts, const int64_t *__restrict__ counts, int64_t n,
+                              const double *__restrict__ centers, const double *__restrict__ shape,
+                              const double *__restrict__ heights, cyfes_points_periods per, double cut, double a,
+                              double b, double *__restrict__ out) {
+  constexpr int NS = MULTI ? D * D : D;
+  __shared__ double s_c[kPointsTile * D], s_s[kPointsTile * NS], s_h[kPointsTile];
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x, j = first + threadIdx.x;
+  const int64_t last = first + blockDim.x - 1 < n - 1 ? first + blockDim.x - 1 : n - 1;
+  const int64_t top = counts[last];  // the block's most hills: counts ascend
+  double x[D];
+  int64_t mine = 0;
+  if (j < n) {
+    for (int d = 0; d < D; ++d) x[d] = pts[j * D + d];
+    mine = counts[j];
+  }
+  double v = 0.0;
+  for (int64_t t0 = 0; t0 < top; t0 += kPointsTile) {
+    const int m = top - t0 < kPointsTile ? static_cast<int>(top - t0) : kPointsTile;
+    __syncthreads();
+    for (int k = threadIdx.x; k < m; k += blockDim.x) {
+      for (int d = 0; d < D; ++d) s_c[k * D + d] = centers[(t0 + k) * D + d];
+      for (int e = 0; e < NS; ++e) s_s[k * NS + e] = shape[(t0 + k) * NS + e];
+      s_h[k] = heights[t0 + k];
+    }
+    __syncthreads();
+    const int64_t left = mine - t0;
+    const int lim = left <= 0 ? 0 : (left < m ? static_cast<int>(left) : m);
+    for (int k = 0; k < lim; ++k)
+      v += s_h[k] * cyfes_hill_at(x, &s_c[k * D], &s_s[k * NS], D, MULTI, &per, cut, a, b);
+  }
+  if (j < n) out[j] = v;
+}
+
+using PointsLaunch = void (*)(unsigned, const double *, const int64_t *, int64_t, const double *, const double *,
+                              const double *, cyfes_points_periods, double, double, double, double *);
+
+template <int D, bool MULTI>
+void launch_points(unsigned blocks, const double *pts, const int64_t *counts, int64_t n, const double *c,
+                   const double *s, const double *h, cyfes_points_periods per, double cut, double a, double b,
+                   double *out) {
+  points_kernel<D, MULTI><<<blocks, kThreads>>>(pts, counts, n, c, s, h, per, cut, a, b, out);
+}
+
+PointsLaunch points_launcher(int dim, bool multi) {
+  static const PointsLaunch table[2][CUFES_HILLS_MAX_DIM] = {
+      {launch_points<1, false>, launch_points<2, false>, launch_points<3, false>, launch_points<4, false>},
+      {launch_points<1, true>, launch_points<2, true>, launch_points<3, true>, launch_points<4, true>}};
+  return table[multi ? 1 : 0][dim - 1];
+}
+
+int points_run(const double *points, const int64_t *counts, int64_t n, int dim, const double *centers,
+               const double *shape, int multivariate, const double *heights, int64_t nh,
+               const cyfes_points_periods &per, double cut, double a, double b, double *out, int device, Error &err) {
+  DeviceScope scope(device, err);
+  if (!scope.ok) return err.code;
+  const int64_t ns = multivariate ? dim * dim : dim;
+  const int64_t chunk = n < kPointsChunk ? n : kPointsChunk;
+  DeviceBuffer b_c, b_s, b_h, b_p, b_n, b_o;
+  if (!cufes_internal::upload(b_c, centers, nh * dim, err, "cudaMalloc(centres)") ||
+      !cufes_internal::upload(b_s, shape, nh * ns, err, "cudaMalloc(widths)") ||
+      !cufes_internal::upload(b_h, heights, nh, err, "cudaMalloc(heights)") ||
+      !b_p.alloc(chunk * dim * sizeof(double), err, "cudaMalloc(points)") ||
+      !b_n.alloc(chunk * sizeof(int64_t), err, "cudaMalloc(counts)") ||
+      !b_o.alloc(chunk * sizeof(double), err, "cudaMalloc(bias at points)"))
+    return err.code;
+  const PointsLaunch go = points_launcher(dim, multivariate != 0);
+  for (int64_t j = 0; j < n; j += chunk) {
+    const int64_t m = n - j < chunk ? n - j : chunk;
+    if (!CUFES_CHECK(err, cudaMemcpy(b_p.ptr, points + j * dim, m * dim * sizeof(double), cudaMemcpyHostToDevice)) ||
+        !CUFES_CHECK(err, cudaMemcpy(b_n.ptr, counts + j, m * sizeof(int64_t), cudaMemcpyHostToDevice)))
+      return err.code;
+    go(static_cast<unsigned>((m + kThreads - 1) / kThreads), b_p.as<double>(), b_n.as<int64_t>(), m,
+       b_c.as<double>(), b_s.as<double>(), b_h.as<double>(), per, cut, a, b, b_o.as<double>());
+    if (!cufes_internal::check_launch(err, "hills-at-points kernel") ||
+        !CUFES_CHECK(err, cudaMemcpy(out + j, b_o.ptr, m * sizeof(double), cudaMemcpyDeviceToHost)))
+      return err.code;
+  }
+  return 0;
+}
+
 }  // namespace cufes_hills
 
 using namespace cufes_hills;
@@ -702,4 +792,28 @@ CUFES_API int cufes_hills_sum(int dim, const int64_t *nbin, const double *gmin, 
   }
   g.size = acc;
   return run(g, centers, shape, multivariate != 0, hA, hB, nneigh, nh, cut, use_cut, values, der, device, err);
+}
+
+CUFES_API int cufes_hills_at_points(const double *points, const int64_t *counts, int64_t n, int dim,
+                                    const double *centers, const double *shape, int multivariate,
+                                    const double *heights, int64_t nh, const double *period, double cut, double a,
+                                    double b, double *out, int device, char *errbuf, size_t errlen) {
+  Error err{errbuf, errlen};
+  if (dim < 1 || dim > CUFES_HILLS_MAX_DIM) {
+    err.set(1, "cufes: the GPU sums hills of 1 to %d CVs, not %d", CUFES_HILLS_MAX_DIM, dim);
+    return err.code;
+  }
+  for (int64_t j = 0; j < n; ++j)
+    if (counts[j] < 0 || counts[j] > nh || (j > 0 && counts[j] < counts[j - 1])) {
+      err.set(1, "cufes: hill counts must ascend within [0, %lld]", (long long)nh);
+      return err.code;
+    }
+  if (n <= 0) return 0;
+  cyfes_points_periods per{};
+  for (int d = 0; d < dim; ++d) {
+    per.period[d] = period[d] > 0 ? period[d] : 0.0;
+    per.inv_period[d] = period[d] > 0 ? 1.0 / period[d] : 0.0;
+  }
+  return points_run(points, counts, n, dim, centers, shape, multivariate, heights, nh, per, cut, a, b, out, device,
+                    err);
 }

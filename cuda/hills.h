@@ -31,6 +31,15 @@ CUFES_API int cufes_hills_sum(int dim, const int64_t *nbin, const double *gmin, 
                               const double *hA, const double *hB, const int64_t *nneigh, int64_t nh, double cut,
                               int use_cut, double *values, double *der, int device, char *err, size_t errlen);
 
+/* The bias of hills at arbitrary points, for metadynamics reweighting: out[j] = sum over hills i < counts[j] of
+ * heights[i] * kernel_i(points[j]) (src/cyfes/engine/kernels/shared/hills_points.h, the CPU kernel's function),
+ * in hill order. points (n, dim), counts (n,) ascending in [0, nh]; shape: inverse widths (nh, dim) or metrics
+ * (nh, dim, dim); period per CV (0: not periodic); a exp(-s) + b where s < cut. Points are sent in chunks. */
+CUFES_API int cufes_hills_at_points(const double *points, const int64_t *counts, int64_t n, int dim,
+                                    const double *centers, const double *shape, int multivariate,
+                                    const double *heights, int64_t nh, const double *period, double cut, double a,
+                                    double b, double *out, int device, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -91,3 +91,23 @@ def tree(root: Path) -> Dict[str, Tuple[int, bytes]]:
             body = b""
         out[str(path.relative_to(root))] = (st.st_mode, body)
     return out
+
+
+def hills_at_points(points, counts, centers, heights, period, widths=None, metrics=None, stretched=True):
+    """float64: sum over hills i < counts[j] of h_i k_i(points[j]), one hill at a time; k = A e^-s + B (stretched,
+    PLUMED's) or e^-s, cut at s = 6.25, s = 1/2 |d / sigma|^2 or 1/2 d^T M d, d the minimum image."""
+    cut = 6.25
+    a = 1.0 / (1.0 - np.exp(-cut)) if stretched else 1.0
+    b = -np.exp(-cut) * a if stretched else 0.0
+    points = np.asarray(points, dtype=np.float64)
+    period = np.asarray(period, dtype=np.float64)
+    out = np.zeros(len(points))
+    for i in range(len(centers)):
+        d = points - centers[i]
+        wrap = period > 0
+        d[:, wrap] -= period[wrap] * np.round(d[:, wrap] / period[wrap])
+        s = 0.5 * (np.einsum("pi,ij,pj->p", d, metrics[i], d) if metrics is not None
+                   else ((d / widths[i]) ** 2).sum(axis=1))
+        k = np.where(s < cut, a * np.exp(-s) + b, 0.0)
+        out += np.where(i < np.asarray(counts), heights[i] * k, 0.0)
+    return out

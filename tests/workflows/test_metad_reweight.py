@@ -9,8 +9,10 @@ from typing import List
 import numpy as np
 import pytest
 
+import reference as ref
 from cyfes._errors import InputError
 from cyfes.commands.main import main
+from cyfes.engine.backends import Device
 from cyfes.io import formats
 from cyfes.workflows import metad_reweight
 
@@ -131,15 +133,74 @@ def test_final_against_a_float64_reference() -> None:
     assert (got.c == 0).all() and np.array_equal(got.bias, got.v)
 
 
-def test_chunking_does_not_change_the_sum(monkeypatch: pytest.MonkeyPatch) -> None:
-    x, t, centers, sigma, heights, hill_t = _synthetic()
-    whole = metad_reweight.metad_weights(x, t, centers, sigma, heights, hill_t, kt=2.5, biasfactor=8.0,
-                                         periodic=[("-pi", "pi")], bins=[200])
-    monkeypatch.setattr(metad_reweight, "BLOCK", 37)
-    small = metad_reweight.metad_weights(x, t, centers, sigma, heights, hill_t, kt=2.5, biasfactor=8.0,
-                                         periodic=[("-pi", "pi")], bins=[200])
-    np.testing.assert_allclose(small.v, whole.v, rtol=1e-13, atol=1e-13)
-    np.testing.assert_array_equal(small.c, whole.c)
+def _hills_case(rng: np.random.Generator, dim: int, multivariate: bool, n: int = 700, m: int = 90):
+    """Random hills on CVs that alternate periodic / not, points across the boundaries, random counts."""
+    period = np.array([2 * math.pi if d % 2 == 0 else 0.0 for d in range(dim)])
+    centers = rng.uniform(-math.pi, math.pi, (m, dim))
+    points = rng.uniform(-math.pi - 0.5, math.pi + 0.5, (n, dim))
+    heights = rng.uniform(0.5, 2.0, m)
+    counts = rng.integers(0, m + 1, n)
+    widths = rng.uniform(0.2, 0.9, (m, dim))
+    metrics = None
+    if multivariate:
+        lower = np.tril(rng.uniform(-0.2, 0.2, (m, dim, dim))) + np.eye(dim) * widths[:, :, None]
+        metrics = np.linalg.inv(lower @ np.transpose(lower, (0, 2, 1)))
+    domains = [("-pi", "pi") if p > 0 else None for p in period]
+    hills = metad_reweight.Hills([f"cv{d}" for d in range(dim)], centers, None if multivariate else widths,
+                                 metrics, heights, np.ones(m), domains)
+    return hills, points, counts, period, widths, metrics
+
+
+@pytest.mark.parametrize("dim,multivariate", [(1, False), (2, False), (3, False), (2, True), (3, True)])
+@pytest.mark.parametrize("stretched", [True, False])
+def test_compiled_kernel_with_hill_counts_against_a_float64_reference(rng, dim: int, multivariate: bool,
+                                                                     stretched: bool) -> None:
+    hills, points, counts, period, widths, metrics = _hills_case(rng, dim, multivariate)
+    want = ref.hills_at_points(points, counts, hills.centers, hills.heights, period,
+                               None if multivariate else widths, metrics, stretched)
+    got = metad_reweight.bias_at_points(points, hills, hills.heights, counts, stretched)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert (got[counts == 0] == 0).all() and (want > 1).sum() > 50  # the sums are not mostly empty
+
+
+def test_compiled_kernel_gives_the_same_bits_on_any_number_of_threads(rng) -> None:
+    hills, points, counts, *_ = _hills_case(rng, 2, False, n=3000)
+    one = metad_reweight.bias_at_points(points, hills, hills.heights, counts, True, Device("cpu", threads=1))
+    many = metad_reweight.bias_at_points(points, hills, hills.heights, counts, True, Device("cpu", threads=7))
+    np.testing.assert_array_equal(one, many)  # each point adds its hills alone, in hill order
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dim,multivariate", [(1, False), (2, False), (3, False), (4, False), (2, True), (3, True)])
+def test_gpu_bias_at_points_equals_the_cpu_kernel(rng, dim: int, multivariate: bool) -> None:
+    hills, points, counts, *_ = _hills_case(rng, dim, multivariate, n=20000, m=700)
+    cpu = metad_reweight.bias_at_points(points, hills, hills.heights, counts)
+    gpu = metad_reweight.bias_at_points(points, hills, hills.heights, counts, True, Device("cuda", (0,)))
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-12, atol=1e-12)  # the same function; FMA contraction aside
+
+
+@pytest.mark.gpu
+def test_gpu_bias_at_points_over_several_transfers(rng) -> None:
+    """More points than one transfer holds (2^22): each chunk keeps its points' counts."""
+    hills, _, _, *_ = _hills_case(rng, 2, False, m=40)
+    points = rng.uniform(-math.pi, math.pi, (5_000_000, 2))
+    counts = rng.integers(0, 41, len(points))
+    gpu = metad_reweight.bias_at_points(points, hills, hills.heights, counts, True, Device("cuda", (0,)))
+    pick = rng.choice(len(points), 3000, replace=False)
+    want = ref.hills_at_points(points[pick], counts[pick], hills.centers, hills.heights, [2 * math.pi, 0.0],
+                               hills.widths)
+    np.testing.assert_allclose(gpu[pick], want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.gpu
+def test_gpu_ct_run_equals_the_cpu_run() -> None:
+    rows = _plumed()
+    timed = metad_reweight.read_timed_hills([str(HILLS)], None)
+    grid = metad_reweight.rct_grid(timed.hills, None, None, ["150", "150"])
+    cpu = metad_reweight.compute(rows[:, 1:3], rows[:, 0], timed, KT, "ct", grid)
+    gpu = metad_reweight.compute(rows[:, 1:3], rows[:, 0], timed, KT, "ct", grid, device=Device("cuda", (0,)))
+    np.testing.assert_allclose(gpu.v, cpu.v, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gpu.c, cpu.c, rtol=1e-10, atol=1e-10)
 
 
 # ----------------------------------------------------------------------------------------------- command line

@@ -367,6 +367,11 @@ cdef extern from "hills.h" nogil:
                         const double *hB, const int64_t *nneigh, int64_t nh, double cut, int use_cut,
                         double *values, double *der, int device, char *err, size_t errlen)
 
+    int cufes_hills_at_points(const double *points, const int64_t *counts, int64_t n, int dim,
+                              const double *centers, const double *shape, int multivariate, const double *heights,
+                              int64_t nh, const double *period, double cut, double a, double b, double *out,
+                              int device, char *err, size_t errlen)
+
 HILLS_MAX_DIM = CUFES_HILLS_MAX_DIM
 
 
@@ -388,5 +393,25 @@ def add_hills(double[::1] values, double[:, ::1] der, const int64_t[::1] nbin, c
         rc = cufes_hills_sum(dim, &nbin[0], &gmin[0], &dx[0], &period[0], &centers[0, 0], &shape[0], multivariate,
                              &h_a[0], &h_b[0], &nneigh[0, 0], nh, cut, use_cut, &values[0], der_p, device, err,
                              ERRLEN)
+    if rc != 0:
+        _raise(err)
+
+
+def hills_at_points(const double[:, ::1] points, const int64_t[::1] counts, const double[:, ::1] centers,
+                    const double[:, ::1] shape, const double[::1] heights, const double[::1] period, double cut,
+                    double a, double b, bint multivariate, double[::1] out, int device=0):
+    """Same contract as cyfes.engine._hills.hills_at_points (counts ascending), on one GPU."""
+    cdef char err[ERRLEN]
+    cdef int rc
+    cdef int dim = points.shape[1]
+    cdef int64_t n = points.shape[0], nh = centers.shape[0]
+    if n == 0:
+        return
+    if nh == 0:
+        out[:] = 0.0
+        return
+    with nogil:
+        rc = cufes_hills_at_points(&points[0, 0], &counts[0], n, dim, &centers[0, 0], &shape[0, 0], multivariate,
+                                   &heights[0], nh, &period[0], cut, a, b, &out[0], device, err, ERRLEN)
     if rc != 0:
         _raise(err)

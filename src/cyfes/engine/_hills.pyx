@@ -76,3 +76,41 @@ def add_hills(double[::1] values, double[:, ::1] der, nbin, gmin, dx, period, co
         status += rc != 0
     if status != 0:
         raise MemoryError("cannot allocate the hills kernel's scratch buffers")
+
+
+cdef extern from "hills_points.h" nogil:
+    enum: CYFES_POINTS_MAX_DIM
+    ctypedef struct cyfes_points_periods:
+        double period[CYFES_POINTS_MAX_DIM]
+        double inv_period[CYFES_POINTS_MAX_DIM]
+    double cyfes_hill_at(const double *x, const double *c, const double *shape, int dim, int multivariate,
+                         const cyfes_points_periods *per, double cut, double a, double b)
+
+POINTS_MAX_DIM = CYFES_POINTS_MAX_DIM
+
+
+def hills_at_points(const double[:, ::1] points, const int64_t[::1] counts, const double[:, ::1] centers,
+                    const double[:, ::1] shape, const double[::1] heights, period, double cut, double a, double b,
+                    bint multivariate, double[::1] out, int threads=0):
+    """out[j] = sum over hills i < counts[j] of heights[i] * kernel_i(points[j]) (hills_points.h), in hill
+    order; shape: inverse widths (N, D) or metrics (N, D*D). Points are shared between OpenMP threads in
+    small dynamic chunks, since their counts (and so their work) differ."""
+    cdef cyfes_points_periods per
+    cdef int dim = points.shape[1], ns = shape.shape[1], d, nthreads
+    cdef int64_t n = points.shape[0], j, i
+    cdef double v
+    if dim > CYFES_POINTS_MAX_DIM:
+        raise ValueError(f"hills_at_points: at most {CYFES_POINTS_MAX_DIM} CVs")
+    for d in range(dim):
+        per.period[d] = float(period[d])
+        per.inv_period[d] = 1.0 / per.period[d] if per.period[d] > 0 else 0.0
+    if n == 0 or centers.shape[0] == 0:
+        out[:] = 0.0
+        return
+    nthreads = threads if threads > 0 else openmp.omp_get_max_threads()
+    for j in prange(n, nogil=True, schedule="dynamic", chunksize=64, num_threads=nthreads):
+        v = 0.0
+        for i in range(counts[j]):
+            v = v + heights[i] * cyfes_hill_at(&points[j, 0], &centers[i, 0], &shape[i, 0], dim, multivariate,
+                                               &per, cut, a, b)
+        out[j] = v

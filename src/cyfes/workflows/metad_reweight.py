@@ -18,9 +18,9 @@ kernel is the stretched Gaussian of cyfes.hills (cut at s = 6.25); periodic CVs 
 bias and rbias PLUMED prints at step t exclude the hill deposited at t. Several HILLS files (walkers,
 restarts) are merged by time.
 
-The bias at the samples is an exact sum of the hills at each sample's CVs (vectorised numpy, in chunks bounded
-in memory), never an interpolation; only c(t), an integral by definition, is computed on a grid, with the
-hills kernel of cyfes.hills.
+The bias at the samples is an exact sum of the hills at each sample's CVs (the compiled kernel of
+engine/kernels/shared/hills_points.h, on the CPU with OpenMP or on the GPU), never an interpolation; only c(t), an
+integral by definition, is computed on a grid, with the hills kernel of cyfes.hills (on the same device).
 """
 from __future__ import annotations
 
@@ -33,15 +33,16 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError
+from ..engine import backends
 from ..engine.stats import logsumexp
 from ..io import formats
 from ..io import hills as hills_io
 from ..io.hills import Hills
 from . import sum_hills as hillsum
 
-#: Largest (samples x hills) kernel block held at once: 2^20 entries, about 8 MB per float64 temporary.
-BLOCK = 1 << 20
 MODES = ("ct", "final")
+#: Hills added to c(t)'s grid at once from which the GPU (when chosen) adds them instead of the CPU.
+GPU_BLOCK_HILLS = 4096
 
 
 @dataclass(frozen=True)
@@ -69,61 +70,28 @@ def _periods(hills: Hills) -> np.ndarray:
                      float(formats.parse_number(d[0], "min")) for d in hills.domains])
 
 
-def _scaled_distance(points: np.ndarray, hills: Hills, part: slice, periods: np.ndarray) -> np.ndarray:
-    """(n_points, n_hills in part) s = 1/2 d^T M d, d the minimum image (PLUMED's Value::difference)."""
-    centers = hills.centers[part]
-    if hills.multivariate:
-        d = points[:, None, :] - centers[None, :, :]
-        wrap = periods > 0
-        d[:, :, wrap] -= periods[wrap] * np.round(d[:, :, wrap] / periods[wrap])
-        return 0.5 * np.einsum("phi,hij,phj->ph", d, hills.metrics[part], d)
-    s = np.zeros((len(points), len(centers)))
-    for k in range(points.shape[1]):  # one CV at a time: (P, H) temporaries, not (P, H, D)
-        d = points[:, k, None] - centers[None, :, k]
-        if periods[k] > 0:
-            d -= periods[k] * np.round(d / periods[k])
-        d /= hills.widths[part][None, :, k]
-        s += d * d
-    return 0.5 * s
-
-
-def _kernel_block(points: np.ndarray, hills: Hills, part: slice, periods: np.ndarray, stretched: bool,
-                  keep: np.ndarray | None = None) -> np.ndarray:
-    """(n_points, n_hills in part) kernel values (without heights); exp only where a hill reaches."""
-    s = _scaled_distance(points, hills, part, periods)
-    inside = s < hillsum.CUT
-    if keep is not None:
-        inside &= keep
-    value = np.exp(np.negative(s, out=s), out=s, where=inside)
-    value[~inside] = 0.0
-    if stretched:
-        value *= hillsum.STRETCH_A
-        value += hillsum.STRETCH_B * inside
-    return value
-
-
 def bias_at_points(points: np.ndarray, hills: Hills, heights: np.ndarray, counts: np.ndarray | None = None,
-                   stretched: bool = True) -> np.ndarray:
-    """V at each point: the sum of hills[:counts[j]] at points[j] (every hill when counts is None).
+                   stretched: bool = True, device: backends.Device | None = None) -> np.ndarray:
+    """V at each point: the sum of hills[:counts[j]] at points[j] (every hill when counts is None), exactly (no
+    grid), by the compiled kernel of engine/kernels/shared/hills_points.h on `device` (default: the CPU).
 
-    Points are visited in order of count, so a block of hills touches only the points that have seen it."""
+    Points are visited in order of count, so the threads of a GPU block (or an OpenMP chunk) stop together."""
     n, m = len(points), len(hills)
+    if hills.dim > backends.hills_module().POINTS_MAX_DIM:
+        raise InputError(f"hills: the bias at the samples takes at most {backends.hills_module().POINTS_MAX_DIM} "
+                         f"CVs, these have {hills.dim}")
     counts = np.full(n, m, dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
     order = np.argsort(counts, kind="stable")
-    sorted_counts, sorted_points = counts[order], np.ascontiguousarray(points[order], dtype=np.float64)
-    periods, out = _periods(hills), np.zeros(n)
-    step_h = max(1, min(m, int(math.sqrt(BLOCK))))
-    for a in range(0, m, step_h):
-        b = min(m, a + step_h)
-        first = int(np.searchsorted(sorted_counts, a, side="right"))  # points with count > a see this block
-        step_p = max(1, BLOCK // (b - a))
-        for p in range(first, n, step_p):
-            q = min(n, p + step_p)
-            keep = None
-            if sorted_counts[p] < b:  # some points stop inside this block of hills
-                keep = np.arange(a, b)[None, :] < sorted_counts[p:q, None]
-            block = _kernel_block(sorted_points[p:q], hills, slice(a, b), periods, stretched, keep)
-            out[p:q] += block @ heights[a:b]
+    shape = hills.metrics.reshape(m, -1) if hills.multivariate else 1.0 / hills.widths
+    a, b = (hillsum.STRETCH_A, hillsum.STRETCH_B) if stretched else (1.0, 0.0)
+    f64 = lambda x: np.ascontiguousarray(x, dtype=np.float64)  # noqa: E731
+    args = (f64(points[order]), np.ascontiguousarray(counts[order]), f64(hills.centers), f64(shape), f64(heights),
+            _periods(hills), hillsum.CUT, a, b, hills.multivariate)
+    out = np.empty(n)
+    if device is not None and device.kind == "cuda":
+        backends.gpu_module().hills_at_points(*args, out, device.ids[0])
+    else:
+        backends.hills_module().hills_at_points(*args, out, device.threads if device is not None else 0)
     result = np.empty(n)
     result[order] = out
     return result
@@ -146,13 +114,17 @@ def rct_grid(hills: Hills, gmin: Sequence[str] | None = None, gmax: Sequence[str
 
 
 def rct_at_counts(hills: Hills, heights: np.ndarray, counts: np.ndarray, kt: float, gamma: float,
-                  grid: hillsum.HillsGrid, kernel: str = "stretched") -> np.ndarray:
-    """c after the first k hills, for each k in counts; the grid bias grows hill block by hill block."""
+                  grid: hillsum.HillsGrid, kernel: str = "stretched", device: backends.Device | None = None
+                  ) -> np.ndarray:
+    """c after the first k hills, for each k in counts; the grid bias grows hill block by hill block, each
+    block on `device` when it is large enough to pay for a GPU call (a few hills cost less on the CPU than the
+    GPU's transfers and allocations)."""
     wanted = np.unique(counts)
     total = hillsum.empty_sum(grid, derivatives=False)
     extent, done, found = hillsum.support(hills), 0, {}
     for k in wanted:
-        hillsum.add_hills(total, hills, grid, heights, extent, kernel, part=slice(done, int(k)))
+        where = device if int(k) - done >= GPU_BLOCK_HILLS else None
+        hillsum.add_hills(total, hills, grid, heights, extent, kernel, where, part=slice(done, int(k)))
         done = int(k)
         found[int(k)] = rct_of(total.values, kt, gamma) if k > 0 else 0.0
     return np.array([found[int(k)] for k in counts])
@@ -196,28 +168,30 @@ def _check_times(times: np.ndarray, hill_times: np.ndarray, where: str, last: fl
 
 
 def compute(points: np.ndarray, times: np.ndarray, timed: TimedHills, kt: float, mode: str,
-            grid: hillsum.HillsGrid | None = None, where: str = "hills", last: float | None = None
-            ) -> MetadBias:
+            grid: hillsum.HillsGrid | None = None, where: str = "hills", last: float | None = None,
+            device: backends.Device | None = None) -> MetadBias:
     """The reweighting bias of each sample (points (N, D) in the hills' CV order, times (N,)); last: the time
-    of the run's last row, when samples were dropped (default: the last of `times`)."""
+    of the run's last row, when samples were dropped (default: the last of `times`); device: where the hills
+    are summed (sum_hills.hills_device; default the CPU)."""
     if mode not in MODES:
         raise InputError(f"--reweight {mode}: use one of {', '.join(MODES)}")
     _check_times(times, timed.times, where, last)
     heights = bias_heights(timed.hills, timed.gamma)
     stretched = timed.hills.kernel == "stretched-gaussian"
     if mode == "final":
-        v = bias_at_points(points, timed.hills, heights, None, stretched)
+        v = bias_at_points(points, timed.hills, heights, None, stretched, device)
         return MetadBias(v, np.zeros_like(v), v)
     counts = np.searchsorted(timed.times, times, side="left")  # hills strictly before each sample
-    v = bias_at_points(points, timed.hills, heights, counts, stretched)
+    v = bias_at_points(points, timed.hills, heights, counts, stretched, device)
     c = rct_at_counts(timed.hills, heights, counts, kt, timed.gamma, grid or rct_grid(timed.hills),
-                      "stretched" if stretched else "gaussian")
+                      "stretched" if stretched else "gaussian", device)
     return MetadBias(v, c, v - c)
 
 
 def metad_weights(points: Any, times: Any, centers: Any, sigma: Any, height: Any, hill_times: Any, *,
                   kt: float, biasfactor: float, mode: str = "ct", periodic: Any = None,
-                  grid_min: Any = None, grid_max: Any = None, bins: Any = None) -> MetadBias:
+                  grid_min: Any = None, grid_max: Any = None, bins: Any = None, device: Any = "auto",
+                  threads: int | None = None) -> MetadBias:
     """The metadynamics reweighting bias of samples, from arrays.
 
     points (N, D) the samples' CVs and times (N,); centers (M, D), sigma (per CV or (M, D)), height (M,) as a
@@ -225,7 +199,8 @@ def metad_weights(points: Any, times: Any, centers: Any, sigma: Any, height: Any
     hill_times (M,); kt in the hills' energy unit; biasfactor gamma (> 1, or -1 for plain metadynamics);
     mode "ct" (V(s,t) - c(t)) or "final" (V of all hills); periodic: (min, max) or None per CV; grid_min,
     grid_max, bins: the grid of c(t) as for cyfes.hills (default: periodic CVs span their domain, others the
-    hills' extent). Returns a MetadBias; weight sample j by exp(bias[j]/kt)."""
+    hills' extent); device and threads as for cyfes.hills. Returns a MetadBias; weight sample j by
+    exp(bias[j]/kt)."""
     hills = hillsum._hills_from_arrays(centers, sigma, height, None, None, periodic)
     pts = np.asarray(points, dtype=np.float64)
     pts = pts[:, None] if pts.ndim == 1 else pts
@@ -239,7 +214,8 @@ def metad_weights(points: Any, times: Any, centers: Any, sigma: Any, height: Any
     strings = hillsum._strings
     grid = None if mode == "final" else rct_grid(hills, strings(grid_min, "grid_min"),
                                                  strings(grid_max, "grid_max"), strings(bins, "bins"))
-    return compute(pts, t, sort_by_time(hills, ht, float(biasfactor)), float(kt), mode, grid)
+    return compute(pts, t, sort_by_time(hills, ht, float(biasfactor)), float(kt), mode, grid,
+                   device=hillsum.hills_device(device, threads, hills.dim))
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -324,6 +300,7 @@ def reweight_samples(args: argparse.Namespace, samples: Any, kt: float) -> tuple
     grid = None if mode == "final" else rct_grid(timed.hills, _split(args.rct_min), _split(args.rct_max),
                                                  _split(args.rct_bin))
     times, last = _sample_times(args)
-    got = compute(samples.values, times, timed, kt, mode, grid, where, last)
+    device = hillsum.hills_device(getattr(args, "device", "cpu"), getattr(args, "threads", None), timed.hills.dim)
+    got = compute(samples.values, times, timed, kt, mode, grid, where, last, device)
     samples.bias = got.bias if samples.bias is None else samples.bias + got.bias
     return samples, got
