@@ -363,22 +363,3 @@ def test_plain_metadynamics_ct_against_a_float64_reference() -> None:
     grid_v = _reference_v(fine, centers[hill_t < t[j]], sigma[hill_t < t[j]], heights[hill_t < t[j]], period)
     c = kt * math.log(np.mean(np.exp(grid_v / kt)))
     assert got.v[j] == pytest.approx(v, rel=1e-12) and got.c[j] == pytest.approx(c, rel=1e-6)
-
-
-def test_rct_gives_the_same_bits_on_any_number_of_threads_and_matches_a_direct_log_sum() -> None:
-    timed = metad_reweight.read_timed_hills([str(HILLS)], None)
-    grid = metad_reweight.rct_grid(timed.hills, None, None, ["60", "60"])
-    heights = metad_reweight.bias_heights(timed.hills, timed.gamma)
-    counts = np.array([0, 1, 1, 5, len(timed.hills)])
-    one, many = (metad_reweight.rct_at_counts(timed.hills, heights, counts, KT, GAMMA, grid, threads=t) for t in (1, 5))
-    np.testing.assert_array_equal(one, many)
-    for k, c in zip(counts, one):  # c from cyfes.hills' own grid sum of the first k hills, log-summed in numpy
-        if k == 0:
-            assert c == 0.0
-            continue
-        total = metad_reweight.hillsum.empty_sum(grid, derivatives=False)
-        metad_reweight.hillsum.add_hills(total, timed.hills, grid, heights, metad_reweight.hillsum.support(
-            timed.hills), "stretched", part=slice(0, int(k)))
-        v, a = total.values, GAMMA / (GAMMA - 1) / KT
-        lse = lambda x: x.max() + math.log(np.exp(x - x.max()).sum())  # noqa: E731
-        assert c == pytest.approx(KT * (lse(a * v) - lse(v / ((GAMMA - 1) * KT))), rel=1e-13, abs=1e-13)

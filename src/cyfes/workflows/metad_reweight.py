@@ -34,12 +34,15 @@ import numpy as np
 
 from .._errors import InputError
 from ..engine import backends
+from ..engine.stats import logsumexp
 from ..io import formats
 from ..io import hills as hills_io
 from ..io.hills import Hills
 from . import sum_hills as hillsum
 
 MODES = ("ct", "final")
+#: Hills added to c(t)'s grid at once from which the GPU (when chosen) adds them instead of the CPU.
+GPU_BLOCK_HILLS = 4096
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,13 @@ def bias_at_points(points: np.ndarray, hills: Hills, heights: np.ndarray, counts
 
 
 # ----------------------------------------------------------------------------------------------- c(t)
+def rct_of(values: np.ndarray, kt: float, gamma: float) -> float:
+    """c for a bias `values` on grid points, in log space (PLUMED's computeReweightingFactor)."""
+    if gamma > 1:
+        return kt * (logsumexp(values * (gamma / (gamma - 1.0) / kt)) - logsumexp(values / ((gamma - 1.0) * kt)))
+    return kt * (logsumexp(values / kt) - math.log(len(values)))
+
+
 def rct_grid(hills: Hills, gmin: Sequence[str] | None = None, gmax: Sequence[str] | None = None,
              bins: Sequence[str] | None = None) -> hillsum.HillsGrid:
     """The grid c(t) is integrated on: sum_hills' grid rules (a periodic CV spans its domain; by default the
@@ -104,26 +114,20 @@ def rct_grid(hills: Hills, gmin: Sequence[str] | None = None, gmax: Sequence[str
 
 
 def rct_at_counts(hills: Hills, heights: np.ndarray, counts: np.ndarray, kt: float, gamma: float,
-                  grid: hillsum.HillsGrid, kernel: str = "stretched", threads: int | None = None) -> np.ndarray:
-    """c after the first k hills, for each k in counts, in one compiled pass: the grid bias grows hill block by
-    hill block as sum_hills adds hills, and after each block c = kT (log sum_g exp(gamma/(gamma-1) V_g/kT) -
-    log sum_g exp(V_g/((gamma-1) kT))), PLUMED's computeReweightingFactor (without well-tempering,
-    kT log mean_g exp(V_g/kT)), both log-sums shifted by their largest term so no bias overflows."""
-    wanted = np.unique(np.asarray(counts, dtype=np.int64))
-    if len(hills) == 0 or len(wanted) == 0:
-        return np.zeros(len(counts))
-    a1, a2 = (gamma / (gamma - 1.0) / kt, 1.0 / ((gamma - 1.0) * kt)) if gamma > 1 else (1.0 / kt, 0.0)
-    h_a, h_b, use_cut = hillsum._coefficients(heights, kernel)
-    centers = np.ascontiguousarray(hills.centers, dtype=np.float64)
-    shape = hills.metrics if hills.multivariate else hills.widths
-    nneigh = np.ascontiguousarray(hillsum._neighbours(hillsum.support(hills), grid, kernel, centers))
-    total, lse1, lse2 = hillsum.empty_sum(grid, derivatives=False), np.empty(len(wanted)), np.empty(len(wanted))
-    backends.hills_module().running_log_sums(
-        total.values, grid.nbin, grid.gmin, grid.dx, grid.period, centers,
-        np.ascontiguousarray(shape, dtype=np.float64).ravel(), np.ascontiguousarray(h_a), np.ascontiguousarray(h_b),
-        nneigh, hillsum.CUT, use_cut, hills.multivariate, wanted, a1, a2, lse1, lse2, threads or 0)
-    found = np.where(wanted > 0, kt * (lse1 - lse2), 0.0)  # no hill yet: no bias, c = 0
-    return found[np.searchsorted(wanted, counts)]
+                  grid: hillsum.HillsGrid, kernel: str = "stretched", device: backends.Device | None = None
+                  ) -> np.ndarray:
+    """c after the first k hills, for each k in counts; the grid bias grows hill block by hill block, each
+    block on `device` when it is large enough to pay for a GPU call (a few hills cost less on the CPU than the
+    GPU's transfers and allocations)."""
+    wanted = np.unique(counts)
+    total = hillsum.empty_sum(grid, derivatives=False)
+    extent, done, found = hillsum.support(hills), 0, {}
+    for k in wanted:
+        where = device if int(k) - done >= GPU_BLOCK_HILLS else None
+        hillsum.add_hills(total, hills, grid, heights, extent, kernel, where, part=slice(done, int(k)))
+        done = int(k)
+        found[int(k)] = rct_of(total.values, kt, gamma) if k > 0 else 0.0
+    return np.array([found[int(k)] for k in counts])
 
 
 # ----------------------------------------------------------------------------------------------- one problem
@@ -180,7 +184,7 @@ def compute(points: np.ndarray, times: np.ndarray, timed: TimedHills, kt: float,
     counts = np.searchsorted(timed.times, times, side="left")  # hills strictly before each sample
     v = bias_at_points(points, timed.hills, heights, counts, stretched, device)
     c = rct_at_counts(timed.hills, heights, counts, kt, timed.gamma, grid or rct_grid(timed.hills),
-                      "stretched" if stretched else "gaussian", device.threads if device is not None else None)
+                      "stretched" if stretched else "gaussian", device)
     return MetadBias(v, c, v - c)
 
 
