@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_index_json_depends(built) -> None:
     index = json.loads(members(build.package)["info/index.json"])
     gcc = tool_version(["gcc", "-dumpfullversion"]).split(".")[0]
     tag = "cpu" if cuda is None else "cuda" + cuda.replace(".", "")
-    assert index["build"] == f"py{PYTAG}_{tag}_{0 if cuda is None else 200}"
+    assert re.fullmatch(rf"{tag}_py{PYTAG}h[0-9a-f]{{7}}_{0 if cuda is None else 200}", index["build"])
     cuda_run = set() if cuda is None else {"__cuda", "cuda-version >=13.0,<14", "cuda-cudart >=13.0,<14.0a0"}
     assert set(index["depends"]) == {
         "python", "numpy >=1.21", f"python_abi {PY}.* *_cp{PYTAG}",  # the run_export of the python stand-in
