@@ -59,8 +59,9 @@ def test_conda_name(dist: str, name: str) -> None:
 def test_index_json_of_each_variant(channels) -> None:
     _, _, idx = channels
     cpu, cuda = idx["cpu"], idx["cuda13x"]
-    assert (cpu["name"], cpu["build"], cpu["build_number"]) == ("cuda-sum", f"py{PYTAG}_cpu_0", 0)
-    assert (cuda["name"], cuda["build"], cuda["build_number"]) == ("cuda-sum", f"py{PYTAG}_cuda130_200", 200)
+    assert (cpu["name"], cpu["build"], cpu["build_number"]) == ("cuda-sum", variant("cpu").build_string(PY, 0), 0)
+    assert (cuda["name"], cuda["build"], cuda["build_number"]) == \
+        ("cuda-sum", variant("cuda13x").build_string(PY, 200), 200)
     assert not [d for d in cpu["depends"] if "cuda" in d] and not [c for c in cpu["constrains"] if "cuda" in c]
     assert {"__cuda", "cuda-version >=13.0,<14", "cuda-cudart >=13.0,<14.0a0"} <= set(cuda["depends"])
     assert "__cuda >=13" in cuda["constrains"]
@@ -79,7 +80,8 @@ def solved_build(channels, cuda: str | None) -> str:
     return next(str(r.build) for r in records if r.name.normalized == "cuda-sum")
 
 
-@pytest.mark.parametrize("cuda, build", [("13.0", "cuda130_200"), (None, "cpu_0"), ("12.9", "cpu_0")],
+@pytest.mark.parametrize("cuda, build", [("13.0", ("cuda13x", 200)), (None, ("cpu", 0)), ("12.9", ("cpu", 0))],
                          ids=["driver-cuda13", "no-driver", "driver-cuda12"])
-def test_solver_prefers_cuda_only_where_the_driver_runs_it(channels, cuda: str | None, build: str) -> None:
-    assert solved_build(channels, cuda) == f"py{PYTAG}_{build}"
+def test_solver_prefers_cuda_only_where_the_driver_runs_it(channels, cuda: str | None, build: tuple) -> None:
+    name, number = build
+    assert solved_build(channels, cuda) == variant(name).build_string(PY, number)

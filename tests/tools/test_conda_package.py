@@ -22,6 +22,7 @@ from tools.release.conda.fixtures import build_fixture_channel, fixtures
 from tools.release.conda.linking import SYSTEM_LIBRARIES
 from tools.release.conda.meta import PREFIX_PLACEHOLDER
 from tools.release.conda.package import make_channel, make_package
+from tools.release.conda.variants import variant
 from tools.release.elf.loader import SystemLibraries, Tree, resolve_tree
 from tools.release.elf.model import read_elf
 from tools.release.errors import BadInputError, ReleaseError
@@ -98,7 +99,7 @@ def test_index_json(built) -> None:
     py = PY.replace(".", "")
     minor = int(PY.split(".")[1])
     assert {k: index[k] for k in ("name", "version", "build", "build_number", "subdir", "platform", "arch")} == {
-        "name": "condapkg", "version": "1.0", "build": f"py{py}_cuda130_200", "build_number": 200,
+        "name": "condapkg", "version": "1.0", "build": variant("cuda13x").build_string(PY, 200), "build_number": 200,
         "subdir": "linux-64", "platform": "linux", "arch": "x86_64"}
     assert index["timestamp"] == int(EPOCH) * 1000
     gcc_major = subprocess.run(["gcc", "-dumpversion"], capture_output=True, text=True).stdout.strip().split(".")[0]
@@ -194,7 +195,7 @@ def test_two_runs_give_identical_bytes(built, tmp_path: Path, monkeypatch: pytes
 def test_cpu_only_wheel_gives_a_cpu_package(tmp_path: Path) -> None:
     pkg = make_package(build_wheel(tmp_path, cuda=False), tmp_path / "out", root=ROOT)
     index = json.loads(read_conda(pkg.path)["info/index.json"].data)
-    assert index["build"] == f"py{PY.replace('.', '')}_cpu_0"
+    assert index["build"] == variant("cpu").build_string(PY, 0)
     assert not [d for d in index["depends"] + index["constrains"] if "cuda" in d]
 
 

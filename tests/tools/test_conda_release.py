@@ -28,7 +28,7 @@ def index_of(path: Path) -> dict:
 
 
 def test_every_buildable_variant_was_released() -> None:
-    tags = {index_of(p)["build"].split("_")[1] for p in PACKAGES}
+    tags = {index_of(p)["build"].split("_")[0] for p in PACKAGES}
     wanted = {a.variant.tag for a in availability(CONFIG.conda.variants) if a.buildable
               and (CONFIG.cuda.enabled or a.variant.cuda is None)}
     assert PACKAGES, f"no packages in {CONFIG.conda.channel}: run `make dist` first"
@@ -38,7 +38,7 @@ def test_every_buildable_variant_was_released() -> None:
 @pytest.mark.parametrize("pkg", PACKAGES, ids=[p.name for p in PACKAGES])
 def test_variant_requirements_match_the_elf_files(pkg: Path) -> None:
     index = index_of(pkg)
-    tag = index["build"].split("_")[1]
+    tag = index["build"].split("_")[0]
     got = members(pkg)
     needed = set()
     for name, data in got.items():

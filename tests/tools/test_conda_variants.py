@@ -82,7 +82,9 @@ def test_package_of_each_variant(tmp_path: Path, tag: str, soname: str | None, d
     v = variant(tag)
     (pkg,) = make_channel([variant_wheel(tmp_path, soname, v.cuda or "")], tmp_path / "ch", root=ROOT, variants=[v])
     index = index_of(pkg.path)
-    assert index["build"] == f"py{PYTAG}_{v.tag}_{200 if soname else 0}"  # CUDA builds +200: preferred
+    # conda-forge's form, CUDA builds +200 (preferred)
+    assert re.fullmatch(rf"{v.tag}_py{PYTAG}h[0-9a-f]{{7}}_{200 if soname else 0}", index["build"])
+    assert index["build"] == v.build_string(PY, 200 if soname else 0)
     assert index["build_number"] == (200 if soname else 0)
     cuda_deps = sorted(d for d in index["depends"] if re.match(r"(__cuda|cuda|cudatoolkit)", d))
     assert cuda_deps == depends

@@ -81,7 +81,7 @@ def test_ompsum_conda_package_verified_in_a_fresh_prefix(tmp_path):
                                                  f"conda:\n  enabled: true\n  python: [{wf.PY}]\n  variants: [cpu]\n"))
     proc = _release(src, "conda")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    (pkg,) = (src / "dist" / "conda" / "linux-64").glob("ompsum-0.1-py*_cpu_0.conda")
+    (pkg,) = (src / "dist" / "conda" / "linux-64").glob("ompsum-0.1-cpu_py*h*_0.conda")
     row = next(ln for ln in proc.stdout.splitlines() if ln.startswith(pkg.name))
     assert "from conda: libgomp" in row and "ok: libgomp.so.1, libompsum.so from $PREFIX/lib" in row
     facts = json.loads(row.split("smoke: OMPSUM ", 1)[1])

@@ -130,7 +130,7 @@ def _conda_package(cyfes_release: Path, src: Path) -> None:
     proc = subprocess.run([str(cyfes_release), "conda", "--python", wf.PY], cwd=src, capture_output=True, text=True,
                           env=_env(), timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
-    (pkg,) = (src / "dist" / "conda" / "linux-64").glob(f"pykdtree-{VERSION}-py{wf.TAG[2:]}_cpu_0.conda")
+    (pkg,) = (src / "dist" / "conda" / "linux-64").glob(f"pykdtree-{VERSION}-cpu_py{wf.TAG[2:]}h*_0.conda")
     row = next(ln for ln in proc.stdout.splitlines() if ln.startswith(pkg.name))
     assert "from conda: libgomp" in row and "ok: libgomp.so.1 from $PREFIX/lib" in row, row
     assert json.loads(row.split("smoke: PYKDTREE ", 1)[1])["same_as_brute_force"] is True

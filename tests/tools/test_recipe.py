@@ -53,6 +53,9 @@ def variants(path: Path | None = None) -> list[dict[str, str]]:
     return [{**base, **{k: str(config[k][i]) for k in zipped}} for i in range(count)]
 
 
+HASH = "0123abc"
+
+
 def compiler_stub(variant: dict[str, str]) -> Any:
     # conda-build renders compiler('c') as "<c_compiler>_<target_platform> <c_compiler_version>"
     def compiler(lang: str) -> str:
@@ -72,7 +75,8 @@ def load_toml(path: str, **_: Any) -> dict[str, Any]:
 def render_meta(variant: dict[str, str], python: str) -> dict[str, Any]:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     text = apply_selectors((RECIPE / "meta.yaml").read_text())
-    context = {**variant, "CONDA_PY": python.replace(".", ""), "PY_VER": python,
+    # PKG_HASH (conda-build) and hash (rattler-build) stand in as HASH: test_conda_recipe_render checks the real one
+    context = {**variant, "CONDA_PY": python.replace(".", ""), "PY_VER": python, "PKG_HASH": HASH,
                "compiler": compiler_stub(variant), "stdlib": stdlib_stub(variant),
                "load_file_data": load_toml, "pin_compatible": lambda name, **kw: name}
     return yaml.safe_load(env.from_string(text).render(**context))
@@ -85,7 +89,7 @@ class V1Renderer:
         self.env = jinja2.Environment(undefined=jinja2.StrictUndefined)
         self.env.filters["version_to_buildstring"] = lambda v: "".join(str(v).split(".")[:2])
         self.env.filters["split"] = lambda s, sep=None: str(s).split(sep)
-        self.ns: dict[str, Any] = {**variant, "python": python, "linux": True, "win": False, "osx": False,
+        self.ns: dict[str, Any] = {**variant, "python": python, "hash": HASH, "linux": True, "win": False, "osx": False,
                                    "compiler": compiler_stub(variant), "stdlib": stdlib_stub(variant),
                                    "load_from_file": load_toml, "match": self.match}
 
@@ -94,7 +98,7 @@ class V1Renderer:
         return rattler.VersionSpec(spec).matches(rattler.Version(str(version)))
 
     def value(self, text: str) -> Any:
-        whole = re.fullmatch(r"\$\{\{(.*)\}\}", text.strip(), re.S)
+        whole = re.fullmatch(r"\$\{\{((?:(?!\}\}).)*)\}\}", text.strip(), re.S)
         if whole:  # a lone expression keeps its type (bool, int), as in rattler-build's context
             return self.env.compile_expression(whole.group(1))(**self.ns)
         return self.env.from_string(text.replace("${{", "{{")).render(**self.ns)
@@ -164,12 +168,12 @@ def test_meta_yaml_cuda_requirements(variant: dict[str, str], python: str) -> No
     assert {"gcc_linux-64 " + variant["c_compiler_version"], "sysroot_linux-64 " + variant["c_stdlib_version"]} <= build
     py = python.replace(".", "")
     if cuda == "None":
-        assert meta["build"]["string"] == f"py{py}_cpu_0" and meta["build"]["number"] == 0
+        assert meta["build"]["string"] == f"cpu_py{py}h{HASH}_0" and meta["build"]["number"] == 0
         assert not any("nvcc" in s or "cuda" in s for s in build | host | run)
         assert "run_constrained" not in reqs
         return
     major = int(cuda.split(".")[0])
-    assert meta["build"]["string"] == f"py{py}_cuda{cuda.replace('.', '')}_200" and meta["build"]["number"] == 200
+    assert meta["build"]["string"] == f"cuda{cuda.replace('.', '')}_py{py}h{HASH}_200" and meta["build"]["number"] == 200
     assert "__cuda" in run
     assert f"{variant['cuda_compiler']}_linux-64" in {s.split()[0] for s in build}
     assert reqs["run_constrained"] == [f"__cuda >={major}"]

@@ -462,7 +462,7 @@ def package_row(path: Path, result: InstallResult | None) -> Row:
 
 def skipped_row(avail: Availability, result: str = "") -> Row:
     """The visible line for a variant this machine cannot build (or whose build failed: `result`)."""
-    return Row(f"cyfes conda variant {avail.variant.tag}", f"{SUBDIR} *_{avail.variant.tag}_*",
+    return Row(f"cyfes conda variant {avail.variant.tag}", f"{SUBDIR} {avail.variant.tag}_py*",
                result=result or f"SKIPPED: {avail.reason}")
 
 

@@ -30,11 +30,6 @@ class Target:
     python: str
     cuda: str | None
 
-    @property
-    def build_string_stem(self) -> str:
-        cuda = "cpu" if self.cuda is None else "cuda" + "".join(self.cuda.split(".")[:2])
-        return f"py{self.python.replace('.', '')}_{cuda}"
-
 
 @dataclass(frozen=True)
 class ElfFacts:

@@ -242,9 +242,11 @@ def make_package(wheel_path: Path, out_dir: Path, build_number: int = 0, extra_d
     depends, constrains = depends_and_constrains(elves, facts, target, run_requirements(wheel))
     depends = sorted(set(depends) | set(extra_depends))
     links = check_links(elves, {e.name for e in pkg}, depends, lay.libdir or "lib")
-    raise_if_any(problems_of(links, f"{wheel.dist}-{wheel.version} ({target.build_string_stem})"), ReleaseError)
-    number = build_number + (variant or variant_of_cuda(cuda)).build_number_offset
-    info = PackageInfo(conda_name(wheel.dist), wheel.version, f"{target.build_string_stem}_{number}", number,
+    v = variant or variant_of_cuda(cuda)
+    number = build_number + v.build_number_offset
+    build = v.build_string(target.python, number)
+    raise_if_any(problems_of(links, f"{wheel.dist}-{wheel.version} ({build})"), ReleaseError)
+    info = PackageInfo(conda_name(wheel.dist), wheel.version, build, number,
                        depends, constrains, license_of(wheel),
                        metadata_field(wheel, "Summary"), home_of(wheel, home), package_time() * 1000)
     meta = info_entries(info, pkg, placeholders, license_text(wheel, root))

@@ -12,12 +12,15 @@ instead of hiding it.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, replace
 
 from ..errors import BadInputError, ToolError
 from ..targets import CUDA_FLAVOURS, CudaFlavour
 from ..toolchain.cuda import find_toolchain
+from .meta import SUBDIR
 
 CUDA_BUILD_NUMBER_OFFSET = 200
 """Added to a CUDA variant's build number so the solver prefers it where `__cuda` exists (conda-forge's
@@ -41,7 +44,7 @@ class CondaVariant:
 
     @property
     def tag(self) -> str:
-        """The build-string part after pyXY, conda-forge's spelling of the compiler: cpu, cuda129, cuda130."""
+        """The build string's first part, conda-forge's spelling of the compiler: cpu, cuda129, cuda130."""
         return self.flavour.conda_tag if self.flavour else "cpu"
 
     @property
@@ -66,6 +69,34 @@ class CondaVariant:
     @property
     def runtime_packages(self) -> tuple[str, ...]:
         return self.flavour.conda_runtime_packages if self.flavour else ()
+
+    def recipe_variant(self, python: str) -> dict[str, object]:
+        """The variant keys recipe/recipe.yaml uses for this build, as rattler-build records them: the row of
+        recipe/conda_build_config.yaml (cuda118.yaml) that conda-forge compiles the variant with."""
+        keys = {"c_compiler": "gcc", "cxx_compiler": "gxx", "c_stdlib": "sysroot", "python": python,
+                "target_platform": SUBDIR, **RECIPE_ROWS[self.name]}
+        return keys | ({"__cuda": "__cuda"} if self.flavour else {})
+
+    def build_string(self, python: str, number: int) -> str:
+        """conda-forge's hashed build string, e.g. cuda130_py312h1a2b3c4_200: the tag, then rattler-build's
+        hash of the used variant (SHA-1 of its JSON with sorted keys, first 7 hex digits) after pyXY."""
+        digest = hashlib.sha1(json.dumps(self.recipe_variant(python), sort_keys=True).encode()).hexdigest()
+        return f"{self.tag}_py{python.replace('.', '')}h{digest[:7]}_{number}"
+
+
+# What recipe/conda_build_config.yaml and recipe/cuda118.yaml compile each variant with (the keys beyond
+# compiler names and Python that the recipe uses); tests/tools/test_conda_recipe_render.py checks these rows
+# against rattler-build's rendering of the recipe, so the hash in the build string is the recipe's.
+RECIPE_ROWS: dict[str, dict[str, object]] = {
+    "cpu": {"c_compiler_version": 13, "cxx_compiler_version": 13, "c_stdlib_version": "2.17",
+            "cuda_compiler_version": "None"},
+    "cuda12x": {"c_compiler_version": 13, "cxx_compiler_version": 13, "c_stdlib_version": "2.17",
+                "cuda_compiler": "cuda-nvcc", "cuda_compiler_version": "12.9"},
+    "cuda13x": {"c_compiler_version": 13, "cxx_compiler_version": 13, "c_stdlib_version": "2.28",
+                "cuda_compiler": "cuda-nvcc", "cuda_compiler_version": "13.0"},
+    "cuda118": {"c_compiler_version": 11, "cxx_compiler_version": 11, "c_stdlib_version": "2.17",
+                "cuda_compiler": "nvcc", "cuda_compiler_version": "11.8"},
+}
 
 
 VARIANTS: tuple[CondaVariant, ...] = (CondaVariant("cpu"),) + tuple(
