@@ -1,6 +1,6 @@
 """TEST FIXTURE: the CV trajectory that PLUMED's driver replays in this folder (run.sh).
 
-An overdamped Langevin walk on a periodic 2-D surface (two basins) in phi, psi, written as a PLUMED COLVAR with
+An overdamped Langevin walk on a periodic 2-D surface with two basins in phi, psi, written as a PLUMED COLVAR with
 its periodic domains; no atoms. PLUMED then deposits well-tempered hills along it, computes c(t) and reweights
 (REWEIGHT_METAD), and writes its own HISTOGRAM as a free energy grid: see run.sh and README.md."""
 import math
@@ -11,9 +11,9 @@ KT = 2.494339  # TEMP=300 in kJ/mol, PLUMED's kB
 
 
 def force(x: np.ndarray) -> np.ndarray:
-    """-dV/dx of V = 6 cos(phi) + 4 cos(psi - 1) + 2 cos(phi + psi) (kJ/mol)."""
+    """-dV/dx of V = 5 cos(2 phi) + 3 cos(psi - 1) + 2 cos(phi + psi) (kJ/mol): two basins along phi."""
     phi, psi = x
-    return np.array([6 * math.sin(phi) + 2 * math.sin(phi + psi), 4 * math.sin(psi - 1) + 2 * math.sin(phi + psi)])
+    return np.array([10 * math.sin(2 * phi) + 2 * math.sin(phi + psi), 3 * math.sin(psi - 1) + 2 * math.sin(phi + psi)])
 
 
 def main(n: int = 10000, dt: float = 0.002, seed: int = 3) -> None:
