@@ -8,7 +8,9 @@ exponent matrix stays small; the log-sum-exp is taken with the exact maximum of 
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -111,3 +113,11 @@ def hills_at_points(points, counts, centers, heights, period, widths=None, metri
         k = np.where(s < cut, a * np.exp(-s) + b, 0.0)
         out += np.where(i < np.asarray(counts), heights[i] * k, 0.0)
     return out
+
+
+def foreground(argv: list, cwd: Path) -> subprocess.Popen:
+    """`argv` started as a terminal's foreground job would be: SIGINT at its default, which Python turns into
+    KeyboardInterrupt. A test runner started in the background of a non-interactive shell has SIGINT ignored and
+    its children inherit that (POSIX; nohup and `cmd &` rely on it), so cyfes would rightly never see the signal."""
+    return subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

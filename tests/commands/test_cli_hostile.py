@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import cyfes
+import reference as ref
 from cyfes.commands.main import main
 from cyfes.io import formats
 from reference import tree
@@ -367,14 +368,6 @@ def test_file_size_limit_refuses_before_computing(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- signals
-def _foreground(argv: list, cwd: Path) -> subprocess.Popen:
-    """`argv` started as a terminal's foreground job would be: SIGINT at its default, which Python turns into
-    KeyboardInterrupt. A test runner started in the background of a non-interactive shell has SIGINT ignored and
-    its children inherit that (POSIX; nohup and `cmd &` rely on it), so cyfes would rightly never see the signal."""
-    return subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-
-
 def _long_run(tmp_path: Path, *outputs: str) -> subprocess.Popen:
     rng = np.random.default_rng(5)
     np.save(tmp_path / "big.npy", rng.normal(size=(400_000, 2)))
@@ -383,7 +376,7 @@ def _long_run(tmp_path: Path, *outputs: str) -> subprocess.Popen:
             "--tolerance", "0", "-q"] + CPU
     for out in outputs:
         argv += ["-o", out]
-    return _foreground(argv, tmp_path)
+    return ref.foreground(argv, tmp_path)
 
 
 @pytest.mark.slow
@@ -430,7 +423,7 @@ def test_sigint_stops_a_long_gpu_kernel_promptly(tmp_path: Path) -> None:
     np.save(tmp_path / "big.npy", rng.normal(size=(4_000_000, 2)))
     # --tolerance 0: 4e6 samples x 1e6 points in float64, every pair: about 9 s on an H100, in calls of about 0.25 s
     # (the default truncated sum finishes in well under the 4 s waited below)
-    proc = _foreground([sys.executable, "-m", "cyfes", "fes", "big.npy", "--sigma", "0.05", "--bins", "1000",
+    proc = ref.foreground([sys.executable, "-m", "cyfes", "fes", "big.npy", "--sigma", "0.05", "--bins", "1000",
                         "--tolerance", "0", "--device", "gpu", "-q", "-o", "f.npz"], tmp_path)
     time.sleep(4.0)
     assert proc.poll() is None

@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
+import reference as ref
 from cyfes._errors import InputError
 from cyfes.commands import sum_hills as sumhills_cli
 from cyfes.io import output as _output
@@ -311,13 +312,10 @@ def test_a_signal_leaves_every_new_member_or_none(tmp_path: Path, when: str, sig
     for k in range(n + 1):
         (tmp_path / f"fes_{k}.dat").write_text("old")
     before = tree(tmp_path)
-    # 300 points a member: enough text that staging outlasts the polling of the directory (with 8, a fast
-    # machine had staged and committed all 1001 members before the signal landed)
-    proc = subprocess.Popen([sys.executable, "-m", "cyfes"] + SUM + ["--hills", "HILLS", "--stride", "1",
-                            "--bin", "300", "-q"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    if when == "staging":  # a tenth of the members staged: most of the staging still to come
-        _interrupt_when(tmp_path, proc, lambda staged, most: staged >= n // 10, sig)
+    proc = ref.foreground([sys.executable, "-m", "cyfes"] + SUM + ["--hills", "HILLS", "--stride", "1", "--bin", "8",
+                           "-q"], tmp_path)
+    if when == "staging":  # half the members staged
+        _interrupt_when(tmp_path, proc, lambda staged, most: staged >= n // 2, sig)
     else:  # the renames have begun: fewer temporary files than at the most
         _interrupt_when(tmp_path, proc, lambda staged, most: most > n // 2 and staged < most, sig)
     _, err = proc.communicate(timeout=120)
