@@ -55,7 +55,7 @@ def test_skip_past_the_end_is_still_one_error_line(tmp_path: Path, capsys: pytes
 def test_warm_up_names_the_gpus_parse_device_would_use() -> None:
     assert backends._warm_ids("cpu") == () and backends._warm_ids("cuda:x") == ()
     assert backends._warm_ids(" GPU ") == (0,) and backends._warm_ids("auto") == (0,)
-    assert backends._warm_ids("cuda:2,0") == (2, 0)
+    assert backends._warm_ids("cuda:2,0") == (2, 0) and backends._warm_ids("cuda:0,") == ()  # refused there
     assert backends.warm_up("cpu") is None
 
 

@@ -180,11 +180,8 @@ def parse_device(device: Any, devices: Sequence[int] | None = None, threads: int
                 return Device("cuda", (found[0]["id"],))
             _warn_old_driver()
             return Device("cpu", threads=cpu_threads(threads))
-        if text in ("gpu", "cuda"):
-            device = (0,)
-        elif text.startswith("cuda:") and text[5:].replace(",", "").isdigit():
-            device = tuple(int(t) for t in text[5:].split(","))
-        else:
+        device = _named_gpus(text)
+        if device is None:
             raise InputError(f"device: unknown device {device!r}; use 'auto', 'cpu', 'gpu', 'cuda:N' "
                              "or a list of GPU ids")
     ids = _device_ids(device, "device")
@@ -199,15 +196,19 @@ def parse_device(device: Any, devices: Sequence[int] | None = None, threads: int
     return Device("cuda", ids)
 
 
-def _warm_ids(device: Any) -> tuple:
-    """The GPUs a --device text would use ("auto" and "gpu": GPU 0), () for the CPU or a text parse_device
-    refuses."""
-    text = device.strip().lower() if isinstance(device, str) else ""
-    if text in ("auto", "gpu", "cuda"):
+def _named_gpus(text: str) -> tuple | None:
+    """The GPU ids a lower-case device text names ("gpu" and "cuda": GPU 0; "cuda:N" or "cuda:N,M,..."), None
+    for any other text."""
+    if text in ("gpu", "cuda"):
         return (0,)
-    if text.startswith("cuda:") and text[5:].replace(",", "").isdigit():
-        return tuple(int(t) for t in text[5:].split(",") if t)
-    return ()
+    ids = text[5:].split(",") if text.startswith("cuda:") else []
+    return tuple(int(t) for t in ids) if ids and all(t.isdigit() for t in ids) else None
+
+
+def _warm_ids(device: Any) -> tuple:
+    """The GPUs a --device text would use ("auto": GPU 0), () for the CPU or a text parse_device refuses."""
+    text = device.strip().lower() if isinstance(device, str) else ""
+    return (0,) if text == "auto" else _named_gpus(text) or ()
 
 
 def warm_up(device: Any) -> threading.Thread | None:

@@ -216,9 +216,8 @@ def check_hill_values(hills: Hills, source: str) -> None:
         raise InputError(f"{where} {j + 1}: its height {hills.heights[j]:g} is beyond +-{MAX_VALUE:g}")
     if hills.widths is not None:
         _check_finite(hills.widths, where, "its sigma")
-        bad = None if (hills.widths > 0).all() else ~(hills.widths > 0).all(axis=1)
-        if bad is not None:
-            j = int(np.argmax(bad))
+        if not (hills.widths > 0).all():  # one flat pass; the rows only to name the first bad one
+            j = int(np.argmax(~(hills.widths > 0).all(axis=1)))
             raise InputError(f"{where} {j + 1}: sigma must be > 0, got {_values(hills.widths[j])}")
         j = _first_out_of(hills.widths, MIN_WIDTH, MAX_WIDTH)
         if j >= 0:
