@@ -361,3 +361,19 @@ def test_a_name_ending_in_a_slash_is_refused_not_written_as_a_file(work: Path, a
     """`-o newdir/` names a directory: refused (whether it exists or not), never written as a file `newdir`."""
     (work / "sub").mkdir()
     refused(work, [a.format(name=name) for a in argv], f"{name}: names a directory (it ends in '/')")
+
+
+# ----------------------------------------------------------------------------------------------- fes --hills
+def test_fes_never_writes_its_hills_files(tmp_path: Path) -> None:
+    """The HILLS files of `--hills` are inputs of the run as much as the COLVAR: named as an output, itself or through
+    a symbolic or a hard link, with or without --force, they are refused and nothing changes."""
+    rew = Path(__file__).parents[1] / "data" / "plumed-reweight"
+    shutil.copy(rew / "COLVAR.reference", tmp_path / "COLVAR")
+    shutil.copy(rew / "HILLS.reference", tmp_path / "HILLS")
+    (tmp_path / "soft").symlink_to("HILLS")
+    os.link(tmp_path / "HILLS", tmp_path / "hard")
+    fes = ["fes", "COLVAR", "--cv", "phi,psi", "--sigma", "0.3", "--bins", "20,20", "--device", "cpu", "--format",
+           "dat", "--hills"]
+    for hills, out in (("HILLS", "HILLS"), ("soft", "HILLS"), ("HILLS", "soft"), ("HILLS", "hard")):
+        for force in ([], ["--force"]):
+            refused(tmp_path, fes + [hills, "-o", out] + force, *as_input(out, hills))

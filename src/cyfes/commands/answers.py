@@ -36,7 +36,7 @@ def check(args: argparse.Namespace) -> None:
     if args.plot:
         plot.image_format(args.plot)
         plot.require_matplotlib()
-    _output.check_targets(_targets(args), args.inputs, args.force)
+    _output.check_targets(_targets(args), options.read_files(args), args.force)
 
 
 def picture(args: argparse.Namespace, result: Any, found: Any, path: Any = None) -> list:

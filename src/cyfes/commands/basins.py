@@ -7,7 +7,7 @@ from typing import Any
 
 from ..io import formats
 from ..io import output as _output
-from . import answer_tables, answers
+from . import answer_tables, answers, options
 
 BASINS_DESCRIPTION = """\
 The basins of a free energy surface: every grid point assigned to the basin its steepest descent ends in,
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         doc["trace"] = trace
     outputs = [(p, w) for p, w in ((args.csv, answers.csv_writer(rows) if args.csv else None),
                                    (args.json, answers.json_writer(doc) if args.json else None)) if p]
-    written = _output.write_all(outputs + answers.picture(args, result, found))
+    written = _output.write_all(outputs + answers.picture(args, result, found), options.read_files(args))
     if not args.quiet:
         print(answer_tables.basins_table(result, found))
         if trace is not None:

@@ -165,6 +165,12 @@ def _combined(columns: np.ndarray, combine: Any) -> np.ndarray:
     return columns[:, 0] if columns.shape[1] == 1 else combine(columns, axis=1)
 
 
+def read_files(args: argparse.Namespace) -> list[str]:
+    """Every file the run reads, none of which it may write: the INPUT files (with --windows, the windows file
+    and its window files) and the --hills files."""
+    return list(args.inputs) + list(getattr(args, "hills", None) or [])
+
+
 def wanted_columns(args: argparse.Namespace) -> list[str] | None:
     """With --cv, only the named columns are converted (a wide COLVAR costs little more than those columns)."""
     cvs = split_list(args.cv)
@@ -352,7 +358,7 @@ def check_outputs(args: argparse.Namespace) -> None:
         if args.plot_max is not None and not np.isfinite(args.plot_max):
             raise InputError(f"--plot-max: must be a finite number, got {args.plot_max}")
     _output.check_targets(list(args.output) + ([args.plot] if args.plot else []) + judging.output_names(args)
-                          + scanning.output_names(args), args.inputs, args.force)
+                          + scanning.output_names(args), read_files(args), args.force)
 
 
 #: Memory the plot of one grid point needs (matplotlib's contour paths and image), an estimate.
@@ -395,7 +401,7 @@ def write_outputs(result: Any, args: argparse.Namespace,
     outputs = [(path, formats.result_writer(result, path, args.format)) for path in args.output] + list(extra)
     if args.plot:
         outputs.append((args.plot, plot.plot_writer(result, args.plot, vmax=args.plot_max)))
-    return _output.write_all(outputs, args.inputs)
+    return _output.write_all(outputs, read_files(args))
 
 
 def summary(result: Any, written: Sequence[Path]) -> str:

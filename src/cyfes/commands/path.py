@@ -8,7 +8,7 @@ from typing import IO, Any, Callable
 from .._errors import InputError
 from ..io import formats
 from ..io import output as _output
-from . import answer_tables, answers
+from . import answer_tables, answers, options
 
 PATH_DESCRIPTION = """\
 The minimum free energy path between two basins and the barrier along it: the grid path whose highest point
@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     for path, writer in ((args.output, answers.csv_writer(rows)), (args.csv, answers.csv_writer(rows)), (args.json, answers.json_writer(doc))):
         if path:
             outputs.append((path, writer))
-    written = _output.write_all(outputs + answers.picture(args, result, result.basins(args.min_depth), found))
+    written = _output.write_all(outputs + answers.picture(args, result, result.basins(args.min_depth), found),
+                                options.read_files(args))
     if not args.quiet:
         print(path_summary(result, found))
         if written:
