@@ -150,3 +150,45 @@ def test_basins_says_which_input_it_needs(tmp_path, capsys, argv, message) -> No
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+def _wrapping_wells(tmp_path, periodic_line: bool):
+    """TEST FIXTURE: a 1-D surface on a periodic x in [-pi, pi) (60 points, no end point repeated) with its deep
+    well at x = 3.0, whose basin wraps through the boundary, and a shallower one at 0: two basins on the circle,
+    three when the boundary is a wall (the points at -pi then descend to an edge of their own)."""
+    x = -np.pi + 2 * np.pi * np.arange(60) / 60
+
+    def dist(a):
+        return np.abs((x - a + np.pi) % (2 * np.pi) - np.pi)
+
+    f = np.minimum(8 * dist(3.0) ** 2, 8 * dist(0.0) ** 2 + 3.0)
+    head = ["# cyfes 1.0.0 free energy surface in kcal/mol at 350 K (kT = 0.6955214905 kcal/mol); 0 samples, backend t"]
+    head += [f"# periodic x={2 * np.pi!r}"] if periodic_line else []
+    path = tmp_path / "wrap.dat"
+    path.write_text("\n".join(head + ["# x free_energy"] + [f"{a:.17g} {v:.17g}" for a, v in zip(x, f)]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("periodic_line, extra, basins", [
+    (True, [], 2),                             # the file says x wraps
+    (False, [], 3),                            # a file that does not say it: a wall at +-pi
+    (False, ["--periodic", "x=-pi,pi"], 2),    # ... unless --periodic says it
+    (True, ["--periodic", "x=none"], 3),       # ... or --periodic turns it off
+])
+def test_basins_of_a_dat_surface_wrap_as_its_header_or_periodic_say(tmp_path, capsys, periodic_line, extra,
+                                                                   basins):
+    path = _wrapping_wells(tmp_path, periodic_line)
+    assert cli.main(["basins", str(path), "--json", str(tmp_path / "b.json"), "-q"] + extra) == 0
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert len(doc["basins"]) == basins
+    assert doc["units"] == "kcal/mol" and doc["kT"] == pytest.approx(0.0019872042586408316 * 350, rel=1e-9)
+    deepest = doc["basins"][0]
+    assert deepest["x"] == pytest.approx(3.0, abs=np.pi / 60) 
+    assert deepest["minimum_free_energy"] == pytest.approx(8 * (deepest["x"] - 3.0) ** 2, rel=1e-12)
+
+
+def test_periodic_on_a_grid_that_is_not_one_period_is_refused(tmp_path, capsys):
+    path = _wrapping_wells(tmp_path, False)
+    assert cli.main(["basins", str(path), "--periodic", "x=-2,2"]) == 2
+    err = capsys.readouterr().err
+    assert "--periodic x" in err and "not one period of 4" in err and len(err.strip().splitlines()) == 1

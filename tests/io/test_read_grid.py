@@ -40,3 +40,33 @@ def test_npz_keeps_temperature_and_units(tmp_path):
 def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(cyfes.InputError, match="nope.dat"):
         cyfes.read_grid(tmp_path / "nope.dat")
+
+
+def test_dat_records_periods_units_and_temperature_and_reads_them_back(tmp_path):
+    rng = np.random.default_rng(5)
+    phi = (rng.normal(3.0, 0.3, 3000) + np.pi) % (2 * np.pi) - np.pi  # a basin through the periodic boundary
+    res = cyfes.fes(np.c_[phi, rng.normal(size=3000)], 0.2, bins=[36, 20], ranges=[(-np.pi, np.pi - np.pi / 18),
+                    (-2, 2)], periodic=[2 * np.pi, None], temperature=350.0, units="kcal/mol", device="cpu")
+    back = cyfes.read_grid(res.save(tmp_path / "f.dat"))
+    assert back.periodic == [2 * np.pi, None]  # exactly: written with repr
+    assert back.units == "kcal/mol" and back.temperature == 350.0 and back.kT == pytest.approx(res.kT, rel=1e-12)
+    np.testing.assert_allclose(back.values, res.values, rtol=1e-9, atol=1e-9)  # %.10g text
+    assert [b.population for b in back.basins()] == pytest.approx([b.population for b in res.basins()], rel=1e-6)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("# periodic y=6.28", "bad 'periodic' header entry 'y=6.28'"),
+    ("# periodic x=-1", "bad 'periodic' header entry 'x=-1'"),
+])
+def test_bad_periodic_header_names_the_entry(tmp_path, line, message):
+    path = tmp_path / "f.dat"
+    path.write_text(f"{line}\n# x free_energy\n0 1\n1 0\n")
+    with pytest.raises(cyfes.InputError, match=message):
+        cyfes.read_grid(path)
+
+
+def test_a_word_in_a_dat_grid_names_its_line(tmp_path):
+    path = tmp_path / "f.dat"
+    path.write_text("# x free_energy\n0 1\n1 zero\n")
+    with pytest.raises(cyfes.InputError, match=r"f\.dat: line 3, column 2: 'zero' is not a number"):
+        cyfes.read_grid(path)

@@ -4,6 +4,7 @@ answers."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import math
@@ -57,12 +58,30 @@ def surface_of(args: argparse.Namespace) -> Any:
         except InputError:
             raise InputError(f"{args.inputs[0]}: not a grid file (.grid, .fes, .dat, .txt, .csv, .cube, .npz); "
                              "give --sigma to compute the surface of samples") from None
-        return FESResult.read(args.inputs[0], temperature=args.temperature, units=args.units)
+        result = FESResult.read(args.inputs[0], temperature=args.temperature, units=args.units)
+        return with_periods(result, args.periodic, args.inputs[0]) if args.periodic else result
     args.temperature = 300.0 if args.temperature is None else args.temperature
+    args.units = "kJ/mol" if args.units is None else args.units
     samples = options.load_samples(args)
     plan = options.plan_grid(args, samples)
     options.check_budgets(_no_outputs(args), plan)
     return options.compute(args, samples, plan)
+
+
+def with_periods(result: Any, specs: list[str], source: str) -> Any:
+    """A grid file's surface with --periodic CV=LO,HI (or CV=none) applied: a period is taken only where the
+    file's points span exactly one period without repeating its end (PLUMED's layout), the only grid that wraps."""
+    periods = list(result.periodic)
+    for d, domain in options.named_pairs(specs, formats.cv_names(result), "--periodic").items():
+        periods[d] = None if domain is None else domain[1] - domain[0]
+        axis = result.axes[d]
+        if periods[d] and not (len(axis) > 1 and math.isclose(len(axis) * (axis[1] - axis[0]), periods[d],
+                                                              rel_tol=1e-6)):
+            name = formats.cv_names(result)[d]
+            raise InputError(f"--periodic {name}: {source}'s axis {name} has {len(axis)} points from {axis[0]:.6g} to "
+                             f"{axis[-1]:.6g}, not one period of {periods[d]:.6g} (a periodic grid holds "
+                             "N points spaced period/N)")
+    return dataclasses.replace(result, periodic=periods)
 
 
 def _no_outputs(args: argparse.Namespace) -> argparse.Namespace:
@@ -112,7 +131,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for action in p._actions:  # --sigma chooses samples over a grid file here, so it is optional
         if action.dest == "sigma":
             action.required = False
-    p.set_defaults(temperature=None, kt=None)
+    p.set_defaults(temperature=None, kt=None, units=None)  # a grid file's own, where it records them
     # coordinates such as -1.2,0.5 or -pi/2,0 are values, not options (argparse knows only plain numbers)
     p._negative_number_matcher = NEGATIVE_VALUE
     p.add_argument("--min-depth", type=float, metavar="F", help="minima shallower than F (in --units) are "

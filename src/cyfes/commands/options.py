@@ -255,7 +255,7 @@ def _cv_position(key: str, names: list[str], option: str) -> int:
     raise InputError(f"{option} {key}: not one of the CVs ({', '.join(names)})")
 
 
-def _named_pairs(specs: Sequence[str], names: list[str], option: str) -> dict[int, tuple[float, float] | None]:
+def named_pairs(specs: Sequence[str], names: list[str], option: str) -> dict[int, tuple[float, float] | None]:
     """`CV=LO,HI` specs by CV position; `CV=none` maps to None."""
     out: dict[int, tuple[float, float] | None] = {}
     for spec in specs:
@@ -324,8 +324,8 @@ def plan_grid(args: argparse.Namespace, samples: Samples) -> GridPlan:
     names = samples.names
     dim = len(names)
     domains: dict[int, tuple[float, float] | None] = {d: samples.domains.get(n) for d, n in enumerate(names)}
-    domains.update(_named_pairs(args.periodic, names, "--periodic"))
-    given = _named_pairs(args.ranges, names, "--range")
+    domains.update(named_pairs(args.periodic, names, "--periodic"))
+    given = named_pairs(args.ranges, names, "--range")
     bins = parse_bins(args.bins, dim)
     periods, ranges = [], []
     for d in range(dim):

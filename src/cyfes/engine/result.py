@@ -483,7 +483,7 @@ class FESResult:
         from .. import analysis  # deferred: a room above the engine (module docstring)
         from ..io import formats  # deferred: a room above the engine (module docstring)
         grid = formats.read_grid(path, fmt)
-        saved = _npz_thermal(Path(path)) if formats.output_format(path, fmt) == "npz" else {}
+        saved = grid.recorded
         temp = float(temperature if temperature is not None else saved.get("temperature", 300.0))
         unit = units if units is not None else saved.get("units", "kJ/mol")
         periods = saved.get("periods") or [len(a) * analysis._grid.spacing(a) if per else None
@@ -494,13 +494,3 @@ class FESResult:
                    periodic=list(periods), n_samples=0, names=list(grid.names))
 
 
-def _npz_thermal(path: Path) -> dict[str, Any]:
-    with np.load(path, allow_pickle=False) as z:
-        out: dict[str, Any] = {}
-        if "temperature" in z.files:
-            out["temperature"] = float(z["temperature"])
-        if "units" in z.files:
-            out["units"] = str(z["units"])
-        if "periodic" in z.files:
-            out["periods"] = [float(p) if np.isfinite(p) else None for p in z["periodic"]]
-        return out

@@ -12,14 +12,15 @@ so a failed run never leaves a partial file behind. Errors are `InputError`s who
 Grid formats (`write_result`, chosen by extension or `fmt`):
   plumed  .grid .fes    PLUMED grid text as sum_hills writes it: `#! FIELDS cv... file.free der_cv...`,
                         `#! SET min_/max_/nbins_/periodic_` per CV, first CV fastest, a blank line after each row.
-  dat     .dat .txt     columns `cv... free_energy [error]`, first CV slowest, a blank line between blocks.
+  dat     .dat .txt     columns `cv... free_energy [error]`, first CV slowest, a blank line between blocks; `#`
+                        header lines record units, temperature and `periodic CV=PERIOD ...` (read back).
   csv     .csv          the same columns, comma separated, one header line.
   cube    .cube .cub    Gaussian cube (3-D grids only), CV units written as they are (read as Bohr by viewers).
   npz     .npz          numpy archive: values, axis0.., names, error, units, temperature, kT, periodic.
 """
 from __future__ import annotations
 
-import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from .writers import (
     CHUNK_ROWS,
     DAT_FREE_FIELD,
     FORMATS,
+    PERIODIC_HEAD,
     PLUMED_FREE_FIELD,
     atomic_write,
     check_number_format,
@@ -90,6 +92,9 @@ class Grid:
     values: np.ndarray
     error: np.ndarray | None = None
     periodic: list[bool] = field(default_factory=list)
+    #: What the file records of how it was made, where it does (.npz, a cyfes .dat): "temperature" (K),
+    #: "units" and "periods" (per CV, the period or None).
+    recorded: dict = field(default_factory=dict)
 
 
 def read_grid(path: PathLike, fmt: str | None = None) -> Grid:
@@ -121,8 +126,13 @@ def _read_npz_grid(p: Path) -> Grid:
         names = [str(n) for n in z["names"]]
         axes = [z[f"axis{d}"] for d in range(len(names))]
         error = z["error"] if "error" in z.files else None
-        periodic = [bool(np.isfinite(x)) for x in z["periodic"]]
-        return Grid(names, axes, z["values"], error, periodic)
+        periods = [float(x) if np.isfinite(x) else None for x in z["periodic"]]
+        recorded: dict = {"periods": periods}
+        if "temperature" in z.files:
+            recorded["temperature"] = float(z["temperature"])
+        if "units" in z.files:
+            recorded["units"] = str(z["units"])
+        return Grid(names, axes, z["values"], error, [p is not None for p in periods], recorded)
 
 
 def parse_plumed_grid(text: str, source: str = "<grid>") -> Grid:
@@ -146,13 +156,8 @@ def parse_plumed_grid(text: str, source: str = "<grid>") -> Grid:
 def _parse_columns(text: str, source: str) -> Grid:
     lines = [line for line in text.splitlines() if line.strip()]
     header = [line for line in lines if line.startswith("#")]
-    if header:
-        names = header[-1].lstrip("#").split()
-        body = "\n".join(line for line in lines if not line.startswith("#"))
-        data = np.loadtxt(io.StringIO(body), ndmin=2)
-    else:
-        names = lines[0].split(",")
-        data = np.loadtxt(io.StringIO("\n".join(lines[1:])), delimiter=",", ndmin=2)
+    names = header[-1].lstrip("#").split() if header else (lines[0].split(",") if lines else [])
+    data = parse_table_text(text, source).data  # file:line errors; '#' lines and a CSV's names line skipped
     if DAT_FREE_FIELD not in names:
         raise InputError(f"{source}: no {DAT_FREE_FIELD} column in its header ({' '.join(names) or 'empty'}); "
                          "not a cyfes .dat/.csv grid")
@@ -160,7 +165,36 @@ def _parse_columns(text: str, source: str) -> Grid:
     axes = [np.unique(data[:, d]) for d in range(dim)]
     shape = tuple(len(a) for a in axes)
     error = data[:, dim + 1].reshape(shape) if "error" in names else None
-    return Grid(names[:dim], axes, data[:, dim].reshape(shape), error, [False] * dim)
+    recorded = _dat_recorded(header[:-1], names[:dim], source)
+    periods = recorded.get("periods", [None] * dim)
+    return Grid(names[:dim], axes, data[:, dim].reshape(shape), error, [p is not None for p in periods], recorded)
+
+
+_DAT_THERMAL = re.compile(r"free energy surface in (kJ/mol|kcal/mol) at (\S+) K")
+
+
+def _dat_recorded(comments: list[str], names: list[str], source: str) -> dict:
+    """The units, temperature and periods a cyfes .dat header records (writers._header_lines)."""
+    out: dict = {}
+    for line in comments:
+        text = line.lstrip("#").strip()
+        thermal = _DAT_THERMAL.search(text)
+        if thermal and is_float(thermal.group(2)):
+            out.update(units=thermal.group(1), temperature=float(thermal.group(2)))
+        if text.split(" ", 1)[0] == PERIODIC_HEAD:
+            out["periods"] = _dat_periods(text.split()[1:], names, source)
+    return out
+
+
+def _dat_periods(fields: list[str], names: list[str], source: str) -> list[float | None]:
+    periods: dict[str, float] = {}
+    for item in fields:
+        name, _, value = item.partition("=")
+        if name not in names or not is_float(value) or not float(value) > 0 or not np.isfinite(float(value)):
+            raise InputError(f"{source}: bad '{PERIODIC_HEAD}' header entry {item!r}: expected CV=PERIOD with a "
+                             f"CV of the file ({' '.join(names)}) and a period > 0")
+        periods[name] = float(value)
+    return [periods.get(n) for n in names]
 
 
 def parse_cube(text: str, source: str = "<cube>") -> Grid:

@@ -26,6 +26,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
 #: Name of the free energy field in PLUMED grids, as sum_hills writes it.
 PLUMED_FREE_FIELD = "file.free"
 DAT_FREE_FIELD = "free_energy"
+PERIODIC_HEAD = "periodic"  # the .dat header line `periodic CV=PERIOD ...` (formats.read_grid reads it back)
 
 
 #: A printf number format cyfes accepts (--fmt): one floating-point conversion (e, f, g in either case) with
@@ -181,6 +182,9 @@ def _header_lines(result: Any) -> list[str]:
         lines.append(f"effective sample size {result.ess:.6g}" + (
             f"; {result.blocks} blocks, effective number {result.blocks_effective:.6g}"
             if getattr(result, "blocks_effective", None) is not None else ""))
+    periods = [(n, p) for n, p in zip(cv_names(result), result.periodic or []) if p]
+    if periods:  # read back by formats.read_grid, so basins and paths on this file wrap as the surface did
+        lines.append(f"{PERIODIC_HEAD} " + " ".join(f"{n}={float(p)!r}" for n, p in periods))
     return lines
 
 
