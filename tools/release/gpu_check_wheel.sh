@@ -62,7 +62,8 @@ for precision in ("float64", "float32"):
           f"max |F_gpu - F_cpu| where F < 20 kT: {np.abs(gpu.values - cpu.values)[low].max():.3e} kJ/mol; "
           f"max |err_gpu - err_cpu|: {np.nanmax(np.abs(gpu.error - cpu.error)[low]):.3e}")
     assert gpu.backend.startswith("cuda"), gpu.backend
-    tol = 1e-6 if precision == "float64" else 5e-3 * cpu.kT
+    # each backend leaves out what moves F by < 1e-6 kT (the default tolerance), and so may the shift to min F
+    tol = 2e-6 * cpu.kT if precision == "float64" else 5e-3 * cpu.kT
     assert np.abs(gpu.values - cpu.values)[low].max() < tol
 # A float64 numpy reference on a few points, independent of both backends.
 pts = cpu.points()[::4001]
@@ -71,11 +72,12 @@ d[..., 1] -= 8.0 * np.round(d[..., 1] / 8.0)
 logk = (bias / cpu.kT)[None, :] - 0.5 * (d ** 2).sum(-1) / 0.01
 top = logk.max(1, keepdims=True)
 f = -cpu.kT * (top[:, 0] + np.log(np.exp(logk - top).sum(1)))
-gpu = cyfes.fes(samples, 0.1, bias=bias, grid=pts, periodic=[None, 8.0], device="gpu", shift=False)
+# tolerance=0: every pair summed (the default leaves out what changes F by < 1e-6 kT, 2.5e-6 kJ/mol here)
+gpu = cyfes.fes(samples, 0.1, bias=bias, grid=pts, periodic=[None, 8.0], device="gpu", shift=False, tolerance=0)
 ref_norm = cpu.kT * (np.log(np.exp(bias / cpu.kT - (bias / cpu.kT).max()).sum()) + (bias / cpu.kT).max()) \
     + cpu.kT * np.log(2 * np.pi * 0.01)
 print("max |F_gpu - F_numpy| on", len(pts), "points:", np.abs(gpu.values - (f + ref_norm)).max())
-assert np.abs(gpu.values - (f + ref_norm)).max() < 1e-6
+assert np.abs(gpu.values - (f + ref_norm)).max() < 1e-8
 print("WHEEL GPU CHECK OK")
 PYEOF
 echo "== where the loader found the libraries (LD_DEBUG=libs)"
