@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from cyfes.commands import main as cli
 from cyfes.io import _tableparse, formats
 
 
@@ -183,13 +184,15 @@ def bench_command(path: Path, tmp: Path, repeat: int, device: str = "cpu") -> No
 
 
 def bench_start_up(repeat: int) -> None:
-    """`cyfes --help` (which loads no numpy) beside what any start costs, measured in the same run: an empty
-    interpreter and `import numpy`."""
+    """`cyfes --help` and every command's --help (which load no numpy) beside what any start costs, measured in
+    the same run: an empty interpreter and `import numpy`."""
     script = Path(sys.executable).with_name("cyfes")
     runs = {"python -c pass": [sys.executable, "-c", "pass"],
             "python -c 'import numpy'": [sys.executable, "-c", "import numpy"],
             "cyfes --help": [sys.executable, "-m", "cyfes", "--help"],
             "cyfes info": [sys.executable, "-m", "cyfes", "info"]}
+    runs.update({f"cyfes {name} --help": [sys.executable, "-m", "cyfes", name, "--help"]
+                 for name, _, _ in cli.COMMANDS})
     if script.is_file():
         runs["console script cyfes --help"] = [str(script), "--help"]
     walls = {label: best(lambda cmd=cmd: subprocess.run(cmd, capture_output=True), repeat)[0]

@@ -1,7 +1,7 @@
-"""How much `cyfes` loads before it knows the command: `cyfes --help`, `--version`, no arguments and the help of
-the commands whose parsers need no numpy load neither numpy nor the engine (each is run in a fresh interpreter
-and its sys.modules read back); every command's help, built only when its name is parsed, is the text the parser
-built with all commands at once prints."""
+"""How much `cyfes` loads before it knows the command: `cyfes --help`, `--version`, no arguments and every
+command's help load neither numpy nor matplotlib nor the engine (each is run in a fresh interpreter and its
+sys.modules read back); every command's help, built only when its name is parsed, is the text the parser built
+with all commands at once prints."""
 from __future__ import annotations
 
 import contextlib
@@ -17,14 +17,17 @@ from cyfes.commands import main as cli
 from cyfes.io import formats
 from cyfes.io.input_formats import INPUT_FORMATS
 
-#: Modules a start-up that only prints help must not load: numpy, the engine, the file formats, matplotlib.
-HEAVY = ("numpy", "cyfes.engine", "cyfes.io.formats", "cyfes.io.tables", "matplotlib", "cyfes.workflows")
+#: Modules a start-up that only prints help must not load: numpy, matplotlib, the engine (the compiled modules
+#: among them) and the modules of cyfes.io and cyfes.workflows that import numpy. A command's parser takes its
+#: choices and defaults from the light modules of those rooms (io.format_names, io.numbers, io.output,
+#: workflows.metad_flags, workflows.opes_defaults).
+HEAVY = ("numpy", "matplotlib", "cyfes.engine", "cyfes.io.formats", "cyfes.io.tables", "cyfes.io.writers",
+         "cyfes.io.input_formats", "cyfes.io.opes", "cyfes.io.hills", "cyfes.io.plot", "cyfes.analysis",
+         "cyfes.workflows.metad_reweight", "cyfes.workflows.reweight", "cyfes.workflows.state",
+         "cyfes.workflows.sum_hills", "cyfes.workflows.umbrella", "cyfes.workflows.kernels")
 
-#: The commands whose parsers need no numpy. fes, basins and path take their --format/--input-format choices
-#: and a default from cyfes.io (formats.FORMATS, input_formats.INPUT_FORMATS, tables.CHUNK_ROWS_DEFAULT) and
-#: flags from cyfes.workflows.metad_reweight; reweight and state take their default file names from
-#: cyfes.workflows: all of those modules import numpy.
-LIGHT_COMMANDS = ("info", "demo", "sum_hills")
+#: Every command of `cyfes`: the help of each loads nothing of HEAVY.
+COMMAND_NAMES = [name for name, _, _ in cli.COMMANDS]
 
 #: Runs `cyfes ARGV` as `python -m cyfes` does, then prints its exit status and the cyfes/heavy modules loaded.
 PROBE = """\
@@ -61,12 +64,38 @@ def test_the_start_up_loads_no_numpy(argv: list[str], code: int) -> None:
     assert not [m for m in modules if m.startswith("cyfes.commands.") and m.split(".")[-1] in cli._MODULES]
 
 
-@pytest.mark.parametrize("command", LIGHT_COMMANDS)
-def test_light_command_help_loads_no_numpy(command: str) -> None:
+#: The light modules the parsers build on: each imports no numpy.
+LIGHT = ("cyfes.commands.flags", "cyfes.commands.parsing", "cyfes.io.format_names", "cyfes.io.numbers",
+         "cyfes.io.output", "cyfes.workflows.metad_flags", "cyfes.workflows.opes_defaults")
+
+
+def _loads_numpy(module: str) -> bool:
+    """Whether importing `module` alone, in a fresh interpreter, loads numpy."""
+    probe = "import importlib, sys; importlib.import_module(sys.argv[1]); print('numpy' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe, module], capture_output=True, text=True, check=True,
+                          timeout=60)
+    return done.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("module", [m for m in HEAVY if m.startswith("cyfes.") and m != "cyfes.engine"]
+                         + ["cyfes.engine.fes"])
+def test_the_heavy_modules_load_numpy(module: str) -> None:
+    """What HEAVY names does load numpy, so that a help loading none of them is the claim it seems."""
+    assert _loads_numpy(module)
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_the_parsers_modules_load_no_numpy(module: str) -> None:
+    assert not _loads_numpy(module)
+
+
+@pytest.mark.parametrize("command", COMMAND_NAMES)
+def test_command_help_loads_no_numpy(command: str) -> None:
     code, modules, out = _start([command, "--help"])
     assert code == 0
     assert out.startswith(f"usage: cyfes {command} ")
     assert _heavy(modules) == []
+    assert not [m for m in modules if m.endswith(("._cpu", "._gpu", "._hills", "._tableparse"))]
     others = {m for m in cli._MODULES if m != command}
     assert not [m for m in modules if m.startswith("cyfes.commands.") and m.split(".")[-1] in others]
 

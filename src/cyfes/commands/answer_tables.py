@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..io import formats
+from ..io.format_names import cv_names
 
 
 def pm(value: float, err: float) -> str:
@@ -13,7 +13,7 @@ def pm(value: float, err: float) -> str:
 
 
 def basins_table(result: Any, found: Any) -> str:
-    names = formats.cv_names(result)
+    names = cv_names(result)
     head = f"{'basin':>5}  {'minimum (' + ', '.join(names) + ')':<28} {'F_min':>9} {'F_basin':>16} " \
            f"{'DeltaF':>16} {'population':>10} {'depth':>8}"
     lines = [head]

@@ -1,6 +1,6 @@
 """What `cyfes basins`, `cyfes path` and `cyfes fes --basins` share: the surface to answer questions of (a grid
-file, or samples with the options of `cyfes fes`), the flags of both commands, and the tables and files of the
-answers."""
+file, or samples with the options of `cyfes fes`) and the files of the answers; the flags of both commands are
+in flags.py."""
 from __future__ import annotations
 
 import argparse
@@ -15,17 +15,6 @@ from ..engine.result import FESResult
 from ..io import formats, plot, plot_answers
 from ..io import output as _output
 from . import options
-from .parsing import NEGATIVE_VALUE
-
-EPILOG = """\
-examples:
-  cyfes basins fes.dat --temperature 300 --csv basins.csv --json basins.json
-  cyfes basins COLVAR --cv phi,psi --bias metad.rbias --sigma 0.1 --blocks 5 --csv basins.csv
-  cyfes path fes.grid --from -1.5,1.2 --to 1.0,-0.8 -o path.csv --refine
-
-exit status: 0 success, 2 bad input or command line, 1 other errors."""
-
-
 
 
 def _targets(args: argparse.Namespace) -> list[str]:
@@ -123,25 +112,3 @@ def trace(result: Any, found: Any) -> dict[str, Any]:
     return {"samples": list(samples), "delta_f": {str(k): list(t.delta_f) for k, t in runs.items()}}
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags `cyfes basins` and `cyfes path` share: the samples' (as `cyfes fes`, --sigma optional: without it
-    INPUT is a grid file) and --min-depth."""
-    options.add_input_arguments(p)
-    options.add_estimate_arguments(p)
-    for action in p._actions:  # --sigma chooses samples over a grid file here, so it is optional
-        if action.dest == "sigma":
-            action.required = False
-    p.set_defaults(temperature=None, kt=None, units=None)  # a grid file's own, where it records them
-    # coordinates such as -1.2,0.5 or -pi/2,0 are values, not options (argparse knows only plain numbers)
-    p._negative_number_matcher = NEGATIVE_VALUE
-    p.add_argument("--min-depth", type=float, metavar="F", help="minima shallower than F (in --units) are "
-                   "merged into a neighbouring basin (default 2 kT)")
-
-
-def add_output_arguments(p: argparse.ArgumentParser, draws: str) -> None:
-    p.add_argument("--plot", metavar="IMAGE", help=f"draw {draws} on the 2-D surface (.png, .pdf, .svg; matplotlib)")
-    p.add_argument("--plot-max", type=float, metavar="F", help="top of the plot's colour scale, in --units")
-    p.add_argument("--csv", metavar="FILE", help="write the table as CSV")
-    p.add_argument("--json", metavar="FILE", help="write the table as JSON")
-    p.add_argument("--force", action="store_true", help="replace an output that is a link, read-only or an input")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..io import formats
 from ..io import output as _output
-from . import answer_tables, answers, options
+from ..io.format_names import cv_names
+from . import answer_tables, flags
 
 BASINS_DESCRIPTION = """\
 The basins of a free energy surface: every grid point assigned to the basin its steepest descent ends in,
@@ -21,16 +21,16 @@ one or more COLVAR files whose surface is computed first, with the options of `c
 
 def configure_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("basins", description=BASINS_DESCRIPTION,
-                       epilog=answers.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    answers.add_arguments(p)
+                       epilog=flags.ANSWERS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    flags.add_answer_arguments(p)
     p.add_argument("--trace", action="store_true", help="also Delta F of each basin from the first k of "
                    "the --blocks N blocks of samples, k = 1..N (has it converged?)")
-    answers.add_output_arguments(p, "the basins' borders and minima")
+    flags.add_answer_output_arguments(p, "the basins' borders and minima")
     p.set_defaults(run=run)
 
 
 def _basin_rows(result: Any, found: Any) -> list[dict[str, Any]]:
-    names = formats.cv_names(result)
+    names = cv_names(result)
     rows = []
     for b in found:
         row: dict[str, Any] = {"basin": b.label}
@@ -44,6 +44,7 @@ def _basin_rows(result: Any, found: Any) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import answers, options  # deferred: numpy and the engine, which --help does not need
     answers.check(args)
     result = answers.surface_of(args)
     found = result.basins(args.min_depth)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .._errors import CyfesError, InputError
 from ..io import output as _output
+from . import flags
 from .parsing import Parser
 
 DEMO_FILE = "demo_colvar.dat"
@@ -34,9 +35,8 @@ def configure_parser(sub: argparse._SubParsersAction) -> None:
 
 def _fes_parser() -> argparse.ArgumentParser:
     """The flags of `cyfes fes`, which the demo runs with its own settings."""
-    from . import options  # deferred: numpy and the engine, which `cyfes demo --help` does not need
     p = Parser(prog="cyfes demo")
-    options.add_fes_arguments(p)
+    flags.add_fes_arguments(p)
     return p
 
 

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from .._errors import InputError
-from ..workflows import metad_reweight
-from . import judging, options, scanning, streaming, windows
+from ..workflows import metad_flags
+from . import flags
 from .parsing import PROG
 
 FES_DESCRIPTION = """\
@@ -42,18 +42,19 @@ exit status: 0 success, 2 bad input or command line, 1 other errors (no GPU, no 
 def configure_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fes", description=FES_DESCRIPTION, epilog=FES_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    options.add_fes_arguments(p)
-    streaming.add_arguments(p)
+    flags.add_fes_arguments(p)
+    flags.add_streaming_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import judging, options, scanning, windows  # deferred: numpy and the engine, which --help does not need
     windows.check(args)
     options.check_outputs(args)
     judging.check(args)
-    metad_reweight.check_arguments(args)
+    metad_flags.check_arguments(args)
     scanning.check(args)
-    from ..engine import backends  # deferred: loads numpy, which the checks above do not need
+    from ..engine import backends  # deferred: as the modules above
     warm = backends.warm_up(args.device)  # the GPU's context is made while the inputs are read
     try:
         return _run(args, warm)
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, warm: threading.Thread | None) -> int:
+    from . import judging, options, scanning, streaming, windows  # deferred: as in run
     clock, stream_line = [time.perf_counter()], []
     if args.scheduler:
         if args.sigma.strip().lower() == "auto":

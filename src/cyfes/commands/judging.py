@@ -1,6 +1,7 @@
 """Options of `cyfes fes` that judge a surface rather than compute it: --kt, --sigma auto, --delta-f,
---error-method, --running, --plot-convergence, and the effective sample sizes in the summary. fes.py (and options.py) call the
-hooks below (add_arguments, check, temperature, sigma, finish, write_extra, report)."""
+--error-method, --running, --plot-convergence, and the effective sample sizes in the summary (the flags are
+flags.add_judging_arguments). fes.py (and options.py) call the hooks below (check, temperature, sigma, finish,
+extra_outputs, report)."""
 from __future__ import annotations
 
 import argparse
@@ -15,25 +16,6 @@ from .. import _units, analysis
 from .._errors import InputError
 from ..io import formats, plot
 from . import answer_tables
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("judging the estimate")
-    g.add_argument("--kt", type=float, metavar="KT", help="kT in --units instead of -T/--temperature")
-    g.add_argument("--delta-f", action="append", default=[], metavar="CV=VALUE", dest="delta_f",
-                   help="print F(CV > VALUE) - F(CV < VALUE) (with its block error when --blocks > 1); repeatable")
-    g.add_argument("--error-method", choices=["blocks", "weighted"], default="blocks",
-                   help="error bars with --blocks: blocks (standard error of the blocks' F, default) or weighted "
-                   "(FES_from_Reweighting.py's, blocks weighted by their total weight)")
-    g.add_argument("--running", type=int, metavar="K", help="also write K running estimates, from the first "
-                   "1..K of K consecutive chunks of the samples, as <name>_1<ext> ... <name>_K<ext> (the chunks "
-                   "are the error blocks too)")
-    g.add_argument("--basins", action="store_true", help="print the basins: minima, free energies, Delta F to "
-                   "the lowest with block errors (see cyfes basins; docs/analysis.md)")
-    g.add_argument("--min-depth", type=float, metavar="F", help="with --basins: minima shallower than F (--units) "
-                   "merge into a neighbouring basin (default 2 kT)")
-    g.add_argument("--plot-convergence", metavar="IMAGE", help="draw each --delta-f and F at a few points "
-                   "against the number of samples (needs --running or --blocks; matplotlib)")
 
 
 def temperature(args: argparse.Namespace) -> float:

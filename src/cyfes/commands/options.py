@@ -1,6 +1,6 @@
-"""The flags and the samples that several commands share: `cyfes fes`, `cyfes demo`, `cyfes basins` and
-`cyfes path` read samples by the same flags (input, estimate, grid, compute, output), plan the same grid and compute
-the same surface. Also the argument parser every command uses (errors in one line) and its error type."""
+"""The samples that several commands share: `cyfes fes`, `cyfes demo`, `cyfes basins` and `cyfes path` read
+samples by the same flags (input, estimate, grid, compute, output: declared in flags.py), plan the same grid and
+compute the same surface."""
 from __future__ import annotations
 
 import argparse
@@ -19,89 +19,12 @@ from ..engine import fes as _api
 from ..engine import inputs as _inputs
 from ..io import formats, plot
 from ..io import output as _output
-from ..io.input_formats import INPUT_FORMATS
 from ..workflows import metad_reweight
-from . import judging, progress, scanning, windows
+from . import judging, progress, scanning
 from .parsing import PROG
 
 #: Grid points per CV when --bins is not given, by number of CVs.
 DEFAULT_BINS = {1: 200, 2: 100, 3: 40}
-
-
-def add_fes_arguments(p: argparse.ArgumentParser) -> None:
-    add_input_arguments(p)
-    metad_reweight.add_arguments(p.add_argument_group("metadynamics reweighting from HILLS"))
-    add_estimate_arguments(p)
-    add_output_arguments(p)
-    judging.add_arguments(p)
-    scanning.add_arguments(p)
-    windows.add_arguments(p)
-
-
-def add_input_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("input")
-    g.add_argument("inputs", nargs="*", metavar="INPUT", help="PLUMED COLVAR, Colvars .colvars.traj, GROMACS "
-                   ".xvg, text / CSV or .npy file(s)")
-    g.add_argument("--cv", metavar="COLS", help="CV columns, names or 0-based indices: phi,psi or 1,2 "
-                   "(default: every column except time, bias and weights, if at most 3)")
-    g.add_argument("--bias", metavar="COLS", help="bias column(s) V in --units; several are summed "
-                   "(metad.rbias,uwall.bias); samples are reweighted by exp(V/kT)")
-    g.add_argument("--weights", metavar="COL", help="column of per-sample weights (on top of the bias)")
-    g.add_argument("--skip", type=int, default=0, metavar="N", help="drop the first N rows of each input "
-                   "(burn-in)")
-    g.add_argument("--stride", type=int, default=1, metavar="N", help="then keep every N-th row")
-    g.add_argument("--input-format", choices=INPUT_FORMATS, help="read every INPUT as this format instead of "
-                   "the one its content suggests (see docs/formats.md)")
-
-
-def add_estimate_arguments(p: argparse.ArgumentParser) -> None:
-    k = p.add_argument_group("estimate")
-    k.add_argument("--sigma", required=True, metavar="S", help="kernel bandwidth in CV units: one value, one "
-                   "per CV (0.1,0.2) or by name (phi=0.1,psi=0.2); pi expressions allowed; auto: Silverman's rule")
-    k.add_argument("--periodic", action="append", default=[], metavar="CV=LO,HI",
-                   help="a periodic CV and its domain, e.g. phi=-pi,pi (period HI-LO); CV=none turns off the "
-                   "periodicity a COLVAR declares; repeat per CV")
-    k.add_argument("-T", "--temperature", type=float, default=300.0, metavar="K", help="temperature in K "
-                   "(default 300)")
-    k.add_argument("--units", default="kJ/mol", choices=["kJ/mol", "kcal/mol"],
-                   help="energy unit of the bias and of F (default kJ/mol, as PLUMED)")
-    k.add_argument("--blocks", type=int, default=1, metavar="N", help="split the samples into N blocks and "
-                   "report the standard error of F (default 1: no error)")
-    grid = p.add_argument_group("grid")
-    grid.add_argument("--bins", metavar="N", help="grid points per CV: one value or one per CV "
-                      "(default 200, 100x100 or 40^3)")
-    grid.add_argument("--range", action="append", default=[], metavar="CV=LO,HI", dest="ranges",
-                      help="grid range of a CV, e.g. psi=-2,2.5 (default: the data range, or the period); "
-                      "repeat per CV")
-    run = p.add_argument_group("compute")
-    run.add_argument("--device", default="auto", help="auto (GPU when usable, default), cpu, gpu, cuda:N, "
-                     "or cuda:0,1 to split the grid over GPUs")
-    run.add_argument("--precision", default="float64", choices=["float64", "float32"],
-                     help="kernel precision (default float64)")
-    run.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
-    run.add_argument("--scheduler", metavar="ADDRESS", help="read and sum the inputs on the workers of the Dask "
-                     "cluster at ADDRESS (tcp://host:port or a scheduler file), one chunk per file; needs "
-                     "cyfes[dask]")
-    run.add_argument("--tolerance", type=float, default=1e-6, metavar="KT",
-                     help="largest change of any F (in kT) the samples left out of a sum may cause (default 1e-6; "
-                          "0 sums every pair)")
-    run.add_argument("--method", default="direct", choices=["direct", "binned"],
-                     help="direct kernel sums (default) or binning + FFT (estimated error reported)")
-
-
-def add_output_arguments(p: argparse.ArgumentParser) -> None:
-    out = p.add_argument_group("output")
-    out.add_argument("-o", "--output", action="append", default=[], metavar="FILE",
-                     help="write the FES here, format by extension; repeat for several files")
-    out.add_argument("--format", choices=list(formats.FORMATS), help="format of every -o file, whatever "
-                     "its extension")
-    out.add_argument("--plot", metavar="IMAGE", help="draw the FES into IMAGE (.png, .pdf, .svg)")
-    out.add_argument("--plot-max", type=float, metavar="F", help="top of the plot's colour scale, in --units")
-    out.add_argument("--force", action="store_true", help="replace an output that is a symbolic link (the link, "
-                     "not its target), a read-only file or one of the inputs; FIFOs and devices are never written")
-    out.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    out.add_argument("-v", "--verbose", action="store_true", help="also say where the time went (read, surface, "
-                     "write) on stderr")
 
 
 @dataclass

@@ -6,9 +6,10 @@ import argparse
 from typing import IO, Any, Callable
 
 from .._errors import InputError
-from ..io import formats
 from ..io import output as _output
-from . import answer_tables, answers, options
+from ..io.format_names import cv_names
+from ..io.numbers import parse_number
+from . import answer_tables, flags
 
 PATH_DESCRIPTION = """\
 The minimum free energy path between two basins and the barrier along it: the grid path whose highest point
@@ -18,13 +19,13 @@ is lowest (steepest descent on both sides of the saddle), optionally relaxed as 
 
 def configure_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("path", description=PATH_DESCRIPTION,
-                       epilog=answers.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    answers.add_arguments(p)
+                       epilog=flags.ANSWERS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    flags.add_answer_arguments(p)
     p.add_argument("--from", dest="start", required=True, metavar="X,Y", help="start: coordinates or basin:N")
     p.add_argument("--to", dest="end", required=True, metavar="X,Y", help="end: coordinates or basin:N")
     p.add_argument("--refine", action="store_true", help="relax the grid path as a zero-temperature string")
     p.add_argument("-o", "--output", metavar="FILE", help="write the path (CV columns, free_energy) as CSV")
-    answers.add_output_arguments(p, "the basins' borders and minima, the path and F along it")
+    flags.add_answer_output_arguments(p, "the basins' borders and minima, the path and F along it")
     p.set_defaults(run=run)
 
 
@@ -35,20 +36,20 @@ def _end(text: str, dim: int, option: str) -> Any:
             return int(rest)
         except ValueError:
             raise InputError(f"{option} {text}: expected basin:N with N an integer") from None
-    values = [formats.parse_number(t, option) for t in text.split(",")]
+    values = [parse_number(t, option) for t in text.split(",")]
     if len(values) != dim:
         raise InputError(f"{option} {text}: expected {dim} coordinates (one per CV) or basin:N")
     return tuple(values)
 
 
 def _path_rows(result: Any, found: Any) -> list[dict[str, Any]]:
-    names = formats.cv_names(result)
+    names = cv_names(result)
     return [{**{n: float(v) for n, v in zip(names, x)}, "free_energy": float(f)}
             for x, f in zip(found.points, found.free_energy)]
 
 
 def path_summary(result: Any, found: Any) -> str:
-    names = formats.cv_names(result)
+    names = cv_names(result)
     saddle = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, found.saddle))
     return (f"cyfes: path from basin {found.basins[0]} to basin {found.basins[1]}, {len(found.points)} points"
             f"{' (string)' if found.refined else ''}; saddle at {saddle}, F = {found.saddle_free_energy:.4g}; "
@@ -57,6 +58,7 @@ def path_summary(result: Any, found: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import answers, options  # deferred: numpy and the engine, which --help does not need
     answers.check(args)
     result = answers.surface_of(args)
     found = result.path(_end(args.start, result.dim, "--from"), _end(args.end, result.dim, "--to"),

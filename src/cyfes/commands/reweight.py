@@ -5,15 +5,18 @@ Parsing and file writing only; the estimates are in cyfes.reweight.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .._errors import InputError
 from ..io import output as _output
-from ..workflows import reweight
+from ..workflows import opes_defaults
 from .parsing import NEGATIVE_VALUE
+
+if TYPE_CHECKING:
+    from ..workflows import reweight
 
 DESCRIPTION = """\
 The free energy surface along 1 or more CVs from a (biased) COLVAR by reweighted kernel density estimation,
@@ -33,14 +36,11 @@ written; all outputs replace existing files together or not at all, and never th
 file (those two with --force), a FIFO or a device.
 exit status: 0 success, 2 bad input or command line, 1 other errors."""
 
-#: Command-line words that start with '-' but are numbers or pi lists.
-
-
 def configure_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("reweight", description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--colvar", "-f", dest="filename", default="COLVAR", help="the COLVAR file (default COLVAR)")
-    p.add_argument("--outfile", "-o", dest="outfile", default=reweight.DEFAULT_OUTFILE,
+    p.add_argument("--outfile", "-o", dest="outfile", default=opes_defaults.REWEIGHT_OUTFILE,
                    help="output file (default fes-rew.dat)")
     p.add_argument("--sigma", "-s", dest="sigma", required=True, help="kernel bandwidth per CV, comma-separated")
     kbt = p.add_mutually_exclusive_group(required=True)
@@ -62,7 +62,7 @@ def configure_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--reverse", dest="reverse", action="store_true", help="reverse the time")
     p.add_argument("--nomintozero", dest="nomintozero", action="store_true", help="do not shift the minimum to 0")
     p.add_argument("--der", dest="der", action="store_true", help="write the FES derivatives too")
-    p.add_argument("--fmt", dest="fmt", default=reweight.DEFAULT_FMT, help="number format (default '%% 12.6f')")
+    p.add_argument("--fmt", dest="fmt", default=opes_defaults.DEFAULT_FMT, help="number format (default '%% 12.6f')")
     ours = p.add_argument_group("cyfes options")
     ours.add_argument("--device", default="auto", help="auto (GPU when usable), cpu, gpu, cuda:N")
     ours.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
@@ -76,7 +76,8 @@ def configure_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
 
 
 def options(args: argparse.Namespace) -> reweight.Options:
-    kbt = args.kbt if args.kbt is not None else args.temp * reweight.KB_KJMOL
+    from ..workflows import reweight  # deferred: numpy and the engine, which --help does not need
+    kbt = args.kbt if args.kbt is not None else args.temp * opes_defaults.KB_KJMOL
     return reweight.Options(colvar=args.filename, outfile=args.outfile, sigma=args.sigma, kbt=kbt, cv=args.cv,
                             bias=args.bias, grid_min=args.grid_min, grid_max=args.grid_max, grid_bin=args.grid_bin,
                             blocks=args.blocks_num, stride=args.stride, delta_f_at=args.deltaFat,
@@ -90,6 +91,7 @@ def output_names(p: reweight.Plan) -> list[str]:
     o = p.options
     if not (len(p.windows) > 1 or p.block_mode):
         return [o.outfile]
+    from ..workflows import reweight  # deferred: as in options
     pattern = reweight.iteration_names(o.outfile)
     return [pattern % it for it in range(1, len(p.windows) + 1)] + ([o.outfile] if p.block_mode else [])
 
@@ -97,7 +99,7 @@ def output_names(p: reweight.Plan) -> list[str]:
 def least_bytes(p: reweight.Plan) -> int:
     """A lower bound of the bytes of each output: its grid rows of numbers, without header or separators."""
     dim = len(p.grid.axes)
-    rows = int(np.prod([len(a) for a in p.grid.axes], dtype=np.float64))
+    rows = math.prod(len(a) for a in p.grid.axes)
     columns = dim + 1 + (dim if p.options.der else 1 if p.block_mode else 0)
     return rows * (columns * (len(p.options.fmt % 0.0) + 1))
 
@@ -116,6 +118,7 @@ def _text_writer(text: str) -> _output.Writer:
 
 def write(p: reweight.Plan) -> list[Path]:
     """Stage each estimate as it is computed, then commit every file at once (cyfes.io.output): all or none."""
+    from ..workflows import reweight  # deferred: as in options
     names = output_names(p)
     with _output.Staging([p.options.colvar]) as staging:
         blocks = []
@@ -135,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--outfile: an empty file name")
     # the main name first, before the COLVAR is read; the per-window names once the windows are known
     _output.check_targets([args.outfile], [args.filename], args.force)
+    from ..workflows import reweight  # deferred: as in options
     p = reweight.plan(options(args))
     check_outputs(p, args.force)
     for w in p.warnings:

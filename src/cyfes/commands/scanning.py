@@ -1,6 +1,6 @@
 """`cyfes fes --block-scan`, `--sigma-scan` and `--plot-scan`: the convergence scans of cyfes.analysis.scans on
-the run's samples, grid and options, printed after the summary and drawn into one image. fes.py (and options.py) call
-add_arguments, output_names, check and run."""
+the run's samples, grid and options, printed after the summary and drawn into one image (the flags are
+flags.add_scan_arguments). fes.py (and options.py) call output_names, check and run."""
 from __future__ import annotations
 
 import argparse
@@ -15,17 +15,6 @@ from ..io import formats, plot
 from . import judging
 
 Writer = Callable[[IO[bytes]], None]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("convergence scans")
-    g.add_argument("--block-scan", nargs="?", const="", default=None, metavar="COUNTS",
-                   help="recompute with 2..64 error blocks (or the counts given, 2,4,8) and print the median "
-                   "standard error of F, Delta F and the barrier between the two lowest basins against the block "
-                   "size, with a plateau mark")
-    g.add_argument("--sigma-scan", metavar="S1,S2,...", help="recompute with each bandwidth (every CV) and print "
-                   "Delta F and the barrier between the two lowest basins against sigma")
-    g.add_argument("--plot-scan", metavar="IMAGE", help="draw the scans into IMAGE (needs a scan; matplotlib)")
 
 
 def output_names(args: argparse.Namespace) -> list[str]:

@@ -7,13 +7,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._errors import InputError
-from ..io import opes
 from ..io import output as _output
-from ..workflows import kernels as _kernels
-from ..workflows import state
+from ..workflows import opes_defaults
 from .parsing import NEGATIVE_VALUE
+
+if TYPE_CHECKING:
+    from ..io import opes
+    from ..workflows import state
 
 DESCRIPTION = """\
 The free energy surface estimated by OPES (OPES_METAD or OPES_METAD_EXPLORE) from its state file
@@ -44,7 +47,7 @@ def configure_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--state", "-f", dest="filename", default="STATE",
                    help="the state file name, with the compressed kernels (default STATE), or a KERNELS file")
-    p.add_argument("--outfile", "-o", dest="outfile", default=state.DEFAULT_OUTFILE,
+    p.add_argument("--outfile", "-o", dest="outfile", default=opes_defaults.STATE_OUTFILE,
                    help="output file (default fes.dat)")
     kbt = p.add_mutually_exclusive_group(required=True)
     kbt.add_argument("--kt", dest="kbt", type=float, help="the temperature in energy units")
@@ -52,7 +55,7 @@ def configure_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--min", dest="grid_min", help="grid lower bounds, comma-separated")
     p.add_argument("--max", dest="grid_max", help="grid upper bounds, comma-separated")
     p.add_argument("--bin", dest="grid_bin", help="bins per CV (N+1 points, N over a full period; default 100)")
-    p.add_argument("--fmt", dest="fmt", default=state.DEFAULT_FMT, help="number format (default '%% 12.6f')")
+    p.add_argument("--fmt", dest="fmt", default=opes_defaults.DEFAULT_FMT, help="number format (default '%% 12.6f')")
     p.add_argument("--deltaFat", dest="deltaFat", type=float, help="free energy difference between the two sides "
                    "of this value of the first CV")
     p.add_argument("--all_stored", dest="all_stored", action="store_true",
@@ -70,11 +73,12 @@ def configure_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
 
 
 def options(args: argparse.Namespace) -> state.Options:
+    from ..workflows import state  # deferred: numpy, which --help does not need
     if args.temp is not None and not args.temp > 0:
         raise InputError(f"--temp: must be > 0 kelvin, got {args.temp}")
     if args.kbt is not None and not args.kbt > 0:
         raise InputError(f"--kt: must be > 0, got {args.kbt}")
-    kbt = args.kbt if args.kbt is not None else args.temp * state.KB_KJMOL
+    kbt = args.kbt if args.kbt is not None else args.temp * opes_defaults.KB_KJMOL
     try:
         args.fmt % 1.0
     except (TypeError, ValueError) as exc:
@@ -85,6 +89,7 @@ def options(args: argparse.Namespace) -> state.Options:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..workflows import state  # deferred: as in options
     o = options(args)
     states, what = _read(args)
     chosen = len(states) if o.all_stored else 1
@@ -104,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
 def _read(args: argparse.Namespace) -> tuple[list[opes.OpesState], str]:
     """The states to sum and what they are, for the closing line; a KERNELS file gives the one state PLUMED
     rebuilds from it."""
+    from ..io import opes  # deferred: as in options
+    from ..workflows import kernels as _kernels  # deferred: as in options
     found = opes.read_opes(args.filename)
     if isinstance(found, opes.OpesKernels):
         st = _kernels.to_state(found, recursive=args.recursive)

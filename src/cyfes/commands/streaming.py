@@ -18,15 +18,6 @@ from ..io import input_formats, tables
 from . import options
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("streaming (inputs larger than memory)")
-    g.add_argument("--stream", action="store_true", help="read the inputs in chunks, in two passes (check and "
-                   "range, then sums): memory stays bounded whatever their size (default: only when they are "
-                   "larger than the in-memory bound, CYFES_MAX_INPUT_BYTES or 1/8 of memory)")
-    g.add_argument("--chunk-rows", type=int, default=tables.CHUNK_ROWS_DEFAULT, metavar="N",
-                   help=f"rows summed at once when streaming (default {tables.CHUNK_ROWS_DEFAULT:,})")
-
-
 def _refusal(args: argparse.Namespace) -> str | None:
     """Why these options need every sample in memory, or None."""
     needs = [("--sigma auto", args.sigma.strip().lower() == "auto"), ("--hills", bool(args.hills)),

@@ -1,5 +1,5 @@
 """`cyfes fes --windows FILE.yaml`: umbrella windows (cyfes.umbrella) as the samples of `cyfes fes`, weighted by
-MBAR. fes.py (and options.py) call add_arguments, check and load."""
+MBAR (the flag is flags.add_windows_arguments). fes.py (and options.py) call check and load."""
 from __future__ import annotations
 
 import argparse
@@ -11,13 +11,6 @@ from .. import _units
 from .._errors import InputError
 from ..workflows import umbrella
 from . import judging
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("umbrella windows")
-    g.add_argument("--windows", metavar="FILE.yaml", help="umbrella windows with static harmonic restraints (a "
-                   "YAML file: cv, and per window file, centre, kappa; see docs/umbrella.md) instead of INPUT "
-                   "files, joined by MBAR (needs cyfes[mbar])")
 
 
 def check(args: argparse.Namespace) -> None:

@@ -3,6 +3,7 @@ and out, pictures, and the one output writer (output.py) that every command writ
 
     formats.py        the one place the rest of cyfes imports file functions from
     numbers.py        numbers and pi expressions in options and headers
+    format_names.py   the format names and defaults the parsers show (no numpy, for a light --help)
     tables.py         sample tables (PLUMED COLVAR, text, CSV, gzip, .npy), parsed by table_parse.h (_tableparse)
     input_formats.py  which reader a file needs; colvars.py, xvg.py: Colvars and GROMACS readers
     text_rows.py      rows of numbers for those readers

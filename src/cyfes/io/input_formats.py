@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Callable
 from .._errors import InputError
 from . import colvars as colvars_io
 from . import xvg as xvg_io
+from .format_names import INPUT_FORMATS
 
 if TYPE_CHECKING:
     from .tables import Table
 
-INPUT_FORMATS = ("plumed", "colvars", "xvg", "csv", "text", "npy")
 _NPY_MAGIC = b"\x93NUMPY"
 #: How much of a file the content checks look at.
 HEAD_CHARS = 1 << 16

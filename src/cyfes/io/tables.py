@@ -17,6 +17,7 @@ import numpy as np
 
 from .._errors import InputError
 from . import _tableparse
+from .format_names import CHUNK_ROWS_DEFAULT
 from .numbers import clip, parse_number
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -169,10 +170,6 @@ def _forced_format(fmt: str | None) -> Iterator[None]:
         if fmt is None:
             raise
         raise InputError(f"{exc} (read as {input_formats.label(fmt)}, as --input-format {fmt} asks)") from None
-
-
-#: Rows per chunk of a ChunkedTable when none is asked for (1e6 rows of 3 columns: 24 MB).
-CHUNK_ROWS_DEFAULT = 1_000_000
 
 
 class ChunkedTable:

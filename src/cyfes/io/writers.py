@@ -11,18 +11,9 @@ import numpy as np
 
 from .._errors import InputError
 from . import output as _output
+from .format_names import FORMATS, cv_names
 from .tables import PathLike
 
-#: Output formats and the file extensions that select them.
-FORMATS: dict[str, tuple[str, ...]] = {
-    "plumed": (".grid", ".fes"),
-    "dat": (".dat", ".txt"),
-    "csv": (".csv",),
-    "cube": (".cube", ".cub"),
-    "npz": (".npz",),
-    "colvars": (".pmf",),
-    "dx": (".dx",),
-}
 #: Name of the free energy field in PLUMED grids, as sum_hills writes it.
 PLUMED_FREE_FIELD = "file.free"
 DAT_FREE_FIELD = "free_energy"
@@ -80,10 +71,6 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None], force: bool
 
 def write_text(path: PathLike, text: str, force: bool = False) -> Path:
     return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), force)
-
-
-def cv_names(result: Any) -> list[str]:
-    return list(result.names) if result.names else [f"cv{d + 1}" for d in range(result.dim)]
 
 
 def result_writer(result: Any, path: PathLike, fmt: str | None = None) -> Callable[[IO[bytes]], None]:

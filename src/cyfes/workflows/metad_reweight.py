@@ -39,8 +39,8 @@ from ..io import formats
 from ..io import hills as hills_io
 from ..io.hills import Hills
 from . import sum_hills as hillsum
+from .metad_flags import MODES
 
-MODES = ("ct", "final")
 #: Hills added to c(t)'s grid at once from which the GPU (when chosen) adds them instead of the CPU.
 GPU_BLOCK_HILLS = 4096
 
@@ -251,18 +251,6 @@ def match_cvs(timed: TimedHills, names: Sequence[str], domains: dict, source: st
 
 
 # ----------------------------------------------------------------------------------------------- command line
-def add_arguments(g: Any) -> None:
-    g.add_argument("--hills", nargs="+", metavar="HILLS", help="reweight a metadynamics run from its HILLS "
-                   "file(s) (walkers merged by time) instead of an rbias column (docs/metad-reweighting.md)")
-    g.add_argument("--reweight", choices=MODES, help="with --hills: ct (V(s,t) - c(t), default) or final "
-                   "(the final bias)")
-    g.add_argument("--biasfactor", type=float, help="with --hills: the well-tempered bias factor when the "
-                   "HILLS files have no biasf column")
-    g.add_argument("--rct-min", help="with --reweight ct: grid minimum per CV for c(t) (comma-separated)")
-    g.add_argument("--rct-max", help="with --reweight ct: grid maximum per CV for c(t)")
-    g.add_argument("--rct-bin", help="with --reweight ct: grid bins per CV for c(t)")
-
-
 def _split(text: str | None) -> list[str] | None:
     return None if text is None else [t.strip() for t in text.split(",")]
 
@@ -279,17 +267,6 @@ def _sample_times(args: argparse.Namespace) -> tuple[np.ndarray, float]:
         parts.append(column[args.skip::args.stride])
         last = max(last, float(column.max()))
     return np.concatenate(parts), last
-
-
-def check_arguments(args: argparse.Namespace) -> None:
-    if args.hills is None:
-        for flag in ("reweight", "biasfactor", "rct_min", "rct_max", "rct_bin"):
-            if getattr(args, flag) is not None:
-                raise InputError(f"--{flag.replace('_', '-')}: needs --hills")
-    elif args.reweight == "final" and any(getattr(args, f) is not None for f in ("rct_min", "rct_max", "rct_bin")):
-        raise InputError("--rct-min/--rct-max/--rct-bin: only with --reweight ct (final has no c(t))")
-    elif getattr(args, "scheduler", None):
-        raise InputError("--hills: not with --scheduler (the hills are summed at the samples here)")
 
 
 def reweight_samples(args: argparse.Namespace, samples: Any, kt: float) -> tuple[Any, MetadBias]:

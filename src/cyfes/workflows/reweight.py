@@ -25,11 +25,9 @@ from ..engine import inputs as _inputs
 from ..engine.fes import fes
 from ..engine.stats import kish
 from ..io import formats
+from .opes_defaults import DEFAULT_FMT
+from .opes_defaults import REWEIGHT_OUTFILE as DEFAULT_OUTFILE
 
-#: The script's Boltzmann constant for --temp (kJ/mol/K).
-KB_KJMOL = 0.0083144621
-DEFAULT_FMT = "% 12.6f"
-DEFAULT_OUTFILE = "fes-rew.dat"
 #: bias/kT beyond which the largest is subtracted from all before summing (below it the script's own numbers
 #: are reproduced to the last digit).
 LOGW_SHIFT_ABOVE = 1e6

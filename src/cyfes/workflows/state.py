@@ -20,10 +20,9 @@ import numpy as np
 from .._errors import InputError
 from ..io.numbers import parse_number, parse_positive_int
 from ..io.opes import OpesState
+from .opes_defaults import DEFAULT_FMT
+from .opes_defaults import STATE_OUTFILE as DEFAULT_OUTFILE
 
-KB_KJMOL = 0.0083144621  # the script's Boltzmann constant, kJ/mol/K
-DEFAULT_FMT = "% 12.6f"
-DEFAULT_OUTFILE = "fes.dat"
 DEFAULT_BINS = 100
 #: Grid points x kernels evaluated at once (float64 temporaries of this many values: ~4 x 8 bytes each).
 BLOCK_PAIRS = 1 << 22
