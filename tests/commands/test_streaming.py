@@ -124,11 +124,12 @@ def test_inputs_above_the_in_memory_bound_stream_by_themselves(tmp_path, small_b
     assert main(["fes", str(inp), *[a for a in ARGS if a != "-q"], "--chunk-rows", "300", "-o", str(out)]) == 0
     assert "cyfes: streamed 1 input(s) in " in capsys.readouterr().out
     np.testing.assert_allclose(np.load(out)["values"], mem["values"], rtol=0, atol=1e-10)
-    np.save(tmp_path / "x.npy", np.zeros((50_000, 2)))  # an array above the bound is refused as before, not streamed
-    assert main(["fes", str(tmp_path / "x.npy"), "--sigma", "0.1", "--device", "cpu"]) == 2
-    assert "set CYFES_MAX_INPUT_BYTES to allow more" in capsys.readouterr().err
-    assert main(["fes", str(tmp_path / "x.npy"), "--sigma", "0.1", "--device", "cpu", "--stream"]) == 2
-    assert "x.npy: a .npy array is not read in chunks" in capsys.readouterr().err
+    big = tmp_path / "x.npy"
+    np.save(big, np.zeros((50_000, 2)))  # above the bound, with an option that needs every sample: refused
+    assert main(["fes", str(big), "--sigma", "0.1", "--device", "cpu", "--block-scan", "2,4"]) == 2
+    assert capsys.readouterr().err.strip() == (f"cyfes: error: {big}: 50,000 x 2 values are more than "
+                                               f"{inp.stat().st_size - 1:,} bytes; set CYFES_MAX_INPUT_BYTES to "
+                                               "allow more, or read it in chunks: cyfes fes --stream")
 
 
 def test_options_that_need_every_sample_are_refused_with_stream(tmp_path, capsys):
@@ -171,3 +172,85 @@ def test_a_file_larger_than_the_address_space_limit_streams(tmp_path):
     grid = regular_grid([res["axis0"], res["axis1"]])
     ref = free_energy(base[:, :2], [0.4, 0.4], grid, bias=base[:, 2]).reshape(9, 9)  # repeating rows: same F
     np.testing.assert_allclose(res["values"], ref, rtol=0, atol=1e-8)
+
+
+NPY_ARGS = ["--cv", "1,x", "--bias", "3", "--sigma", "0.3,0.25", "--bins", "12,10", "--skip", "101", "--stride", "3",
+            "--blocks", "4", "--tolerance", "0", "--device", "cpu", "-q"]
+
+
+def _npy(path: Path, n: int = 3000, seed: int = 2) -> np.ndarray:
+    """TEST FIXTURE: a .npy of (time, phi, psi, bias) columns, its second and third named col1, col2 by cyfes."""
+    rng = np.random.default_rng(seed)
+    rows = np.column_stack([np.arange(n), rng.normal(0, 1, n), rng.normal(0.5, 0.7, n), rng.uniform(0, 5, n)])
+    np.save(path, rows)
+    return rows
+
+
+def _npy_surface(tmp_path: Path, inp: Path, name: str, args: list, *extra: str) -> dict:
+    out = tmp_path / name
+    assert main(["fes", str(inp), *args, "-o", str(out), *extra]) == 0
+    return dict(np.load(out))
+
+
+def test_a_streamed_npy_equals_the_in_memory_run_and_numpy(tmp_path, capsys, monkeypatch):
+    inp = tmp_path / "s.npy"
+    rows = _npy(inp)
+    args = [a if a != "1,x" else "1,col2" for a in NPY_ARGS]  # an index and a name, as in memory
+    mem = _npy_surface(tmp_path, inp, "mem.npz", args)
+    got = _npy_surface(tmp_path, inp, "stream.npz", args, "--stream", "--chunk-rows", "7")
+    monkeypatch.setenv("CYFES_MAX_INPUT_BYTES", str(rows.nbytes - 1))  # above the bound: streams by itself
+    auto = _npy_surface(tmp_path, inp, "auto.npz", [a for a in args if a != "-q"], "--chunk-rows", "50")
+    assert "cyfes: streamed 1 input(s) in 58 chunks" in capsys.readouterr().out  # 3000 / 50, two before --skip
+    for other in (got, auto):
+        finite = np.isfinite(mem["values"])
+        np.testing.assert_allclose(other["values"][finite], mem["values"][finite], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(other["error"], mem["error"], rtol=1e-10, atol=1e-12)
+        assert np.array_equal(other["axis0"], mem["axis0"]) and np.array_equal(other["axis1"], mem["axis1"])
+    kept = rows[101::3]
+    grid = regular_grid([got["axis0"], got["axis1"]])
+    ref = free_energy(kept[:, 1:3], [0.3, 0.25], grid, bias=kept[:, 3]).reshape(12, 10)
+    np.testing.assert_allclose(got["values"], ref, rtol=0, atol=1e-9)
+
+
+def test_a_streamed_structured_npy_reads_its_named_fields(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    n = 500
+    arr = np.zeros(n, dtype=[("time", "<i4"), ("x", "<f8"), ("bias", "<f4")])  # TEST FIXTURE
+    arr["time"], arr["x"], arr["bias"] = np.arange(n), rng.normal(size=n), rng.uniform(0, 3, n)
+    np.save(tmp_path / "s.npy", arr)
+    args = ["--cv", "x", "--bias", "bias", "--sigma", "0.3", "--bins", "25", "--tolerance", "0", "--device", "cpu",
+            "-q"]
+    mem = _npy_surface(tmp_path, tmp_path / "s.npy", "mem.npz", args)
+    got = _npy_surface(tmp_path, tmp_path / "s.npy", "stream.npz", args, "--stream", "--chunk-rows", "9")
+    np.testing.assert_allclose(got["values"], mem["values"], rtol=1e-10, atol=1e-12)
+    ref = free_energy(arr["x"][:, None], [0.3], regular_grid([got["axis0"]]), bias=arr["bias"].astype(float))
+    np.testing.assert_allclose(got["values"], ref, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("array, cv, message", [
+    (np.array([[1 + 2j, 3], [4, 5]]), "0", "holds complex numbers; cyfes reads real numbers (integer or float"),
+    (np.zeros((2, 2, 2)), "0", "expected a non-empty 1-D or 2-D array"),
+    (np.zeros((20, 2)), "5", "column index 5 is out of range: the file has 2 columns (0 to 1)"),
+    (np.zeros((20, 2)), "phi", "no column named 'phi'; available columns: col0, col1"),
+])
+def test_a_streamed_npy_that_cannot_be_samples_fails_as_in_memory(tmp_path, capsys, array, cv, message):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, array)
+    base = ["fes", str(bad), "--cv", cv, "--sigma", "0.1", "--device", "cpu", "-o", str(tmp_path / "f.npz")]
+    assert main(base) == 2
+    whole = capsys.readouterr().err
+    assert main(base + ["--stream", "--chunk-rows", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err == whole and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"cyfes: error: {bad}: {message}"), err
+    assert not (tmp_path / "f.npz").exists()
+
+
+def test_a_truncated_npy_fails_before_any_sum(tmp_path, capsys):
+    bad = tmp_path / "cut.npy"
+    np.save(bad, np.zeros((100, 2)))
+    bad.write_bytes(bad.read_bytes()[:-40])  # TEST FIXTURE: the last rows cut off
+    assert main(["fes", str(bad), "--sigma", "0.1", "--device", "cpu", "--stream", "-o", str(tmp_path / "f.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"cyfes: error: {bad}: cannot read as a .npy array: "), err
+    assert not (tmp_path / "f.npz").exists()

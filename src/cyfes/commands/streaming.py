@@ -46,9 +46,16 @@ def wanted(args: argparse.Namespace) -> bool:
             raise InputError(why)
         return True
     files = [Path(p) for p in args.inputs if Path(p).is_file()]
-    if any(p.suffix.lower() == ".npy" or input_formats.is_npy(p) for p in files):
-        return False  # .npy arrays are not read in chunks: the in-memory path says whether one fits
-    return sum(p.stat().st_size for p in files) > tables.max_input_bytes() and _refusal(args) is None
+    return sum(_memory_bytes(p, args) for p in files) > tables.max_input_bytes() and _refusal(args) is None
+
+
+def _memory_bytes(p: Path, args: argparse.Namespace) -> int:
+    """What the in-memory read of one input would hold: a .npy's values as float64 (the in-memory reader's
+    bound), a text file's size on disk."""
+    fmt = options.input_format(args)
+    if fmt == "npy" or (fmt is None and (p.suffix.lower() == ".npy" or input_formats.is_npy(p))):
+        return tables.npy_bytes(p)
+    return p.stat().st_size
 
 
 @dataclass
@@ -60,6 +67,7 @@ class _File:
     table: tables.Table = None  # type: ignore[assignment]
     chunks: list[tuple[int, int, list[str], np.ndarray, np.ndarray]] = field(default_factory=list)
     block_rows: int = 0
+    text: bool = True  # read through the text buffer (a .npy is read in slices of its memory map)
 
 
 def _kept(data: np.ndarray, start: int, skip: int, stride: int) -> np.ndarray:
@@ -79,7 +87,7 @@ def _first_pass(path: str, args: argparse.Namespace) -> _File:
         lo, hi = (kept.min(axis=0), kept.max(axis=0)) if len(kept) else (None, None)
         got.chunks.append((start, len(kept), names, lo, hi))
         start += len(data)
-    got.table, got.block_rows = reader.table, reader.block_rows
+    got.table, got.block_rows, got.text = reader.table, reader.block_rows, reader.kind != "npy"
     if not any(n for _, n, *_ in got.chunks):
         raise InputError(f"{path}: no rows left after --skip {args.skip} (the file has {start} rows)")
     return got
@@ -117,9 +125,10 @@ class Plan:
         rows = min(self.args.chunk_rows, block_rows)  # a chunk is cut from one block's rows
         parsed, chunk = block_rows * width * 8, rows * width * 8
         grid = 3 * grid_points * blocks * 8  # a chunk's partial sums, the running total, the merged copy
-        total = tables.BLOCK_BYTES + parsed + chunk + grid
+        buffer = tables.BLOCK_BYTES if any(f.text for f in self.files) else 0
+        total = buffer + parsed + chunk + grid
         mib = lambda n: f"{n / 2**20:.1f} MiB"  # noqa: E731
-        return (f"memory bound about {mib(total)}: read buffer {mib(tables.BLOCK_BYTES)} + one block's parsed rows "
+        return (f"memory bound about {mib(total)}: read buffer {mib(buffer)} + one block's parsed rows "
                 f"{mib(parsed)} + chunk of {rows:,} rows {mib(chunk)} + grid sums "
                 f"{grid_points:,} points x {blocks} blocks {mib(grid)} (plus the kernels' working set per chunk)")
 

@@ -178,7 +178,8 @@ CHUNK_ROWS_DEFAULT = 1_000_000
 class ChunkedTable:
     """A PLUMED, CSV or plain text table (.gz too) read chunk by chunk, each time it is iterated: every rule of
     read_table (FIELDS and SET lines, restarts, headers that change mid-file, the same errors with file:line),
-    through the same C parser and its one buffer of BLOCK_BYTES, with no bound on the file's size.
+    through the same C parser and its one buffer of BLOCK_BYTES, with no bound on the file's size. A .npy array
+    is read in slices of its rows through np.load's memory map (the checks and errors of read_table's).
 
     Iterating yields (column names, rows) chunks of at most `rows` rows (a copy each); the names are those of
     the part of the file the rows come from (restarts whose FIELDS differ give parts of other columns). Once
@@ -193,19 +194,26 @@ class ChunkedTable:
         if p.is_dir():
             raise InputError(f"{p}: is a directory, not a data file")
         input_formats.check_name(fmt)
-        if fmt == "npy" or (fmt is None and (p.suffix.lower() == ".npy" or input_formats.is_npy(p))):
-            raise InputError(f"{p}: a .npy array is not read in chunks; give a text table, or the array itself "
-                             "to cyfes.fes (np.load with mmap_mode='r', in slices)")
-        self.kind = _text_kind(p, fmt, _NO_LIMIT, False)
-        if self.kind in ("colvars", "xvg"):
-            raise InputError(f"{p}: {input_formats.label(self.kind)} is read whole, not in chunks; chunked reading "
-                             "takes PLUMED, CSV and plain text tables")
         self.path, self.fmt, self.columns, self.threads = p, fmt, columns, threads
         self.rows = max(1, int(rows))
         self.table: Table | None = None
         self.block_rows = 0
+        self.npy: _NpyChunks | None = None
+        if fmt == "npy" or (fmt is None and (p.suffix.lower() == ".npy" or input_formats.is_npy(p))):
+            self.kind, self.npy = "npy", _NpyChunks(p, columns, self.rows)
+            return
+        self.kind = _text_kind(p, fmt, _NO_LIMIT, False)
+        if self.kind in ("colvars", "xvg"):
+            raise InputError(f"{p}: {input_formats.label(self.kind)} is read whole, not in chunks; chunked reading "
+                             "takes PLUMED, CSV and plain text tables")
 
     def __iter__(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        if self.npy is not None:
+            for names, data in self.npy:
+                self.block_rows = max(self.block_rows, len(data))
+                yield names, data
+            self.table = self.npy.table
+            return
         reader = _TextReader(str(self.path), self.columns, self.threads, None, self.kind == "plumed")
         with _forced_format(self.fmt):
             for buf, stop, _ in _text_blocks(self.path, _NO_LIMIT):
@@ -348,7 +356,9 @@ def _fill_blocks(handle: BinaryIO, p: Path, limit: int, size: int | None,
             return
 
 
-def _read_npy(p: Path) -> Table:
+def _npy_map(p: Path) -> tuple[np.ndarray, list[str] | None, int, int]:
+    """The array mapped (np.load with mmap_mode: only the header is read), checked to be samples: (array, field
+    names or None, rows, columns)."""
     try:
         mapped = np.load(p, mmap_mode="r", allow_pickle=False)  # the header only: data is read after the checks
     except (OSError, ValueError, EOFError) as exc:
@@ -361,16 +371,61 @@ def _read_npy(p: Path) -> Table:
     if mapped.ndim not in (1, 2) or mapped.size == 0 or (names and mapped.ndim != 1):
         raise InputError(f"{p}: expected a non-empty 1-D or 2-D array (or a 1-D array with named fields), "
                          f"got shape {mapped.shape}")
+    if names:
+        _check_unique(names, str(p), "field")
+    return mapped, names, rows, width
+
+
+def npy_bytes(p: Path) -> int:
+    """What reading a .npy costs in memory: its data, or its rows as float64 where that is more."""
+    mapped, _, rows, width = _npy_map(p)
+    return max(mapped.nbytes, rows * width * 8)
+
+
+def _read_npy(p: Path) -> Table:
+    mapped, names, rows, width = _npy_map(p)
     limit = max_input_bytes()
     if max(mapped.nbytes, rows * width * 8) > limit:
         raise InputError(f"{p}: {rows:,} x {width} values are more than {limit:,} bytes; "
-                         "set CYFES_MAX_INPUT_BYTES to allow more")
+                         "set CYFES_MAX_INPUT_BYTES to allow more, or read it in chunks: cyfes fes --stream")
+    return Table(names or _npy_names(width), _npy_rows(p, mapped, names, None), str(p))
+
+
+def _npy_names(width: int) -> list[str]:
+    return [f"col{i}" for i in range(width)]
+
+
+def _npy_rows(p: Path, mapped: np.ndarray, names: list[str] | None, picked: list[int] | None) -> np.ndarray:
+    """The rows of `mapped` (all of it or a slice) as float64 (rows, columns), only the columns `picked`
+    (indices; None: all), each checked as _npy_numbers checks it."""
     if names:
-        columns = [_npy_column(p, mapped, n) for n in names]
-        _check_unique(names, str(p), "field")
-        return Table(names, np.stack(columns, axis=1), str(p))
-    arr = _npy_numbers(p, mapped.dtype, mapped)
-    return Table([f"col{i}" for i in range(width)], arr.reshape(rows, width), str(p))
+        return np.stack([_npy_column(p, mapped, names[i]) for i in (range(len(names)) if picked is None
+                                                                     else picked)], axis=1)
+    arr = _npy_numbers(p, mapped.dtype, mapped).reshape(len(mapped), -1)
+    return arr if picked is None else arr[:, picked]
+
+
+class _NpyChunks:
+    """A .npy array read in slices of `rows` rows, each through a fresh mapping that is closed before the next
+    (the pages read leave the process with it: memory holds one slice, however large the file). The columns
+    asked for only are converted; `table` has every name and no rows, as read_table's has them."""
+
+    def __init__(self, p: Path, columns: Sequence[str] | None, rows: int) -> None:
+        mapped, self.names, self.total, width = _npy_map(p)
+        self.p, self.rows = p, rows
+        self.table = Table(self.names or _npy_names(width), np.empty((0, width)), str(p))
+        self.columns = columns
+        _npy_rows(p, mapped[:1], self.names, None)  # a dtype that is not numbers: the in-memory error, now
+
+    def __iter__(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        t = self.table
+        picked = None if self.columns is None else sorted({t.column_index(k) for k in self.columns})
+        names = t.names if picked is None else [t.names[i] for i in picked]
+        for lo in range(0, self.total, self.rows):
+            mapped = _npy_map(self.p)[0]
+            chunk = _npy_rows(self.p, mapped[lo:lo + self.rows], self.names, picked)
+            del mapped  # unmapped: its pages are the page cache's again, not this process's
+            yield names, chunk
 
 
 def _npy_column(p: Path, mapped: np.ndarray, name: str) -> np.ndarray:
