@@ -135,9 +135,47 @@ def test_inputs_above_the_in_memory_bound_stream_by_themselves(tmp_path, small_b
 def test_options_that_need_every_sample_are_refused_with_stream(tmp_path, capsys):
     inp = tmp_path / "COLVAR"
     _colvar(inp, 300)
-    assert main(["fes", str(inp), "--cv", "phi,psi", "--sigma", "auto", "--stream"]) == 2
-    assert capsys.readouterr().err.strip() == ("cyfes: error: --sigma auto: needs every sample in memory; "
+    assert main(["fes", str(inp), "--cv", "phi,psi", "--sigma", "0.1", "--block-scan", "2,4", "--stream"]) == 2
+    assert capsys.readouterr().err.strip() == ("cyfes: error: --block-scan: needs every sample in memory; "
                                                "not with --stream")
+
+
+def _silverman(x: np.ndarray, logw: np.ndarray, periods: list) -> np.ndarray:
+    """The float64 reference of Silverman's rule: weighted (circular for a periodic CV) spread, Kish's n_eff."""
+    w = np.exp(logw - logw.max())
+    w /= w.sum()
+    spread = []
+    for d, p in enumerate(periods):
+        if p:
+            z = np.sum(w * np.exp(2j * np.pi * x[:, d] / p))
+            spread.append(p / (2 * np.pi) * np.sqrt(-2 * np.log(abs(z))))
+        else:
+            spread.append(np.sqrt(np.sum(w * (x[:, d] - np.sum(w * x[:, d])) ** 2)))
+    dim = x.shape[1]
+    return np.array(spread) * (4 / ((dim + 2) / np.sum(w ** 2))) ** (1 / (dim + 4))
+
+
+def test_sigma_auto_streamed_equals_in_memory_and_the_reference(tmp_path, small_buffer, capsys):
+    inp = tmp_path / "COLVAR"
+    rows = _colvar(inp)
+    args = ["auto" if a == "0.3,0.25" else a for a in ARGS if a != "-q"]
+    outs, lines = [], []
+    for name, extra in (("mem.npz", []), ("stream.npz", ["--stream", "--chunk-rows", "7"])):
+        assert main(["fes", str(inp), *args, "-o", str(tmp_path / name), *extra]) == 0
+        outs.append(np.load(tmp_path / name))
+        lines.append([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("cyfes: sigma auto")])
+    assert lines[0] == lines[1] and len(lines[0]) == 1, lines
+    finite = np.isfinite(outs[0]["values"])
+    np.testing.assert_allclose(outs[1]["values"][finite], outs[0]["values"][finite], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(outs[1]["error"], outs[0]["error"], rtol=1e-10, atol=1e-12)
+    kept = rows[101::3]  # phi is periodic (its #! SET lines), psi is not
+    period = np.array([2 * math.pi, 0.0])
+    want = _silverman(kept[:, :2], kept[:, 2] / KT, [2 * math.pi, None])
+    printed = [float(t.split("=")[1]) for t in lines[1][0].split(": ")[-1].split(", ")]
+    np.testing.assert_allclose(printed, want, rtol=1e-5)  # printed to 6 digits
+    grid = regular_grid([outs[1]["axis0"], outs[1]["axis1"]])
+    ref = free_energy(kept[:, :2], want, grid, bias=kept[:, 2], period=period).reshape(12, 10)
+    np.testing.assert_allclose(outs[1]["values"], ref, rtol=0, atol=1e-9)  # the bandwidth itself, to rounding
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _refusal(args: argparse.Namespace) -> str | None:
     """Why these options need every sample in memory, or None."""
-    needs = [("--sigma auto", args.sigma.strip().lower() == "auto"), ("--hills", bool(args.hills)),
+    needs = [("--hills", bool(args.hills)),
              ("--windows", bool(args.windows)), ("--scheduler", bool(args.scheduler)),
              ("--block-scan", bool(args.block_scan)), ("--sigma-scan", bool(args.sigma_scan))]
     found = [flag for flag, on in needs if on]
