@@ -292,3 +292,129 @@ def test_a_truncated_npy_fails_before_any_sum(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"cyfes: error: {bad}: cannot read as a .npy array: "), err
     assert not (tmp_path / "f.npz").exists()
+
+
+def _colvars_traj(path: Path, n: int = 2400, seed: int = 3) -> np.ndarray:
+    """TEST FIXTURE: a Colvars trajectory of `# step phi d ...` with a vector variable d (columns d_1, d_2) and
+    metadynamics' bias E_metad, three restarts (each writes its step again), the third with an extra variable, a
+    row cut short before the second restart; returns the rows cyfes keeps as (phi, d_1, E_metad)."""
+    rng = np.random.default_rng(seed)
+    rows = np.round(np.column_stack([rng.normal(0, 1, n), rng.normal(0.5, 0.6, n), rng.uniform(0, 4, n)]), 6)
+    cuts = [0, 700, 1500, 1900, n]
+    with open(path, "w") as out:
+        for k in range(4):
+            extra = k == 2
+            out.write("# step phi d E_metad" + (" e" if extra else "") + "\n")
+            lo, hi = cuts[k], cuts[k + 1]
+            for j in range(lo, hi):
+                phi, d1, e = rows[j]
+                out.write(f"{j} {phi:.6f} ( {d1:.6f} , 0.1 ) {e:.6f}" + (" 1.5" if extra else "") + "\n")
+            if k < 3:  # the restart's step, written before the header and again after it: this row is dropped
+                out.write(f"{hi} 9.0 ( 9.0 , 0.1 ) 0.0" + (" 0" if extra else "") + "\n")
+            if k == 1:
+                out.write(f"{hi} 0.5 ( 0.2 , \n")  # cut short by a crash, before the restart
+            if k == 3:
+                out.write("# a comment\n\n")
+    return rows
+
+
+CV_ARGS = ["--cv", "phi,d_1", "--bias", "E_metad", "--sigma", "0.3,0.25", "--bins", "12,10", "--skip", "33",
+           "--stride", "2", "--blocks", "3", "--tolerance", "0", "--device", "cpu", "-q"]
+
+
+def test_a_streamed_colvars_trajectory_equals_the_in_memory_run_and_numpy(tmp_path, small_buffer, capsys):
+    inp = tmp_path / "run.colvars.traj"
+    rows = _colvars_traj(inp)
+    outs, warnings = [], []
+    for name, extra in (("mem.npz", []), ("stream.npz", ["--stream", "--chunk-rows", "7"])):
+        outs.append(_npy_surface(tmp_path, inp, name, CV_ARGS, *extra))
+        warnings.append(capsys.readouterr().err)
+    assert warnings[0] == warnings[1]
+    assert "dropped a row cut short" in warnings[0] and "'e' is only under" in warnings[0]
+    mem, got = outs
+    np.testing.assert_allclose(got["values"], mem["values"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got["error"], mem["error"], rtol=1e-10, atol=1e-12)
+    kept = rows[33::2]
+    grid = regular_grid([got["axis0"], got["axis1"]])
+    ref = free_energy(kept[:, :2], [0.3, 0.25], grid, bias=kept[:, 2]).reshape(12, 10)
+    np.testing.assert_allclose(got["values"], ref, rtol=0, atol=1e-9)
+
+
+def _xvg(path: Path, n: int = 2000, seed: int = 4) -> np.ndarray:
+    """TEST FIXTURE: a GROMACS xvg of time and two distances, `#` comments and `@` legends, as gmx writes it."""
+    rng = np.random.default_rng(seed)
+    rows = np.round(np.column_stack([rng.normal(1, 0.3, n), rng.normal(2, 0.5, n)]), 5)
+    with open(path, "w") as out:
+        out.write("# This file was created by gmx distance\n# Command line:\n#   gmx distance -f traj.xtc\n")
+        out.write('@    title "Distance"\n@    xaxis  label "Time (ps)"\n@    yaxis  label "Distance (nm)"\n'
+                  '@TYPE xy\n@ s0 legend "d1"\n@ s1 legend "d2"\n')
+        for j, (a, b) in enumerate(rows):
+            out.write(f"{j * 2.0:10.3f} {a:10.5f} {b:10.5f}\n")
+        out.write("&\n")
+    return rows
+
+
+def test_a_streamed_xvg_equals_the_in_memory_run_and_numpy(tmp_path, small_buffer, capsys):
+    inp = tmp_path / "dist.xvg"
+    rows = _xvg(inp)
+    args = ["--cv", "d1,2", "--sigma", "0.1", "--bins", "15", "--skip", "5", "--tolerance", "0", "--device", "cpu",
+            "-q"]
+    mem = _npy_surface(tmp_path, inp, "mem.npz", args)
+    got = _npy_surface(tmp_path, inp, "stream.npz", args, "--stream", "--chunk-rows", "7")
+    np.testing.assert_allclose(got["values"], mem["values"], rtol=1e-10, atol=1e-12)
+    ref = free_energy(rows[5:], [0.1, 0.1], regular_grid([got["axis0"], got["axis1"]])).reshape(15, 15)
+    np.testing.assert_allclose(got["values"], ref, rtol=0, atol=1e-9)
+
+
+def _refused_alike(tmp_path, capsys, inp: Path, args: list, streamed_only: bool = False) -> str:
+    """The in-memory and the streamed run fail with the same one line (exit 2), and write nothing."""
+    out = tmp_path / "f.npz"
+    errs = []
+    for extra in ([], ["--stream", "--chunk-rows", "5"]):
+        if not streamed_only or extra:
+            assert main(["fes", str(inp), *args, "-o", str(out), *extra]) == 2
+            errs.append(capsys.readouterr().err.strip().splitlines())
+    assert len(errs[-1]) == 1 and errs[0] == errs[-1], errs
+    assert not out.exists()
+    return errs[-1][0]
+
+
+def test_a_bad_value_deep_in_a_streamed_colvars_trajectory_names_its_line(tmp_path, small_buffer, capsys):
+    inp = tmp_path / "run.colvars.traj"
+    _colvars_traj(inp)
+    lines = inp.read_text().splitlines(keepends=True)
+    assert lines[1800].startswith("1794 ")
+    lines[1800] = "1794 0.5 ( oops , 0.1 ) 1.0 1.5\n"  # line 1801: past several buffers and two restarts
+    inp.write_text("".join(lines))
+    err = _refused_alike(tmp_path, capsys, inp, CV_ARGS)
+    assert err.startswith(f"cyfes: error: {inp}: line 1801, value 3 (d_1): 'oops' is not a number (read as a "
+                          "Colvars trajectory, guessed because"), err
+
+
+def test_a_streamed_colvars_trajectory_with_data_before_its_header_is_refused(tmp_path, small_buffer, capsys):
+    inp = tmp_path / "run.colvars.traj"
+    _colvars_traj(inp)
+    bad = tmp_path / "bad.traj"
+    bad.write_text("1 2 3\n" + inp.read_text())  # TEST FIXTURE
+    err = _refused_alike(tmp_path, capsys, bad, CV_ARGS + ["--input-format", "colvars"])
+    assert err == (f"cyfes: error: {bad}: line 1: data before the first '# step' header (read as a Colvars "
+                   "trajectory, as --input-format colvars asks)")
+
+
+def test_a_second_xvg_data_set_is_refused_streamed_as_in_memory(tmp_path, small_buffer, capsys):
+    inp = tmp_path / "dist.xvg"
+    _xvg(inp)
+    inp.write_text(inp.read_text() + "0 1 2\n")  # line 2011: after the '&' of line 2010
+    err = _refused_alike(tmp_path, capsys, inp, ["--cv", "d1", "--sigma", "0.1", "--device", "cpu"])
+    assert err.startswith(f"cyfes: error: {inp}: line 2011: a second data set after the '&' of line 2010"), err
+
+
+def test_a_legend_after_streamed_rows_is_refused(tmp_path, small_buffer, capsys):
+    inp = tmp_path / "dist.xvg"
+    _xvg(inp)
+    lines = inp.read_text().splitlines(keepends=True)
+    lines.insert(1500, '@ s1 legend "late"\n')  # renames d2 after 1000 rows went out under its name
+    inp.write_text("".join(lines))
+    err = _refused_alike(tmp_path, capsys, inp, ["--cv", "d1", "--sigma", "0.1", "--device", "cpu"],
+                         streamed_only=True)  # in memory the legends are read before the rows
+    assert err.startswith(f"cyfes: error: {inp}: line 1501: renames a column after data rows"), err

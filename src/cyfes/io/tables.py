@@ -117,8 +117,8 @@ def read_table(path: PathLike, fmt: str | None = None, columns: Sequence[str] | 
     columns: the names (or 0-based indices) of the columns to convert; the others are only counted, so a wide
     file costs little more than the columns asked for (all columns when None; PLUMED, CSV and plain tables).
     threads: parser threads (0: all). Memory: the output arrays plus one buffer of BLOCK_BYTES (more only for a
-    longer line); Colvars and xvg files are read whole. fields_required: refuse text without a `#! FIELDS`
-    header (PLUMED HILLS files)."""
+    longer line); Colvars and xvg files are read whole (ChunkedTable reads them in blocks). fields_required:
+    refuse text without a `#! FIELDS` header (PLUMED HILLS files)."""
     return _read(path, fmt, columns, threads, fields_required, None)[0]
 
 
@@ -178,11 +178,13 @@ CHUNK_ROWS_DEFAULT = 1_000_000
 class ChunkedTable:
     """A PLUMED, CSV or plain text table (.gz too) read chunk by chunk, each time it is iterated: every rule of
     read_table (FIELDS and SET lines, restarts, headers that change mid-file, the same errors with file:line),
-    through the same C parser and its one buffer of BLOCK_BYTES, with no bound on the file's size. A .npy array
-    is read in slices of its rows through np.load's memory map (the checks and errors of read_table's).
+    through the same C parser and its one buffer of BLOCK_BYTES, with no bound on the file's size. A Colvars
+    trajectory or GROMACS xvg file goes through the same buffer, each block's lines fed to its whole-file reader
+    (colvars.Reader, xvg.Reader: the same rules and errors); a .npy array is read in slices of its rows through
+    np.load's memory map (the checks and errors of read_table's).
 
-    Iterating yields (column names, rows) chunks of at most `rows` rows (a copy each); the names are those of
-    the part of the file the rows come from (restarts whose FIELDS differ give parts of other columns). Once
+    Iterating yields (column names, rows) chunks of at most `rows` rows; the names are those of the part of the
+    file the rows come from (restarts whose FIELDS or Colvars headers differ give parts of other columns). Once
     the file was read to its end, `table` is the Table read_table would give, with no rows (its names: the
     columns every part has; periodic domains, notes, dropped columns), and `block_rows` the most rows one block
     of text held (the parsed rows held at once: block_rows x columns x 8 bytes)."""
@@ -203,26 +205,54 @@ class ChunkedTable:
             self.kind, self.npy = "npy", _NpyChunks(p, columns, self.rows)
             return
         self.kind = _text_kind(p, fmt, _NO_LIMIT, False)
-        if self.kind in ("colvars", "xvg"):
-            raise InputError(f"{p}: {input_formats.label(self.kind)} is read whole, not in chunks; chunked reading "
-                             "takes PLUMED, CSV and plain text tables")
 
     def __iter__(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        text = self.npy is None  # the C parser's rows are views into arrays it reuses: copied out
+        source = self.npy if not text else self._lines() if self.kind in ("colvars", "xvg") else self._table_text()
+        for names, data in source:
+            self.block_rows = max(self.block_rows, len(data))
+            for lo in range(0, len(data), self.rows):
+                yield names, data[lo:lo + self.rows].copy() if text else data[lo:lo + self.rows]
         if self.npy is not None:
-            for names, data in self.npy:
-                self.block_rows = max(self.block_rows, len(data))
-                yield names, data
             self.table = self.npy.table
-            return
+
+    def _table_text(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        """A PLUMED, CSV or plain table's rows, one block of text at a time."""
         reader = _TextReader(str(self.path), self.columns, self.threads, None, self.kind == "plumed")
         with _forced_format(self.fmt):
             for buf, stop, _ in _text_blocks(self.path, _NO_LIMIT):
                 reader.feed(buf, stop)
-                for names, data in reader.take():
-                    self.block_rows = max(self.block_rows, len(data))
-                    for lo in range(0, len(data), self.rows):
-                        yield names, data[lo:lo + self.rows].copy()
+                yield from reader.take()
             self.table = reader.described()
+
+    def _lines(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        """A Colvars or xvg file's rows, one block of text at a time, through the whole-file reader's code (fed
+        the block's lines); its errors name the format as read_table's do."""
+        from . import input_formats  # deferred: a cycle (input_formats imports this module)
+        p = self.path
+        kind, how = input_formats.kind_of(text_head(p, _NO_LIMIT) or "", self.fmt)
+        reader, line, offset, bom = input_formats.line_reader(kind, str(p)), 1, 0, 0
+        for buf, stop, _ in _text_blocks(p, _NO_LIMIT):
+            bom = 3 if offset == 0 and buf.startswith(b"\xef\xbb\xbf") else bom
+            lines = _decoded(p, buf, stop, offset, bom).splitlines()
+            with input_formats.errors_name(kind, how, self.fmt):
+                got = reader.feed(lines, line)
+            line, offset = line + len(lines), offset + stop
+            yield from got
+        with input_formats.errors_name(kind, how, self.fmt):
+            got, self.table = reader.finish(), reader.table()
+        yield from got
+
+
+def _decoded(p: Path, buf: bytearray, stop: int, offset: int, bom: int) -> str:
+    """A block of text (its bytes from `offset` of the file; `bom`: the length of the file's byte order mark,
+    or 0) as str, as whole_text decodes the whole file (and counts a bad byte: after the mark)."""
+    try:
+        return bytes(buf[:stop]).decode("utf-8-sig" if offset == 0 else "utf-8")
+    except UnicodeDecodeError as exc:
+        at = exc.start + (offset - bom if offset else 0)
+        raise InputError(f"{p}: not a text file (byte {at} is not UTF-8); "
+                         "cyfes reads text tables and .npy arrays") from None
 
 
 #: Piece.parse's targets when the rows are only checked and counted.
