@@ -418,3 +418,32 @@ def test_a_legend_after_streamed_rows_is_refused(tmp_path, small_buffer, capsys)
     err = _refused_alike(tmp_path, capsys, inp, ["--cv", "d1", "--sigma", "0.1", "--device", "cpu"],
                          streamed_only=True)  # in memory the legends are read before the rows
     assert err.startswith(f"cyfes: error: {inp}: line 1501: renames a column after data rows"), err
+
+
+REWEIGHT = Path(__file__).parents[1] / "data" / "plumed-reweight"  # a PLUMED run: its COLVAR (with rbias), HILLS
+
+
+@pytest.mark.parametrize("mode", ["ct", "final"])
+def test_hills_streamed_equal_the_in_memory_run_and_plumeds_rbias(tmp_path, small_buffer, capsys, mode):
+    colvar, hills = REWEIGHT / "COLVAR.reference", REWEIGHT / "HILLS.reference"
+    base = ["--cv", "phi,psi", "--sigma", "0.3", "--bins", "40,40", "--kt", "2.494339", "--skip", "3",
+            "--tolerance", "0", "--device", "cpu", "-q"]
+    args = base + ["--hills", str(hills), "--reweight", mode] + (["--rct-bin", "150,150"] if mode == "ct" else [])
+    mem = _npy_surface(tmp_path, colvar, "mem.npz", args)
+    got = _npy_surface(tmp_path, colvar, "stream.npz", args, "--stream", "--chunk-rows", "7")
+    finite = np.isfinite(mem["values"])
+    assert np.array_equal(finite, np.isfinite(got["values"])) and finite.sum() > 100
+    np.testing.assert_allclose(got["values"][finite], mem["values"][finite], rtol=1e-10, atol=1e-12)
+    if mode == "ct":  # PLUMED's own reweighting bias of the run: per sample within 1e-3 kJ/mol (see
+        plumed = _npy_surface(tmp_path, colvar, "rbias.npz", base + ["--bias", "metad.rbias"])  # test_metad_reweight)
+        assert np.abs(got["values"][finite] - plumed["values"][finite]).max() < 2e-3
+
+
+def test_hills_streamed_without_a_time_column_is_refused(tmp_path, capsys):
+    inp = tmp_path / "COLVAR"
+    text = (REWEIGHT / "COLVAR.reference").read_text()
+    inp.write_text(text.replace("#! FIELDS time ", "#! FIELDS step "))  # TEST FIXTURE: the run, no time column
+    args = ["--cv", "phi,psi", "--sigma", "0.3", "--hills", str(REWEIGHT / "HILLS.reference"), "--device", "cpu"]
+    err = _refused_alike(tmp_path, capsys, inp, args)
+    assert err == (f"cyfes: error: {inp}: no column named 'time'; available columns: step, phi, psi, metad.bias, "
+                   "metad.rbias, metad.rct")

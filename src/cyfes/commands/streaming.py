@@ -6,16 +6,19 @@ block's parsed rows, one chunk and the grid's partial sums, whatever the file's 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .. import _units
 from .._errors import InputError
 from ..engine import streamed
 from ..io import input_formats, tables
-from . import options
+from ..workflows import metad_reweight, sum_hills
+from . import judging, options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,8 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _refusal(args: argparse.Namespace) -> str | None:
     """Why these options need every sample in memory, or None."""
-    needs = [("--hills", bool(args.hills)),
-             ("--windows", bool(args.windows)), ("--scheduler", bool(args.scheduler)),
+    needs = [("--windows", bool(args.windows)), ("--scheduler", bool(args.scheduler)),
              ("--block-scan", bool(args.block_scan)), ("--sigma-scan", bool(args.sigma_scan))]
     found = [flag for flag, on in needs if on]
     return f"{found[0]}: needs every sample in memory; not with --stream" if found else None
@@ -77,17 +79,49 @@ def _kept(data: np.ndarray, start: int, skip: int, stride: int) -> np.ndarray:
 
 
 def _reader(path: str, args: argparse.Namespace) -> tables.ChunkedTable:
-    return tables.ChunkedTable(path, options.input_format(args), options.wanted_columns(args), args.chunk_rows)
+    wanted = options.wanted_columns(args)
+    if wanted is not None and args.hills:
+        wanted = wanted + ["time"]  # the samples' times: which hills came before each
+    return tables.ChunkedTable(path, options.input_format(args), wanted, args.chunk_rows)
 
 
-def _first_pass(path: str, args: argparse.Namespace) -> _File:
+@dataclass
+class _Times:
+    """--hills: what the first pass learns of the samples' times, as the in-memory reweighting reads them: the
+    time of the last row of any input (rows --skip drops included), whether every kept one is finite, and
+    which counts of earlier hills the kept ones need (c after each, for --reweight ct)."""
+
+    timed: metad_reweight.TimedHills
+    last: float = -math.inf
+    finite: bool = True
+    needed: np.ndarray = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.needed = np.zeros(len(self.timed.times) + 1, dtype=bool)
+
+    def see(self, names: list[str], data: np.ndarray, kept: np.ndarray) -> None:
+        if "time" not in names:
+            return  # the reader names the missing column after its pass, as read_table does; else _first_pass
+        column = names.index("time")
+        self.last = max(self.last, float(data[:, column].max()))
+        times = kept[:, column]
+        self.finite = self.finite and bool(np.isfinite(times).all())
+        if self.finite:
+            self.needed[metad_reweight.hills_before(self.timed, times)] = True
+
+
+def _first_pass(path: str, args: argparse.Namespace, times: _Times | None) -> _File:
     got, start, reader = _File(path), 0, _reader(path, args)
     for names, data in reader:
         kept = _kept(data, start, args.skip, args.stride)
+        if times is not None:
+            times.see(names, data, kept)
         lo, hi = (kept.min(axis=0), kept.max(axis=0)) if len(kept) else (None, None)
         got.chunks.append((start, len(kept), names, lo, hi))
         start += len(data)
     got.table, got.block_rows, got.text = reader.table, reader.block_rows, reader.kind != "npy"
+    if times is not None and "time" not in got.table.names:
+        raise InputError(f"{path}: no 'time' column; --hills needs each sample's time")
     if not any(n for _, n, *_ in got.chunks):
         raise InputError(f"{path}: no rows left after --skip {args.skip} (the file has {start} rows)")
     return got
@@ -106,6 +140,7 @@ class Plan:
     skip: int
     stride: int
     args: argparse.Namespace
+    hills: metad_reweight.HillsBias | None = None  # --hills: their bias at each chunk's samples
 
     def read(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
         cvs, bias, weights = self.columns
@@ -115,8 +150,18 @@ class Plan:
                 kept = _kept(data, start, self.skip, self.stride)
                 start += len(data)
                 if len(kept):
-                    yield (_pick(kept, names, cvs), _pick(kept, names, bias).sum(axis=1) if bias else None,
+                    values = _pick(kept, names, cvs)
+                    yield (values, self._bias(kept, names, values),
                            _pick(kept, names, weights).prod(axis=1) if weights else None)
+
+    def _bias(self, kept: np.ndarray, names: list[str], values: np.ndarray) -> np.ndarray | None:
+        """The bias columns summed, plus the hills' bias (as the in-memory run adds it: columns first)."""
+        keys = self.columns[1]
+        summed = _pick(kept, names, keys).sum(axis=1) if keys else None
+        if self.hills is None:
+            return summed
+        metad = self.hills.at(values, kept[:, names.index("time")])
+        return metad if summed is None else summed + metad
 
     def memory(self, grid_points: int, blocks: int) -> str:
         """The memory bound, in words: buffer + one block's parsed rows + one chunk + the grid's sums."""
@@ -136,7 +181,8 @@ class Plan:
 def load(args: argparse.Namespace) -> tuple[options.Samples, Plan]:
     """The first pass over every input; Samples whose values are a streamed.Stream (the second pass)."""
     options.check_rows(args)
-    files = [_first_pass(path, args) for path in args.inputs]
+    times = _Times(metad_reweight.read_timed_hills(args.hills, args.biasfactor)) if args.hills else None
+    files = [_first_pass(path, args, times) for path in args.inputs]
     for f in files:
         options.warn_notes(f.table)
     cv_keys, bias_keys, weight_keys = options.column_keys(args, files[0].table)
@@ -147,13 +193,26 @@ def load(args: argparse.Namespace) -> tuple[options.Samples, Plan]:
     columns = (by_name(first, cv_keys), by_name(first, bias_keys), by_name(first, weight_keys))
     names = columns[0]
     domains = {n: f.table.periodic[n] for f in files for n in names if n in f.table.periodic}
-    plan = Plan(files, columns, args.skip, args.stride, args)
+    plan = Plan(files, columns, args.skip, args.stride, args, None if times is None else
+                _hills(args, names, domains, times))
     spans = [(lo[[cn.index(n) for n in names]], hi[[cn.index(n) for n in names]])
              for f in files for _, count, cn, lo, hi in f.chunks if count]
     data_range = (np.min([s[0] for s in spans], axis=0), np.max([s[1] for s in spans], axis=0))
     sizes = [count for f in files for _, count, *_ in f.chunks if count]
     stream = streamed.Stream(plan.read, sizes, len(names))
     return options.Samples(names, stream, None, None, domains, data_range), plan
+
+
+def _hills(args: argparse.Namespace, names: list[str], domains: dict, times: _Times) -> metad_reweight.HillsBias:
+    """--hills after the first pass: the hills matched to the CVs, checked against the samples' times, and c
+    after each count of hills a sample needs, computed once (the in-memory reweighting's steps, in its order)."""
+    where = " ".join(args.hills)
+    timed = metad_reweight.match_cvs(times.timed, names, domains, where)
+    grid = metad_reweight.grid_of(args, timed)
+    metad_reweight.check_times(times.finite, timed.times, where, times.last)
+    device = sum_hills.hills_device(args.device, args.threads, timed.hills.dim)
+    kt = _units.kT(judging.temperature(args), args.units)
+    return metad_reweight.prepare(timed, kt, args.reweight or "ct", grid, np.flatnonzero(times.needed), device)
 
 
 def describe(plan: Plan, bins: list[int], blocks: int) -> str:

@@ -449,13 +449,24 @@ class _NpyChunks:
 
     def __iter__(self) -> Iterator[tuple[list[str], np.ndarray]]:
         t = self.table
-        picked = None if self.columns is None else sorted({t.column_index(k) for k in self.columns})
+        known = None if self.columns is None else [k for k in self.columns if _resolves(t, k)]
+        picked = None if known is None else sorted({t.column_index(k) for k in known})
         names = t.names if picked is None else [t.names[i] for i in picked]
         for lo in range(0, self.total, self.rows):
             mapped = _npy_map(self.p)[0]
             chunk = _npy_rows(self.p, mapped[lo:lo + self.rows], self.names, picked)
             del mapped  # unmapped: its pages are the page cache's again, not this process's
             yield names, chunk
+        for key in self.columns or []:
+            t.column_index(key)  # a column asked for that is not there: its error after the rows, as for text
+
+
+def _resolves(table: Table, key: str) -> bool:
+    try:
+        table.column_index(key)
+    except InputError:
+        return False
+    return True
 
 
 def _npy_column(p: Path, mapped: np.ndarray, name: str) -> np.ndarray:
