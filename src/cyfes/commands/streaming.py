@@ -1,8 +1,10 @@
 """`cyfes fes --stream`: inputs larger than memory read in chunks, twice. The first pass checks every line (the
 errors of the whole-file reader, with file:line, before any sum), counts the rows each chunk keeps after --skip
-and --stride, and finds each column's range (for a grid without --range) and the `#! SET` domains; the second
-pass sums chunk by chunk through cyfes.fes's exact merge (engine/streamed.py). Memory: the read buffer, one
-block's parsed rows, one chunk and the grid's partial sums, whatever the file's size."""
+and --stride, and finds each column's range (for a grid without --range) and the `#! SET` domains (with --hills
+also the samples' times: which counts of earlier hills they need); the second pass sums chunk by chunk through
+cyfes.fes's exact merge (engine/streamed.py). --sigma auto reads the chunks once more, between the two, for the
+bandwidth (judging.sigma). Memory: the read buffer, one block's parsed rows, one chunk and the grid's partial
+sums, whatever the file's size."""
 from __future__ import annotations
 
 import argparse
@@ -23,9 +25,11 @@ from . import judging, options
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("streaming (inputs larger than memory)")
-    g.add_argument("--stream", action="store_true", help="read the inputs in chunks, in two passes (check and "
-                   "range, then sums): memory stays bounded whatever their size (default: only when they are "
-                   "larger than the in-memory bound, CYFES_MAX_INPUT_BYTES or 1/8 of memory)")
+    g.add_argument("--stream", action="store_true", help="read the inputs in chunks (PLUMED, CSV, text, .gz, "
+                   "Colvars, xvg, .npy), in two passes (check and range, then sums; --sigma auto adds one): "
+                   "memory stays bounded whatever their size (default: only when they are larger than the "
+                   "in-memory bound, CYFES_MAX_INPUT_BYTES or 1/8 of memory; a .npy counts its values as float64). "
+                   "Not with --windows, --scheduler, --block-scan or --sigma-scan")
     g.add_argument("--chunk-rows", type=int, default=tables.CHUNK_ROWS_DEFAULT, metavar="N",
                    help=f"rows summed at once when streaming (default {tables.CHUNK_ROWS_DEFAULT:,})")
 
