@@ -447,3 +447,22 @@ def test_hills_streamed_without_a_time_column_is_refused(tmp_path, capsys):
     err = _refused_alike(tmp_path, capsys, inp, args)
     assert err == (f"cyfes: error: {inp}: no column named 'time'; available columns: step, phi, psi, metad.bias, "
                    "metad.rbias, metad.rct")
+
+
+def test_two_streamed_walkers_with_sigma_auto_and_weights_equal_the_in_memory_run(tmp_path, capsys):
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    rows = np.concatenate([_npy(a, 900, seed=6), _npy(b, 700, seed=7)])
+    args = ["--cv", "1,2", "--weights", "3", "--sigma", "auto", "--bins", "9,11", "--skip", "50", "--tolerance", "0",
+            "--device", "cpu"]
+    outs, said = [], []
+    for name, extra in (("mem.npz", []), ("stream.npz", ["--stream", "--chunk-rows", "13"])):
+        assert main(["fes", str(a), str(b), *args, "-o", str(tmp_path / name), *extra]) == 0
+        outs.append(np.load(tmp_path / name))
+        said.append([ln for ln in capsys.readouterr().out.splitlines() if "sigma auto" in ln])
+    assert said[0] == said[1] and len(said[0]) == 1
+    np.testing.assert_allclose(outs[1]["values"], outs[0]["values"], rtol=1e-10, atol=1e-12)
+    kept = np.concatenate([rows[50:900], rows[950:]])  # --skip per file
+    sigma = _silverman(kept[:, 1:3], np.log(kept[:, 3]), [None, None])
+    ref = free_energy(kept[:, 1:3], sigma, regular_grid([outs[1]["axis0"], outs[1]["axis1"]]),
+                      weights=kept[:, 3]).reshape(9, 11)
+    np.testing.assert_allclose(outs[1]["values"], ref, rtol=0, atol=1e-9)
