@@ -125,18 +125,20 @@ def test_inputs_above_the_in_memory_bound_stream_by_themselves(tmp_path, small_b
     assert "cyfes: streamed 1 input(s) in " in capsys.readouterr().out
     np.testing.assert_allclose(np.load(out)["values"], mem["values"], rtol=0, atol=1e-10)
     big = tmp_path / "x.npy"
-    np.save(big, np.zeros((50_000, 2)))  # above the bound, with an option that needs every sample: refused
-    assert main(["fes", str(big), "--sigma", "0.1", "--device", "cpu", "--block-scan", "2,4"]) == 2
-    assert capsys.readouterr().err.strip() == (f"cyfes: error: {big}: 50,000 x 2 values are more than "
-                                               f"{inp.stat().st_size - 1:,} bytes; set CYFES_MAX_INPUT_BYTES to "
-                                               "allow more, or read it in chunks: cyfes fes --stream")
+    np.save(big, np.zeros((50_000, 2)))  # above the bound: the in-memory reader refuses it, and says what to do
+    with pytest.raises(tables.InputError) as refused:
+        tables.read_table(big)
+    assert str(refused.value) == (f"{big}: 50,000 x 2 values are more than {inp.stat().st_size - 1:,} bytes; set "
+                                  "CYFES_MAX_INPUT_BYTES to allow more, or read it in chunks: cyfes fes --stream")
 
 
 def test_options_that_need_every_sample_are_refused_with_stream(tmp_path, capsys):
     inp = tmp_path / "COLVAR"
     _colvar(inp, 300)
-    assert main(["fes", str(inp), "--cv", "phi,psi", "--sigma", "0.1", "--block-scan", "2,4", "--stream"]) == 2
-    assert capsys.readouterr().err.strip() == ("cyfes: error: --block-scan: needs every sample in memory; "
+    (tmp_path / "w0.dat").write_text("#! FIELDS time x\n0 0.1\n1 0.2\n")  # TEST FIXTURE: one umbrella window
+    (tmp_path / "w.yaml").write_text("cv: [x]\nwindows:\n  - {file: w0.dat, centre: [0.0], kappa: [100.0]}\n")
+    assert main(["fes", "--windows", str(tmp_path / "w.yaml"), "--sigma", "0.1", "--stream"]) == 2
+    assert capsys.readouterr().err.strip() == ("cyfes: error: --windows: needs every sample in memory; "
                                                "not with --stream")
 
 
@@ -466,3 +468,20 @@ def test_two_streamed_walkers_with_sigma_auto_and_weights_equal_the_in_memory_ru
     ref = free_energy(kept[:, 1:3], sigma, regular_grid([outs[1]["axis0"], outs[1]["axis1"]]),
                       weights=kept[:, 3]).reshape(9, 11)
     np.testing.assert_allclose(outs[1]["values"], ref, rtol=0, atol=1e-9)
+
+
+def test_block_and_sigma_scans_of_a_stream_equal_the_in_memory_scans(tmp_path, small_buffer, capsys):
+    inp = tmp_path / "COLVAR"
+    _colvar(inp)
+    args = [a for a in ARGS if a not in ("-q", "--blocks", "4")] + ["--block-scan", "2,3,5", "--sigma-scan",
+                                                                    "0.2,0.4"]
+    said = []
+    for name, extra in (("mem.npz", []), ("stream.npz", ["--stream", "--chunk-rows", "111"])):
+        assert main(["fes", str(inp), *args, "-o", str(tmp_path / name), *extra]) == 0
+        out = capsys.readouterr().out.splitlines()
+        said.append(out[out.index(next(ln for ln in out if ln.startswith("cyfes: block scan"))):])
+    assert said[0] == said[1], said
+    assert len(said[0]) == 2 + 3 + 2 + 2 and said[0][5].startswith("cyfes: sigma scan")  # 3 counts, 2 sigmas
+    rows = [ln.split() for ln in said[0][2:5]]
+    n = len(range(101, 3000, 3))  # the rows --skip 101 --stride 3 keep
+    assert [int(r[0]) for r in rows] == [2, 3, 5] and [int(r[1]) for r in rows] == [n // c for c in (2, 3, 5)]

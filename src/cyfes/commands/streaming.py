@@ -26,18 +26,17 @@ from . import judging, options
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("streaming (inputs larger than memory)")
     g.add_argument("--stream", action="store_true", help="read the inputs in chunks (PLUMED, CSV, text, .gz, "
-                   "Colvars, xvg, .npy), in two passes (check and range, then sums; --sigma auto adds one): "
-                   "memory stays bounded whatever their size (default: only when they are larger than the "
-                   "in-memory bound, CYFES_MAX_INPUT_BYTES or 1/8 of memory; a .npy counts its values as float64). "
-                   "Not with --windows, --scheduler, --block-scan or --sigma-scan")
+                   "Colvars, xvg, .npy), in two passes (check and range, then sums; --sigma auto adds one, each "
+                   "--block-scan or --sigma-scan point one more): memory stays bounded whatever their size "
+                   "(default: only when they are larger than the in-memory bound, CYFES_MAX_INPUT_BYTES or 1/8 of "
+                   "memory; a .npy counts its values as float64). Not with --windows or --scheduler")
     g.add_argument("--chunk-rows", type=int, default=tables.CHUNK_ROWS_DEFAULT, metavar="N",
                    help=f"rows summed at once when streaming (default {tables.CHUNK_ROWS_DEFAULT:,})")
 
 
 def _refusal(args: argparse.Namespace) -> str | None:
     """Why these options need every sample in memory, or None."""
-    needs = [("--windows", bool(args.windows)), ("--scheduler", bool(args.scheduler)),
-             ("--block-scan", bool(args.block_scan)), ("--sigma-scan", bool(args.sigma_scan))]
+    needs = [("--windows", bool(args.windows)), ("--scheduler", bool(args.scheduler))]
     found = [flag for flag, on in needs if on]
     return f"{found[0]}: needs every sample in memory; not with --stream" if found else None
 
