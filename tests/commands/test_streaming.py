@@ -138,8 +138,12 @@ def test_options_that_need_every_sample_are_refused_with_stream(tmp_path, capsys
     (tmp_path / "w0.dat").write_text("#! FIELDS time x\n0 0.1\n1 0.2\n")  # TEST FIXTURE: one umbrella window
     (tmp_path / "w.yaml").write_text("cv: [x]\nwindows:\n  - {file: w0.dat, centre: [0.0], kappa: [100.0]}\n")
     assert main(["fes", "--windows", str(tmp_path / "w.yaml"), "--sigma", "0.1", "--stream"]) == 2
-    assert capsys.readouterr().err.strip() == ("cyfes: error: --windows: needs every sample in memory; "
-                                               "not with --stream")
+    assert capsys.readouterr().err.strip() == ("cyfes: error: --windows: needs every sample in memory (MBAR "
+                                               "iterates over all windows); not with --stream")
+    assert main(["fes", str(inp), "--cv", "phi", "--sigma", "0.1", "--scheduler", "tcp://127.0.0.1:1",
+                 "--stream"]) == 2  # refused before any connection is tried
+    assert capsys.readouterr().err.strip() == ("cyfes: error: --scheduler: reads and sums the inputs on the Dask "
+                                               "workers instead; not with --stream")
 
 
 def _silverman(x: np.ndarray, logw: np.ndarray, periods: list) -> np.ndarray:

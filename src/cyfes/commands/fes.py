@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     judging.check(args)
     metad_reweight.check_arguments(args)
     scanning.check(args)
+    streaming.check(args)
     from ..engine import backends  # deferred: loads numpy, which the checks above do not need
     warm = backends.warm_up(args.device)  # the GPU's context is made while the inputs are read
     try:

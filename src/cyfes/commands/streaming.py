@@ -35,20 +35,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _refusal(args: argparse.Namespace) -> str | None:
-    """Why these options need every sample in memory, or None."""
-    needs = [("--windows", bool(args.windows)), ("--scheduler", bool(args.scheduler))]
-    found = [flag for flag, on in needs if on]
-    return f"{found[0]}: needs every sample in memory; not with --stream" if found else None
+    """Why these options do not stream, or None."""
+    needs = [("--windows", bool(args.windows), "needs every sample in memory (MBAR iterates over all windows)"),
+             ("--scheduler", bool(args.scheduler), "reads and sums the inputs on the Dask workers instead")]
+    found = [f"{flag}: {why}; not with --stream" for flag, on, why in needs if on]
+    return found[0] if found else None
+
+
+def check(args: argparse.Namespace) -> None:
+    """Before any work: --chunk-rows, and no --stream with an option that needs every sample in memory."""
+    if args.chunk_rows < 1:
+        raise InputError(f"--chunk-rows: must be >= 1, got {args.chunk_rows}")
+    why = _refusal(args) if args.stream else None
+    if why:
+        raise InputError(why)
 
 
 def wanted(args: argparse.Namespace) -> bool:
     """--stream, or inputs larger than the in-memory bound (and no option that needs them in memory)."""
-    if args.chunk_rows < 1:
-        raise InputError(f"--chunk-rows: must be >= 1, got {args.chunk_rows}")
     if args.stream:
-        why = _refusal(args)
-        if why:
-            raise InputError(why)
         return True
     files = [Path(p) for p in args.inputs if Path(p).is_file()]
     return sum(_memory_bytes(p, args) for p in files) > tables.max_input_bytes() and _refusal(args) is None
