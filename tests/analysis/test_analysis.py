@@ -131,3 +131,26 @@ def test_cli_running_files_error_method_and_convergence_plot(tmp_path, biased):
     assert (tmp_path / "conv.png").read_bytes()[:4] == b"\x89PNG"
     assert cli.main(base + ["--running", "3", "--blocks", "4"]) == 2
     assert cli.main(base + ["--plot-convergence", str(tmp_path / "x.png")]) == 2
+
+
+def test_silverman_from_merged_chunk_spreads_equals_one_pass_and_the_reference():
+    """Spreads of chunks merged (Chan's update) give the one-pass bandwidth, with log weights spanning 1500 (no
+    weight representable next to the largest without the running shift) and a periodic CV."""
+    from cyfes import analysis
+    rng = np.random.default_rng(4)
+    n = 4000
+    x = np.column_stack([rng.normal(1.0, 0.4, n), rng.vonmises(0.3, 2.0, n)])
+    logw = np.concatenate([rng.uniform(-1500, -1400, n // 2), rng.uniform(0, 3, n // 2)])  # TEST FIXTURE
+    periods = [None, 2 * math.pi]
+    merged = None
+    for part in np.array_split(rng.permutation(n), 37):
+        merged = analysis.merge_spreads(merged, analysis.spread_of(x[part], logw[part], periods))
+    got, n_eff = analysis.silverman_of(merged, periods)
+    np.testing.assert_allclose(got, analysis.silverman(x, logw, periods), rtol=1e-12)
+    w = np.exp(logw - logw.max())  # the float64 reference (the small weights underflow to 0 here: as they should)
+    w /= w.sum()
+    mean = w @ x[:, 0]
+    r = abs(w @ np.exp(1j * x[:, 1]))
+    spread = np.array([np.sqrt(w @ (x[:, 0] - mean) ** 2), np.sqrt(-2 * math.log(r))])
+    assert n_eff == pytest.approx(1 / (w ** 2).sum(), rel=1e-12)
+    np.testing.assert_allclose(got, spread * (4 / (4 * n_eff)) ** (1 / 6), rtol=1e-12)

@@ -183,7 +183,7 @@ def test_basins_of_a_dat_surface_wrap_as_its_header_or_periodic_say(tmp_path, ca
     assert len(doc["basins"]) == basins
     assert doc["units"] == "kcal/mol" and doc["kT"] == pytest.approx(0.0019872042586408316 * 350, rel=1e-9)
     deepest = doc["basins"][0]
-    assert deepest["x"] == pytest.approx(3.0, abs=np.pi / 60) 
+    assert deepest["x"] == pytest.approx(3.0, abs=np.pi / 60)
     assert deepest["minimum_free_energy"] == pytest.approx(8 * (deepest["x"] - 3.0) ** 2, rel=1e-12)
 
 

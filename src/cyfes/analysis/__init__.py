@@ -14,8 +14,12 @@ package: `cyfes.analysis.basins` is the function; import a module's other names 
 """
 from __future__ import annotations
 
+from ..engine.stats import kish
 from ._estimates import cv_index as cv_index  # for the commands (not in __all__: an internal helper)
-from ._estimates import kish, logsumexp, marginal, running, silverman, weighted_block_error
+from ._estimates import logsumexp, marginal, running, silverman, weighted_block_error
+from ._estimates import merge_spreads as merge_spreads  # --sigma auto over chunks (internal, as cv_index)
+from ._estimates import silverman_of as silverman_of
+from ._estimates import spread_of as spread_of
 from .basins import Basin, Basins, basin_of, basins
 from .minima import DEFAULT_DEPTH_KT, Minimum, minima
 from .path import Path, path

@@ -15,40 +15,87 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .._errors import InputError
-from ..engine.stats import kish, logsumexp
+from ..engine.stats import logsumexp
 
 
-def silverman(samples: np.ndarray, logw: np.ndarray, periods: Sequence[float | None]) -> np.ndarray:
-    """Silverman's rule-of-thumb bandwidth per CV, with the weighted spread and Kish's n_eff."""
+@dataclass(frozen=True)
+class Spread:
+    """What Silverman's rule needs from a set of weighted samples, kept so that two disjoint sets merge exactly
+    (Chan's update): the weights w_j = exp(logw_j - shift), their sum and sum of squares, per CV the weighted
+    mean and sum of squared deviations, and per CV the weighted sums of cos and sin of 2 pi x / period (the
+    circular spread of a periodic CV; 0 for the others)."""
+
+    shift: float
+    total: float
+    squares: float
+    mean: np.ndarray
+    deviations: np.ndarray
+    cos: np.ndarray
+    sin: np.ndarray
+
+
+def spread_of(samples: np.ndarray, logw: np.ndarray, periods: Sequence[float | None]) -> Spread | None:
+    """The Spread of one set of samples (logw: log weights; -inf or not finite: left out); None when none counts."""
     x = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)
     keep = np.isfinite(logw)
     x, lw = x[keep], np.asarray(logw)[keep]
     if lw.size == 0:
+        return None
+    shift = float(lw.max())
+    w = np.exp(lw - shift)
+    total = float(w.sum())
+    mean = (w @ x) / total
+    angles = [2 * math.pi * x[:, d] / p if p else None for d, p in enumerate(_per_cv(periods, x.shape[1]))]
+    trig = lambda f: np.array([float(w @ f(a)) if a is not None else 0.0 for a in angles])  # noqa: E731
+    return Spread(shift, total, float(w @ w), mean, w @ (x - mean) ** 2, trig(np.cos), trig(np.sin))
+
+
+def _per_cv(periods: Sequence[float | None], dim: int) -> list[float | None]:
+    return [periods[d] if d < len(periods) else None for d in range(dim)]
+
+
+def merge_spreads(a: Spread | None, b: Spread | None) -> Spread | None:
+    """The Spread of the union of two disjoint sets (either may be None: no sample counts)."""
+    if a is None or b is None:
+        return a if b is None else b
+    shift = max(a.shift, b.shift)
+    fa, fb = math.exp(a.shift - shift), math.exp(b.shift - shift)
+    wa, wb = a.total * fa, b.total * fb
+    total = wa + wb
+    delta = b.mean - a.mean
+    return Spread(shift, total, a.squares * fa * fa + b.squares * fb * fb, a.mean + delta * (wb / total),
+                  a.deviations * fa + b.deviations * fb + delta ** 2 * (wa * wb / total),
+                  a.cos * fa + b.cos * fb, a.sin * fa + b.sin * fb)
+
+
+def silverman_of(spread: Spread | None, periods: Sequence[float | None]) -> tuple[np.ndarray, float]:
+    """(Silverman's bandwidth per CV, Kish's n_eff) from the Spread of every sample."""
+    if spread is None:
         raise InputError("sigma auto: every sample has weight 0 (or a bias past float64); no bandwidth to choose")
-    w = np.exp(lw - lw.max())
-    w /= w.sum()
-    dim = x.shape[1]
-    n_eff = kish(lw)
-    spread = []
-    for d in range(dim):
-        p = periods[d] if d < len(periods) else None
+    dim = len(spread.mean)
+    n_eff = spread.total ** 2 / spread.squares
+    values = []
+    for d, p in enumerate(_per_cv(periods, dim)):
         if p:
-            angle = 2 * math.pi * x[:, d] / p
-            r = math.hypot(float(w @ np.cos(angle)), float(w @ np.sin(angle)))
-            spread.append(p / (2 * math.pi) * math.sqrt(-2 * math.log(max(r, 1e-300))))
+            r = math.hypot(spread.cos[d], spread.sin[d]) / spread.total
+            values.append(p / (2 * math.pi) * math.sqrt(-2 * math.log(max(r, 1e-300))))
         else:
-            mean = float(w @ x[:, d])
-            spread.append(math.sqrt(float(w @ (x[:, d] - mean) ** 2)))
-    sig = np.array(spread) * (4.0 / ((dim + 2) * n_eff)) ** (1.0 / (dim + 4))
+            values.append(math.sqrt(max(float(spread.deviations[d]) / spread.total, 0.0)))
+    sig = np.array(values) * (4.0 / ((dim + 2) * n_eff)) ** (1.0 / (dim + 4))
     if not (sig > 0).all():
         raise InputError("sigma auto: a CV does not vary over the samples; give --sigma explicitly")
-    return sig
+    return sig, n_eff
+
+
+def silverman(samples: np.ndarray, logw: np.ndarray, periods: Sequence[float | None]) -> np.ndarray:
+    """Silverman's rule-of-thumb bandwidth per CV, with the weighted spread and Kish's n_eff."""
+    return silverman_of(spread_of(samples, logw, periods), periods)[0]
 
 
 def cv_index(result: Any, cv: Any) -> int:

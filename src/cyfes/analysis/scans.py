@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError
-from ..engine import fes
+from ..engine import fes, streamed
 
 #: Block counts of a default scan (those above half the sample count are left out).
 DEFAULT_BLOCK_COUNTS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
@@ -93,10 +93,19 @@ def plateau_flags(counts: Sequence[int], errors: Sequence[float]) -> list:
     return flags
 
 
+def _sample_count(samples: Any) -> int:
+    """The number of samples, also of samples in chunks (a list of arrays, a Dask array, a streamed.Stream)."""
+    if isinstance(samples, streamed.Stream):
+        return int(sum(samples.sizes))
+    if streamed.is_chunked(samples) and not streamed.is_dask(samples):
+        return int(sum(len(s) for s in samples))
+    return int(np.shape(samples)[0]) if np.ndim(samples) else 0
+
+
 def block_scan(samples: Any, sigma: Any, counts: Sequence[int] = DEFAULT_BLOCK_COUNTS,
                min_depth: float | None = None, **options: Any) -> tuple[BlockScanPoint, ...]:
     """The block scan of the module docstring; `options` go to cyfes.fes (bins, bias, weights, ...)."""
-    n = len(samples)
+    n = _sample_count(samples)
     points = []
     for c in _counts(counts, n):
         res = fes.fes(samples, sigma, blocks=c, **options)

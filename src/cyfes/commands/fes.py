@@ -48,12 +48,13 @@ def configure_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import judging, options, scanning, windows  # deferred: numpy and the engine, which --help does not need
+    from . import judging, options, scanning, streaming, windows  # deferred: numpy and the engine (not --help)
     windows.check(args)
     options.check_outputs(args)
     judging.check(args)
     metad_flags.check_arguments(args)
     scanning.check(args)
+    streaming.check(args)
     from ..engine import backends  # deferred: as the modules above
     warm = backends.warm_up(args.device)  # the GPU's context is made while the inputs are read
     try:

@@ -127,9 +127,11 @@ def add_windows_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_streaming_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("streaming (inputs larger than memory)")
-    g.add_argument("--stream", action="store_true", help="read the inputs in chunks, in two passes (check and "
-                   "range, then sums): memory stays bounded whatever their size (default: only when they are "
-                   "larger than the in-memory bound, CYFES_MAX_INPUT_BYTES or 1/8 of memory)")
+    g.add_argument("--stream", action="store_true", help="read the inputs in chunks (PLUMED, CSV, text, .gz, "
+                   "Colvars, xvg, .npy), in two passes (check and range, then sums; --sigma auto adds one, each "
+                   "--block-scan or --sigma-scan point one more): memory stays bounded whatever their size "
+                   "(default: only when they are larger than the in-memory bound, CYFES_MAX_INPUT_BYTES or 1/8 of "
+                   "memory; a .npy counts its values as float64). Not with --windows or --scheduler")
     g.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS_DEFAULT, metavar="N",
                    help=f"rows summed at once when streaming (default {CHUNK_ROWS_DEFAULT:,})")
 

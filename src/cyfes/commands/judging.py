@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _units, analysis
 from .._errors import InputError
+from ..engine import streamed
 from ..io import formats, plot
 from . import answer_tables
 
@@ -30,21 +31,33 @@ def temperature(args: argparse.Namespace) -> float:
 
 
 def sigma(args: argparse.Namespace, samples: Any, periods: Sequence[float | None], parse: Any) -> list[float]:
-    """--sigma as given, or `auto`: Silverman's rule per CV with Kish's effective sample size (printed)."""
+    """--sigma as given, or `auto`: Silverman's rule per CV with Kish's effective sample size (printed). Streamed
+    samples (a Stream) are read once more for it, chunk by chunk, their spreads merged exactly."""
     if args.sigma.strip().lower() != "auto":
         return parse(args.sigma, samples.names)
     kT = _units.kT(temperature(args), args.units)
-    logw = np.zeros(len(samples.values))
-    if samples.bias is not None:
-        logw = logw + samples.bias / kT
-    if samples.weights is not None:
-        with np.errstate(divide="ignore"):
-            logw = logw + np.log(samples.weights)
-    chosen = analysis.silverman(samples.values, logw, periods)
+    parts = samples.values if isinstance(samples.values, streamed.Stream) else [
+        (samples.values, samples.bias, samples.weights)]
+    spread = None
+    for values, bias, weights in parts:
+        spread = analysis.merge_spreads(spread, analysis.spread_of(values, _log_weights(len(values), bias, weights,
+                                                                                        kT), periods))
+    chosen, n_eff = analysis.silverman_of(spread, periods)
     if not args.quiet:
-        print("cyfes: sigma auto (Silverman, n_eff {:.6g}): {}".format(analysis.kish(logw), ", ".join(
+        print("cyfes: sigma auto (Silverman, n_eff {:.6g}): {}".format(n_eff, ", ".join(
             f"{n}={s:.6g}" for n, s in zip(samples.names, chosen))))
     return [float(s) for s in chosen]
+
+
+def _log_weights(n: int, bias: np.ndarray | None, weights: np.ndarray | None, kT: float) -> np.ndarray:
+    """log of each sample's weight: V/kT for its bias V, plus log of its weight."""
+    logw = np.zeros(n)
+    if bias is not None:
+        logw = logw + bias / kT
+    if weights is not None:
+        with np.errstate(divide="ignore"):
+            logw = logw + np.log(weights)
+    return logw
 
 
 def _delta_specs(specs: Sequence[str]) -> list[tuple[str, float]]:

@@ -37,49 +37,135 @@ def looks_like(head: str) -> bool:
 
 @dataclass
 class _Segment:
-    """The rows under one header: column names, the step of each row, the numbers, the header's line."""
+    """The rows under one header: its labels and line, the columns (known from its first row: a vector variable
+    gives several) and how many vectors a row has."""
 
-    names: list[str]
-    data: np.ndarray
+    labels: list[str]
     line: int
+    names: list[str] | None = None
+    vectors: int = 0
 
 
 def parse(text: str, source: str = "<colvars>") -> Table:
     """The rows of a Colvars trajectory as a Table (first column `step`)."""
-    lines = text.splitlines()
-    heads = [i for i, line in enumerate(lines) if _HEADER.match(line)]
-    if not heads:
-        raise InputError(f"{source}: no '# step ...' header line; not a Colvars trajectory")
-    first = next((i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")), None)
-    if first is not None and first < heads[0]:
-        raise InputError(f"{source}: line {first + 1}: data before the first '# step' header")
-    notes: list[str] = []
-    segments = []
-    for k, head in enumerate(heads):
-        end = heads[k + 1] if k + 1 < len(heads) else len(lines)
-        segments.append(_segment(lines, head, end, source, notes))
-    segments = _drop_repeated_steps(segments)
-    kept = [s for s in segments if len(s.data)]
-    if not kept:
-        raise InputError(f"{source}: has '# step' headers but no data rows")
-    names, data, dropped = _merge(kept, source)
-    notes += [f"{source}: column {n!r} is {why}; it is left out" for n, why in dropped.items()]
-    return Table(names, data, source, segments=len(heads), notes=notes, dropped=dropped)
+    reader = Reader(source)
+    parts = reader.feed(text.splitlines(), 1) + reader.finish()
+    table = reader.table()
+    table.data = np.concatenate([d[:, [names.index(c) for c in table.names]] for names, d in parts])
+    return table
 
 
-def _segment(lines: list[str], head: int, end: int, source: str, notes: list[str]) -> _Segment:
-    labels = lines[head].split("#", 1)[1].split()
-    body = [("" if line.lstrip().startswith("#") else line) for line in lines[head + 1:end]]
-    first_row = next((i for i, line in enumerate(body) if line.strip()), None)
-    if first_row is None:
-        return _Segment(labels, np.empty((0, len(labels))), head + 1)
-    widths = _widths(body[first_row], labels, source, head + 2 + first_row, head + 1)
-    names = [n if w == 1 else f"{n}_{c}" for n, w in zip(labels, widths) for c in range(1, w + 1)]
-    _check_unique(names, source, head + 1)
-    _check_parentheses(body, body[first_row].count("("), source, head + 2)
-    flat = [line.translate(_VECTOR_SEPARATORS) for line in body]
-    data = load_rows(flat, head + 2, len(names), source, notes, names)
-    return _Segment(names, data, head + 1)
+class Reader:
+    """A Colvars trajectory fed in blocks of whole lines (parse: one block; ChunkedTable: one per read buffer).
+    feed and finish return (column names, rows) parts, the names those of the segment the rows come from; table()
+    the Table with no rows once every line was fed. Two rows are held back: a segment's last data line (only the
+    segment's last row may be cut short, and which row is last shows only when the segment ends) and its last
+    row (dropped when the next segment starts with its step, the repeat written at a restart)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.heads = 0
+        self.early: int | None = None            # a data line before any header
+        self.seg: _Segment | None = None
+        self.carry: list[str] = []               # lines of the open segment not parsed yet (comments blanked)
+        self.carry_line = 0                      # the file line of carry[0]
+        self.held: tuple[np.ndarray, _Segment] | None = None  # the last row of the latest segment with rows
+        self.kept: list[_Segment] = []           # the segments rows were returned from
+        self.notes: list[str] = []
+
+    def feed(self, lines: list[str], first_line: int) -> list[tuple[list[str], np.ndarray]]:
+        out: list[tuple[list[str], np.ndarray]] = []
+        start = 0
+        for i, line in enumerate(lines):
+            if _HEADER.match(line):
+                self._body(lines[start:i], first_line + start)
+                self._parse(out, final=True)
+                self._open(line, first_line + i)
+                start = i + 1
+        self._body(lines[start:], first_line + start)
+        self._parse(out, final=False)
+        return out
+
+    def finish(self) -> list[tuple[list[str], np.ndarray]]:
+        """After the last block: the rest of the rows."""
+        if not self.heads:
+            raise InputError(f"{self.source}: no '# step ...' header line; not a Colvars trajectory")
+        out: list[tuple[list[str], np.ndarray]] = []
+        self._parse(out, final=True)
+        if self.held is not None:
+            self._emit(self.held[1], self.held[0], out)
+            self.held = None
+        if not self.kept:
+            raise InputError(f"{self.source}: has '# step' headers but no data rows")
+        return out
+
+    def table(self) -> Table:
+        names, dropped = _common(self.kept, self.source)
+        notes = self.notes + [f"{self.source}: column {n!r} is {why}; it is left out" for n, why in dropped.items()]
+        return Table(names, np.empty((0, len(names))), self.source, segments=self.heads, notes=notes,
+                     dropped=dropped)
+
+    def _open(self, header: str, line: int) -> None:
+        if self.early is not None:
+            raise InputError(f"{self.source}: line {self.early}: data before the first '# step' header")
+        self.heads += 1
+        self.seg, self.carry = _Segment(header.split("#", 1)[1].split(), line), []
+
+    def _body(self, lines: list[str], first_line: int) -> None:
+        """Lines of the open segment into carry; its first row tells the columns."""
+        body = ["" if line.lstrip().startswith("#") else line for line in lines]
+        first = next((i for i, line in enumerate(body) if line.strip()), None)
+        if self.seg is None:
+            if first is not None and self.early is None:
+                self.early = first_line + first
+            return
+        if not self.carry:
+            self.carry_line = first_line
+        self.carry += body
+        seg = self.seg
+        if seg.names is None and first is not None:
+            widths = _widths(body[first], seg.labels, self.source, first_line + first, seg.line)
+            seg.names = [n if w == 1 else f"{n}_{c}" for n, w in zip(seg.labels, widths) for c in range(1, w + 1)]
+            _check_unique(seg.names, self.source, seg.line)
+            seg.vectors = body[first].count("(")
+
+    def _parse(self, out: list[tuple[list[str], np.ndarray]], final: bool) -> None:
+        """The carried lines' rows; unless the segment ends (final), all but its last data line so far."""
+        seg = self.seg
+        if seg is None or seg.names is None:
+            return
+        last = len(self.carry) if final else next(
+            (i for i in range(len(self.carry) - 1, -1, -1) if self.carry[i].strip()), 0)
+        batch, line = self.carry[:last], self.carry_line
+        self.carry, self.carry_line = self.carry[last:], self.carry_line + last
+        if not any(b.strip() for b in batch):
+            return
+        _check_parentheses(batch, seg.vectors, self.source, line, last_exempt=final)
+        flat = [b.translate(_VECTOR_SEPARATORS) for b in batch]
+        self._take(load_rows(flat, line, len(seg.names), self.source, self.notes if final else None, seg.names),
+                   out, final)
+
+    def _take(self, data: np.ndarray, out: list[tuple[list[str], np.ndarray]], final: bool) -> None:
+        """Rows of the open segment out; a segment's last row held until the next one's first row shows whether
+        it was written again there."""
+        if not len(data):
+            return
+        if self.held is not None:
+            row, seg = self.held
+            self.held = None
+            if data[0, 0] != row[0, 0]:
+                self._emit(seg, row, out)
+        if final:
+            self._emit(self.seg, data[:-1], out)
+            self.held = (data[-1:], self.seg)
+        else:
+            self._emit(self.seg, data, out)
+
+    def _emit(self, seg: _Segment, data: np.ndarray, out: list[tuple[list[str], np.ndarray]]) -> None:
+        if len(data):
+            out.append((seg.names, data))
+            if not self.kept or self.kept[-1] is not seg:
+                self.kept.append(seg)
 
 
 def _widths(row: str, labels: list[str], source: str, line: int, header_line: int) -> list[int]:
@@ -97,15 +183,15 @@ def _widths(row: str, labels: list[str], source: str, line: int, header_line: in
     return widths
 
 
-def _check_parentheses(body: list[str], vectors: int, source: str, first_line: int) -> None:
+def _check_parentheses(body: list[str], vectors: int, source: str, first_line: int, last_exempt: bool = True) -> None:
     """Every row has as many `(` and `)` as the first (counted over the block first: C speed when all is well);
-    a last row that breaks off is left to the row reader, which drops it as cut short."""
+    a segment's last row (last_exempt) that breaks off is left to the row reader, which drops it as cut short."""
     rows = sum(1 for line in body if line.strip())
     text = "\n".join(body)
     if text.count("(") == text.count(")") == rows * vectors:
         return
     data = [i for i, line in enumerate(body) if line.strip()]
-    for i in data[:-1]:
+    for i in data[:-1] if last_exempt else data:
         if body[i].count("(") != vectors or body[i].count(")") != vectors:
             raise InputError(f"{source}: line {first_line + i}: {body[i].count('(')} '(' and {body[i].count(')')} "
                              f"')' where the first row has {vectors} vectors")
@@ -119,31 +205,18 @@ def _check_unique(names: list[str], source: str, line: int) -> None:
         seen.add(name)
 
 
-def _drop_repeated_steps(segments: list[_Segment]) -> list[_Segment]:
-    """At each new header the step before it is written again after it: keep the later row only."""
-    last: tuple[int, float] | None = None  # (segment index, step) of the latest row so far
-    for k, seg in enumerate(segments):
-        if not len(seg.data):
-            continue
-        if last is not None and seg.data[0, 0] == last[1]:
-            prev = segments[last[0]]
-            prev.data = prev.data[:-1]
-        last = (k, seg.data[-1, 0])
-    return segments
-
-
-def _merge(segments: list[_Segment], source: str) -> tuple[list[str], np.ndarray, dict[str, str]]:
+def _common(segments: list[_Segment], source: str) -> tuple[list[str], dict[str, str]]:
+    """The columns every segment with rows has, and why each other one is left out."""
     names = segments[0].names
     if all(s.names == names for s in segments):
-        return names, np.concatenate([s.data for s in segments]), {}
+        return names, {}
     common = [n for n in names if all(n in s.names for s in segments)]
     if not common:
         raise InputError(f"{source}: the '# step' headers of its segments have no column in common")
     everything = dict.fromkeys(n for s in segments for n in s.names)
     dropped = {n: "only under the headers of lines " + ", ".join(str(s.line) for s in segments if n in s.names)
                for n in everything if n not in common}
-    blocks = [s.data[:, [s.names.index(c) for c in common]] for s in segments]
-    return common, np.concatenate(blocks), dropped
+    return common, dropped
 
 
 # ----------------------------------------------------------------------------------------------- hills

@@ -13,6 +13,8 @@ is visible and `--input-format` can force another.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -74,14 +76,34 @@ def has_fields(head: str) -> bool:
     return any(line.startswith("#!") and line[2:].split()[:1] == ["FIELDS"] for line in head.splitlines())
 
 
-def parse_text(text: str, source: str, fmt: str | None, plumed_or_plain: Callable[[str, str], Table]) -> Table:
-    """The Table of `text` read as `fmt` (None: detected); `plumed_or_plain` is the PLUMED/plain table parser."""
+def kind_of(text: str, fmt: str | None) -> tuple[str, str]:
+    """(format, how it was chosen, for errors) of a text that starts with `text`, read as `fmt` (None: detected)."""
     if fmt is None:
         kind, why = detect(text)
-        how = f"guessed because {why}; --input-format chooses another"
-    else:
-        kind, how = fmt, f"as --input-format {fmt} asks"
+        return kind, f"guessed because {why}; --input-format chooses another"
+    return fmt, f"as --input-format {fmt} asks"
+
+
+@contextlib.contextmanager
+def errors_name(kind: str, how: str, fmt: str | None) -> Iterator[None]:
+    """An error reading a file as `kind` says which format was read, and why (kind_of)."""
     try:
+        yield
+    except InputError as exc:
+        if fmt is None and kind in _CLASSIC:  # the messages cyfes always gave for its first formats stay as they were
+            raise
+        raise InputError(f"{exc} (read as {_LABELS[kind]}, {how})") from None
+
+
+def line_reader(kind: str, source: str) -> colvars_io.Reader | xvg_io.Reader:
+    """The reader of a Colvars or xvg file fed in blocks of lines (ChunkedTable)."""
+    return colvars_io.Reader(source) if kind == "colvars" else xvg_io.Reader(source)
+
+
+def parse_text(text: str, source: str, fmt: str | None, plumed_or_plain: Callable[[str, str], Table]) -> Table:
+    """The Table of `text` read as `fmt` (None: detected); `plumed_or_plain` is the PLUMED/plain table parser."""
+    kind, how = kind_of(text, fmt)
+    with errors_name(kind, how, fmt):
         if kind == "colvars":
             return colvars_io.parse(text, source)
         if kind == "xvg":
@@ -91,7 +113,3 @@ def parse_text(text: str, source: str, fmt: str | None, plumed_or_plain: Callabl
         if kind == "csv" and "," not in text[:HEAD_CHARS]:
             raise InputError(f"{source}: no comma in its first {HEAD_CHARS} characters")
         return plumed_or_plain(text, source)
-    except InputError as exc:
-        if fmt is None and kind in _CLASSIC:  # the messages cyfes always gave for its first formats stay as they were
-            raise
-        raise InputError(f"{exc} (read as {_LABELS[kind]}, {how})") from None

@@ -118,8 +118,8 @@ def read_table(path: PathLike, fmt: str | None = None, columns: Sequence[str] | 
     columns: the names (or 0-based indices) of the columns to convert; the others are only counted, so a wide
     file costs little more than the columns asked for (all columns when None; PLUMED, CSV and plain tables).
     threads: parser threads (0: all). Memory: the output arrays plus one buffer of BLOCK_BYTES (more only for a
-    longer line); Colvars and xvg files are read whole. fields_required: refuse text without a `#! FIELDS`
-    header (PLUMED HILLS files)."""
+    longer line); Colvars and xvg files are read whole (ChunkedTable reads them in blocks). fields_required:
+    refuse text without a `#! FIELDS` header (PLUMED HILLS files)."""
     return _read(path, fmt, columns, threads, fields_required, None)[0]
 
 
@@ -175,10 +175,13 @@ def _forced_format(fmt: str | None) -> Iterator[None]:
 class ChunkedTable:
     """A PLUMED, CSV or plain text table (.gz too) read chunk by chunk, each time it is iterated: every rule of
     read_table (FIELDS and SET lines, restarts, headers that change mid-file, the same errors with file:line),
-    through the same C parser and its one buffer of BLOCK_BYTES, with no bound on the file's size.
+    through the same C parser and its one buffer of BLOCK_BYTES, with no bound on the file's size. A Colvars
+    trajectory or GROMACS xvg file goes through the same buffer, each block's lines fed to its whole-file reader
+    (colvars.Reader, xvg.Reader: the same rules and errors); a .npy array is read in slices of its rows through
+    np.load's memory map (the checks and errors of read_table's).
 
-    Iterating yields (column names, rows) chunks of at most `rows` rows (a copy each); the names are those of
-    the part of the file the rows come from (restarts whose FIELDS differ give parts of other columns). Once
+    Iterating yields (column names, rows) chunks of at most `rows` rows; the names are those of the part of the
+    file the rows come from (restarts whose FIELDS or Colvars headers differ give parts of other columns). Once
     the file was read to its end, `table` is the Table read_table would give, with no rows (its names: the
     columns every part has; periodic domains, notes, dropped columns), and `block_rows` the most rows one block
     of text held (the parsed rows held at once: block_rows x columns x 8 bytes)."""
@@ -190,28 +193,63 @@ class ChunkedTable:
         if p.is_dir():
             raise InputError(f"{p}: is a directory, not a data file")
         input_formats.check_name(fmt)
-        if fmt == "npy" or (fmt is None and (p.suffix.lower() == ".npy" or input_formats.is_npy(p))):
-            raise InputError(f"{p}: a .npy array is not read in chunks; give a text table, or the array itself "
-                             "to cyfes.fes (np.load with mmap_mode='r', in slices)")
-        self.kind = _text_kind(p, fmt, _NO_LIMIT, False)
-        if self.kind in ("colvars", "xvg"):
-            raise InputError(f"{p}: {input_formats.label(self.kind)} is read whole, not in chunks; chunked reading "
-                             "takes PLUMED, CSV and plain text tables")
         self.path, self.fmt, self.columns, self.threads = p, fmt, columns, threads
         self.rows = max(1, int(rows))
         self.table: Table | None = None
         self.block_rows = 0
+        self.npy: _NpyChunks | None = None
+        if fmt == "npy" or (fmt is None and (p.suffix.lower() == ".npy" or input_formats.is_npy(p))):
+            self.kind, self.npy = "npy", _NpyChunks(p, columns, self.rows)
+            return
+        self.kind = _text_kind(p, fmt, _NO_LIMIT, False)
 
     def __iter__(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        text = self.npy is None  # the C parser's rows are views into arrays it reuses: copied out
+        source = self.npy if not text else self._lines() if self.kind in ("colvars", "xvg") else self._table_text()
+        for names, data in source:
+            self.block_rows = max(self.block_rows, len(data))
+            for lo in range(0, len(data), self.rows):
+                yield names, data[lo:lo + self.rows].copy() if text else data[lo:lo + self.rows]
+        if self.npy is not None:
+            self.table = self.npy.table
+
+    def _table_text(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        """A PLUMED, CSV or plain table's rows, one block of text at a time."""
         reader = _TextReader(str(self.path), self.columns, self.threads, None, self.kind == "plumed")
         with _forced_format(self.fmt):
             for buf, stop, _ in _text_blocks(self.path, _NO_LIMIT):
                 reader.feed(buf, stop)
-                for names, data in reader.take():
-                    self.block_rows = max(self.block_rows, len(data))
-                    for lo in range(0, len(data), self.rows):
-                        yield names, data[lo:lo + self.rows].copy()
+                yield from reader.take()
             self.table = reader.described()
+
+    def _lines(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        """A Colvars or xvg file's rows, one block of text at a time, through the whole-file reader's code (fed
+        the block's lines); its errors name the format as read_table's do."""
+        from . import input_formats  # deferred: a cycle (input_formats imports this module)
+        p = self.path
+        kind, how = input_formats.kind_of(text_head(p, _NO_LIMIT) or "", self.fmt)
+        reader, line, offset, bom = input_formats.line_reader(kind, str(p)), 1, 0, 0
+        for buf, stop, _ in _text_blocks(p, _NO_LIMIT):
+            bom = 3 if offset == 0 and buf.startswith(b"\xef\xbb\xbf") else bom
+            lines = _decoded(p, buf, stop, offset, bom).splitlines()
+            with input_formats.errors_name(kind, how, self.fmt):
+                got = reader.feed(lines, line)
+            line, offset = line + len(lines), offset + stop
+            yield from got
+        with input_formats.errors_name(kind, how, self.fmt):
+            got, self.table = reader.finish(), reader.table()
+        yield from got
+
+
+def _decoded(p: Path, buf: bytearray, stop: int, offset: int, bom: int) -> str:
+    """A block of text (its bytes from `offset` of the file; `bom`: the length of the file's byte order mark,
+    or 0) as str, as whole_text decodes the whole file (and counts a bad byte: after the mark)."""
+    try:
+        return bytes(buf[:stop]).decode("utf-8-sig" if offset == 0 else "utf-8")
+    except UnicodeDecodeError as exc:
+        at = exc.start + (offset - bom if offset else 0)
+        raise InputError(f"{p}: not a text file (byte {at} is not UTF-8); "
+                         "cyfes reads text tables and .npy arrays") from None
 
 
 #: Piece.parse's targets when the rows are only checked and counted.
@@ -345,7 +383,9 @@ def _fill_blocks(handle: BinaryIO, p: Path, limit: int, size: int | None,
             return
 
 
-def _read_npy(p: Path) -> Table:
+def _npy_map(p: Path) -> tuple[np.ndarray, list[str] | None, int, int]:
+    """The array mapped (np.load with mmap_mode: only the header is read), checked to be samples: (array, field
+    names or None, rows, columns)."""
     try:
         mapped = np.load(p, mmap_mode="r", allow_pickle=False)  # the header only: data is read after the checks
     except (OSError, ValueError, EOFError) as exc:
@@ -358,16 +398,72 @@ def _read_npy(p: Path) -> Table:
     if mapped.ndim not in (1, 2) or mapped.size == 0 or (names and mapped.ndim != 1):
         raise InputError(f"{p}: expected a non-empty 1-D or 2-D array (or a 1-D array with named fields), "
                          f"got shape {mapped.shape}")
+    if names:
+        _check_unique(names, str(p), "field")
+    return mapped, names, rows, width
+
+
+def npy_bytes(p: Path) -> int:
+    """What reading a .npy costs in memory: its data, or its rows as float64 where that is more."""
+    mapped, _, rows, width = _npy_map(p)
+    return max(mapped.nbytes, rows * width * 8)
+
+
+def _read_npy(p: Path) -> Table:
+    mapped, names, rows, width = _npy_map(p)
     limit = max_input_bytes()
     if max(mapped.nbytes, rows * width * 8) > limit:
         raise InputError(f"{p}: {rows:,} x {width} values are more than {limit:,} bytes; "
-                         "set CYFES_MAX_INPUT_BYTES to allow more")
+                         "set CYFES_MAX_INPUT_BYTES to allow more, or read it in chunks: cyfes fes --stream")
+    return Table(names or _npy_names(width), _npy_rows(p, mapped, names, None), str(p))
+
+
+def _npy_names(width: int) -> list[str]:
+    return [f"col{i}" for i in range(width)]
+
+
+def _npy_rows(p: Path, mapped: np.ndarray, names: list[str] | None, picked: list[int] | None) -> np.ndarray:
+    """The rows of `mapped` (all of it or a slice) as float64 (rows, columns), only the columns `picked`
+    (indices; None: all), each checked as _npy_numbers checks it."""
     if names:
-        columns = [_npy_column(p, mapped, n) for n in names]
-        _check_unique(names, str(p), "field")
-        return Table(names, np.stack(columns, axis=1), str(p))
-    arr = _npy_numbers(p, mapped.dtype, mapped)
-    return Table([f"col{i}" for i in range(width)], arr.reshape(rows, width), str(p))
+        return np.stack([_npy_column(p, mapped, names[i]) for i in (range(len(names)) if picked is None
+                                                                     else picked)], axis=1)
+    arr = _npy_numbers(p, mapped.dtype, mapped).reshape(len(mapped), -1)
+    return arr if picked is None else arr[:, picked]
+
+
+class _NpyChunks:
+    """A .npy array read in slices of `rows` rows, each through a fresh mapping that is closed before the next
+    (the pages read leave the process with it: memory holds one slice, however large the file). The columns
+    asked for only are converted; `table` has every name and no rows, as read_table's has them."""
+
+    def __init__(self, p: Path, columns: Sequence[str] | None, rows: int) -> None:
+        mapped, self.names, self.total, width = _npy_map(p)
+        self.p, self.rows = p, rows
+        self.table = Table(self.names or _npy_names(width), np.empty((0, width)), str(p))
+        self.columns = columns
+        _npy_rows(p, mapped[:1], self.names, None)  # a dtype that is not numbers: the in-memory error, now
+
+    def __iter__(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        t = self.table
+        known = None if self.columns is None else [k for k in self.columns if _resolves(t, k)]
+        picked = None if known is None else sorted({t.column_index(k) for k in known})
+        names = t.names if picked is None else [t.names[i] for i in picked]
+        for lo in range(0, self.total, self.rows):
+            mapped = _npy_map(self.p)[0]
+            chunk = _npy_rows(self.p, mapped[lo:lo + self.rows], self.names, picked)
+            del mapped  # unmapped: its pages are the page cache's again, not this process's
+            yield names, chunk
+        for key in self.columns or []:
+            t.column_index(key)  # a column asked for that is not there: its error after the rows, as for text
+
+
+def _resolves(table: Table, key: str) -> bool:
+    try:
+        table.column_index(key)
+    except InputError:
+        return False
+    return True
 
 
 def _npy_column(p: Path, mapped: np.ndarray, name: str) -> np.ndarray:

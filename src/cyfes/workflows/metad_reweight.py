@@ -158,10 +158,11 @@ def sort_by_time(hills: Hills, times: np.ndarray, gamma: float) -> TimedHills:
     return TimedHills(sorted_hills, times[order], gamma)
 
 
-def _check_times(times: np.ndarray, hill_times: np.ndarray, where: str, last: float | None) -> None:
-    if not (np.isfinite(times).all() and np.isfinite(hill_times).all()):
+def check_times(finite: bool, hill_times: np.ndarray, where: str, last: float) -> None:
+    """The samples' times (`finite`: all of them are) and the hills' belong together: no hill after `last`, the
+    time of the run's last row."""
+    if not (finite and np.isfinite(hill_times).all()):
         raise InputError(f"{where}: a time is not finite")
-    last = float(times.max()) if last is None else last
     if len(hill_times) and hill_times.max() > last:
         raise InputError(f"{where}: a hill at time {hill_times.max():g} is later than the last sample "
                          f"({last:g}); the HILLS file does not belong to these samples")
@@ -175,17 +176,54 @@ def compute(points: np.ndarray, times: np.ndarray, timed: TimedHills, kt: float,
     are summed (sum_hills.hills_device; default the CPU)."""
     if mode not in MODES:
         raise InputError(f"--reweight {mode}: use one of {', '.join(MODES)}")
-    _check_times(times, timed.times, where, last)
-    heights = bias_heights(timed.hills, timed.gamma)
-    stretched = timed.hills.kernel == "stretched-gaussian"
-    if mode == "final":
-        v = bias_at_points(points, timed.hills, heights, None, stretched, device)
-        return MetadBias(v, np.zeros_like(v), v)
-    counts = np.searchsorted(timed.times, times, side="left")  # hills strictly before each sample
-    v = bias_at_points(points, timed.hills, heights, counts, stretched, device)
-    c = rct_at_counts(timed.hills, heights, counts, kt, timed.gamma, grid or rct_grid(timed.hills),
-                      "stretched" if stretched else "gaussian", device)
+    check_times(bool(np.isfinite(times).all()), timed.times, where, float(times.max()) if last is None else last)
+    counts = None if mode == "final" else hills_before(timed, times)
+    prepared = prepare(timed, kt, mode, grid, None if counts is None else np.unique(counts), device)
+    v = prepared.v_at(points, counts)
+    c = np.zeros_like(v) if counts is None else prepared.c_after[counts]
     return MetadBias(v, c, v - c)
+
+
+def hills_before(timed: TimedHills, times: np.ndarray) -> np.ndarray:
+    """How many hills were deposited strictly before each time (PLUMED's bias at step t excludes t's hill)."""
+    return np.searchsorted(timed.times, times, side="left")
+
+
+@dataclass(frozen=True)
+class HillsBias:
+    """The bias of the hills at samples, ready for any subset of them (compute: all at once; cyfes fes --stream:
+    chunk by chunk): the hills, their deposited heights, and c after k hills for every k a sample needs (ct;
+    NaN for the others; None for final)."""
+
+    timed: TimedHills
+    heights: np.ndarray
+    c_after: np.ndarray | None
+    device: backends.Device | None
+
+    def v_at(self, points: np.ndarray, counts: np.ndarray | None) -> np.ndarray:
+        return bias_at_points(points, self.timed.hills, self.heights, counts,
+                              self.timed.hills.kernel == "stretched-gaussian", self.device)
+
+    def at(self, points: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """The reweighting bias (v - c) of samples at `points` (the hills' CV order) and `times`."""
+        if self.c_after is None:
+            return self.v_at(points, None)
+        counts = hills_before(self.timed, times)
+        return self.v_at(points, counts) - self.c_after[counts]
+
+
+def prepare(timed: TimedHills, kt: float, mode: str, grid: hillsum.HillsGrid | None, needed: np.ndarray | None,
+            device: backends.Device | None) -> HillsBias:
+    """The HillsBias of `mode`; for ct, c after each count of hills in `needed` (sorted, unique), on `grid`
+    (default rct_grid's)."""
+    heights = bias_heights(timed.hills, timed.gamma)
+    if mode == "final":
+        return HillsBias(timed, heights, None, device)
+    kernel = "stretched" if timed.hills.kernel == "stretched-gaussian" else "gaussian"
+    c_after = np.full(len(timed.hills) + 1, np.nan)
+    c_after[needed] = rct_at_counts(timed.hills, heights, needed, kt, timed.gamma, grid or rct_grid(timed.hills),
+                                    kernel, device)
+    return HillsBias(timed, heights, c_after, device)
 
 
 def metad_weights(points: Any, times: Any, centers: Any, sigma: Any, height: Any, hill_times: Any, *,
@@ -269,13 +307,19 @@ def _sample_times(args: argparse.Namespace) -> tuple[np.ndarray, float]:
     return np.concatenate(parts), last
 
 
+def grid_of(args: argparse.Namespace, timed: TimedHills) -> hillsum.HillsGrid | None:
+    """The grid of c(t) as --rct-min, --rct-max and --rct-bin ask (None for --reweight final: no c(t))."""
+    if (args.reweight or "ct") == "final":
+        return None
+    return rct_grid(timed.hills, _split(args.rct_min), _split(args.rct_max), _split(args.rct_bin))
+
+
 def reweight_samples(args: argparse.Namespace, samples: Any, kt: float) -> tuple[Any, MetadBias]:
     """samples with the metadynamics bias of --hills added to any --bias columns (walls)."""
     where = " ".join(args.hills)
     timed = match_cvs(read_timed_hills(args.hills, args.biasfactor), samples.names, samples.domains, where)
     mode = args.reweight or "ct"
-    grid = None if mode == "final" else rct_grid(timed.hills, _split(args.rct_min), _split(args.rct_max),
-                                                 _split(args.rct_bin))
+    grid = grid_of(args, timed)
     times, last = _sample_times(args)
     device = hillsum.hills_device(getattr(args, "device", "cpu"), getattr(args, "threads", None), timed.hills.dim)
     got = compute(samples.values, times, timed, kt, mode, grid, where, last, device)
