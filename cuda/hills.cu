@@ -27,7 +27,7 @@
 namespace cufes_hills {
 
 constexpr int kThreads = 256;         // points per tile, threads per block
-constexpr int64_t kDefaultChunk = 1 << 21;  // hills per transfer
+constexpr int64_t kDefaultChunk = 1 << 19;  // hills per transfer (two in flight: one copied while one is summed)
 constexpr int kMaxShares = 64;        // hill shares per tile when the grid has few tiles
 
 struct Grid {
@@ -45,7 +45,9 @@ struct Grid {
 using cufes_internal::DeviceBuffer;
 using cufes_internal::DeviceScope;
 using cufes_internal::Error;
+using cufes_internal::Event;
 using cufes_internal::HostArray;
+using cufes_internal::Stream;
 
 // A failure recorded in err, returned as the C API's code.
 inline int fail(Error &err, int code, const char *what) {
@@ -392,9 +394,7 @@ __device__ inline void batch_add(int nb, int col, int grp, double lim, const Tab
         w = t.ha[b];
         hb = t.hb[b];
       } else {
-        const double qa = t.rq[b][row][0];
-        if (!(qa < __longlong_as_double(0x7ff0000000000000LL))) continue;  // the whole row misses (warp-uniform)
-        r2 = r2 + qa;
+        r2 = r2 + t.rq[b][row][0];  // a row that misses has q = +inf: then r2 fails the cut below
 #pragma unroll
         for (int d = 1; d < S::R; ++d) r2 = r2 + t.rq[b][row][d];  // in CV order, as the CPU kernel sums it
         w = t.rw[b][row];
@@ -436,7 +436,8 @@ __global__ void __launch_bounds__(kThreads) diag_kernel(Grid g, const double *__
   int lo[D], hi[D];
 #pragma unroll
   for (int d = 0; d < D; ++d) lo[d] = t.lo[d], hi[d] = t.hi[d];
-  const int col = threadIdx.x % S::TC, grp = threadIdx.x / S::TC;
+  // grp < NG (kThreads threads): with that the compiler drops the row bound checks of batch_add's unrolled loop
+  const int col = threadIdx.x % S::TC, grp = (threadIdx.x / S::TC) % S::NG;
   double acc[S::RPT], dacc[S::RPT][D];
 #pragma unroll
   for (int rr = 0; rr < S::RPT; ++rr) {
@@ -519,18 +520,20 @@ struct Chunk {
 };
 
 template <int D, bool MULTI, bool DER>
-void launch_points(const Grid &g, dim3 blocks, const Chunk &h, double cut, int use_cut, double *partial) {
-  hills_kernel<D, MULTI, DER><<<blocks, kThreads>>>(g, h.c, h.s, h.a, h.b, h.ic, h.nn, h.n, h.share, cut, use_cut,
-                                                   partial);
+void launch_points(const Grid &g, dim3 blocks, cudaStream_t stream, const Chunk &h, double cut, int use_cut,
+                   double *partial) {
+  hills_kernel<D, MULTI, DER><<<blocks, kThreads, 0, stream>>>(g, h.c, h.s, h.a, h.b, h.ic, h.nn, h.n, h.share, cut,
+                                                              use_cut, partial);
 }
 
 template <int D, bool MULTI, bool DER>
-void launch_diag(const Grid &g, dim3 blocks, const Chunk &h, double cut, int use_cut, double *partial) {
+void launch_diag(const Grid &g, dim3 blocks, cudaStream_t stream, const Chunk &h, double cut, int use_cut,
+                 double *partial) {
   const double lim = use_cut ? 2.0 * cut : HUGE_VAL;
-  diag_kernel<D, DER><<<blocks, kThreads>>>(g, h.c, h.s, h.a, h.b, h.ic, h.nn, h.n, h.share, lim, partial);
+  diag_kernel<D, DER><<<blocks, kThreads, 0, stream>>>(g, h.c, h.s, h.a, h.b, h.ic, h.nn, h.n, h.share, lim, partial);
 }
 
-using Launcher = void (*)(const Grid &, dim3, const Chunk &, double, int, double *);
+using Launcher = void (*)(const Grid &, dim3, cudaStream_t, const Chunk &, double, int, double *);
 
 template <int D>
 Launcher pick(bool multi, bool der, bool points) {
@@ -605,6 +608,40 @@ int plan_shares(int64_t ntiles, int sms, int64_t chunk, int64_t partial_doubles,
   return static_cast<int>(shares);
 }
 
+// The caller's arrays of hills (host memory), as cufes_hills_sum takes them.
+struct HostHills {
+  const double *c, *s, *a, *b;
+  const int64_t *nb;
+};
+
+// The device arrays of one chunk of hills: what is copied (centres, shapes, heights, box widths) and what the
+// box kernel makes of it (box centres and half-widths as ints).
+struct ChunkBuffers {
+  DeviceBuffer c, s, a, b, nb, ic, nn;
+  bool alloc(int64_t chunk, int dim, int ns, Error &err) {
+    return c.alloc(chunk * dim * sizeof(double), err, "cudaMalloc(centres)") &&
+           s.alloc(chunk * ns * sizeof(double), err, "cudaMalloc(widths)") &&
+           a.alloc(chunk * sizeof(double), err, "cudaMalloc(heights)") &&
+           b.alloc(chunk * sizeof(double), err, "cudaMalloc(heights)") &&
+           nb.alloc(chunk * dim * sizeof(int64_t), err, "cudaMalloc(box widths)") &&
+           ic.alloc(chunk * dim * sizeof(int), err, "cudaMalloc(box centres)") &&
+           nn.alloc(chunk * dim * sizeof(int), err, "cudaMalloc(box widths)");
+  }
+  // Hills [j, j + n) from the host, on `stream` (pageable memory: the call returns once the driver has them).
+  bool upload(const HostHills &h, int64_t j, int64_t n, int dim, int ns, cudaStream_t stream, Error &err) {
+    const auto put = [&](DeviceBuffer &dst, const void *src, size_t bytes) {
+      return CUFES_CHECK(err, cudaMemcpyAsync(dst.ptr, src, bytes, cudaMemcpyHostToDevice, stream));
+    };
+    return put(c, h.c + j * dim, n * dim * sizeof(double)) && put(s, h.s + j * ns, n * ns * sizeof(double)) &&
+           put(a, h.a + j, n * sizeof(double)) && put(b, h.b + j, n * sizeof(double)) &&
+           put(nb, h.nb + j * dim, n * dim * sizeof(int64_t));
+  }
+  Chunk chunk(int64_t n, int shares) const {
+    return Chunk{c.as<double>(), s.as<double>(), a.as<double>(), b.as<double>(), ic.as<int>(), nn.as<int>(), n,
+                 (n + shares - 1) / shares};
+  }
+};
+
 int run(Grid &g, const double *centers, const double *shape, bool multi, const double *hA, const double *hB,
         const int64_t *nneigh, int64_t nh, double cut, int use_cut, double *values, double *der, int device,
         Error &err) {
@@ -624,49 +661,59 @@ int run(Grid &g, const double *centers, const double *shape, bool multi, const d
   const int nd = der ? g.dim + 1 : 1;
   size_t free_mem = 0, total_mem = 0;
   if (!CUFES_CHECK(err, cudaMemGetInfo(&free_mem, &total_mem))) return err.code;
-  const int shares = plan_shares(ntiles, sms, chunk, nd * g.size, free_mem, !multi && !points);
+  const int shares = plan_shares(ntiles, sms, chunk, 2 * nd * g.size, free_mem, !multi && !points);
   const int ns = multi ? g.dim * g.dim : g.dim;
-  const size_t partial_bytes = static_cast<size_t>(shares) * nd * g.size * sizeof(double);
-  DeviceBuffer b_c, b_s, b_a, b_b, b_nb, b_ic, b_nn, b_partial;
-  if (!b_c.alloc(chunk * g.dim * sizeof(double), err, "cudaMalloc(centres)") ||
-      !b_s.alloc(chunk * ns * sizeof(double), err, "cudaMalloc(widths)") ||
-      !b_a.alloc(chunk * sizeof(double), err, "cudaMalloc(heights)") ||
-      !b_b.alloc(chunk * sizeof(double), err, "cudaMalloc(heights)") ||
-      !b_nb.alloc(chunk * g.dim * sizeof(int64_t), err, "cudaMalloc(box widths)") ||
-      !b_ic.alloc(chunk * g.dim * sizeof(int), err, "cudaMalloc(box centres)") ||
-      !b_nn.alloc(chunk * g.dim * sizeof(int), err, "cudaMalloc(box widths)") ||
-      !b_partial.alloc(partial_bytes, err, "cudaMalloc(partial sums)") ||
-      !CUFES_CHECK(err, cudaMemset(b_partial.ptr, 0, partial_bytes)))
-    return err.code;
-  Chunk h{b_c.as<double>(), b_s.as<double>(), b_a.as<double>(), b_b.as<double>(), b_ic.as<int>(), b_nn.as<int>(), 0, 0};
-  const Launcher go = launcher(g.dim, multi, der != nullptr, points);
-  for (int64_t j = 0; j < nh; j += chunk) {
-    const int64_t n = nh - j < chunk ? nh - j : chunk;
-    if (!CUFES_CHECK(err, cudaMemcpy(b_c.ptr, centers + j * g.dim, n * g.dim * sizeof(double), cudaMemcpyHostToDevice)) ||
-        !CUFES_CHECK(err, cudaMemcpy(b_s.ptr, shape + j * ns, n * ns * sizeof(double), cudaMemcpyHostToDevice)) ||
-        !CUFES_CHECK(err, cudaMemcpy(b_a.ptr, hA + j, n * sizeof(double), cudaMemcpyHostToDevice)) ||
-        !CUFES_CHECK(err, cudaMemcpy(b_b.ptr, hB + j, n * sizeof(double), cudaMemcpyHostToDevice)) ||
-        !CUFES_CHECK(err, cudaMemcpy(b_nb.ptr, nneigh + j * g.dim, n * g.dim * sizeof(int64_t), cudaMemcpyHostToDevice)))
-      return err.code;
-    box_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(g, h.c, b_nb.as<int64_t>(), n, b_ic.as<int>(),
-                                                                b_nn.as<int>());
-    if (!cufes_internal::check_launch(err, "hills box kernel")) return err.code;
-    h.n = n;
-    h.share = (n + shares - 1) / shares;
-    go(g, dim3(static_cast<unsigned>(ntiles), static_cast<unsigned>((n + h.share - 1) / h.share)), h, cut, use_cut,
-       b_partial.as<double>());
-    if (!cufes_internal::check_launch(err, "hills kernel")) return err.code;
-  }
+  // Two sets of everything a chunk needs, chunk k on set k % 2: its copy (on `copying`) overlaps the sums of chunk
+  // k - 1, and its kernel (on its set's stream) may start while chunk k - 1's last blocks finish. Each set's
+  // kernels add to their own partial sums, in chunk order, so the result is the same from run to run.
   const int64_t len = nd * g.size;
-  sum_shares<<<static_cast<unsigned>((len + 255) / 256), 256>>>(b_partial.as<double>(), len, shares);
-  if (!cufes_internal::check_launch(err, "sum_shares")) return err.code;
-  HostArray<double> host(static_cast<size_t>(len));
-  if (!host.ok()) return fail(err, 2, "out of host memory for the hills' sums");
-  if (!CUFES_CHECK(err, cudaMemcpy(host.data(), b_partial.ptr, len * sizeof(double), cudaMemcpyDeviceToHost)))
+  const size_t half = static_cast<size_t>(shares) * len;
+  DeviceBuffer b_partial;
+  ChunkBuffers sets[2];
+  Stream copying, summing[2];
+  Event copied[2], summed[2];
+  if (!sets[0].alloc(chunk, g.dim, ns, err) || !sets[1].alloc(chunk, g.dim, ns, err) ||
+      !b_partial.alloc(2 * half * sizeof(double), err, "cudaMalloc(partial sums)") || !copying.create(err) ||
+      !summing[0].create(err) || !summing[1].create(err) || !copied[0].create(err) || !copied[1].create(err) ||
+      !summed[0].create(err) || !summed[1].create(err) ||
+      !CUFES_CHECK(err, cudaMemsetAsync(b_partial.ptr, 0, 2 * half * sizeof(double), summing[0].s)) ||
+      !CUFES_CHECK(err, cudaEventRecord(summed[0].e, summing[0].s)) ||
+      !CUFES_CHECK(err, cudaStreamWaitEvent(summing[1].s, summed[0].e, 0)))
     return err.code;
-  for (int64_t i = 0; i < g.size; ++i) values[i] += host[i];
+  const Launcher go = launcher(g.dim, multi, der != nullptr, points);
+  const HostHills host{centers, shape, hA, hB, nneigh};
+  int64_t chunks = 0;
+  for (int64_t j = 0; j < nh; j += chunk, ++chunks) {
+    const int64_t n = nh - j < chunk ? nh - j : chunk;
+    const int k = static_cast<int>(chunks & 1);
+    ChunkBuffers &set = sets[k];
+    cudaStream_t run_on = summing[k].s;
+    if ((chunks >= 2 && !CUFES_CHECK(err, cudaStreamWaitEvent(copying.s, summed[k].e, 0))) ||
+        !set.upload(host, j, n, g.dim, ns, copying.s, err) || !CUFES_CHECK(err, cudaEventRecord(copied[k].e, copying.s)) ||
+        !CUFES_CHECK(err, cudaStreamWaitEvent(run_on, copied[k].e, 0)))
+      return err.code;
+    Chunk h = set.chunk(n, shares);
+    box_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, run_on>>>(g, h.c, set.nb.as<int64_t>(), n,
+                                                                          set.ic.as<int>(), set.nn.as<int>());
+    if (!cufes_internal::check_launch(err, "hills box kernel")) return err.code;
+    go(g, dim3(static_cast<unsigned>(ntiles), static_cast<unsigned>((n + h.share - 1) / h.share)), run_on, h, cut,
+       use_cut, b_partial.as<double>() + k * half);
+    if (!cufes_internal::check_launch(err, "hills kernel") || !CUFES_CHECK(err, cudaEventRecord(summed[k].e, run_on)))
+      return err.code;
+  }
+  // partial[0] += the other shares of set 0, then set 1's, in that order, once both sets are done
+  if (!CUFES_CHECK(err, cudaStreamWaitEvent(summing[0].s, summed[1].e, 0))) return err.code;
+  sum_shares<<<static_cast<unsigned>((len + 255) / 256), 256, 0, summing[0].s>>>(b_partial.as<double>(), len,
+                                                                                 2 * shares);
+  if (!cufes_internal::check_launch(err, "sum_shares") || !CUFES_CHECK(err, cudaStreamSynchronize(summing[0].s)))
+    return err.code;
+  HostArray<double> sums(static_cast<size_t>(len));
+  if (!sums.ok()) return fail(err, 2, "out of host memory for the hills' sums");
+  if (!CUFES_CHECK(err, cudaMemcpy(sums.data(), b_partial.ptr, len * sizeof(double), cudaMemcpyDeviceToHost)))
+    return err.code;
+  for (int64_t i = 0; i < g.size; ++i) values[i] += sums[i];
   if (der)
-    for (int64_t i = 0; i < g.dim * g.size; ++i) der[i] += host[g.size + i];
+    for (int64_t i = 0; i < g.dim * g.size; ++i) der[i] += sums[g.size + i];
   return 0;
 }
 

@@ -66,6 +66,24 @@ bool download(U *dst, const DeviceBuffer &src, int64_t count, Error &err) {
   return count == 0 || CUFES_CHECK(err, cudaMemcpy(dst, src.ptr, count * sizeof(U), cudaMemcpyDeviceToHost));
 }
 
+// A non-blocking stream (it never waits on the legacy default stream), destroyed on scope exit.
+struct Stream {
+  cudaStream_t s = nullptr;
+  ~Stream() {
+    if (s) cudaStreamDestroy(s);
+  }
+  bool create(Error &err) { return CUFES_CHECK(err, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
+};
+
+// An event without timing (the cheapest kind), destroyed on scope exit.
+struct Event {
+  cudaEvent_t e = nullptr;
+  ~Event() {
+    if (e) cudaEventDestroy(e);
+  }
+  bool create(Error &err) { return CUFES_CHECK(err, cudaEventCreateWithFlags(&e, cudaEventDisableTiming)); }
+};
+
 // Selects a device for the call and restores the caller's device afterwards.
 struct DeviceScope {
   int previous = -1;
