@@ -209,11 +209,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--baseline-python", help="an interpreter whose cyfes is the reader to compare against")
     ap.add_argument("--device", default="cpu", help="where the whole commands compute (cpu, gpu, auto)")
+    ap.add_argument("--commands-only", action="store_true", help="time only the whole commands and the start-up")
     args = ap.parse_args()
     print(f"{os.cpu_count()} cores, {_tableparse.max_threads()} OpenMP threads, load {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         files = write_files(Path(tmp), int(args.rows), int(args.wide_rows), int(args.hills))
-        bench_readers(files, args.repeat, args.baseline_python)
+        if not args.commands_only:
+            bench_readers(files, args.repeat, args.baseline_python)
         bench_command(files["colvar 4 col"][0], Path(tmp), args.repeat, args.device)
         bench_sum_hills(files["hills"][0], Path(tmp), args.repeat, args.device)
 
