@@ -24,7 +24,7 @@ from tools.release.conda.linking import providers
 from tools.release.conda.package import make_channel, make_package
 from tools.release.conda.variants import DEFAULT_VARIANTS, VARIANTS, find_compiler, variant
 from tools.release.errors import ReleaseError
-from tools.release.verify.prefix import cudart_wheel_for, trace_problems
+from tools.release.verify.prefix import cudart_wheel_for, host_python, package_modules, trace_problems
 from tools.release.verify.trace import LoaderTrace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +93,21 @@ def test_package_of_each_variant(tmp_path: Path, tag: str, soname: str | None, d
     links = {(link.needed, link.detail) for link in pkg.links if link.kind == "dependency"}
     if soname:
         assert (soname, v.runtime_packages[-1]) in links
+
+
+def test_smoke_python_is_not_one_that_imports_its_own_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conda smoke runs on the prefix's site-packages through PYTHONPATH; an interpreter that already imports
+    the package (a developer's editable install: an import hook ahead of PYTHONPATH) would test that copy instead,
+    so verify takes the tool's own Python only when it finds none of the package's modules."""
+    (pkg,) = make_channel([variant_wheel(tmp_path, None)], tmp_path / "ch", root=ROOT, variants=[variant("cpu")])
+    modules = package_modules(pkg.path)
+    assert modules == ("condapkg",)  # what the wheel put in site-packages; dist-info left out
+    assert host_python(PY, modules) == Path(sys.executable)  # this venv has numpy and no condapkg
+    copy = tmp_path / "elsewhere" / "condapkg"
+    copy.mkdir(parents=True)
+    (copy / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(copy.parent))  # now the tool's Python imports a copy of its own
+    assert host_python(PY, modules) != Path(sys.executable)
 
 
 def test_wheel_of_another_cuda_is_refused(tmp_path: Path) -> None:

@@ -44,11 +44,13 @@ def package_index(path: Path) -> dict:
     return json.loads(entries["info/index.json"].data)
 
 
-def host_python(python: str) -> Path:
-    """The host's CPython X.Y to run the smoke test with: the interpreter running this tool when it is X.Y and
-    has numpy (the GPU host's system Python), else toolchain.pythons.which_python (pyenv, then PATH)."""
+def host_python(python: str, modules: tuple[str, ...] = ()) -> Path:
+    """The host's CPython X.Y to run the smoke test with: the interpreter running this tool when it is X.Y, has
+    numpy (the GPU host's system Python) and imports none of the package's `modules` itself, else
+    toolchain.pythons.which_python (pyenv, then PATH). A copy of the package in the tool's own environment (a
+    developer's editable install) would shadow the prefix's: its import hook comes before PYTHONPATH."""
     here = Path(sys.executable)
-    if f"{sys.version_info[0]}.{sys.version_info[1]}" == python and has_numpy(here):
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == python and has_numpy(here) and not finds_any(here, modules):
         return here
     found = which_python(python)
     if found is None:
@@ -58,6 +60,24 @@ def host_python(python: str) -> Path:
 
 def has_numpy(python: Path) -> bool:
     return subprocess.run([str(python), "-s", "-c", "import numpy"], capture_output=True).returncode == 0
+
+
+def finds_any(python: Path, modules: tuple[str, ...]) -> bool:
+    """Whether `python` (without the user site, as the smoke runs) finds any of these top-level modules."""
+    if not modules:
+        return False
+    code = "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) for m in sys.argv[1:]))"
+    return subprocess.run([str(python), "-s", "-c", code, *modules], capture_output=True).returncode != 0
+
+
+def package_modules(pkg: Path) -> tuple[str, ...]:
+    """The top-level modules a .conda installs into site-packages (cyfes: "cyfes"), dist-info and .pth aside."""
+    names = set()
+    for name in read_conda(pkg):
+        m = re.match(r"lib/python3\.\d+/site-packages/([^/]+?)(?:\.py)?(/|$)", name)
+        if m and not m.group(1).endswith((".dist-info", ".egg-info", ".pth", ".libs")) and m.group(1).isidentifier():
+            names.add(m.group(1))
+    return tuple(sorted(names))
 
 
 def python_full_version(python: Path) -> str:
@@ -152,9 +172,9 @@ def cudart_wheel_for(cuda: str) -> Path:
 
 def prepare_fixtures(pkgs: list[Path], out: Path, cudart_wheel: Path | dict[str, Path] | None = None) -> Path:
     """One fixture channel for every Python and CUDA version among `pkgs`, rebuilt from scratch in `out`."""
-    targets = [package_target(package_index(p)) for p in pkgs]
-    pythons = {py: python_full_version(host_python(py)) for py, _ in targets}
-    cudas = sorted({c for _, c in targets if c})
+    targets = [(*package_target(package_index(p)), package_modules(p)) for p in pkgs]
+    pythons = {py: python_full_version(host_python(py, mods)) for py, _, mods in targets}
+    cudas = sorted({c for _, c, _ in targets if c})
     wheel = cudart_wheel or {c: cudart_wheel_for(c) for c in cudas}
     shutil.rmtree(out, ignore_errors=True)
     build_fixture_channel(out, fixtures(wheel, pythons, cudas))
@@ -173,7 +193,7 @@ def verify_package(pkg: Path, channel: Path, fixture_channel: Path, work: Path, 
     start = time.monotonic()
     index = package_index(pkg)
     python, cuda = package_target(index)
-    interpreter = host_python(python)
+    interpreter = host_python(python, package_modules(pkg))
     prefix = work / "prefix"
     records = solve([channel, fixture_channel], [f"{index['name']} =={index['version']} {index['build']}"], cuda)
     install(records, prefix, work / "pkgs")
