@@ -16,6 +16,8 @@ toolkit or NVIDIA's wheels) stops with a message naming what to install.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -31,6 +33,10 @@ from ..targets import CudaFlavour
 Log = Callable[[str], None]
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# The Debian release number of a suite: the distro qualifier of a package's purl (debian-13).
+DEBIAN_RELEASES = {"bookworm": "12", "trixie": "13"}
+MANIFEST = "packages.json"
+"""In a fetched toolkit's cache dir: what was downloaded, from where, with which hashes (write_manifest)."""
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
 
@@ -89,8 +95,20 @@ class CudaToolchain:
     @property
     def library_dirs(self) -> tuple[Path, ...]:
         """Where this toolkit's libcudart lives, for tools that must find it (auditwheel grafts it from there)."""
-        root = self.nvcc.resolve().parent.parent
+        root = toolkit_root(self.nvcc)
         return tuple(d for d in (root / "lib64", root / "lib") if d.is_dir())
+
+
+def toolkit_root(nvcc: Path) -> Path:
+    """The toolkit an nvcc belongs to, as nvcc's own profile sets it (TOP in a --dryrun); an nvcc on PATH may be a
+    wrapper script (/usr/local/bin/nvcc running /usr/local/cuda-13.0/bin/nvcc), whose own folder is not it."""
+    try:
+        out = subprocess.run([str(nvcc), "--dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull],
+                             capture_output=True, text=True, timeout=60, check=False).stderr
+    except OSError:
+        out = ""
+    m = re.search(r"^#\$ TOP=(.+)$", out, re.M)
+    return Path(m.group(1)).resolve() if m else nvcc.resolve().parent.parent
 
 
 def nvcc_version(nvcc: Path | str) -> str | None:
@@ -221,9 +239,92 @@ def download_debs(flavour: CudaFlavour, dest: Path, log: Log) -> list[Path]:
     log(f"{what}: apt-get update (private lists in {state})")
     _run(["apt-get", *_apt_options(state), "update"], f"apt-get update for Debian {debian.suite} non-free")
     pkgs = debian.apt_names()
+    uris = _print_uris(["apt-get", *_apt_options(state), "download", "--print-uris", *pkgs], what)
     log(f"{what}: downloading {len(pkgs)} Debian packages (about 1 GB) to {dest}")
     _run(["apt-get", *_apt_options(state), "download", *pkgs], f"apt-get download of {what}", cwd=dest)
-    return sorted(dest.glob("*.deb"))
+    debs = sorted(dest.glob("*.deb"))
+    write_manifest(dest / MANIFEST, package_manifest(debian.suite, debs, uris))
+    return debs
+
+
+# ------------------------------------------------------------------------------------------------ manifest
+_URI_LINE = re.compile(r"'(?P<url>[^']+)' (?P<file>\S+) \d+ SHA256:(?P<sha>[0-9a-f]{64})")
+_RUNTIME = re.compile(r"-\S+ .*/libcudart\.so\.\d+\.\d+\.\d+$")
+"""A regular file (not a link) libcudart.so.<x.y.z> in `dpkg-deb -c`'s listing: the runtime auditwheel grafts."""
+
+
+def parse_print_uris(text: str) -> dict[str, tuple[str, str]]:
+    """.deb file name -> (URL, SHA256 in Debian's signed index), from `apt-get download --print-uris`."""
+    return {m["file"]: (m["url"], m["sha"]) for m in map(_URI_LINE.fullmatch, text.splitlines()) if m}
+
+
+def _print_uris(cmd: list[str], what: str) -> dict[str, tuple[str, str]]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise ToolError([f"apt-get download --print-uris of {what} failed: {proc.stderr.strip()[-500:]}"])
+    return parse_print_uris(proc.stdout)
+
+
+def _dpkg_deb(*args: str) -> str:
+    proc = subprocess.run(["dpkg-deb", *args], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise ToolError([f"dpkg-deb {' '.join(args)} failed: {proc.stderr.strip()[-500:]}"])
+    return proc.stdout
+
+
+def package_manifest(suite: str, debs: list[Path], uris: dict[str, tuple[str, str]]) -> dict:
+    """Per .deb: its package and version (its control file), the URL apt downloaded it from, the SHA256 of
+    Debian's index and of the file as downloaded; and which package holds the CUDA runtime library."""
+    packages, runtime = [], None
+    for deb in debs:
+        fields = dict(line.split(": ", 1) for line in _dpkg_deb("-f", str(deb), "Package", "Version").splitlines())
+        url, index_sha = uris.get(deb.name, ("", ""))
+        packages.append({"name": fields["Package"], "version": fields["Version"], "file": deb.name,
+                         "url": url, "index_sha256": index_sha,
+                         "sha256": hashlib.sha256(deb.read_bytes()).hexdigest()})
+        if any(_RUNTIME.match(line) for line in _dpkg_deb("-c", str(deb)).splitlines()):
+            runtime = packages[-1]["name"]
+    return {"suite": suite, "distro": f"debian-{DEBIAN_RELEASES[suite]}", "packages": packages,
+            "libcudart": runtime}
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class RuntimeSource:
+    """Where a toolkit's CUDA runtime library (libcudart) came from: a Debian package the tool fetched (url set)
+    or the build host's own toolkit (host_path set)."""
+
+    package: str
+    version: str
+    url: str = ""
+    sha256: str = ""
+    """Of the .deb as downloaded (equal to the index's: apt checks it)."""
+    distro: str = ""
+    """e.g. debian-13."""
+    host_path: str = ""
+
+
+def runtime_source(lib_dir: Path) -> RuntimeSource | None:
+    """The source of the libcudart in `lib_dir` (a CudaToolchain.library_dirs entry); None where it is not a
+    toolkit's, or a fetched toolkit without a manifest (fetched before manifests were written: refetch it)."""
+    root = lib_dir.parent
+    if not (root / "bin" / "nvcc").is_file() or not any(lib_dir.glob("libcudart.so.*")):
+        return None
+    manifest = root.parent / MANIFEST
+    if root.name == "toolkit" and root.parent.name.startswith("cuda-"):  # fetched: <cache>/cuda-<toolkit>/toolkit
+        return _fetched_source(json.loads(manifest.read_text(encoding="utf-8"))) if manifest.is_file() else None
+    version = nvcc_version(root / "bin" / "nvcc")
+    return RuntimeSource("cuda-toolkit", version, host_path=str(root)) if version else None
+
+
+def _fetched_source(manifest: dict) -> RuntimeSource | None:
+    pkg = next((p for p in manifest["packages"] if p["name"] == manifest["libcudart"]), None)
+    if pkg is None:
+        return None
+    return RuntimeSource(pkg["name"], pkg["version"], pkg["url"], pkg["sha256"], manifest["distro"])
 
 
 def _extract(debs: list[Path], into: Path) -> None:
@@ -270,6 +371,7 @@ def fetch_toolkit(flavour: CudaFlavour, target: Path, log: Log) -> None:
             _extract(gcc_debs, work / "out" / "gcc")
             _extract([d for d in debs if d not in gcc_debs], work / "staged")
             assemble_toolkit(work / "staged", work / "out" / "toolkit")
+            os.replace(work / "debs" / MANIFEST, work / "out" / MANIFEST)  # the .deb files themselves go
             shutil.rmtree(target, ignore_errors=True)
             os.replace(work / "out", target)
     log(f"{what}: toolkit ready in {target}")
