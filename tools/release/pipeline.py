@@ -36,7 +36,7 @@ from .layouts import WHEEL_SCHEMES
 from .program import SmokeProgram
 from .providers import CURRENT, Provider, ProviderWheel, normalize, rows_from_record, table
 from .report import Row, conda_row, failed_row, size_of, wheel_row
-from .sbom import vendored_files
+from .sbom import Origin, known_origins, vendored_files, wheel_origins
 from .targets import python_versions, version_key
 from .toolchain.openmp import library_dir
 from .toolchain.pythons import default_pythons, find_pythons, which_python
@@ -182,7 +182,9 @@ def vendored_report(artifact: Artifact) -> dict:
     if not isinstance(artifact, WheelArtifact):
         return {"vendored": [], "sboms": []}
     members = artifact.wheel.members
-    files = vendored_files({n: m.data for n, m in members.items() if n.split("/", 1)[0].endswith(".libs")})
+    recorded = wheel_origins({n: m.data for n, m in members.items()}, artifact.wheel.dist_info)
+    files = vendored_files({n: m.data for n, m in members.items() if n.split("/", 1)[0].endswith(".libs")},
+                           recorded=recorded)
     sboms = sorted(n for n in members if n.startswith(f"{artifact.wheel.dist_info}/sboms/"))
     return {"vendored": [dataclasses.asdict(f) for f in files], "sboms": sboms}
 
@@ -202,9 +204,9 @@ class FixResult:
 def fix_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = WHEEL_SCHEMES,
               pythons: Sequence[str] = (), providers: Sequence[Provider] | None = None,
               requirements: Sequence[str] = (), system: SystemLibraries | None = None,
-              dry_run: bool = False, rewrite: bool = False) -> FixResult:
+              dry_run: bool = False, rewrite: bool = False, origins: dict[str, Origin] | None = None) -> FixResult:
     """The RPATH step (wheel/set_rpaths.py), then the check of what it made."""
-    p = patch_wheel(path, out_dir, schemes, pythons, providers, requirements, dry_run, rewrite)
+    p = patch_wheel(path, out_dir, schemes, pythons, providers, requirements, dry_run, rewrite, origins)
     report = analyze(WheelArtifact(Path(p.wheel.path), p.elfs, p.wheel), schemes, pythons, system, p.providers)
     return FixResult(p.input, p.output, p.changed, p.plans, report)
 
@@ -241,7 +243,8 @@ def repair_wheel(raw: Path, out_dir: Path, strategy: str, schemes: Sequence[str]
     with tempfile.TemporaryDirectory(prefix="cyfes-repair-", dir=out_dir.parent) as tmp:
         repaired = auditwheel_repair(raw, Path(tmp), excludes_for(strategy, excludes), policy, library_dirs)
         reqs = [requirement] if strategy == "pip" and requirement else []
-        return fix_wheel(repaired, out_dir, schemes, pythons, providers_for(strategy, requirement), reqs, rewrite=True)
+        return fix_wheel(repaired, out_dir, schemes, pythons, providers_for(strategy, requirement), reqs, rewrite=True,
+                         origins=known_origins(library_dirs))  # what auditwheel grafted came from these dirs
 
 
 # --- verify ------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ..elf.patchelf import Patchelf, apply_plan, find_patchelf
 from ..elf.rpath import RpathPlan, plan_rpath
 from ..layouts import WHEEL_SCHEMES, layouts
 from ..providers import Provider
-from ..sbom import sbom, sbom_bytes, sbom_member, vendored_files
+from ..sbom import Origin, sbom, sbom_bytes, sbom_member, vendored_files, wheel_origins
 from .archive import Wheel, extract, load_elfs, read_wheel, with_members, write_wheel
 from .declared import wheel_providers, wheel_pythons
 
@@ -50,9 +50,13 @@ def add_requirement(wheel: Wheel, requirement: str) -> Wheel:
                                        if sep else text.rstrip("\n") + "\n" + line + "\n").encode()})
 
 
-def with_sbom(wheel: Wheel) -> Wheel:
-    """The wheel with a CycloneDX SBOM of its vendored libraries (sbom.py); unchanged when it vendors none."""
-    files = vendored_files({n: m.data for n, m in wheel.members.items() if n.split("/", 1)[0].endswith(".libs")})
+def with_sbom(wheel: Wheel, origins: dict[str, Origin] | None = None) -> Wheel:
+    """The wheel with a CycloneDX SBOM of its vendored libraries (sbom.py); unchanged when it vendors none.
+    `origins` as sbom.known_origins gives them; what an SBOM already in the wheel records is kept (a `fix` of a
+    released wheel, away from the toolkit it was built with, must not forget where its libcudart came from)."""
+    members = {n: m.data for n, m in wheel.members.items()}
+    files = vendored_files({n: d for n, d in members.items() if n.split("/", 1)[0].endswith(".libs")}, origins,
+                           wheel_origins(members, wheel.dist_info))
     if not files:
         return wheel
     name = sbom_member(wheel.dist_info)
@@ -71,8 +75,9 @@ def _patched_members(wheel: Wheel, plans: list[RpathPlan], tool: Patchelf, workd
 
 def patch_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = WHEEL_SCHEMES,
                 pythons: Sequence[str] = (), providers: Sequence[Provider] | None = None,
-                requirements: Sequence[str] = (), dry_run: bool = False, rewrite: bool = False) -> Patched:
-    """Fix one wheel into `out_dir` (same file name); dry_run plans without writing.
+                requirements: Sequence[str] = (), dry_run: bool = False, rewrite: bool = False,
+                origins: dict[str, Origin] | None = None) -> Patched:
+    """Fix one wheel into `out_dir` (same file name); dry_run plans without writing; `origins` go to its SBOM.
 
     rewrite=True writes through the deterministic writer even when nothing changed (the release does this so
     its output does not depend on how auditwheel stamped the zip); `fix` leaves right wheels byte-identical."""
@@ -91,7 +96,7 @@ def patch_wheel(path: str | Path, out_dir: str | Path, schemes: Sequence[str] = 
             wheel = with_members(wheel, _patched_members(wheel, todo, find_patchelf(), Path(tmp)))
             elfs = load_elfs(wheel, Path(tmp) / "check")
         if changed or rewrite:
-            wheel = with_sbom(wheel)
+            wheel = with_sbom(wheel, origins)
         if not dry_run:
             write_wheel(wheel, out) if changed or rewrite else shutil.copyfile(path, out)
     return Patched(str(path), out, changed, list(plans.values()), wheel, elfs, provs)
