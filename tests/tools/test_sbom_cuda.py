@@ -106,14 +106,14 @@ def test_manifest_of_a_fetched_toolkit_round_trips_into_an_origin(tmp_path):
     assert {p["name"]: p["version"] for p in manifest["packages"]} == {"libcudart12": VERSION,
                                                                        "nvidia-cuda-dev": VERSION}
     sha = hashlib.sha256(runtime.read_bytes()).hexdigest()
-    assert known_origins([lib64])["libcudart.so"] == Origin("libcudart12", VERSION, url, sha, PURL)
+    assert known_origins([lib64])["libcudart.so.12"] == Origin("libcudart12", VERSION, url, sha, PURL)
 
 
 @needs_dpkg
 def test_a_fetched_toolkit_without_manifest_claims_no_origin(tmp_path):
     lib64, _, _ = _fetched_toolkit(tmp_path)
     (lib64.parent.parent / MANIFEST).unlink()  # a cache fetched before manifests were written
-    assert runtime_source(lib64) is None and "libcudart.so" not in known_origins([lib64])
+    assert runtime_source(lib64) is None and "libcudart.so.12" not in known_origins([lib64])
 
 
 @needs_dpkg
@@ -123,6 +123,8 @@ def test_grafted_libcudart_gets_the_package_origin_in_the_sbom(tmp_path):
                "cyfes/__init__.py": b""}
     (f,) = vendored_files(members, known_origins([lib64]))
     assert f.original == "libcudart.so.12.4.127" and f.origin.name == "libcudart12"
+    (other,) = vendored_files({"cyfes.libs/libcudart-1234abcd.so.11.8.89": b"\x7fELF"}, known_origins([lib64]))
+    assert other.origin is None  # another major's runtime did not come from this toolkit
     doc = sbom("cyfes", "1.0.0", "cyfes-1.0.0-cp311-abi3-manylinux_2_17_x86_64.whl", [f])
     _structurally_valid(doc)
     comp = doc["components"][1]
@@ -190,6 +192,7 @@ def test_host_toolkit_runtime_source_is_its_nvcc_version_and_path():
     chain = CudaToolchain(nvcc, version, None)
     src = next(filter(None, map(runtime_source, chain.library_dirs)))
     assert (src.package, src.version, src.url, src.host_path) == ("cuda-toolkit", version, "", str(root))
+    assert src.soname == f"libcudart.so.{version.split('.')[0]}"
 
 
 def test_print_uris_parser_reads_apt_s_own_output():

@@ -64,14 +64,15 @@ def _deb_purl(name: str, version: str, distro: str) -> str:
 
 
 def known_origins(library_dirs: Iterable[Path] = ()) -> dict[str, Origin]:
-    """Original file name prefix ("libgomp.so") -> origin, for the libraries the tool fetches itself, and the CUDA
-    runtime of the toolkit in `library_dirs` (where auditwheel grafts it from: toolchain/cuda.py says whence)."""
+    """Original file name prefix ("libgomp.so", "libcudart.so.12") -> origin, for the libraries the tool fetches
+    itself, and the CUDA runtime of the toolkit in `library_dirs` (where auditwheel grafts it from:
+    toolchain/cuda.py says whence)."""
     name, version = debian_version(LIBGOMP)
     out = {LIBGOMP.soname.split(".so")[0] + ".so": Origin(name, version, LIBGOMP.url, LIBGOMP.sha256,
                                                           _deb_purl(name, version, "debian-11"))}
     for src in filter(None, map(runtime_source, library_dirs)):
         purl = _deb_purl(src.package, src.version, src.distro) if src.url else ""
-        out.setdefault("libcudart.so", Origin(src.package, src.version, src.url, src.sha256, purl, src.host_path))
+        out.setdefault(src.soname, Origin(src.package, src.version, src.url, src.sha256, purl, src.host_path))
     return out
 
 

@@ -297,6 +297,8 @@ class RuntimeSource:
     """Where a toolkit's CUDA runtime library (libcudart) came from: a Debian package the tool fetched (url set)
     or the build host's own toolkit (host_path set)."""
 
+    soname: str
+    """The runtime's soname, e.g. libcudart.so.12: what a grafted copy's name starts with."""
     package: str
     version: str
     url: str = ""
@@ -311,20 +313,22 @@ def runtime_source(lib_dir: Path) -> RuntimeSource | None:
     """The source of the libcudart in `lib_dir` (a CudaToolchain.library_dirs entry); None where it is not a
     toolkit's, or a fetched toolkit without a manifest (fetched before manifests were written: refetch it)."""
     root = lib_dir.parent
-    if not (root / "bin" / "nvcc").is_file() or not any(lib_dir.glob("libcudart.so.*")):
+    real = next((p for p in sorted(lib_dir.glob("libcudart.so.*")) if not p.is_symlink()), None)
+    if not (root / "bin" / "nvcc").is_file() or real is None:
         return None
+    soname = ".".join(real.name.split(".")[:3])  # libcudart.so.12.4.127 -> libcudart.so.12
     manifest = root.parent / MANIFEST
     if root.name == "toolkit" and root.parent.name.startswith("cuda-"):  # fetched: <cache>/cuda-<toolkit>/toolkit
-        return _fetched_source(json.loads(manifest.read_text(encoding="utf-8"))) if manifest.is_file() else None
+        return _fetched_source(json.loads(manifest.read_text(encoding="utf-8")), soname) if manifest.is_file() else None
     version = nvcc_version(root / "bin" / "nvcc")
-    return RuntimeSource("cuda-toolkit", version, host_path=str(root)) if version else None
+    return RuntimeSource(soname, "cuda-toolkit", version, host_path=str(root)) if version else None
 
 
-def _fetched_source(manifest: dict) -> RuntimeSource | None:
+def _fetched_source(manifest: dict, soname: str) -> RuntimeSource | None:
     pkg = next((p for p in manifest["packages"] if p["name"] == manifest["libcudart"]), None)
     if pkg is None:
         return None
-    return RuntimeSource(pkg["name"], pkg["version"], pkg["url"], pkg["sha256"], manifest["distro"])
+    return RuntimeSource(soname, pkg["name"], pkg["version"], pkg["url"], pkg["sha256"], manifest["distro"])
 
 
 def _extract(debs: list[Path], into: Path) -> None:
