@@ -7,7 +7,8 @@ where it is old enough). The .deb files are downloaded with apt-get's own resolv
 root, nothing installed system-wide), unpacked with dpkg-deb into ~/.cache/cyfes/cuda-<toolkit>/ and rearranged
 into the layout of NVIDIA's toolkit (bin/, include/, lib64/, nvvm/libdevice), which nvcc's profile and CMake's CUDA
 detection understand without patches. Both suites package CUDA in the same layout, so one code path serves both;
-DEBIAN_TOOLKITS holds what differs.
+DEBIAN_TOOLKITS holds what differs. What was fetched (package, version, URL, SHA256) is kept beside the toolkit
+in packages.json: runtime_source reads it, for the SBOM of a wheel that vendors this toolkit's libcudart.
 
 Order of search for a flavour: $CYFES_NVCC_<FLAVOUR> (e.g. CYFES_NVCC_CU11), nvcc on PATH and the usual toolkit
 places when their version matches, the cache, and last the fetch. A flavour with no fetch recipe (cu13: the system
