@@ -15,7 +15,17 @@ import pytest
 
 import wheelfactory as wf
 from tools.release.pipeline import fix_wheel, repair_wheel
-from tools.release.sbom import Origin, VendoredFile, known_origins, origin_text, recorded_origins, sbom, vendored_files
+from tools.release.sbom import (
+    Origin,
+    VendoredFile,
+    known_origins,
+    origin_text,
+    recorded_origins,
+    sbom,
+    sbom_member,
+    vendored_files,
+    wheel_origins,
+)
 from tools.release.toolchain.cuda import (
     DEBIAN_MIRROR,
     MANIFEST,
@@ -193,6 +203,17 @@ def test_host_toolkit_runtime_source_is_its_nvcc_version_and_path():
     src = next(filter(None, map(runtime_source, chain.library_dirs)))
     assert (src.package, src.version, src.url, src.host_path) == ("cuda-toolkit", version, "", str(root))
     assert src.soname == f"libcudart.so.{version.split('.')[0]}"
+
+
+def test_a_malformed_sbom_in_a_wheel_records_no_origin():
+    """TEST FIXTURE documents of the wrong shape: a wheel is untrusted, its SBOM gives no origin, and no crash."""
+    good = sbom("w", "1", "w-1-py3-none-any.whl", [VendoredFile("w.libs/libx.so", "libx.so", "ab" * 32, 1,
+                                                                Origin("x", "1", "", "", "", "/opt/x"))])
+    assert len(wheel_origins({sbom_member("w-1.dist-info"): json.dumps(good).encode()}, "w-1.dist-info")) == 1
+    for doc in (b"\xff not json", b"[]", b'{"components": {"a": 1}}', b'{"components": [{}, {"properties": 3}]}',
+                b'{"components": [{}, {"properties": [{"name": "cyfes-release:origin-package", "value": "x"}], '
+                b'"hashes": [7]}]}'):
+        assert wheel_origins({sbom_member("w-1.dist-info"): doc}, "w-1.dist-info") == {}
 
 
 def test_print_uris_parser_reads_apt_s_own_output():

@@ -113,11 +113,12 @@ def recorded_origins(document: dict) -> dict[tuple[str, str], Origin]:
 
 
 def wheel_origins(members: dict[str, bytes], dist_info: str) -> dict[tuple[str, str], Origin]:
-    """The origins the wheel's own SBOM (sbom_member) records; {} without one or when it does not parse."""
+    """The origins the wheel's own SBOM (sbom_member) records; {} without one, or for one that is not JSON of the
+    shape this tool writes (a wheel is untrusted input: its SBOM must not stop `check`)."""
     data = members.get(sbom_member(dist_info))
     try:
         return recorded_origins(json.loads(data)) if data else {}
-    except ValueError:
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
         return {}
 
 
