@@ -188,6 +188,9 @@ def find_toolchain(flavour: CudaFlavour, fetch: bool = True, log: Log = lambda s
         if not fetch or flavour.toolkit not in DEBIAN_TOOLKITS:
             raise ToolError([missing_message(flavour)])
         fetch_toolkit(flavour, cached, log)
+    if not (cached / MANIFEST).is_file():
+        log(f"CUDA {flavour.toolkit}: {cached} has no {MANIFEST} (fetched before it was written), so SBOMs give its "
+            "libcudart no origin; delete it to fetch it again")
     nvcc = cached / "toolkit" / "bin" / "nvcc"
     version = nvcc_version(nvcc)
     if not _matches(version, flavour):
