@@ -67,8 +67,8 @@ class Reader:
         self.heads = 0
         self.early: int | None = None            # a data line before any header
         self.seg: _Segment | None = None
-        self.carry: list[str] = []               # lines of the open segment not parsed yet (comments blanked)
-        self.carry_line = 0                      # the file line of carry[0]
+        self.pending: list[str] = []               # lines of the open segment not parsed yet (comments blanked)
+        self.pending_line = 0                      # the file line of carry[0]
         self.held: tuple[np.ndarray, _Segment] | None = None  # the last row of the latest segment with rows
         self.kept: list[_Segment] = []           # the segments rows were returned from
         self.notes: list[str] = []
@@ -109,7 +109,7 @@ class Reader:
         if self.early is not None:
             raise InputError(f"{self.source}: line {self.early}: data before the first '# step' header")
         self.heads += 1
-        self.seg, self.carry = _Segment(header.split("#", 1)[1].split(), line), []
+        self.seg, self.pending = _Segment(header.split("#", 1)[1].split(), line), []
 
     def _body(self, lines: list[str], first_line: int) -> None:
         """Lines of the open segment into carry; its first row tells the columns."""
@@ -119,9 +119,9 @@ class Reader:
             if first is not None and self.early is None:
                 self.early = first_line + first
             return
-        if not self.carry:
-            self.carry_line = first_line
-        self.carry += body
+        if not self.pending:
+            self.pending_line = first_line
+        self.pending += body
         seg = self.seg
         if seg.names is None and first is not None:
             widths = _widths(body[first], seg.labels, self.source, first_line + first, seg.line)
@@ -134,10 +134,10 @@ class Reader:
         seg = self.seg
         if seg is None or seg.names is None:
             return
-        last = len(self.carry) if final else next(
-            (i for i in range(len(self.carry) - 1, -1, -1) if self.carry[i].strip()), 0)
-        batch, line = self.carry[:last], self.carry_line
-        self.carry, self.carry_line = self.carry[last:], self.carry_line + last
+        last = len(self.pending) if final else next(
+            (i for i in range(len(self.pending) - 1, -1, -1) if self.pending[i].strip()), 0)
+        batch, line = self.pending[:last], self.pending_line
+        self.pending, self.pending_line = self.pending[last:], self.pending_line + last
         if not any(b.strip() for b in batch):
             return
         _check_parentheses(batch, seg.vectors, self.source, line, last_exempt=final)
