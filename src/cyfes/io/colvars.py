@@ -68,7 +68,7 @@ class Reader:
         self.early: int | None = None            # a data line before any header
         self.seg: _Segment | None = None
         self.pending: list[str] = []               # lines of the open segment not parsed yet (comments blanked)
-        self.pending_line = 0                      # the file line of carry[0]
+        self.pending_line = 0                      # the file line of pending[0]
         self.held: tuple[np.ndarray, _Segment] | None = None  # the last row of the latest segment with rows
         self.kept: list[_Segment] = []           # the segments rows were returned from
         self.notes: list[str] = []
@@ -112,7 +112,7 @@ class Reader:
         self.seg, self.pending = _Segment(header.split("#", 1)[1].split(), line), []
 
     def _body(self, lines: list[str], first_line: int) -> None:
-        """Lines of the open segment into carry; its first row tells the columns."""
+        """Lines of the open segment into pending; its first row tells the columns."""
         body = ["" if line.lstrip().startswith("#") else line for line in lines]
         first = next((i for i, line in enumerate(body) if line.strip()), None)
         if self.seg is None:
