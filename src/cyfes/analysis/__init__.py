@@ -20,6 +20,7 @@ from ._estimates import logsumexp, marginal, running, silverman, weighted_block_
 from ._estimates import merge_spreads as merge_spreads  # --sigma auto over chunks (internal, as cv_index)
 from ._estimates import silverman_of as silverman_of
 from ._estimates import spread_of as spread_of
+from ._grid import wraps as wraps  # for the commands: which CVs of a grid wrap (not in __all__)
 from .basins import Basin, Basins, basin_of, basins
 from .minima import DEFAULT_DEPTH_KT, Minimum, minima
 from .path import Path, path

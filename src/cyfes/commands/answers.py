@@ -10,6 +10,7 @@ import json
 import math
 from typing import IO, Any, Callable
 
+from .. import analysis
 from .._errors import InputError
 from ..engine.result import FESResult
 from ..io import formats, plot, plot_answers
@@ -59,18 +60,21 @@ def surface_of(args: argparse.Namespace) -> Any:
 
 def with_periods(result: Any, specs: list[str], source: str) -> Any:
     """A grid file's surface with --periodic CV=LO,HI (or CV=none) applied: a period is taken only where the
-    file's points span exactly one period without repeating its end (PLUMED's layout), the only grid that wraps."""
+    analyses would wrap the grid (its points span one period without repeating the end, PLUMED's layout)."""
+    names = formats.cv_names(result)
+    asked = options.named_pairs(specs, names, "--periodic")
     periods = list(result.periodic)
-    for d, domain in options.named_pairs(specs, formats.cv_names(result), "--periodic").items():
+    for d, domain in asked.items():
         periods[d] = None if domain is None else domain[1] - domain[0]
-        axis = result.axes[d]
-        if periods[d] and not (len(axis) > 1 and math.isclose(len(axis) * (axis[1] - axis[0]), periods[d],
-                                                              rel_tol=1e-6)):
-            name = formats.cv_names(result)[d]
-            raise InputError(f"--periodic {name}: {source}'s axis {name} has {len(axis)} points from {axis[0]:.6g} to "
-                             f"{axis[-1]:.6g}, not one period of {periods[d]:.6g} (a periodic grid holds "
-                             "N points spaced period/N)")
-    return dataclasses.replace(result, periodic=periods)
+    out = dataclasses.replace(result, periodic=periods)
+    wrap = analysis.wraps(out)
+    for d in asked:
+        if periods[d] and not wrap[d]:
+            axis = result.axes[d]
+            raise InputError(f"--periodic {names[d]}: {source}'s axis {names[d]} has {len(axis)} points from "
+                             f"{axis[0]:.6g} to {axis[-1]:.6g}, not one period of {periods[d]:.6g} (a periodic "
+                             "grid holds N points spaced period/N)")
+    return out
 
 
 def _no_outputs(args: argparse.Namespace) -> argparse.Namespace:
