@@ -406,13 +406,17 @@ def _npy_map(p: Path) -> tuple[np.ndarray, list[str] | None, int, int]:
 def npy_bytes(p: Path) -> int:
     """What reading a .npy costs in memory: its data, or its rows as float64 where that is more."""
     mapped, _, rows, width = _npy_map(p)
+    return _npy_cost(mapped, rows, width)
+
+
+def _npy_cost(mapped: np.ndarray, rows: int, width: int) -> int:
     return max(mapped.nbytes, rows * width * 8)
 
 
 def _read_npy(p: Path) -> Table:
     mapped, names, rows, width = _npy_map(p)
     limit = max_input_bytes()
-    if max(mapped.nbytes, rows * width * 8) > limit:
+    if _npy_cost(mapped, rows, width) > limit:
         raise InputError(f"{p}: {rows:,} x {width} values are more than {limit:,} bytes; "
                          "set CYFES_MAX_INPUT_BYTES to allow more, or read it in chunks: cyfes fes --stream")
     return Table(names or _npy_names(width), _npy_rows(p, mapped, names, None), str(p))
