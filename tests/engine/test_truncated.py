@@ -124,6 +124,30 @@ def test_truncated_other_dimensions(rng, device: str, dim: int) -> None:
     assert 0 < res.pairs < len(samples) * res.values.size
 
 
+@pytest.mark.parametrize("periodic", [False, True])
+@pytest.mark.parametrize("width", [1, 3, 8, 10, 16])
+def test_truncated_2d_tile_widths(rng, width: int, periodic: bool) -> None:
+    """2 CVs on the CPU: tiles about truncated.TILE_SIDE across, so sigma sets their width in points; the
+    multiply-adds have one register layout per width (1 to 16) and the edge tiles of 37 points are narrower still.
+    Every width against the float64 reference, inside the bound."""
+    from cyfes.engine import truncated as _truncated
+
+    bins, lo, hi = 37, -1.5, 1.5
+    step = (hi - lo) / (bins - (0 if periodic else 1))
+    sigma = width * step / (_truncated.TILE_SIDE * math.sqrt(2.0))
+    samples = rng.normal(scale=0.6, size=(1200, 2))
+    period = [hi - lo, None] if periodic else None
+    if periodic:
+        samples[:, 0] = (samples[:, 0] - lo) % (hi - lo) + lo
+    bias = rng.normal(scale=2.0, size=1200) * KT
+    res = cyfes.fes(samples, [sigma, 1.3 * sigma], bins=bins, ranges=[(lo, hi)] * 2, bias=bias, periodic=period,
+                    device="cpu", shift=False)
+    assert _truncated.regular_tiles([bins, bins], steps=[step / (sigma * math.sqrt(2.0))] * 2).shape[0][0] == width
+    expected = ref.free_energy(samples, [sigma, 1.3 * sigma], ref.regular_grid(res.axes), bias=bias, period=period,
+                               shift=False)
+    check(res, expected, "float64", cyfes.engine.fes.TOLERANCE)
+
+
 def test_tolerance_zero_sums_every_pair(rng) -> None:
     samples = rng.normal(size=(400, 2))
     res = cyfes.fes(samples, 0.2, bins=(15, 12), device="cpu", tolerance=0)

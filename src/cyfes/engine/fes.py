@@ -324,8 +324,11 @@ def _direct(pb: _Problem, dev: _backends.Device, progress: ProgressCallback | No
 
 def _tiles(pb: _Problem, dev: _backends.Device) -> _truncated.Tiles:
     if pb.axes is not None:
-        points = None if dev.kind == "cpu" else gpu_truncated.tile_points(len(pb.axes))
-        return _truncated.regular_tiles([len(a) for a in pb.axes], points)
+        if dev.kind != "cpu":
+            return _truncated.regular_tiles([len(a) for a in pb.axes], gpu_truncated.tile_points(len(pb.axes)))
+        factor = _truncated.scaled_factor(pb.sigma)
+        steps = [abs(float(a[1] - a[0])) * f if len(a) > 1 else 0.0 for a, f in zip(pb.axes, factor)]
+        return _truncated.regular_tiles([len(a) for a in pb.axes], steps=steps)
     return _truncated.point_tiles(_truncated.scaled_points(pb.points, _truncated.scaled_factor(pb.sigma),
                                                            pb.period))
 

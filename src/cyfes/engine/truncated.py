@@ -22,6 +22,15 @@ from . import backends
 #: the cut, though, must hold at a tile's lowest-density point. 2-D 1e6 x 200^2 / 3-D 1e6 x 64^3 (sigma 0.1, CPU
 #: seconds): 16 points 0.41 / 1.88, 36 0.35, 64 0.33 / 1.39, 100 0.36.
 TILE_POINTS = 64
+#: On the CPU, 2 CVs: tiles of about this side in pre-scaled units (a tile's cut covers its own width plus the
+#: reach around it; a wider tile shares each sample's exps among more points), at most SEP_SIDE points per CV
+#: (cpu_truncated.h: CYFES_SEP_T) and TILE_MAX in all (CYFES_TILE_MAX). 2-D 1e6 samples, sigma 0.1, 2 cores
+#: (surface seconds): 200^2 points, 8 x 8 tiles (side 1.8) 0.24, 10 x 10 (2.2) 0.16-0.18, 12 x 12 (2.7) 0.20;
+#: 240^2 points, 10 x 10 (1.9) 0.24, 12 x 12 (2.2) 0.19. 3 CVs keep TILE_POINTS: 4 x 4 x 4 tiles took 1.09 s on
+#: 64^3 points and 0.52 s on 48^3 (sides 2.8 and 3.7), against 1.35 s (5^3, 3.5) and 0.85 s (3^3, 2.8).
+TILE_SIDE = 2.2
+SEP_SIDE = 16
+TILE_MAX = 256
 #: Explicit points (per-point sums, no recurrence): points per tile.
 POINT_TILE_POINTS = 16
 #: Wanted cell side in pre-scaled units (1 = sigma * sqrt(2)); cells grow when there would be too many.
@@ -33,7 +42,9 @@ SAMPLES_PER_CELL = 16
 MAX_CELLS = 1 << 15
 #: The first cut of a tile assumes its density is at least exp(largest cell bound - FIRST_CUT_GAP); the check after
 #: summing (against the true included sum) adds cells when that was optimistic, so this only trades passes for pairs.
-FIRST_CUT_GAP = 6.0
+#: CPU seconds, 1e6 samples, sigma 0.1, 2 cores: 2-D 200^2 0.22 at 6, 0.18 at 1; 3-D 64^3 1.55 at 6, 1.15 at 1.
+#: (The GPU has its own: gpu_truncated.FIRST_CUT_GAP.)
+FIRST_CUT_GAP = 1.0
 #: Without a progress callback the tiles run in parts of about this many seconds, the first a small probe and each
 #: next at most PART_GROWTH times the last: Python acts on SIGINT between parts, and every part is an OpenMP region
 #: whose end the threads spin-wait at (64 fixed parts took 2.5x as long as one on a busy 2-core machine).
@@ -104,10 +115,10 @@ def scaled_factor(sigma: np.ndarray) -> np.ndarray:
     return 1.0 / (np.asarray(sigma, dtype=np.float64) * np.sqrt(2.0))
 
 
-def reach(tolerance: float) -> float:
-    """Pre-scaled distance beyond which a sample of average weight is negligible at `tolerance` (a first guess;
-    the kernel widens it when weights say otherwise)."""
-    return float(np.sqrt(-np.log(tolerance) + FIRST_CUT_GAP))
+def reach(tolerance: float, gap: float = FIRST_CUT_GAP) -> float:
+    """Pre-scaled distance beyond which a sample of average weight is negligible at `tolerance` with a first cut
+    `gap` below the largest bound (a first guess; the kernel widens it when weights say otherwise)."""
+    return float(np.sqrt(-np.log(tolerance) + gap))
 
 
 def can_truncate(lo: np.ndarray, hi: np.ndarray, sigma: np.ndarray, period: np.ndarray, tolerance: float) -> bool:
@@ -119,21 +130,28 @@ def can_truncate(lo: np.ndarray, hi: np.ndarray, sigma: np.ndarray, period: np.n
     return bool((span > reach(tolerance)).any())
 
 
-def _tile_sides(shape: Sequence[int], points: int | None = None) -> list[int]:
-    """Per axis the tile side: about `points` points, by default TILE_POINTS (2 or 3 CVs: separable sums) or
-    POINT_TILE_POINTS (other dimensions: per-point sums), split evenly over the axes."""
+def _tile_sides(shape: Sequence[int], points: int | None = None, steps: Sequence[float] | None = None) -> list[int]:
+    """Per axis the tile side. 2 CVs on the CPU, given `steps` (the axes' spacings in pre-scaled units): about
+    TILE_SIDE across, at most SEP_SIDE points per axis and TILE_MAX per tile. Otherwise about `points` points, by
+    default TILE_POINTS (2 or 3 CVs: separable sums) or POINT_TILE_POINTS (other dimensions: per-point sums), split
+    evenly over the axes."""
     dim = len(shape)
+    if points is None and steps is not None and dim == 2:
+        sides = [min(SEP_SIDE, max(1, round(TILE_SIDE / s))) if s > 0 else SEP_SIDE for s in steps]
+        while int(np.prod(sides)) > TILE_MAX:
+            sides[int(np.argmax(sides))] -= 1
+        return [min(side, n) for side, n in zip(sides, shape)]
     if points is None:
         points = TILE_POINTS if dim in (2, 3) else POINT_TILE_POINTS
     side = max(1, int(round(points ** (1.0 / dim))))
     return [min(side, n) for n in shape]
 
 
-def regular_tiles(shape: Sequence[int], points: int | None = None) -> Tiles:
-    """Boxes of grid indices (matrix order) as tiles of about `points` points (default: the CPU's sizes), tiles in
-    matrix order of their corners. Built from the shape alone: no per-point sort (a stable argsort of 1e6 keys took
+def regular_tiles(shape: Sequence[int], points: int | None = None, steps: Sequence[float] | None = None) -> Tiles:
+    """Boxes of grid indices (matrix order) as tiles of about `points` points or, given the axes' pre-scaled
+    `steps`, of the CPU's width (_tile_sides), tiles in matrix order of their corners. Built from the shape alone: no per-point sort (a stable argsort of 1e6 keys took
     0.05-0.14 s); `order` is computed only when asked for."""
-    sides = _tile_sides(shape, points)
+    sides = _tile_sides(shape, points, steps)
     ntiles = [-(-n // s) for n, s in zip(shape, sides)]
     # per axis the extent of each tile (the last one may be short), then every combination in matrix order
     # (by broadcasting and outer products: np.prod over rows of 3 took 2 ms for 125,000 tiles)
