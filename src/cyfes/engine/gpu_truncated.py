@@ -17,6 +17,7 @@ import numpy as np
 from . import backends
 from .truncated import (
     CELL_SIDE,
+    FIRST_CUT_GAP,
     MAX_CELLS,
     SAMPLES_PER_CELL,
     Tiles,
@@ -32,9 +33,6 @@ from .truncated import (
 #: float32, kernel calls): 2-D 1e8 x 500^2 16 points 0.44 s, 64 points 0.88 s; 3-D 1e7 x 100^3 8 points 0.22 s,
 #: 27 points 0.27 s, 64 points 0.37 s.
 TILE_POINTS = {2: 16, 3: 8}
-#: The first cut's gap below a tile's largest cell bound (truncated.FIRST_CUT_GAP has the CPU's): the value the
-#: tile sizes above were measured with.
-FIRST_CUT_GAP = 6.0
 
 
 def tile_points(dim: int) -> int:
@@ -130,7 +128,7 @@ def gpu_log_density(data: np.ndarray, logw: Callable[[], np.ndarray], lo: int, h
     factor = scaled_factor(sigma)
     per = np.ascontiguousarray(period * factor)
     samples = (x, lw64, lo, hi, factor, per, float(top), CELL_SIDE, SAMPLES_PER_CELL, MAX_CELLS)
-    args = (reach(tolerance, FIRST_CUT_GAP), float(tolerance))
+    args = (reach(tolerance), float(tolerance))
     # every GPU copies the block unless staged: from page-locked memory, at the bus's speed
     with gpu.PinnedHost([] if staged is not None else [x[lo:hi], lw64[lo:hi]], ids[0]):
         res = _gpu_pass(gpu, samples, args, grid, tiles.start, ids, staged)
