@@ -64,13 +64,14 @@ def test_glibc_floor_reaches_rhel8(pkg: Path) -> None:
     assert tuple(int(x) for x in glibc.split(".")) <= GLIBC_FLOOR, f"{pkg.name} needs glibc {glibc}"
 
 
-CUDA_PACKAGES = [p for p in PACKAGES if "_cuda" in p.name]
+# build strings as conda-forge spells them: cyfes-1.0.0-cuda130_py312h<hash>_200.conda
+CUDA_PACKAGES = [p for p in PACKAGES if "-cuda" in p.name]
 
 
 @pytest.mark.parametrize("pkg", CUDA_PACKAGES, ids=[p.name for p in CUDA_PACKAGES])
 def test_check_command_on_the_released_package(pkg: Path, tmp_path: Path) -> None:
     """`python -m tools.release check` on the released package: 0 with its table; 1 naming libcudart once libcufes
     lost its RPATH; 2 on a truncated copy."""
-    python = re.search(r"-py3(\d+)_", pkg.name).group(1)
+    python = re.search(r"_py3(\d+)h", pkg.name).group(1)
     needs = next(d for d in analyze(open_conda(pkg)).libraries if d.needed.startswith("libcudart.so")).needed
     assert_check_cli_on_conda(pkg, f"lib/python3.{python}/site-packages/cyfes/engine/libcufes.so", needs, tmp_path)
