@@ -331,7 +331,8 @@ static inline void cyfes_sep_plan(const double *cbox, const double *const *axis,
 /* The multiply-adds of a 2-CV separable block when the tile is K points along CV 1: ROWS rows of CV 0 at a time,
  * their ROWS x K lane-vector sums held in registers while the block's samples stream past (a load of e1 per
  * ROWS x lane-vector of pairs instead of a load and a store per pair vector), then added to S as the general loop
- * adds them. 2-D 1e6 x 200^2, sigma 0.1, 2 cores: the surface took 0.50 s before, 0.28 s with this. */
+ * adds them. 2-D 1e6 x 200^2, sigma 0.1, 2 cores, 8 x 8 tiles: the surface took 0.50 s before, 0.28 s with 2 rows
+ * at a time; 1 row measured the same within the noise (0.24-0.26 s) and is what every width uses. */
 #define CYFES_DEFINE_MADD2(K, ROWS)                                                                             \
   CYFES_INLINE void cyfes_sep_madd2_##K(const double *a, const double *e0, const double *e1, int64_t t0,      \
                                         int64_t nl, double *S) {                                              \
