@@ -489,9 +489,8 @@ CUFES_API int cufes_warm_up(int device, char *errbuf, size_t errlen) {
 
 CUFES_API int cufes_versions(int *runtime, int *driver) {
   *runtime = 0;
-  *driver = 0;
   cudaRuntimeGetVersion(runtime);
-  if (cudaDriverGetVersion(driver) != cudaSuccess) *driver = 0;
+  if (driver && cudaDriverGetVersion(driver) != cudaSuccess) *driver = 0;
   return 0;
 }
 

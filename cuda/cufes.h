@@ -154,7 +154,8 @@ CUFES_API int cufes_device_info(int device, char *name, size_t namelen, size_t *
  * surface. Later calls use the same context; nothing else changes. */
 CUFES_API int cufes_warm_up(int device, char *err, size_t errlen);
 
-/* CUDA runtime version this library was built against (e.g. 13000) and the driver's (0 if none). */
+/* CUDA runtime version this library was built against (e.g. 13000) and the driver's (0 if none). driver may be
+ * NULL: the runtime's version alone initialises nothing, while asking the runtime for the driver's calls cuInit. */
 CUFES_API int cufes_versions(int *runtime, int *driver);
 
 #ifdef __cplusplus

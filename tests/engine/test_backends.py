@@ -92,6 +92,23 @@ def test_backends_report() -> None:
         assert cuda["reason"]
 
 
+@pytest.mark.gpu
+def test_nvml_lists_the_gpus_cuda_lists() -> None:
+    """On a real GPU host the quick listing (NVML, no cuInit) names the same devices, in CUDA's numbering, as the
+    runtime; NVML counts the whole framebuffer, CUDA what it can allocate from (within 2%)."""
+    if not gpu_ids():
+        pytest.skip("no usable CUDA device")
+    quick, checked = _b.backends(check=False)["cuda"], _b.backends(check=True)["cuda"]
+    if quick["listed_by"] != "nvml":
+        pytest.skip("NVML cannot number this host's GPUs as CUDA does (CUDA_VISIBLE_DEVICES, MIG, mixed models)")
+    key = lambda d: (d["id"], d["name"], d["compute_capability"])  # noqa: E731
+    assert [key(d) for d in quick["devices"]] == [key(d) for d in checked["devices"]]
+    for q, c in zip(quick["devices"], checked["devices"]):
+        assert c["memory"] <= q["memory"] <= 1.02 * c["memory"]
+    assert (quick["usable"], quick["runtime_version"], quick["driver_version"]) == (
+        True, checked["runtime_version"], checked["driver_version"])
+
+
 @pytest.mark.skipif(not _build_info.CUDA, reason="cyfes was built without CUDA")
 def test_device_count_is_not_an_error_without_gpu() -> None:
     from cyfes.engine import _gpu

@@ -7,6 +7,7 @@ result type. It reads and writes no file, prints nothing and imports no other ro
     inputs.py         every check of fes()'s arguments, before any work
     backends.py       which devices this build and machine can run; the compiled modules
     driver.py         the NVIDIA driver, asked through libcuda before the CUDA runtime loads
+    nvml.py           the GPUs as NVIDIA's management library lists them (cyfes info, without starting CUDA)
     truncated.py      the truncated sum (cells and tiles); gpu_truncated.py its GPU side
     binned.py         method="binned": linear binning + FFT convolution
     streamed.py       samples in chunks, merged exactly

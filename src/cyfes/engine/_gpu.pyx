@@ -116,6 +116,13 @@ def versions():
     return runtime, driver
 
 
+def runtime_version():
+    """The CUDA runtime's version alone (e.g. 13000), without initialising the driver as versions() does."""
+    cdef int runtime = 0
+    cufes_versions(&runtime, NULL)
+    return runtime
+
+
 class PinnedHost:
     """Host arrays page-locked for the duration of a `with` block (cuda/cufes.h: cufes_host_register), so their
     copies to the GPUs run at the bus's speed; arrays that are small, not contiguous, already locked or that the

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # numpy is imported where arrays are made: `cyfes info` runs 
 from .. import _build_info
 from .._errors import BackendError, InputError
 from . import driver as _driver
+from . import nvml as _nvml
 
 _warned_old_driver = False
 
@@ -70,7 +71,7 @@ def _warn_old_driver() -> None:
     """device="auto" on a machine whose driver is too old: say so once per process, then run on the CPU. No
     warning when there is no driver at all: that is a CPU machine, and "auto" means "the GPU when usable"."""
     global _warned_old_driver
-    old = _driver.too_old(_driver.probe()) if _build_info.CUDA else None
+    old = _driver.too_old(_driver.version_probe()) if _build_info.CUDA else None
     if old and not _warned_old_driver:
         _warned_old_driver = True
         warnings.warn(f"cyfes: not using the GPU: the NVIDIA {old}; computing on the CPU", RuntimeWarning,
@@ -88,32 +89,45 @@ def gpu_devices() -> list[dict[str, Any]]:
         return []
 
 
-def backends() -> dict[str, Any]:
+def backends(check: bool = True) -> dict[str, Any]:
     """What this build and this machine can run.
 
-    Returns a dict with a "cpu" entry (threads, OpenMP version) and a "cuda" entry (built, usable,
-    runtime and driver versions, the devices found, and the reason when not usable)."""
+    Returns a dict with a "cpu" entry (threads, OpenMP version) and a "cuda" entry (built, usable, runtime and
+    driver versions, the devices found, and the reason when not usable). With `check` (the default) the CUDA
+    runtime lists the devices, which initialises CUDA (about 0.2 s on a GPU host); without it NVML lists them
+    where its numbering is CUDA's (engine/nvml.py), and cuda["listed_by"] says which answered."""
     cuda: dict[str, Any] = {"built": _build_info.CUDA, "version": _build_info.CUDA_VERSION,
                             "runtime_linkage": _build_info.CUDA_RUNTIME if _build_info.CUDA else None,
                             "needs_driver_cuda": getattr(_build_info, "CUDA_DRIVER_CUDA", None),
                             "needs_driver": getattr(_build_info, "CUDA_DRIVER_MIN", None),
-                            "usable": False, "devices": [], "reason": None}
+                            "usable": False, "devices": [], "reason": None, "listed_by": None}
     try:
-        gpu = gpu_module()  # loads libcufes and libcudart (a broken install shows here); no driver call yet
-        status = _driver.probe()
-        cuda["driver_cuda"] = status.version_text if status.version else None
-        problem = _driver.problem(status)
-        if problem:  # the runtime is not asked: it could not work, and its answer would say less
-            raise BackendError(problem)
-        cuda["runtime_version"], cuda["driver_version"] = gpu.versions()
-        cuda["devices"] = [gpu.device_info(i) for i in range(gpu.device_count())]
-        cuda["usable"] = bool(cuda["devices"])
-        if not cuda["usable"]:
-            cuda["reason"] = "no CUDA device found (no GPU, or no NVIDIA driver)"
+        _cuda_backend(cuda, check)
     except BackendError as exc:
         cuda["reason"] = str(exc)
     return {"cpu": {"usable": True, "threads": cpu_module().max_threads(), "openmp": _build_info.OPENMP},
             "cuda": cuda}
+
+
+def _cuda_backend(cuda: dict[str, Any], check: bool) -> None:
+    """Fill backends()'s "cuda" entry, or raise the BackendError that says why the GPU backend cannot run."""
+    gpu = gpu_module()  # loads libcufes and libcudart (a broken install shows here); no driver call yet
+    listing = None if check else _nvml.listing()
+    status = _driver.version_probe() if listing is not None else _driver.probe()
+    cuda["driver_cuda"] = status.version_text if status.version else None
+    problem = _driver.problem(status)
+    if problem:  # the runtime is not asked: it could not work, and its answer would say less
+        raise BackendError(problem)
+    if listing is not None:  # asking the runtime for the driver's version would initialise CUDA
+        cuda["runtime_version"], cuda["driver_version"] = gpu.runtime_version(), status.version
+        cuda["devices"], cuda["listed_by"], cuda["driver"] = listing.devices, "nvml", listing.driver
+    else:
+        cuda["runtime_version"], cuda["driver_version"] = gpu.versions()
+        cuda["devices"] = [gpu.device_info(i) for i in range(gpu.device_count())]
+        cuda["listed_by"] = "cuda"
+    cuda["usable"] = bool(cuda["devices"])
+    if not cuda["usable"]:
+        cuda["reason"] = "no CUDA device found (no GPU, or no NVIDIA driver)"
 
 
 #: The largest thread count passed on to OpenMP (a C int); more is an error, not a clamp.

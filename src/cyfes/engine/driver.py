@@ -56,10 +56,9 @@ def _init_result(lib: ctypes.CDLL) -> int:
 
 
 @functools.cache
-def probe() -> DriverStatus:
-    """Load libcuda.so.1 and ask its CUDA version; call cuInit only when the version is new enough for this build
-    (an old driver is reported as such, not as whatever its initialisation says). Cached: a driver does not change
-    under a running process."""
+def version_probe() -> DriverStatus:
+    """Load libcuda.so.1 and ask the CUDA version it supports, without initialising it (cuInit is most of the
+    cost of asking). Cached: a driver does not change under a running process."""
     try:
         lib = ctypes.CDLL(LIBCUDA)
     except OSError as exc:
@@ -71,9 +70,17 @@ def probe() -> DriverStatus:
         return DriverStatus(True, detail=f"{LIBCUDA} has no cuDriverGetVersion ({exc})")
     if rc != 0:
         return DriverStatus(True, detail=f"cuDriverGetVersion failed with CUresult {rc}")
-    if version.value < required_number():
-        return DriverStatus(True, version.value)
-    return DriverStatus(True, version.value, _init_result(lib))
+    return DriverStatus(True, version.value)
+
+
+@functools.cache
+def probe() -> DriverStatus:
+    """version_probe(), then cuInit when the version is new enough for this build (an old driver is reported as
+    such, not as whatever its initialisation says). Cached as version_probe is."""
+    status = version_probe()
+    if not status.loaded or status.detail or status.version < required_number():
+        return status
+    return DriverStatus(True, status.version, _init_result(ctypes.CDLL(LIBCUDA)))
 
 
 def required_number() -> int:
