@@ -16,6 +16,8 @@ cdef extern from "cpu_kernel.h" nogil:
                           int64_t count, const float *period, double *out)
 
 cdef extern from "cpu_truncated.h" nogil:
+    enum: CYFES_SEP_T
+    enum: CYFES_TILE_MAX
     void cyfes_scaled_rows_f64(const double *x, int64_t n, int dim, const double *factor, const double *period,
                                int transpose, double *out)
     void cyfes_scaled_rows_f32(const float *x, int64_t n, int dim, const double *factor, const double *period,
@@ -24,6 +26,11 @@ cdef extern from "cpu_truncated.h" nogil:
 ctypedef fused real:
     float
     double
+
+
+#: The separable sums' limits on a tile (cpu_truncated.h): points per CV, and points in all.
+SEP_SIDE = CYFES_SEP_T
+TILE_MAX = CYFES_TILE_MAX
 
 
 def max_threads():

@@ -24,13 +24,11 @@ from . import backends
 TILE_POINTS = 64
 #: On the CPU, 2 CVs: tiles of about this side in pre-scaled units (a tile's cut covers its own width plus the
 #: reach around it; a wider tile shares each sample's exps among more points), at most SEP_SIDE points per CV
-#: (cpu_truncated.h: CYFES_SEP_T) and TILE_MAX in all (CYFES_TILE_MAX). 2-D 1e6 samples, sigma 0.1, 2 cores
+#: and TILE_MAX in all (the C kernels' limits, read from cyfes.engine._cpu). 2-D 1e6 samples, sigma 0.1, 2 cores
 #: (surface seconds): 200^2 points, 8 x 8 tiles (side 1.8) 0.24, 10 x 10 (2.2) 0.16-0.18, 12 x 12 (2.7) 0.20;
 #: 240^2 points, 10 x 10 (1.9) 0.24, 12 x 12 (2.2) 0.19. 3 CVs keep TILE_POINTS: 4 x 4 x 4 tiles took 1.09 s on
 #: 64^3 points and 0.52 s on 48^3 (sides 2.8 and 3.7), against 1.35 s (5^3, 3.5) and 0.85 s (3^3, 2.8).
 TILE_SIDE = 2.2
-SEP_SIDE = 16
-TILE_MAX = 256
 #: Explicit points (per-point sums, no recurrence): points per tile.
 POINT_TILE_POINTS = 16
 #: Wanted cell side in pre-scaled units (1 = sigma * sqrt(2)); cells grow when there would be too many.
@@ -137,8 +135,9 @@ def _tile_sides(shape: Sequence[int], points: int | None = None, steps: Sequence
     evenly over the axes."""
     dim = len(shape)
     if points is None and steps is not None and dim == 2:
-        sides = [min(SEP_SIDE, max(1, round(TILE_SIDE / s))) if s > 0 else SEP_SIDE for s in steps]
-        while int(np.prod(sides)) > TILE_MAX:
+        cpu = backends.cpu_module()
+        sides = [min(cpu.SEP_SIDE, max(1, round(TILE_SIDE / s))) if s > 0 else cpu.SEP_SIDE for s in steps]
+        while int(np.prod(sides)) > cpu.TILE_MAX:
             sides[int(np.argmax(sides))] -= 1
         return [min(side, n) for side, n in zip(sides, shape)]
     if points is None:

@@ -328,76 +328,71 @@ static inline void cyfes_sep_plan(const double *cbox, const double *const *axis,
   }
 }
 
-/* The multiply-adds of a 2-CV separable block when the tile is K points along CV 1: ROWS rows of CV 0 at a time,
- * their ROWS x K lane-vector sums held in registers while the block's samples stream past (a load of e1 per
- * ROWS x lane-vector of pairs instead of a load and a store per pair vector), then added to S as the general loop
- * adds them. 2-D 1e6 x 200^2, sigma 0.1, 2 cores, 8 x 8 tiles: the surface took 0.50 s before, 0.28 s with 2 rows
- * at a time; 1 row measured the same within the noise (0.24-0.26 s) and is what every width uses. */
-#define CYFES_DEFINE_MADD2(K, ROWS)                                                                             \
-  CYFES_INLINE void cyfes_sep_madd2_##K(const double *a, const double *e0, const double *e1, int64_t t0,      \
-                                        int64_t nl, double *S) {                                              \
-    for (int64_t i = 0; i < t0; i += ROWS) {                                                                  \
-      const double *row[ROWS];                                                                                \
-      for (int r = 0; r < ROWS; ++r) row[r] = e0 + (i + r < t0 ? i + r : i) * CYFES_SEP_B;                   \
-      double acc[ROWS][K][CYFES_LANES];                                                                       \
-      for (int r = 0; r < ROWS; ++r)                                                                          \
-        for (int k = 0; k < K; ++k)                                                                           \
-          for (int q = 0; q < CYFES_LANES; ++q) acc[r][k][q] = 0;                                             \
-      for (int64_t j0 = 0; j0 < nl; j0 += CYFES_LANES) {                                                      \
-        double w[ROWS][CYFES_LANES];                                                                          \
-        for (int r = 0; r < ROWS; ++r)                                                                        \
-          _Pragma("omp simd") for (int q = 0; q < CYFES_LANES; ++q) w[r][q] = a[j0 + q] * row[r][j0 + q];     \
-        for (int k = 0; k < K; ++k) {                                                                         \
-          const double *ek = e1 + k * CYFES_SEP_B + j0;                                                       \
-          for (int r = 0; r < ROWS; ++r)                                                                      \
-            _Pragma("omp simd") for (int q = 0; q < CYFES_LANES; ++q) acc[r][k][q] += w[r][q] * ek[q];        \
-        }                                                                                                     \
-      }                                                                                                       \
-      for (int r = 0; r < ROWS && i + r < t0; ++r)                                                            \
-        for (int k = 0; k < K; ++k) {                                                                         \
-          double *sp = S + ((i + r) * K + k) * CYFES_LANES;                                                   \
-          _Pragma("omp simd") for (int q = 0; q < CYFES_LANES; ++q) sp[q] += acc[r][k][q];                    \
-        }                                                                                                     \
-    }                                                                                                         \
+/* The multiply-adds of a 2-CV separable block when the tile is K points along CV 1, a row of CV 0 at a time: the
+ * row's K lane-vector sums stay in registers while the block's samples stream past (a load of e1 per lane-vector
+ * of pairs instead of a load and a store per pair vector), then are added to S as the general loop adds them.
+ * 2-D 1e6 x 200^2, sigma 0.1, 2 cores, 8 x 8 tiles: the surface took 0.50 s before, 0.24-0.28 s after (two rows at
+ * a time measured the same within the noise). */
+#define CYFES_DEFINE_MADD2(K)                                                                                         \
+  CYFES_INLINE void cyfes_sep_madd2_##K(const double *a, const double *e0, const double *e1, int64_t t0,              \
+                                        int64_t nl, double *S) {                                                      \
+    for (int64_t i = 0; i < t0; ++i) {                                                                                \
+      const double *row = e0 + i * CYFES_SEP_B;                                                                       \
+      double acc[K][CYFES_LANES];                                                                                     \
+      for (int k = 0; k < K; ++k)                                                                                     \
+        for (int q = 0; q < CYFES_LANES; ++q) acc[k][q] = 0;                                                          \
+      for (int64_t j0 = 0; j0 < nl; j0 += CYFES_LANES) {                                                              \
+        double w[CYFES_LANES];                                                                                        \
+        _Pragma("omp simd") for (int q = 0; q < CYFES_LANES; ++q) w[q] = a[j0 + q] * row[j0 + q];                     \
+        for (int k = 0; k < K; ++k) {                                                                                 \
+          const double *ek = e1 + k * CYFES_SEP_B + j0;                                                               \
+          _Pragma("omp simd") for (int q = 0; q < CYFES_LANES; ++q) acc[k][q] += w[q] * ek[q];                        \
+        }                                                                                                             \
+      }                                                                                                               \
+      for (int k = 0; k < K; ++k) {                                                                                   \
+        double *sp = S + (i * K + k) * CYFES_LANES;                                                                   \
+        _Pragma("omp simd") for (int q = 0; q < CYFES_LANES; ++q) sp[q] += acc[k][q];                                 \
+      }                                                                                                               \
+    }                                                                                                                 \
   }
-CYFES_DEFINE_MADD2(1, 1)
-CYFES_DEFINE_MADD2(2, 1)
-CYFES_DEFINE_MADD2(3, 1)
-CYFES_DEFINE_MADD2(4, 1)
-CYFES_DEFINE_MADD2(5, 1)
-CYFES_DEFINE_MADD2(6, 1)
-CYFES_DEFINE_MADD2(7, 1)
-CYFES_DEFINE_MADD2(8, 1)
-CYFES_DEFINE_MADD2(9, 1)
-CYFES_DEFINE_MADD2(10, 1)
-CYFES_DEFINE_MADD2(11, 1)
-CYFES_DEFINE_MADD2(12, 1)
-CYFES_DEFINE_MADD2(13, 1)
-CYFES_DEFINE_MADD2(14, 1)
-CYFES_DEFINE_MADD2(15, 1)
-CYFES_DEFINE_MADD2(16, 1)
+CYFES_DEFINE_MADD2(1)
+CYFES_DEFINE_MADD2(2)
+CYFES_DEFINE_MADD2(3)
+CYFES_DEFINE_MADD2(4)
+CYFES_DEFINE_MADD2(5)
+CYFES_DEFINE_MADD2(6)
+CYFES_DEFINE_MADD2(7)
+CYFES_DEFINE_MADD2(8)
+CYFES_DEFINE_MADD2(9)
+CYFES_DEFINE_MADD2(10)
+CYFES_DEFINE_MADD2(11)
+CYFES_DEFINE_MADD2(12)
+CYFES_DEFINE_MADD2(13)
+CYFES_DEFINE_MADD2(14)
+CYFES_DEFINE_MADD2(15)
+CYFES_DEFINE_MADD2(16)
 
-/* cyfes_sep_madd2_K for t1 = K (at most CYFES_SEP_T). */
-CYFES_INLINE void cyfes_sep_madd2(const double *a, const double *e0, const double *e1, int64_t t0, int64_t t1,
-                                  int64_t nl, double *S) {
+/* cyfes_sep_madd2_K for t1 = K: 1 when done, 0 for a width without a layout (past CYFES_SEP_T: the general loop). */
+CYFES_INLINE int cyfes_sep_madd2(const double *a, const double *e0, const double *e1, int64_t t0, int64_t t1,
+                                 int64_t nl, double *S) {
   switch (t1) {
-    case 1: cyfes_sep_madd2_1(a, e0, e1, t0, nl, S); return;
-    case 2: cyfes_sep_madd2_2(a, e0, e1, t0, nl, S); return;
-    case 3: cyfes_sep_madd2_3(a, e0, e1, t0, nl, S); return;
-    case 4: cyfes_sep_madd2_4(a, e0, e1, t0, nl, S); return;
-    case 5: cyfes_sep_madd2_5(a, e0, e1, t0, nl, S); return;
-    case 6: cyfes_sep_madd2_6(a, e0, e1, t0, nl, S); return;
-    case 7: cyfes_sep_madd2_7(a, e0, e1, t0, nl, S); return;
-    case 8: cyfes_sep_madd2_8(a, e0, e1, t0, nl, S); return;
-    case 9: cyfes_sep_madd2_9(a, e0, e1, t0, nl, S); return;
-    case 10: cyfes_sep_madd2_10(a, e0, e1, t0, nl, S); return;
-    case 11: cyfes_sep_madd2_11(a, e0, e1, t0, nl, S); return;
-    case 12: cyfes_sep_madd2_12(a, e0, e1, t0, nl, S); return;
-    case 13: cyfes_sep_madd2_13(a, e0, e1, t0, nl, S); return;
-    case 14: cyfes_sep_madd2_14(a, e0, e1, t0, nl, S); return;
-    case 15: cyfes_sep_madd2_15(a, e0, e1, t0, nl, S); return;
-    case 16: cyfes_sep_madd2_16(a, e0, e1, t0, nl, S); return;
-    default: return;
+    case 1: cyfes_sep_madd2_1(a, e0, e1, t0, nl, S); return 1;
+    case 2: cyfes_sep_madd2_2(a, e0, e1, t0, nl, S); return 1;
+    case 3: cyfes_sep_madd2_3(a, e0, e1, t0, nl, S); return 1;
+    case 4: cyfes_sep_madd2_4(a, e0, e1, t0, nl, S); return 1;
+    case 5: cyfes_sep_madd2_5(a, e0, e1, t0, nl, S); return 1;
+    case 6: cyfes_sep_madd2_6(a, e0, e1, t0, nl, S); return 1;
+    case 7: cyfes_sep_madd2_7(a, e0, e1, t0, nl, S); return 1;
+    case 8: cyfes_sep_madd2_8(a, e0, e1, t0, nl, S); return 1;
+    case 9: cyfes_sep_madd2_9(a, e0, e1, t0, nl, S); return 1;
+    case 10: cyfes_sep_madd2_10(a, e0, e1, t0, nl, S); return 1;
+    case 11: cyfes_sep_madd2_11(a, e0, e1, t0, nl, S); return 1;
+    case 12: cyfes_sep_madd2_12(a, e0, e1, t0, nl, S); return 1;
+    case 13: cyfes_sep_madd2_13(a, e0, e1, t0, nl, S); return 1;
+    case 14: cyfes_sep_madd2_14(a, e0, e1, t0, nl, S); return 1;
+    case 15: cyfes_sep_madd2_15(a, e0, e1, t0, nl, S); return 1;
+    case 16: cyfes_sep_madd2_16(a, e0, e1, t0, nl, S); return 1;
+    default: return 0;
   }
 }
 
@@ -528,10 +523,7 @@ typedef struct {
     for (int d = 0; d < dim; ++d)                                                                                     \
       for (int64_t i = 0; i < t[d]; ++i)                                                                              \
         for (int64_t j = nb; j < nl; ++j) e[d][i * CYFES_SEP_B + j] = 0;                                              \
-    if (dim == 2) {                                                                                                   \
-      cyfes_sep_madd2(a, e[0], e[1], t[0], t1, nl, S);                                                                \
-      return;                                                                                                         \
-    }                                                                                                                 \
+    if (dim == 2 && cyfes_sep_madd2(a, e[0], e[1], t[0], t1, nl, S)) return;                                           \
     for (int64_t i = 0; i < t[0]; ++i) {                                                                              \
       const double *e0 = e[0] + i * CYFES_SEP_B;                                                                      \
       for (int64_t k = 0; k < t1; ++k) {                                                                              \
