@@ -7,8 +7,9 @@ import pytest
 
 import wheelfactory as wf
 from tools.release.config import ConfigError, ReleaseConfig, load_config, parse_config, smoke_program
-from tools.release.pipeline import _abi3_verifiers, needs_openmp, package_name
+from tools.release.pipeline import _abi3_verifiers, _raw_wheel_python, needs_openmp, package_name
 from tools.release.targets import CUDA_FLAVOURS
+from tools.release.toolchain.pythons import find_pythons
 from tools.release.verify.smoke import smoke_report
 from tools.release.wheel.build import CudaLibrary
 
@@ -77,3 +78,15 @@ def test_abi3_floor_from_config_and_custom_report_marks():
     assert smoke_report('PKG {"a": 1}\n', "PKG ") == {"a": 1}
     assert smoke_report("PKG not json\n", "PKG ") == {}  # a project's own convention never crashes verify
     assert smoke_report('X [1]\n', "X ") == {}
+
+
+def test_conda_raw_wheels_of_abi3_pythons_are_built_by_the_floor():
+    """A conda package of Python 3.12 comes from the raw wheel the abi3 floor's Python builds, whichever Pythons the
+    release asks for: the same bytes from `make dist` (3.9-3.13) and from a release of 3.12 alone."""
+    floor = find_pythons().get("3.11")
+    if floor is None:
+        pytest.skip("no CPython 3.11 here")
+    assert _raw_wheel_python("3.12", "/x/python3.12", "3.11") == ("3.11", floor)
+    assert _raw_wheel_python("3.11", "/x/python3.11", "3.11") == ("3.11", floor)
+    assert _raw_wheel_python("3.10", "/x/python3.10", "3.11") == ("3.10", "/x/python3.10")  # below the floor
+    assert _raw_wheel_python("3.12", "/x/python3.12", "") == ("3.12", "/x/python3.12")  # no abi3 wheel

@@ -449,8 +449,21 @@ def conda_wheels(pythons: dict[str, str], avail: Availability, strategy: str, ro
         if v.flavour is not None and cuda_lib is None:
             cuda_lib = build_cuda_library(strategy, log=log, flavour=v.flavour.name, step=config.build.library,
                                           cuda=config.cuda)
-        have[version] = build_wheel(exe, version, cuda_lib, strategy, log=log, build=config.build)
+        by, by_exe = _raw_wheel_python(version, exe, config.abi3)
+        have[by] = build_wheel(by_exe, by, cuda_lib, strategy, log=log, build=config.build)
+        have[version] = have[by]
     return {ver: have[ver] for ver in pythons}
+
+
+def _raw_wheel_python(version: str, exe: str, floor: str) -> tuple[str, str]:
+    """The Python that builds the raw wheel a conda package of `version` is made from: for Pythons an abi3 wheel
+    serves, the floor's interpreter when it is installed, so a package is the same bytes whichever other Pythons
+    the release builds (an abi3 extension compiled with 3.12's headers differs from one compiled with 3.11's)."""
+    if floor and version_key(version) >= version_key(floor):
+        floor_exe = find_pythons().get(floor)
+        if floor_exe:
+            return floor, floor_exe
+    return version, exe
 
 
 def package_row(path: Path, result: InstallResult | None) -> Row:
