@@ -185,7 +185,6 @@ int nvmlInit_v2(void) {
 }
 int nvmlShutdown(void) { note("nvmlShutdown"); return 0; }
 int nvmlSystemGetDriverVersion(char *v, unsigned n) { snprintf(v, n, "580.159.04"); return 0; }
-int nvmlSystemGetCudaDriverVersion_v2(int *v) { *v = VERSION; return 0; }
 int nvmlDeviceGetCount_v2(unsigned *n) { *n = count; return 0; }
 int nvmlDeviceGetHandleByIndex_v2(unsigned i, void **h) { if (i >= count) return 2; *h = &gpus[i]; return 0; }
 int nvmlDeviceGetMigMode(gpu_t *g, unsigned *cur, unsigned *pend) {
@@ -206,9 +205,8 @@ def drivers(tmp: Path, init_result: int = 0) -> Path:
     major, minor = required()
     d = stand_in(tmp, major * 1000 + minor * 10, init_result)
     (d / "nvml.c").write_text(NVML_STAND_IN)
-    subprocess.run(["gcc", "-shared", "-fPIC", f"-DVERSION={major * 1000 + minor * 10}",
-                    "-Wl,-soname,libnvidia-ml.so.1", "-o", str(d / "libnvidia-ml.so.1"), str(d / "nvml.c")],
-                   check=True)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libnvidia-ml.so.1", "-o", str(d / "libnvidia-ml.so.1"),
+                    str(d / "nvml.c")], check=True)
     return d
 
 

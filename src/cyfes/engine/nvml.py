@@ -17,7 +17,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 LIBNVML = "libnvidia-ml.so.1"
@@ -32,12 +32,11 @@ class _Memory(ctypes.Structure):  # nvmlMemory_t
 
 @dataclass(frozen=True)
 class Listing:
-    """What NVML said: the driver's version (e.g. "580.159.04"), the CUDA version it supports (cuDriverGetVersion's
-    encoding, 13000 = CUDA 13.0) and the GPUs, numbered as CUDA numbers them."""
+    """What NVML said: the driver's version (e.g. "580.159.04") and the GPUs, numbered as CUDA numbers them. (The
+    CUDA version the driver supports comes from libcuda itself, driver.version_probe, as on every other path.)"""
 
     driver: str
-    cuda: int
-    devices: list[dict[str, Any]] = field(default_factory=list)
+    devices: list[dict[str, Any]]
 
 
 class _Unanswered(Exception):
@@ -72,14 +71,13 @@ def _numbered_as_cuda(devices: list[dict[str, Any]]) -> bool:
 
 
 def _ask(lib: ctypes.CDLL) -> Listing:
-    version, cuda, count = ctypes.create_string_buffer(VERSION_LEN), ctypes.c_int(0), ctypes.c_uint(0)
+    version, count = ctypes.create_string_buffer(VERSION_LEN), ctypes.c_uint(0)
     _call(lib, "nvmlSystemGetDriverVersion", version, ctypes.c_uint(VERSION_LEN))
-    _call(lib, "nvmlSystemGetCudaDriverVersion_v2", ctypes.byref(cuda))
     _call(lib, "nvmlDeviceGetCount_v2", ctypes.byref(count))
     devices = [_device(lib, i) for i in range(count.value)]
     if not _numbered_as_cuda(devices):
         raise _Unanswered("numbering")
-    return Listing(version.value.decode("ascii", "replace"), cuda.value, devices)
+    return Listing(version.value.decode("ascii", "replace"), devices)
 
 
 @functools.cache
