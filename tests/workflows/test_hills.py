@@ -337,6 +337,30 @@ def test_gpu_multivariate_and_untruncated_hills_match_the_cpu_kernel():
 
 
 @pytest.mark.gpu
+def test_gpu_boxes_from_one_point_to_more_than_the_axis_agree_with_numpy():
+    # widths from a 3-point box to one wider than the periodic axis, through boxes whose gap is narrower than a
+    # tile (they leave a tile and come back into it); on the other CV centres beyond the grid's ends
+    rng = np.random.default_rng(5)
+    n = 600
+    c = np.column_stack([rng.uniform(-math.pi, math.pi, n), rng.uniform(-2.0, 2.5, n)])
+    s = np.column_stack([rng.uniform(0.01, 0.85, n), rng.uniform(0.01, 0.6, n)])
+    h = rng.uniform(0.1, 1.0, n)
+    kw = dict(height=h, periodic=[("-pi", "pi"), None], grid_min=["-pi", -1.0], grid_max=["pi", 1.5],
+              bins=[100, 70])
+    box = 2 * np.ceil(math.sqrt(12.5) * s[:, 0] / (2 * math.pi / 100)) + 1
+    assert box.min() <= 3 and np.sum((box < 100) & (box > 100 - 32)) > 50 and box.max() < 100
+    gpu = cyfes.hills(c, sigma=s, device="gpu", **kw)
+    v, _ = stretched_sum(c, s, h, _grid_points(gpu), period=[2 * math.pi, 0.0])
+    scale = np.abs(v).max()
+    np.testing.assert_allclose(gpu.values.ravel(), -v, atol=1e-12 * scale)
+    # boxes wider than the axis visit points twice, as PLUMED's do: against the CPU kernel
+    s[::3, 0] *= 1.8
+    gpu = cyfes.hills(c, sigma=s, device="gpu", **kw)
+    cpu = cyfes.hills(c, sigma=s, device="cpu", **kw)
+    np.testing.assert_allclose(gpu.values, cpu.values, atol=1e-12 * np.abs(cpu.values).max())
+
+
+@pytest.mark.gpu
 def test_gpu_boxes_wider_than_a_periodic_axis_and_chunked_transfers_agree_with_the_cpu(monkeypatch):
     # 4 points per period with sigma 0.5: a box of 5 offsets visits a point twice, as PLUMED's does
     kw = dict(bins=[4, 3])
