@@ -279,3 +279,21 @@ def test_first_bad_row_is_named_whichever_chunk_holds_it(tmp_path: Path, monkeyp
     for threads in (1, 3):
         with pytest.raises(InputError, match=r"c: line 1702: 1 columns, expected 2 \(rows of different lengths\)"):
             formats.read_table(tmp_path / "c", threads=threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 7, 0])
+def test_byte_scans_split_over_threads_agree_with_python(threads: int) -> None:
+    # newline counts and the first non-ASCII byte, on texts below and above the size that is split into pieces
+    rng = np.random.default_rng(1)
+    for n in (1, 10, _tableparse.MIN_CHUNK_BYTES - 1, 4 * _tableparse.MIN_CHUNK_BYTES + 3):
+        text = bytearray(rng.choice(np.frombuffer(b"ab \n9", np.uint8), n).tobytes())
+        assert _tableparse.newlines(text, 0, n, threads) == text.count(b"\n")
+        assert _tableparse.newlines(text, 3, n, threads) == text.count(b"\n", 3, n)
+        assert _tableparse.first_non_ascii(text, 0, n, threads) == -1
+        for pos in sorted({0, n // 3, n // 2, n - 1}):
+            marked = bytearray(text)
+            marked[pos], marked[-1] = 0xC3, 0xA9
+            first = int(np.flatnonzero(np.frombuffer(bytes(marked), np.uint8) >= 0x80)[0])
+            assert _tableparse.first_non_ascii(marked, 0, n, threads) == first
+            assert _tableparse.first_non_ascii(marked, first, n, threads) == first
+            assert _tableparse.first_non_ascii(marked, first + 1, n, threads) == (n - 1 if first < n - 1 else -1)

@@ -281,9 +281,9 @@ static int64_t cyfes_tp_next_directive(const char *buf, int64_t from, int64_t n)
     return -1;
 }
 
-/* Newlines in [p, p + n). A block of 16 MiB is counted before it is parsed, on one core (the read's serial
- * part, against threads that parse at GB/s): with SSE2, 16 bytes a step into byte counters summed every 255
- * steps (0.6 ms a block, 8x the eight-bytes-a-step word trick below, which other CPUs use). */
+/* Newlines in [p, p + n). A block of 16 MiB is counted before it is parsed (its pieces on every thread, by
+ * _tableparse.newlines): with SSE2, 16 bytes a step into byte counters summed every 255 steps (0.6 ms a block
+ * on one core, 8x the eight-bytes-a-step word trick below, which other CPUs use). */
 static int64_t cyfes_tp_newlines(const unsigned char *p, int64_t n) {
     int64_t i = 0, count = 0;
 #if defined(__SSE2__)

@@ -652,18 +652,18 @@ class _TextReader:
             if at < 0:
                 break
             self._body(buf, pos, at)
-            mark_line += _tableparse.newlines(buf, mark, at)
+            mark_line += _tableparse.newlines(buf, mark, at, self.threads)
             mark = at
             end = buf.find(b"\n", at, stop)
             end = stop if end < 0 else end
             self._directive(buf[at:end].decode("utf-8").rstrip("\r"), mark_line)
             pos = end
         self._body(buf, pos, stop)
-        self.line += _tableparse.newlines(buf, 0, stop)
+        self.line += _tableparse.newlines(buf, 0, stop, self.threads)
         self.offset += stop
 
     def _check_text(self, buf: bytearray, start: int, stop: int) -> None:
-        bad = _tableparse.first_non_ascii(buf, start, stop)
+        bad = _tableparse.first_non_ascii(buf, start, stop, self.threads)
         if bad < 0:
             return
         try:
