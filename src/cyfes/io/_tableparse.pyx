@@ -45,11 +45,14 @@ def parse_number(bytes token):
     return None
 
 
+cdef int _threads(int threads):
+    """The threads a call asks for: `threads`, or all of OpenMP's for 0."""
+    return threads if threads > 0 else openmp.omp_get_max_threads()
+
+
 cdef int _parts(int64_t n, int threads):
     """Pieces a byte scan of n bytes is split into: one per thread, none below MIN_CHUNK_BYTES."""
-    cdef int nt = threads if threads > 0 else openmp.omp_get_max_threads()
-    cdef int64_t most = n // MIN_CHUNK_BYTES
-    return <int>max(<int64_t>1, min(<int64_t>nt, most))
+    return <int>max(<int64_t>1, min(<int64_t>_threads(threads), n // MIN_CHUNK_BYTES))
 
 
 def first_non_ascii(const unsigned char[::1] text, Py_ssize_t start, Py_ssize_t stop, int threads=0):
@@ -105,7 +108,7 @@ cdef class Piece:
 
     def __init__(self, const unsigned char[::1] text, int64_t start, int64_t stop, int threads=0):
         cdef int64_t length = stop - start
-        cdef int nthreads = threads if threads > 0 else openmp.omp_get_max_threads()
+        cdef int nthreads = _threads(threads)
         cdef int nchunks = <int>min(<int64_t>nthreads * 4, max(<int64_t>1, length // MIN_CHUNK_BYTES))
         if nthreads == 1:
             nchunks = 1

@@ -347,7 +347,7 @@ static int cyfes_tp_parse(const char *buf, const int64_t *bounds, const int64_t 
                           const int64_t *step, int64_t *err_at, int64_t *err_row, int *err_info, int nthreads) {
     /* Each chunk's row of values on cache lines of its own: with rows of a few values packed side by side, the
      * threads wrote one line between them for every row, and 2 threads parsed no faster than 1. */
-    const size_t width = nsel > 0 ? (size_t)nsel : 1, line = 64 / sizeof(double);
+    const size_t width = nsel > 0 ? (size_t)nsel : 1, line_bytes = 64, line = line_bytes / sizeof(double);
     const size_t stride = (width + line - 1) / line * line;
     int64_t *first = (int64_t *)malloc(sizeof(int64_t) * (size_t)(3 * nchunks + 1));
     double *scratch = (double *)malloc(sizeof(double) * (stride * (size_t)nchunks + line));
@@ -356,7 +356,7 @@ static int cyfes_tp_parse(const char *buf, const int64_t *bounds, const int64_t 
         free(scratch);
         return CYFES_TP_NOMEM;
     }
-    double *rows_at = (double *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    double *rows_at = (double *)(((uintptr_t)scratch + line_bytes - 1) & ~(uintptr_t)(line_bytes - 1));
     int64_t *at = first + nchunks, *kind = at + nchunks;
     first[0] = 0;
     for (int k = 1; k < nchunks; k++) first[k] = first[k - 1] + rows[k - 1];
