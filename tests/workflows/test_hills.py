@@ -77,6 +77,22 @@ def test_1d_grid_values_and_derivatives_match_a_direct_numpy_sum(tmp_path):
     np.testing.assert_allclose(rows[:, 2], -der[:, 0], atol=2e-9)
 
 
+def test_verbose_says_where_the_time_went_and_writes_the_same_file(tmp_path, capsys):
+    shutil.copy(DATA / "h1d.hills", tmp_path)
+    flags = ["sum_hills", "--hills", "h1d.hills", "--bin", "60", "--min", "-1", "--max", "2.5", "-q"]
+    assert run_cli(flags + ["--outfile", "quiet.dat"], tmp_path) == 0
+    capsys.readouterr()
+    assert run_cli(flags + ["--outfile", "told.dat", "-v"], tmp_path) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    m = re.fullmatch(r"cyfes sum_hills: time: read (\S+) s \((\S+) MB, \d+ MB/s\), sum (\S+) s, write (\S+) s",
+                     err[0])
+    assert m, err[0]
+    assert float(m.group(2)) == round((DATA / "h1d.hills").stat().st_size / 1e6, 1)
+    assert all(float(m.group(k)) >= 0 for k in (1, 3, 4))
+    assert (tmp_path / "told.dat").read_bytes() == (tmp_path / "quiet.dat").read_bytes()
+
+
 def test_2d_periodic_per_hill_sigmas_match_numpy(tmp_path):
     h = hills_io.read_hills([str(DATA / "h2d_periodic.hills")])
     res = cyfes.hills(str(DATA / "h2d_periodic.hills"), bins=[36, 30])

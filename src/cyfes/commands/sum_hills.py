@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,6 +82,8 @@ def configure_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     ours.add_argument("--force", action="store_true", help="replace an output that is a symbolic link (the link, "
                       "not its target) or a read-only file; inputs, FIFOs and devices are never written")
     ours.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    ours.add_argument("-v", "--verbose", action="store_true", help="also say where the time went (read, sum, "
+                      "write) on stderr")
     # values such as -1.5,-1.5 or -pi,-pi are values, not options (PLUMED and the script accept them so)
     p._negative_number_matcher = NEGATIVE_VALUE
     p.set_defaults(run=run)
@@ -93,8 +98,11 @@ def output_names(base: str | None, default: str, stride: int | None, count: int)
     return [f"{prefix}{k}.dat" for k in range(count)]
 
 
-def plan(args: argparse.Namespace) -> list[tuple[list[str], hillsum.SumHillsRun]]:
-    """Validate everything and return, per kind of output, its file names and the run that fills them."""
+def plan(args: argparse.Namespace,
+         warm: threading.Thread | None = None) -> list[tuple[list[str], hillsum.SumHillsRun]]:
+    """Validate everything and return, per kind of output, its file names and the run that fills them.
+    `warm` (backends.warm_up's thread, making the GPU's context while the files are read) is joined once they
+    are read, before anything asks for a device."""
     from ..io import formats  # deferred: numpy, unneeded for --help
     from ..io import hills as hills_io  # deferred: numpy, unneeded for --help
     from ..workflows import sum_hills as hillsum  # deferred: numpy, unneeded for --help
@@ -118,6 +126,7 @@ def plan(args: argparse.Namespace) -> list[tuple[list[str], hillsum.SumHillsRun]
     hills_run = None
     if args.hills:
         data = hills_io.read_hills(_list(args.hills))
+        _join(warm)
         if args.histo and idw:
             raise InputError("--idw: cannot be combined with both --hills and --histo (plumed stops there too)")
         hills_run = hillsum.hills_run(data, **grid_opts, kernel="untruncated" if args.untruncated else "stretched",
@@ -128,6 +137,7 @@ def plan(args: argparse.Namespace) -> list[tuple[list[str], hillsum.SumHillsRun]
         jobs.append((output_names(args.outfile, _hills_default(args), stride, count), hills_run))
     if args.histo:
         points = hills_io.read_points(_list(args.histo), None if args.hills else idw)
+        _join(warm)
         if hills_run is not None and (points.names != hills_run.hills.names
                                       or points.domains != hills_run.hills.domains):
             raise InputError(f"--histo: its CVs and periodicity must be those of the --hills files "
@@ -190,26 +200,56 @@ def check_outputs(jobs: Sequence[tuple[list[str], hillsum.SumHillsRun]], inputs:
     _output.check_sizes(list(zip(paths, sizes)))
 
 
+def _join(warm: threading.Thread | None) -> None:
+    if warm is not None:
+        warm.join()
+
+
 def _text_writer(text: str) -> _output.Writer:
     data = text.encode("utf-8")
     return lambda fh: fh.write(data)
 
 
 def write_all(jobs: Iterable[tuple[list[str], hillsum.SumHillsRun]], fmt: str,
-              inputs: Sequence[str] = ()) -> list[Path]:
-    """Stage every file as its sum is done, then commit them all at once (cyfes.io.output): all or none."""
+              inputs: Sequence[str] = (), spent: dict[str, float] | None = None) -> list[Path]:
+    """Stage every file as its sum is done, then commit them all at once (cyfes.io.output): all or none.
+    `spent` gets the seconds of the sums ("sum") and of the text and files ("write")."""
+    spent = {} if spent is None else spent
     with _output.Staging(inputs) as staging:
         for names, run_ in jobs:
-            for name, grid_file in zip(names, run_.files()):
+            files = iter(run_.files())
+            for name in names:
+                start = time.perf_counter()
+                grid_file = next(files, None)
+                if grid_file is None:
+                    break
+                made = time.perf_counter()
                 staging.add(name, _text_writer(grid_file.text(fmt)))
-        return staging.commit()
+                spent["sum"] = spent.get("sum", 0.0) + made - start
+                spent["write"] = spent.get("write", 0.0) + time.perf_counter() - made
+        start = time.perf_counter()
+        written = staging.commit()
+        spent["write"] = spent.get("write", 0.0) + time.perf_counter() - start
+        return written
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..engine import backends  # deferred: numpy, unneeded for --help
     from ..io import hills as hills_io  # deferred: numpy, unneeded for --help
-    jobs = plan(args)
-    written = write_all(jobs, args.fmt or hills_io.PLUMED_FMT, input_files(args))
+    start = time.perf_counter()
+    warm = backends.warm_up(args.device)  # the GPU's context is made while the files are read
+    try:
+        jobs = plan(args, warm)
+        read = time.perf_counter() - start
+        spent: dict[str, float] = {}
+        written = write_all(jobs, args.fmt or hills_io.PLUMED_FMT, input_files(args), spent)
+    finally:
+        _join(warm)  # never exit while the thread is inside CUDA
     if not args.quiet:
         n = ", ".join(f"{len(r.hills)} {'points' if r.histogram else 'hills'}" for _, r in jobs)
         print(f"cyfes sum_hills: {n}; wrote {', '.join(str(p) for p in written)}")
+    if args.verbose:
+        size = sum(os.stat(p).st_size for p in input_files(args) if os.path.isfile(p))
+        print(f"cyfes sum_hills: time: read {read:.3f} s ({size / 1e6:.1f} MB, {size / 1e6 / max(read, 1e-9):.0f} "
+              f"MB/s), sum {spent.get('sum', 0.0):.3f} s, write {spent.get('write', 0.0):.3f} s", file=sys.stderr)
     return 0
