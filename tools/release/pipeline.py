@@ -36,7 +36,7 @@ from .layouts import WHEEL_SCHEMES
 from .program import SmokeProgram
 from .providers import CURRENT, Provider, ProviderWheel, normalize, rows_from_record, table
 from .report import Row, conda_row, failed_row, size_of, wheel_row
-from .sbom import Origin, known_origins, vendored_files, wheel_origins
+from .sbom import Origin, known_origins, sbom_member, vendored_files, wheel_origins
 from .targets import python_versions, version_key
 from .toolchain.openmp import library_dir
 from .toolchain.pythons import default_pythons, find_pythons, which_python
@@ -182,7 +182,9 @@ def vendored_report(artifact: Artifact) -> dict:
     if not isinstance(artifact, WheelArtifact):
         return {"vendored": [], "sboms": []}
     members = artifact.wheel.members
-    recorded = wheel_origins({n: m.data for n, m in members.items()}, artifact.wheel.dist_info)
+    sbom_name = sbom_member(artifact.wheel.dist_info)  # only this member is read: others may be spooled GiBs
+    recorded = wheel_origins({sbom_name: members[sbom_name].data} if sbom_name in members else {},
+                             artifact.wheel.dist_info)
     files = vendored_files({n: m.data for n, m in members.items() if n.split("/", 1)[0].endswith(".libs")},
                            recorded=recorded)
     sboms = sorted(n for n in members if n.startswith(f"{artifact.wheel.dist_info}/sboms/"))
