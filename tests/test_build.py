@@ -150,7 +150,7 @@ def test_pypi_cuda_compiler_builds_the_gpu_backend(tmp_path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(tmp_path / "unpacked")
         info = zf.read("cyfes/_build_info.py").decode()
-    lib = dynamic(str(tmp_path / "unpacked" / "cyfes" / "libcufes.so"))
+    lib = dynamic(str(tmp_path / "unpacked" / "cyfes" / "engine" / "libcufes.so"))
     assert "libcudart.so.13" in lib["needed"]
     assert lib["runpath"] + lib["rpath"] == ["$ORIGIN"]  # nothing from the temporary build environment
     assert 'CUDA = "ON" == "ON"' in info and '"13.0' in info
